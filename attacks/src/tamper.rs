@@ -36,13 +36,10 @@ impl<R: ReadAt> Patched<R> {
 
     /// Replaces the bytes at `offset` with `bytes` for every later read.
     pub fn patch(&self, offset: u64, bytes: &[u8]) {
-        self.patches
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Patch {
-                offset,
-                bytes: bytes.to_vec(),
-            });
+        self.patches.write().unwrap_or_else(|e| e.into_inner()).push(Patch {
+            offset,
+            bytes: bytes.to_vec(),
+        });
     }
 
     /// Flips every bit of the byte at `offset` (the classic one-byte corruption).

@@ -1,8 +1,29 @@
-//! verity-fuse: a userspace dm-verity.
+//! verity-fuse: a userspace dm-verity, byte-compatible with cryptsetup's `veritysetup`.
 //!
-//! - [`source`]: the [`ReadAt`] trait every block-like thing implements.
+//! Data flows from bytes to trust like this:
+//!
+//! - [`source`]: the [`ReadAt`] trait every block-like thing implements (files, buffers, windows, tampering
+//!   wrappers, and the verified device itself).
+//! - [`hash`]: algorithms and the salted block digest.
+//! - [`params`]: tree parameters, validated into a [`Geometry`] that fixes every offset.
+//! - [`superblock`]: the 512-byte on-disk superblock.
+//! - [`tree`]: building a whole tree (`format`) and checking one (`verify`).
+//! - [`device`]: [`VerifiedDevice`], which checks every block a read touches, with the kernel's error modes.
+//! - [`cli`]: the `verity-fuse` command.
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod device;
+pub mod error;
+pub mod hash;
+pub mod hex;
+pub mod params;
 pub mod source;
+pub mod superblock;
+pub mod tree;
 
+pub use device::VerifiedDevice;
+pub use error::{BlockRef, VerityError};
+pub use hash::{Algorithm, Digest};
+pub use params::{Geometry, HashType, Placement, VerityParams};
 pub use source::ReadAt;

@@ -1,0 +1,167 @@
+//! Parameter flags shared by `format` and `verify`, and their validation into a [`Geometry`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::hash::Algorithm;
+use crate::hex;
+use crate::params::{Geometry, HashType, Placement, VerityParams};
+use crate::superblock::Superblock;
+
+/// Flags describing a tree, named as veritysetup names them.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct ParamArgs {
+    /// Hash algorithm: sha256 (default), sha1, sha512, or blake3 (lab only: the kernel refuses it).
+    #[arg(long = "hash", value_name = "ALG")]
+    pub(crate) algorithm: Option<Algorithm>,
+    /// Bytes per data block, a power of two from 512 to 65536 [default: 4096].
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) data_block_size: Option<u32>,
+    /// Bytes per hash block, a power of two from 512 to 65536 [default: 4096].
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) hash_block_size: Option<u32>,
+    /// Salt as hex, or `-` for none [format default: 32 random bytes].
+    #[arg(long, short = 's', value_name = "HEX|-")]
+    pub(crate) salt: Option<String>,
+    /// Hash type: 1 normal (default), 0 original Chrome OS.
+    #[arg(long = "format", value_name = "0|1")]
+    pub(crate) hash_type: Option<u32>,
+    /// Number of data blocks covered [default: the data file's size in whole blocks].
+    #[arg(long, value_name = "BLOCKS")]
+    pub(crate) data_blocks: Option<u64>,
+    /// Byte offset of the superblock (or tree) on the hash device; lets the tree share the data file.
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    pub(crate) hash_offset: u64,
+    /// Do not write or read a superblock: every parameter comes from the flags.
+    #[arg(long)]
+    pub(crate) no_superblock: bool,
+}
+
+impl ParamArgs {
+    pub(crate) fn placement(&self) -> Placement {
+        Placement {
+            hash_offset: self.hash_offset,
+            superblock: !self.no_superblock,
+        }
+    }
+
+    fn salt(&self) -> Result<Option<Vec<u8>>> {
+        match self.salt.as_deref() {
+            None => Ok(None),
+            Some("-") => Ok(Some(Vec::new())),
+            Some(text) => Ok(Some(hex::decode("salt", text)?)),
+        }
+    }
+
+    fn hash_type(&self) -> Result<Option<HashType>> {
+        self.hash_type
+            .map(|n| HashType::from_number(n).with_context(|| format!("--format {n}: hash type must be 0 or 1")))
+            .transpose()
+    }
+
+    /// Parameters from the flags alone, with veritysetup's defaults; `default_salt` fills a missing salt.
+    pub(crate) fn params(&self, data_len: u64, default_salt: impl FnOnce() -> Vec<u8>) -> Result<VerityParams> {
+        let data_block_size = self.data_block_size.unwrap_or(4096);
+        let data_blocks = match self.data_blocks {
+            Some(n) => n,
+            None => {
+                if !data_block_size.is_power_of_two() {
+                    bail!("--data-block-size {data_block_size} is not a power of two from 512 to 65536");
+                }
+                data_len / u64::from(data_block_size)
+            }
+        };
+        Ok(VerityParams {
+            hash_type: self.hash_type()?.unwrap_or(HashType::Normal),
+            algorithm: self.algorithm.unwrap_or(Algorithm::Sha256),
+            data_block_size,
+            hash_block_size: self.hash_block_size.unwrap_or(4096),
+            data_blocks,
+            salt: self.salt()?.unwrap_or_else(default_salt),
+        })
+    }
+
+    /// Checks that every flag given agrees with the superblock's parameters: a superblock is attacker
+    /// controlled, so parameters the caller states are never silently replaced by it.
+    pub(crate) fn check_against(&self, sb: &VerityParams) -> Result<()> {
+        let mut disagreements = Vec::new();
+        let mut check = |field: &str, given: Option<String>, found: String| {
+            if let Some(given) = given
+                && given != found
+            {
+                disagreements.push(format!("{field}: given {given}, superblock has {found}"));
+            }
+        };
+        check("hash", self.algorithm.map(|a| a.to_string()), sb.algorithm.to_string());
+        check(
+            "data block size",
+            self.data_block_size.map(|v| v.to_string()),
+            sb.data_block_size.to_string(),
+        );
+        check(
+            "hash block size",
+            self.hash_block_size.map(|v| v.to_string()),
+            sb.hash_block_size.to_string(),
+        );
+        check(
+            "data blocks",
+            self.data_blocks.map(|v| v.to_string()),
+            sb.data_blocks.to_string(),
+        );
+        check(
+            "format",
+            self.hash_type()?.map(|t| t.number().to_string()),
+            sb.hash_type.number().to_string(),
+        );
+        check("salt", self.salt()?.map(|s| hex::encode(&s)), hex::encode(&sb.salt));
+        if disagreements.is_empty() {
+            Ok(())
+        } else {
+            bail!("parameters disagree with the superblock: {}", disagreements.join("; "))
+        }
+    }
+}
+
+/// Reads and parses the superblock at `offset` in the file at `path`.
+pub(crate) fn read_superblock(path: &Path, offset: u64) -> Result<Superblock> {
+    use crate::ReadAt;
+    let file =
+        crate::source::FileSource::open(path).with_context(|| format!("opening hash device {}", path.display()))?;
+    let mut bytes = vec![0u8; crate::superblock::SIZE];
+    let available = file.len().saturating_sub(offset).min(bytes.len() as u64) as usize;
+    file.read_at(offset, &mut bytes[..available])
+        .with_context(|| format!("reading the superblock of {}", path.display()))?;
+    Superblock::parse(&bytes[..available]).with_context(|| format!("{} at offset {offset}", path.display()))
+}
+
+/// Validates parameters and placement into a geometry, naming the bad field on failure.
+pub(crate) fn geometry(params: VerityParams, placement: Placement) -> Result<Geometry> {
+    Ok(Geometry::new(params, placement)?)
+}
+
+/// Reads a root hash from an argument or a root-hash file (exactly one must be given).
+pub(crate) fn root_hash(arg: Option<&str>, file: Option<&PathBuf>) -> Result<Vec<u8>> {
+    let text = match (arg, file) {
+        (Some(_), Some(_)) => {
+            bail!("give the root hash either as an argument or with --root-hash-file, not both")
+        }
+        (Some(text), None) => text.to_owned(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading root hash file {}", path.display()))?
+            .trim()
+            .to_owned(),
+        (None, None) => bail!("no root hash: give it as an argument or with --root-hash-file"),
+    };
+    Ok(hex::decode("root hash", &text)?)
+}
+
+/// Whether two paths name the same file (both must exist).
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}

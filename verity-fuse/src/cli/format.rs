@@ -1,0 +1,259 @@
+//! `verity-fuse format`: build a tree and write it, atomically, where veritysetup would.
+//!
+//! A separate hash file is written to a temporary file beside it and renamed into place when complete. A
+//! tree that shares the data file (`--hash-offset`) is computed in full first and then written at the
+//! offset; if that write fails, the bytes it replaced are put back and the file is cut to its old length.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use super::args::{ParamArgs, geometry, same_file};
+use super::report::{Header, warn_lab_only};
+use crate::params::{Geometry, ParamError};
+use crate::source::FileSource;
+use crate::superblock::{Superblock, parse_uuid, random_uuid};
+use crate::tree::{self, Tree};
+
+/// Arguments of `format`.
+#[derive(Args, Debug)]
+pub(crate) struct FormatArgs {
+    #[command(flatten)]
+    params: ParamArgs,
+    /// UUID stored in the superblock [default: random].
+    #[arg(long, value_name = "UUID")]
+    uuid: Option<String>,
+    /// Also write the root hash (hex, no newline) to this file.
+    #[arg(long, value_name = "FILE")]
+    root_hash_file: Option<PathBuf>,
+    /// Threads hashing data [default: every core].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Print one JSON object instead of veritysetup's lines.
+    #[arg(long)]
+    json: bool,
+    /// The data device (file) to protect.
+    data: PathBuf,
+    /// Where the tree goes: a separate file (created or replaced), or DATA itself with --hash-offset.
+    hash: PathBuf,
+}
+
+/// A validated `format` request.
+struct FormatPlan {
+    data: FileSource,
+    data_path: PathBuf,
+    hash_path: PathBuf,
+    shared: bool,
+    geometry: Geometry,
+    uuid: [u8; 16],
+    threads: usize,
+}
+
+fn plan(a: &FormatArgs) -> Result<FormatPlan> {
+    let data = FileSource::open(&a.data).with_context(|| format!("opening data device {}", a.data.display()))?;
+    let params = a
+        .params
+        .params(crate::ReadAt::len(&data), || rand::random::<[u8; 32]>().to_vec())?;
+    let shared = same_file(&a.data, &a.hash);
+    let geometry = geometry(params, a.params.placement())?;
+    if shared && geometry.data_size() > a.params.hash_offset {
+        return Err(ParamError::HashOffsetOverlapsData {
+            data_end: geometry.data_size(),
+            hash_offset: a.params.hash_offset,
+        }
+        .into());
+    }
+    let uuid = match &a.uuid {
+        Some(text) => parse_uuid(text).with_context(|| format!("--uuid {text}: not a UUID (8-4-4-4-12 hex digits)"))?,
+        None => random_uuid(),
+    };
+    if a.threads == Some(0) {
+        bail!("--threads must be at least 1");
+    }
+    Ok(FormatPlan {
+        data,
+        data_path: a.data.clone(),
+        hash_path: a.hash.clone(),
+        shared,
+        geometry,
+        uuid,
+        threads: a.threads.unwrap_or_else(tree::default_threads),
+    })
+}
+
+pub(crate) fn run(a: FormatArgs) -> Result<()> {
+    let plan = plan(&a)?;
+    warn_lab_only(&plan.geometry);
+    let tree = tree::build(
+        &plan.data,
+        &plan.geometry,
+        plan.threads,
+        &progress_printer(&plan.geometry),
+    )
+    .with_context(|| format!("hashing {}", plan.data_path.display()))?;
+    let image = HashImage::new(&plan, &tree);
+    if plan.shared {
+        image.write_into_data_file(&plan.hash_path)?;
+    } else {
+        image.write_hash_file(&plan.hash_path)?;
+    }
+    if let Some(path) = &a.root_hash_file {
+        write_atomically(path, tree.root.to_hex().as_bytes())
+            .with_context(|| format!("writing root hash file {}", path.display()))?;
+    }
+    let mut header = Header::new(
+        &plan.hash_path.display().to_string(),
+        &plan.geometry,
+        plan.geometry.placement.superblock.then_some(&plan.uuid),
+    );
+    header.root_hash = Some(tree.root);
+    header.hash_device_size = Some(plan.geometry.hash_device_size());
+    header.print(a.json);
+    Ok(())
+}
+
+/// Prints hashing progress on stderr when it is a terminal.
+fn progress_printer(geometry: &Geometry) -> impl Fn(u64) + Sync {
+    let total = geometry.params.data_blocks;
+    let shown = AtomicU64::new(0);
+    let tty = std::io::stderr().is_terminal() && total > 1 << 14;
+    move |done| {
+        if !tty {
+            return;
+        }
+        let percent = done * 100 / total;
+        if shown.fetch_max(percent, Ordering::Relaxed) < percent {
+            eprint!("\rHashing data blocks: {percent:3}%");
+            if done == total {
+                eprintln!();
+            }
+        }
+    }
+}
+
+/// The bytes `format` writes on the hash device, from the hash offset on.
+struct HashImage<'a> {
+    offset: u64,
+    superblock: Option<[u8; 512]>,
+    tree_offset: u64,
+    tree: &'a [u8],
+    end: u64,
+}
+
+impl<'a> HashImage<'a> {
+    fn new(plan: &FormatPlan, tree: &'a Tree) -> Self {
+        let g = &plan.geometry;
+        Self {
+            offset: g.placement.hash_offset,
+            superblock: g.placement.superblock.then(|| {
+                Superblock {
+                    params: g.params.clone(),
+                    uuid: plan.uuid,
+                }
+                .to_bytes()
+            }),
+            tree_offset: g.tree_offset(),
+            tree: &tree.blocks,
+            end: if tree.blocks.is_empty() {
+                // No tree (one data block): veritysetup writes only the superblock, padded to the smaller
+                // of the hash block and the page.
+                let sb_bytes = if g.placement.superblock {
+                    (g.hash_block_size() as u64).min(4096)
+                } else {
+                    0
+                };
+                g.placement.hash_offset + sb_bytes
+            } else {
+                g.hash_device_size()
+            },
+        }
+    }
+
+    /// Writes superblock, padding and tree into `file` (which is at least `offset` long).
+    fn write_to(&self, file: &File) -> std::io::Result<()> {
+        let mut head = vec![0u8; (self.tree_offset.min(self.end) - self.offset) as usize];
+        if let Some(sb) = &self.superblock {
+            head[..sb.len()].copy_from_slice(sb);
+        }
+        file.write_all_at(&head, self.offset)?;
+        file.write_all_at(self.tree, self.tree_offset)?;
+        file.set_len(self.end.max(file.metadata()?.len()))?;
+        file.sync_all()
+    }
+
+    /// Writes a separate hash file: bytes before the offset are kept from an existing file (zeroes if none),
+    /// the rest is new; the file appears complete or not at all.
+    fn write_hash_file(&self, path: &Path) -> Result<()> {
+        let existing = std::fs::metadata(path).ok();
+        if existing.as_ref().is_some_and(|m| !m.is_file()) {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .with_context(|| format!("opening hash device {}", path.display()))?;
+            return self
+                .write_to(&file)
+                .with_context(|| format!("writing hash device {}", path.display()));
+        }
+        let dir = parent_dir(path);
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("cannot create hash image {} for writing", path.display()))?;
+        if self.offset > 0 {
+            if existing.is_some() {
+                let mut prefix = std::io::Read::take(File::open(path)?, self.offset);
+                std::io::copy(&mut prefix, tmp.as_file_mut())?;
+            }
+            tmp.as_file().set_len(self.offset)?;
+        }
+        self.write_to(tmp.as_file())
+            .with_context(|| format!("writing hash image {}", path.display()))?;
+        tmp.persist(path)
+            .with_context(|| format!("renaming the hash image into {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Writes the tree into the data file itself, restoring what it replaced if the write fails.
+    fn write_into_data_file(&self, path: &Path) -> Result<()> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening {} for writing", path.display()))?;
+        let old_len = file.metadata()?.len();
+        let replaced_len = old_len.min(self.end).saturating_sub(self.offset) as usize;
+        let mut replaced = vec![0u8; replaced_len];
+        file.read_exact_at(&mut replaced, self.offset)?;
+        if let Err(e) = self.write_to(&file) {
+            let restored = file
+                .write_all_at(&replaced, self.offset)
+                .and_then(|()| file.set_len(old_len))
+                .and_then(|()| file.sync_all());
+            let note = match restored {
+                Ok(()) => "the file was restored".to_owned(),
+                Err(r) => format!("restoring the file also failed: {r}"),
+            };
+            bail!("writing the tree into {} failed: {e}; {note}", path.display());
+        }
+        Ok(())
+    }
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = tempfile::NamedTempFile::new_in(parent_dir(path))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)?;
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! What `format` and `dump` print: veritysetup's header lines, or one JSON object with `--json`.
+
+use crate::hash::Digest;
+use crate::hex;
+use crate::params::Geometry;
+use crate::superblock::format_uuid;
+
+/// Everything known about a tree, printed as veritysetup does or as JSON.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Header {
+    pub(crate) device: String,
+    pub(crate) uuid: Option<String>,
+    pub(crate) hash_type: u32,
+    pub(crate) data_blocks: u64,
+    pub(crate) data_block_size: u32,
+    pub(crate) hash_blocks: u64,
+    pub(crate) hash_block_size: u32,
+    pub(crate) hash_algorithm: String,
+    pub(crate) kernel_supported: bool,
+    pub(crate) salt: String,
+    pub(crate) root_hash: Option<Digest>,
+    pub(crate) hash_offset: u64,
+    pub(crate) superblock: bool,
+    pub(crate) hash_device_size: Option<u64>,
+}
+
+impl Header {
+    pub(crate) fn new(device: &str, geometry: &Geometry, uuid: Option<&[u8; 16]>) -> Self {
+        let p = &geometry.params;
+        Self {
+            device: device.to_owned(),
+            uuid: uuid.map(format_uuid),
+            hash_type: p.hash_type.number(),
+            data_blocks: p.data_blocks,
+            data_block_size: p.data_block_size,
+            hash_blocks: geometry.tree_blocks(),
+            hash_block_size: p.hash_block_size,
+            hash_algorithm: p.algorithm.to_string(),
+            kernel_supported: p.algorithm.kernel_supported(),
+            salt: if p.salt.is_empty() {
+                "-".into()
+            } else {
+                hex::encode(&p.salt)
+            },
+            root_hash: None,
+            hash_offset: geometry.placement.hash_offset,
+            superblock: geometry.placement.superblock,
+            hash_device_size: None,
+        }
+    }
+
+    /// Prints the header as veritysetup does, or as JSON.
+    pub(crate) fn print(&self, json: bool) {
+        if json {
+            println!("{}", serde_json::to_string_pretty(self).expect("header serialises"));
+            return;
+        }
+        println!("VERITY header information for {}", self.device);
+        println!("UUID:            \t{}", self.uuid.as_deref().unwrap_or(""));
+        println!("Hash type:       \t{}", self.hash_type);
+        println!("Data blocks:     \t{}", self.data_blocks);
+        println!("Data block size: \t{}", self.data_block_size);
+        println!("Hash blocks:     \t{}", self.hash_blocks);
+        println!("Hash block size: \t{}", self.hash_block_size);
+        println!("Hash algorithm:  \t{}", self.hash_algorithm);
+        println!("Salt:            \t{}", self.salt);
+        if let Some(root) = &self.root_hash {
+            println!("Root hash:      \t{root}");
+        }
+        if let Some(size) = self.hash_device_size {
+            println!("Hash device size: \t{size} [bytes]");
+        }
+    }
+}
+
+/// Warns on stderr when the algorithm is not one the kernel accepts.
+pub(crate) fn warn_lab_only(geometry: &Geometry) {
+    if !geometry.params.algorithm.kernel_supported() {
+        eprintln!(
+            "WARNING: {} is lab-only: kernel dm-verity and veritysetup do not accept it",
+            geometry.params.algorithm
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! A verified block device: every read is checked against the tree up to the root hash, as dm-verity does.
+//!
+//! [`VerifiedDevice`] wraps a data source and a hash source (both [`ReadAt`]) and is itself a [`ReadAt`] of
+//! `data_blocks × data_block_size` bytes; bytes past that on the data source (the unverified tail) are not
+//! reachable through it. For each data block a read touches, the device finds the expected digest by walking
+//! the hash blocks from the root down (verified hash blocks are cached, bounded), then reads and checks the
+//! data block. What happens on a mismatch or an I/O error follows the kernel's options ([`Options`]).
+
+mod cache;
+mod mode;
+mod status;
+
+pub use mode::{CorruptionMode, IoErrorMode, Options};
+pub use status::{Event, MAX_EVENTS, State, Status};
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::ReadAt;
+use crate::error::{BlockRef, Device, HaltAction, VerityError};
+use crate::hash::{BlockHasher, Digest};
+use crate::params::{Geometry, ParamError};
+use cache::HashCache;
+use status::Counters;
+
+/// A device that verifies every block it returns.
+pub struct VerifiedDevice<D, H> {
+    data: D,
+    hash: H,
+    geometry: Geometry,
+    root: Digest,
+    options: Options,
+    hasher: BlockHasher,
+    zero_digest: Option<Digest>,
+    cache: HashCache,
+    checked_once: Option<Vec<AtomicU64>>,
+    counters: Counters,
+}
+
+/// Why a verified device could not be set up (the kernel refuses the table for these).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The root hash does not fit the algorithm.
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    /// A device is shorter than the parameters need.
+    #[error("{device} is too small: {needed} bytes needed, {len} present")]
+    TooSmall {
+        /// Which device.
+        device: Device,
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes present.
+        len: u64,
+    },
+}
+
+impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
+    /// Sets up a device over `data` and `hash` with the tree described by `geometry` and the trusted `root`.
+    /// Like loading a dm-verity table, this checks sizes but reads nothing: a wrong root hash shows on the
+    /// first read.
+    pub fn new(data: D, hash: H, geometry: Geometry, root: &[u8], options: Options) -> Result<Self, OpenError> {
+        geometry.check_root_hash(root)?;
+        for (device, needed, len) in [
+            (Device::Data, geometry.data_size(), data.len()),
+            (Device::Hash, geometry.hash_bytes_needed(), hash.len()),
+        ] {
+            if len < needed {
+                return Err(OpenError::TooSmall { device, needed, len });
+            }
+        }
+        let hasher = geometry.params.hasher();
+        let zero_digest = options
+            .ignore_zero_blocks
+            .then(|| hasher.digest(&vec![0u8; geometry.data_block_size()]));
+        let checked_once = options.check_at_most_once.then(|| {
+            (0..geometry.params.data_blocks.div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect()
+        });
+        Ok(Self {
+            data,
+            hash,
+            root: Digest::from_slice(root).expect("length checked"),
+            cache: HashCache::new(options.cache_blocks),
+            hasher,
+            zero_digest,
+            checked_once,
+            counters: Counters::default(),
+            options,
+            geometry,
+        })
+    }
+
+    /// The geometry of the tree.
+    pub fn geometry(&self) -> &Geometry {
+        &self.geometry
+    }
+
+    /// The trusted root hash.
+    pub fn root(&self) -> Digest {
+        self.root
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The current status and counters.
+    pub fn status(&self) -> Status {
+        self.counters.snapshot()
+    }
+
+    /// Takes the events recorded since the last call (at most [`MAX_EVENTS`] are kept).
+    pub fn take_events(&self) -> Vec<Event> {
+        self.counters.take_events()
+    }
+
+    /// Drops every cached hash block, as if the kernel's buffer cache were flushed.
+    pub fn drop_caches(&self) {
+        self.cache.clear();
+    }
+
+    /// Number of hash blocks in the cache.
+    pub fn cached_hash_blocks(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Reads `buf.len()` verified bytes at `offset`.
+    pub fn read_verified(&self, offset: u64, buf: &mut [u8]) -> Result<(), VerityError> {
+        let size = self.geometry.data_size();
+        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > size) {
+            return Err(VerityError::OutOfRange {
+                offset,
+                len: buf.len(),
+                size,
+            });
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let dbs = self.geometry.data_block_size() as u64;
+        let first = offset / dbs;
+        let last = (offset + buf.len() as u64 - 1) / dbs;
+        let mut block = vec![0u8; dbs as usize];
+        let mut written = 0usize;
+        for index in first..=last {
+            self.read_block(index, &mut block)?;
+            let from = if index == first { (offset % dbs) as usize } else { 0 };
+            let n = (dbs as usize - from).min(buf.len() - written);
+            buf[written..written + n].copy_from_slice(&block[from..from + n]);
+            written += n;
+        }
+        Ok(())
+    }
+
+    /// Reads and verifies data block `index` into `out` (one data block long).
+    pub fn read_block(&self, index: u64, out: &mut [u8]) -> Result<(), VerityError> {
+        let block = BlockRef::Data { block: index };
+        if let Some((action, cause)) = self.counters.halted() {
+            return Err(VerityError::Halted { action, cause });
+        }
+        if self.was_checked(index) {
+            self.read_data(index, out)?;
+            Counters::bump(&self.counters.unchecked_reads);
+            return Ok(());
+        }
+        let want = self.expected_digest(index)?;
+        if self.zero_digest == Some(want) {
+            out.fill(0);
+            Counters::bump(&self.counters.zero_blocks);
+            return Ok(());
+        }
+        self.read_data(index, out)?;
+        let found = self.hasher.digest(out);
+        if found == want {
+            Counters::bump(&self.counters.blocks_verified);
+            self.mark_checked(index);
+            return Ok(());
+        }
+        self.corrupted(block, want, found)
+    }
+
+    fn was_checked(&self, index: u64) -> bool {
+        self.checked_once
+            .as_ref()
+            .is_some_and(|bits| bits[(index / 64) as usize].load(Ordering::Relaxed) & (1 << (index % 64)) != 0)
+    }
+
+    fn mark_checked(&self, index: u64) {
+        if let Some(bits) = &self.checked_once {
+            bits[(index / 64) as usize].fetch_or(1 << (index % 64), Ordering::Relaxed);
+        }
+    }
+
+    fn read_data(&self, index: u64, out: &mut [u8]) -> Result<(), VerityError> {
+        let offset = index * self.geometry.data_block_size() as u64;
+        self.data
+            .read_at(offset, out)
+            .map_err(|source| self.io_error(BlockRef::Data { block: index }, Device::Data, offset, source))
+    }
+
+    /// Applies the I/O error mode and returns the error the read fails with.
+    fn io_error(&self, block: BlockRef, device: Device, offset: u64, source: io::Error) -> VerityError {
+        Counters::bump(&self.counters.io_errors);
+        self.counters.record(Event::IoError { block });
+        let action = match self.options.on_io_error {
+            IoErrorMode::Eio => {
+                return VerityError::Io {
+                    device,
+                    offset,
+                    error: source,
+                };
+            }
+            IoErrorMode::Restart => HaltAction::Restart,
+            IoErrorMode::Panic => HaltAction::Panic,
+        };
+        self.counters.halt(action, block);
+        VerityError::Halted { action, cause: block }
+    }
+
+    /// Applies the corruption mode: `Ok` means the caller goes on with the bytes as read.
+    fn corrupted(&self, block: BlockRef, expected: Digest, found: Digest) -> Result<(), VerityError> {
+        let action = match self.options.on_corruption {
+            CorruptionMode::Ignore => {
+                self.counters.corruption(block, true);
+                return Ok(());
+            }
+            CorruptionMode::Eio => {
+                self.counters.corruption(block, false);
+                return Err(VerityError::HashMismatch {
+                    block,
+                    expected: Box::new(expected),
+                    found: Box::new(found),
+                });
+            }
+            CorruptionMode::Restart => HaltAction::Restart,
+            CorruptionMode::Panic => HaltAction::Panic,
+        };
+        self.counters.corruption(block, false);
+        self.counters.halt(action, block);
+        Err(VerityError::Halted { action, cause: block })
+    }
+
+    /// The digest the tree holds for data block `index`, verifying every hash block on the way.
+    fn expected_digest(&self, index: u64) -> Result<Digest, VerityError> {
+        let levels = self.geometry.levels.len();
+        if levels == 0 {
+            return Ok(self.root);
+        }
+        let (leaf, at) = self.geometry.digest_position(0, index);
+        if let Some(bytes) = self.cache.get(leaf) {
+            return Ok(self.digest_at(&bytes, at));
+        }
+        let mut want = self.root;
+        let mut bytes: Arc<[u8]> = Arc::from(Vec::new());
+        for level in (0..levels).rev() {
+            let child = index >> (self.geometry.hashes_per_block_bits as u64 * level as u64);
+            let (block, at) = self.geometry.digest_position(level, child);
+            bytes = self.verified_hash_block(level, block, want)?;
+            want = self.digest_at(&bytes, at);
+        }
+        drop(bytes);
+        Ok(want)
+    }
+
+    /// Hash block `block` of `level`, checked against `want` (or cached from an earlier check).
+    fn verified_hash_block(&self, level: usize, block: u64, want: Digest) -> Result<Arc<[u8]>, VerityError> {
+        if let Some(bytes) = self.cache.get(block) {
+            return Ok(bytes);
+        }
+        let hbs = self.geometry.hash_block_size();
+        let offset = block * hbs as u64;
+        let mut bytes = vec![0u8; hbs];
+        let block_ref = BlockRef::Hash { level, block };
+        self.hash
+            .read_at(offset, &mut bytes)
+            .map_err(|source| self.io_error(block_ref, Device::Hash, offset, source))?;
+        let bytes: Arc<[u8]> = Arc::from(bytes);
+        let found = self.hasher.digest(&bytes);
+        if found == want {
+            self.cache.insert(block, bytes.clone());
+        } else {
+            self.corrupted(block_ref, want, found)?;
+        }
+        Ok(bytes)
+    }
+
+    fn digest_at(&self, bytes: &[u8], at: usize) -> Digest {
+        Digest::from_slice(&bytes[at..at + self.geometry.digest_size]).expect("digest size")
+    }
+}
+
+impl<D: ReadAt, H: ReadAt> ReadAt for VerifiedDevice<D, H> {
+    fn len(&self) -> u64 {
+        self.geometry.data_size()
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.read_verified(offset, buf).map_err(io::Error::from)
+    }
+}

@@ -1,0 +1,90 @@
+//! Building and checking whole trees, as `veritysetup format` and `veritysetup verify` do.
+//!
+//! Both walk levels: the digests of a run of blocks (data blocks for the leaves, hash blocks above) are
+//! packed into hash blocks by `hash_level`, which spreads the work over threads. [`build()`] writes the
+//! levels bottom-up; [`check()`] compares them top-down so the first failure names the block that is wrong.
+
+mod build;
+mod check;
+
+pub use build::{Tree, build};
+pub use check::check;
+
+use std::sync::Mutex;
+
+use crate::ReadAt;
+use crate::error::{Device, VerityError};
+use crate::hash::BlockHasher;
+
+/// Bytes of input one worker hashes per job.
+const JOB_BYTES: usize = 4 << 20;
+
+/// Shape of one level computation: `count` input blocks of `block_size` at `offset` in the source, their
+/// digests packed `per_block` to an output hash block at `stride` bytes apart.
+pub(crate) struct LevelJob<'a> {
+    pub(crate) hasher: &'a BlockHasher,
+    pub(crate) device: Device,
+    pub(crate) offset: u64,
+    pub(crate) block_size: usize,
+    pub(crate) count: u64,
+    pub(crate) hash_block_size: usize,
+    pub(crate) per_block: u64,
+    pub(crate) stride: usize,
+}
+
+/// Hashes `job.count` blocks of `src` into `out`, which holds `ceil(count / per_block)` zeroed hash blocks.
+/// `progress` is called with the number of input blocks done so far, from any worker.
+pub(crate) fn hash_level<R: ReadAt + ?Sized>(
+    src: &R,
+    job: &LevelJob<'_>,
+    out: &mut [u8],
+    threads: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(), VerityError> {
+    let per_job_hash_blocks = (JOB_BYTES / (job.per_block as usize * job.block_size)).max(1);
+    let chunk = per_job_hash_blocks * job.hash_block_size;
+    let jobs = Mutex::new(out.chunks_mut(chunk).enumerate());
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let worker = || -> Result<(), VerityError> {
+        let mut buf = vec![0u8; per_job_hash_blocks * job.per_block as usize * job.block_size];
+        loop {
+            let next = jobs.lock().unwrap_or_else(|e| e.into_inner()).next();
+            let Some((index, out_chunk)) = next else {
+                return Ok(());
+            };
+            let first = index as u64 * per_job_hash_blocks as u64 * job.per_block;
+            let n = (job.count - first).min(per_job_hash_blocks as u64 * job.per_block);
+            let bytes = n as usize * job.block_size;
+            let offset = job.offset + first * job.block_size as u64;
+            src.read_at(offset, &mut buf[..bytes])
+                .map_err(|error| VerityError::Io {
+                    device: job.device,
+                    offset,
+                    error,
+                })?;
+            for (i, block) in buf[..bytes].chunks_exact(job.block_size).enumerate() {
+                let digest = job.hasher.digest(block);
+                let hb = i / job.per_block as usize;
+                let slot = i % job.per_block as usize;
+                let at = hb * job.hash_block_size + slot * job.stride;
+                out_chunk[at..at + digest.as_bytes().len()].copy_from_slice(digest.as_bytes());
+            }
+            let total = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+            progress(total);
+        }
+    };
+    let threads = threads.max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (1..threads).map(|_| s.spawn(worker)).collect();
+        let mine = worker();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("hash worker panicked"))
+            .fold(mine, |acc, r| acc.and(r))
+    })
+}
+
+/// Threads to use by default: every core the process may run on.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

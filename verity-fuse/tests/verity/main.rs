@@ -1,0 +1,8 @@
+//! Integration tests of verity-fuse, one module per area.
+
+mod cli;
+mod corruption;
+mod known_answers;
+mod modes;
+mod oracle;
+mod support;
