@@ -3,12 +3,12 @@
 
 use clap::Parser;
 
-/// veritylab: a lab for container-image integrity.
+/// veritylab: a lab for container-image integrity. Its commands arrive with the pipeline; the verity core
+/// is the `verity-fuse` command.
 #[derive(Parser, Debug)]
 #[command(version, about)]
-enum Cli {}
+struct Cli {}
 
 fn main() {
-    let cli = Cli::parse();
-    match cli {}
+    Cli::parse();
 }
