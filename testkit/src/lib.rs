@@ -5,8 +5,6 @@
 //! capability panics instead, so a test cannot pass by not running.
 #![forbid(unsafe_code)]
 
-use std::path::{Path, PathBuf};
-
 /// Whether `VERITYLAB_REQUIRE_ALL=1` turns skips into failures.
 pub fn require_all() -> bool {
     std::env::var("VERITYLAB_REQUIRE_ALL").is_ok_and(|v| v == "1")
@@ -20,33 +18,18 @@ pub fn skip(test: &str, reason: &str) {
     eprintln!("SKIP {test}: {reason}");
 }
 
-/// Finds an executable by name on `PATH`, then in `/usr/sbin` and `/sbin` (where `veritysetup` lives and
-/// where a non-root `PATH` often does not look).
-pub fn find_tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|dir| dir.join(name))
-        .find(|candidate| is_executable(candidate))
-}
+pub use verity_fuse::sys::{find_tool, is_root};
 
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// Whether the test process runs as root (effective uid 0), read from `/proc/self/status`.
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
+/// Whether FUSE devices can be served here; otherwise reports `test` as skipped with the reason (which
+/// fails it under `VERITYLAB_REQUIRE_ALL=1`) and returns false.
+pub fn fuse_available(test: &str) -> bool {
+    match &verity_fuse::backend::capabilities().fuse {
+        Ok(()) => true,
+        Err(reason) => {
+            skip(test, reason);
+            false
+        }
+    }
 }
 
 /// Returns the path of a tool, or skips the calling test (returning from it) with the reason printed.

@@ -12,14 +12,18 @@
 //! - [`cli`]: the `verity-fuse` command.
 #![forbid(unsafe_code)]
 
+pub mod backend;
 pub mod cli;
 pub mod device;
 pub mod error;
+pub mod fuse;
 pub mod hash;
 pub mod hex;
 pub mod params;
+pub mod registry;
 pub mod source;
 pub mod superblock;
+pub mod sys;
 pub mod tree;
 
 pub use device::VerifiedDevice;

@@ -4,6 +4,8 @@
 //!
 //! - `verity-fuse format` vs `veritysetup format` (same salt and UUID; the outputs are checked identical)
 //! - `verity-fuse verify` vs `veritysetup verify`
+//! - sequential reads of the `verity-fuse open` FUSE device vs an unverified FUSE passthrough of the same file
+//!   (`bindfs`) and a plain read of the file, cold (page cache dropped) and warm (needs root for the mounts)
 //!
 //! Each command runs once to warm the page cache, then `--runs` times; the median is reported.
 #![forbid(unsafe_code)]
@@ -107,7 +109,93 @@ fn main() -> Result<()> {
     let t_ours = Timing::measure(&ours, &refs(&v_ours), args.runs)?;
     let t_peer = Timing::measure(&veritysetup, &refs(&v_peer), args.runs)?;
     row("verify", t_ours, t_peer, "veritysetup", args.size_mib);
-    Ok(())
+    fuse_reads(&ours, dir.path(), &d, &h_peer, &root, args.size_mib)
+}
+
+/// Seconds to read `path` sequentially in 1 MiB requests, after dropping the page cache of every file in
+/// `drop` when `cold`.
+fn read_seconds(path: &Path, drop: &[&Path], cold: bool) -> Result<f64> {
+    use std::io::Read;
+    if cold {
+        for p in drop {
+            let f = std::fs::File::open(p)?;
+            rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed)?;
+        }
+    }
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let start = std::time::Instant::now();
+    while f.read(&mut buf)? > 0 {}
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Median over `runs` of [`read_seconds`].
+fn median_read(path: &Path, drop: &[&Path], cold: bool, runs: usize) -> Result<f64> {
+    let mut t: Vec<f64> = (0..runs.max(1))
+        .map(|_| read_seconds(path, drop, cold))
+        .collect::<Result<_>>()?;
+    t.sort_by(f64::total_cmp);
+    Ok(t[t.len() / 2])
+}
+
+/// FUSE device reads against bindfs and a plain read, cold and warm.
+fn fuse_reads(ours: &Path, dir: &Path, data: &str, hash: &str, root: &str, mib: u64) -> Result<()> {
+    let Some(bindfs) = testkit::find_tool("bindfs") else {
+        println!("fuse reads: skipped (bindfs not installed: apt-get install bindfs)");
+        return Ok(());
+    };
+    let registry = dir.join("run");
+    let reg = registry.to_string_lossy();
+    let open = std::process::Command::new(ours)
+        .args(["open", "--backend", "fuse", "--dir", &reg, data, "bench", hash, root])
+        .output()?;
+    if !open.status.success() {
+        bail!("verity-fuse open failed: {}", String::from_utf8_lossy(&open.stderr));
+    }
+    let device = std::path::PathBuf::from(String::from_utf8(open.stdout)?.trim());
+    let passthrough = dir.join("bindfs");
+    std::fs::create_dir_all(&passthrough)?;
+    let src = Path::new(data).parent().context("data has a parent")?;
+    let mounted = std::process::Command::new(&bindfs)
+        .arg(src)
+        .arg(&passthrough)
+        .status()?;
+    if !mounted.success() {
+        bail!("bindfs failed");
+    }
+    let via_bindfs = passthrough.join("data");
+    let data = Path::new(data);
+    let runs = 3;
+    let result = (|| -> Result<()> {
+        for cold in [true, false] {
+            let label = if cold { "cold" } else { "warm" };
+            if !cold {
+                read_seconds(&device, &[], false)?;
+                read_seconds(&via_bindfs, &[], false)?;
+                read_seconds(data, &[], false)?;
+            }
+            let ours = median_read(&device, &[&device, data], cold, runs)?;
+            let peer = median_read(&via_bindfs, &[&via_bindfs, data], cold, runs)?;
+            let plain = median_read(data, &[data], cold, runs)?;
+            println!(
+                "fuse read {label:<22} verity-fuse {ours:>8.3} s ({:>7.0} MiB/s)   bindfs {peer:>8.3} s ({:>7.0} MiB/s)   \
+                 ratio {:.2}x of bindfs; plain read {plain:.3} s ({:.0} MiB/s)",
+                mib as f64 / ours,
+                mib as f64 / peer,
+                peer / ours,
+                mib as f64 / plain,
+            );
+        }
+        Ok(())
+    })();
+    let _ = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg(&passthrough)
+        .status();
+    let _ = std::process::Command::new(ours)
+        .args(["close", "--dir", &reg, "bench"])
+        .status();
+    result
 }
 
 fn refs(v: &[String]) -> Vec<&str> {

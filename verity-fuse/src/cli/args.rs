@@ -141,6 +141,19 @@ pub(crate) fn geometry(params: VerityParams, placement: Placement) -> Result<Geo
     Ok(Geometry::new(params, placement)?)
 }
 
+/// The geometry of an existing tree: from the flags alone with `--no-superblock`, else from the superblock
+/// at the hash offset, which flags given must agree with. `data_len` sizes the default data blocks.
+pub(crate) fn existing_geometry(args: &ParamArgs, data_len: u64, hash: &Path) -> Result<Geometry> {
+    let params = if args.no_superblock {
+        args.params(data_len, Vec::new)?
+    } else {
+        let sb = read_superblock(hash, args.hash_offset)?;
+        args.check_against(&sb.params)?;
+        sb.params
+    };
+    geometry(params, args.placement())
+}
+
 /// Reads a root hash from an argument or a root-hash file (exactly one must be given).
 pub(crate) fn root_hash(arg: Option<&str>, file: Option<&PathBuf>) -> Result<Vec<u8>> {
     let text = match (arg, file) {

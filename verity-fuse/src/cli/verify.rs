@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::args::{ParamArgs, geometry, read_superblock, root_hash};
+use super::args::{ParamArgs, existing_geometry, root_hash};
 use super::report::warn_lab_only;
 use crate::ReadAt;
 use crate::error::VerityError;
@@ -49,14 +49,7 @@ pub(crate) fn run(a: VerifyArgs) -> Result<()> {
     let root = root_hash(a.root_hash.as_deref(), a.root_hash_file.as_ref())?;
     let data = FileSource::open(&a.data).with_context(|| format!("opening data device {}", a.data.display()))?;
     let hash = FileSource::open(&a.hash).with_context(|| format!("opening hash device {}", a.hash.display()))?;
-    let params = if a.params.no_superblock {
-        a.params.params(data.len(), Vec::new)?
-    } else {
-        let sb = read_superblock(&a.hash, a.params.hash_offset)?;
-        a.params.check_against(&sb.params)?;
-        sb.params
-    };
-    let geometry = geometry(params, a.params.placement())?;
+    let geometry = existing_geometry(&a.params, data.len(), &a.hash)?;
     geometry.check_root_hash(&root)?;
     warn_lab_only(&geometry);
     let root = Digest::from_slice(&root).expect("length checked");

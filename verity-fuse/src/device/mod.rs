@@ -129,7 +129,8 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
         self.cache.len()
     }
 
-    /// Reads `buf.len()` verified bytes at `offset`.
+    /// Reads `buf.len()` verified bytes at `offset`. The data blocks a read touches are read from the data
+    /// source in one request, then each is checked; the read fails as a whole if any block fails.
     pub fn read_verified(&self, offset: u64, buf: &mut [u8]) -> Result<(), VerityError> {
         let size = self.geometry.data_size();
         if offset.checked_add(buf.len() as u64).is_none_or(|end| end > size) {
@@ -145,21 +146,36 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
         let dbs = self.geometry.data_block_size() as u64;
         let first = offset / dbs;
         let last = (offset + buf.len() as u64 - 1) / dbs;
-        let mut block = vec![0u8; dbs as usize];
-        let mut written = 0usize;
-        for index in first..=last {
-            self.read_block(index, &mut block)?;
-            let from = if index == first { (offset % dbs) as usize } else { 0 };
-            let n = (dbs as usize - from).min(buf.len() - written);
-            buf[written..written + n].copy_from_slice(&block[from..from + n]);
-            written += n;
+        if offset.is_multiple_of(dbs) && (buf.len() as u64).is_multiple_of(dbs) {
+            return self.read_blocks(first, buf);
         }
+        let mut span = vec![0u8; ((last - first + 1) * dbs) as usize];
+        self.read_blocks(first, &mut span)?;
+        let skip = (offset - first * dbs) as usize;
+        buf.copy_from_slice(&span[skip..skip + buf.len()]);
         Ok(())
+    }
+
+    /// Reads and verifies the data blocks from `first` into `out` (a whole number of blocks).
+    fn read_blocks(&self, first: u64, out: &mut [u8]) -> Result<(), VerityError> {
+        if self.options.ignore_zero_blocks {
+            // Zero blocks must not be read at all: go block by block.
+            return out
+                .chunks_exact_mut(self.geometry.data_block_size())
+                .zip(first..)
+                .try_for_each(|(block, index)| self.read_block(index, block));
+        }
+        if let Some((action, cause)) = self.counters.halted() {
+            return Err(VerityError::Halted { action, cause });
+        }
+        self.read_data(first, out)?;
+        out.chunks_exact_mut(self.geometry.data_block_size())
+            .zip(first..)
+            .try_for_each(|(block, index)| self.check_read_block(index, block))
     }
 
     /// Reads and verifies data block `index` into `out` (one data block long).
     pub fn read_block(&self, index: u64, out: &mut [u8]) -> Result<(), VerityError> {
-        let block = BlockRef::Data { block: index };
         if let Some((action, cause)) = self.counters.halted() {
             return Err(VerityError::Halted { action, cause });
         }
@@ -175,13 +191,29 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
             return Ok(());
         }
         self.read_data(index, out)?;
-        let found = self.hasher.digest(out);
+        self.compare(index, out, want)
+    }
+
+    /// Checks data block `index`, already read into `block`, against the tree (the batch path, used only
+    /// without `ignore_zero_blocks`).
+    fn check_read_block(&self, index: u64, block: &mut [u8]) -> Result<(), VerityError> {
+        if self.was_checked(index) {
+            Counters::bump(&self.counters.unchecked_reads);
+            return Ok(());
+        }
+        let want = self.expected_digest(index)?;
+        self.compare(index, block, want)
+    }
+
+    /// Compares the digest of data block `index` with the one the tree holds.
+    fn compare(&self, index: u64, block: &[u8], want: Digest) -> Result<(), VerityError> {
+        let found = self.hasher.digest(block);
         if found == want {
             Counters::bump(&self.counters.blocks_verified);
             self.mark_checked(index);
             return Ok(());
         }
-        self.corrupted(block, want, found)
+        self.corrupted(BlockRef::Data { block: index }, want, found)
     }
 
     fn was_checked(&self, index: u64) -> bool {

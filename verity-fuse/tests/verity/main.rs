@@ -2,6 +2,7 @@
 
 mod cli;
 mod corruption;
+mod fuse_device;
 mod known_answers;
 mod modes;
 mod oracle;

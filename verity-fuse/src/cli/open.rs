@@ -1,0 +1,289 @@
+//! `verity-fuse open`: make a verified device from DATA and HASH, served by FUSE or by kernel dm-verity.
+//!
+//! With the FUSE backend the command detaches: it starts itself again with `--foreground` in its own process
+//! group, waits until that server has mounted the device and recorded it, prints the device path and exits.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use super::args::{ParamArgs, existing_geometry, root_hash, same_file};
+use super::report::warn_lab_only;
+use crate::backend::{self, Backend, Choice, kernel};
+use crate::device::{CorruptionMode, IoErrorMode, Options, VerifiedDevice};
+use crate::fuse::{DeviceFs, MountConfig, fuser_config};
+use crate::hash::Digest;
+use crate::params::Geometry;
+use crate::registry::{Entry, Info, Registry};
+use crate::source::FileSource;
+use crate::sys;
+use crate::tree;
+
+/// How long the detaching `open` waits for its server to be ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Arguments of `open`.
+#[derive(Args, Debug)]
+pub(crate) struct OpenArgs {
+    #[command(flatten)]
+    params: ParamArgs,
+    /// Read the root hash from this file instead of the argument.
+    #[arg(long, value_name = "FILE")]
+    root_hash_file: Option<PathBuf>,
+    /// On corruption, log it and return the data anyway (kernel `ignore_corruption`).
+    #[arg(long, group = "corruption")]
+    ignore_corruption: bool,
+    /// On corruption, restart the machine (kernel `restart_on_corruption`; emulated: the device halts).
+    #[arg(long, group = "corruption")]
+    restart_on_corruption: bool,
+    /// On corruption, panic the machine (kernel `panic_on_corruption`; emulated: the device halts).
+    #[arg(long, group = "corruption")]
+    panic_on_corruption: bool,
+    /// On an I/O error, restart the machine (kernel `restart_on_error`; emulated: the device halts).
+    #[arg(long, group = "io_error")]
+    restart_on_error: bool,
+    /// On an I/O error, panic the machine (kernel `panic_on_error`; emulated: the device halts).
+    #[arg(long, group = "io_error")]
+    panic_on_error: bool,
+    /// Return zeroes for blocks whose digest is that of a zero block, without reading them.
+    #[arg(long)]
+    ignore_zero_blocks: bool,
+    /// Verify each data block on its first read only (catches offline tampering only).
+    #[arg(long)]
+    check_at_most_once: bool,
+    /// Which backend serves the device: `auto` takes kernel dm-verity where available, else FUSE.
+    #[arg(long, value_enum, default_value_t = Choice::Auto)]
+    backend: Choice,
+    /// Directory holding open devices [default: /run/verity-fuse as root, $XDG_RUNTIME_DIR/verity-fuse].
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Serve the FUSE device in this process until it is closed, instead of detaching.
+    #[arg(long)]
+    foreground: bool,
+    /// Threads serving FUSE requests [default: every core].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Verified hash blocks kept in memory.
+    #[arg(long, value_name = "BLOCKS", default_value_t = Options::default().cache_blocks)]
+    cache_blocks: usize,
+    /// Print one JSON object instead of the device path.
+    #[arg(long)]
+    json: bool,
+    /// The data device (file).
+    data: PathBuf,
+    /// Name of the verified device.
+    name: String,
+    /// The hash device (file); may be DATA itself with --hash-offset.
+    hash: PathBuf,
+    /// The trusted root hash, hex.
+    root_hash: Option<String>,
+}
+
+/// A validated `open` request.
+struct OpenPlan {
+    geometry: Geometry,
+    root: Digest,
+    options: Options,
+    data: PathBuf,
+    hash: PathBuf,
+}
+
+fn plan(a: &OpenArgs) -> Result<OpenPlan> {
+    let root = root_hash(a.root_hash.as_deref(), a.root_hash_file.as_ref())?;
+    let data = FileSource::open(&a.data).with_context(|| format!("opening data device {}", a.data.display()))?;
+    let geometry = existing_geometry(&a.params, crate::ReadAt::len(&data), &a.hash)?;
+    geometry.check_root_hash(&root)?;
+    let options = Options {
+        on_corruption: match (a.ignore_corruption, a.restart_on_corruption, a.panic_on_corruption) {
+            (true, _, _) => CorruptionMode::Ignore,
+            (_, true, _) => CorruptionMode::Restart,
+            (_, _, true) => CorruptionMode::Panic,
+            _ => CorruptionMode::Eio,
+        },
+        on_io_error: match (a.restart_on_error, a.panic_on_error) {
+            (true, _) => IoErrorMode::Restart,
+            (_, true) => IoErrorMode::Panic,
+            _ => IoErrorMode::Eio,
+        },
+        ignore_zero_blocks: a.ignore_zero_blocks,
+        check_at_most_once: a.check_at_most_once,
+        cache_blocks: a.cache_blocks,
+    };
+    Ok(OpenPlan {
+        root: Digest::from_slice(&root).expect("length checked"),
+        geometry,
+        options,
+        data: absolute(&a.data)?,
+        hash: absolute(&a.hash)?,
+    })
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
+}
+
+#[derive(serde::Serialize)]
+struct Opened<'a> {
+    name: &'a str,
+    backend: Backend,
+    device: &'a Path,
+    table: &'a str,
+}
+
+fn report(info: &Info, json: bool) {
+    if json {
+        let opened = Opened {
+            name: &info.name,
+            backend: info.backend,
+            device: &info.device,
+            table: &info.table,
+        };
+        println!("{}", serde_json::to_string_pretty(&opened).expect("serialises"));
+    } else {
+        println!("{}", info.device.display());
+    }
+}
+
+pub(crate) fn run(a: OpenArgs, argv: &[std::ffi::OsString]) -> Result<()> {
+    let plan = plan(&a)?;
+    warn_lab_only(&plan.geometry);
+    let registry = Registry::new(a.dir.as_deref())?;
+    let backend = Backend::resolve(a.backend, backend::capabilities())?;
+    if a.backend == Choice::Auto && !a.foreground {
+        let why = match backend {
+            Backend::Kernel => "device-mapper is available".to_owned(),
+            Backend::Fuse => format!(
+                "kernel dm-verity unavailable: {}",
+                backend::capabilities().kernel.clone().err().unwrap_or_default()
+            ),
+        };
+        eprintln!("verity-fuse: backend {backend:?} ({why})");
+    }
+    let entry = registry.create(&a.name)?;
+    let result = match backend {
+        Backend::Kernel => open_kernel(&a, &plan, &entry),
+        Backend::Fuse if a.foreground => serve(&a, plan, &entry),
+        Backend::Fuse => detach(&a, &entry, argv),
+    };
+    if result.is_err() && entry.info().is_none() {
+        let _ = entry.remove();
+    }
+    result
+}
+
+fn open_kernel(a: &OpenArgs, plan: &OpenPlan, entry: &Entry) -> Result<()> {
+    let shared = same_file(&plan.data, &plan.hash);
+    let mapping = kernel::open(
+        &a.name,
+        &plan.data,
+        &plan.hash,
+        shared,
+        &plan.geometry,
+        &plan.root,
+        &plan.options,
+    )?;
+    let info = Info {
+        name: a.name.clone(),
+        backend: Backend::Kernel,
+        device: mapping.device,
+        pid: None,
+        data: plan.data.clone(),
+        hash: plan.hash.clone(),
+        root_hash: plan.root.to_hex(),
+        table: mapping.table,
+        loops: mapping.loops,
+    };
+    entry.write_info(&info)?;
+    report(&info, a.json);
+    Ok(())
+}
+
+/// Mounts the FUSE device and serves it until it is unmounted or a signal asks to stop.
+fn serve(a: &OpenArgs, plan: OpenPlan, entry: &Entry) -> Result<()> {
+    let data = FileSource::open(&plan.data).with_context(|| format!("opening {}", plan.data.display()))?;
+    let hash = FileSource::open(&plan.hash).with_context(|| format!("opening {}", plan.hash.display()))?;
+    let table = kernel::table_line(
+        &plan.geometry,
+        &plan.data.to_string_lossy(),
+        &plan.hash.to_string_lossy(),
+        &plan.root,
+        &plan.options,
+    );
+    let device = VerifiedDevice::new(data, hash, plan.geometry, plan.root.as_bytes(), plan.options)?;
+    let config = MountConfig {
+        threads: a.threads.unwrap_or_else(tree::default_threads),
+        allow_other: sys::is_root(),
+        fs_name: format!("verity-fuse:{}", a.name),
+    };
+    let mount_point = entry.mount_point();
+    let session = fuser::Session::new(DeviceFs::new(Arc::new(device)), &mount_point, &fuser_config(&config))
+        .with_context(|| format!("mounting FUSE at {}", mount_point.display()))?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])?;
+    let unmount_at = mount_point.clone();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            // Unmounting ends the session loop below, which then cleans up as after `close`.
+            if let Err(e) = sys::run_tool("fusermount3", "fuse3", ["-u".as_ref(), unmount_at.as_os_str()]) {
+                eprintln!("verity-fuse: unmounting on signal: {e}");
+            }
+        }
+    });
+    let info = Info {
+        name: a.name.clone(),
+        backend: Backend::Fuse,
+        device: entry.device_file(),
+        pid: Some(std::process::id()),
+        data: plan.data,
+        hash: plan.hash,
+        root_hash: plan.root.to_hex(),
+        table,
+        loops: Vec::new(),
+    };
+    entry.write_info(&info)?;
+    report(&info, a.json);
+    let served = session.run();
+    entry.remove()?;
+    served.context("serving FUSE requests")
+}
+
+/// Starts the server in the background and waits until it has recorded the mounted device.
+fn detach(a: &OpenArgs, entry: &Entry, argv: &[std::ffi::OsString]) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let log =
+        std::fs::File::create(entry.log_file()).with_context(|| format!("creating {}", entry.log_file().display()))?;
+    let exe = std::env::current_exe().context("finding the verity-fuse executable")?;
+    let mut child = Command::new(exe)
+        .args(argv.iter().skip(1))
+        .arg("--foreground")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("starting the FUSE server")?;
+    let started = Instant::now();
+    loop {
+        if let Some(info) = entry.info().filter(|i| i.pid == Some(child.id())) {
+            report(&info, a.json);
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(entry.log_file()).unwrap_or_default();
+            bail!("the FUSE server exited ({status}): {}", log.trim());
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the FUSE server was not ready after {READY_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,315 @@
+//! Open devices and where they live: one directory per device under the runtime directory.
+//!
+//! ```text
+//! /run/verity-fuse/            (root; $XDG_RUNTIME_DIR/verity-fuse/ otherwise; --dir overrides)
+//!   NAME/
+//!     info.json                what was opened, by which backend and process (written once ready)
+//!     server.log               the background FUSE server's messages
+//!     mnt/                     FUSE mount point
+//!       device                 the verified device (FUSE backend; /dev/mapper/NAME for the kernel)
+//!       status                 live status and counters as JSON
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use crate::backend::Backend;
+use crate::fuse::{DEVICE_FILE, STATUS_FILE};
+use crate::sys;
+
+/// A problem with the registry of open devices.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The name cannot be used as a directory name.
+    #[error("device name `{0}` is invalid: use 1 to 127 letters, digits, `_`, `-` or `.`, not starting with `.`")]
+    BadName(String),
+    /// No runtime directory is known.
+    #[error("no runtime directory: XDG_RUNTIME_DIR is not set (pass --dir)")]
+    NoRuntimeDir,
+    /// A device of that name is open.
+    #[error("device `{0}` already exists (close it first)")]
+    Exists(String),
+    /// No device of that name is open.
+    #[error("device `{0}` is not open")]
+    NotFound(String),
+    /// Reading or writing the registry failed.
+    #[error("{context}: {error}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        error: std::io::Error,
+    },
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RegistryError {
+    let context = context.into();
+    move |error| RegistryError::Io { context, error }
+}
+
+/// What `info.json` records about an open device.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Info {
+    /// The device's name.
+    pub name: String,
+    /// The backend serving it.
+    pub backend: Backend,
+    /// Path of the verified device.
+    pub device: PathBuf,
+    /// The FUSE server's process id.
+    pub pid: Option<u32>,
+    /// The data file.
+    pub data: PathBuf,
+    /// The hash file.
+    pub hash: PathBuf,
+    /// The root hash in force.
+    pub root_hash: String,
+    /// The dm-verity table line (for FUSE, the line the kernel would load with the files as devices).
+    pub table: String,
+    /// Loop devices the kernel backend attached.
+    pub loops: Vec<PathBuf>,
+}
+
+/// The directory holding every open device.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    root: PathBuf,
+}
+
+/// One device's directory.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The device's name.
+    pub name: String,
+    /// Its directory.
+    pub dir: PathBuf,
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=127).contains(&name.len())
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+}
+
+impl Registry {
+    /// The registry at `dir`, or the default: `/run/verity-fuse` as root, `$XDG_RUNTIME_DIR/verity-fuse`
+    /// otherwise.
+    pub fn new(dir: Option<&Path>) -> Result<Self, RegistryError> {
+        let root = match dir {
+            Some(d) => d.to_owned(),
+            None if sys::is_root() => PathBuf::from("/run/verity-fuse"),
+            None => std::env::var_os("XDG_RUNTIME_DIR")
+                .filter(|d| !d.is_empty())
+                .map(|d| PathBuf::from(d).join("verity-fuse"))
+                .ok_or(RegistryError::NoRuntimeDir)?,
+        };
+        Ok(Self { root })
+    }
+
+    /// The registry's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The entry for `name` (which need not exist).
+    pub fn entry(&self, name: &str) -> Result<Entry, RegistryError> {
+        if !valid_name(name) {
+            return Err(RegistryError::BadName(name.to_owned()));
+        }
+        Ok(Entry {
+            name: name.to_owned(),
+            dir: self.root.join(name),
+        })
+    }
+
+    /// Creates the directory of a new device; fails if a device of that name is open.
+    pub fn create(&self, name: &str) -> Result<Entry, RegistryError> {
+        let entry = self.entry(name)?;
+        if entry.info().is_some() {
+            return Err(RegistryError::Exists(name.to_owned()));
+        }
+        std::fs::create_dir_all(entry.mount_point()).map_err(io(format!("creating {}", entry.dir.display())))?;
+        Ok(entry)
+    }
+
+    /// The entry for an open device.
+    pub fn open_entry(&self, name: &str) -> Result<Entry, RegistryError> {
+        let entry = self.entry(name)?;
+        if entry.dir.is_dir() {
+            Ok(entry)
+        } else {
+            Err(RegistryError::NotFound(name.to_owned()))
+        }
+    }
+
+    /// Every device directory, sorted by name.
+    pub fn entries(&self) -> Vec<Entry> {
+        let Ok(dir) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let mut entries: Vec<Entry> = dir
+            .filter_map(Result::ok)
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| self.entry(&e.file_name().to_string_lossy()).ok())
+            .collect();
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        entries
+    }
+}
+
+impl Entry {
+    /// The FUSE mount point.
+    pub fn mount_point(&self) -> PathBuf {
+        self.dir.join("mnt")
+    }
+
+    /// The FUSE device file.
+    pub fn device_file(&self) -> PathBuf {
+        self.mount_point().join(DEVICE_FILE)
+    }
+
+    /// The FUSE status file.
+    pub fn status_file(&self) -> PathBuf {
+        self.mount_point().join(STATUS_FILE)
+    }
+
+    /// The background server's log.
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    fn info_file(&self) -> PathBuf {
+        self.dir.join("info.json")
+    }
+
+    /// The recorded info, if the device finished opening.
+    pub fn info(&self) -> Option<Info> {
+        let text = std::fs::read(self.info_file()).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Records `info` atomically: it appears complete or not at all.
+    pub fn write_info(&self, info: &Info) -> Result<(), RegistryError> {
+        let context = format!("writing {}", self.info_file().display());
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(io(context.clone()))?;
+        serde_json::to_writer_pretty(tmp.as_file_mut(), info)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .map_err(io(context.clone()))?;
+        tmp.persist(self.info_file())
+            .map_err(|e| e.error)
+            .map_err(io(context))?;
+        Ok(())
+    }
+
+    /// Whether the FUSE mount of this entry is in the mount table.
+    pub fn is_mounted(&self) -> bool {
+        let mp = self.mount_point();
+        sys::mounts().iter().any(|m| m.mount_point == mp)
+    }
+
+    /// Removes the entry's directory and everything in it (the mount must be gone).
+    pub fn remove(&self) -> Result<(), RegistryError> {
+        match std::fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io(format!("removing {}", self.dir.display()))(e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether an entry's device is being served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Liveness {
+    /// Opened and served.
+    Active,
+    /// Still opening (no info recorded yet, recently created).
+    Opening,
+    /// Left behind: the server died, or the mapping is gone.
+    Stale,
+}
+
+/// Entries without info older than this are stale (an `open` that never finished).
+const OPENING_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Entry {
+    /// Whether the device is served, and its info if recorded.
+    pub fn liveness(&self) -> (Liveness, Option<Info>) {
+        let Some(info) = self.info() else {
+            let young = std::fs::metadata(&self.dir)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age < OPENING_GRACE);
+            return (if young { Liveness::Opening } else { Liveness::Stale }, None);
+        };
+        let alive = match info.backend {
+            Backend::Fuse => info.pid.is_some_and(|pid| sys::process_alive(pid, "verity-fuse")) && self.is_mounted(),
+            Backend::Kernel => info.device.exists(),
+        };
+        (if alive { Liveness::Active } else { Liveness::Stale }, Some(info))
+    }
+
+    /// Cleans up a stale entry: lazily unmounts a FUSE mount left by a dead server, detaches loop devices
+    /// the kernel backend left, and removes the directory.
+    pub fn clean_up_stale(&self, info: Option<&Info>) -> Result<(), RegistryError> {
+        if self.is_mounted() {
+            sys::run_tool(
+                "fusermount3",
+                "fuse3",
+                ["-u".as_ref(), "-z".as_ref(), self.mount_point().as_os_str()],
+            )
+            .map_err(|e| RegistryError::Io {
+                context: format!("unmounting {}", self.mount_point().display()),
+                error: std::io::Error::other(e.to_string()),
+            })?;
+        }
+        for l in info.map(|i| i.loops.as_slice()).unwrap_or_default() {
+            let _ = sys::run_tool("losetup", "mount", ["--detach".as_ref(), l.as_os_str()]);
+        }
+        self.remove()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_before_any_path_is_built() {
+        let r = Registry::new(Some(Path::new("/tmp/x"))).unwrap();
+        for bad in ["", "..", ".hidden", "a/b", "a b", &"x".repeat(128)] {
+            assert!(matches!(r.entry(bad), Err(RegistryError::BadName(_))), "{bad:?}");
+        }
+        assert_eq!(
+            r.entry("layer-1.erofs").unwrap().device_file(),
+            Path::new("/tmp/x/layer-1.erofs/mnt/device")
+        );
+    }
+
+    #[test]
+    fn info_is_written_atomically_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Registry::new(Some(dir.path())).unwrap();
+        let e = r.create("dev").unwrap();
+        assert!(e.info().is_none());
+        let info = Info {
+            name: "dev".into(),
+            backend: Backend::Fuse,
+            device: e.device_file(),
+            pid: Some(1),
+            data: "/d".into(),
+            hash: "/h".into(),
+            root_hash: "00".into(),
+            table: String::new(),
+            loops: vec![],
+        };
+        e.write_info(&info).unwrap();
+        assert_eq!(e.info(), Some(info));
+        assert!(matches!(r.create("dev"), Err(RegistryError::Exists(_))));
+        assert_eq!(r.entries().len(), 1);
+        e.remove().unwrap();
+        assert!(r.entries().is_empty());
+    }
+}
