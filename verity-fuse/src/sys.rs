@@ -115,9 +115,10 @@ fn unescape(field: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let octal = bytes.get(i + 1..i + 4).and_then(|d| {
-            d.iter()
-                .all(|c| (b'0'..=b'7').contains(c))
-                .then(|| (d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'))
+            let value = d.iter().try_fold(0u16, |acc, c| {
+                (b'0'..=b'7').contains(c).then(|| acc * 8 + u16::from(c - b'0'))
+            })?;
+            u8::try_from(value).ok()
         });
         match (bytes[i], octal) {
             (b'\\', Some(byte)) => {
@@ -187,6 +188,14 @@ mod tests {
         assert_eq!((m[0].fs_type.as_str(), m[0].source.as_str()), ("erofs", "/dev/loop3"));
         assert_eq!(m[1].fs_type, "fuse.verity-fuse");
         assert_eq!(unescape("a\\1"), "a\\1");
+        assert_eq!(unescape("\\777\\134x"), "\\777\\x", "out-of-range escapes stay as they are");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn mountinfo_parsing_never_panics(text in "[ -~\\n\\\\]{0,400}") {
+            let _ = parse_mountinfo(&text);
+        }
     }
 
     #[test]

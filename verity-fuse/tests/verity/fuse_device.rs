@@ -159,7 +159,20 @@ fn assert_eio(result: std::io::Result<Vec<u8>>, what: &str) {
     assert_eq!(err.raw_os_error(), Some(5), "{what}: expected EIO, got {err}");
 }
 
-fn no_leftovers(lab: &Lab, names: &[&str]) {
+/// The FUSE server's pid of an open device.
+fn server_pid(lab: &Lab, name: &str) -> u32 {
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(lab.path(&format!("run/{name}/info.json"))).unwrap()).unwrap();
+    info["pid"].as_u64().unwrap() as u32
+}
+
+fn no_leftovers(lab: &Lab, names: &[&str], pids: &[u32]) {
+    for pid in pids {
+        assert!(
+            !verity_fuse::sys::process_alive(*pid, "verity-fuse"),
+            "server {pid} still runs"
+        );
+    }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let reg = lab.path("run");
     assert!(
@@ -191,6 +204,7 @@ fn the_device_reads_back_the_image_and_the_kernel_mounts_erofs_and_overlay_from_
     let r2 = lab.format("upper.erofs", "upper.verity", &[]);
     let d1 = lab.open("lower.erofs", "lower", "lower.verity", &r1, &[]);
     let d2 = lab.open("upper.erofs", "upper", "upper.verity", &r2, &[]);
+    let pids = [server_pid(&lab, "lower"), server_pid(&lab, "upper")];
 
     let image = std::fs::read(lab.path("lower.erofs")).unwrap();
     assert_eq!(read_file(&d1).unwrap(), image[..image.len() / 4096 * 4096]);
@@ -232,7 +246,7 @@ fn the_device_reads_back_the_image_and_the_kernel_mounts_erofs_and_overlay_from_
     lab.umount_all();
     lab.close("lower");
     lab.close("upper");
-    no_leftovers(&lab, &["lower", "upper"]);
+    no_leftovers(&lab, &["lower", "upper"], &pids);
 }
 
 /// An image where the victim file's blocks are under a different leaf hash block than the other files'.
@@ -479,9 +493,7 @@ fn a_killed_server_fails_active_readers_and_close_and_list_clean_up() {
     std::fs::write(lab.path("data"), bytes(256 * 4096, 16)).unwrap();
     let root = lab.format("data", "hash", &[]);
     let dev = lab.open("data", "victim", "hash", &root, &[]);
-    let info: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(lab.path("run/victim/info.json")).unwrap()).unwrap();
-    let pid = info["pid"].as_u64().unwrap();
+    let pid = server_pid(&lab, "victim");
     let reader = std::thread::spawn(move || {
         let f = std::fs::File::open(&dev).unwrap();
         let started = Instant::now();
@@ -504,26 +516,22 @@ fn a_killed_server_fails_active_readers_and_close_and_list_clean_up() {
     let list = ok(lab.run(&["list"]), "list");
     assert!(list.contains("victim") && list.contains("stale (cleaned up)"), "{list}");
     lab.opened.clear();
-    no_leftovers(&lab, &["victim"]);
+    no_leftovers(&lab, &["victim"], &[pid]);
 
     let dev = lab.open("data", "again", "hash", &root, &[]);
     assert!(read_block(&dev, 1).is_ok());
-    let info: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(lab.path("run/again/info.json")).unwrap()).unwrap();
+    let pid = server_pid(&lab, "again");
     ok(
-        Command::new("kill")
-            .args(["-9", &info["pid"].to_string()])
-            .output()
-            .unwrap(),
+        Command::new("kill").args(["-9", &pid.to_string()]).output().unwrap(),
         "kill",
     );
     std::thread::sleep(Duration::from_millis(100));
     lab.close("again");
-    no_leftovers(&lab, &["again"]);
+    no_leftovers(&lab, &["again"], &[pid]);
 }
 
 /// Resident memory of process `pid` in KiB.
-fn rss_kib(pid: u64) -> u64 {
+fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
         .lines()
@@ -549,9 +557,7 @@ fn eight_concurrent_readers_get_only_correct_bytes_with_bounded_server_memory() 
     std::fs::write(lab.path("data"), &*image).unwrap();
     let root = lab.format("data", "hash", &[]);
     let dev = lab.open("data", "stress", "hash", &root, &[]);
-    let info: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(lab.path("run/stress/info.json")).unwrap()).unwrap();
-    let pid = info["pid"].as_u64().unwrap();
+    let pid = server_pid(&lab, "stress");
     let deadline = Instant::now() + Duration::from_secs(secs);
     let readers: Vec<_> = (0..8u64)
         .map(|r| {
