@@ -188,7 +188,11 @@ mod tests {
         assert_eq!((m[0].fs_type.as_str(), m[0].source.as_str()), ("erofs", "/dev/loop3"));
         assert_eq!(m[1].fs_type, "fuse.verity-fuse");
         assert_eq!(unescape("a\\1"), "a\\1");
-        assert_eq!(unescape("\\777\\134x"), "\\777\\x", "out-of-range escapes stay as they are");
+        assert_eq!(
+            unescape("\\777\\134x"),
+            "\\777\\x",
+            "out-of-range escapes stay as they are"
+        );
     }
 
     proptest::proptest! {

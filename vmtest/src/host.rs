@@ -8,7 +8,7 @@ use crate::error::VmError;
 
 /// Finds `tool` on `PATH` (or in `/usr/sbin`, `/sbin`), or names `package` as the one to install.
 pub(crate) fn require(tool: &str, package: &str) -> Result<PathBuf, VmError> {
-    testkit::find_tool(tool).ok_or_else(|| VmError::ToolMissing {
+    verity_fuse::sys::find_tool(tool).ok_or_else(|| VmError::ToolMissing {
         tool: tool.to_owned(),
         package: package.to_owned(),
     })

@@ -131,7 +131,8 @@ impl VmBuilder {
         let modules = host.kernel.modules_in_load_order(&self.modules)?;
         let mut binaries = Vec::new();
         for name in &self.binaries {
-            let path = testkit::find_tool(name).ok_or_else(|| VmError::BinaryMissing { name: name.clone() })?;
+            let path =
+                verity_fuse::sys::find_tool(name).ok_or_else(|| VmError::BinaryMissing { name: name.clone() })?;
             let guest = path.to_string_lossy().into_owned();
             binaries.push((path, guest));
         }

@@ -104,6 +104,12 @@ pub fn open(
         let _ = detach(&loops);
         return Err(e);
     }
+    // Without udev (containers, minimal VMs) nothing creates /dev/mapper/NAME: ask dmsetup to.
+    if let Err(e) = run_tool("dmsetup", "dmsetup", ["mknodes", name]) {
+        let _ = run_tool("dmsetup", "dmsetup", ["remove", name]);
+        let _ = detach(&loops);
+        return Err(e);
+    }
     Ok(Mapping {
         device: Path::new("/dev/mapper").join(name),
         loops,
@@ -132,6 +138,8 @@ pub fn table(name: &str) -> Result<String, ToolError> {
 /// Removes mapping `name` and detaches its loop devices.
 pub fn close(name: &str, loops: &[PathBuf]) -> Result<(), ToolError> {
     run_tool("dmsetup", "dmsetup", ["remove", name])?;
+    // Without udev the node stays behind: have dmsetup drop nodes of mappings that no longer exist.
+    run_tool("dmsetup", "dmsetup", ["mknodes"])?;
     detach(loops)
 }
 

@@ -3,6 +3,7 @@
 mod cli;
 mod corruption;
 mod fuse_device;
+mod kernel_backend;
 mod known_answers;
 mod modes;
 mod oracle;
