@@ -1,14 +1,17 @@
-//! The `veritylab` command.
+//! The `veritylab` command: parses arguments, runs the library, maps errors to exit codes.
 #![forbid(unsafe_code)]
 
+use std::process::ExitCode;
+
 use clap::Parser;
+use veritylab::cli::{self, Cli};
 
-/// veritylab: a lab for container-image integrity. Its commands arrive with the pipeline; the verity core
-/// is the `verity-fuse` command.
-#[derive(Parser, Debug)]
-#[command(version, about)]
-struct Cli {}
-
-fn main() {
-    Cli::parse();
+fn main() -> ExitCode {
+    match cli::run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("veritylab: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
 }

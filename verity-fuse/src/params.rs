@@ -325,6 +325,11 @@ impl Geometry {
         }
     }
 
+    /// Byte offset of `level` inside the tree (from its top block), as the tree is held in memory.
+    pub fn level_offset_in_tree(&self, level: usize) -> usize {
+        ((self.levels[level].first_block - self.hash_start_block) as usize) * self.hash_block_size()
+    }
+
     /// Byte offset of the tree's first (top) block on the hash device.
     pub fn tree_offset(&self) -> u64 {
         self.hash_start_block * u64::from(self.params.hash_block_size)

@@ -4,7 +4,7 @@ use crate::ReadAt;
 use crate::error::{Device, VerityError};
 use crate::hash::Digest;
 use crate::params::Geometry;
-use crate::tree::{LevelJob, hash_level};
+use crate::tree::{LevelJob, hash_level, require_len};
 
 /// A built tree: the root hash and the hash blocks from the top level to the leaves, as they go on disk at
 /// [`Geometry::tree_offset`].
@@ -24,44 +24,28 @@ pub fn build<R: ReadAt + ?Sized>(
     threads: usize,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Tree, VerityError> {
-    let needed = geometry.data_size();
-    if data.len() < needed {
-        return Err(VerityError::Truncated {
-            device: Device::Data,
-            needed,
-            len: data.len(),
-        });
-    }
+    require_len(Device::Data, geometry.data_size(), data.len())?;
     let hasher = geometry.params.hasher();
     let hbs = geometry.hash_block_size();
-    let tree_bytes = usize::try_from(geometry.tree_blocks() * hbs as u64).map_err(|_| VerityError::Truncated {
-        device: Device::Hash,
-        needed: u64::MAX,
-        len: 0,
-    })?;
-    let mut blocks = vec![0u8; tree_bytes];
-    let relative = |level: usize| ((geometry.levels[level].first_block - geometry.hash_start_block) as usize) * hbs;
-    let job = |device, offset, block_size, count| LevelJob {
-        hasher: &hasher,
-        device,
-        offset,
-        block_size,
-        count,
-        hash_block_size: hbs,
-        per_block: geometry.hashes_per_block(),
-        stride: geometry.digest_stride,
-    };
+    let mut blocks = vec![0u8; geometry.tree_blocks() as usize * hbs];
     for level in 0..geometry.levels.len() {
-        let start = relative(level);
+        let start = geometry.level_offset_in_tree(level);
         let end = start + geometry.levels[level].blocks as usize * hbs;
         if level == 0 {
-            let leaves = job(Device::Data, 0, geometry.data_block_size(), geometry.params.data_blocks);
+            let leaves = LevelJob::new(
+                geometry,
+                &hasher,
+                Device::Data,
+                0,
+                geometry.data_block_size(),
+                geometry.params.data_blocks,
+            );
             hash_level(data, &leaves, &mut blocks[start..end], threads, progress)?;
         } else {
-            let below = relative(level - 1);
+            let below = geometry.level_offset_in_tree(level - 1);
             let (upper, lower) = blocks.split_at_mut(below);
             let count = geometry.levels[level - 1].blocks;
-            let inner = job(Device::Hash, 0, hbs, count);
+            let inner = LevelJob::new(geometry, &hasher, Device::Hash, 0, hbs, count);
             hash_level(
                 &lower[..count as usize * hbs],
                 &inner,

@@ -8,7 +8,7 @@ use crate::ReadAt;
 use crate::error::{BlockRef, Device, VerityError};
 use crate::hash::Digest;
 use crate::params::Geometry;
-use crate::tree::{LevelJob, hash_level};
+use crate::tree::{LevelJob, hash_level, require_len};
 
 /// Checks that `hash` holds, at the geometry's placement, the tree of `data` with root hash `root`.
 pub fn check<D: ReadAt + ?Sized, H: ReadAt + ?Sized>(
@@ -18,22 +18,8 @@ pub fn check<D: ReadAt + ?Sized, H: ReadAt + ?Sized>(
     root: &Digest,
     threads: usize,
 ) -> Result<(), VerityError> {
-    let needed = geometry.data_size();
-    if data.len() < needed {
-        return Err(VerityError::Truncated {
-            device: Device::Data,
-            needed,
-            len: data.len(),
-        });
-    }
-    let needed = geometry.hash_bytes_needed();
-    if hash.len() < needed {
-        return Err(VerityError::Truncated {
-            device: Device::Hash,
-            needed,
-            len: hash.len(),
-        });
-    }
+    require_len(Device::Data, geometry.data_size(), data.len())?;
+    require_len(Device::Hash, geometry.hash_bytes_needed(), hash.len())?;
     let hasher = geometry.params.hasher();
     let hbs = geometry.hash_block_size();
     let mut stored = vec![0u8; geometry.tree_blocks() as usize * hbs];
@@ -45,7 +31,6 @@ pub fn check<D: ReadAt + ?Sized, H: ReadAt + ?Sized>(
             error,
         })?;
     }
-    let relative = |level: usize| ((geometry.levels[level].first_block - geometry.hash_start_block) as usize) * hbs;
 
     let top = match geometry.levels.len() {
         0 => {
@@ -89,20 +74,15 @@ pub fn check<D: ReadAt + ?Sized, H: ReadAt + ?Sized>(
                 &stored.as_slice(),
             )
         };
-        let source_offset = if parent == 0 { 0 } else { relative(parent - 1) as u64 };
-        let start = relative(parent);
+        let source_offset = if parent == 0 {
+            0
+        } else {
+            geometry.level_offset_in_tree(parent - 1) as u64
+        };
+        let start = geometry.level_offset_in_tree(parent);
         let expected = &stored[start..start + geometry.levels[parent].blocks as usize * hbs];
         let mut computed = vec![0u8; expected.len()];
-        let job = LevelJob {
-            hasher: &hasher,
-            device,
-            offset: source_offset,
-            block_size,
-            count,
-            hash_block_size: hbs,
-            per_block: geometry.hashes_per_block(),
-            stride: geometry.digest_stride,
-        };
+        let job = LevelJob::new(geometry, &hasher, device, source_offset, block_size, count);
         hash_level(source, &job, &mut computed, threads, &|_| {})?;
         if let Some(at) = computed.iter().zip(expected).position(|(a, b)| a != b) {
             return Err(mismatch(geometry, parent, at, &computed, expected));

@@ -32,6 +32,37 @@ pub(crate) struct LevelJob<'a> {
     pub(crate) stride: usize,
 }
 
+impl<'a> LevelJob<'a> {
+    /// Digests of `count` blocks of `block_size` at `offset`, packed as `geometry` packs them.
+    pub(crate) fn new(
+        geometry: &crate::params::Geometry,
+        hasher: &'a BlockHasher,
+        device: Device,
+        offset: u64,
+        block_size: usize,
+        count: u64,
+    ) -> Self {
+        Self {
+            hasher,
+            device,
+            offset,
+            block_size,
+            count,
+            hash_block_size: geometry.hash_block_size(),
+            per_block: geometry.hashes_per_block(),
+            stride: geometry.digest_stride,
+        }
+    }
+}
+
+/// Fails unless `device` holds at least `needed` bytes.
+pub(crate) fn require_len(device: Device, needed: u64, len: u64) -> Result<(), VerityError> {
+    if len < needed {
+        return Err(VerityError::Truncated { device, needed, len });
+    }
+    Ok(())
+}
+
 /// Hashes `job.count` blocks of `src` into `out`, which holds `ceil(count / per_block)` zeroed hash blocks.
 /// `progress` is called with the number of input blocks done so far, from any worker.
 pub(crate) fn hash_level<R: ReadAt + ?Sized>(

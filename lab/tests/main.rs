@@ -1,0 +1,4 @@
+//! The integration tests of the `veritylab` crate, one module per area.
+#![forbid(unsafe_code)]
+
+mod erofs;
