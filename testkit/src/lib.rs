@@ -5,6 +5,8 @@
 //! capability panics instead, so a test cannot pass by not running.
 #![forbid(unsafe_code)]
 
+use std::io::Write;
+
 /// Whether `VERITYLAB_REQUIRE_ALL=1` turns skips into failures.
 pub fn require_all() -> bool {
     std::env::var("VERITYLAB_REQUIRE_ALL").is_ok_and(|v| v == "1")
@@ -15,7 +17,8 @@ pub fn skip(test: &str, reason: &str) {
     if require_all() {
         panic!("{test}: required capability missing under VERITYLAB_REQUIRE_ALL=1: {reason}");
     }
-    eprintln!("SKIP {test}: {reason}");
+    // Written to the stderr handle itself: the test harness captures `eprintln!`, and a skip must show.
+    let _ = writeln!(std::io::stderr().lock(), "SKIP {test}: {reason}");
 }
 
 pub use verity_fuse::sys::{find_tool, is_root};

@@ -312,7 +312,9 @@ pub(super) fn make_tree(root: &Path, spec: TreeSpec) {
     hostfs::set_xattr(&root.join("file-100"), b"user.empty", b"").unwrap();
     hostfs::set_xattr(&root.join("dir"), b"user.dir", &data(300)).unwrap();
     hostfs::set_xattr(&root.join("file-4031"), b"user.big", &data(350)).unwrap();
-    for (name, mode) in [("file-0", 0o4755), ("file-1", 0o2711), ("file-4095", 0o000)] {
+    // Only root can read a mode-0 file back (to tar it or to feed mkfs.erofs).
+    let unreadable = if spec.privileged { 0o000 } else { 0o400 };
+    for (name, mode) in [("file-0", 0o4755), ("file-1", 0o2711), ("file-4095", unreadable)] {
         fs::set_permissions(root.join(name), fs::Permissions::from_mode(mode)).unwrap();
     }
     fs::set_permissions(root.join("empty-dir"), fs::Permissions::from_mode(0o1777)).unwrap();

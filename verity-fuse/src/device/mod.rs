@@ -24,6 +24,9 @@ use crate::params::{Geometry, ParamError};
 use cache::HashCache;
 use status::Counters;
 
+/// Reads spanning at least this many data blocks are hashed on two threads.
+const PARALLEL_CHECK_BLOCKS: usize = 32;
+
 /// A device that verifies every block it returns.
 pub struct VerifiedDevice<D, H> {
     data: D,
@@ -169,9 +172,38 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
             return Err(VerityError::Halted { action, cause });
         }
         self.read_data(first, out)?;
-        out.chunks_exact_mut(self.geometry.data_block_size())
-            .zip(first..)
-            .try_for_each(|(block, index)| self.check_read_block(index, block))
+        let found = self.digests(first, out);
+        // Settle blocks in order, stopping at the first failure, as the kernel walks a bio.
+        for (index, found) in (first..).zip(found) {
+            match found {
+                None => Counters::bump(&self.counters.unchecked_reads),
+                Some(found) => {
+                    let want = self.expected_digest(index)?;
+                    self.settle(index, want, found)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Digests of the data blocks in `data` (from block `first`), `None` for blocks verified before under
+    /// `check_at_most_once`. Pure hashing, no status changes; a large read is hashed on two threads so one
+    /// reader streaming a file keeps both cores busy.
+    fn digests(&self, first: u64, data: &[u8]) -> Vec<Option<Digest>> {
+        let dbs = self.geometry.data_block_size();
+        let one = |(block, index): (&[u8], u64)| (!self.was_checked(index)).then(|| self.hasher.digest(block));
+        let blocks = data.len() / dbs;
+        if blocks < PARALLEL_CHECK_BLOCKS {
+            return data.chunks_exact(dbs).zip(first..).map(one).collect();
+        }
+        let (head, tail) = data.split_at(blocks / 2 * dbs);
+        let tail_first = first + (blocks / 2) as u64;
+        std::thread::scope(|s| {
+            let other = s.spawn(|| tail.chunks_exact(dbs).zip(tail_first..).map(one).collect::<Vec<_>>());
+            let mut all: Vec<_> = head.chunks_exact(dbs).zip(first..).map(one).collect();
+            all.extend(other.join().expect("hashing thread panicked"));
+            all
+        })
     }
 
     /// Reads and verifies data block `index` into `out` (one data block long).
@@ -191,23 +223,11 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
             return Ok(());
         }
         self.read_data(index, out)?;
-        self.compare(index, out, want)
+        self.settle(index, want, self.hasher.digest(out))
     }
 
-    /// Checks data block `index`, already read into `block`, against the tree (the batch path, used only
-    /// without `ignore_zero_blocks`).
-    fn check_read_block(&self, index: u64, block: &mut [u8]) -> Result<(), VerityError> {
-        if self.was_checked(index) {
-            Counters::bump(&self.counters.unchecked_reads);
-            return Ok(());
-        }
-        let want = self.expected_digest(index)?;
-        self.compare(index, block, want)
-    }
-
-    /// Compares the digest of data block `index` with the one the tree holds.
-    fn compare(&self, index: u64, block: &[u8], want: Digest) -> Result<(), VerityError> {
-        let found = self.hasher.digest(block);
+    /// Settles data block `index`, whose digest is `found`, against the digest the tree holds.
+    fn settle(&self, index: u64, want: Digest, found: Digest) -> Result<(), VerityError> {
         if found == want {
             Counters::bump(&self.counters.blocks_verified);
             self.mark_checked(index);
