@@ -100,6 +100,8 @@ pub fn process_alive(pid: u32, name: &str) -> bool {
 /// One line of `/proc/self/mountinfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
+    /// The `major:minor` of the mounted filesystem.
+    pub device: String,
     /// Where it is mounted.
     pub mount_point: PathBuf,
     /// Filesystem type (`erofs`, `fuse.verity-fuse`, ...).
@@ -139,9 +141,12 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
     text.lines()
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
-            let mount_point = left.split(' ').nth(4)?;
+            let mut left = left.split(' ');
+            let device = left.nth(2)?.to_owned();
+            let mount_point = left.nth(1)?;
             let mut right = right.split(' ');
             Some(Mount {
+                device,
                 mount_point: PathBuf::from(unescape(mount_point)),
                 fs_type: right.next()?.to_owned(),
                 source: unescape(right.next()?),
@@ -153,6 +158,17 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
 /// The mounts this process sees.
 pub fn mounts() -> Vec<Mount> {
     parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+}
+
+/// Sets the kernel's readahead for the filesystem mounted at `mount_point` (its backing device info in
+/// sysfs; root only). Larger readahead keeps more FUSE reads in flight, so every serving thread has work.
+pub fn set_readahead_kib(mount_point: &Path, kib: u32) -> std::io::Result<()> {
+    let device = mounts()
+        .into_iter()
+        .find(|m| m.mount_point == mount_point)
+        .map(|m| m.device)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "not mounted"))?;
+    std::fs::write(format!("/sys/class/bdi/{device}/read_ahead_kb"), kib.to_string())
 }
 
 /// Loop devices whose backing file is `file`, as `/dev/loopN`.
@@ -187,6 +203,7 @@ mod tests {
         assert_eq!(m[0].mount_point, Path::new("/mnt/a b"));
         assert_eq!((m[0].fs_type.as_str(), m[0].source.as_str()), ("erofs", "/dev/loop3"));
         assert_eq!(m[1].fs_type, "fuse.verity-fuse");
+        assert_eq!((m[0].device.as_str(), m[1].device.as_str()), ("98:0", "0:50"));
         assert_eq!(unescape("a\\1"), "a\\1");
         assert_eq!(
             unescape("\\777\\134x"),

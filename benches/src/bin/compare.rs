@@ -163,6 +163,16 @@ fn fuse_reads(ours: &Path, dir: &Path, data: &str, hash: &str, root: &str, mib: 
     if !mounted.success() {
         bail!("bindfs failed");
     }
+    // verity-fuse raises its device's readahead to 1 MiB when root; give the peer the same, to be fair.
+    let same_readahead = verity_fuse::sys::set_readahead_kib(&passthrough, 1024).is_ok();
+    println!(
+        "fuse reads: bindfs readahead {}",
+        if same_readahead {
+            "1 MiB, as verity-fuse's"
+        } else {
+            "left at the kernel default (not root)"
+        }
+    );
     let via_bindfs = passthrough.join("data");
     let data = Path::new(data);
     let runs = 3;

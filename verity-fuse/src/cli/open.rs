@@ -23,6 +23,9 @@ use crate::source::FileSource;
 use crate::sys;
 use crate::tree;
 
+/// Kernel readahead on the FUSE device (the kernel's default is 128 KiB).
+const READAHEAD_KIB: u32 = 1024;
+
 /// How long the detaching `open` waits for its server to be ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -222,6 +225,10 @@ fn serve(a: &OpenArgs, plan: OpenPlan, entry: &Entry) -> Result<()> {
     let mount_point = entry.mount_point();
     let session = fuser::Session::new(DeviceFs::new(Arc::new(device)), &mount_point, &fuser_config(&config))
         .with_context(|| format!("mounting FUSE at {}", mount_point.display()))?;
+    if sys::is_root() {
+        // Best effort: the default 128 KiB readahead leaves one of the serving threads idle on a streaming read.
+        let _ = sys::set_readahead_kib(&mount_point, READAHEAD_KIB);
+    }
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,

@@ -24,9 +24,6 @@ use crate::params::{Geometry, ParamError};
 use cache::HashCache;
 use status::Counters;
 
-/// Reads spanning at least this many data blocks are hashed on two threads.
-const PARALLEL_CHECK_BLOCKS: usize = 32;
-
 /// A device that verifies every block it returns.
 pub struct VerifiedDevice<D, H> {
     data: D,
@@ -172,38 +169,16 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
             return Err(VerityError::Halted { action, cause });
         }
         self.read_data(first, out)?;
-        let found = self.digests(first, out);
-        // Settle blocks in order, stopping at the first failure, as the kernel walks a bio.
-        for (index, found) in (first..).zip(found) {
-            match found {
-                None => Counters::bump(&self.counters.unchecked_reads),
-                Some(found) => {
-                    let want = self.expected_digest(index)?;
-                    self.settle(index, want, found)?;
-                }
+        // Blocks are settled in order and the read stops at the first failure, as the kernel walks a bio.
+        for (block, index) in out.chunks_exact(self.geometry.data_block_size()).zip(first..) {
+            if self.was_checked(index) {
+                Counters::bump(&self.counters.unchecked_reads);
+                continue;
             }
+            let want = self.expected_digest(index)?;
+            self.settle(index, want, self.hasher.digest(block))?;
         }
         Ok(())
-    }
-
-    /// Digests of the data blocks in `data` (from block `first`), `None` for blocks verified before under
-    /// `check_at_most_once`. Pure hashing, no status changes; a large read is hashed on two threads so one
-    /// reader streaming a file keeps both cores busy.
-    fn digests(&self, first: u64, data: &[u8]) -> Vec<Option<Digest>> {
-        let dbs = self.geometry.data_block_size();
-        let one = |(block, index): (&[u8], u64)| (!self.was_checked(index)).then(|| self.hasher.digest(block));
-        let blocks = data.len() / dbs;
-        if blocks < PARALLEL_CHECK_BLOCKS {
-            return data.chunks_exact(dbs).zip(first..).map(one).collect();
-        }
-        let (head, tail) = data.split_at(blocks / 2 * dbs);
-        let tail_first = first + (blocks / 2) as u64;
-        std::thread::scope(|s| {
-            let other = s.spawn(|| tail.chunks_exact(dbs).zip(tail_first..).map(one).collect::<Vec<_>>());
-            let mut all: Vec<_> = head.chunks_exact(dbs).zip(first..).map(one).collect();
-            all.extend(other.join().expect("hashing thread panicked"));
-            all
-        })
     }
 
     /// Reads and verifies data block `index` into `out` (one data block long).

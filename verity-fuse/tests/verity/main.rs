@@ -2,6 +2,7 @@
 
 mod cli;
 mod corruption;
+mod differential;
 mod fuse_device;
 mod kernel_backend;
 mod known_answers;
