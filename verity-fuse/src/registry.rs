@@ -255,15 +255,20 @@ impl Entry {
     /// the kernel backend left, and removes the directory.
     pub fn clean_up_stale(&self, info: Option<&Info>) -> Result<(), RegistryError> {
         if self.is_mounted() {
-            sys::run_tool(
+            let unmounted = sys::run_tool(
                 "fusermount3",
                 "fuse3",
                 ["-u".as_ref(), "-z".as_ref(), self.mount_point().as_os_str()],
-            )
-            .map_err(|e| RegistryError::Io {
-                context: format!("unmounting {}", self.mount_point().display()),
-                error: std::io::Error::other(e.to_string()),
-            })?;
+            );
+            // The dead server's auto-unmount helper may have won the race: only a mount still there is an error.
+            if let Err(e) = unmounted
+                && self.is_mounted()
+            {
+                return Err(RegistryError::Io {
+                    context: format!("unmounting {}", self.mount_point().display()),
+                    error: std::io::Error::other(e.to_string()),
+                });
+            }
         }
         for l in info.map(|i| i.loops.as_slice()).unwrap_or_default() {
             let _ = sys::run_tool("losetup", "mount", ["--detach".as_ref(), l.as_os_str()]);

@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod determinism;
 mod kernel;
+mod kernel_vm;
 mod mkfs_compat;
 mod overlay;
 mod props;

@@ -43,7 +43,14 @@ pub(crate) fn run(a: ListArgs) -> Result<()> {
             (Liveness::Active, Some(_)) => kernel::status(&entry.name).ok().map(|c| c.to_string()),
             _ => None,
         };
-        let cleaned_up = state == Liveness::Stale && entry.clean_up_stale(info.as_ref()).is_ok();
+        let cleaned_up = state == Liveness::Stale
+            && match entry.clean_up_stale(info.as_ref()) {
+                Ok(()) => true,
+                Err(e) => {
+                    eprintln!("verity-fuse: could not clean up stale device `{}`: {e}", entry.name);
+                    false
+                }
+            };
         rows.push(Row {
             name: entry.name.clone(),
             state,
