@@ -258,18 +258,42 @@ fn spread_image(lab: &Lab) -> Vec<(String, Vec<u8>)> {
     erofs_image(lab, "spread.erofs", &refs, 3)
 }
 
+/// The spread image formatted and opened as a FUSE device.
+struct Spread {
+    files: Vec<(String, Vec<u8>)>,
+    image: Vec<u8>,
+    dev: PathBuf,
+    /// Byte offset of the victim file's first block in the image.
+    victim_at: u64,
+}
+
+fn open_spread(lab: &mut Lab) -> Spread {
+    let files = spread_image(lab);
+    let image = std::fs::read(lab.path("spread.erofs")).unwrap();
+    let root = lab.format("spread.erofs", "spread.verity", &[]);
+    let dev = lab.open("spread.erofs", "spread", "spread.verity", &root, &[]);
+    let victim = &files.iter().find(|(n, _)| n == "victim").unwrap().1;
+    let victim_at = offset_in(&image, victim);
+    Spread {
+        files,
+        image,
+        dev,
+        victim_at,
+    }
+}
+
 #[test]
 fn a_byte_flipped_under_a_live_mount_fails_that_block_and_file_with_eio_only() {
     if !mounts_ready("fuse_device::flip_data") {
         return;
     }
     let mut lab = Lab::new();
-    let files = spread_image(&lab);
-    let image = std::fs::read(lab.path("spread.erofs")).unwrap();
-    let root = lab.format("spread.erofs", "spread.verity", &[]);
-    let dev = lab.open("spread.erofs", "spread", "spread.verity", &root, &[]);
-    let victim = &files.iter().find(|(n, _)| n == "victim").unwrap().1;
-    let at = offset_in(&image, victim);
+    let Spread {
+        files,
+        image,
+        dev,
+        victim_at: at,
+    } = open_spread(&mut lab);
     let block = at / 4096;
 
     let data = std::fs::OpenOptions::new()
@@ -297,12 +321,10 @@ fn a_byte_flipped_in_the_tree_fails_the_blocks_beneath_that_hash_block() {
         return;
     }
     let mut lab = Lab::new();
-    let files = spread_image(&lab);
-    let image = std::fs::read(lab.path("spread.erofs")).unwrap();
-    let root = lab.format("spread.erofs", "spread.verity", &[]);
-    let dev = lab.open("spread.erofs", "spread", "spread.verity", &root, &[]);
-    let victim = &files.iter().find(|(n, _)| n == "victim").unwrap().1;
-    let block = offset_in(&image, victim) / 4096;
+    let Spread {
+        image, dev, victim_at, ..
+    } = open_spread(&mut lab);
+    let block = victim_at / 4096;
     let blocks = image.len() as u64 / 4096;
     // Tree of this image: superblock block 0, one top block at 1, leaves from 2 (one per 128 data blocks).
     let levels = if blocks > 128 { 2 } else { 1 };
