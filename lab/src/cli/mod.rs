@@ -3,8 +3,14 @@
 //! `main.rs` only parses [`Cli`], calls [`run`] and turns a [`CliError`] into an exit code with
 //! [`CliError::exit_code`]. Each subcommand validates its raw arguments into a plan before doing any work.
 
+pub mod convert;
 pub mod erofs;
+pub mod images;
 pub mod mkfs;
+pub mod pull;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
 
 use clap::Parser;
 
@@ -17,6 +23,12 @@ pub enum Cli {
     /// Read an EROFS image in userspace.
     #[command(subcommand)]
     Erofs(erofs::ErofsCommand),
+    /// Pull an image from a registry or an OCI image layout into the store, checking every digest.
+    Pull(pull::PullArgs),
+    /// Convert every layer of a pulled image to layer.erofs plus a dm-verity tree.
+    Convert(convert::ConvertArgs),
+    /// List the images in the store, with their layers' root hashes.
+    Images(images::ImagesArgs),
 }
 
 /// A failed command, sorted by who has to act.
@@ -35,6 +47,18 @@ pub enum CliError {
     /// Extracting an image failed.
     #[error(transparent)]
     Extract(#[from] crate::erofs::ExtractError),
+    /// A pull failed (the store is unchanged).
+    #[error(transparent)]
+    Pull(#[from] crate::oci::PullError),
+    /// A conversion failed.
+    #[error(transparent)]
+    Convert(#[from] crate::convert::ConvertError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A stored manifest is unusable.
+    #[error(transparent)]
+    Manifest(#[from] crate::oci::manifest::ManifestError),
     /// Another I/O failure (opening the image, writing to stdout).
     #[error("{what}: {source}")]
     Io {
@@ -48,7 +72,7 @@ pub enum CliError {
 
 impl CliError {
     /// The process exit code: 2 for usage errors, 3 for bad input (a malformed image or archive, a missing
-    /// path), 1 for anything else.
+    /// path, content that does not match its digest, an unusable manifest), 1 for anything else.
     pub fn exit_code(&self) -> u8 {
         use crate::erofs::{ExtractError, WriteError};
         match self {
@@ -56,6 +80,22 @@ impl CliError {
             CliError::Read(_) | CliError::Extract(ExtractError::Read(_)) => 3,
             CliError::Write(WriteError::Create { .. } | WriteError::Output(_) | WriteError::BlockSize(_)) => 1,
             CliError::Write(_) => 3,
+            CliError::Pull(
+                crate::oci::PullError::Verify { .. }
+                | crate::oci::PullError::Manifest(_)
+                | crate::oci::PullError::NestedIndex { .. }
+                | crate::oci::PullError::Archive { .. }
+                | crate::oci::PullError::Store(crate::store::StoreError::Verify(_))
+                | crate::oci::PullError::Registry(
+                    crate::oci::registry::RegistryError::Verify { .. }
+                    | crate::oci::registry::RegistryError::ContentDigestHeader { .. }
+                    | crate::oci::registry::RegistryError::ManifestTooLarge { .. },
+                ),
+            )
+            | CliError::Convert(
+                crate::convert::ConvertError::LayerChanged { .. } | crate::convert::ConvertError::Erofs { .. },
+            )
+            | CliError::Manifest(_) => 3,
             _ => 1,
         }
     }
@@ -66,5 +106,23 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli {
         Cli::Mkfs(args) => mkfs::run(&mkfs::MkfsPlan::try_from(args)?),
         Cli::Erofs(cmd) => erofs::run(cmd),
+        Cli::Pull(args) => pull::run(&pull::PullPlan::try_from(args)?),
+        Cli::Convert(args) => convert::run(&convert::ConvertPlan::try_from(args)?),
+        Cli::Images(args) => images::run(&args),
+    }
+}
+
+/// The store directory: `--store`, else [`crate::store::default_dir`].
+fn store_dir(arg: Option<PathBuf>) -> PathBuf {
+    arg.unwrap_or_else(crate::store::default_dir)
+}
+
+/// Progress lines on stderr, only when it is a terminal.
+fn progress_printer() -> impl Fn(&str) {
+    let tty = std::io::stderr().is_terminal();
+    move |line| {
+        if tty {
+            eprintln!("{line}");
+        }
     }
 }

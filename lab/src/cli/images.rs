@@ -1,0 +1,103 @@
+//! `veritylab images [--store DIR] [--json]`: the images in the store, with their layers' root hashes where
+//! converted.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::{CliError, store_dir};
+use crate::convert::{self, VerityLayout};
+use crate::oci::Digest;
+use crate::oci::manifest::{self, Manifest};
+use crate::store::Store;
+
+/// Raw arguments of `veritylab images`.
+#[derive(Args, Debug, Clone)]
+pub struct ImagesArgs {
+    /// The store [default: /var/lib/veritylab as root, else ~/.local/share/veritylab].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One image in the listing.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageEntry {
+    /// Its name.
+    pub name: String,
+    /// Its manifest digest.
+    pub manifest: Digest,
+    /// Its platform, when picked from an index.
+    pub platform: Option<String>,
+    /// Its layers.
+    pub layers: Vec<LayerEntry>,
+}
+
+/// One layer in the listing.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerEntry {
+    /// The layer digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// Root hash of the containerd layout's tree, if converted.
+    pub containerd_roothash: Option<String>,
+    /// Root hash of the separate layout's tree, if converted.
+    pub separate_roothash: Option<String>,
+}
+
+/// Lists the store's images.
+pub fn list(store: &Store) -> Result<Vec<ImageEntry>, CliError> {
+    let mut out = Vec::new();
+    for (name, descriptor) in store.images()? {
+        let bytes = store.read_blob(&descriptor.digest, descriptor.size, 4 << 20, "manifest")?;
+        let layers = match manifest::parse(&descriptor.digest, &descriptor.media_type, &bytes)? {
+            Manifest::Image(image) => image.layers,
+            Manifest::Index(_) => Vec::new(),
+        };
+        let mut entries = Vec::with_capacity(layers.len());
+        for layer in layers {
+            let root = |layout| convert::existing(store, &layer.digest, layout).map(|c| c.map(|c| c.roothash));
+            entries.push(LayerEntry {
+                digest: layer.digest,
+                size: layer.size,
+                containerd_roothash: root(VerityLayout::Containerd)?,
+                separate_roothash: root(VerityLayout::Separate)?,
+            });
+        }
+        out.push(ImageEntry {
+            name,
+            manifest: descriptor.digest,
+            platform: descriptor.platform.as_ref().map(ToString::to_string),
+            layers: entries,
+        });
+    }
+    Ok(out)
+}
+
+/// Prints the listing.
+pub fn run(args: &ImagesArgs) -> Result<(), CliError> {
+    let store = Store::open(&store_dir(args.store.clone()))?;
+    let images = list(&store)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&images).unwrap_or_default());
+        return Ok(());
+    }
+    for image in &images {
+        println!("{}  {}", image.name, image.manifest);
+        for layer in &image.layers {
+            let show = |r: &Option<String>| r.clone().unwrap_or_else(|| "-".to_owned());
+            println!(
+                "  {} {:>10} containerd {} separate {}",
+                layer.digest,
+                layer.size,
+                show(&layer.containerd_roothash),
+                show(&layer.separate_roothash)
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! Reading an OCI image layout directory (`oci:DIR[:TAG]`) as a pull source. Its bytes are as untrusted as
+//! a registry's: `index.json` is size-limited and every manifest and blob is checked against its digest.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use super::digest::{Digest, VerifyError};
+use super::manifest::{Descriptor, Index, REF_NAME};
+
+/// A layout source failure, naming the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayoutError {
+    /// A file could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// `index.json` is too large or does not parse.
+    #[error("{}: {reason}", path.display())]
+    Index {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No manifest carries the tag, or no tag was given and the layout holds several.
+    #[error("{}: {reason}", dir.display())]
+    NoSuchTag {
+        /// The layout.
+        dir: PathBuf,
+        /// What was looked for and what exists.
+        reason: String,
+    },
+    /// A manifest is not what its descriptor says.
+    #[error("{}: {source}", path.display())]
+    Verify {
+        /// The blob file.
+        path: PathBuf,
+        /// The mismatch.
+        #[source]
+        source: VerifyError,
+    },
+}
+
+/// An image layout opened for reading.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    /// Opens the layout in `dir` (nothing is read yet).
+    pub fn new(dir: &Path) -> Self {
+        Self { dir: dir.to_owned() }
+    }
+
+    /// The descriptor in `index.json` tagged `tag`, or the only one when `tag` is `None`.
+    pub fn resolve(&self, tag: Option<&str>, limit: u64) -> Result<Descriptor, LayoutError> {
+        let path = self.dir.join("index.json");
+        let bytes = read_limited(&path, limit)?;
+        let index: Index = serde_json::from_slice(&bytes).map_err(|e| LayoutError::Index {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let tags = || {
+            let names: Vec<&str> = index
+                .manifests
+                .iter()
+                .filter_map(|d| d.annotations.get(REF_NAME).map(String::as_str))
+                .collect();
+            if names.is_empty() {
+                "it has no tagged manifests".to_owned()
+            } else {
+                format!("it has: {}", names.join(", "))
+            }
+        };
+        match tag {
+            Some(tag) => index
+                .manifests
+                .iter()
+                .find(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(tag))
+                .cloned()
+                .ok_or_else(|| LayoutError::NoSuchTag {
+                    dir: self.dir.clone(),
+                    reason: format!("no manifest tagged {tag:?}; {}", tags()),
+                }),
+            None => match index.manifests.as_slice() {
+                [only] => Ok(only.clone()),
+                _ => Err(LayoutError::NoSuchTag {
+                    dir: self.dir.clone(),
+                    reason: format!(
+                        "{} manifests and no tag given (write oci:DIR:TAG); {}",
+                        index.manifests.len(),
+                        tags()
+                    ),
+                }),
+            },
+        }
+    }
+
+    /// Reads a manifest-sized blob and checks it against its descriptor.
+    pub fn read(&self, descriptor: &Descriptor, limit: u64) -> Result<Vec<u8>, LayoutError> {
+        let path = self.blob_path(&descriptor.digest);
+        if descriptor.size > limit {
+            return Err(LayoutError::Verify {
+                path,
+                source: VerifyError::TooLarge {
+                    digest: descriptor.digest,
+                    size: descriptor.size,
+                    limit,
+                    what: "manifest",
+                },
+            });
+        }
+        let bytes = read_limited(&path, limit)?;
+        descriptor
+            .digest
+            .verify(descriptor.size, &bytes)
+            .map_err(|source| LayoutError::Verify { path, source })?;
+        Ok(bytes)
+    }
+
+    /// Opens a blob for streaming (the store checks it as it copies).
+    pub fn open(&self, digest: &Digest) -> Result<File, LayoutError> {
+        let path = self.blob_path(digest);
+        File::open(&path).map_err(|source| LayoutError::Io { path, source })
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join("blobs/sha256").join(digest.hex())
+    }
+}
+
+fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, LayoutError> {
+    let io_error = |source| LayoutError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    File::open(path)
+        .map_err(io_error)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error)?;
+    if bytes.len() as u64 > limit {
+        return Err(LayoutError::Index {
+            path: path.to_owned(),
+            reason: format!("larger than the limit of {limit} bytes"),
+        });
+    }
+    Ok(bytes)
+}

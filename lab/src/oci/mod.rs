@@ -1,0 +1,23 @@
+//! OCI images: references, digests, media types, manifests, and pulling from registries and image layouts.
+//!
+//! - [`reference`](mod@reference): `HOST[:PORT]/REPO[:TAG][@DIGEST]` and `oci:DIR[:TAG]`, parsed as pure functions.
+//! - [`digest`]: sha256 digests and checking bytes or streams against a descriptor (digest and size).
+//! - [`media`] and [`manifest`]: the media types we accept and the manifest, index and descriptor types.
+//! - [`auth`]: `WWW-Authenticate` challenges and credentials.
+//! - [`registry`]: a small blocking distribution-API client.
+//! - [`layout`]: an image layout directory as a source; [`archive`]: unpacking an `oci-archive:` tar into one.
+//! - [`pull`](mod@pull): resolve once, fetch by digest, check everything, then commit to the [`crate::store`].
+
+pub mod archive;
+pub mod auth;
+pub mod digest;
+pub mod layout;
+pub mod manifest;
+pub mod media;
+pub mod pull;
+pub mod reference;
+pub mod registry;
+
+pub use digest::Digest;
+pub use pull::{PullError, PullOptions, PullReport, pull};
+pub use reference::Reference;

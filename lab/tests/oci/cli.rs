@@ -1,0 +1,81 @@
+//! The `pull`, `convert` and `images` commands end to end, with their JSON output and exit codes.
+
+use std::process::Command;
+
+use super::support::{Registry, run, umoci_image};
+
+fn veritylab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_veritylab"))
+}
+
+fn json(cmd: &mut Command) -> serde_json::Value {
+    serde_json::from_str(&run(cmd)).unwrap()
+}
+
+#[test]
+fn pull_convert_and_images_from_the_command_line() {
+    let umoci = testkit::require_tool!("umoci");
+    let skopeo = testkit::require_tool!("skopeo");
+    let registry_bin = testkit::require_tool!("docker-registry");
+    let work = tempfile::tempdir().unwrap();
+    let layout = umoci_image(&umoci, work.path());
+    let registry = Registry::start(&registry_bin);
+    registry.push(&skopeo, &layout, "v1", "lab/cli:v1");
+    let store = work.path().join("store");
+    let reference = format!("{}/lab/cli:v1", registry.host());
+
+    let out = veritylab()
+        .args(["pull", &reference, "--plain-http", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("plain HTTP"), "plain HTTP is said in the output: {text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("plain HTTP"));
+
+    let pulled = json(
+        veritylab()
+            .args(["pull", &reference, "--plain-http", "--json", "--store"])
+            .arg(&store),
+    );
+    assert_eq!(pulled["transport"], "plain-http");
+    assert_eq!(pulled["layers"].as_array().unwrap().len(), 2);
+
+    let converted = json(
+        veritylab()
+            .args(["convert", &reference, "--layout", "separate", "--json", "--store"])
+            .arg(&store),
+    );
+    let roots: Vec<&str> = converted["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["roothash"].as_str().unwrap())
+        .collect();
+    assert_eq!(roots.len(), 2);
+
+    let images = json(veritylab().args(["images", "--json", "--store"]).arg(&store));
+    assert_eq!(images[0]["name"], reference.as_str());
+    assert_eq!(images[0]["manifest"], pulled["manifest"]);
+    assert_eq!(images[0]["layers"][1]["separate_roothash"], roots[1]);
+    assert!(images[0]["layers"][1]["containerd_roothash"].is_null());
+}
+
+#[test]
+fn plain_http_to_a_remote_host_is_a_usage_error() {
+    let work = tempfile::tempdir().unwrap();
+    let out = veritylab()
+        .args(["pull", "registry.example.com/a:1", "--plain-http", "--store"])
+        .arg(work.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+    let out = veritylab()
+        .args(["convert", "example.com/never/pulled:1", "--store"])
+        .arg(work.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pull it first"));
+}

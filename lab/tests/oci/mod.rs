@@ -1,0 +1,10 @@
+//! OCI: pulls from umoci-made image layouts and from a real `docker-registry` fed by skopeo, layer
+//! conversion checked by `veritysetup verify`, and bad input that must leave the store unchanged.
+
+mod auth;
+mod bad_input;
+mod cli;
+mod convert;
+mod kernel;
+mod pull;
+mod support;
