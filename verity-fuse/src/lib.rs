@@ -4,13 +4,14 @@
 //!
 //! - [`source`]: the [`ReadAt`] trait every block-like thing implements (files, buffers, windows, tampering
 //!   wrappers, and the verified device itself).
-//! - [`hash`]: algorithms and the salted block digest.
+//! - [`hash`]: algorithms and the salted block digest, two blocks at a time with SHA-NI where the CPU has it
+//!   (the crate's only `unsafe` code).
 //! - [`params`]: tree parameters, validated into a [`Geometry`] that fixes every offset.
 //! - [`superblock`]: the 512-byte on-disk superblock.
 //! - [`tree`]: building a whole tree (`format`) and checking one (`verify`).
 //! - [`device`]: [`VerifiedDevice`], which checks every block a read touches, with the kernel's error modes.
 //! - [`cli`]: the `verity-fuse` command.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod backend;
 pub mod cli;

@@ -169,14 +169,30 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
             return Err(VerityError::Halted { action, cause });
         }
         self.read_data(first, out)?;
-        // Blocks are settled in order and the read stops at the first failure, as the kernel walks a bio.
-        for (block, index) in out.chunks_exact(self.geometry.data_block_size()).zip(first..) {
+        // Blocks are settled in order and the read stops at the first failure, as the kernel walks a bio. A
+        // block to check is hashed together with the next one when that needs checking too.
+        let mut blocks = out
+            .chunks_exact(self.geometry.data_block_size())
+            .zip(first..)
+            .peekable();
+        while let Some((block, index)) = blocks.next() {
             if self.was_checked(index) {
                 Counters::bump(&self.counters.unchecked_reads);
                 continue;
             }
+            let (found, next) = match blocks.next_if(|&(_, next)| !self.was_checked(next)) {
+                Some((other, next)) => {
+                    let [found, other_found] = self.hasher.digest_pair(block, other);
+                    (found, Some((next, other_found)))
+                }
+                None => (self.hasher.digest(block), None),
+            };
             let want = self.expected_digest(index)?;
-            self.settle(index, want, self.hasher.digest(block))?;
+            self.settle(index, want, found)?;
+            if let Some((next, found)) = next {
+                let want = self.expected_digest(next)?;
+                self.settle(next, want, found)?;
+            }
         }
         Ok(())
     }

@@ -93,13 +93,13 @@ pub(crate) fn hash_level<R: ReadAt + ?Sized>(
                     offset,
                     error,
                 })?;
-            for (i, block) in buf[..bytes].chunks_exact(job.block_size).enumerate() {
-                let digest = job.hasher.digest(block);
-                let hb = i / job.per_block as usize;
-                let slot = i % job.per_block as usize;
-                let at = hb * job.hash_block_size + slot * job.stride;
-                out_chunk[at..at + digest.as_bytes().len()].copy_from_slice(digest.as_bytes());
-            }
+            job.hasher
+                .digest_many(buf[..bytes].chunks_exact(job.block_size), |i, digest| {
+                    let hb = i / job.per_block as usize;
+                    let slot = i % job.per_block as usize;
+                    let at = hb * job.hash_block_size + slot * job.stride;
+                    out_chunk[at..at + digest.as_bytes().len()].copy_from_slice(digest.as_bytes());
+                });
             let total = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
             progress(total);
         }
