@@ -12,7 +12,6 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use verity_fuse::params::ParamError;
 use verity_fuse::source::FileSource;
-use verity_fuse::superblock::Superblock;
 use verity_fuse::{Digest, Geometry, Placement, VerityParams, tree};
 
 /// Block size of data and hash blocks.
@@ -79,18 +78,10 @@ impl HashArea {
     /// Lays out the hash area of a built tree. The tree does not depend on where it is placed, so one
     /// area serves both layouts.
     pub fn new(geometry: &Geometry, tree: &tree::Tree, uuid: [u8; 16]) -> Self {
-        let superblock = Superblock {
-            params: geometry.params.clone(),
-            uuid,
-        }
-        .to_bytes();
-        let mut bytes = vec![0u8; BLOCK as usize];
-        bytes[..superblock.len()].copy_from_slice(&superblock);
-        bytes.extend_from_slice(&tree.blocks);
         Self {
             data_blocks: geometry.params.data_blocks,
             root: tree.root,
-            bytes,
+            bytes: tree.hash_area(geometry, uuid),
         }
     }
 
@@ -156,6 +147,7 @@ pub(super) fn build(path: &Path, uuid: [u8; 16]) -> Result<HashArea, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use verity_fuse::superblock::Superblock;
 
     #[test]
     fn the_hash_area_is_a_padded_superblock_then_the_tree() {

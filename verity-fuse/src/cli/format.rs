@@ -17,7 +17,7 @@ use super::args::{ParamArgs, geometry, same_file};
 use super::report::{Header, warn_lab_only};
 use crate::params::{Geometry, ParamError};
 use crate::source::FileSource;
-use crate::superblock::{Superblock, parse_uuid, random_uuid};
+use crate::superblock::{parse_uuid, random_uuid};
 use crate::tree::{self, Tree};
 
 /// Arguments of `format`.
@@ -137,52 +137,28 @@ fn progress_printer(geometry: &Geometry) -> impl Fn(u64) + Sync {
 }
 
 /// The bytes `format` writes on the hash device, from the hash offset on.
-struct HashImage<'a> {
+struct HashImage {
     offset: u64,
-    superblock: Option<[u8; 512]>,
-    tree_offset: u64,
-    tree: &'a [u8],
-    end: u64,
+    area: Vec<u8>,
 }
 
-impl<'a> HashImage<'a> {
-    fn new(plan: &FormatPlan, tree: &'a Tree) -> Self {
-        let g = &plan.geometry;
+impl HashImage {
+    fn new(plan: &FormatPlan, tree: &Tree) -> Self {
         Self {
-            offset: g.placement.hash_offset,
-            superblock: g.placement.superblock.then(|| {
-                Superblock {
-                    params: g.params.clone(),
-                    uuid: plan.uuid,
-                }
-                .to_bytes()
-            }),
-            tree_offset: g.tree_offset(),
-            tree: &tree.blocks,
-            end: if tree.blocks.is_empty() {
-                // No tree (one data block): veritysetup writes only the superblock, padded to the smaller
-                // of the hash block and the page.
-                let sb_bytes = if g.placement.superblock {
-                    (g.hash_block_size() as u64).min(4096)
-                } else {
-                    0
-                };
-                g.placement.hash_offset + sb_bytes
-            } else {
-                g.hash_device_size()
-            },
+            offset: plan.geometry.placement.hash_offset,
+            area: tree.hash_area(&plan.geometry, plan.uuid),
         }
     }
 
-    /// Writes superblock, padding and tree into `file` (which is at least `offset` long).
+    /// The end of what is written on the hash device.
+    fn end(&self) -> u64 {
+        self.offset + self.area.len() as u64
+    }
+
+    /// Writes the hash area into `file` (which is at least `offset` long).
     fn write_to(&self, file: &File) -> std::io::Result<()> {
-        let mut head = vec![0u8; (self.tree_offset.min(self.end) - self.offset) as usize];
-        if let Some(sb) = &self.superblock {
-            head[..sb.len()].copy_from_slice(sb);
-        }
-        file.write_all_at(&head, self.offset)?;
-        file.write_all_at(self.tree, self.tree_offset)?;
-        file.set_len(self.end.max(file.metadata()?.len()))?;
+        file.write_all_at(&self.area, self.offset)?;
+        file.set_len(self.end().max(file.metadata()?.len()))?;
         file.sync_all()
     }
 
@@ -224,7 +200,7 @@ impl<'a> HashImage<'a> {
             .open(path)
             .with_context(|| format!("opening {} for writing", path.display()))?;
         let old_len = file.metadata()?.len();
-        let replaced_len = old_len.min(self.end).saturating_sub(self.offset) as usize;
+        let replaced_len = old_len.min(self.end()).saturating_sub(self.offset) as usize;
         let mut replaced = vec![0u8; replaced_len];
         file.read_exact_at(&mut replaced, self.offset)?;
         if let Err(e) = self.write_to(&file) {

@@ -4,6 +4,7 @@ use crate::ReadAt;
 use crate::error::{Device, VerityError};
 use crate::hash::Digest;
 use crate::params::Geometry;
+use crate::superblock::Superblock;
 use crate::tree::{LevelJob, hash_level, require_len};
 
 /// A built tree: the root hash and the hash blocks from the top level to the leaves, as they go on disk at
@@ -14,6 +15,34 @@ pub struct Tree {
     pub root: Digest,
     /// Hash blocks, top level first. Empty for a single data block.
     pub blocks: Vec<u8>,
+}
+
+impl Tree {
+    /// The bytes `veritysetup format` writes at the hash offset for this tree: the superblock (when the
+    /// placement has one) zero-padded to the tree's first block, then the tree, top level first. With one data
+    /// block there is no tree, and veritysetup writes only the superblock, padded to the smaller of the hash
+    /// block and 4096 bytes.
+    pub fn hash_area(&self, geometry: &Geometry, uuid: [u8; 16]) -> Vec<u8> {
+        let head = (geometry.tree_offset() - geometry.placement.hash_offset) as usize;
+        let head = if self.blocks.is_empty() {
+            head.min(geometry.hash_block_size().min(4096))
+        } else {
+            head
+        };
+        let mut area = vec![0u8; head];
+        if geometry.placement.superblock {
+            let superblock = Superblock {
+                params: geometry.params.clone(),
+                uuid,
+            }
+            .to_bytes();
+            area[..superblock.len()].copy_from_slice(&superblock);
+        } else {
+            area.clear();
+        }
+        area.extend_from_slice(&self.blocks);
+        area
+    }
 }
 
 /// Builds the tree over the first [`Geometry::data_size`] bytes of `data` using `threads` threads.
