@@ -5,7 +5,7 @@ use veritylab::oci::auth::Credentials;
 use veritylab::oci::registry::RegistryError;
 use veritylab::store::Store;
 
-use super::support::{Registry, plain_http, pull, snapshot, umoci_image};
+use super::support::{Registry, Seeded, plain_http, pull, seeded_registry, snapshot, umoci_image};
 
 #[test]
 fn basic_auth_pulls_with_credentials_and_is_a_clear_401_without() {
@@ -111,13 +111,12 @@ fn bearer_front(upstream: String) -> (String, std::sync::Arc<std::sync::Mutex<Ve
 
 #[test]
 fn bearer_tokens_are_fetched_from_the_challenge_realm_with_its_service_and_scope() {
-    let umoci = testkit::require_tool!("umoci");
-    let skopeo = testkit::require_tool!("skopeo");
-    let registry_bin = testkit::require_tool!("docker-registry");
-    let work = tempfile::tempdir().unwrap();
-    let layout = umoci_image(&umoci, work.path());
-    let registry = Registry::start(&registry_bin);
-    registry.push(&skopeo, &layout, "v1", "lab/small:v1");
+    let Some(Seeded { work, registry, .. }) = seeded_registry(
+        "oci::auth::bearer_tokens_are_fetched_from_the_challenge_realm_with_its_service_and_scope",
+        "lab/small:v1",
+    ) else {
+        return;
+    };
     let (front, log) = bearer_front(registry.host());
     let store = Store::open(&work.path().join("store")).unwrap();
     let report = pull(&store, &format!("{front}/lab/small:v1"), &plain_http()).unwrap();

@@ -13,19 +13,18 @@ use veritylab::oci::registry::RegistryError;
 use veritylab::store::{Store, StoreError};
 
 use super::support::{
-    Registry, add_blob_tagged, add_index, canned_server, layout_manifest_digest, plain_http, pull, snapshot,
-    umoci_image,
+    Seeded, add_blob_tagged, add_index, canned_server, layout_manifest_digest, plain_http, pull, seeded_registry,
+    snapshot, umoci_image,
 };
 
 #[test]
 fn a_blob_changed_in_the_registry_storage_is_refused_and_nothing_is_stored() {
-    let umoci = testkit::require_tool!("umoci");
-    let skopeo = testkit::require_tool!("skopeo");
-    let registry_bin = testkit::require_tool!("docker-registry");
-    let work = tempfile::tempdir().unwrap();
-    let layout = umoci_image(&umoci, work.path());
-    let registry = Registry::start(&registry_bin);
-    registry.push(&skopeo, &layout, "v1", "lab/small:v1");
+    let Some(Seeded { work, layout, registry }) = seeded_registry(
+        "oci::bad_input::a_blob_changed_in_the_registry_storage_is_refused_and_nothing_is_stored",
+        "lab/small:v1",
+    ) else {
+        return;
+    };
     let manifest: serde_json::Value = serde_json::from_slice(
         &fs::read(
             layout
@@ -71,13 +70,12 @@ fn a_blob_changed_in_the_registry_storage_is_refused_and_nothing_is_stored() {
 
 #[test]
 fn a_missing_tag_a_missing_repository_and_a_registry_that_is_down_are_clear_errors() {
-    let umoci = testkit::require_tool!("umoci");
-    let skopeo = testkit::require_tool!("skopeo");
-    let registry_bin = testkit::require_tool!("docker-registry");
-    let work = tempfile::tempdir().unwrap();
-    let layout = umoci_image(&umoci, work.path());
-    let registry = Registry::start(&registry_bin);
-    registry.push(&skopeo, &layout, "v1", "lab/small:v1");
+    let Some(Seeded { work, registry, .. }) = seeded_registry(
+        "oci::bad_input::a_missing_tag_a_missing_repository_and_a_registry_that_is_down_are_clear_errors",
+        "lab/small:v1",
+    ) else {
+        return;
+    };
     let store = Store::open(&work.path().join("store")).unwrap();
     let before = snapshot(store.root());
     for reference in ["lab/small:nope", "lab/absent:v1"] {

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use super::support::{Registry, run, umoci_image};
+use super::support::{Seeded, run, seeded_registry};
 
 fn veritylab() -> Command {
     Command::new(env!("CARGO_BIN_EXE_veritylab"))
@@ -14,13 +14,11 @@ fn json(cmd: &mut Command) -> serde_json::Value {
 
 #[test]
 fn pull_convert_and_images_from_the_command_line() {
-    let umoci = testkit::require_tool!("umoci");
-    let skopeo = testkit::require_tool!("skopeo");
-    let registry_bin = testkit::require_tool!("docker-registry");
-    let work = tempfile::tempdir().unwrap();
-    let layout = umoci_image(&umoci, work.path());
-    let registry = Registry::start(&registry_bin);
-    registry.push(&skopeo, &layout, "v1", "lab/cli:v1");
+    let Some(Seeded { work, registry, .. }) =
+        seeded_registry("oci::cli::pull_convert_and_images_from_the_command_line", "lab/cli:v1")
+    else {
+        return;
+    };
     let store = work.path().join("store");
     let reference = format!("{}/lab/cli:v1", registry.host());
 

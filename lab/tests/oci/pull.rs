@@ -5,7 +5,7 @@ use std::fs;
 use veritylab::oci::pull::Transport;
 use veritylab::store::Store;
 
-use super::support::{Registry, layout_manifest_digest, plain_http, pull, umoci_image};
+use super::support::{Seeded, layout_manifest_digest, plain_http, pull, seeded_registry, umoci_image};
 
 #[test]
 fn pull_from_an_umoci_layout_by_tag_stores_every_checked_blob_and_tags_it() {
@@ -39,13 +39,12 @@ fn pull_from_an_umoci_layout_by_tag_stores_every_checked_blob_and_tags_it() {
 
 #[test]
 fn pull_from_a_real_registry_by_tag_and_by_digest_gives_the_same_manifest() {
-    let umoci = testkit::require_tool!("umoci");
-    let skopeo = testkit::require_tool!("skopeo");
-    let registry_bin = testkit::require_tool!("docker-registry");
-    let work = tempfile::tempdir().unwrap();
-    let layout = umoci_image(&umoci, work.path());
-    let registry = Registry::start(&registry_bin);
-    registry.push(&skopeo, &layout, "v1", "lab/small:v1");
+    let Some(Seeded { work, layout, registry }) = seeded_registry(
+        "oci::pull::pull_from_a_real_registry_by_tag_and_by_digest_gives_the_same_manifest",
+        "lab/small:v1",
+    ) else {
+        return;
+    };
     let store = Store::open(&work.path().join("store")).unwrap();
     let by_tag = pull(&store, &format!("{}/lab/small:v1", registry.host()), &plain_http()).unwrap();
     assert_eq!(by_tag.transport, Transport::PlainHttp);

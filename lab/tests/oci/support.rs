@@ -26,6 +26,36 @@ pub(super) fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A two-layer umoci image (`layout`, tag `v1`) pushed to a fresh registry: the setup most registry tests share.
+pub(super) struct Seeded {
+    /// Scratch directory holding the layout (and whatever the test adds, such as its store).
+    pub(super) work: tempfile::TempDir,
+    /// The OCI layout umoci made.
+    pub(super) layout: PathBuf,
+    /// The running registry.
+    pub(super) registry: Registry,
+}
+
+/// Builds the umoci image and pushes it to a new registry as `repo_tag`; `None` after reporting `test` as
+/// skipped (a failure under `VERITYLAB_REQUIRE_ALL=1`) when umoci, skopeo or docker-registry is missing.
+pub(super) fn seeded_registry(test: &str, repo_tag: &str) -> Option<Seeded> {
+    let mut tools = Vec::new();
+    for tool in ["umoci", "skopeo", "docker-registry"] {
+        match testkit::find_tool(tool) {
+            Some(path) => tools.push(path),
+            None => {
+                testkit::skip(test, &format!("`{tool}` is not installed (Debian package {tool})"));
+                return None;
+            }
+        }
+    }
+    let work = tempfile::tempdir().unwrap();
+    let layout = umoci_image(&tools[0], work.path());
+    let registry = Registry::start(&tools[2]);
+    registry.push(&tools[1], &layout, "v1", repo_tag);
+    Some(Seeded { work, layout, registry })
+}
+
 /// Builds `oci:DIR:v1` with umoci from two layers: the first adds files (one spanning several blocks), the
 /// second changes one, adds one and deletes `etc/gone` (a whiteout). Returns the layout directory.
 pub(super) fn umoci_image(umoci: &Path, work: &Path) -> PathBuf {
