@@ -672,20 +672,7 @@ impl<R: ReadAt> Image<R> {
             nid,
             format: inode.disk.layout_bits << 1,
         })?;
-        let blocks_at = |start_block: u64, within: u64, len: u64| -> Result<Extent> {
-            let physical = start_block
-                .checked_mul(bs)
-                .and_then(|base| base.checked_add(within))
-                .ok_or(ReadError::DataOutOfRange {
-                    nid,
-                    offset: u64::MAX,
-                    len,
-                })?;
-            Ok(Extent {
-                len,
-                physical: Some(physical),
-            })
-        };
+        let blocks_at = |start_block: u64, within: u64, len: u64| block_extent(nid, start_block, bs, within, len);
         match layout {
             Layout::CompressedFull | Layout::CompressedCompact => Err(ReadError::Compressed { nid }),
             Layout::FlatPlain => blocks_at(u64::from(inode.disk.u), pos, size - pos),
@@ -749,18 +736,7 @@ impl<R: ReadAt> Image<R> {
         if blk == NULL_ADDR {
             return Ok(Extent { len, physical: None });
         }
-        let physical = u64::from(blk)
-            .checked_mul(self.block_size)
-            .and_then(|base| base.checked_add(within))
-            .ok_or(ReadError::DataOutOfRange {
-                nid,
-                offset: u64::MAX,
-                len,
-            })?;
-        Ok(Extent {
-            len,
-            physical: Some(physical),
-        })
+        block_extent(nid, u64::from(blk), self.block_size, within, len)
     }
 
     /// Reads image bytes on behalf of an inode, turning a range past the end into a typed error.
@@ -841,4 +817,20 @@ fn parse_dir_block(block: &[u8], out: &mut Vec<DirEntry>) -> Result<(), DirCorru
         });
     }
     Ok(())
+}
+
+/// `len` bytes at `within` of block `block`, with the block address checked for overflow.
+fn block_extent(nid: u64, block: u64, block_size: u64, within: u64, len: u64) -> Result<Extent> {
+    let physical = block
+        .checked_mul(block_size)
+        .and_then(|base| base.checked_add(within))
+        .ok_or(ReadError::DataOutOfRange {
+            nid,
+            offset: u64::MAX,
+            len,
+        })?;
+    Ok(Extent {
+        len,
+        physical: Some(physical),
+    })
 }
