@@ -8,10 +8,14 @@
 //! - [`cli`]: the `veritylab` command's subcommands as library functions.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod cli;
 pub mod convert;
 pub mod erofs;
+pub mod mount;
+pub mod mountinfo;
 pub mod oci;
+pub mod profile;
 pub mod store;
 
 pub use verity_fuse;

@@ -2,4 +2,5 @@
 #![forbid(unsafe_code)]
 
 mod erofs;
+mod mount;
 mod oci;

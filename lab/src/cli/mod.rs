@@ -3,10 +3,12 @@
 //! `main.rs` only parses [`Cli`], calls [`run`] and turns a [`CliError`] into an exit code with
 //! [`CliError::exit_code`]. Each subcommand validates its raw arguments into a plan before doing any work.
 
+pub mod audit;
 pub mod convert;
 pub mod erofs;
 pub mod images;
 pub mod mkfs;
+pub mod mount;
 pub mod pull;
 
 use std::io::IsTerminal;
@@ -29,6 +31,33 @@ pub enum Cli {
     Convert(convert::ConvertArgs),
     /// List the images in the store, with their layers' root hashes.
     Images(images::ImagesArgs),
+    /// Mount an image's rootfs with a defence profile (vanilla, erofs, verity, hardened) and a backend.
+    Mount(mount::MountArgs),
+    /// Take down a mount made by `veritylab mount`, reporting anything left behind.
+    Umount(mount::UmountArgs),
+    /// List the mounts made by `veritylab mount`.
+    Ps(mount::PsArgs),
+    /// Audit a mount: every layer traced to a trusted root hash, no overmount, the overlay as the profile wants.
+    Check(CheckArgs),
+    /// Internal: the holder of a kernel-backend mount's namespace.
+    #[command(name = "__hold", hide = true)]
+    Hold {
+        /// The mount's plan.
+        plan: PathBuf,
+    },
+}
+
+/// Raw arguments of `veritylab check`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// The mount's target.
+    pub target: PathBuf,
+    /// The store [default: /var/lib/veritylab as root, else ~/.local/share/veritylab].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A failed command, sorted by who has to act.
@@ -59,6 +88,15 @@ pub enum CliError {
     /// A stored manifest is unusable.
     #[error(transparent)]
     Manifest(#[from] crate::oci::manifest::ManifestError),
+    /// A mount, umount or listing failed.
+    #[error(transparent)]
+    Mount(#[from] crate::mount::MountError),
+    /// An audit found problems (listed on stdout).
+    #[error("the audit found {0} problem(s)")]
+    Findings(usize),
+    /// A umount left things behind (listed on stdout).
+    #[error("{0} leftover(s) after umount")]
+    Leftovers(usize),
     /// Another I/O failure (opening the image, writing to stdout).
     #[error("{what}: {source}")]
     Io {
@@ -72,11 +110,13 @@ pub enum CliError {
 
 impl CliError {
     /// The process exit code: 2 for usage errors, 3 for bad input (a malformed image or archive, a missing
-    /// path, content that does not match its digest, an unusable manifest), 1 for anything else.
+    /// path, content that does not match its digest, an unusable manifest), 4 when an audit found problems,
+    /// 1 for anything else.
     pub fn exit_code(&self) -> u8 {
         use crate::erofs::{ExtractError, WriteError};
         match self {
             CliError::Usage(_) => 2,
+            CliError::Findings(_) => 4,
             CliError::Read(_) | CliError::Extract(ExtractError::Read(_)) => 3,
             CliError::Write(WriteError::Create { .. } | WriteError::Output(_) | WriteError::BlockSize(_)) => 1,
             CliError::Write(_) => 3,
@@ -109,6 +149,15 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cli::Pull(args) => pull::run(&pull::PullPlan::try_from(args)?),
         Cli::Convert(args) => convert::run(&convert::ConvertPlan::try_from(args)?),
         Cli::Images(args) => images::run(&args),
+        Cli::Mount(args) => mount::run_mount(&args),
+        Cli::Umount(args) => mount::run_umount(&args),
+        Cli::Ps(args) => mount::run_ps(&args),
+        Cli::Check(args) => audit::run(
+            &crate::store::Store::open(&store_dir(args.store))?,
+            &args.target,
+            args.json,
+        ),
+        Cli::Hold { plan } => Ok(crate::mount::kernel::hold(&plan)?),
     }
 }
 

@@ -35,7 +35,7 @@ impl Drop for Mount {
 }
 
 /// Path → (type, mode, uid, gid, content digest or link target); times are left out.
-fn tree(root: &Path) -> BTreeMap<PathBuf, (char, u32, u32, u32, String)> {
+pub(crate) fn tree(root: &Path) -> BTreeMap<PathBuf, (char, u32, u32, u32, String)> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_owned()];
     while let Some(path) = stack.pop() {

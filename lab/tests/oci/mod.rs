@@ -5,6 +5,6 @@ mod auth;
 mod bad_input;
 mod cli;
 mod convert;
-mod kernel;
+pub(crate) mod kernel;
 mod pull;
-mod support;
+pub(crate) mod support;

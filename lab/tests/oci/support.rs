@@ -15,7 +15,7 @@ use veritylab::oci::{self, PullError, Reference};
 use veritylab::store::Store;
 
 /// Runs a command and panics with its output when it fails.
-pub(super) fn run(cmd: &mut Command) -> String {
+pub(crate) fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -27,18 +27,18 @@ pub(super) fn run(cmd: &mut Command) -> String {
 }
 
 /// A two-layer umoci image (`layout`, tag `v1`) pushed to a fresh registry: the setup most registry tests share.
-pub(super) struct Seeded {
+pub(crate) struct Seeded {
     /// Scratch directory holding the layout (and whatever the test adds, such as its store).
-    pub(super) work: tempfile::TempDir,
+    pub(crate) work: tempfile::TempDir,
     /// The OCI layout umoci made.
-    pub(super) layout: PathBuf,
+    pub(crate) layout: PathBuf,
     /// The running registry.
-    pub(super) registry: Registry,
+    pub(crate) registry: Registry,
 }
 
 /// Builds the umoci image and pushes it to a new registry as `repo_tag`; `None` after reporting `test` as
 /// skipped (a failure under `VERITYLAB_REQUIRE_ALL=1`) when umoci, skopeo or docker-registry is missing.
-pub(super) fn seeded_registry(test: &str, repo_tag: &str) -> Option<Seeded> {
+pub(crate) fn seeded_registry(test: &str, repo_tag: &str) -> Option<Seeded> {
     let mut tools = Vec::new();
     for tool in ["umoci", "skopeo", "docker-registry"] {
         match testkit::find_tool(tool) {
@@ -58,7 +58,7 @@ pub(super) fn seeded_registry(test: &str, repo_tag: &str) -> Option<Seeded> {
 
 /// Builds `oci:DIR:v1` with umoci from two layers: the first adds files (one spanning several blocks), the
 /// second changes one, adds one and deletes `etc/gone` (a whiteout). Returns the layout directory.
-pub(super) fn umoci_image(umoci: &Path, work: &Path) -> PathBuf {
+pub(crate) fn umoci_image(umoci: &Path, work: &Path) -> PathBuf {
     let layout = work.join("layout");
     let bundle = work.join("bundle");
     run(Command::new(umoci).arg("init").arg("--layout").arg(&layout));
@@ -109,7 +109,7 @@ pub(super) fn layout_manifest_digest(layout: &Path, tag: &str) -> String {
 }
 
 /// A `docker-registry` serving plain HTTP on a free loopback port from a temporary root; killed on drop.
-pub(super) struct Registry {
+pub(crate) struct Registry {
     child: Child,
     port: u16,
     root: tempfile::TempDir,
@@ -176,7 +176,7 @@ impl Registry {
     }
 
     /// `127.0.0.1:PORT`.
-    pub(super) fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
@@ -217,7 +217,7 @@ impl Drop for Registry {
 }
 
 /// Pull options for a loopback registry over plain HTTP, with quick retries.
-pub(super) fn plain_http() -> PullOptions {
+pub(crate) fn plain_http() -> PullOptions {
     let mut options = PullOptions::default();
     options.client.plain_http = true;
     options.client.backoff = Duration::from_millis(10);
@@ -225,7 +225,7 @@ pub(super) fn plain_http() -> PullOptions {
 }
 
 /// Pulls `reference` with `options`.
-pub(super) fn pull(store: &Store, reference: &str, options: &PullOptions) -> Result<PullReport, PullError> {
+pub(crate) fn pull(store: &Store, reference: &str, options: &PullOptions) -> Result<PullReport, PullError> {
     let reference: Reference = reference.parse().unwrap();
     oci::pull(&reference, store, options, &|_| {})
 }

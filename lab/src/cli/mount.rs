@@ -1,0 +1,138 @@
+//! `veritylab mount IMAGE TARGET`, `veritylab umount TARGET` and `veritylab ps`: rootfs mounts by profile
+//! and backend, recorded in the store so that umount removes exactly what mount set up.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{CliError, store_dir};
+use crate::mount::{self, Trust};
+use crate::profile::{Backend, Profile};
+use crate::store::Store;
+
+/// Raw arguments of `veritylab mount`.
+#[derive(Args, Debug, Clone)]
+pub struct MountArgs {
+    /// The image's name in the store (see `veritylab images`).
+    pub image: String,
+    /// An existing directory where the rootfs appears (inside the mount's private namespace on the kernel
+    /// backend: reach it with `nsenter -t HOLDER -m` or through `/proc/HOLDER/root`).
+    pub target: PathBuf,
+    /// The defence profile.
+    #[arg(long, value_enum, default_value_t = Profile::Verity)]
+    pub profile: Profile,
+    /// The backend.
+    #[arg(long, value_enum, default_value_t = Backend::Kernel)]
+    pub backend: Backend,
+    /// The store [default: /var/lib/veritylab as root, else ~/.local/share/veritylab].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Print the record as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Raw arguments of `veritylab umount`.
+#[derive(Args, Debug, Clone)]
+pub struct UmountArgs {
+    /// The mount's target.
+    pub target: PathBuf,
+    /// The store [default: /var/lib/veritylab as root, else ~/.local/share/veritylab].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Raw arguments of `veritylab ps`.
+#[derive(Args, Debug, Clone)]
+pub struct PsArgs {
+    /// The store [default: /var/lib/veritylab as root, else ~/.local/share/veritylab].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Mounts an image.
+pub fn run_mount(args: &MountArgs) -> Result<(), CliError> {
+    let store = Store::open(&store_dir(args.store.clone()))?;
+    let plan = mount::prepare(
+        &store,
+        &args.image,
+        &args.target,
+        args.profile,
+        args.backend,
+        &Trust::Local,
+    )?;
+    let exe = std::env::current_exe().map_err(|source| CliError::Io {
+        what: "finding the veritylab executable".to_owned(),
+        source,
+    })?;
+    let record = mount::mount(&store, &plan, &exe)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&record).unwrap_or_default());
+    } else {
+        println!(
+            "mounted {} at {} (profile {}, backend {}, mount {}{})",
+            record.image,
+            record.target.display(),
+            record.profile,
+            record.backend,
+            record.id,
+            record
+                .holder
+                .map(|pid| format!(", namespace of pid {pid}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// Takes a mount down.
+pub fn run_umount(args: &UmountArgs) -> Result<(), CliError> {
+    let store = Store::open(&store_dir(args.store.clone()))?;
+    let report = mount::umount(&store, &args.target)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        println!("unmounted {} (mount {})", report.target.display(), report.id);
+        for left in &report.leftovers {
+            println!("left behind: {left}");
+        }
+    }
+    if report.leftovers.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Leftovers(report.leftovers.len()))
+    }
+}
+
+/// Lists the mounts.
+pub fn run_ps(args: &PsArgs) -> Result<(), CliError> {
+    let store = Store::open(&store_dir(args.store.clone()))?;
+    let records = mount::list(&store)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&records).unwrap_or_default());
+        return Ok(());
+    }
+    for r in &records {
+        let state = match (r.ready, r.holder_alive() || r.backend == Backend::Emulated) {
+            (true, true) => "mounted",
+            (false, true) => "mounting",
+            (_, false) => "dead (umount cleans up)",
+        };
+        println!(
+            "{}  {}  {}  {}  {}  {}",
+            r.id,
+            r.target.display(),
+            r.image,
+            r.profile,
+            r.backend,
+            state
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,343 @@
+//! The `kernel` backend: real mounts, owned by a holder process in a private mount namespace.
+//!
+//! `veritylab mount` starts `unshare --mount --propagation private -- veritylab __hold PLAN`. The holder
+//! sets up, inside its namespace, per layer: the verified device (our dm-verity emulation served over FUSE,
+//! in this process), a loop device over it (`mount -o loop` sets autoclear, so the loop goes with the last
+//! mount) and the EROFS mount; then the overlay at the target. It records what it made and waits for a
+//! signal, then takes it all down in reverse. Nothing is visible in the host's namespace; if the holder is
+//! killed, its namespace and every mount in it go with it, and the loops clear themselves. Commands reach
+//! the rootfs through `/proc/HOLDER/root` or `nsenter -t HOLDER -m`.
+
+use std::fs::{self, File};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use verity_fuse::device::{Options, VerifiedDevice};
+use verity_fuse::fuse::{self, MountConfig};
+use verity_fuse::source::{FileSource, Window};
+use verity_fuse::sys::{self, find_tool};
+
+use super::record::{self, LOG_FILE, MountedLayer, RECORD_FILE, Record};
+use super::{MountError, Plan, UmountReport};
+use crate::convert::verity::geometry_for;
+use crate::erofs::{self, ExtractOptions, Image};
+use crate::mountinfo::{self, DeviceNumber};
+use crate::profile::{Backend, Profile};
+use crate::store::write_atomically;
+
+/// How long `mount` waits for the holder to finish setting up.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long `umount` waits for the holder to exit after SIGTERM, before SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long `umount` waits for autoclear loops and namespace teardown after the holder is gone.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The name of the hidden subcommand the holder runs.
+pub const HOLD_COMMAND: &str = "__hold";
+
+/// Starts the holder for `plan` and waits until its record says the mount is ready.
+pub(super) fn start(plan: &Plan, exe: &Path) -> Result<Record, MountError> {
+    let unavailable = |reason: &str| MountError::Unavailable {
+        backend: Backend::Kernel,
+        reason: reason.to_owned(),
+    };
+    if !sys::is_root() {
+        return Err(unavailable("mounts need root (use --backend fuse or emulated)"));
+    }
+    let unshare = find_tool("unshare").ok_or_else(|| unavailable("unshare(1) from util-linux is missing"))?;
+    let log_path = plan.state.join(LOG_FILE);
+    let log =
+        File::create(&log_path).map_err(|e| setup_error(plan, format!("creating {}: {e}", log_path.display())))?;
+    let mut child = Command::new(unshare)
+        .args(["--mount", "--propagation", "private", "--"])
+        .arg(exe)
+        .arg(HOLD_COMMAND)
+        .arg(plan.state.join(record::PLAN_FILE))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| setup_error(plan, format!("starting the holder {}: {e}", exe.display())))?;
+    let started = Instant::now();
+    let record_path = plan.state.join(RECORD_FILE);
+    loop {
+        if let Ok(record) = record::read_json::<Record>(&record_path)
+            && record.ready
+            && record.holder == Some(child.id())
+        {
+            return Ok(record);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(setup_error(
+                plan,
+                format!("the holder exited ({status}): {}", last_lines(&log)),
+            ));
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(setup_error(plan, format!("not ready after {READY_TIMEOUT:?}")));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The holder's main: sets up `plan` in this (private) namespace, records it, serves until a signal, tears down.
+pub fn hold(plan_path: &Path) -> Result<(), MountError> {
+    let plan: Plan = record::read_json(plan_path)?;
+    let mut record = Record::for_plan(&plan);
+    record.holder = Some(std::process::id());
+    let record_path = plan.state.join(RECORD_FILE);
+    write_atomically(&record_path, &to_json(&record))?;
+    let signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])
+    .map_err(|e| setup_error(&plan, format!("installing signal handlers: {e}")))?;
+    let mut held = Held::default();
+    if let Err(e) = set_up(&plan, &mut record, &mut held) {
+        held.tear_down(&plan.target);
+        return Err(e);
+    }
+    record.baseline = mountinfo::read_self()
+        .map_err(|e| setup_error(&plan, e.to_string()))?
+        .iter()
+        .map(|m| m.mount_id)
+        .collect();
+    record.ready = true;
+    write_atomically(&record_path, &to_json(&record))?;
+    let mut signals = signals;
+    let _ = signals.forever().next();
+    held.tear_down(&plan.target);
+    Ok(())
+}
+
+/// What the holder has set up, in order.
+#[derive(Default)]
+struct Held {
+    /// Verified devices being served.
+    sessions: Vec<fuser::BackgroundSession>,
+    /// EROFS mounts (lowerdirs), in mount order.
+    lowers: Vec<PathBuf>,
+    /// Whether the overlay is mounted at the target.
+    overlay: bool,
+}
+
+impl Held {
+    fn tear_down(&mut self, target: &Path) {
+        if self.overlay {
+            unmount(target, true);
+        }
+        for lower in self.lowers.drain(..).rev() {
+            unmount(&lower, false);
+        }
+        // Dropping a session unmounts its FUSE device and joins its threads.
+        self.sessions.drain(..).rev().for_each(drop);
+    }
+}
+
+fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), MountError> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| setup_error(plan, format!("{what}: {e}"));
+    let mut lowerdirs = Vec::with_capacity(plan.layers.len());
+    for (i, layer) in plan.layers.iter().enumerate() {
+        let lower = plan.state.join("lower").join(i.to_string());
+        fs::create_dir_all(&lower).map_err(|e| fail("creating a lowerdir", &e))?;
+        let mut mounted = MountedLayer {
+            name: layer.name.clone(),
+            lowerdir: lower.clone(),
+            root_hash: layer.root_hash.clone(),
+            device_dir: None,
+            device_dev: None,
+            erofs_dev: None,
+        };
+        match plan.profile {
+            Profile::Vanilla => {
+                let file = FileSource::open(&layer.erofs).map_err(|e| fail(&layer.name, &e))?;
+                let data = Window::new(file, 0, layer.erofs_size).map_err(|e| fail(&layer.name, &e))?;
+                let image = Image::open(data).map_err(|e| fail(&layer.name, &e))?;
+                erofs::extract(&image, &lower, ExtractOptions { preserve_owner: true })
+                    .map_err(|e| fail(&format!("unpacking {}", layer.name), &e))?;
+            }
+            Profile::Erofs => {
+                let options = format!("ro,loop,sizelimit={}", layer.erofs_size);
+                mount_tool(&["-t", "erofs", "-o", &options], &layer.erofs, &lower)
+                    .map_err(|e| fail(&format!("mounting {}", layer.name), &e))?;
+                held.lowers.push(lower.clone());
+                mounted.erofs_dev = Some(device_of(&lower).map_err(|e| fail("stat", &e))?);
+            }
+            Profile::Verity | Profile::Hardened => {
+                let device_dir = plan.state.join("dev").join(i.to_string());
+                fs::create_dir_all(&device_dir).map_err(|e| fail("creating a device dir", &e))?;
+                let root = layer.root_hash.as_deref().unwrap_or_default();
+                let session = serve_device(layer, root, &device_dir, &format!("veritylab:{}:{i}", plan.id))
+                    .map_err(|e| fail(&format!("opening the verified device of {}", layer.name), &e))?;
+                held.sessions.push(session);
+                mounted.device_dev = Some(device_of(&device_dir).map_err(|e| fail("stat", &e))?);
+                mounted.device_dir = Some(device_dir.clone());
+                mount_tool(
+                    &["-t", "erofs", "-o", "ro,loop"],
+                    &device_dir.join(fuse::DEVICE_FILE),
+                    &lower,
+                )
+                .map_err(|e| fail(&format!("mounting {} from its verified device", layer.name), &e))?;
+                held.lowers.push(lower.clone());
+                mounted.erofs_dev = Some(device_of(&lower).map_err(|e| fail("stat", &e))?);
+            }
+        }
+        lowerdirs.push(lower);
+        record.layers.push(mounted);
+    }
+    let mut options = format!(
+        "lowerdir={}",
+        lowerdirs
+            .iter()
+            .rev()
+            .map(|p| p.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(":")
+    );
+    match (plan.upperdir(), plan.workdir()) {
+        (Some(upper), Some(work)) => {
+            fs::create_dir_all(&upper).map_err(|e| fail("creating the upperdir", &e))?;
+            fs::create_dir_all(&work).map_err(|e| fail("creating the workdir", &e))?;
+            options = format!("{options},upperdir={},workdir={}", upper.display(), work.display());
+        }
+        _ => options = format!("ro,{options}"),
+    }
+    mount_tool(&["-t", "overlay", "-o", &options], Path::new("overlay"), &plan.target)
+        .map_err(|e| fail("mounting the overlay", &e))?;
+    held.overlay = true;
+    record.overlay_dev = Some(device_of(&plan.target).map_err(|e| fail("stat", &e))?);
+    Ok(())
+}
+
+/// Opens the verified device of `layer` and serves it over FUSE at `dir`.
+fn serve_device(
+    layer: &super::LayerSpec,
+    root: &str,
+    dir: &Path,
+    name: &str,
+) -> Result<fuser::BackgroundSession, String> {
+    let root = verity_fuse::hex::decode("root hash", root).map_err(|e| e.to_string())?;
+    let data = Window::new(
+        FileSource::open(&layer.erofs).map_err(|e| e.to_string())?,
+        0,
+        layer.erofs_size,
+    )
+    .map_err(|e| e.to_string())?;
+    let hash = FileSource::open(&layer.hash).map_err(|e| e.to_string())?;
+    let geometry = geometry_for(layer.erofs_size, layer.hashoffset).map_err(|e| e.to_string())?;
+    let device = VerifiedDevice::new(data, hash, geometry, &root, Options::default()).map_err(|e| e.to_string())?;
+    let config = MountConfig {
+        threads: 2,
+        allow_other: true,
+        fs_name: name.to_owned(),
+    };
+    fuse::spawn(Arc::new(device), dir, &config).map_err(|e| e.to_string())
+}
+
+fn mount_tool(args: &[&str], source: &Path, target: &Path) -> Result<(), sys::ToolError> {
+    let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    all.push(source.as_os_str());
+    all.push(target.as_os_str());
+    sys::run_tool("mount", "mount", all).map(drop)
+}
+
+/// Unmounts `path` (with everything below it when `recursive`), lazily if it is busy.
+fn unmount(path: &Path, recursive: bool) {
+    let flag = if recursive { "-R" } else { "--" };
+    if sys::run_tool("umount", "mount", [flag.as_ref(), path.as_os_str()]).is_err() {
+        let _ = sys::run_tool("umount", "mount", ["-l".as_ref(), path.as_os_str()]);
+    }
+}
+
+fn device_of(path: &Path) -> std::io::Result<DeviceNumber> {
+    Ok(DeviceNumber::from_dev(fs::metadata(path)?.dev()))
+}
+
+/// Stops the holder of `record` (SIGTERM, then SIGKILL) and reports anything left behind.
+pub(super) fn stop(record: &Record) -> UmountReport {
+    let mut report = UmountReport::default();
+    if let Some(pid) = record.holder.filter(|_| record.holder_alive()) {
+        signal(pid, rustix::process::Signal::TERM);
+        if !wait_until(STOP_TIMEOUT, || !record.holder_alive()) {
+            signal(pid, rustix::process::Signal::KILL);
+            report.killed = true;
+            wait_until(STOP_TIMEOUT, || !record.holder_alive());
+        }
+    }
+    wait_until(SETTLE_TIMEOUT, || leftovers(record).is_empty());
+    report.leftovers = leftovers(record);
+    report
+}
+
+fn signal(pid: u32, signal: rustix::process::Signal) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while !done() {
+        if started.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+/// What of `record` is still present: its holder, loop devices backed by files in its state directory, and
+/// mounts in this namespace at its target or state directory.
+pub fn leftovers(record: &Record) -> Vec<String> {
+    let mut found = Vec::new();
+    if record.holder_alive() {
+        found.push(format!("holder process {}", record.holder.unwrap_or_default()));
+    }
+    if let Ok(entries) = fs::read_dir("/sys/block") {
+        for entry in entries.filter_map(Result::ok) {
+            let backing = fs::read_to_string(entry.path().join("loop/backing_file")).unwrap_or_default();
+            if Path::new(backing.trim_end()).starts_with(&record.state) {
+                found.push(format!(
+                    "loop device /dev/{} backed by {}",
+                    entry.file_name().to_string_lossy(),
+                    backing.trim_end()
+                ));
+            }
+        }
+    }
+    for m in mountinfo::read_self().unwrap_or_default() {
+        if m.mount_point.starts_with(&record.state) || m.mount_point == record.target {
+            found.push(format!(
+                "{} mount at {} ({})",
+                m.fs_type.to_string_lossy(),
+                m.mount_point.display(),
+                m.device
+            ));
+        }
+    }
+    found
+}
+
+fn setup_error(plan: &Plan, reason: String) -> MountError {
+    MountError::Setup {
+        target: plan.target.clone(),
+        reason,
+    }
+}
+
+fn to_json(record: &Record) -> Vec<u8> {
+    serde_json::to_vec_pretty(record).unwrap_or_default()
+}
+
+fn last_lines(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join(" | ")
+}

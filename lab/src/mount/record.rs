@@ -1,0 +1,161 @@
+//! Records of mounts: `<store>/mounts/<id>/plan.json` (what was asked) and `record.json` (what was set up).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::Plan;
+use crate::mountinfo::DeviceNumber;
+use crate::profile::{Backend, Profile};
+use crate::store::Store;
+
+/// The plan's file name in a mount's state directory.
+pub const PLAN_FILE: &str = "plan.json";
+/// The record's file name in a mount's state directory.
+pub const RECORD_FILE: &str = "record.json";
+/// The holder's log (its stderr).
+pub const LOG_FILE: &str = "holder.log";
+
+/// A record or plan that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {reason}", path.display())]
+pub struct RecordError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub reason: String,
+}
+
+/// A layer as it was mounted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountedLayer {
+    /// The layer's name (digest or `pinned:mountpoints`).
+    pub name: String,
+    /// The overlay lowerdir serving it.
+    pub lowerdir: PathBuf,
+    /// The root hash its device was opened with, for verified profiles.
+    pub root_hash: Option<String>,
+    /// The verified device's FUSE mount point, for verified profiles.
+    pub device_dir: Option<PathBuf>,
+    /// Device number (`major:minor`) of that FUSE mount.
+    pub device_dev: Option<DeviceNumber>,
+    /// Device number of the EROFS mount at `lowerdir` (the loop device), for EROFS profiles.
+    pub erofs_dev: Option<DeviceNumber>,
+}
+
+/// What a backend set up for one mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The mount's id.
+    pub id: String,
+    /// Where the rootfs is.
+    pub target: PathBuf,
+    /// The image's name in the store.
+    pub image: String,
+    /// Its manifest digest.
+    pub manifest: String,
+    /// The profile.
+    pub profile: Profile,
+    /// The backend.
+    pub backend: Backend,
+    /// The state directory.
+    pub state: PathBuf,
+    /// The process holding the private mount namespace (kernel backend).
+    pub holder: Option<u32>,
+    /// The layers, base first.
+    pub layers: Vec<MountedLayer>,
+    /// The overlay's upper directory, when writable.
+    pub upperdir: Option<PathBuf>,
+    /// Device number of the overlay at the target.
+    pub overlay_dev: Option<DeviceNumber>,
+    /// Mount ids present in the namespace when the mount was complete; anything newer was added later.
+    pub baseline: Vec<u64>,
+    /// Unix time the mount was made.
+    pub created: u64,
+    /// True once everything is set up; a record left `false` by a dead holder is a crashed mount.
+    pub ready: bool,
+}
+
+impl Record {
+    /// A record for `plan` with nothing set up yet.
+    pub fn for_plan(plan: &Plan) -> Self {
+        Self {
+            id: plan.id.clone(),
+            target: plan.target.clone(),
+            image: plan.image.clone(),
+            manifest: plan.manifest.to_string(),
+            profile: plan.profile,
+            backend: plan.backend,
+            state: plan.state.clone(),
+            holder: None,
+            layers: Vec::new(),
+            upperdir: plan.upperdir(),
+            overlay_dev: None,
+            baseline: Vec::new(),
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            ready: false,
+        }
+    }
+
+    /// Whether the holder process is still running.
+    pub fn holder_alive(&self) -> bool {
+        self.holder
+            .is_some_and(|pid| verity_fuse::sys::process_alive(pid, "veritylab"))
+    }
+
+    /// The holder's view of `path` (its mount namespace, through `/proc/PID/root`), or `path` itself.
+    pub fn in_namespace(&self, path: &Path) -> PathBuf {
+        match self.holder {
+            Some(pid) => Path::new(&format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap_or(path)),
+            None => path.to_owned(),
+        }
+    }
+}
+
+/// Where a store keeps its mounts' state.
+pub fn state_root(store: &Store) -> PathBuf {
+    store.root().join("mounts")
+}
+
+/// A fresh mount id: 12 hex digits.
+pub fn new_id() -> String {
+    let bytes: [u8; 6] = rand::random();
+    verity_fuse::hex::encode(&bytes)
+}
+
+/// Reads a JSON file into `T`.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RecordError> {
+    let bytes = fs::read(path).map_err(|e| RecordError {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| RecordError {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Every complete record in the store, oldest first.
+pub fn all(store: &Store) -> Result<Vec<Record>, RecordError> {
+    let root = state_root(store);
+    let Ok(entries) = fs::read_dir(&root) else {
+        return Ok(Vec::new());
+    };
+    let mut records = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path().join(RECORD_FILE);
+        if path.is_file() {
+            records.push(read_json::<Record>(&path)?);
+        }
+    }
+    records.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+    Ok(records)
+}
+
+/// The record of the mount at `target`, if any.
+pub fn find(store: &Store, target: &Path) -> Result<Option<Record>, RecordError> {
+    Ok(all(store)?.into_iter().find(|r| r.target == target))
+}

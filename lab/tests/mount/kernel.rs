@@ -1,0 +1,301 @@
+//! Privileged tier: `veritylab mount` on the kernel backend with each profile, on an image pulled from a real
+//! registry; the rootfs against `umoci unpack`, writes per profile, the audit, overmounts, and teardown after
+//! `umount` and after a killed holder.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use veritylab::audit::{self, Finding, Namespace};
+use veritylab::mount::{self, Plan, Record, Trust};
+use veritylab::profile::{Backend, Profile};
+use veritylab::store::Store;
+
+use crate::oci::kernel::tree;
+use crate::oci::support::{Seeded, plain_http, pull, run, seeded_registry};
+
+/// The entries the pinned standard-mountpoints layer adds on top of the image.
+const PINNED: &[&str] = &[
+    "dev",
+    "proc",
+    "sys",
+    "tmp",
+    "etc/hostname",
+    "etc/hosts",
+    "etc/resolv.conf",
+];
+
+struct Lab {
+    seeded: Seeded,
+    store: Store,
+    name: String,
+    unpacked: PathBuf,
+}
+
+fn lab(test: &str) -> Option<Lab> {
+    if !testkit::is_root() {
+        testkit::skip(test, "needs root");
+        return None;
+    }
+    let umoci = testkit::find_tool("umoci")?;
+    let seeded = seeded_registry(test, "lab/app:v1")?;
+    let store = Store::open(&seeded.work.path().join("store")).unwrap();
+    let name = pull(&store, &format!("{}/lab/app:v1", seeded.registry.host()), &plain_http())
+        .unwrap()
+        .name;
+    let unpacked = seeded.work.path().join("unpacked");
+    run(Command::new(umoci)
+        .args(["unpack", "--image", &format!("{}:v1", seeded.layout.display())])
+        .arg(&unpacked));
+    Some(Lab {
+        seeded,
+        store,
+        name,
+        unpacked: unpacked.join("rootfs"),
+    })
+}
+
+impl Lab {
+    fn target(&self, name: &str) -> PathBuf {
+        let target = self.seeded.work.path().join(name);
+        fs::create_dir_all(&target).unwrap();
+        target
+    }
+
+    /// Root hashes as a signature would carry them (here: the local ones, as the signing step takes them).
+    fn signed(&self) -> Trust {
+        let plan = self.plan(Profile::Verity, &self.target("probe"), &Trust::Local);
+        Trust::Signed(
+            plan.layers
+                .iter()
+                .map(|l| (l.name.parse().unwrap(), l.root_hash.clone().unwrap()))
+                .collect(),
+        )
+    }
+
+    fn plan(&self, profile: Profile, target: &Path, trust: &Trust) -> Plan {
+        mount::prepare(&self.store, &self.name, target, profile, Backend::Kernel, trust).unwrap()
+    }
+
+    fn mount(&self, profile: Profile, target: &Path) -> Record {
+        let trust = if profile == Profile::Hardened {
+            self.signed()
+        } else {
+            Trust::Local
+        };
+        let plan = self.plan(profile, target, &trust);
+        mount::mount(&self.store, &plan, Path::new(env!("CARGO_BIN_EXE_veritylab"))).unwrap()
+    }
+
+    fn umount_clean(&self, record: &Record) {
+        let report = mount::umount(&self.store, &record.target).unwrap();
+        assert_eq!(report.leftovers, Vec::<String>::new(), "nothing is left after umount");
+        assert!(!record.state.exists(), "the state directory is gone");
+    }
+}
+
+/// Runs `script` with `sh -c` inside the mount's namespace; returns (success, stdout + stderr).
+fn inside(record: &Record, script: &str) -> (bool, String) {
+    let out = Command::new("nsenter")
+        .arg("-t")
+        .arg(record.holder.unwrap().to_string())
+        .args(["-m", "sh", "-c", script])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn audit(record: &Record) -> audit::Report {
+    audit::audit(record, &Namespace::new(record), &BTreeMap::new())
+}
+
+#[test]
+fn every_profile_mounts_the_pulled_image_as_umoci_unpacks_it_and_passes_the_audit() {
+    let Some(lab) = lab("every_profile_mounts_the_pulled_image_as_umoci_unpacks_it_and_passes_the_audit") else {
+        return;
+    };
+    let expected = tree(&lab.unpacked);
+    for profile in Profile::ALL {
+        let target = lab.target(profile.name());
+        let record = lab.mount(profile, &target);
+        let mut seen = tree(&record.in_namespace(&target));
+        if profile == Profile::Hardened {
+            for entry in PINNED {
+                assert!(
+                    seen.remove(Path::new(entry)).is_some(),
+                    "{profile}: pinned {entry} present"
+                );
+            }
+        }
+        assert_eq!(
+            seen.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>(),
+            "{profile}"
+        );
+        for (path, want) in &expected {
+            let got = &seen[path];
+            if path.as_os_str().is_empty() || (profile == Profile::Hardened && path == Path::new("etc")) {
+                continue; // the overlay root and directories the pinned layer also holds take the top layer's metadata
+            }
+            assert_eq!(got, want, "{profile}: {}", path.display());
+        }
+        let report = audit(&record);
+        assert!(report.passed(), "{profile}: {:?}", report.findings);
+        lab.umount_clean(&record);
+    }
+}
+
+#[test]
+fn hardened_refuses_writes_and_has_no_upperdir_while_vanilla_shows_host_writes_to_its_upperdir() {
+    let Some(lab) = lab("hardened_refuses_writes_and_has_no_upperdir_while_vanilla_shows_host_writes_to_its_upperdir")
+    else {
+        return;
+    };
+    let target = lab.target("hardened");
+    let record = lab.mount(Profile::Hardened, &target);
+    assert_eq!(record.upperdir, None);
+    let (ok, out) = inside(&record, &format!("echo x > {}/etc/hello", target.display()));
+    assert!(!ok && out.contains("Read-only file system"), "{out}");
+    let (ok, out) = inside(&record, &format!("grep ' {} ' /proc/self/mountinfo", target.display()));
+    assert!(ok && !out.contains("upperdir") && out.contains(" ro,"), "{out}");
+    assert!(audit(&record).passed());
+    lab.umount_clean(&record);
+
+    let target = lab.target("vanilla");
+    let record = lab.mount(Profile::Vanilla, &target);
+    let upper = record.upperdir.clone().unwrap();
+    fs::create_dir_all(upper.join("etc")).unwrap();
+    fs::write(upper.join("etc/hello"), b"rewritten from the host\n").unwrap();
+    let (ok, out) = inside(&record, &format!("cat {}/etc/hello", target.display()));
+    assert!(ok && out == "rewritten from the host\n", "{out}");
+    let report = audit(&record);
+    assert!(
+        report.passed(),
+        "the lowerdirs are untouched, so the audit passes: {:?}",
+        report.findings
+    );
+    lab.umount_clean(&record);
+}
+
+#[test]
+fn an_overmount_and_an_extra_mount_in_the_namespace_are_reported_with_path_and_device() {
+    let Some(lab) = lab("an_overmount_and_an_extra_mount_in_the_namespace_are_reported_with_path_and_device") else {
+        return;
+    };
+    let target = lab.target("rootfs");
+    let record = lab.mount(Profile::Hardened, &target);
+    let (ok, out) = inside(
+        &record,
+        &format!(
+            "mount -t tmpfs decoy {t}/etc && mount --bind /tmp {t}/usr && mount -t tmpfs extra /mnt",
+            t = target.display()
+        ),
+    );
+    assert!(ok, "{out}");
+    let report = audit(&record);
+    let kinds: Vec<(&str, String)> = report
+        .findings
+        .iter()
+        .map(|f| match f {
+            Finding::Overmount { path, .. } | Finding::UnexpectedMount { path, .. } => {
+                (f.kind(), path.display().to_string())
+            }
+            other => (other.kind(), String::new()),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("overmount", format!("{}/etc", target.display())),
+            ("overmount", format!("{}/usr", target.display())),
+            ("unexpected-mount", "/mnt".to_owned()),
+        ]
+    );
+    assert!(
+        report.findings.iter().all(|f| f.to_string().contains("device")),
+        "{:?}",
+        report.findings
+    );
+    lab.umount_clean(&record);
+}
+
+#[test]
+fn a_flipped_layer_byte_fails_reads_under_verity_and_is_reported_but_not_under_erofs() {
+    let Some(lab) = lab("a_flipped_layer_byte_fails_reads_under_verity_and_is_reported_but_not_under_erofs") else {
+        return;
+    };
+    let probe = lab.plan(Profile::Verity, &lab.target("probe"), &Trust::Local);
+    // The first layer holds usr/bin/tool (160 000 bytes): flip a byte in the middle of the image's data.
+    let layer = &probe.layers[0];
+    let mut bytes = fs::read(&layer.erofs).unwrap();
+    let at = (layer.erofs_size / 2) as usize;
+    bytes[at] ^= 0x55;
+    fs::write(&layer.erofs, &bytes).unwrap();
+
+    let target = lab.target("verity");
+    let record = lab.mount(Profile::Verity, &target);
+    let (ok, out) = inside(&record, &format!("cat {}/usr/bin/tool > /dev/null", target.display()));
+    assert!(!ok && out.contains("Input/output error"), "{out}");
+    let report = audit(&record);
+    assert!(
+        report.findings.iter().any(|f| f.kind() == "device-corrupted"),
+        "{:?}",
+        report.findings
+    );
+    lab.umount_clean(&record);
+
+    let target = lab.target("erofs");
+    let record = lab.mount(Profile::Erofs, &target);
+    let (ok, out) = inside(&record, &format!("cat {}/usr/bin/tool > /dev/null", target.display()));
+    assert!(ok, "without verity the changed byte is read silently: {out}");
+    assert!(audit(&record).passed());
+    lab.umount_clean(&record);
+}
+
+#[test]
+fn a_killed_holder_leaves_nothing_and_umount_clears_its_record() {
+    let Some(lab) = lab("a_killed_holder_leaves_nothing_and_umount_clears_its_record") else {
+        return;
+    };
+    let target = lab.target("rootfs");
+    let record = lab.mount(Profile::Verity, &target);
+    run(Command::new("kill").args(["-9", &record.holder.unwrap().to_string()]));
+    let report = audit(&record);
+    assert!(
+        report.findings.iter().any(|f| f.kind() == "namespace-gone"),
+        "{:?}",
+        report.findings
+    );
+    let listed = mount::list(&lab.store).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(!listed[0].holder_alive());
+    lab.umount_clean(&record);
+    assert!(mount::list(&lab.store).unwrap().is_empty());
+}
+
+#[test]
+fn a_mount_that_fails_half_way_leaves_nothing_behind() {
+    let Some(lab) = lab("a_mount_that_fails_half_way_leaves_nothing_behind") else {
+        return;
+    };
+    let target = lab.target("rootfs");
+    let mut plan = lab.plan(Profile::Verity, &target, &Trust::Local);
+    // The second layer's root hash is wrong: its device opens, the EROFS superblock read fails.
+    plan.layers[1].root_hash = Some("00".repeat(32));
+    let err = mount::mount(&lab.store, &plan, Path::new(env!("CARGO_BIN_EXE_veritylab"))).unwrap_err();
+    assert!(err.to_string().contains("mounting"), "{err}");
+    assert!(!plan.state.exists(), "state removed");
+    assert!(mount::list(&lab.store).unwrap().is_empty());
+    let loops = fs::read_dir("/sys/block")
+        .unwrap()
+        .filter_map(|e| fs::read_to_string(e.unwrap().path().join("loop/backing_file")).ok())
+        .filter(|b| b.starts_with(&plan.state.display().to_string()))
+        .count();
+    assert_eq!(loops, 0, "no loop device left");
+}

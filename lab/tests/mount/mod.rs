@@ -1,0 +1,3 @@
+//! Mounts by profile and backend, the mount audit, and teardown.
+
+mod kernel;
