@@ -5,6 +5,7 @@
 //! - [`oci`]: image references, manifests, and pulls from registries and image layouts.
 //! - [`store`]: the content store (an OCI image layout plus converted layers).
 //! - [`convert`]: each layer to `layer.erofs` plus a dm-verity tree, in containerd's or a separate layout.
+//! - [`mountinfo`]: a typed parser of `/proc/PID/mountinfo`.
 //! - [`cli`]: the `veritylab` command's subcommands as library functions.
 #![forbid(unsafe_code)]
 

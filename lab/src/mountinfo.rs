@@ -159,7 +159,8 @@ impl MountInfo {
     }
 }
 
-/// Writes the line as the kernel does (without the newline), escaping what the kernel escapes.
+/// Writes the line as the kernel does (without the newline), escaping what the kernel escapes; bytes outside
+/// ASCII, which the kernel writes raw, are escaped too so that the text is UTF-8. It parses back to `self`.
 impl fmt::Display for MountInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -198,7 +199,6 @@ impl fmt::Display for Escaped<'_> {
             if self.1.contains(&b) {
                 write!(f, "\\{b:03o}")?;
             } else {
-                // Not UTF-8 in general: write each byte as the char of the same value only when ASCII.
                 match char::from_u32(u32::from(b)).filter(char::is_ascii) {
                     Some(c) => write!(f, "{c}")?,
                     None => write!(f, "\\{b:03o}")?,

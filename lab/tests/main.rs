@@ -3,4 +3,5 @@
 
 mod erofs;
 mod mount;
+mod mountinfo;
 mod oci;

@@ -3,10 +3,13 @@
 //! The top block is checked against the root hash, then each level's blocks against the digests their
 //! (already checked) parent holds, then the data blocks against the leaves. The first failure therefore names
 //! the block that actually changed, not one of its ancestors.
+//!
+//! [`Checker`] does the same work in steps of a bounded number of hashed blocks, so a caller can pace it (a
+//! CPU budget) or stop between steps; [`check()`] runs it to the end in one go.
 
 use crate::ReadAt;
 use crate::error::{BlockRef, Device, VerityError};
-use crate::hash::Digest;
+use crate::hash::{BlockHasher, Digest};
 use crate::params::Geometry;
 use crate::tree::{LevelJob, hash_level, require_len};
 
@@ -18,86 +21,218 @@ pub fn check<D: ReadAt + ?Sized, H: ReadAt + ?Sized>(
     root: &Digest,
     threads: usize,
 ) -> Result<(), VerityError> {
-    require_len(Device::Data, geometry.data_size(), data.len())?;
-    require_len(Device::Hash, geometry.hash_bytes_needed(), hash.len())?;
-    let hasher = geometry.params.hasher();
-    let hbs = geometry.hash_block_size();
-    let mut stored = vec![0u8; geometry.tree_blocks() as usize * hbs];
-    let offset = geometry.tree_offset();
-    if !stored.is_empty() {
-        hash.read_at(offset, &mut stored).map_err(|error| VerityError::Io {
-            device: Device::Hash,
-            offset,
-            error,
-        })?;
-    }
-
-    let top = match geometry.levels.len() {
-        0 => {
-            let mut block = vec![0u8; geometry.data_block_size()];
-            data.read_at(0, &mut block).map_err(|error| VerityError::Io {
-                device: Device::Data,
-                offset: 0,
-                error,
-            })?;
-            (BlockRef::Data { block: 0 }, hasher.digest(&block))
-        }
-        n => (
-            BlockRef::Hash {
-                level: n - 1,
-                block: geometry.levels[n - 1].first_block,
-            },
-            hasher.digest(&stored[..hbs]),
-        ),
-    };
-    if top.1 != *root {
-        return Err(VerityError::HashMismatch {
-            block: top.0,
-            expected: Box::new(*root),
-            found: Box::new(top.1),
-        });
-    }
-
-    for parent in (0..geometry.levels.len()).rev() {
-        let (device, count, block_size, source): (_, _, _, &dyn ReadAt) = if parent == 0 {
-            (
-                Device::Data,
-                geometry.params.data_blocks,
-                geometry.data_block_size(),
-                &data,
-            )
-        } else {
-            (
-                Device::Hash,
-                geometry.levels[parent - 1].blocks,
-                hbs,
-                &stored.as_slice(),
-            )
-        };
-        let source_offset = if parent == 0 {
-            0
-        } else {
-            geometry.level_offset_in_tree(parent - 1) as u64
-        };
-        let start = geometry.level_offset_in_tree(parent);
-        let expected = &stored[start..start + geometry.levels[parent].blocks as usize * hbs];
-        let mut computed = vec![0u8; expected.len()];
-        let job = LevelJob::new(geometry, &hasher, device, source_offset, block_size, count);
-        hash_level(source, &job, &mut computed, threads, &|_| {})?;
-        if let Some(at) = computed.iter().zip(expected).position(|(a, b)| a != b) {
-            return Err(mismatch(geometry, parent, at, &computed, expected));
-        }
-    }
+    let mut checker = Checker::new(data, hash, geometry, root, threads)?;
+    while checker.step(u64::MAX)? == Step::Continue {}
     Ok(())
 }
 
-/// Names the first difference between the computed and stored bytes of level `parent`.
-fn mismatch(geometry: &Geometry, parent: usize, at: usize, computed: &[u8], stored: &[u8]) -> VerityError {
+/// Whether a [`Checker`] has more to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// More blocks remain; call [`Checker::step`] again.
+    Continue,
+    /// Everything matched: the data and the tree are those of the root hash.
+    Done,
+}
+
+/// Where a [`Checker`] is.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    /// The top block (or the single data block) against the root hash.
+    Top,
+    /// The children of level `parent`, from its hash block `next` on.
+    Level { parent: usize, next: u64 },
+    /// Finished, or failed.
+    Done,
+}
+
+/// A top-down tree check done in steps: [`Checker::new`] reads the stored tree (about 1/128 of the data with
+/// sha256 and 4 KiB blocks), each [`Checker::step`] hashes at most a given number of blocks (rounded up to
+/// whole hash blocks of the level being checked) and compares them. The first error ends the check.
+pub struct Checker<'a, D: ReadAt + ?Sized> {
+    data: &'a D,
+    geometry: &'a Geometry,
+    root: Digest,
+    hasher: BlockHasher,
+    stored: Vec<u8>,
+    threads: usize,
+    stage: Stage,
+    blocks_done: u64,
+    bytes_done: u64,
+}
+
+impl<'a, D: ReadAt + ?Sized> Checker<'a, D> {
+    /// Prepares a check of `data` against the tree stored in `hash` and the root hash `root`; `threads`
+    /// threads hash each step.
+    pub fn new<H: ReadAt + ?Sized>(
+        data: &'a D,
+        hash: &H,
+        geometry: &'a Geometry,
+        root: &Digest,
+        threads: usize,
+    ) -> Result<Self, VerityError> {
+        require_len(Device::Data, geometry.data_size(), data.len())?;
+        require_len(Device::Hash, geometry.hash_bytes_needed(), hash.len())?;
+        let mut stored = vec![0u8; geometry.tree_blocks() as usize * geometry.hash_block_size()];
+        let offset = geometry.tree_offset();
+        if !stored.is_empty() {
+            hash.read_at(offset, &mut stored).map_err(|error| VerityError::Io {
+                device: Device::Hash,
+                offset,
+                error,
+            })?;
+        }
+        Ok(Self {
+            data,
+            geometry,
+            root: *root,
+            hasher: geometry.params.hasher(),
+            stored,
+            threads,
+            stage: Stage::Top,
+            blocks_done: 0,
+            bytes_done: 0,
+        })
+    }
+
+    /// Blocks (data and hash) a whole check hashes.
+    pub fn blocks_total(&self) -> u64 {
+        1 + self.geometry.params.data_blocks + self.geometry.tree_blocks() - self.top_level_blocks()
+    }
+
+    /// Blocks hashed so far.
+    pub fn blocks_done(&self) -> u64 {
+        self.blocks_done
+    }
+
+    /// Bytes hashed so far (data and hash blocks).
+    pub fn bytes_done(&self) -> u64 {
+        self.bytes_done
+    }
+
+    /// Hashes at most `max_blocks` more blocks (at least one hash block's worth of children) and compares
+    /// them with the stored digests or the root hash.
+    pub fn step(&mut self, max_blocks: u64) -> Result<Step, VerityError> {
+        let result = self.advance(max_blocks);
+        if !matches!(result, Ok(Step::Continue)) {
+            self.stage = Stage::Done;
+        }
+        result
+    }
+
+    fn top_level_blocks(&self) -> u64 {
+        self.geometry.levels.last().map_or(0, |_| 1)
+    }
+
+    fn advance(&mut self, max_blocks: u64) -> Result<Step, VerityError> {
+        let geometry = self.geometry;
+        let hbs = geometry.hash_block_size();
+        match self.stage {
+            Stage::Done => Ok(Step::Done),
+            Stage::Top => {
+                let top = match geometry.levels.len() {
+                    0 => {
+                        let mut block = vec![0u8; geometry.data_block_size()];
+                        self.data.read_at(0, &mut block).map_err(|error| VerityError::Io {
+                            device: Device::Data,
+                            offset: 0,
+                            error,
+                        })?;
+                        (BlockRef::Data { block: 0 }, self.hasher.digest(&block))
+                    }
+                    n => (
+                        BlockRef::Hash {
+                            level: n - 1,
+                            block: geometry.levels[n - 1].first_block,
+                        },
+                        self.hasher.digest(&self.stored[..hbs]),
+                    ),
+                };
+                self.blocks_done += 1;
+                self.bytes_done += if geometry.levels.is_empty() {
+                    geometry.data_block_size() as u64
+                } else {
+                    hbs as u64
+                };
+                if top.1 != self.root {
+                    return Err(VerityError::HashMismatch {
+                        block: top.0,
+                        expected: Box::new(self.root),
+                        found: Box::new(top.1),
+                    });
+                }
+                if geometry.levels.is_empty() {
+                    return Ok(Step::Done);
+                }
+                self.stage = Stage::Level {
+                    parent: geometry.levels.len() - 1,
+                    next: 0,
+                };
+                Ok(Step::Continue)
+            }
+            Stage::Level { parent, next } => {
+                let per = geometry.hashes_per_block();
+                let (device, children, block_size) = if parent == 0 {
+                    (Device::Data, geometry.params.data_blocks, geometry.data_block_size())
+                } else {
+                    (Device::Hash, geometry.levels[parent - 1].blocks, hbs)
+                };
+                let level_blocks = geometry.levels[parent].blocks;
+                let take = (max_blocks / per).clamp(1, level_blocks - next);
+                let first_child = next * per;
+                let count = (children - first_child).min(take * per);
+                let source_offset = if parent == 0 {
+                    0
+                } else {
+                    geometry.level_offset_in_tree(parent - 1) as u64
+                };
+                let start = geometry.level_offset_in_tree(parent) + next as usize * hbs;
+                let mut computed = vec![0u8; take as usize * hbs];
+                let job = LevelJob::new(
+                    geometry,
+                    &self.hasher,
+                    device,
+                    source_offset + first_child * block_size as u64,
+                    block_size,
+                    count,
+                );
+                let source: &dyn ReadAt = if parent == 0 {
+                    &self.data
+                } else {
+                    &self.stored.as_slice()
+                };
+                hash_level(source, &job, &mut computed, self.threads, &|_| {})?;
+                self.blocks_done += count;
+                self.bytes_done += count * block_size as u64;
+                let expected = &self.stored[start..start + computed.len()];
+                if let Some(at) = computed.iter().zip(expected).position(|(a, b)| a != b) {
+                    return Err(mismatch(geometry, parent, next, at, &computed, expected));
+                }
+                self.stage = match (next + take < level_blocks, parent) {
+                    (true, _) => Stage::Level {
+                        parent,
+                        next: next + take,
+                    },
+                    (false, 0) => return Ok(Step::Done),
+                    (false, _) => Stage::Level {
+                        parent: parent - 1,
+                        next: 0,
+                    },
+                };
+                Ok(Step::Continue)
+            }
+        }
+    }
+}
+
+/// Names the first difference between the computed and stored bytes of level `parent`, both starting at the
+/// level's hash block `first` (`at` is relative to it).
+fn mismatch(geometry: &Geometry, parent: usize, first: u64, at: usize, computed: &[u8], stored: &[u8]) -> VerityError {
     let hbs = geometry.hash_block_size();
-    let hash_block = at / hbs;
+    let hash_block = first + (at / hbs) as u64;
     let within = at % hbs;
     let slot = within / geometry.digest_stride;
-    let child = hash_block as u64 * geometry.hashes_per_block() + slot as u64;
+    let child = hash_block * geometry.hashes_per_block() + slot as u64;
     let children = if parent == 0 {
         geometry.params.data_blocks
     } else {
@@ -107,11 +242,11 @@ fn mismatch(geometry: &Geometry, parent: usize, at: usize, computed: &[u8], stor
         slot < geometry.hashes_per_block() as usize && within % geometry.digest_stride < geometry.digest_size;
     if !digest_bytes || child >= children {
         return VerityError::NonZeroPadding {
-            block: geometry.levels[parent].first_block + hash_block as u64,
+            block: geometry.levels[parent].first_block + hash_block,
             offset: within,
         };
     }
-    let digest_at = hash_block * hbs + slot * geometry.digest_stride;
+    let digest_at = (at / hbs) * hbs + slot * geometry.digest_stride;
     let digest =
         |bytes: &[u8]| Digest::from_slice(&bytes[digest_at..digest_at + geometry.digest_size]).expect("digest size");
     let block = if parent == 0 {
@@ -126,5 +261,72 @@ fn mismatch(geometry: &Geometry, parent: usize, at: usize, computed: &[u8], stor
         block,
         expected: Box::new(digest(stored)),
         found: Box::new(digest(computed)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::{Placement, VerityParams};
+    use crate::tree::build;
+    use proptest::prelude::*;
+
+    fn built(blocks: u64) -> (Vec<u8>, Vec<u8>, Geometry, Digest) {
+        let data: Vec<u8> = (0..blocks * 4096).map(|i| (i * 31 % 251) as u8).collect();
+        let geometry = Geometry::new(
+            VerityParams::new(blocks, vec![1; 32]),
+            Placement {
+                hash_offset: 0,
+                superblock: false,
+            },
+        )
+        .unwrap();
+        let tree = build(&data[..], &geometry, 1, &|_| {}).unwrap();
+        (data, tree.blocks, geometry, tree.root)
+    }
+
+    fn stepped(data: &[u8], hash: &[u8], geometry: &Geometry, root: &Digest, max: u64) -> Result<u64, VerityError> {
+        let mut checker = Checker::new(data, hash, geometry, root, 1)?;
+        let mut steps = 0u64;
+        while checker.step(max)? == Step::Continue {
+            steps += 1;
+            assert!(steps <= checker.blocks_total(), "each step makes progress");
+        }
+        assert_eq!(checker.blocks_done(), checker.blocks_total());
+        Ok(steps)
+    }
+
+    #[test]
+    fn small_steps_hash_every_block_once_and_make_progress() {
+        let (data, hash, geometry, root) = built(300 * 128 + 5);
+        assert_eq!(geometry.levels.len(), 3);
+        let steps = stepped(&data, &hash, &geometry, &root, 1).unwrap();
+        assert_eq!(steps, geometry.tree_blocks(), "one step per hash block plus the top");
+        let whole = stepped(&data, &hash, &geometry, &root, u64::MAX).unwrap();
+        assert_eq!(whole, geometry.levels.len() as u64);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn stepped_and_whole_checks_name_the_same_block(
+            blocks in 1u64..700,
+            max in 1u64..1000,
+            flip in any::<prop::sample::Index>(),
+            in_tree in any::<bool>(),
+        ) {
+            let (mut data, mut hash, geometry, root) = built(blocks);
+            if in_tree && !hash.is_empty() {
+                let i = flip.index(hash.len());
+                hash[i] ^= 0x40;
+            } else {
+                let i = flip.index(data.len());
+                data[i] ^= 0x40;
+            }
+            let whole = check(&data[..], &hash[..], &geometry, &root, 2).unwrap_err().to_string();
+            let steps = stepped(&data, &hash, &geometry, &root, max).unwrap_err().to_string();
+            prop_assert_eq!(whole, steps);
+        }
     }
 }

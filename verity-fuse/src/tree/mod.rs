@@ -2,13 +2,14 @@
 //!
 //! Both walk levels: the digests of a run of blocks (data blocks for the leaves, hash blocks above) are
 //! packed into hash blocks by `hash_level`, which spreads the work over threads. [`build()`] writes the
-//! levels bottom-up; [`check()`] compares them top-down so the first failure names the block that is wrong.
+//! levels bottom-up; [`check()`] compares them top-down so the first failure names the block that is wrong, and
+//! [`Checker`] does the same check in bounded steps for callers that pace it.
 
 mod build;
 mod check;
 
 pub use build::{Tree, build};
-pub use check::check;
+pub use check::{Checker, Step, check};
 
 use std::sync::Mutex;
 
@@ -77,7 +78,7 @@ pub(crate) fn hash_level<R: ReadAt + ?Sized>(
     let jobs = Mutex::new(out.chunks_mut(chunk).enumerate());
     let done = std::sync::atomic::AtomicU64::new(0);
     let worker = || -> Result<(), VerityError> {
-        let mut buf = vec![0u8; per_job_hash_blocks * job.per_block as usize * job.block_size];
+        let mut buf = vec![0u8; (per_job_hash_blocks as u64 * job.per_block).min(job.count) as usize * job.block_size];
         loop {
             let next = jobs.lock().unwrap_or_else(|e| e.into_inner()).next();
             let Some((index, out_chunk)) = next else {
