@@ -1,0 +1,41 @@
+//! The container rootfs as veritylab serves it without kernel mounts: a stack of EROFS layers merged with
+//! overlayfs's rules for read-only lower layers.
+//!
+//! Data flows from layer bytes to a reader like this:
+//!
+//! - Each layer is an [`Image`](crate::erofs::Image) over any [`ReadAt`](verity_fuse::ReadAt): in the
+//!   `verity` and `hardened` profiles a [`VerifiedDevice`](verity_fuse::VerifiedDevice) over the layer file
+//!   and its tree, so every byte read is checked against the root hash; in the `erofs` profile the plain file.
+//! - [`merge`]: [`Merged`] stacks the images (lowest first) into one tree: lookups, `stat`, directory
+//!   listings, file ranges, symlinks and xattrs, with stable inode numbers and typed errors
+//!   ([`RootfsError`]); a byte refused by a verified device is a [`RootfsError::Verification`] (`EIO`).
+//! - [`emulated`]: the `emulated` backend, the same view used in process through path-based calls and a
+//!   [`File`] that implements `Read` and `Seek`.
+//! - [`fuse`](mod@fuse): the `fuse` backend, the view served read-only as a FUSE filesystem.
+//! - [`snapshot`]: a deterministic description of a tree (from a view, or from a host directory such as a
+//!   kernel overlay mount, a FUSE mount or `umoci unpack`'s `rootfs/`), to compare backends.
+
+pub mod emulated;
+pub mod error;
+pub mod fuse;
+pub mod merge;
+pub mod snapshot;
+
+pub use emulated::File;
+pub use error::RootfsError;
+pub use fuse::{FuseError, FuseMount, FuseOptions, RootfsFs, mount};
+pub use merge::{Entry, Merged, Node, Stat};
+pub use snapshot::{Snapshot, SnapshotEntry, SnapshotError};
+
+/// Most layers a view stacks (inode numbers keep 16 bits for the layer).
+pub const MAX_LAYERS: usize = 0xFFFF;
+
+/// A path for messages: `/`-rooted, bytes that are not UTF-8 replaced.
+fn display_path(path: &[u8]) -> String {
+    let text = String::from_utf8_lossy(path);
+    if text.starts_with('/') {
+        text.into_owned()
+    } else {
+        format!("/{text}")
+    }
+}
