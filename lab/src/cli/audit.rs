@@ -5,7 +5,9 @@ use std::path::Path;
 
 use super::CliError;
 use crate::audit::{self, Namespace};
+use crate::mount::emulated::Table;
 use crate::mount::{self, MountError};
+use crate::profile::Backend;
 use crate::store::Store;
 
 /// Audits the mount at `target` and prints what was checked and found; findings make the command fail.
@@ -18,7 +20,10 @@ pub fn run(store: &Store, target: &Path, json: bool) -> Result<(), CliError> {
         .into_iter()
         .find(|r| r.target == target)
         .ok_or(MountError::NotMounted { target })?;
-    let report = audit::audit(&record, &Namespace::new(&record), &BTreeMap::new());
+    let report = match record.backend {
+        Backend::Emulated => audit::audit(&record, &Table::new(&record), &BTreeMap::new()),
+        _ => audit::audit(&record, &Namespace::new(&record), &BTreeMap::new()),
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {

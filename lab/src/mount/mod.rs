@@ -7,6 +7,7 @@
 //! `kernel` backend a holder process in a private mount namespace owns every mount (see [`kernel`]): if it
 //! dies, the namespace and its mounts die with it.
 
+pub mod emulated;
 pub mod kernel;
 pub mod pinned;
 pub mod record;
@@ -212,6 +213,7 @@ pub fn mount(store: &Store, plan: &Plan, exe: &Path) -> Result<Record, MountErro
     write_atomically(&plan_file, &serde_json::to_vec_pretty(plan).unwrap_or_default())?;
     let result = match plan.backend {
         Backend::Kernel => kernel::start(plan, exe),
+        Backend::Emulated => emulated::start(plan),
         other => Err(MountError::Unavailable {
             backend: other,
             reason: "not implemented by this build".to_owned(),

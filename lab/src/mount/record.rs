@@ -75,6 +75,9 @@ pub struct Record {
     pub created: u64,
     /// True once everything is set up; a record left `false` by a dead holder is a crashed mount.
     pub ready: bool,
+    /// The emulated mount table (emulated backend only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulated: Option<Vec<super::emulated::TableEntry>>,
 }
 
 impl Record {
@@ -97,7 +100,13 @@ impl Record {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             ready: false,
+            emulated: None,
         }
+    }
+
+    /// The plan the mount was made from.
+    pub fn plan(&self) -> Result<Plan, RecordError> {
+        read_json(&self.state.join(PLAN_FILE))
     }
 
     /// Whether the holder process is still running.

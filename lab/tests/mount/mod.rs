@@ -1,3 +1,4 @@
 //! Mounts by profile and backend, the mount audit, and teardown.
 
+mod emulated;
 mod kernel;

@@ -1,0 +1,298 @@
+//! The `emulated` backend: no mounts at all, for `cargo test` and demos anywhere.
+//!
+//! The rootfs is the in-process merged view ([`crate::rootfs::Merged`]) over the same layers the kernel
+//! backend would mount: verified devices for `verity` and `hardened`, plain EROFS files otherwise (the
+//! `vanilla` profile's unpacked directories are emulated by its EROFS layers, which hold the same tree).
+//! Profiles with an upperdir get a real host directory in the mount's state, consulted before the layers,
+//! so a host write into it shows through as it would with overlayfs. The mount table is emulated too:
+//! the record carries the entries the kernel backend would create (FUSE device, EROFS on a loop over it,
+//! overlay at the target), with made-up device numbers, and attacks may add entries to it; the audit reads
+//! it through [`Table`] exactly as it reads `/proc/PID/mountinfo`.
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use verity_fuse::ReadAt;
+use verity_fuse::device::{Options, VerifiedDevice};
+use verity_fuse::source::{FileSource, Window};
+
+use super::record::{MountedLayer, RECORD_FILE, Record};
+use super::{LayerSpec, MountError, Plan};
+use crate::audit::View;
+use crate::convert::verity::geometry_for;
+use crate::erofs::OverlayNamespace;
+use crate::mountinfo::{self, DeviceNumber, MountInfo};
+use crate::rootfs::{Merged, RootfsError};
+use crate::store::write_atomically;
+
+/// Major number of the emulated FUSE devices (anonymous devices, as the kernel gives FUSE mounts).
+const FUSE_MAJOR: u32 = 0;
+/// Major number of the emulated loop devices.
+const LOOP_MAJOR: u32 = 7;
+/// First minor number handed out.
+const FIRST_MINOR: u32 = 4000;
+
+/// One entry of an emulated mount table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableEntry {
+    /// Mount id.
+    pub id: u64,
+    /// Where.
+    pub mount_point: PathBuf,
+    /// Filesystem type.
+    pub fs_type: String,
+    /// Self-declared source.
+    pub source: String,
+    /// Device number.
+    pub device: DeviceNumber,
+    /// Per-mount options.
+    pub options: Vec<String>,
+    /// Superblock options.
+    pub super_options: Vec<String>,
+    /// For an emulated loop device's EROFS mount: the loop's backing file.
+    pub backing: Option<PathBuf>,
+}
+
+impl TableEntry {
+    fn to_mountinfo(&self) -> MountInfo {
+        let options = |o: &[String]| mountinfo::Options(o.iter().map(OsString::from).collect());
+        MountInfo {
+            mount_id: self.id,
+            parent_id: 1,
+            device: self.device,
+            root: PathBuf::from("/"),
+            mount_point: self.mount_point.clone(),
+            mount_options: options(&self.options),
+            optional: Vec::new(),
+            fs_type: OsString::from(&self.fs_type),
+            source: OsString::from(&self.source),
+            super_options: options(&self.super_options),
+        }
+    }
+}
+
+/// "Mounts" `plan`: builds the emulated table, checks every layer opens, and writes the record.
+pub(super) fn start(plan: &Plan) -> Result<Record, MountError> {
+    let mut record = Record::for_plan(plan);
+    let mut table = Vec::new();
+    let mut minor = FIRST_MINOR;
+    let mut next = |major| {
+        minor += 1;
+        DeviceNumber { major, minor }
+    };
+    for (i, layer) in plan.layers.iter().enumerate() {
+        let lowerdir = plan.state.join("lower").join(i.to_string());
+        let mut mounted = MountedLayer {
+            name: layer.name.clone(),
+            lowerdir: lowerdir.clone(),
+            root_hash: layer.root_hash.clone(),
+            device_dir: None,
+            device_dev: None,
+            erofs_dev: None,
+        };
+        let mut backing = layer.erofs.clone();
+        if plan.profile.verified() {
+            let dir = plan.state.join("dev").join(i.to_string());
+            let dev = next(FUSE_MAJOR);
+            table.push(TableEntry {
+                id: table.len() as u64 + 100,
+                mount_point: dir.clone(),
+                fs_type: "fuse.verity-fuse".to_owned(),
+                source: format!("veritylab:{}:{i}", plan.id),
+                device: dev,
+                options: vec!["ro".to_owned()],
+                super_options: vec!["ro".to_owned()],
+                backing: None,
+            });
+            backing = dir.join(verity_fuse::fuse::DEVICE_FILE);
+            mounted.device_dir = Some(dir);
+            mounted.device_dev = Some(dev);
+        }
+        if plan.profile != crate::profile::Profile::Vanilla {
+            let dev = next(LOOP_MAJOR);
+            table.push(TableEntry {
+                id: table.len() as u64 + 100,
+                mount_point: lowerdir,
+                fs_type: "erofs".to_owned(),
+                source: format!("/dev/loop{}", dev.minor),
+                device: dev,
+                options: vec!["ro".to_owned()],
+                super_options: vec!["ro".to_owned()],
+                backing: Some(backing),
+            });
+            mounted.erofs_dev = Some(dev);
+        }
+        record.layers.push(mounted);
+    }
+    let lowerdirs: Vec<String> = record
+        .layers
+        .iter()
+        .rev()
+        .map(|l| l.lowerdir.display().to_string())
+        .collect();
+    let mut super_options = vec![format!("lowerdir={}", lowerdirs.join(":"))];
+    let mut options = vec!["ro".to_owned()];
+    if let (Some(upper), Some(work)) = (plan.upperdir(), plan.workdir()) {
+        for dir in [&upper, &work] {
+            fs::create_dir_all(dir).map_err(|e| MountError::Setup {
+                target: plan.target.clone(),
+                reason: format!("creating {}: {e}", dir.display()),
+            })?;
+        }
+        super_options.push(format!("upperdir={}", upper.display()));
+        super_options.push(format!("workdir={}", work.display()));
+        options = vec!["rw".to_owned()];
+    }
+    super_options.insert(0, options[0].clone());
+    let overlay_dev = next(FUSE_MAJOR);
+    table.push(TableEntry {
+        id: table.len() as u64 + 100,
+        mount_point: plan.target.clone(),
+        fs_type: "overlay".to_owned(),
+        source: "overlay".to_owned(),
+        device: overlay_dev,
+        options,
+        super_options,
+        backing: None,
+    });
+    record.overlay_dev = Some(overlay_dev);
+    record.baseline = table.iter().map(|e| e.id).collect();
+    record.emulated = Some(table);
+    open_view(&record, plan)?;
+    record.ready = true;
+    save(&record)?;
+    Ok(record)
+}
+
+/// Writes `record` back (after an attack changed its table, say).
+pub fn save(record: &Record) -> Result<(), MountError> {
+    write_atomically(
+        &record.state.join(RECORD_FILE),
+        &serde_json::to_vec_pretty(record).unwrap_or_default(),
+    )?;
+    Ok(())
+}
+
+/// Adds `entry` to the emulated mount table of `record` (as a mount inside the container would) and saves it.
+pub fn add_mount(record: &mut Record, mut entry: TableEntry) -> Result<(), MountError> {
+    let table = record.emulated.get_or_insert_with(Vec::new);
+    entry.id = table.iter().map(|e| e.id).max().unwrap_or(100) + 1;
+    table.push(entry);
+    save(record)
+}
+
+/// A layer source: a verified device or the plain file.
+pub type Source = Box<dyn ReadAt>;
+
+/// Opens one layer as the profile reads it.
+pub fn open_layer(layer: &LayerSpec) -> Result<Source, String> {
+    let file = FileSource::open(&layer.erofs).map_err(|e| format!("{}: {e}", layer.erofs.display()))?;
+    let data = Window::new(file, 0, layer.erofs_size).map_err(|e| e.to_string())?;
+    let Some(root) = &layer.root_hash else {
+        return Ok(Box::new(data));
+    };
+    let root = verity_fuse::hex::decode("root hash", root).map_err(|e| e.to_string())?;
+    let hash = FileSource::open(&layer.hash).map_err(|e| format!("{}: {e}", layer.hash.display()))?;
+    let geometry = geometry_for(layer.erofs_size, layer.hashoffset).map_err(|e| e.to_string())?;
+    let device = VerifiedDevice::new(data, hash, geometry, &root, Options::default()).map_err(|e| e.to_string())?;
+    Ok(Box::new(device))
+}
+
+/// The merged view of a plan's layers.
+pub fn open_view(record: &Record, plan: &Plan) -> Result<Rootfs, MountError> {
+    let fail = |reason: String| MountError::Setup {
+        target: plan.target.clone(),
+        reason,
+    };
+    let mut sources = Vec::with_capacity(plan.layers.len());
+    for layer in &plan.layers {
+        sources.push(open_layer(layer).map_err(|reason| fail(format!("layer {}: {reason}", layer.name)))?);
+    }
+    Ok(Rootfs {
+        merged: Merged::from_sources(sources, OverlayNamespace::Trusted).map_err(|e| fail(e.to_string()))?,
+        upper: record.upperdir.clone(),
+    })
+}
+
+/// The emulated container's rootfs: the upperdir (if any) over the merged layers.
+#[derive(Debug)]
+pub struct Rootfs {
+    /// The merged layers.
+    pub merged: Merged<Source>,
+    /// The writable upper directory on the host, for profiles that have one.
+    pub upper: Option<PathBuf>,
+}
+
+impl Rootfs {
+    /// Reads the file at `path` (relative to the rootfs), as a process in the container would.
+    pub fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, RootfsError> {
+        let rel = path.trim_start_matches('/');
+        if let Some(upper) = &self.upper
+            && let Ok(bytes) = fs::read(upper.join(rel))
+        {
+            return Ok(bytes);
+        }
+        self.merged.read_file(rel.as_bytes(), limit)
+    }
+
+    /// Writes a file, as a process in the container would: into the upperdir, or refused (EROFS).
+    pub fn write(&self, path: &str, bytes: &[u8]) -> Result<(), std::io::Error> {
+        let Some(upper) = &self.upper else {
+            return Err(std::io::Error::from_raw_os_error(30));
+        };
+        let dest = upper.join(path.trim_start_matches('/'));
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::write(dest, bytes)
+    }
+}
+
+/// The emulated mount table of a record, as the audit sees it.
+#[derive(Debug, Clone)]
+pub struct Table<'a> {
+    record: &'a Record,
+}
+
+impl<'a> Table<'a> {
+    /// The table of `record`.
+    pub fn new(record: &'a Record) -> Self {
+        Self { record }
+    }
+
+    fn entries(&self) -> &[TableEntry] {
+        self.record.emulated.as_deref().unwrap_or_default()
+    }
+}
+
+impl View for Table<'_> {
+    fn mounts(&self) -> Vec<MountInfo> {
+        self.entries().iter().map(TableEntry::to_mountinfo).collect()
+    }
+
+    fn device_of(&self, path: &Path) -> Option<DeviceNumber> {
+        self.entries()
+            .iter()
+            .filter(|e| path.starts_with(&e.mount_point))
+            .max_by_key(|e| e.mount_point.components().count())
+            .map(|e| e.device)
+    }
+
+    fn loop_backing(&self, device: DeviceNumber) -> Option<PathBuf> {
+        self.entries()
+            .iter()
+            .find(|e| e.device == device)
+            .and_then(|e| e.backing.clone())
+    }
+
+    fn device_status(&self, device_dir: &Path) -> Option<serde_json::Value> {
+        let layer = self
+            .record
+            .layers
+            .iter()
+            .find(|l| l.device_dir.as_deref() == Some(device_dir))?;
+        Some(serde_json::json!({ "root_hash": layer.root_hash, "corruptions": 0, "io_errors": 0 }))
+    }
+}

@@ -1,0 +1,191 @@
+//! Unprivileged tier: the `emulated` backend (no mounts) with each profile: the rootfs against `umoci unpack`,
+//! writes per profile, a flipped byte, and the audit of the emulated mount table with an overmount added.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use veritylab::audit::{self, Finding};
+use veritylab::mount::emulated::{self, Rootfs, Table, TableEntry};
+use veritylab::mount::{self, Record, Trust};
+use veritylab::mountinfo::DeviceNumber;
+use veritylab::profile::{Backend, Profile};
+use veritylab::rootfs::Snapshot;
+use veritylab::store::Store;
+
+use crate::oci::support::{pull, run, umoci_image};
+
+/// Paths the pinned standard-mountpoints layer adds or takes over.
+const PINNED: &[&str] = &[
+    "/dev",
+    "/proc",
+    "/sys",
+    "/tmp",
+    "/etc/hostname",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/etc",
+];
+
+struct Lab {
+    work: tempfile::TempDir,
+    store: Store,
+    name: String,
+    bundle: PathBuf,
+}
+
+fn lab() -> Option<Lab> {
+    let umoci = testkit::find_tool("umoci")?;
+    let work = tempfile::tempdir().unwrap();
+    let layout = umoci_image(&umoci, work.path());
+    let bundle = work.path().join("bundle");
+    run(Command::new(&umoci)
+        .args(["unpack", "--rootless", "--image", &format!("{}:v1", layout.display())])
+        .arg(&bundle));
+    let store = Store::open(&work.path().join("store")).unwrap();
+    let name = pull(&store, &format!("oci:{}:v1", layout.display()), &Default::default())
+        .unwrap()
+        .name;
+    Some(Lab {
+        work,
+        store,
+        name,
+        bundle,
+    })
+}
+
+macro_rules! lab_or_skip {
+    () => {
+        match lab() {
+            Some(lab) => lab,
+            None => {
+                testkit::skip(module_path!(), "umoci is not installed (see .ci/run)");
+                return;
+            }
+        }
+    };
+}
+
+impl Lab {
+    fn mount(&self, profile: Profile, name: &str) -> (Record, Rootfs) {
+        let target = self.work.path().join(name);
+        fs::create_dir_all(&target).unwrap();
+        let local = mount::prepare(
+            &self.store,
+            &self.name,
+            &target,
+            Profile::Verity,
+            Backend::Emulated,
+            &Trust::Local,
+        )
+        .unwrap();
+        let trust = if profile == Profile::Hardened {
+            Trust::Signed(
+                local
+                    .layers
+                    .iter()
+                    .map(|l| (l.name.parse().unwrap(), l.root_hash.clone().unwrap()))
+                    .collect(),
+            )
+        } else {
+            Trust::Local
+        };
+        let plan = mount::prepare(&self.store, &self.name, &target, profile, Backend::Emulated, &trust).unwrap();
+        let record = mount::mount(&self.store, &plan, Path::new("/nonexistent")).unwrap();
+        let rootfs = emulated::open_view(&record, &plan).unwrap();
+        (record, rootfs)
+    }
+}
+
+fn audit(record: &Record) -> audit::Report {
+    audit::audit(record, &Table::new(record), &BTreeMap::new())
+}
+
+#[test]
+fn every_profile_shows_the_tree_umoci_unpacks_and_passes_the_audit() {
+    let lab = lab_or_skip!();
+    let expected = Snapshot::of_umoci_bundle(&lab.bundle).unwrap();
+    for profile in Profile::ALL {
+        let (record, rootfs) = lab.mount(profile, profile.name());
+        let mut seen = Snapshot::of_merged(&rootfs.merged).unwrap();
+        let mut want = expected.clone();
+        for snap in [&mut seen, &mut want] {
+            snap.entries
+                .retain(|e| e.path != "/" && !(profile == Profile::Hardened && PINNED.contains(&e.path.as_str())));
+        }
+        assert_eq!(want.diff(&seen), Vec::<String>::new(), "{profile}");
+        let report = audit(&record);
+        assert!(report.passed(), "{profile}: {:?}", report.findings);
+        let gone = mount::umount(&lab.store, &record.target).unwrap();
+        assert!(gone.leftovers.is_empty() && !record.state.exists());
+    }
+}
+
+#[test]
+fn hardened_refuses_writes_and_vanilla_shows_host_writes_to_its_upperdir() {
+    let lab = lab_or_skip!();
+    let (record, rootfs) = lab.mount(Profile::Hardened, "hardened");
+    assert_eq!(rootfs.write("/etc/hello", b"x").unwrap_err().raw_os_error(), Some(30));
+    assert_eq!(record.upperdir, None);
+    assert!(audit(&record).passed());
+
+    let (record, rootfs) = lab.mount(Profile::Vanilla, "vanilla");
+    let upper = record.upperdir.clone().unwrap();
+    fs::create_dir_all(upper.join("etc")).unwrap();
+    fs::write(upper.join("etc/hello"), b"rewritten from the host\n").unwrap();
+    assert_eq!(
+        rootfs.read("/etc/hello", 1 << 20).unwrap(),
+        b"rewritten from the host\n"
+    );
+    assert!(audit(&record).passed(), "the lowerdirs are untouched");
+}
+
+#[test]
+fn a_flipped_layer_byte_fails_the_read_under_verity_but_not_under_erofs() {
+    let lab = lab_or_skip!();
+    let (record, _) = lab.mount(Profile::Verity, "probe");
+    let layer = &record.plan().unwrap().layers[0];
+    let mut bytes = fs::read(&layer.erofs).unwrap();
+    bytes[(layer.erofs_size / 2) as usize] ^= 0x55;
+    fs::write(&layer.erofs, &bytes).unwrap();
+
+    let (_, rootfs) = lab.mount(Profile::Verity, "verity");
+    let err = rootfs.read("/usr/bin/tool", 1 << 20).unwrap_err();
+    assert!(err.is_verification_failure(), "{err}");
+    let (_, rootfs) = lab.mount(Profile::Erofs, "erofs");
+    assert_eq!(rootfs.read("/usr/bin/tool", 1 << 20).unwrap().len(), 160_000);
+}
+
+#[test]
+fn an_overmount_added_to_the_emulated_table_is_reported_with_path_and_device() {
+    let lab = lab_or_skip!();
+    let (mut record, _) = lab.mount(Profile::Hardened, "rootfs");
+    let path = record.target.join("etc");
+    let device = DeviceNumber { major: 0, minor: 77 };
+    emulated::add_mount(
+        &mut record,
+        TableEntry {
+            id: 0,
+            mount_point: path.clone(),
+            fs_type: "tmpfs".to_owned(),
+            source: "decoy".to_owned(),
+            device,
+            options: vec!["rw".to_owned()],
+            super_options: vec!["rw".to_owned()],
+            backing: None,
+        },
+    )
+    .unwrap();
+    let reread = mount::list(&lab.store).unwrap().pop().unwrap();
+    let report = audit(&reread);
+    assert_eq!(
+        report.findings,
+        vec![Finding::Overmount {
+            path,
+            fs_type: "tmpfs".to_owned(),
+            source: "decoy".to_owned(),
+            device,
+        }]
+    );
+}
