@@ -6,6 +6,7 @@
 //! - [`store`]: the content store (an OCI image layout plus converted layers).
 //! - [`convert`]: each layer to `layer.erofs` plus a dm-verity tree, in containerd's or a separate layout.
 //! - [`profile`]: the defence profiles and mount backends every part names.
+//! - [`scenario`]: scenario files, the attack catalogue, outcomes and the run reports.
 //! - [`cli`]: the `veritylab` command's subcommands as library functions.
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,7 @@ pub mod convert;
 pub mod erofs;
 pub mod oci;
 pub mod profile;
+pub mod scenario;
 pub mod store;
 
 pub use verity_fuse;

@@ -112,11 +112,14 @@ impl FromStr for Profile {
     type Err = UnknownName;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Profile::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| UnknownName {
-            what: "profile",
-            given: s.to_owned(),
-            expected: Profile::ALL.map(Profile::name).join(", "),
-        })
+        Profile::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| UnknownName {
+                what: "profile",
+                given: s.to_owned(),
+                expected: Profile::ALL.map(Profile::name).join(", "),
+            })
     }
 }
 
@@ -124,11 +127,14 @@ impl FromStr for Backend {
     type Err = UnknownName;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Backend::ALL.into_iter().find(|b| b.name() == s).ok_or_else(|| UnknownName {
-            what: "backend",
-            given: s.to_owned(),
-            expected: Backend::ALL.map(Backend::name).join(", "),
-        })
+        Backend::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| UnknownName {
+                what: "backend",
+                given: s.to_owned(),
+                expected: Backend::ALL.map(Backend::name).join(", "),
+            })
     }
 }
 

@@ -8,6 +8,7 @@ pub mod erofs;
 pub mod images;
 pub mod mkfs;
 pub mod pull;
+pub mod scenario;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -29,6 +30,9 @@ pub enum Cli {
     Convert(convert::ConvertArgs),
     /// List the images in the store, with their layers' root hashes.
     Images(images::ImagesArgs),
+    /// List and validate the attack scenarios.
+    #[command(subcommand)]
+    Scenario(scenario::ScenarioCommand),
 }
 
 /// A failed command, sorted by who has to act.
@@ -59,6 +63,9 @@ pub enum CliError {
     /// A stored manifest is unusable.
     #[error(transparent)]
     Manifest(#[from] crate::oci::manifest::ManifestError),
+    /// Scenario files failed to load or validate.
+    #[error(transparent)]
+    Scenario(#[from] crate::scenario::LoadErrors),
     /// Another I/O failure (opening the image, writing to stdout).
     #[error("{what}: {source}")]
     Io {
@@ -95,7 +102,8 @@ impl CliError {
             | CliError::Convert(
                 crate::convert::ConvertError::LayerChanged { .. } | crate::convert::ConvertError::Erofs { .. },
             )
-            | CliError::Manifest(_) => 3,
+            | CliError::Manifest(_)
+            | CliError::Scenario(_) => 3,
             _ => 1,
         }
     }
@@ -109,6 +117,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cli::Pull(args) => pull::run(&pull::PullPlan::try_from(args)?),
         Cli::Convert(args) => convert::run(&convert::ConvertPlan::try_from(args)?),
         Cli::Images(args) => images::run(&args),
+        Cli::Scenario(cmd) => scenario::run(cmd),
     }
 }
 
