@@ -7,9 +7,10 @@
 //! - [`convert`]: each layer to `layer.erofs` plus a dm-verity tree, in containerd's or a separate layout.
 //! - [`mountinfo`]: a typed parser of `/proc/PID/mountinfo`.
 //! - [`rootfs`]: the merged read-only view of a layer stack (overlay semantics), its snapshot, and its FUSE server.
-//! - [`profile`]: the defence profiles and mount backends.
 //! - [`mount`]: mounting an image's rootfs by profile and backend, and taking it down.
 //! - [`audit`]: the mount audit (layers traced to trusted root hashes, overmounts, the overlay's shape).
+//! - [`profile`]: the defence profiles and mount backends every part names.
+//! - [`scenario`]: scenario files, the attack catalogue, outcomes and the run reports.
 //! - [`cli`]: the `veritylab` command's subcommands as library functions.
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,7 @@ pub mod mountinfo;
 pub mod oci;
 pub mod profile;
 pub mod rootfs;
+pub mod scenario;
 pub mod store;
 
 pub use verity_fuse;

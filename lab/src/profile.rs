@@ -1,27 +1,35 @@
-//! The defence profiles an image can be mounted with, and the backends that do the mounting.
+//! The shared vocabulary of defence profiles and mount backends.
+//!
+//! A [`Profile`] says how much of the hardened design a node applies when it mounts an image; a [`Backend`]
+//! says how the mounts are made. Mounting, the audit, scenarios and reports all name them with these types,
+//! spelled the same everywhere: on the command line (clap), in TOML and JSON (serde), and in text
+//! ([`std::fmt::Display`] and [`std::str::FromStr`]).
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
 
-/// How much of the hardened design a mount applies, from stock containerd to the full design.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+/// A defence profile: what a node checks when it mounts and runs an image.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Profile {
-    /// Stock containerd: layers unpacked to directories, overlay with a writable upperdir.
+    /// Stock containerd: layers unpacked to directories, overlay with a writable upperdir, no verity.
     Vanilla,
-    /// EROFS layers as lowerdirs, no verity, writable upperdir.
+    /// EROFS layers as overlay lowerdirs with a writable upperdir, no dm-verity.
     Erofs,
-    /// EROFS on verified devices with root hashes from local metadata, writable upperdir.
+    /// EROFS layers on verified devices whose root hashes come from local metadata (containerd's sidecar).
     Verity,
-    /// Root hashes from the verified signature, read-only overlay without upperdir, plus the pinned
-    /// standard-mountpoints layer.
+    /// Root hashes from the verified signature, read-only overlay with no upperdir, the pinned standard
+    /// mountpoints layer, the mount audit and periodic re-verification.
     Hardened,
 }
 
 impl Profile {
-    /// Every profile, weakest first.
+    /// Every profile, from the weakest to the strongest.
     pub const ALL: [Profile; 4] = [Profile::Vanilla, Profile::Erofs, Profile::Verity, Profile::Hardened];
 
-    /// The profile's name.
+    /// The name used on the command line, in files and in reports.
     pub fn name(self) -> &'static str {
         match self {
             Profile::Vanilla => "vanilla",
@@ -40,44 +48,42 @@ impl Profile {
     pub fn writable(self) -> bool {
         self != Profile::Hardened
     }
-}
 
-impl std::fmt::Display for Profile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+    /// One line saying what the profile does.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Profile::Vanilla => "layers unpacked to directories, overlay with a writable upperdir, no verity",
+            Profile::Erofs => "EROFS lowerdirs, writable upperdir, no dm-verity",
+            Profile::Verity => "EROFS on verified devices, root hashes from local metadata, writable upperdir",
+            Profile::Hardened => {
+                "signed root hashes, read-only overlay without upperdir, pinned mountpoints layer, mount audit"
+            }
+        }
     }
 }
 
-impl std::str::FromStr for Profile {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        Profile::ALL
-            .into_iter()
-            .find(|p| p.name() == text)
-            .ok_or_else(|| format!("unknown profile {text:?} (vanilla, erofs, verity, hardened)"))
-    }
-}
-
-/// What does the mounting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+/// How a profile's mounts are made.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Backend {
-    /// The host kernel (root): verified devices, loop, EROFS and overlay in a private mount namespace.
+    /// This host's kernel, as root: verified devices (verity-fuse or dm-verity), loop, EROFS and overlay mounts
+    /// inside a private mount namespace.
     Kernel,
-    /// A kernel with dm-verity in a throwaway VM.
+    /// The same steps as `kernel`, inside a throwaway VM booted with a kernel that has device-mapper.
     KernelVm,
-    /// One FUSE filesystem serving the merged rootfs from verified layers.
+    /// Unprivileged: one FUSE filesystem serving the merged rootfs from the EROFS reader over verified devices.
     Fuse,
-    /// In-process: the same merged view and an emulated mount table, no mounts at all.
+    /// In-process, no mounts at all: the same merged view and an emulated mount table; runs anywhere.
     Emulated,
 }
 
 impl Backend {
-    /// Every backend.
+    /// Every backend, from the most real to the most portable.
     pub const ALL: [Backend; 4] = [Backend::Kernel, Backend::KernelVm, Backend::Fuse, Backend::Emulated];
 
-    /// The backend's name.
+    /// The name used on the command line, in files and in reports.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Kernel => "kernel",
@@ -88,19 +94,80 @@ impl Backend {
     }
 }
 
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
 }
 
-impl std::str::FromStr for Backend {
-    type Err = String;
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
-    fn from_str(text: &str) -> Result<Self, String> {
+/// A profile or backend name that is not one of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{given}` (expected one of: {expected})")]
+pub struct UnknownName {
+    /// `profile` or `backend`.
+    pub what: &'static str,
+    /// The name given.
+    pub given: String,
+    /// The names accepted, comma-separated.
+    pub expected: String,
+}
+
+impl FromStr for Profile {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Profile::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| UnknownName {
+                what: "profile",
+                given: s.to_owned(),
+                expected: Profile::ALL.map(Profile::name).join(", "),
+            })
+    }
+}
+
+impl FromStr for Backend {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         Backend::ALL
             .into_iter()
-            .find(|b| b.name() == text)
-            .ok_or_else(|| format!("unknown backend {text:?} (kernel, kernel-vm, fuse, emulated)"))
+            .find(|b| b.name() == s)
+            .ok_or_else(|| UnknownName {
+                what: "backend",
+                given: s.to_owned(),
+                expected: Backend::ALL.map(Backend::name).join(", "),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_agree_across_display_fromstr_serde_and_clap() {
+        use clap::ValueEnum;
+        for p in Profile::ALL {
+            assert_eq!(p.to_string().parse::<Profile>(), Ok(p));
+            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{p}\""));
+            assert_eq!(p.to_possible_value().unwrap().get_name(), p.name());
+        }
+        for b in Backend::ALL {
+            assert_eq!(b.to_string().parse::<Backend>(), Ok(b));
+            assert_eq!(serde_json::to_string(&b).unwrap(), format!("\"{b}\""));
+            assert_eq!(b.to_possible_value().unwrap().get_name(), b.name());
+        }
+        assert_eq!(
+            "strict".parse::<Profile>().unwrap_err().to_string(),
+            "unknown profile `strict` (expected one of: vanilla, erofs, verity, hardened)"
+        );
     }
 }

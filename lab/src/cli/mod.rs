@@ -10,6 +10,7 @@ pub mod images;
 pub mod mkfs;
 pub mod mount;
 pub mod pull;
+pub mod scenario;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -39,6 +40,9 @@ pub enum Cli {
     Ps(mount::PsArgs),
     /// Audit a mount: every layer traced to a trusted root hash, no overmount, the overlay as the profile wants.
     Check(CheckArgs),
+    /// List and validate the attack scenarios.
+    #[command(subcommand)]
+    Scenario(scenario::ScenarioCommand),
     /// Internal: the holder of a kernel-backend mount's namespace.
     #[command(name = "__hold", hide = true)]
     Hold {
@@ -97,6 +101,9 @@ pub enum CliError {
     /// A umount left things behind (listed on stdout).
     #[error("{0} leftover(s) after umount")]
     Leftovers(usize),
+    /// Scenario files failed to load or validate.
+    #[error(transparent)]
+    Scenario(#[from] crate::scenario::LoadErrors),
     /// Another I/O failure (opening the image, writing to stdout).
     #[error("{what}: {source}")]
     Io {
@@ -135,7 +142,8 @@ impl CliError {
             | CliError::Convert(
                 crate::convert::ConvertError::LayerChanged { .. } | crate::convert::ConvertError::Erofs { .. },
             )
-            | CliError::Manifest(_) => 3,
+            | CliError::Manifest(_)
+            | CliError::Scenario(_) => 3,
             _ => 1,
         }
     }
@@ -158,6 +166,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             args.json,
         ),
         Cli::Hold { plan } => Ok(crate::mount::kernel::hold(&plan)?),
+        Cli::Scenario(cmd) => scenario::run(cmd),
     }
 }
 

@@ -1,0 +1,32 @@
+//! Scenarios: staged supply-chain attacks, each run against defence profiles, with expected outcomes.
+//!
+//! Data flows in one direction:
+//! 1. [`load`] reads scenario files (TOML, schema in `scenarios/README.md`) into checked [`Scenario`]s; the
+//!    attack and its parameters are checked against the catalogue in [`attack`].
+//! 2. A runner stages each scenario's attack for each (profile, backend) cell and records an
+//!    [`outcome::Observation`] with typed evidence; [`outcome::compare`] diffs it against the scenario's
+//!    [`outcome::Expectation`].
+//! 3. The cells gather into a [`run::RunReport`], which [`report`] renders as a terminal matrix, JSON, JUnit
+//!    XML or a self-contained HTML page. [`run::RunReport::passed`] decides the exit status.
+//!
+//! # The runner's interface (to be built on top of this module)
+//!
+//! The runner resolves the backends to use ([`run::BackendChoice`]: requested, used, and why), creates a
+//! [`run::RunReport`] with [`run::RunReport::new`], then for each scenario and each (profile, backend) of it:
+//! looks the attack up by [`schema::AttackUse::name`], runs its lifecycle (prepare, detonate, observe, revert,
+//! then the leak check) in an isolated store and namespace, appends a [`outcome::TimelineStep`] per step,
+//! maps the pipeline's typed errors and audit findings onto [`outcome::ErrorKind`] and
+//! [`outcome::FindingKind`], concludes an [`outcome::Outcome`], and records the cell with
+//! [`run::CellResult::observed`] (which computes the differences), [`run::CellResult::skipped`] (the
+//! backend is unavailable) or [`run::CellResult::error`] (the harness itself failed, including a leak).
+//! Finally it sets [`run::RunReport::duration_ms`] and renders the report.
+
+pub mod attack;
+pub mod load;
+pub mod outcome;
+pub mod report;
+pub mod run;
+pub mod schema;
+
+pub use load::{LoadErrors, Problem};
+pub use schema::Scenario;

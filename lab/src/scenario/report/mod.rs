@@ -1,0 +1,115 @@
+//! Renderings of a [`RunReport`]: the terminal matrix, JSON, JUnit XML and a self-contained HTML page.
+//!
+//! Every format shows the same facts: each cell's expected and observed outcome, its differences and its
+//! evidence. Renderers are pure functions from the report to a string; the caller writes it (atomically
+//! when it goes to a file).
+
+pub mod html;
+pub mod json;
+pub mod junit;
+pub mod text;
+
+use std::io::IsTerminal;
+
+use super::run::{CellResult, CellStatus, RunReport, ScenarioResult};
+use crate::profile::Backend;
+
+/// A report format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// The terminal matrix (attacks × profiles) with the differences below it.
+    Text,
+    /// JSON with a `schema_version`.
+    Json,
+    /// JUnit XML: one testcase per scenario × profile × backend.
+    Junit,
+    /// One HTML file with inline CSS and JS: the matrix, each cell's evidence on click, the run timeline.
+    Html,
+}
+
+/// Renders `report` in `format`; `color` applies to the text format only.
+pub fn render(report: &RunReport, format: Format, color: bool) -> String {
+    match format {
+        Format::Text => text::render(report, color),
+        Format::Json => json::render(report),
+        Format::Junit => junit::render(report),
+        Format::Html => html::render(report),
+    }
+}
+
+/// Whether text written to stdout should be coloured: stdout is a terminal and `NO_COLOR` is unset or empty.
+pub fn stdout_wants_color() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The matrix's rows: one per scenario and backend its cells used, in run order then [`Backend::ALL`] order.
+pub(crate) fn rows(report: &RunReport) -> Vec<(&ScenarioResult, Backend)> {
+    let mut rows = Vec::new();
+    for scenario in &report.scenarios {
+        for backend in Backend::ALL {
+            if scenario.cells.iter().any(|c| c.backend == backend) {
+                rows.push((scenario, backend));
+            }
+        }
+    }
+    rows
+}
+
+/// One line per piece of evidence of a cell, for the text and JUnit reports.
+pub(crate) fn evidence_lines(cell: &CellResult) -> Vec<String> {
+    let mut lines = Vec::new();
+    match &cell.status {
+        CellStatus::Observed { observation, .. } => {
+            let evidence = &observation.evidence;
+            for e in &evidence.errors {
+                lines.push(format!("error {} at {}: {}", e.kind, e.step, e.message));
+            }
+            for f in &evidence.findings {
+                match &f.path {
+                    Some(path) => lines.push(format!("finding {} at /{path}: {}", f.kind, f.message)),
+                    None => lines.push(format!("finding {}: {}", f.kind, f.message)),
+                }
+            }
+            for d in &evidence.devices {
+                let first = d
+                    .first_corrupted
+                    .as_deref()
+                    .map(|b| format!(", first corrupted {b}"))
+                    .unwrap_or_default();
+                lines.push(format!(
+                    "device {}: {}, {} blocks verified, {} corruptions{first}",
+                    d.device, d.state, d.blocks_verified, d.corruptions
+                ));
+            }
+            if lines.is_empty() {
+                lines.push("no errors, findings or device status recorded".to_owned());
+            }
+        }
+        CellStatus::Skipped { reason } => lines.push(format!("skipped: {reason}")),
+        CellStatus::Error { message } => lines.push(format!("harness error: {message}")),
+    }
+    lines
+}
+
+/// The cell's timeline, one line per step.
+pub(crate) fn timeline_lines(cell: &CellResult) -> Vec<String> {
+    let CellStatus::Observed { observation, .. } = &cell.status else {
+        return Vec::new();
+    };
+    observation
+        .evidence
+        .timeline
+        .iter()
+        .map(|step| {
+            let mark = if step.ok { "ok" } else { "failed" };
+            let detail = step.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+            format!(
+                "{:>8} ms  {:<10} {} ({mark}){detail}",
+                step.at_ms,
+                step.phase.to_string(),
+                step.action
+            )
+        })
+        .collect()
+}
