@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::mount::record::{MountedLayer, Record};
 use crate::mountinfo::{DeviceNumber, MountInfo};
-use crate::profile::Profile;
+use crate::profile::{Backend, Profile};
 
 /// One thing the audit found wrong, with its evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -269,12 +269,17 @@ pub fn audit(record: &Record, view: &dyn View, trusted: &BTreeMap<String, String
         findings: Vec::new(),
     };
     let mounts = view.mounts();
-    if mounts.is_empty() {
+    let held = record.backend == Backend::Emulated || record.holder_alive();
+    if mounts.is_empty() || !held {
         report.findings.push(Finding::NamespaceGone { holder: record.holder });
         return report;
     }
     report.checked.push(format!("{} mounts in the namespace", mounts.len()));
     let overlay = check_target(record, &mounts, &mut report);
+    if record.backend == Backend::Fuse {
+        check_fuse_rootfs(record, overlay, &mut report);
+        return report;
+    }
     if let Some(overlay) = overlay {
         check_overlay(record, overlay, &mut report);
     }
@@ -285,11 +290,16 @@ pub fn audit(record: &Record, view: &dyn View, trusted: &BTreeMap<String, String
 
 /// Finds the rootfs overlay and reports anything else at or under the target.
 fn check_target<'m>(record: &Record, mounts: &'m [MountInfo], report: &mut Report) -> Option<&'m MountInfo> {
+    let fs_type = if record.backend == Backend::Fuse {
+        "fuse.veritylab"
+    } else {
+        "overlay"
+    };
     let overlay = mounts
         .iter()
-        .find(|m| m.mount_point == record.target && m.fs_type == "overlay" && Some(m.device) == record.overlay_dev);
+        .find(|m| m.mount_point == record.target && m.fs_type == fs_type && Some(m.device) == record.overlay_dev);
     report.checked.push(format!(
-        "the overlay at {} has the recorded device {}",
+        "the {fs_type} rootfs at {} has the recorded device {}",
         record.target.display(),
         record.overlay_dev.map(|d| d.to_string()).unwrap_or_default()
     ));
@@ -314,6 +324,20 @@ fn check_target<'m>(record: &Record, mounts: &'m [MountInfo], report: &mut Repor
         }
     }
     overlay
+}
+
+/// The `fuse` backend serves the merged layers from its holder process: the rootfs mount must be that
+/// server's (by device number) and read-only; the layers' root hashes are the recorded ones it opened.
+fn check_fuse_rootfs(record: &Record, rootfs: Option<&MountInfo>, report: &mut Report) {
+    report.checked.push(format!(
+        "{} layers verified inside the FUSE server (pid {}), with the recorded root hashes",
+        record.layers.len(),
+        record.holder.unwrap_or_default()
+    ));
+    report.checked.push("the FUSE rootfs is read-only".to_owned());
+    if rootfs.is_some_and(|m| !m.is_read_only()) {
+        report.findings.push(Finding::OverlayWritable);
+    }
 }
 
 fn check_overlay(record: &Record, overlay: &MountInfo, report: &mut Report) {

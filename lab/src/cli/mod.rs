@@ -38,6 +38,8 @@ pub enum Cli {
     Umount(mount::UmountArgs),
     /// List the mounts made by `veritylab mount`.
     Ps(mount::PsArgs),
+    /// Clean up after mounts whose holder died: unmount leftovers inside namespaces still held, report them.
+    Cleanup(mount::PsArgs),
     /// Audit a mount: every layer traced to a trusted root hash, no overmount, the overlay as the profile wants.
     Check(CheckArgs),
     /// List and validate the attack scenarios.
@@ -160,6 +162,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cli::Mount(args) => mount::run_mount(&args),
         Cli::Umount(args) => mount::run_umount(&args),
         Cli::Ps(args) => mount::run_ps(&args),
+        Cli::Cleanup(args) => mount::run_cleanup(&args),
         Cli::Check(args) => audit::run(
             &crate::store::Store::open(&store_dir(args.store))?,
             &args.target,

@@ -136,3 +136,34 @@ pub fn run_ps(args: &PsArgs) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+/// Cleans up after dead mounts.
+pub fn run_cleanup(args: &PsArgs) -> Result<(), CliError> {
+    let store = Store::open(&store_dir(args.store.clone()))?;
+    let cleaned = crate::mount::cleanup::cleanup(&store)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&cleaned).unwrap_or_default());
+    } else {
+        if cleaned.is_empty() {
+            println!("no dead mounts");
+        }
+        for c in &cleaned {
+            println!("cleaned mount {} at {}", c.id, c.target.display());
+            for (pid, comm) in &c.holders {
+                println!("  namespace still held by pid {pid} ({comm})");
+            }
+            for m in &c.unmounted {
+                println!("  unmounted {m}");
+            }
+            for left in &c.leftovers {
+                println!("  left behind: {left}");
+            }
+        }
+    }
+    let left: usize = cleaned.iter().map(|c| c.leftovers.len()).sum();
+    if left == 0 {
+        Ok(())
+    } else {
+        Err(CliError::Leftovers(left))
+    }
+}

@@ -27,6 +27,7 @@ use crate::convert::verity::geometry_for;
 use crate::erofs::{self, ExtractOptions, Image};
 use crate::mountinfo::{self, DeviceNumber};
 use crate::profile::{Backend, Profile};
+use crate::rootfs::{FuseMount, FuseOptions};
 use crate::store::write_atomically;
 
 /// How long `mount` waits for the holder to finish setting up.
@@ -44,16 +45,31 @@ pub(super) fn start(plan: &Plan, exe: &Path) -> Result<Record, MountError> {
         backend: Backend::Kernel,
         reason: reason.to_owned(),
     };
-    if !sys::is_root() {
-        return Err(unavailable("mounts need root (use --backend fuse or emulated)"));
-    }
-    let unshare = find_tool("unshare").ok_or_else(|| unavailable("unshare(1) from util-linux is missing"))?;
+    let mut command = match plan.backend {
+        Backend::Fuse => {
+            verity_fuse::backend::capabilities()
+                .fuse
+                .clone()
+                .map_err(|reason| MountError::Unavailable {
+                    backend: Backend::Fuse,
+                    reason,
+                })?;
+            Command::new(exe)
+        }
+        _ => {
+            if !sys::is_root() {
+                return Err(unavailable("mounts need root (use --backend fuse or emulated)"));
+            }
+            let unshare = find_tool("unshare").ok_or_else(|| unavailable("unshare(1) from util-linux is missing"))?;
+            let mut command = Command::new(unshare);
+            command.args(["--mount", "--propagation", "private", "--"]).arg(exe);
+            command
+        }
+    };
     let log_path = plan.state.join(LOG_FILE);
     let log =
         File::create(&log_path).map_err(|e| setup_error(plan, format!("creating {}: {e}", log_path.display())))?;
-    let mut child = Command::new(unshare)
-        .args(["--mount", "--propagation", "private", "--"])
-        .arg(exe)
+    let mut child = command
         .arg(HOLD_COMMAND)
         .arg(plan.state.join(record::PLAN_FILE))
         .stdin(Stdio::null())
@@ -69,6 +85,8 @@ pub(super) fn start(plan: &Plan, exe: &Path) -> Result<Record, MountError> {
             && record.ready
             && record.holder == Some(child.id())
         {
+            // Reap the holder when it exits, so a long-lived caller (the scenario runner) keeps no zombies.
+            std::thread::spawn(move || child.wait());
             return Ok(record);
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -101,7 +119,11 @@ pub fn hold(plan_path: &Path) -> Result<(), MountError> {
     ])
     .map_err(|e| setup_error(&plan, format!("installing signal handlers: {e}")))?;
     let mut held = Held::default();
-    if let Err(e) = set_up(&plan, &mut record, &mut held) {
+    let done = match plan.backend {
+        Backend::Fuse => set_up_fuse(&plan, &mut record, &mut held),
+        _ => set_up(&plan, &mut record, &mut held),
+    };
+    if let Err(e) = done {
         held.tear_down(&plan.target);
         return Err(e);
     }
@@ -110,6 +132,9 @@ pub fn hold(plan_path: &Path) -> Result<(), MountError> {
         .iter()
         .map(|m| m.mount_id)
         .collect();
+    record.namespace = fs::read_link("/proc/self/ns/mnt")
+        .ok()
+        .map(|link| link.to_string_lossy().into_owned());
     record.ready = true;
     write_atomically(&record_path, &to_json(&record))?;
     let mut signals = signals;
@@ -127,10 +152,17 @@ struct Held {
     lowers: Vec<PathBuf>,
     /// Whether the overlay is mounted at the target.
     overlay: bool,
+    /// The FUSE rootfs (fuse backend).
+    rootfs: Option<FuseMount>,
 }
 
 impl Held {
     fn tear_down(&mut self, target: &Path) {
+        if let Some(rootfs) = self.rootfs.take() {
+            // Unmounting ends the FUSE session; dropping it then joins the serving threads.
+            unmount(target, true);
+            drop(rootfs);
+        }
         if self.overlay {
             unmount(target, true);
         }
@@ -217,6 +249,34 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
     Ok(())
 }
 
+/// The `fuse` backend: one FUSE filesystem at the target serving the merged view of the layers (verified
+/// devices for verified profiles), read-only, in the host's namespace.
+fn set_up_fuse(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), MountError> {
+    record.upperdir = None;
+    let view = super::emulated::open_view(record, plan)?;
+    let options = FuseOptions {
+        fs_name: format!("veritylab:{}", plan.id),
+        ..FuseOptions::default()
+    };
+    let rootfs = crate::rootfs::mount(Arc::new(view.merged), &plan.target, &options)
+        .map_err(|e| setup_error(plan, e.to_string()))?;
+    held.rootfs = Some(rootfs);
+    record.layers = plan
+        .layers
+        .iter()
+        .map(|l| MountedLayer {
+            name: l.name.clone(),
+            lowerdir: PathBuf::new(),
+            root_hash: l.root_hash.clone(),
+            device_dir: None,
+            device_dev: None,
+            erofs_dev: None,
+        })
+        .collect();
+    record.overlay_dev = Some(device_of(&plan.target).map_err(|e| setup_error(plan, format!("stat: {e}")))?);
+    Ok(())
+}
+
 /// Opens the verified device of `layer` and serves it over FUSE at `dir`.
 fn serve_device(
     layer: &super::LayerSpec,
@@ -250,7 +310,7 @@ fn mount_tool(args: &[&str], source: &Path, target: &Path) -> Result<(), sys::To
 }
 
 /// Unmounts `path` (with everything below it when `recursive`), lazily if it is busy.
-fn unmount(path: &Path, recursive: bool) {
+pub(super) fn unmount(path: &Path, recursive: bool) {
     let flag = if recursive { "-R" } else { "--" };
     if sys::run_tool("umount", "mount", [flag.as_ref(), path.as_os_str()]).is_err() {
         let _ = sys::run_tool("umount", "mount", ["-l".as_ref(), path.as_os_str()]);

@@ -7,6 +7,7 @@
 //! `kernel` backend a holder process in a private mount namespace owns every mount (see [`kernel`]): if it
 //! dies, the namespace and its mounts die with it.
 
+pub mod cleanup;
 pub mod emulated;
 pub mod kernel;
 pub mod pinned;
@@ -184,7 +185,20 @@ pub fn prepare(
         layers.push(pinned::ensure(store)?);
     }
     let id = record::new_id();
-    let state = record::state_root(store).join(&id);
+    let state_root = record::state_root(store);
+    fs::create_dir_all(&state_root).map_err(|source| StoreError::Io {
+        what: "creating",
+        path: state_root.clone(),
+        source,
+    })?;
+    // Absolute, as mount tables show paths and overlayfs needs them.
+    let state = fs::canonicalize(&state_root)
+        .map_err(|source| StoreError::Io {
+            what: "resolving",
+            path: state_root.clone(),
+            source,
+        })?
+        .join(&id);
     Ok(Plan {
         id,
         target,
@@ -212,7 +226,7 @@ pub fn mount(store: &Store, plan: &Plan, exe: &Path) -> Result<Record, MountErro
     let plan_file = plan.state.join(record::PLAN_FILE);
     write_atomically(&plan_file, &serde_json::to_vec_pretty(plan).unwrap_or_default())?;
     let result = match plan.backend {
-        Backend::Kernel => kernel::start(plan, exe),
+        Backend::Kernel | Backend::Fuse => kernel::start(plan, exe),
         Backend::Emulated => emulated::start(plan),
         other => Err(MountError::Unavailable {
             backend: other,
@@ -247,7 +261,7 @@ pub fn umount(store: &Store, target: &Path) -> Result<UmountReport, MountError> 
 
 fn umount_record(record: Record) -> Result<UmountReport, MountError> {
     let mut report = match record.backend {
-        Backend::Kernel => kernel::stop(&record),
+        Backend::Kernel | Backend::Fuse => kernel::stop(&record),
         _ => UmountReport::default(),
     };
     report.id = record.id.clone();

@@ -75,6 +75,9 @@ pub struct Record {
     pub created: u64,
     /// True once everything is set up; a record left `false` by a dead holder is a crashed mount.
     pub ready: bool,
+    /// The holder's mount namespace (`mnt:[INODE]`), to find processes still holding it after the holder died.
+    #[serde(default)]
+    pub namespace: Option<String>,
     /// The emulated mount table (emulated backend only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulated: Option<Vec<super::emulated::TableEntry>>,
@@ -100,6 +103,7 @@ impl Record {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             ready: false,
+            namespace: None,
             emulated: None,
         }
     }

@@ -75,16 +75,24 @@ impl Lab {
     }
 
     fn plan(&self, profile: Profile, target: &Path, trust: &Trust) -> Plan {
-        mount::prepare(&self.store, &self.name, target, profile, Backend::Kernel, trust).unwrap()
+        self.plan_on(Backend::Kernel, profile, target, trust)
+    }
+
+    fn plan_on(&self, backend: Backend, profile: Profile, target: &Path, trust: &Trust) -> Plan {
+        mount::prepare(&self.store, &self.name, target, profile, backend, trust).unwrap()
     }
 
     fn mount(&self, profile: Profile, target: &Path) -> Record {
+        self.mount_on(Backend::Kernel, profile, target)
+    }
+
+    fn mount_on(&self, backend: Backend, profile: Profile, target: &Path) -> Record {
         let trust = if profile == Profile::Hardened {
             self.signed()
         } else {
             Trust::Local
         };
-        let plan = self.plan(profile, target, &trust);
+        let plan = self.plan_on(backend, profile, target, &trust);
         mount::mount(&self.store, &plan, Path::new(env!("CARGO_BIN_EXE_veritylab"))).unwrap()
     }
 
@@ -266,15 +274,20 @@ fn a_killed_holder_leaves_nothing_and_umount_clears_its_record() {
     let target = lab.target("rootfs");
     let record = lab.mount(Profile::Verity, &target);
     run(Command::new("kill").args(["-9", &record.holder.unwrap().to_string()]));
+    for _ in 0..200 {
+        if !record.holder_alive() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!record.holder_alive(), "the killed holder is gone within 10 s");
     let report = audit(&record);
-    assert!(
-        report.findings.iter().any(|f| f.kind() == "namespace-gone"),
-        "{:?}",
-        report.findings
+    assert_eq!(report.findings, vec![Finding::NamespaceGone { holder: record.holder }]);
+    assert_eq!(
+        mount::list(&lab.store).unwrap().len(),
+        1,
+        "the record stays until umount"
     );
-    let listed = mount::list(&lab.store).unwrap();
-    assert_eq!(listed.len(), 1);
-    assert!(!listed[0].holder_alive());
     lab.umount_clean(&record);
     assert!(mount::list(&lab.store).unwrap().is_empty());
 }
@@ -298,4 +311,87 @@ fn a_mount_that_fails_half_way_leaves_nothing_behind() {
         .filter(|b| b.starts_with(&plan.state.display().to_string()))
         .count();
     assert_eq!(loops, 0, "no loop device left");
+}
+
+#[test]
+fn the_fuse_backend_serves_every_profile_read_only_as_umoci_unpacks_it() {
+    let Some(lab) = lab("the_fuse_backend_serves_every_profile_read_only_as_umoci_unpacks_it") else {
+        return;
+    };
+    if !testkit::fuse_available("the_fuse_backend_serves_every_profile_read_only_as_umoci_unpacks_it") {
+        return;
+    }
+    let expected = tree(&lab.unpacked);
+    for profile in Profile::ALL {
+        let target = lab.target(&format!("fuse-{profile}"));
+        let record = lab.mount_on(Backend::Fuse, profile, &target);
+        let mut seen = tree(&target);
+        if profile == Profile::Hardened {
+            for entry in PINNED {
+                assert!(
+                    seen.remove(Path::new(entry)).is_some(),
+                    "{profile}: pinned {entry} present"
+                );
+            }
+        }
+        assert_eq!(
+            seen.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>(),
+            "{profile}"
+        );
+        let write = fs::write(target.join("etc/hello"), b"x").unwrap_err();
+        assert_eq!(write.raw_os_error(), Some(30), "{profile}: {write}");
+        let report = audit(&record);
+        assert!(report.passed(), "{profile}: {:?}", report.findings);
+        lab.umount_clean(&record);
+    }
+}
+
+#[test]
+fn cleanup_unmounts_what_a_dead_holder_left_in_a_namespace_another_process_still_holds() {
+    let Some(lab) = lab("cleanup_unmounts_what_a_dead_holder_left_in_a_namespace_another_process_still_holds") else {
+        return;
+    };
+    let target = lab.target("rootfs");
+    let record = lab.mount(Profile::Verity, &target);
+    let mut squatter = Command::new("nsenter")
+        .arg("-t")
+        .arg(record.holder.unwrap().to_string())
+        .args(["-m", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        let ns = fs::read_link(format!("/proc/{}/ns/mnt", squatter.id())).ok();
+        if ns.map(|l| l.to_string_lossy().into_owned()) == record.namespace {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    run(Command::new("kill").args(["-9", &record.holder.unwrap().to_string()]));
+    for _ in 0..200 {
+        if !record.holder_alive() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let held = veritylab::mountinfo::read(squatter.id()).unwrap();
+    assert!(
+        held.iter().any(|m| m.mount_point == target),
+        "the squatter keeps the rootfs mounted"
+    );
+    let cleaned = veritylab::mount::cleanup::cleanup(&lab.store).unwrap();
+    let _ = squatter.kill();
+    let _ = squatter.wait();
+    assert_eq!(cleaned.len(), 1);
+    let c = &cleaned[0];
+    // fusermount3's auto-unmount watchers may still be in the namespace too, on their way out.
+    assert!(
+        c.holders.contains(&(squatter.id(), "sleep".to_owned())),
+        "{:?}",
+        c.holders
+    );
+    // The overlay and each layer's EROFS mount (the verified devices' FUSE mounts went with their server).
+    assert!(c.unmounted.len() >= 3, "{:?}", c.unmounted);
+    assert_eq!(c.leftovers, Vec::<String>::new());
+    assert!(mount::list(&lab.store).unwrap().is_empty());
 }

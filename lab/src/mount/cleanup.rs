@@ -1,0 +1,133 @@
+//! `veritylab cleanup`: what dead mounts left behind, found and removed.
+//!
+//! A kernel-backend mount lives in its holder's mount namespace. When the holder dies the namespace normally
+//! dies with it, but any process that entered it (a container's process started with `nsenter`, a debugging
+//! shell) keeps it, and with it every EROFS mount, loop device and verified device: the phantom disk usage
+//! the seed design's cleanup helper hunts. Cleanup finds such processes by the recorded namespace, unmounts
+//! the mount's leftovers from inside that namespace, then removes the record and reports what it found.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use serde::Serialize;
+
+use super::record::{self, Record};
+use super::{MountError, kernel, umount_record};
+use crate::profile::Backend;
+use crate::store::Store;
+
+/// What cleanup found for one dead mount.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cleaned {
+    /// The mount's id.
+    pub id: String,
+    /// Its target.
+    pub target: std::path::PathBuf,
+    /// Processes that still held its namespace (pid and command name).
+    pub holders: Vec<(u32, String)>,
+    /// Mounts unmounted inside that namespace.
+    pub unmounted: Vec<String>,
+    /// Anything still present afterwards.
+    pub leftovers: Vec<String>,
+}
+
+/// Cleans up every mount in `store` whose holder is gone; live mounts are left alone.
+pub fn cleanup(store: &Store) -> Result<Vec<Cleaned>, MountError> {
+    let mut cleaned = Vec::new();
+    for r in record::all(store)? {
+        if r.backend == Backend::Emulated || r.holder_alive() {
+            continue;
+        }
+        let holders = r.namespace.as_deref().map(processes_in).unwrap_or_default();
+        let pids: Vec<u32> = holders.iter().map(|&(pid, _)| pid).collect();
+        let unmounted = unmount_inside(&pids, &r);
+        let id = r.id.clone();
+        let target = r.target.clone();
+        let report = umount_record(r)?;
+        cleaned.push(Cleaned {
+            id,
+            target,
+            holders,
+            unmounted,
+            leftovers: report.leftovers,
+        });
+    }
+    remove_orphans(store);
+    Ok(cleaned)
+}
+
+/// Processes whose mount namespace is `namespace` (`mnt:[INODE]`).
+fn processes_in(namespace: &str) -> Vec<(u32, String)> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found: Vec<(u32, String)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok_and(|l| l.to_string_lossy() == namespace))
+        .map(|pid| {
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            (pid, comm.trim_end().to_owned())
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Unmounts, inside the namespace the processes `pids` hold, the target and every mount under the record's
+/// state directory, newest first; returns what was unmounted. Any of the processes may exit meanwhile (the
+/// FUSE auto-unmount watchers do), so each step uses the first one still there.
+fn unmount_inside(pids: &[u32], record: &Record) -> Vec<String> {
+    let Some(mounts) = pids.iter().find_map(|&pid| crate::mountinfo::read(pid).ok()) else {
+        return Vec::new();
+    };
+    let mut ours: Vec<_> = mounts
+        .iter()
+        .filter(|m| m.mount_point.starts_with(&record.target) || m.mount_point.starts_with(&record.state))
+        .collect();
+    ours.sort_by_key(|m| std::cmp::Reverse(m.mount_id));
+    let mut done = Vec::new();
+    for m in ours {
+        let unmounted = pids.iter().any(|pid| {
+            Command::new("nsenter")
+                .arg("-t")
+                .arg(pid.to_string())
+                .args(["-m", "umount", "-l"])
+                .arg(&m.mount_point)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        if unmounted {
+            done.push(format!(
+                "{} at {} ({})",
+                m.fs_type.to_string_lossy(),
+                m.mount_point.display(),
+                m.device
+            ));
+        }
+    }
+    done
+}
+
+/// Removes state directories that never got a record (a mount killed before its holder started).
+fn remove_orphans(store: &Store) {
+    let Ok(entries) = fs::read_dir(record::state_root(store)) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let dir = entry.path();
+        if !dir.join(record::RECORD_FILE).exists() && is_stale(&dir) {
+            kernel::unmount(&dir, true);
+            let _ = fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+/// A state directory untouched for a minute cannot belong to a mount still starting.
+fn is_stale(dir: &Path) -> bool {
+    fs::metadata(dir)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|e| e.as_secs() > 60))
+}
