@@ -272,3 +272,19 @@ fn a_directory_reports_every_file_and_reads_only_toml() {
             .ends_with(": no scenario files (*.toml)")
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// Truncated or spliced scenario text gives problems or a scenario, never a panic.
+    #[test]
+    fn mangled_text_never_panics(cut in 0..BASE.len(), insert in "[\\PC\n\"=\\[\\]{}]{0,12}") {
+        let mut end = cut;
+        while !BASE.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mangled = format!("{}{insert}{}", &BASE[..end], &BASE[end..]);
+        let _ = load::parse("demo.toml", &mangled);
+        let _ = load::parse("demo.toml", &BASE[..end]);
+    }
+}
