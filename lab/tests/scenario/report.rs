@@ -15,6 +15,27 @@ fn text_report_snapshot() {
 }
 
 #[test]
+fn json_report_snapshot_keeps_the_schema_stable() {
+    insta::assert_snapshot!("json_report", report::render(&synthetic_report(), Format::Json, false));
+}
+
+#[test]
+fn reports_are_written_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.html");
+    report::write_atomic(&path, "first").unwrap();
+    report::write_atomic(&path, "second").unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "second");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file left behind"
+    );
+    let missing = dir.path().join("no/such/dir/report.html");
+    assert!(report::write_atomic(&missing, "x").is_err());
+}
+
+#[test]
 fn text_report_is_coloured_only_when_asked() {
     let report = synthetic_report();
     let plain = report::render(&report, Format::Text, false);
