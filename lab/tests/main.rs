@@ -5,3 +5,4 @@ mod erofs;
 mod mount;
 mod mountinfo;
 mod oci;
+mod scenario;

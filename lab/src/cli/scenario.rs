@@ -76,7 +76,7 @@ impl From<&Scenario> for ListEntry {
 }
 
 /// Loads the scenarios `--dir` names, or the embedded ones.
-pub fn load(args: &DirArgs) -> Result<Vec<Scenario>, CliError> {
+pub fn load_from(args: &DirArgs) -> Result<Vec<Scenario>, CliError> {
     Ok(match &args.dir {
         Some(dir) => load::load_dir(dir)?,
         None => load::embedded()?,
@@ -87,7 +87,7 @@ pub fn load(args: &DirArgs) -> Result<Vec<Scenario>, CliError> {
 pub fn run(command: ScenarioCommand) -> Result<(), CliError> {
     match command {
         ScenarioCommand::List(args) => {
-            let entries: Vec<ListEntry> = load(&args.dir)?.iter().map(ListEntry::from).collect();
+            let entries: Vec<ListEntry> = load_from(&args.dir)?.iter().map(ListEntry::from).collect();
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&entries).unwrap_or_default());
                 return Ok(());
@@ -113,7 +113,7 @@ pub fn run(command: ScenarioCommand) -> Result<(), CliError> {
             Ok(())
         }
         ScenarioCommand::Validate(args) => {
-            let scenarios = load(&args)?;
+            let scenarios = load_from(&args)?;
             let from = args
                 .dir
                 .map_or_else(|| "embedded scenarios/".to_owned(), |d| d.display().to_string());

@@ -158,7 +158,7 @@ pub const ATTACKS: &[AttackSpec] = &[
     },
     AttackSpec {
         name: "root-hash-annotation",
-        summary: "change a layer descriptor's root-hash annotation in the manifest",
+        summary: "change a layer descriptor's root-hash annotation in the manifest, keeping the original signature",
         params: &[
             LAYER,
             SCHEME,
@@ -257,7 +257,7 @@ pub const ATTACKS: &[AttackSpec] = &[
     },
     AttackSpec {
         name: "unverified-tail",
-        summary: "append data past the data blocks the hash tree covers, and point the filesystem at it",
+        summary: "append data past the data blocks the hash tree covers and read for it through the verified device",
         params: &[
             LAYER,
             opt("bytes", ParamType::Integer, "bytes appended (default: 4096)"),

@@ -69,20 +69,38 @@ pub enum ErrorKind {
 }
 
 /// The kind of a mount-audit, re-verification or cleanup finding.
+///
+/// The audit's kinds are spelled as `audit::Finding::kind` spells them, so the runner maps them one to one;
+/// `tree-mismatch` stands for any finding of re-verification at rest, `leaked-mount` for what the cleanup
+/// helper reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FindingKind {
-    /// A mount was added over a path inside the rootfs.
+    /// Audit: something is mounted at or under the rootfs beside the verified overlay.
     Overmount,
-    /// A mount under the rootfs is not on a device traceable to a trusted root hash.
-    UnverifiedMount,
-    /// The overlay has a writable upperdir.
+    /// Audit: a mount appeared in the namespace, outside the rootfs, after the mount was made.
+    UnexpectedMount,
+    /// Audit: the overlay has a writable upperdir where the profile forbids one.
     WritableUpperdir,
-    /// The counts of lowerdirs, verified devices and EROFS mounts disagree.
-    LayerCountMismatch,
-    /// Re-verification at rest found a layer whose tree no longer matches its root hash.
+    /// Audit: the overlay is not read-only where the profile requires it.
+    OverlayWritable,
+    /// Audit: the overlay's lowerdirs are not the recorded ones.
+    LowerdirsChanged,
+    /// Audit: the counts of lowerdirs, verified devices and EROFS mounts disagree.
+    CountMismatch,
+    /// Audit: a layer's mount cannot be traced to a verified device with a trusted root hash.
+    UntracedLayer,
+    /// Audit: a layer's device uses a root hash other than the trusted one.
+    RootHashMismatch,
+    /// Audit: a layer's verified device has seen corruption.
+    DeviceCorrupted,
+    /// Audit: the namespace holding the mount is gone.
+    NamespaceGone,
+    /// Audit: no rootfs overlay is at the target.
+    RootfsMissing,
+    /// Re-verification at rest found a layer whose files no longer match its pinned root hash.
     TreeMismatch,
-    /// A mount, loop device or FUSE server remained after the container stopped.
+    /// Cleanup: a mount, loop device or FUSE server remained after the container stopped.
     LeakedMount,
 }
 
@@ -370,7 +388,7 @@ mod tests {
             evidence: Evidence {
                 findings: vec![
                     FindingEvidence {
-                        kind: FindingKind::UnverifiedMount,
+                        kind: FindingKind::UnexpectedMount,
                         path: None,
                         message: "x".into(),
                     },

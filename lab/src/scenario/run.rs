@@ -81,7 +81,8 @@ pub struct CellResult {
     pub duration_ms: u64,
     /// What the scenario expected.
     pub expected: Expectation,
-    /// What happened.
+    /// What happened (flattened: `status` names the variant, its fields sit beside it).
+    #[serde(flatten)]
     pub status: CellStatus,
 }
 

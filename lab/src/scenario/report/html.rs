@@ -33,6 +33,7 @@ h2 { font-size: 1.1rem; margin: 1.6rem 0 .6rem; }
 .evidence ul { margin: .3rem 0 .6rem 1.2rem; padding: 0; }
 .evidence pre { background: #f6f8fa; padding: .5rem; overflow-x: auto; margin: .3rem 0; }
 .hint { color: #57606a; margin: 0; }
+.legend { margin-top: .4rem; }
 #timeline { background: #fff; border: 1px solid #d0d7de; padding: .6rem 1rem; }
 .lane { display: flex; align-items: center; gap: .8rem; margin: .15rem 0; font-size: .85rem; }
 .lane .label { width: 22rem; flex: none; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
@@ -209,8 +210,8 @@ pub fn render(report: &RunReport) -> String {
         out.push_str("</tr>\n");
     }
     out.push_str(
-        "</tbody>\n</table>\n<p class=\"hint\">✓ as expected · ✗ differs from the scenario's expectation · \
-         · profile not in the scenario</p>\n<section id=\"detail\" aria-live=\"polite\"><p class=\"hint\">Click a \
+        "</tbody>\n</table>\n<p class=\"hint legend\">✓ as expected, ✗ differs from the scenario's \
+         expectation, · profile not in the scenario</p>\n<section id=\"detail\" aria-live=\"polite\"><p class=\"hint\">Click a \
          cell to see its evidence.</p></section>\n",
     );
 

@@ -9,7 +9,8 @@ pub mod json;
 pub mod junit;
 pub mod text;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
 
 use super::run::{CellResult, CellStatus, RunReport, ScenarioResult};
 use crate::profile::Backend;
@@ -36,6 +37,20 @@ pub fn render(report: &RunReport, format: Format, color: bool) -> String {
         Format::Junit => junit::render(report),
         Format::Html => html::render(report),
     }
+}
+
+/// Writes a rendered report to `path` atomically: a temporary file in the same directory, renamed into place,
+/// so a reader never sees half a report and a failed write leaves any previous report intact.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+    temp.write_all(text.as_bytes())?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Whether text written to stdout should be coloured: stdout is a terminal and `NO_COLOR` is unset or empty.

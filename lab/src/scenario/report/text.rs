@@ -161,7 +161,11 @@ fn details(report: &RunReport, out: &mut String) {
                     for line in evidence_lines(cell) {
                         let _ = writeln!(out, "    evidence: {line}");
                     }
-                    for line in timeline_lines(cell) {
+                    let steps = timeline_lines(cell);
+                    if !steps.is_empty() {
+                        out.push_str("    timeline:\n");
+                    }
+                    for line in steps {
                         let _ = writeln!(out, "    {line}");
                     }
                 }
