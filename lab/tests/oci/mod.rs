@@ -8,3 +8,4 @@ mod convert;
 mod kernel;
 mod pull;
 mod support;
+mod upload;
