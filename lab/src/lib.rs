@@ -11,6 +11,7 @@
 //! - [`audit`]: the mount audit (layers traced to trusted root hashes, overmounts, the overlay's shape).
 //! - [`profile`]: the defence profiles and mount backends every part names.
 //! - [`scenario`]: scenario files, the attack catalogue, outcomes and the run reports.
+//! - [`sign`]: root hashes in signed manifests (cosign or delivery-kit), keys, the trust policy, verification.
 //! - [`cli`]: the `veritylab` command's subcommands as library functions.
 #![forbid(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod oci;
 pub mod profile;
 pub mod rootfs;
 pub mod scenario;
+pub mod sign;
 pub mod store;
 
 pub use verity_fuse;

@@ -6,3 +6,4 @@ mod mount;
 mod mountinfo;
 mod oci;
 mod scenario;
+mod sign;

@@ -49,10 +49,13 @@ pub struct LayerEntry {
     pub separate_roothash: Option<String>,
 }
 
-/// Lists the store's images.
+/// Lists the store's images (signature manifests, `…:sha256-<hex>.sig`, are not images and are left out).
 pub fn list(store: &Store) -> Result<Vec<ImageEntry>, CliError> {
     let mut out = Vec::new();
     for (name, descriptor) in store.images()? {
+        if crate::sign::cosign::is_signature_name(&name) {
+            continue;
+        }
         let bytes = store.read_blob(&descriptor.digest, descriptor.size, 4 << 20, "manifest")?;
         let layers = match manifest::parse(&descriptor.digest, &descriptor.media_type, &bytes)? {
             Manifest::Image(image) => image.layers,

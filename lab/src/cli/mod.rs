@@ -7,10 +7,13 @@ pub mod audit;
 pub mod convert;
 pub mod erofs;
 pub mod images;
+pub mod keygen;
 pub mod mkfs;
 pub mod mount;
 pub mod pull;
 pub mod scenario;
+pub mod sign;
+pub mod verify;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -32,6 +35,12 @@ pub enum Cli {
     Convert(convert::ConvertArgs),
     /// List the images in the store, with their layers' root hashes.
     Images(images::ImagesArgs),
+    /// Write an ECDSA P-256 key pair (PREFIX.key, PREFIX.pub) for signing.
+    Keygen(keygen::KeygenArgs),
+    /// Put each layer's root hash into a new manifest and sign it (cosign or delivery-kit), optionally push.
+    Sign(sign::SignArgs),
+    /// Check an image's signature, root hashes and local trees against keys and a policy.
+    Verify(verify::VerifyArgs),
     /// Mount an image's rootfs with a defence profile (vanilla, erofs, verity, hardened) and a backend.
     Mount(mount::MountArgs),
     /// Take down a mount made by `veritylab mount`, reporting anything left behind.
@@ -106,6 +115,21 @@ pub enum CliError {
     /// Scenario files failed to load or validate.
     #[error(transparent)]
     Scenario(#[from] crate::scenario::LoadErrors),
+    /// A key cannot be made or read.
+    #[error(transparent)]
+    Key(#[from] crate::sign::keys::KeyError),
+    /// The policy file is unusable.
+    #[error(transparent)]
+    Policy(#[from] crate::sign::policy::PolicyError),
+    /// Signing failed.
+    #[error(transparent)]
+    Sign(#[from] crate::sign::image::SignError),
+    /// Pushing or fetching a signature failed.
+    #[error(transparent)]
+    Transfer(#[from] crate::sign::registry::SignatureTransferError),
+    /// Verification failed or could not run.
+    #[error(transparent)]
+    Verify(#[from] crate::sign::verify::VerifyError),
     /// Another I/O failure (opening the image, writing to stdout).
     #[error("{what}: {source}")]
     Io {
@@ -121,6 +145,8 @@ impl CliError {
     /// The process exit code: 2 for usage errors, 3 for bad input (a malformed image or archive, a missing
     /// path, content that does not match its digest, an unusable manifest), 4 when an audit found problems,
     /// 1 for anything else.
+    /// path, content that does not match its digest, an unusable manifest, a failed verification, an unusable
+    /// key or policy), 1 for anything else.
     pub fn exit_code(&self) -> u8 {
         use crate::erofs::{ExtractError, WriteError};
         match self {
@@ -145,7 +171,14 @@ impl CliError {
                 crate::convert::ConvertError::LayerChanged { .. } | crate::convert::ConvertError::Erofs { .. },
             )
             | CliError::Manifest(_)
-            | CliError::Scenario(_) => 3,
+            | CliError::Scenario(_)
+            | CliError::Verify(crate::sign::verify::VerifyError::Rejected { .. })
+            | CliError::Key(
+                crate::sign::keys::KeyError::Permissions { .. }
+                | crate::sign::keys::KeyError::Format { .. }
+                | crate::sign::keys::KeyError::Decrypt { .. },
+            )
+            | CliError::Policy(_) => 3,
             _ => 1,
         }
     }
@@ -170,6 +203,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         ),
         Cli::Hold { plan } => Ok(crate::mount::kernel::hold(&plan)?),
         Cli::Scenario(cmd) => scenario::run(cmd),
+        Cli::Keygen(args) => keygen::run(&args),
+        Cli::Sign(args) => sign::run(&sign::SignPlan::try_from(args)?),
+        Cli::Verify(args) => verify::run(&verify::VerifyPlan::try_from(args)?),
     }
 }
 

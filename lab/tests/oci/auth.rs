@@ -1,11 +1,12 @@
 //! Registry authentication against the real registry's basic auth (htpasswd).
 
-use veritylab::oci::PullError;
 use veritylab::oci::auth::Credentials;
-use veritylab::oci::registry::RegistryError;
+use veritylab::oci::registry::{ClientOptions, RegistryError};
+use veritylab::oci::{Digest, PullError};
 use veritylab::store::Store;
 
 use super::support::{Registry, Seeded, plain_http, pull, seeded_registry, snapshot, umoci_image};
+use super::upload::{client, upload_layout};
 
 #[test]
 fn basic_auth_pulls_with_credentials_and_is_a_clear_401_without() {
@@ -47,9 +48,12 @@ fn basic_auth_pulls_with_credentials_and_is_a_clear_401_without() {
 }
 
 /// A bearer-token front for the real registry: it answers 401 with a `Bearer` challenge until a request
-/// carries the token its `/token` endpoint hands out, and forwards authorised requests to the registry.
-/// It records the token queries and every forwarded path. (Debian ships no token server, and the registry's own token auth needs signed JWTs; the front plays
-/// only the token dance, the content still comes from the real registry.)
+/// carries a token its `/token` endpoint handed out for a scope covering the request (`pull` for GET and
+/// HEAD, `push` for the rest), and forwards authorised requests, body included, to the registry. It
+/// records the token queries and every forwarded `METHOD PATH`. Read challenges name their scope, write
+/// challenges name none (so the client's own `pull,push` default is exercised too). (Debian ships no token
+/// server, and the registry's own token auth needs signed JWTs; the front plays only the token dance, the
+/// content still comes from the real registry.)
 fn bearer_front(upstream: String) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::{TcpListener, TcpStream};
@@ -70,7 +74,8 @@ fn bearer_front(upstream: String) -> (String, std::sync::Arc<std::sync::Mutex<Ve
                 }
                 head.push(line.trim_end().to_owned());
             }
-            let Some(path) = head.first().and_then(|l| l.split(' ').nth(1)).map(str::to_owned) else {
+            let mut first = head.first().map(|l| l.split(' ')).into_iter().flatten();
+            let (Some(method), Some(path)) = (first.next().map(str::to_owned), first.next().map(str::to_owned)) else {
                 continue;
             };
             let header = |name: &str| {
@@ -78,28 +83,55 @@ fn bearer_front(upstream: String) -> (String, std::sync::Arc<std::sync::Mutex<Ve
                     .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)))
                     .map(|(_, v)| v.trim().to_owned())
             };
+            let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let read_only = method == "GET" || method == "HEAD";
+            let allowed: &[&str] = if read_only {
+                &["Bearer pull", "Bearer push"]
+            } else {
+                &["Bearer push"]
+            };
             if let Some(query) = path.strip_prefix("/token?") {
                 seen.lock().unwrap().push(query.to_owned());
-                let body = r#"{"token":"T0K"}"#;
+                // The push action, after the scope's `:` or a `,` (URL-encoded).
+                let push = query.contains("%3Apush") || query.contains("%2Cpush");
+                let token = if push { "push" } else { "pull" };
+                let body = format!(r#"{{"token":"{token}"}}"#);
                 let _ = write!(
                     stream,
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
-            } else if header("authorization").as_deref() != Some("Bearer T0K") {
+            } else if !allowed.contains(&header("authorization").unwrap_or_default().as_str()) {
+                let repo = path
+                    .strip_prefix("/v2/")
+                    .and_then(|p| p.split_once("/manifests/").or_else(|| p.split_once("/blobs/")))
+                    .map_or("", |(repo, _)| repo);
+                let scope = if read_only {
+                    format!(",scope=\"repository:{repo}:pull\"")
+                } else {
+                    String::new()
+                };
                 let _ = write!(
                     stream,
-                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{front}/token\",service=\"veritylab-test\",scope=\"repository:lab/small:pull\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{front}/token\",service=\"veritylab-test\"{scope}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
                 );
             } else {
-                seen.lock().unwrap().push(path.clone());
+                seen.lock().unwrap().push(format!("{method} {path}"));
                 let mut up = TcpStream::connect(&upstream).unwrap();
-                let accept = header("accept").unwrap_or_else(|| "*/*".to_owned());
-                write!(
-                    up,
-                    "GET {path} HTTP/1.1\r\nHost: {upstream}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
-                )
-                .unwrap();
+                // The front's own host, so upload locations the registry builds point back at the front.
+                let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {front}\r\nConnection: close\r\n");
+                for name in ["accept", "content-type", "content-length"] {
+                    if let Some(value) = header(name) {
+                        request.push_str(&format!("{name}: {value}\r\n"));
+                    }
+                }
+                request.push_str("\r\n");
+                up.write_all(request.as_bytes()).unwrap();
+                up.write_all(&body).unwrap();
                 let mut response = Vec::new();
                 up.read_to_end(&mut response).unwrap();
                 let _ = stream.write_all(&response);
@@ -122,7 +154,7 @@ fn bearer_tokens_are_fetched_from_the_challenge_realm_with_its_service_and_scope
     let report = pull(&store, &format!("{front}/lab/small:v1"), &plain_http()).unwrap();
     assert_eq!(report.layers.len(), 2);
     let log = log.lock().unwrap();
-    let tokens: Vec<&String> = log.iter().filter(|l| !l.starts_with('/')).collect();
+    let tokens: Vec<&String> = log.iter().filter(|l| !l.starts_with("GET ")).collect();
     assert_eq!(tokens.len(), 1, "one token serves the whole pull: {log:?}");
     assert!(
         tokens[0].contains("scope=repository%3Alab%2Fsmall%3Apull"),
@@ -131,11 +163,76 @@ fn bearer_tokens_are_fetched_from_the_challenge_realm_with_its_service_and_scope
     );
     assert!(tokens[0].contains("service=veritylab-test"), "{}", tokens[0]);
     // The tag is resolved once; everything after goes by digest, so a tag moved meanwhile changes nothing.
-    let paths: Vec<&String> = log.iter().filter(|l| l.starts_with('/')).collect();
-    assert_eq!(paths[0], "/v2/lab/small/manifests/v1");
+    let paths: Vec<&String> = log.iter().filter(|l| l.starts_with("GET ")).collect();
+    assert_eq!(paths[0], "GET /v2/lab/small/manifests/v1");
     assert_eq!(paths.len(), 4, "manifest, config, two layers: {paths:?}");
     assert!(
-        paths[1..].iter().all(|p| p.starts_with("/v2/lab/small/blobs/sha256:")),
+        paths[1..]
+            .iter()
+            .all(|p| p.starts_with("GET /v2/lab/small/blobs/sha256:")),
         "{paths:?}"
     );
+}
+
+#[test]
+fn uploads_get_a_pull_push_token_through_a_bearer_front() {
+    let Some(Seeded { work, registry, layout }) = seeded_registry(
+        "oci::auth::uploads_get_a_pull_push_token_through_a_bearer_front",
+        "lab/small:v1",
+    ) else {
+        return;
+    };
+    let (front, log) = bearer_front(registry.host());
+    let mut client = client(&front, "lab/pushed", Default::default());
+    let digest = upload_layout(&mut client, &layout, "v1");
+    let store = Store::open(&work.path().join("store")).unwrap();
+    let report = pull(&store, &format!("{}/lab/pushed:v1", registry.host()), &plain_http()).unwrap();
+    assert_eq!(report.manifest, digest);
+    let log = log.lock().unwrap();
+    let tokens: Vec<&String> = log.iter().filter(|l| l.contains("scope=")).collect();
+    assert!(
+        tokens
+            .iter()
+            .any(|t| t.contains("scope=repository%3Alab%2Fpushed%3Apull%2Cpush")),
+        "{log:?}"
+    );
+    let posts = log
+        .iter()
+        .filter(|l| *l == "POST /v2/lab/pushed/blobs/uploads/")
+        .count();
+    assert_eq!(posts, 3, "config and two layers, once each: {log:?}");
+    assert!(log.iter().any(|l| l == "PUT /v2/lab/pushed/manifests/v1"), "{log:?}");
+}
+
+#[test]
+fn uploads_with_basic_auth_need_the_credentials() {
+    let umoci = testkit::require_tool!("umoci");
+    let registry_bin = testkit::require_tool!("docker-registry");
+    let work = tempfile::tempdir().unwrap();
+    let layout = umoci_image(&umoci, work.path());
+    let registry = Registry::start_with_basic_auth(&registry_bin);
+    let mut anonymous = client(&registry.host(), "lab/private", Default::default());
+    let err = anonymous.put_blob(&Digest::of(b"x"), 1, &b"x"[..]).unwrap_err();
+    assert!(matches!(&err, RegistryError::Unauthorized { .. }), "{err}");
+    let mut client = client(
+        &registry.host(),
+        "lab/private",
+        ClientOptions {
+            credentials: client_credentials(),
+            ..Default::default()
+        },
+    );
+    let digest = upload_layout(&mut client, &layout, "v1");
+    let mut right = plain_http();
+    right.client.credentials = client_credentials();
+    let store = Store::open(&work.path().join("store")).unwrap();
+    let report = pull(&store, &format!("{}/lab/private:v1", registry.host()), &right).unwrap();
+    assert_eq!(report.manifest, digest);
+}
+
+fn client_credentials() -> Option<Credentials> {
+    Some(Credentials {
+        username: "lab".into(),
+        password: "secret".into(),
+    })
 }

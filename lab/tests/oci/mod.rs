@@ -8,3 +8,4 @@ mod convert;
 pub(crate) mod kernel;
 mod pull;
 pub(crate) mod support;
+mod upload;

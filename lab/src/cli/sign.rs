@@ -1,0 +1,176 @@
+//! `veritylab sign REF --key KEY [--scheme cosign|delivery-kit] [--annotation-key K] [--tag TAG]
+//! [--timestamp T] [--push [--plain-http]] [--store DIR] [--json]`: converts the image's layers if needed,
+//! stores a copy of its manifest annotated with each layer's root hash, signs it, and optionally pushes the
+//! signed image and its signature to the image's registry repository.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{CliError, progress_printer, store_dir};
+use crate::convert::VerityLayout;
+use crate::oci::Reference;
+use crate::oci::pull::store_name;
+use crate::sign::image::{self, SignOptions};
+use crate::sign::timestamp::Timestamp;
+use crate::sign::{Scheme, keys, registry};
+use crate::store::Store;
+
+/// Raw arguments of `veritylab sign`.
+#[derive(Args, Debug, Clone)]
+pub struct SignArgs {
+    /// The image, as given to `pull`.
+    pub reference: String,
+    /// The private key (PKCS#8 PEM, mode 0600), as `keygen` writes it.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// The passphrase of an encrypted key: the first line of this file (else VERITYLAB_PASSPHRASE).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// `cosign` (a signature manifest at sha256-<hex>.sig) or `delivery-kit` (the seed design's signature
+    /// embedded in the manifest; it does not cover the layers' root-hash annotations).
+    #[arg(long, default_value = "cosign", value_parser = ["cosign", "delivery-kit"])]
+    pub scheme: String,
+    /// The layer annotation carrying the root hash [default: org.veritylab.dm-verity.root-hash, or
+    /// io.deckhouse.delivery-kit.dm-verity-root-hash for delivery-kit].
+    #[arg(long, value_name = "KEY")]
+    pub annotation_key: Option<String>,
+    /// The tag of the signed image [default: the image's own tag, which then names the signed manifest].
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// The build timestamp to record, RFC 3339 UTC or seconds [default: SOURCE_DATE_EPOCH, else now].
+    #[arg(long, value_name = "TIME")]
+    pub timestamp: Option<String>,
+    /// Layout of conversions made for signing (the root hash is the same in both).
+    #[arg(long, default_value = "containerd", value_parser = ["containerd", "separate"])]
+    pub layout: String,
+    /// Push the signed image (and its cosign signature) to the image's registry repository.
+    #[arg(long)]
+    pub push: bool,
+    /// Push over plain HTTP (loopback registries only).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// The store [default: /var/lib/veritylab as root, else ~/.local/share/veritylab].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Validated `sign` arguments.
+#[derive(Debug, Clone)]
+pub struct SignPlan {
+    /// The image's name in the store.
+    pub name: String,
+    /// Its reference.
+    pub reference: Reference,
+    /// Signing options (with the key loaded).
+    pub options: SignOptions,
+    /// Push afterwards.
+    pub push: bool,
+    /// Plain HTTP for the push.
+    pub plain_http: bool,
+    /// The store.
+    pub store: PathBuf,
+    /// JSON output.
+    pub json: bool,
+}
+
+impl TryFrom<SignArgs> for SignPlan {
+    type Error = CliError;
+
+    fn try_from(args: SignArgs) -> Result<Self, CliError> {
+        let reference: Reference = args.reference.parse().map_err(|e| CliError::Usage(format!("{e}")))?;
+        let registry = match &reference {
+            Reference::Registry(r) => Some(r),
+            _ => None,
+        };
+        if args.push && registry.is_none() {
+            return Err(CliError::Usage(format!(
+                "--push needs a registry image, not {reference}"
+            )));
+        }
+        if args.plain_http && !registry.is_some_and(|r| r.is_loopback()) {
+            return Err(CliError::Usage(
+                "--plain-http is only allowed for a registry on a loopback address".to_owned(),
+            ));
+        }
+        let built = match &args.timestamp {
+            Some(text) => Timestamp::parse(text).map_err(|e| CliError::Usage(e.to_string()))?,
+            None => Timestamp::now(),
+        };
+        let passphrase = keys::passphrase(args.passphrase_file.as_deref())?;
+        let key = keys::load_private(&args.key, passphrase.as_deref())?;
+        let options = SignOptions {
+            key,
+            scheme: args.scheme.parse::<Scheme>().map_err(CliError::Usage)?,
+            root_hash_key: args.annotation_key,
+            tag: args.tag,
+            built,
+            layout: args.layout.parse::<VerityLayout>().map_err(CliError::Usage)?,
+        };
+        Ok(Self {
+            name: store_name(&reference),
+            reference,
+            options,
+            push: args.push,
+            plain_http: args.plain_http,
+            store: store_dir(args.store),
+            json: args.json,
+        })
+    }
+}
+
+/// Signs (and pushes) and prints what was made.
+pub fn run(plan: &SignPlan) -> Result<(), CliError> {
+    let store = Store::open(&plan.store)?;
+    let report = image::sign_image(&store, &plan.name, &plan.options, &progress_printer())?;
+    let pushed = match (&plan.reference, plan.push) {
+        (Reference::Registry(r), true) => {
+            let mut client = crate::oci::registry::ClientOptions {
+                plain_http: plan.plain_http,
+                ..Default::default()
+            };
+            client.credentials = registry_credentials();
+            Some(registry::push_signed(&store, r, &report, &client)?)
+        }
+        _ => None,
+    };
+    if plan.json {
+        let value = serde_json::json!({ "signed": report, "pushed": pushed });
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        return Ok(());
+    }
+    println!("signed {} ({} scheme)", report.name, report.scheme);
+    println!("  manifest:  {} (was {})", report.manifest.digest, report.source);
+    println!("  built:     {}", report.built);
+    println!("  key:       {}", report.key);
+    for (i, layer) in report.layers.iter().enumerate() {
+        println!("  layer {}:   {} root hash {}", i + 1, layer.digest, layer.root_hash);
+    }
+    if let Some(sig) = &report.cosign {
+        println!(
+            "  signature: {} ({}, payload {})",
+            sig.name, sig.manifest.digest, sig.payload
+        );
+    }
+    if let Some(pushed) = &pushed {
+        println!("  pushed:    {}", pushed.summary());
+        if plan.plain_http {
+            eprintln!("veritylab: warning: pushed over plain HTTP (no TLS) to a loopback registry (--plain-http)");
+        }
+    }
+    Ok(())
+}
+
+/// Registry credentials from `VERITYLAB_REGISTRY_USERNAME` and `_PASSWORD`, as `pull` reads them.
+pub(super) fn registry_credentials() -> Option<crate::oci::auth::Credentials> {
+    match (
+        std::env::var("VERITYLAB_REGISTRY_USERNAME"),
+        std::env::var("VERITYLAB_REGISTRY_PASSWORD"),
+    ) {
+        (Ok(username), Ok(password)) => Some(crate::oci::auth::Credentials { username, password }),
+        _ => None,
+    }
+}

@@ -1,0 +1,170 @@
+//! `veritylab verify REF [--key PUB]... [--policy FILE] [--scheme S] [--annotation-key K] [--offline]
+//! [--plain-http] [--store DIR] [--json]`: checks a stored image's signature, root-hash annotations, local
+//! trees and the policy, and prints every check with what failed.
+//!
+//! A cosign signature missing from the store is fetched from the image's registry (unless `--offline`).
+//! Exit status 0 when the image is trusted, 3 when a check failed (the report still goes to stdout). `--json`
+//! prints `{"verified", "report": {checks with typed findings}, "image": {manifest, layers with root hashes
+//! and tree parameters} or null}`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{CliError, store_dir};
+use crate::oci::Reference;
+use crate::oci::pull::store_name;
+use crate::oci::registry::ClientOptions;
+use crate::sign::keys;
+use crate::sign::policy::Policy;
+use crate::sign::verify::{self, Outcome, Report, VerifyError, VerifyOptions};
+use crate::store::Store;
+
+/// Raw arguments of `veritylab verify`.
+#[derive(Args, Debug, Clone)]
+pub struct VerifyArgs {
+    /// The image, as given to `pull` (`HOST/REPO@sha256:…` when the policy requires digests).
+    pub reference: String,
+    /// A trusted public key (SPKI PEM); repeat for several. Added to the policy's trusted keys.
+    #[arg(long, value_name = "PUB")]
+    pub key: Vec<PathBuf>,
+    /// The trust policy (TOML; unknown keys are an error).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// The signature scheme [default: the policy's, else cosign].
+    #[arg(long, value_parser = ["cosign", "delivery-kit"])]
+    pub scheme: Option<String>,
+    /// The layer annotation carrying the root hash [default: the policy's, else the scheme's].
+    #[arg(long, value_name = "KEY")]
+    pub annotation_key: Option<String>,
+    /// Never contact the registry (a signature not in the store counts as missing).
+    #[arg(long)]
+    pub offline: bool,
+    /// Fetch signatures over plain HTTP (loopback registries only).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// The store [default: /var/lib/veritylab as root, else ~/.local/share/veritylab].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Validated `verify` arguments.
+#[derive(Debug, Clone)]
+pub struct VerifyPlan {
+    /// The image's name in the store.
+    pub name: String,
+    /// Verification options (keys and policy loaded).
+    pub options: VerifyOptions,
+    /// The store.
+    pub store: PathBuf,
+    /// JSON output.
+    pub json: bool,
+}
+
+impl TryFrom<VerifyArgs> for VerifyPlan {
+    type Error = CliError;
+
+    fn try_from(args: VerifyArgs) -> Result<Self, CliError> {
+        let reference: Reference = args.reference.parse().map_err(|e| CliError::Usage(format!("{e}")))?;
+        let registry = match &reference {
+            Reference::Registry(r) => Some(r),
+            _ => None,
+        };
+        if args.plain_http && !registry.is_some_and(|r| r.is_loopback()) {
+            return Err(CliError::Usage(
+                "--plain-http is only allowed for a registry on a loopback address".to_owned(),
+            ));
+        }
+        let policy = match &args.policy {
+            Some(path) => Policy::load(path)?,
+            None => Policy::default(),
+        };
+        let keys = args
+            .key
+            .iter()
+            .map(|p| keys::load_public(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.is_empty() && policy.trusted_keys.is_empty() && policy.rules.iter().all(|r| r.keys.is_empty()) {
+            return Err(CliError::Usage(
+                "no trusted key: give --key PUB or a --policy with trusted_keys".to_owned(),
+            ));
+        }
+        let mut options = VerifyOptions::new(policy, keys);
+        if let Some(scheme) = &args.scheme {
+            options.scheme = scheme.parse().map_err(CliError::Usage)?;
+        }
+        if args.annotation_key.is_some() {
+            options.root_hash_key = args.annotation_key;
+        }
+        if !args.offline && registry.is_some() {
+            options.registry = Some(ClientOptions {
+                plain_http: args.plain_http,
+                credentials: super::sign::registry_credentials(),
+                ..Default::default()
+            });
+        }
+        Ok(Self {
+            name: store_name(&reference),
+            options,
+            store: store_dir(args.store),
+            json: args.json,
+        })
+    }
+}
+
+/// Verifies and prints the report; a rejected image is an error after the report is printed.
+pub fn run(plan: &VerifyPlan) -> Result<(), CliError> {
+    let store = Store::open(&plan.store)?;
+    let result = verify::verify_image(&store, &plan.name, &plan.options);
+    let report = match &result {
+        Ok(image) => &image.report,
+        Err(VerifyError::Rejected { report }) => report.as_ref(),
+        Err(_) => return result.map(|_| ()).map_err(CliError::from),
+    };
+    if plan.json {
+        let value = serde_json::json!({
+            "verified": report.verified,
+            "report": report,
+            "image": result.as_ref().ok(),
+        });
+        println!("{value}");
+    } else {
+        print_report(report);
+        if let Ok(image) = &result {
+            for (i, layer) in image.layers.iter().enumerate() {
+                println!(
+                    "  layer {}: {} root hash {}",
+                    i + 1,
+                    layer.descriptor.digest,
+                    layer.verity.root_hash
+                );
+            }
+        }
+    }
+    result.map(|_| ()).map_err(CliError::from)
+}
+
+fn print_report(report: &Report) {
+    let manifest = report.manifest.map(|d| format!(" ({d})")).unwrap_or_default();
+    println!("verify {}{manifest}, scheme {}", report.image, report.scheme);
+    for check in &report.checks {
+        let mark = match check.outcome {
+            Outcome::Passed => "ok  ",
+            Outcome::Failed => "FAIL",
+            Outcome::Skipped => "skip",
+        };
+        println!("  {mark} {:<22} {}", check.check.to_string(), check.detail);
+        for finding in &check.findings {
+            println!("       - {finding}");
+        }
+    }
+    if report.verified {
+        println!("verified: the root hashes above come from the signed manifest");
+    } else {
+        let failed = report.checks.iter().filter(|c| c.outcome == Outcome::Failed).count();
+        println!("NOT verified: {failed} check(s) failed; nothing is trusted");
+    }
+}

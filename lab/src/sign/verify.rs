@@ -1,0 +1,855 @@
+//! Verifying a stored image against keys and a [`Policy`], producing either a [`VerifiedImage`] (the
+//! per-layer root hashes and tree parameters the mount pipeline may trust) or the [`Report`] of every check
+//! with typed [`Finding`]s.
+//!
+//! Checks, in order: the reference (by digest when the policy asks: tag TOCTOU), the policy rule and keys,
+//! the manifest, the signature (cosign: over the exact stored payload bytes, which must name this manifest
+//! digest and repository; delivery-kit: the embedded signature over its payload), the root-hash annotation
+//! of every layer, the build timestamp against the rule's minimum (rollback), each local tree's root hash
+//! against the signed one, and that every layer comes from this one signed manifest (mix-and-match).
+//! Nothing is trusted unless every check passes or is skipped by policy.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use super::annotate::{self, AnnotationError, AnnotationKeys, LayerVerity};
+use super::cosign::{self, SignatureError};
+use super::image::{SignError, read_image};
+use super::keys::PublicKey;
+use super::policy::{Policy, Requirements};
+use super::timestamp::Timestamp;
+use super::{ImageName, Scheme, delivery_kit, registry};
+use crate::convert::{self, VerityLayout};
+use crate::oci::Digest;
+use crate::oci::manifest::{Descriptor, ImageManifest};
+use crate::oci::reference::ReferenceError;
+use crate::oci::registry::ClientOptions;
+use crate::store::{Store, StoreError};
+
+/// How to verify.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// The policy ([`Policy::default`] without a file).
+    pub policy: Policy,
+    /// Keys trusted in addition to the policy's (`--key`).
+    pub keys: Vec<PublicKey>,
+    /// The signature scheme.
+    pub scheme: Scheme,
+    /// The root-hash annotation key, when not the scheme's default.
+    pub root_hash_key: Option<String>,
+    /// Fetch cosign signatures missing from the store from the image's registry with these settings.
+    pub registry: Option<ClientOptions>,
+}
+
+impl VerifyOptions {
+    /// Options for `keys` under `policy`, with the policy's scheme and annotation key (else cosign and the
+    /// default key) and no registry access.
+    pub fn new(policy: Policy, keys: Vec<PublicKey>) -> Self {
+        Self {
+            scheme: policy.scheme.unwrap_or(Scheme::Cosign),
+            root_hash_key: policy.root_hash_annotation.clone(),
+            policy,
+            keys,
+            registry: None,
+        }
+    }
+}
+
+/// Which check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckName {
+    /// Tag or digest reference.
+    Reference,
+    /// The matching policy rule and its keys.
+    Policy,
+    /// The stored manifest.
+    Manifest,
+    /// The signature.
+    Signature,
+    /// Root-hash annotations on every layer.
+    RootHashes,
+    /// The build timestamp and rollback floor.
+    BuildTimestamp,
+    /// Local trees against the signed root hashes.
+    LocalTrees,
+    /// All layers from one signed manifest.
+    SingleSignedManifest,
+}
+
+impl fmt::Display for CheckName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CheckName::Reference => "reference",
+            CheckName::Policy => "policy",
+            CheckName::Manifest => "manifest",
+            CheckName::Signature => "signature",
+            CheckName::RootHashes => "root-hashes",
+            CheckName::BuildTimestamp => "build-timestamp",
+            CheckName::LocalTrees => "local-trees",
+            CheckName::SingleSignedManifest => "single-signed-manifest",
+        })
+    }
+}
+
+/// How a check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// It held.
+    Passed,
+    /// It failed: see the findings.
+    Failed,
+    /// It did not apply (the detail says why).
+    Skipped,
+}
+
+/// Something wrong with the image, typed so scenarios can match on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Finding {
+    /// Named by tag while the policy wants a digest.
+    #[error("{name} is a tag reference; the policy requires pulling by digest (tag TOCTOU)")]
+    TagReference {
+        /// The image name.
+        name: String,
+    },
+    /// A signature is required and no key is trusted.
+    #[error("no trusted key: give --key or list trusted_keys in the policy")]
+    NoTrustedKeys,
+    /// The stored manifest cannot be used.
+    #[error("the manifest is unusable: {reason}")]
+    ManifestUnusable {
+        /// Why.
+        reason: String,
+    },
+    /// No signature where the scheme puts it (stripped, or never signed).
+    #[error("no signature: {expected} not found")]
+    SignatureMissing {
+        /// Where it was looked for.
+        expected: String,
+    },
+    /// The signature could not be fetched from the registry.
+    #[error("fetching the signature from the registry: {reason}")]
+    SignatureFetch {
+        /// Why.
+        reason: String,
+    },
+    /// The signature is malformed or made with an untrusted key.
+    #[error("{error}")]
+    BadSignature {
+        /// The payload it signs (cosign), if any.
+        payload: Option<Digest>,
+        /// What is wrong.
+        error: SignatureError,
+    },
+    /// The payload does not parse as simple signing.
+    #[error("the signed payload is malformed: {reason}")]
+    PayloadMalformed {
+        /// Why.
+        reason: String,
+    },
+    /// The payload's type is not an image signature.
+    #[error("the signed payload's type is {found:?}, not {:?}", cosign::PAYLOAD_TYPE)]
+    PayloadType {
+        /// The type found.
+        found: String,
+    },
+    /// The payload signs another manifest.
+    #[error("the signature is for manifest {signed}, but the image used is {used}")]
+    PayloadDigest {
+        /// The digest in the payload.
+        signed: String,
+        /// The manifest being verified.
+        used: Digest,
+    },
+    /// The payload signs another repository.
+    #[error("the signature is for repository {signed:?}, but the image is in {expected:?}")]
+    PayloadIdentity {
+        /// The repository in the payload.
+        signed: String,
+        /// The image's repository.
+        expected: String,
+    },
+    /// A layer's root-hash annotations are missing or malformed.
+    #[error(transparent)]
+    Annotation(AnnotationError),
+    /// The manifest has no build timestamp.
+    #[error("the manifest has no {key} annotation")]
+    TimestampMissing {
+        /// The annotation.
+        key: String,
+    },
+    /// The build timestamp does not parse.
+    #[error("the manifest's {key}={value:?} is not a timestamp")]
+    TimestampMalformed {
+        /// The annotation.
+        key: String,
+        /// Its value.
+        value: String,
+    },
+    /// Built before the policy's floor.
+    #[error("built {built}, before the policy's minimum {minimum} for this repository (rollback)")]
+    Rollback {
+        /// The image's build timestamp.
+        built: Timestamp,
+        /// The floor.
+        minimum: Timestamp,
+    },
+    /// A local tree's root hash differs from the signed one.
+    #[error("layer {layer}: local {layout} tree has root hash {local}, the signed manifest says {signed}")]
+    RootHashMismatch {
+        /// The layer.
+        layer: Digest,
+        /// The layout of the local conversion.
+        layout: VerityLayout,
+        /// The signed root hash.
+        signed: String,
+        /// The local one.
+        local: String,
+    },
+    /// A local tree was built with other parameters than the signed ones.
+    #[error("layer {layer}: local {layout} tree has {field} {local}, the signed manifest says {signed}")]
+    ParamsMismatch {
+        /// The layer.
+        layer: Digest,
+        /// The layout of the local conversion.
+        layout: VerityLayout,
+        /// Which parameter.
+        field: String,
+        /// The signed value.
+        signed: String,
+        /// The local value.
+        local: String,
+    },
+    /// The manifest is unsigned but its layers come from other signed manifests.
+    #[error("layers assembled from other signed manifests ({}), not one signed manifest (mix-and-match)", sources.iter().map(|s| format!("{} from {}", s.layer, s.manifest)).collect::<Vec<_>>().join(", "))]
+    MixAndMatch {
+        /// Where each layer is signed.
+        sources: Vec<LayerSource>,
+    },
+}
+
+/// A layer found in another signed manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LayerSource {
+    /// The layer.
+    pub layer: Digest,
+    /// The signed manifest carrying it with the same root hash.
+    pub manifest: Digest,
+}
+
+/// One check's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// Which check.
+    pub check: CheckName,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// What was checked, in words.
+    pub detail: String,
+    /// What failed.
+    pub findings: Vec<Finding>,
+}
+
+/// Every check of one verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// The image name.
+    pub image: String,
+    /// Its manifest digest, once read.
+    pub manifest: Option<Digest>,
+    /// The scheme.
+    pub scheme: Scheme,
+    /// The matching policy rule (`None`: the default).
+    pub rule: Option<String>,
+    /// Whether the image is trusted.
+    pub verified: bool,
+    /// The checks, in order.
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    fn push(&mut self, check: CheckName, outcome: Outcome, detail: impl Into<String>, findings: Vec<Finding>) {
+        self.checks.push(Check {
+            check,
+            outcome,
+            detail: detail.into(),
+            findings,
+        });
+    }
+
+    fn pass(&mut self, check: CheckName, detail: impl Into<String>) {
+        self.push(check, Outcome::Passed, detail, Vec::new());
+    }
+
+    fn fail(&mut self, check: CheckName, detail: impl Into<String>, findings: Vec<Finding>) {
+        self.push(check, Outcome::Failed, detail, findings);
+    }
+
+    fn skip(&mut self, check: CheckName, detail: impl Into<String>) {
+        self.push(check, Outcome::Skipped, detail, Vec::new());
+    }
+
+    /// Every finding, in check order.
+    pub fn findings(&self) -> impl Iterator<Item = &Finding> {
+        self.checks.iter().flat_map(|c| &c.findings)
+    }
+
+    /// Whether a check failed.
+    pub fn failed(&self) -> bool {
+        self.checks.iter().any(|c| c.outcome == Outcome::Failed)
+    }
+}
+
+/// A layer the mount pipeline may trust.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifiedLayer {
+    /// The layer's descriptor in the signed manifest.
+    pub descriptor: Descriptor,
+    /// Root hash and tree parameters from the signed manifest ([`LayerVerity::params`] gives
+    /// `verity_fuse::VerityParams`).
+    pub verity: LayerVerity,
+    /// Local conversions whose tree matches (empty when the layer is not converted yet).
+    pub converted: Vec<VerityLayout>,
+}
+
+/// The key and payload a signature was checked with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignedBy {
+    /// The fingerprint of the key that verified.
+    pub key: String,
+    /// The cosign payload's digest (`None` for delivery-kit).
+    pub payload: Option<Digest>,
+}
+
+/// An image that passed verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifiedImage {
+    /// Its name in the store.
+    pub name: String,
+    /// Its repository.
+    pub repository: String,
+    /// The manifest that was verified: mount exactly this digest's layers.
+    pub manifest: Descriptor,
+    /// The config's descriptor.
+    pub config: Descriptor,
+    /// The scheme.
+    pub scheme: Scheme,
+    /// The signature that verified, or `None` when the policy let an unsigned image through.
+    pub signed_by: Option<SignedBy>,
+    /// The build timestamp, when the manifest has one.
+    pub built: Option<Timestamp>,
+    /// The layers, base first.
+    pub layers: Vec<VerifiedLayer>,
+    /// Every check (left out of the serialised form, where it stands beside the image).
+    #[serde(skip)]
+    pub report: Report,
+}
+
+/// A verification that did not produce a trusted image.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// A check failed: nothing is trusted. The report lists every check.
+    #[error("{} failed: {}", report.image, first_finding(report))]
+    Rejected {
+        /// The report.
+        report: Box<Report>,
+    },
+    /// The name does not parse.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// The store failed or does not hold the image.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn first_finding(report: &Report) -> String {
+    let failed = report.checks.iter().filter(|c| c.outcome == Outcome::Failed).count();
+    let first = report
+        .findings()
+        .next()
+        .map_or_else(|| "a check failed".to_owned(), ToString::to_string);
+    if failed > 1 {
+        format!("{first} (and {} more failed checks)", failed - 1)
+    } else {
+        first
+    }
+}
+
+/// Verifies the stored image `name` (see the module docs).
+pub fn verify_image(store: &Store, name: &str, options: &VerifyOptions) -> Result<VerifiedImage, VerifyError> {
+    let image_name = ImageName::parse(name)?;
+    let requirements = options.policy.requirements(&image_name.repository, &options.keys);
+    let mut report = Report {
+        image: name.to_owned(),
+        manifest: None,
+        scheme: options.scheme,
+        rule: requirements.rule.clone(),
+        verified: false,
+        checks: Vec::new(),
+    };
+    let reject = |mut report: Report| {
+        report.verified = false;
+        Err(VerifyError::Rejected {
+            report: Box::new(report),
+        })
+    };
+
+    match (image_name.digest, requirements.require_pull_by_digest) {
+        (Some(d), _) => report.pass(CheckName::Reference, format!("named by digest {d}")),
+        (None, true) => report.fail(
+            CheckName::Reference,
+            "the policy requires a digest reference",
+            vec![Finding::TagReference { name: name.to_owned() }],
+        ),
+        (None, false) => report.pass(
+            CheckName::Reference,
+            "named by tag (resolved once at pull; the stored digest is what is verified)",
+        ),
+    }
+
+    let rule = requirements
+        .rule
+        .as_deref()
+        .map_or_else(|| "no rule matched: the default".to_owned(), |r| format!("rule {r:?}"));
+    if requirements.require_signature && requirements.keys.is_empty() {
+        report.fail(CheckName::Policy, rule, vec![Finding::NoTrustedKeys]);
+    } else {
+        let keys: Vec<&str> = requirements.keys.iter().map(|k| k.fingerprint.as_str()).collect();
+        let signature = if requirements.require_signature {
+            "signature required"
+        } else {
+            "signature not required"
+        };
+        report.pass(
+            CheckName::Policy,
+            format!("{rule}: {signature}, trusted keys {}", keys.join(", ")),
+        );
+    }
+
+    let (descriptor, image) = match read_image(store, name) {
+        Ok((descriptor, _, image)) => (descriptor, image),
+        Err(SignError::Store(e)) => return Err(e.into()),
+        Err(e) => {
+            report.fail(
+                CheckName::Manifest,
+                "reading the stored manifest",
+                vec![Finding::ManifestUnusable { reason: e.to_string() }],
+            );
+            return reject(report);
+        }
+    };
+    report.manifest = Some(descriptor.digest);
+    report.pass(
+        CheckName::Manifest,
+        format!(
+            "{} ({} layers), checked against its digest",
+            descriptor.digest,
+            image.layers.len()
+        ),
+    );
+
+    let keys = AnnotationKeys::for_scheme(options.scheme, options.root_hash_key.as_deref());
+    let signature = check_signature(store, &image_name, &descriptor, &image, options, &requirements);
+    let mut signed_by = None;
+    let mut mixed = None;
+    match signature {
+        Ok(by) => {
+            report.pass(CheckName::Signature, signature_detail(options.scheme, &by));
+            signed_by = Some(by);
+        }
+        Err(findings)
+            if !requirements.require_signature
+                && findings.iter().all(|f| matches!(f, Finding::SignatureMissing { .. })) =>
+        {
+            report.skip(
+                CheckName::Signature,
+                "unsigned, and the policy does not require a signature",
+            );
+        }
+        Err(findings) => {
+            let sources = layer_sources(store, &image_name, &descriptor, &image, &keys, options, &requirements);
+            if let (Some(sources), false) = (&sources, options.policy.single_signed_manifest) {
+                report.pass(
+                    CheckName::Signature,
+                    format!(
+                        "this manifest is not signed, but every layer and root hash is in a signed manifest ({}); allowed because single_signed_manifest = false",
+                        sources.iter().map(|s| s.manifest.to_string()).collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            } else {
+                report.fail(CheckName::Signature, format!("{} signature", options.scheme), findings);
+            }
+            mixed = sources;
+        }
+    }
+
+    let mut layers = Vec::with_capacity(image.layers.len());
+    let mut annotation_findings = Vec::new();
+    for (descriptor, result) in image.layers.iter().zip(annotate::read_layers(&image, &keys)) {
+        match result {
+            Ok(verity) => layers.push(VerifiedLayer {
+                descriptor: Descriptor {
+                    annotations: Default::default(),
+                    ..descriptor.clone()
+                },
+                verity,
+                converted: Vec::new(),
+            }),
+            Err(e) => annotation_findings.push(Finding::Annotation(e)),
+        }
+    }
+    if annotation_findings.is_empty() {
+        report.pass(
+            CheckName::RootHashes,
+            format!("every layer has {} and its tree parameters", keys.root_hash),
+        );
+    } else {
+        report.fail(
+            CheckName::RootHashes,
+            format!("{} on every layer", keys.root_hash),
+            annotation_findings,
+        );
+    }
+
+    let built = check_timestamp(&mut report, &image, &keys, &requirements);
+    check_local_trees(&mut report, store, &mut layers);
+
+    match (&mixed, options.policy.single_signed_manifest) {
+        (Some(sources), true) => report.fail(
+            CheckName::SingleSignedManifest,
+            "every layer from one signed manifest",
+            vec![Finding::MixAndMatch {
+                sources: sources.clone(),
+            }],
+        ),
+        (Some(_), false) => report.skip(
+            CheckName::SingleSignedManifest,
+            "disabled by the policy (single_signed_manifest = false): layers from several signed manifests accepted",
+        ),
+        (None, _) if signed_by.is_some() => report.pass(
+            CheckName::SingleSignedManifest,
+            format!(
+                "all {} layers and root hashes come from signed manifest {}",
+                image.layers.len(),
+                descriptor.digest
+            ),
+        ),
+        (None, _) => report.skip(CheckName::SingleSignedManifest, "no signed manifest"),
+    }
+
+    if report.failed() {
+        return reject(report);
+    }
+    report.verified = true;
+    Ok(VerifiedImage {
+        name: name.to_owned(),
+        repository: image_name.repository,
+        config: image.config.clone(),
+        manifest: descriptor,
+        scheme: options.scheme,
+        signed_by,
+        built,
+        layers,
+        report,
+    })
+}
+
+fn signature_detail(scheme: Scheme, by: &SignedBy) -> String {
+    match &by.payload {
+        Some(payload) => format!("{scheme} signature by key {} over payload {payload}", by.key),
+        None => format!("{scheme} signature by key {} over the manifest's fields", by.key),
+    }
+}
+
+/// Checks the image's own signature in the scheme of `options`.
+fn check_signature(
+    store: &Store,
+    name: &ImageName,
+    descriptor: &Descriptor,
+    image: &ImageManifest,
+    options: &VerifyOptions,
+    requirements: &Requirements,
+) -> Result<SignedBy, Vec<Finding>> {
+    match options.scheme {
+        Scheme::Cosign => check_cosign(
+            store,
+            name,
+            &descriptor.digest,
+            options.registry.as_ref(),
+            &requirements.keys,
+        ),
+        Scheme::DeliveryKit => {
+            let Some(signature) = delivery_kit::signature(image) else {
+                return Err(vec![Finding::SignatureMissing {
+                    expected: format!("manifest annotation {}", delivery_kit::SIGNATURE),
+                }]);
+            };
+            delivery_kit::verify(image, signature, &requirements.keys)
+                .map(|key| SignedBy {
+                    key: key.fingerprint.clone(),
+                    payload: None,
+                })
+                .map_err(|error| vec![Finding::BadSignature { payload: None, error }])
+        }
+    }
+}
+
+fn check_cosign(
+    store: &Store,
+    name: &ImageName,
+    manifest: &Digest,
+    registry: Option<&ClientOptions>,
+    keys: &[PublicKey],
+) -> Result<SignedBy, Vec<Finding>> {
+    let load = || {
+        cosign::load(store, &name.repository, manifest)
+            .map_err(|e| vec![Finding::SignatureFetch { reason: e.to_string() }])
+    };
+    let mut signatures = load()?;
+    if signatures.is_none()
+        && let (Some(options), Some(reference)) = (registry, &name.registry)
+    {
+        match registry::fetch_signatures(store, reference, manifest, options) {
+            Ok(true) => signatures = load()?,
+            Ok(false) => {}
+            Err(e) => return Err(vec![Finding::SignatureFetch { reason: e.to_string() }]),
+        }
+    }
+    let Some(signatures) = signatures else {
+        return Err(vec![Finding::SignatureMissing {
+            expected: name.with_tag(&cosign::signature_tag(manifest)),
+        }]);
+    };
+    let mut findings = Vec::new();
+    for stored in &signatures {
+        let payload = Digest::of(&stored.payload);
+        let key = match cosign::verify(keys, &stored.payload, &stored.signature) {
+            Ok(key) => key,
+            Err(error) => {
+                findings.push(Finding::BadSignature {
+                    payload: Some(payload),
+                    error,
+                });
+                continue;
+            }
+        };
+        let parsed = match cosign::parse_payload(&stored.payload) {
+            Ok(p) => p,
+            Err(e) => {
+                findings.push(Finding::PayloadMalformed { reason: e.to_string() });
+                continue;
+            }
+        };
+        let critical = parsed.critical;
+        if critical.kind != cosign::PAYLOAD_TYPE {
+            findings.push(Finding::PayloadType { found: critical.kind });
+        } else if critical.image.docker_manifest_digest != manifest.to_string() {
+            findings.push(Finding::PayloadDigest {
+                signed: critical.image.docker_manifest_digest,
+                used: *manifest,
+            });
+        } else if critical.identity.docker_reference != name.repository {
+            findings.push(Finding::PayloadIdentity {
+                signed: critical.identity.docker_reference,
+                expected: name.repository.clone(),
+            });
+        } else {
+            return Ok(SignedBy {
+                key: key.fingerprint.clone(),
+                payload: Some(payload),
+            });
+        }
+    }
+    if findings.is_empty() {
+        findings.push(Finding::SignatureMissing {
+            expected: name.with_tag(&cosign::signature_tag(manifest)),
+        });
+    }
+    Err(findings)
+}
+
+/// For an image whose own signature failed: where each layer (with the same root hash) appears in another
+/// signed manifest of the store, if every layer does. `None` if some layer is signed nowhere.
+fn layer_sources(
+    store: &Store,
+    name: &ImageName,
+    descriptor: &Descriptor,
+    image: &ImageManifest,
+    keys: &AnnotationKeys,
+    options: &VerifyOptions,
+    requirements: &Requirements,
+) -> Option<Vec<LayerSource>> {
+    let wanted: Vec<(Digest, String)> = annotate::read_layers(image, keys)
+        .into_iter()
+        .map(|r| r.ok().map(|l| (l.layer, l.root_hash)))
+        .collect::<Option<_>>()?;
+    let mut signed: BTreeMap<(Digest, String), Digest> = BTreeMap::new();
+    for (other, _) in store.images().ok()? {
+        if other == name.name || cosign::is_signature_name(&other) {
+            continue;
+        }
+        let (Ok(other_name), Ok((other_descriptor, _, other_image))) =
+            (ImageName::parse(&other), read_image(store, &other))
+        else {
+            continue;
+        };
+        if other_descriptor.digest == descriptor.digest || other_name.repository != name.repository {
+            continue;
+        }
+        let local_only = VerifyOptions {
+            registry: None,
+            ..options.clone()
+        };
+        if check_signature(
+            store,
+            &other_name,
+            &other_descriptor,
+            &other_image,
+            &local_only,
+            requirements,
+        )
+        .is_err()
+        {
+            continue;
+        }
+        for layer in annotate::read_layers(&other_image, keys).into_iter().flatten() {
+            signed
+                .entry((layer.layer, layer.root_hash))
+                .or_insert(other_descriptor.digest);
+        }
+    }
+    wanted
+        .into_iter()
+        .map(|(layer, root)| {
+            signed
+                .get(&(layer, root))
+                .map(|&manifest| LayerSource { layer, manifest })
+        })
+        .collect()
+}
+
+fn check_timestamp(
+    report: &mut Report,
+    image: &ImageManifest,
+    keys: &AnnotationKeys,
+    requirements: &Requirements,
+) -> Option<Timestamp> {
+    let built = match annotate::build_timestamp(image, keys) {
+        None => {
+            let finding = Finding::TimestampMissing {
+                key: keys.build_timestamp.clone(),
+            };
+            match requirements.min_build_timestamp {
+                Some(_) => report.fail(CheckName::BuildTimestamp, "the policy sets a minimum", vec![finding]),
+                None => report.skip(
+                    CheckName::BuildTimestamp,
+                    format!("no {} annotation and no minimum in the policy", keys.build_timestamp),
+                ),
+            }
+            return None;
+        }
+        Some(Err(value)) => {
+            report.fail(
+                CheckName::BuildTimestamp,
+                "reading the build timestamp",
+                vec![Finding::TimestampMalformed {
+                    key: keys.build_timestamp.clone(),
+                    value,
+                }],
+            );
+            return None;
+        }
+        Some(Ok(built)) => built,
+    };
+    match requirements.min_build_timestamp {
+        Some(minimum) if built < minimum => report.fail(
+            CheckName::BuildTimestamp,
+            format!("built {built}, minimum {minimum}"),
+            vec![Finding::Rollback { built, minimum }],
+        ),
+        Some(minimum) => report.pass(CheckName::BuildTimestamp, format!("built {built}, minimum {minimum}")),
+        None => report.pass(
+            CheckName::BuildTimestamp,
+            format!("built {built} (no minimum in the policy)"),
+        ),
+    }
+    Some(built)
+}
+
+fn check_local_trees(report: &mut Report, store: &Store, layers: &mut [VerifiedLayer]) {
+    let mut findings = Vec::new();
+    let mut compared = 0;
+    for layer in layers.iter_mut() {
+        for layout in [VerityLayout::Containerd, VerityLayout::Separate] {
+            let local = match convert::existing(store, &layer.verity.layer, layout) {
+                Ok(Some(local)) => local,
+                Ok(None) => continue,
+                Err(e) => {
+                    findings.push(Finding::ManifestUnusable {
+                        reason: format!("local conversion record: {e}"),
+                    });
+                    continue;
+                }
+            };
+            compared += 1;
+            let signed = &layer.verity;
+            let block = convert::verity::BLOCK.to_string();
+            let differences = [
+                ("hash algorithm", &signed.algorithm, &local.hash),
+                ("salt", &signed.salt, &local.salt),
+                (
+                    "data blocks",
+                    &signed.data_blocks.to_string(),
+                    &local.data_blocks.to_string(),
+                ),
+                ("data block size", &signed.data_block_size.to_string(), &block),
+                ("hash block size", &signed.hash_block_size.to_string(), &block),
+                ("hash type", &signed.hash_type.to_string(), &"1".to_owned()),
+            ];
+            let before = findings.len();
+            if local.roothash != signed.root_hash {
+                findings.push(Finding::RootHashMismatch {
+                    layer: signed.layer,
+                    layout,
+                    signed: signed.root_hash.clone(),
+                    local: local.roothash.clone(),
+                });
+            }
+            for (field, signed_value, local_value) in differences {
+                if signed_value != local_value {
+                    findings.push(Finding::ParamsMismatch {
+                        layer: signed.layer,
+                        layout,
+                        field: field.to_owned(),
+                        signed: signed_value.clone(),
+                        local: local_value.clone(),
+                    });
+                }
+            }
+            if findings.len() == before {
+                layer.converted.push(layout);
+            }
+        }
+    }
+    match (compared, findings.is_empty()) {
+        (0, _) => report.skip(
+            CheckName::LocalTrees,
+            "no layer is converted yet (run convert, then verify again)",
+        ),
+        (n, true) => report.pass(
+            CheckName::LocalTrees,
+            format!("{n} local trees have the signed root hash and parameters"),
+        ),
+        (n, false) => report.fail(
+            CheckName::LocalTrees,
+            format!("{n} local trees against the signed root hashes"),
+            findings,
+        ),
+    }
+}

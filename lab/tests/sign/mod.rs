@@ -1,0 +1,17 @@
+//! Signing and verification: both schemes, bad input, the policy's holes closed, the command line, a real
+//! registry, and the signature format checked against openssl (and the sigstore crate, with the
+//! `sigstore-interop` feature).
+
+mod bad_input;
+mod cli;
+mod interop;
+mod policy;
+mod registry;
+mod schemes;
+mod support;
+
+/// The OCI tests' registry helpers (umoci image, `docker-registry`, skopeo), included here because they are
+/// private to the `oci` test module; only some are used here.
+#[allow(dead_code, clippy::duplicate_mod)]
+#[path = "../oci/support.rs"]
+mod oci_support;
