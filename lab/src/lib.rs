@@ -6,6 +6,7 @@
 //! - [`store`]: the content store (an OCI image layout plus converted layers).
 //! - [`convert`]: each layer to `layer.erofs` plus a dm-verity tree, in containerd's or a separate layout.
 //! - [`mountinfo`]: a typed parser of `/proc/PID/mountinfo`.
+//! - [`watch`]: periodic re-verification of converted layers at rest, within a CPU budget.
 //! - [`cli`]: the `veritylab` command's subcommands as library functions.
 #![forbid(unsafe_code)]
 
@@ -15,5 +16,6 @@ pub mod erofs;
 pub mod mountinfo;
 pub mod oci;
 pub mod store;
+pub mod watch;
 
 pub use verity_fuse;

@@ -4,3 +4,4 @@
 mod erofs;
 mod mountinfo;
 mod oci;
+mod watch;

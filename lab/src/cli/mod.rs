@@ -3,6 +3,7 @@
 //! `main.rs` only parses [`Cli`], calls [`run`] and turns a [`CliError`] into an exit code with
 //! [`CliError::exit_code`]. Each subcommand validates its raw arguments into a plan before doing any work.
 
+pub mod check;
 pub mod convert;
 pub mod erofs;
 pub mod images;
@@ -29,6 +30,8 @@ pub enum Cli {
     Convert(convert::ConvertArgs),
     /// List the images in the store, with their layers' root hashes.
     Images(images::ImagesArgs),
+    /// Re-verify converted layers at rest against their root hashes, once or periodically within a CPU budget.
+    Check(check::CheckArgs),
 }
 
 /// A failed command, sorted by who has to act.
@@ -59,6 +62,15 @@ pub enum CliError {
     /// A stored manifest is unusable.
     #[error(transparent)]
     Manifest(#[from] crate::oci::manifest::ManifestError),
+    /// A watched layer cannot be set up from its conversion record.
+    #[error(transparent)]
+    WatchTarget(#[from] crate::watch::target::TargetError),
+    /// `check` found tampered, missing or unreadable layers (reported above).
+    #[error("check found {findings} problem(s)")]
+    CheckFailed {
+        /// How many findings, over all passes.
+        findings: usize,
+    },
     /// Another I/O failure (opening the image, writing to stdout).
     #[error("{what}: {source}")]
     Io {
@@ -72,11 +84,13 @@ pub enum CliError {
 
 impl CliError {
     /// The process exit code: 2 for usage errors, 3 for bad input (a malformed image or archive, a missing
-    /// path, content that does not match its digest, an unusable manifest), 1 for anything else.
+    /// path, content that does not match its digest, an unusable manifest), 4 when `check` found tampered,
+    /// missing or unreadable layers, 1 for anything else.
     pub fn exit_code(&self) -> u8 {
         use crate::erofs::{ExtractError, WriteError};
         match self {
             CliError::Usage(_) => 2,
+            CliError::CheckFailed { .. } => 4,
             CliError::Read(_) | CliError::Extract(ExtractError::Read(_)) => 3,
             CliError::Write(WriteError::Create { .. } | WriteError::Output(_) | WriteError::BlockSize(_)) => 1,
             CliError::Write(_) => 3,
@@ -109,6 +123,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cli::Pull(args) => pull::run(&pull::PullPlan::try_from(args)?),
         Cli::Convert(args) => convert::run(&convert::ConvertPlan::try_from(args)?),
         Cli::Images(args) => images::run(&args),
+        Cli::Check(args) => check::run(&check::CheckPlan::try_from(args)?),
     }
 }
 

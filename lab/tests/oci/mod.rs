@@ -7,4 +7,4 @@ mod cli;
 mod convert;
 mod kernel;
 mod pull;
-mod support;
+pub(crate) mod support;

@@ -58,7 +58,7 @@ pub(super) fn seeded_registry(test: &str, repo_tag: &str) -> Option<Seeded> {
 
 /// Builds `oci:DIR:v1` with umoci from two layers: the first adds files (one spanning several blocks), the
 /// second changes one, adds one and deletes `etc/gone` (a whiteout). Returns the layout directory.
-pub(super) fn umoci_image(umoci: &Path, work: &Path) -> PathBuf {
+pub(crate) fn umoci_image(umoci: &Path, work: &Path) -> PathBuf {
     let layout = work.join("layout");
     let bundle = work.join("bundle");
     run(Command::new(umoci).arg("init").arg("--layout").arg(&layout));
@@ -225,7 +225,7 @@ pub(super) fn plain_http() -> PullOptions {
 }
 
 /// Pulls `reference` with `options`.
-pub(super) fn pull(store: &Store, reference: &str, options: &PullOptions) -> Result<PullReport, PullError> {
+pub(crate) fn pull(store: &Store, reference: &str, options: &PullOptions) -> Result<PullReport, PullError> {
     let reference: Reference = reference.parse().unwrap();
     oci::pull(&reference, store, options, &|_| {})
 }
