@@ -166,7 +166,6 @@ fn main() -> Result<()> {
             clock: CpuClock::Process,
             passes: None,
             until: Some(start + Duration::from_secs(seconds)),
-            ..WatchConfig::default()
         };
         let watcher = Watcher::new(targets.clone(), Vec::new(), config)?;
         let cpu_start = cpu_time(CpuClock::Process);
