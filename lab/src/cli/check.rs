@@ -129,7 +129,7 @@ pub fn run(plan: &CheckPlan) -> Result<(), CliError> {
 
 fn print_report(report: &PassReport) {
     println!(
-        "pass {} at {}: {} layers, {:.1} MiB in {:.2} s, CPU {:.3} s ({:.1}% of one core, budget {}%): {}",
+        "pass {} at {}: {} layer check(s), {:.1} MiB in {:.2} s, CPU {:.3} s ({:.1}% of one core, budget {}%): {}",
         report.pass,
         report.started,
         report.layers.len(),
