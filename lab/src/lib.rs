@@ -12,6 +12,7 @@
 //! - [`profile`]: the defence profiles and mount backends every part names.
 //! - [`scenario`]: scenario files, the attack catalogue, outcomes and the run reports.
 //! - [`sign`]: root hashes in signed manifests (cosign or delivery-kit), keys, the trust policy, verification.
+//! - [`watch`]: periodic re-verification of converted layers at rest, within a CPU budget.
 //! - [`cli`]: the `veritylab` command's subcommands as library functions.
 #![forbid(unsafe_code)]
 
@@ -27,5 +28,6 @@ pub mod rootfs;
 pub mod scenario;
 pub mod sign;
 pub mod store;
+pub mod watch;
 
 pub use verity_fuse;

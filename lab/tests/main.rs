@@ -7,3 +7,4 @@ mod mountinfo;
 mod oci;
 mod scenario;
 mod sign;
+mod watch;

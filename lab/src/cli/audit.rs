@@ -1,51 +1,50 @@
-//! `veritylab check TARGET`: audits a mount made by `veritylab mount` (see [`crate::audit`]).
+//! The mount audit as `veritylab check TARGET` runs it (see [`crate::audit`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::CliError;
-use crate::audit::{self, Namespace};
+use crate::audit::{self, Namespace, Report};
 use crate::mount::emulated::Table;
-use crate::mount::{self, MountError};
+use crate::mount::{self, MountError, Record};
 use crate::profile::Backend;
 use crate::store::Store;
 
-/// Audits the mount at `target` and prints what was checked and found; findings make the command fail.
-pub fn run(store: &Store, target: &Path, json: bool) -> Result<(), CliError> {
+/// The record of the mount at `target`.
+pub fn find(store: &Store, target: &Path) -> Result<Record, CliError> {
     let target = std::fs::canonicalize(target).map_err(|source| CliError::Io {
         what: format!("resolving {}", target.display()),
         source,
     })?;
-    let record = mount::list(store)?
+    Ok(mount::list(store)?
         .into_iter()
         .find(|r| r.target == target)
-        .ok_or(MountError::NotMounted { target })?;
-    let report = match record.backend {
-        Backend::Emulated => audit::audit(&record, &Table::new(&record), &BTreeMap::new()),
-        _ => audit::audit(&record, &Namespace::new(&record), &BTreeMap::new()),
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
-    } else {
-        println!(
-            "audit of {} (mount {}, profile {})",
-            report.target.display(),
-            report.id,
-            report.profile
-        );
-        for line in &report.checked {
-            println!("  checked: {line}");
-        }
-        for finding in &report.findings {
-            println!("  FINDING {}: {finding}", finding.kind());
-        }
-        if report.passed() {
-            println!("  passed");
-        }
+        .ok_or(MountError::NotMounted { target })?)
+}
+
+/// Audits `record` through the view its backend has (the holder's namespace, or the emulated table).
+pub fn audit_record(record: &Record) -> Report {
+    match record.backend {
+        Backend::Emulated => audit::audit(record, &Table::new(record), &BTreeMap::new()),
+        _ => audit::audit(record, &Namespace::new(record), &BTreeMap::new()),
+    }
+}
+
+/// Prints what the audit checked and found.
+pub fn print(report: &Report) {
+    println!(
+        "audit of {} (mount {}, profile {})",
+        report.target.display(),
+        report.id,
+        report.profile
+    );
+    for line in &report.checked {
+        println!("  checked: {line}");
+    }
+    for finding in &report.findings {
+        println!("  FINDING {}: {finding}", finding.kind());
     }
     if report.passed() {
-        Ok(())
-    } else {
-        Err(CliError::Findings(report.findings.len()))
+        println!("  passed");
     }
 }

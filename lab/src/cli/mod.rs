@@ -4,6 +4,7 @@
 //! [`CliError::exit_code`]. Each subcommand validates its raw arguments into a plan before doing any work.
 
 pub mod audit;
+pub mod check;
 pub mod convert;
 pub mod erofs;
 pub mod images;
@@ -49,8 +50,9 @@ pub enum Cli {
     Ps(mount::PsArgs),
     /// Clean up after mounts whose holder died: unmount leftovers inside namespaces still held, report them.
     Cleanup(mount::PsArgs),
-    /// Audit a mount: every layer traced to a trusted root hash, no overmount, the overlay as the profile wants.
-    Check(CheckArgs),
+    /// Audit a mount (layers traced to trusted root hashes, no overmount) and re-verify layers at rest, once or
+    /// periodically within a CPU budget.
+    Check(check::CheckArgs),
     /// List and validate the attack scenarios.
     #[command(subcommand)]
     Scenario(scenario::ScenarioCommand),
@@ -60,19 +62,6 @@ pub enum Cli {
         /// The mount's plan.
         plan: PathBuf,
     },
-}
-
-/// Raw arguments of `veritylab check`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct CheckArgs {
-    /// The mount's target.
-    pub target: PathBuf,
-    /// The store [default: /var/lib/veritylab as root, else ~/.local/share/veritylab].
-    #[arg(long, value_name = "DIR")]
-    pub store: Option<PathBuf>,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// A failed command, sorted by who has to act.
@@ -106,9 +95,6 @@ pub enum CliError {
     /// A mount, umount or listing failed.
     #[error(transparent)]
     Mount(#[from] crate::mount::MountError),
-    /// An audit found problems (listed on stdout).
-    #[error("the audit found {0} problem(s)")]
-    Findings(usize),
     /// A umount left things behind (listed on stdout).
     #[error("{0} leftover(s) after umount")]
     Leftovers(usize),
@@ -130,6 +116,15 @@ pub enum CliError {
     /// Verification failed or could not run.
     #[error(transparent)]
     Verify(#[from] crate::sign::verify::VerifyError),
+    /// A watched layer cannot be set up from its conversion record.
+    #[error(transparent)]
+    WatchTarget(#[from] crate::watch::target::TargetError),
+    /// `check` found tampered, missing or unreadable layers (reported above).
+    #[error("check found {findings} problem(s)")]
+    CheckFailed {
+        /// How many findings, over all passes.
+        findings: usize,
+    },
     /// Another I/O failure (opening the image, writing to stdout).
     #[error("{what}: {source}")]
     Io {
@@ -143,15 +138,15 @@ pub enum CliError {
 
 impl CliError {
     /// The process exit code: 2 for usage errors, 3 for bad input (a malformed image or archive, a missing
-    /// path, content that does not match its digest, an unusable manifest), 4 when an audit found problems,
-    /// 1 for anything else.
     /// path, content that does not match its digest, an unusable manifest, a failed verification, an unusable
-    /// key or policy), 1 for anything else.
+    /// key or policy), 4 when `check` found something (audit findings, tampered, missing or unreadable layers),
+    /// 5 when `umount` or `cleanup` left something behind, 1 for anything else.
     pub fn exit_code(&self) -> u8 {
         use crate::erofs::{ExtractError, WriteError};
         match self {
             CliError::Usage(_) => 2,
-            CliError::Findings(_) => 4,
+            CliError::CheckFailed { .. } => 4,
+            CliError::Leftovers(_) => 5,
             CliError::Read(_) | CliError::Extract(ExtractError::Read(_)) => 3,
             CliError::Write(WriteError::Create { .. } | WriteError::Output(_) | WriteError::BlockSize(_)) => 1,
             CliError::Write(_) => 3,
@@ -196,16 +191,12 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cli::Umount(args) => mount::run_umount(&args),
         Cli::Ps(args) => mount::run_ps(&args),
         Cli::Cleanup(args) => mount::run_cleanup(&args),
-        Cli::Check(args) => audit::run(
-            &crate::store::Store::open(&store_dir(args.store))?,
-            &args.target,
-            args.json,
-        ),
         Cli::Hold { plan } => Ok(crate::mount::kernel::hold(&plan)?),
         Cli::Scenario(cmd) => scenario::run(cmd),
         Cli::Keygen(args) => keygen::run(&args),
         Cli::Sign(args) => sign::run(&sign::SignPlan::try_from(args)?),
         Cli::Verify(args) => verify::run(&verify::VerifyPlan::try_from(args)?),
+        Cli::Check(args) => check::run(&check::CheckPlan::try_from(args)?),
     }
 }
 

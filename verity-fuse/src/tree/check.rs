@@ -97,7 +97,11 @@ impl<'a, D: ReadAt + ?Sized> Checker<'a, D> {
 
     /// Blocks (data and hash) a whole check hashes.
     pub fn blocks_total(&self) -> u64 {
-        1 + self.geometry.params.data_blocks + self.geometry.tree_blocks() - self.top_level_blocks()
+        if self.geometry.levels.is_empty() {
+            1
+        } else {
+            self.geometry.params.data_blocks + self.geometry.tree_blocks()
+        }
     }
 
     /// Blocks hashed so far.
@@ -118,10 +122,6 @@ impl<'a, D: ReadAt + ?Sized> Checker<'a, D> {
             self.stage = Stage::Done;
         }
         result
-    }
-
-    fn top_level_blocks(&self) -> u64 {
-        self.geometry.levels.last().map_or(0, |_| 1)
     }
 
     fn advance(&mut self, max_blocks: u64) -> Result<Step, VerityError> {
@@ -304,6 +304,10 @@ mod tests {
         assert_eq!(steps, geometry.tree_blocks(), "one step per hash block plus the top");
         let whole = stepped(&data, &hash, &geometry, &root, u64::MAX).unwrap();
         assert_eq!(whole, geometry.levels.len() as u64);
+        for blocks in [1, 2, 128, 129] {
+            let (data, hash, geometry, root) = built(blocks);
+            stepped(&data, &hash, &geometry, &root, 1).unwrap();
+        }
     }
 
     proptest! {

@@ -1,0 +1,203 @@
+//! `veritylab check [TARGET] [--image REF...] [--watch] [--interval DUR] [--max-parallel N]
+//! [--cpu-budget PERCENT] [--passes N] [--store DIR] [--json]`: audits the mount at TARGET (see
+//! [`crate::audit`]) and re-verifies the converted layers of stored images at rest (full dm-verity tree check
+//! against the root hash pinned at start; by default the mounted image's), once, or in passes with `--watch`,
+//! within a CPU budget; each pass re-runs the audit.
+//!
+//! Output: per pass a summary line and one line per layer, then the audit; with `--json` one JSON object per
+//! pass and one per audit, on one line each (a stream a script can read as passes end). Exit code 4 when any
+//! pass found something.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{CliError, audit, store_dir};
+use crate::oci::Reference;
+use crate::oci::pull::store_name;
+use crate::store::Store;
+use crate::watch::{self, CpuClock, PassReport, WatchConfig, Watcher};
+
+/// Raw arguments of `veritylab check`.
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// A mount made by `veritylab mount` to audit.
+    pub target: Option<PathBuf>,
+    /// A pulled and converted image to re-verify (as given to `pull`); repeat for several [default: the
+    /// mounted image].
+    #[arg(long = "image", value_name = "REF", required_unless_present = "target")]
+    pub images: Vec<String>,
+    /// Keep checking: a pass every --interval until stopped (or --passes are done).
+    #[arg(long)]
+    pub watch: bool,
+    /// Time between the starts of two passes, e.g. 30s, 10m, 1h, 500ms.
+    #[arg(long, value_name = "DUR", default_value = "10m", value_parser = parse_duration, requires = "watch")]
+    pub interval: Duration,
+    /// Layers checked at the same time.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub max_parallel: usize,
+    /// CPU budget in percent of one core (getrusage of this process), enforced by a token bucket on hashing.
+    #[arg(long, value_name = "PERCENT", default_value_t = 10.0)]
+    pub cpu_budget: f64,
+    /// Stop after N passes.
+    #[arg(long, value_name = "N", requires = "watch")]
+    pub passes: Option<u64>,
+    /// The store [default: /var/lib/veritylab as root, else ~/.local/share/veritylab].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Print one JSON object per pass, one per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Validated `check` arguments.
+#[derive(Debug, Clone)]
+pub struct CheckPlan {
+    /// The mount to audit.
+    pub target: Option<PathBuf>,
+    /// The images' names in the store.
+    pub images: Vec<String>,
+    /// How passes run.
+    pub config: WatchConfig,
+    /// The store.
+    pub store: PathBuf,
+    /// JSON output.
+    pub json: bool,
+}
+
+impl TryFrom<CheckArgs> for CheckPlan {
+    type Error = CliError;
+
+    fn try_from(args: CheckArgs) -> Result<Self, CliError> {
+        let images = args
+            .images
+            .iter()
+            .map(|r| r.parse::<Reference>().map(|r| store_name(&r)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CliError::Usage(format!("{e}")))?;
+        let config = WatchConfig {
+            interval: args.interval,
+            max_parallel: args.max_parallel,
+            cpu_budget_percent: Some(args.cpu_budget),
+            clock: CpuClock::Process,
+            passes: if args.watch { args.passes } else { Some(1) },
+            ..WatchConfig::default()
+        };
+        // Validate here, before any work, with the same rules the watcher applies.
+        Watcher::new(Vec::new(), Vec::new(), config.clone()).map_err(|e| CliError::Usage(e.to_string()))?;
+        Ok(Self {
+            target: args.target,
+            images,
+            config,
+            store: store_dir(args.store),
+            json: args.json,
+        })
+    }
+}
+
+/// Parses `500ms`, `30s`, `10m`, `1h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 30s, 10m or 1h"))?;
+    let scale = match unit {
+        "ms" => 0.001,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("{text:?}: unit {unit:?} is not ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// Runs the passes and prints each report; fails with [`CliError::CheckFailed`] if any pass found something.
+pub fn run(plan: &CheckPlan) -> Result<(), CliError> {
+    let store = Store::open(&plan.store)?;
+    let record = plan.target.as_deref().map(|t| audit::find(&store, t)).transpose()?;
+    let mut images = plan.images.clone();
+    if let (true, Some(record)) = (images.is_empty(), &record) {
+        images.push(record.image.clone());
+    }
+    let (targets, unchecked) = watch::target::for_images(&store, &images)?;
+    let watcher = Watcher::new(targets, unchecked, plan.config.clone()).map_err(|e| CliError::Usage(e.to_string()))?;
+    let mut findings = 0usize;
+    watcher.run(|report| {
+        findings += report.all_findings().count();
+        if plan.json {
+            println!("{}", serde_json::to_string(report).unwrap_or_default());
+        } else {
+            print_report(report);
+        }
+        if let Some(record) = &record {
+            let audited = audit::audit_record(record);
+            findings += audited.findings.len();
+            if plan.json {
+                println!("{}", serde_json::to_string(&audited).unwrap_or_default());
+            } else {
+                audit::print(&audited);
+            }
+        }
+    });
+    match findings {
+        0 => Ok(()),
+        findings => Err(CliError::CheckFailed { findings }),
+    }
+}
+
+fn print_report(report: &PassReport) {
+    println!(
+        "pass {} at {}: {} layer check(s), {:.1} MiB in {:.2} s, CPU {:.3} s ({:.1}% of one core, budget {}%): {}",
+        report.pass,
+        report.started,
+        report.layers.len(),
+        report.bytes as f64 / f64::from(1 << 20),
+        report.duration.as_secs_f64(),
+        report.cpu.as_secs_f64(),
+        report.cpu_percent,
+        report.budget_percent,
+        if report.clean() { "clean" } else { "FINDINGS" }
+    );
+    for finding in &report.findings {
+        println!("  FINDING  {finding}");
+    }
+    for layer in &report.layers {
+        let state = match (layer.complete, layer.findings.is_empty()) {
+            (_, false) => "FINDING",
+            (true, true) => "ok",
+            (false, true) => "stopped",
+        };
+        println!(
+            "  {state:<8} {} {:<10} {:.1} MiB in {:.2} s, CPU {:.3} s",
+            layer.layer,
+            layer.layout.name(),
+            layer.bytes as f64 / f64::from(1 << 20),
+            layer.duration.as_secs_f64(),
+            layer.cpu.as_secs_f64()
+        );
+        for finding in &layer.findings {
+            println!("           {finding}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_the_usual_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("10d").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

@@ -1,0 +1,230 @@
+//! What a pass found: typed findings per layer, and per-pass totals of work and CPU.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use verity_fuse::error::{BlockRef, Device, VerityError};
+
+use crate::convert::VerityLayout;
+
+/// A problem found with a layer at rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Finding {
+    /// A block's digest is not the one its parent (or the root hash) holds: the block was changed.
+    #[error("{block} is corrupted: expected digest {expected}, found {found}")]
+    Mismatch {
+        /// The changed block: a data block, or a hash block with its tree level (0 = leaves).
+        block: BlockRef,
+        /// The digest the tree or the pinned root hash expects (hex).
+        expected: String,
+        /// The digest of the block as read (hex).
+        found: String,
+    },
+    /// The unused tail of a hash block is not zero.
+    #[error("hash block {block} has non-zero bytes in its unused area at offset {offset}")]
+    NonZeroPadding {
+        /// Absolute hash-block number.
+        block: u64,
+        /// Offset in the block.
+        offset: usize,
+    },
+    /// A file of the layer is gone.
+    #[error("{} is missing", path.display())]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A file is shorter than the data and tree it must hold.
+    #[error("{} holds {len} bytes, the {device} needs {needed}", path.display())]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Which part it holds.
+        device: Device,
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes present.
+        len: u64,
+    },
+    /// Reading a file failed.
+    #[error("reading {}: {error}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        error: String,
+    },
+    /// The verity superblock does not parse or disagrees with the pinned parameters.
+    #[error("verity superblock in {}: {reason}", path.display())]
+    Superblock {
+        /// The hash file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// containerd's `.dmverity` sidecar no longer holds the pinned root hash and offset.
+    #[error("{} says roothash {roothash} hashoffset {hashoffset}, pinned {pinned_roothash} {pinned_hashoffset}", path.display())]
+    Sidecar {
+        /// The sidecar.
+        path: PathBuf,
+        /// Its root hash (or why it is unreadable).
+        roothash: String,
+        /// Its hash offset.
+        hashoffset: u64,
+        /// The pinned root hash.
+        pinned_roothash: String,
+        /// The pinned hash offset.
+        pinned_hashoffset: u64,
+    },
+    /// An image layer has no conversion to check.
+    #[error("layer {layer} of {image} has no conversion (run `veritylab convert`)")]
+    NotConverted {
+        /// The image.
+        image: String,
+        /// The layer digest.
+        layer: String,
+    },
+    /// Another verification failure.
+    #[error("{reason}")]
+    Other {
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl Finding {
+    /// The finding for a failed tree check of `data` against `hash`.
+    pub fn from_verity(error: VerityError, data: &std::path::Path, hash: &std::path::Path) -> Self {
+        let path_of = |device| match device {
+            Device::Data => data.to_owned(),
+            Device::Hash => hash.to_owned(),
+        };
+        match error {
+            VerityError::HashMismatch { block, expected, found } => Finding::Mismatch {
+                block,
+                expected: expected.to_hex(),
+                found: found.to_hex(),
+            },
+            VerityError::NonZeroPadding { block, offset } => Finding::NonZeroPadding { block, offset },
+            VerityError::Truncated { device, needed, len } => Finding::Truncated {
+                path: path_of(device),
+                device,
+                needed,
+                len,
+            },
+            VerityError::Io { device, error, .. } => Finding::Io {
+                path: path_of(device),
+                error: error.to_string(),
+            },
+            other => Finding::Other {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+/// The outcome of checking one layer in one pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    /// The layer (digest, or the name the caller gave).
+    pub layer: String,
+    /// The layout checked.
+    pub layout: VerityLayout,
+    /// The EROFS file.
+    pub data: PathBuf,
+    /// When the check started (RFC 3339, UTC).
+    pub started: String,
+    /// Wall time of the check.
+    #[serde(serialize_with = "seconds")]
+    pub duration: Duration,
+    /// Bytes hashed.
+    pub bytes: u64,
+    /// CPU time of the worker thread for this layer (getrusage `RUSAGE_THREAD`).
+    #[serde(serialize_with = "seconds")]
+    pub cpu: Duration,
+    /// False when the pass was stopped (deadline) before this layer's check ended.
+    pub complete: bool,
+    /// What was found; empty when the layer is intact (or the check was stopped first).
+    pub findings: Vec<Finding>,
+}
+
+/// One pass over every layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassReport {
+    /// Pass number, from 1.
+    pub pass: u64,
+    /// When the pass started (RFC 3339, UTC).
+    pub started: String,
+    /// Wall time of the pass.
+    #[serde(serialize_with = "seconds")]
+    pub duration: Duration,
+    /// Bytes hashed in the pass.
+    pub bytes: u64,
+    /// CPU time of the process during the pass (getrusage `RUSAGE_SELF`).
+    #[serde(serialize_with = "seconds")]
+    pub cpu: Duration,
+    /// `cpu / duration` in percent of one core.
+    pub cpu_percent: f64,
+    /// The budget, in percent of one core.
+    pub budget_percent: f64,
+    /// Per layer, in the order given.
+    pub layers: Vec<LayerReport>,
+    /// Findings that belong to no checked layer (a layer without conversion).
+    pub findings: Vec<Finding>,
+}
+
+impl PassReport {
+    /// Every finding of the pass.
+    pub fn all_findings(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().chain(self.layers.iter().flat_map(|l| &l.findings))
+    }
+
+    /// True when every layer was checked to the end and nothing was found.
+    pub fn clean(&self) -> bool {
+        self.all_findings().next().is_none() && self.layers.iter().all(|l| l.complete)
+    }
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e6)
+}
+
+/// `time` as RFC 3339 in UTC with milliseconds (`2026-11-23T17:40:00.123Z`).
+pub fn rfc3339(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm, for the proleptic Gregorian calendar).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60,
+        since.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        let at = |secs: u64| rfc3339(UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00.000Z");
+        assert_eq!(at(1_795_455_600 + 3_723), "2026-11-23T18:42:03.000Z");
+    }
+}
