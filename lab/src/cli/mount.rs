@@ -8,6 +8,9 @@ use clap::Args;
 use super::{CliError, store_dir};
 use crate::mount::{self, Trust};
 use crate::profile::{Backend, Profile};
+use crate::sign::keys;
+use crate::sign::policy::Policy;
+use crate::sign::verify::{VerifyOptions, verify_image};
 use crate::store::Store;
 
 /// Raw arguments of `veritylab mount`.
@@ -24,6 +27,13 @@ pub struct MountArgs {
     /// The backend.
     #[arg(long, value_enum, default_value_t = Backend::Kernel)]
     pub backend: Backend,
+    /// A trusted public key: the signature is verified and the root hashes are taken from it (required by
+    /// `hardened`, optional for the others); repeat for several.
+    #[arg(long, value_name = "PUB")]
+    pub key: Vec<PathBuf>,
+    /// The trust policy (TOML), as for `veritylab verify`.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// The store [default: /var/lib/veritylab as root, else ~/.local/share/veritylab].
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
@@ -59,14 +69,24 @@ pub struct PsArgs {
 /// Mounts an image.
 pub fn run_mount(args: &MountArgs) -> Result<(), CliError> {
     let store = Store::open(&store_dir(args.store.clone()))?;
-    let plan = mount::prepare(
-        &store,
-        &args.image,
-        &args.target,
-        args.profile,
-        args.backend,
-        &Trust::Local,
-    )?;
+    let trust = if args.key.is_empty() && args.policy.is_none() {
+        Trust::Local
+    } else {
+        let policy = args
+            .policy
+            .as_deref()
+            .map(Policy::load)
+            .transpose()?
+            .unwrap_or_default();
+        let keys = args
+            .key
+            .iter()
+            .map(|k| keys::load_public(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        let verified = verify_image(&store, &args.image, &VerifyOptions::new(policy, keys))?;
+        Trust::signed(&verified)
+    };
+    let plan = mount::prepare(&store, &args.image, &args.target, args.profile, args.backend, &trust)?;
     let exe = std::env::current_exe().map_err(|source| CliError::Io {
         what: "finding the veritylab executable".to_owned(),
         source,

@@ -85,6 +85,19 @@ pub enum Trust {
     Signed(BTreeMap<Digest, String>),
 }
 
+impl Trust {
+    /// The root hashes of a verified signature.
+    pub fn signed(image: &crate::sign::verify::VerifiedImage) -> Self {
+        Trust::Signed(
+            image
+                .layers
+                .iter()
+                .map(|l| (l.verity.layer, l.verity.root_hash.clone()))
+                .collect(),
+        )
+    }
+}
+
 /// A failed mount, umount or listing.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
