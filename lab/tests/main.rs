@@ -3,3 +3,4 @@
 
 mod erofs;
 mod oci;
+mod rootfs;

@@ -1,0 +1,49 @@
+//! The merged view of three converted layers against a kernel overlay of the same EROFS layers and against
+//! `umoci unpack` of an OCI image made of the same tar layers.
+
+use std::fs;
+use std::process::Command;
+
+use super::support::{FIXTURE_PATHS, Layers, Mount, assert_same, fixture, oci_layout, run};
+use veritylab::rootfs::Snapshot;
+
+#[test]
+fn merged_view_matches_kernel_overlay_and_umoci_unpack() {
+    testkit::require_root!();
+    let umoci = testkit::require_tool!("umoci");
+    let layers = Layers::new(&fixture());
+    let ours = Snapshot::of_merged(&layers.plain()).unwrap();
+    assert_eq!(ours.paths(), FIXTURE_PATHS, "the overlay rules");
+
+    let mounts: Vec<Mount> = layers.images.iter().map(|image| Mount::erofs(image)).collect();
+    let lowers: Vec<&std::path::Path> = mounts.iter().map(Mount::path).collect();
+    let overlay = Mount::overlay(&lowers);
+    let kernel = Snapshot::of_dir(overlay.path()).unwrap();
+    assert_same("kernel overlay vs merged view", &kernel, &ours);
+    // Why the host walker skips names it cannot stat: overlayfs lists the whiteout of a directory only one
+    // layer holds, yet finds nothing under its name. The merged view hides it from both.
+    let listed: Vec<_> = fs::read_dir(overlay.path().join("h"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(listed.iter().any(|n| n == "ghost"), "{listed:?}");
+    assert!(fs::symlink_metadata(overlay.path().join("h/ghost")).is_err());
+
+    let layout = layers.dir.path().join("layout");
+    oci_layout(&layout, "v1", &layers.tars);
+    let bundle = layers.dir.path().join("bundle");
+    run(Command::new(umoci)
+        .args(["unpack", "--image"])
+        .arg(format!("{}:v1", layout.display()))
+        .arg(&bundle));
+    let unpacked = Snapshot::of_umoci_bundle(&bundle).unwrap();
+    assert_same("umoci unpack vs merged view", &unpacked, &ours);
+}
+
+#[test]
+fn verified_layers_give_the_same_view_as_plain_ones() {
+    let layers = Layers::new(&fixture());
+    let plain = Snapshot::of_merged(&layers.plain()).unwrap();
+    let verified = Snapshot::of_merged(&layers.verified()).unwrap();
+    assert_same("verified vs plain", &plain, &verified);
+}
