@@ -7,12 +7,11 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 
-
 use verity_fuse::ReadAt;
 
+use super::display_path;
 use super::error::{Result, RootfsError};
 use super::merge::{Entry, Merged, Node, Stat};
-use super::display_path;
 use crate::erofs::FileKind;
 
 impl<R: ReadAt> Merged<R> {

@@ -25,8 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{
     AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
     INodeNo, LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, SessionACL, TimeOrNow,
-    WriteFlags,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, SessionACL, TimeOrNow, WriteFlags,
 };
 use verity_fuse::ReadAt;
 
@@ -130,12 +129,11 @@ pub fn mount<R: ReadAt + 'static>(
     target: &Path,
     options: &FuseOptions,
 ) -> Result<FuseMount, FuseError> {
-    let session = fuser::spawn_mount(RootfsFs::new(view), target, &config(options)).map_err(|source| {
-        FuseError::Mount {
+    let session =
+        fuser::spawn_mount(RootfsFs::new(view), target, &config(options)).map_err(|source| FuseError::Mount {
             target: target.to_path_buf(),
             source,
-        }
-    })?;
+        })?;
     Ok(FuseMount {
         session: Some(session),
         target: target.to_path_buf(),
@@ -151,9 +149,10 @@ fn config(options: &FuseOptions) -> fuser::Config {
         MountOption::FSName(options.fs_name.clone()),
         MountOption::Subtype("veritylab".into()),
     ];
+    // No `auto_unmount`: fusermount3 would unmount only once every copy of its socket is closed, and child
+    // processes spawned meanwhile may hold one. Unmounting is the session's job (`unmount`, or drop).
     if options.allow_other {
         c.acl = SessionACL::All;
-        c.mount_options.push(MountOption::AutoUnmount);
     }
     c.n_threads = Some(options.threads.max(1));
     c.clone_fd = true;
@@ -191,7 +190,11 @@ impl<R: ReadAt> RootfsFs<R> {
     }
 
     fn fuse_ino(&self, ino: u64) -> INodeNo {
-        if ino == self.root_ino { INodeNo::ROOT } else { INodeNo(ino) }
+        if ino == self.root_ino {
+            INodeNo::ROOT
+        } else {
+            INodeNo(ino)
+        }
     }
 
     fn attr(&self, stat: &Stat) -> FileAttr {
@@ -344,7 +347,10 @@ impl<R: ReadAt + 'static> Filesystem for RootfsFs<R> {
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .insert(fh, Arc::new(entries));
-                reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR);
+                reply.opened(
+                    FileHandle(fh),
+                    FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
+                );
             }
             Err(err) => reply.error(errno(&err)),
         }

@@ -63,7 +63,7 @@ impl Node {
         self.top().inode.kind
     }
 
-    /// The path it was first reached by (`/` for the root).
+    /// The path it was reached by (`/` for the root; for a node found by inode number, the first path).
     pub fn path(&self) -> &[u8] {
         &self.path
     }
@@ -457,10 +457,12 @@ impl<R: ReadAt> Merged<R> {
         Ok(image.xattrs(dir)?.iter().any(|(n, v)| n == name && v == b"y"))
     }
 
-    /// Records a node under its inode number; the first node recorded for a number stays.
+    /// Records a node under its inode number (the first node recorded for a number stays: another name of
+    /// a hard-linked file resolves to the first) and returns it as reached.
     fn remember(&self, node: Node) -> Node {
         let mut nodes = self.nodes.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        nodes.entry(node.ino).or_insert(node).clone()
+        nodes.entry(node.ino).or_insert_with(|| node.clone());
+        node
     }
 }
 

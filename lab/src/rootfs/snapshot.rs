@@ -238,7 +238,9 @@ impl Snapshot {
 
     /// Hex SHA-256 of the snapshot's JSON: one value to compare or record.
     pub fn digest(&self) -> String {
-        hex(&Sha256::digest(serde_json::to_vec(self).expect("a snapshot serialises")))
+        hex(&Sha256::digest(
+            serde_json::to_vec(self).expect("a snapshot serialises"),
+        ))
     }
 }
 
@@ -264,7 +266,10 @@ fn walk_host(root: &Path, rootless: bool) -> Result<Snapshot, SnapshotError> {
                 (size, Some(digest))
             }
             Kind::Symlink => {
-                let target = fs::read_link(&path).map_err(host(&path))?.into_os_string().into_encoded_bytes();
+                let target = fs::read_link(&path)
+                    .map_err(host(&path))?
+                    .into_os_string()
+                    .into_encoded_bytes();
                 (target.len() as u64, Some(hex(&Sha256::digest(&target))))
             }
             _ => (0, None),

@@ -1,5 +1,9 @@
-//! The merged rootfs view: against the kernel's overlayfs and `umoci unpack`, served over FUSE, under
-//! tampering, and against a reference model of the overlay rules.
+//! The merged rootfs view: against the kernel's overlayfs and `umoci unpack`, in process, served over FUSE,
+//! under tampering, and against a reference model of the overlay rules.
 
+mod emulated;
+mod fuse;
 mod kernel;
+mod props;
 mod support;
+mod tamper;

@@ -31,6 +31,8 @@ pub(super) enum Item {
     Char(String, u32, u32),
     /// A fifo.
     Fifo(String),
+    /// A hard link to an earlier file.
+    Link(String, String),
     /// `DIR/.wh.NAME`: hides NAME of the layers below.
     Whiteout(String),
     /// `DIR/.wh..wh..opq`: hides what the layers below hold in DIR.
@@ -92,6 +94,11 @@ pub(super) fn tar_layer(items: &[Item]) -> Vec<u8> {
                 header.set_entry_type(tar::EntryType::Fifo);
                 (path.clone(), &[])
             }
+            Item::Link(path, target) => {
+                header.set_entry_type(tar::EntryType::Link);
+                header.set_link_name(target).unwrap();
+                (path.clone(), &[])
+            }
             Item::Whiteout(path) => {
                 let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
                 header.set_entry_type(tar::EntryType::Regular);
@@ -115,27 +122,74 @@ pub(super) fn convert(tar: &[u8], out: &Path) {
     erofs::build_from_tar(out, tar, Options::default(), Whiteouts::Aufs(OverlayNamespace::Trusted)).unwrap();
 }
 
-/// Layer files converted from tars, in a temporary directory, lowest first.
+/// A layer's dm-verity tree, built before any tampering.
+pub(super) struct LayerTree {
+    geometry: Geometry,
+    blocks: Arc<Vec<u8>>,
+    root: Vec<u8>,
+}
+
+impl LayerTree {
+    /// The tree of `image` (a whole number of 4096-byte blocks) as it is now.
+    fn build(image: &Path) -> Self {
+        let data = fs::read(image).unwrap();
+        assert_eq!(data.len() % 4096, 0, "our images are whole blocks");
+        let geometry = Geometry::new(
+            VerityParams::new(data.len() as u64 / 4096, vec![0; 32]),
+            Placement::default(),
+        )
+        .unwrap();
+        let built = tree::build(&data, &geometry, 1, &|_| {}).unwrap();
+        Self {
+            geometry,
+            blocks: Arc::new(built.blocks),
+            root: built.root.as_bytes().to_vec(),
+        }
+    }
+
+    /// A verified device over the image file as it is on disk now, checked against this tree.
+    pub(super) fn device(&self, image: &Path) -> Arc<dyn ReadAt> {
+        let device = VerifiedDevice::new(
+            FileSource::open(image).unwrap(),
+            self.blocks.clone(),
+            self.geometry.clone(),
+            &self.root,
+            DeviceOptions::default(),
+        )
+        .unwrap();
+        Arc::new(device)
+    }
+}
+
+/// Layer files converted from tars, in a temporary directory, lowest first, with their trees.
 pub(super) struct Layers {
     pub(super) dir: tempfile::TempDir,
     pub(super) tars: Vec<Vec<u8>>,
     pub(super) images: Vec<PathBuf>,
+    pub(super) trees: Vec<LayerTree>,
 }
 
 impl Layers {
-    /// Converts each layer (lowest first).
+    /// Converts each layer (lowest first) and builds its tree.
     pub(super) fn new(layers: &[Vec<Item>]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut tars = Vec::new();
         let mut images = Vec::new();
+        let mut trees = Vec::new();
         for (i, items) in layers.iter().enumerate() {
             let tar = tar_layer(items);
             let image = dir.path().join(format!("layer{i}.erofs"));
             convert(&tar, &image);
+            trees.push(LayerTree::build(&image));
             tars.push(tar);
             images.push(image);
         }
-        Self { dir, tars, images }
+        Self {
+            dir,
+            tars,
+            images,
+            trees,
+        }
     }
 
     /// The merged view over the plain image files (the unverified `erofs` profile).
@@ -144,34 +198,12 @@ impl Layers {
         Merged::from_sources(sources, OverlayNamespace::Trusted).unwrap()
     }
 
-    /// The merged view with every layer read through a verified device over the image file, with a tree
-    /// built now (before any tampering).
+    /// The merged view with every layer file read through a verified device checked against the tree
+    /// built when the layer was made.
     pub(super) fn verified(&self) -> Merged<Arc<dyn ReadAt>> {
-        let sources = self.images.iter().map(|p| verified_source(p)).collect();
+        let sources = self.trees.iter().zip(&self.images).map(|(t, p)| t.device(p)).collect();
         Merged::from_sources(sources, OverlayNamespace::Trusted).unwrap()
     }
-}
-
-/// A verified device over `image` (a whole number of 4096-byte blocks) with its tree held in memory.
-pub(super) fn verified_source(image: &Path) -> Arc<dyn ReadAt> {
-    let data = fs::read(image).unwrap();
-    assert_eq!(data.len() % 4096, 0, "our images are whole blocks");
-    let geometry = Geometry::new(
-        VerityParams::new(data.len() as u64 / 4096, vec![0; 32]),
-        Placement::default(),
-    )
-    .unwrap();
-    let built = tree::build(&data, &geometry, 1, &|_| {}).unwrap();
-    let file = FileSource::open(image).unwrap();
-    let device = VerifiedDevice::new(
-        file,
-        built.blocks,
-        geometry,
-        built.root.as_bytes(),
-        DeviceOptions::default(),
-    )
-    .unwrap();
-    Arc::new(device)
 }
 
 /// Runs a command, panicking with its output if it fails.
@@ -229,7 +261,12 @@ impl Drop for Mount {
 #[track_caller]
 pub(super) fn assert_same(what: &str, expected: &Snapshot, actual: &Snapshot) {
     let diffs = expected.diff(actual);
-    assert!(diffs.is_empty(), "{what}: {} differences:\n{}", diffs.len(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{what}: {} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -325,6 +362,7 @@ pub(super) fn fixture() -> Vec<Vec<Item>> {
         Item::Char("dev/null".into(), 1, 3),
         Item::Fifo("fifo".into()),
         Item::Owned("owned".into(), b"owned by 1000".to_vec(), 0o640, 1000, 1001),
+        Item::Link("owned-link".into(), "owned".into()),
         Item::Owned("setuid".into(), b"#!/bin/sh\n".to_vec(), 0o4755, 0, 0),
         d("h"),
         Item::Whiteout("h/ghost".into()),
@@ -394,6 +432,7 @@ pub(super) const FIXTURE_PATHS: &[&str] = &[
     "/n",
     "/n/fresh",
     "/owned",
+    "/owned-link",
     "/setuid",
     "/x",
     "/x/only",
