@@ -4,7 +4,7 @@
 use std::fs;
 use std::process::Command;
 
-use super::support::{FIXTURE_PATHS, Layers, Mount, assert_same, fixture, oci_layout, run};
+use super::support::{FIXTURE_PATHS, Item, Layers, Mount, assert_same, fixture, oci_layout, run};
 use veritylab::rootfs::Snapshot;
 
 #[test]
@@ -46,4 +46,29 @@ fn verified_layers_give_the_same_view_as_plain_ones() {
     let plain = Snapshot::of_merged(&layers.plain()).unwrap();
     let verified = Snapshot::of_merged(&layers.verified()).unwrap();
     assert_same("verified vs plain", &plain, &verified);
+}
+
+#[test]
+fn rootless_umoci_unpack_gives_the_image_owners() {
+    let umoci = testkit::require_tool!("umoci");
+    // Device nodes cannot be made without privileges: leave them out.
+    let stack: Vec<Vec<Item>> = fixture()
+        .into_iter()
+        .map(|layer| layer.into_iter().filter(|i| !matches!(i, Item::Char(..))).collect())
+        .collect();
+    let layers = Layers::new(&stack);
+    let ours = Snapshot::of_merged(&layers.plain()).unwrap();
+    assert_eq!(ours.get("/owned").map(|e| (e.uid, e.gid)), Some((1000, 1001)));
+
+    let layout = layers.dir.path().join("layout");
+    oci_layout(&layout, "v1", &layers.tars);
+    let bundle = layers.dir.path().join("bundle");
+    run(Command::new(umoci)
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:v1", layout.display()))
+        .arg(&bundle));
+    assert_same("umoci unpack --rootless vs merged view", &Snapshot::of_umoci_bundle(&bundle).unwrap(), &ours);
+    // The owners come from the xattr: on disk the file belongs to the unpacking user.
+    let on_disk = Snapshot::of_dir(&bundle.join("rootfs")).unwrap();
+    assert_ne!(on_disk.get("/owned").map(|e| (e.uid, e.gid)), Some((1000, 1001)));
 }
