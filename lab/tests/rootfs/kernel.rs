@@ -67,7 +67,11 @@ fn rootless_umoci_unpack_gives_the_image_owners() {
         .args(["unpack", "--rootless", "--image"])
         .arg(format!("{}:v1", layout.display()))
         .arg(&bundle));
-    assert_same("umoci unpack --rootless vs merged view", &Snapshot::of_umoci_bundle(&bundle).unwrap(), &ours);
+    assert_same(
+        "umoci unpack --rootless vs merged view",
+        &Snapshot::of_umoci_bundle(&bundle).unwrap(),
+        &ours,
+    );
     // The owners come from the xattr: on disk the file belongs to the unpacking user.
     let on_disk = Snapshot::of_dir(&bundle.join("rootfs")).unwrap();
     assert_ne!(on_disk.get("/owned").map(|e| (e.uid, e.gid)), Some((1000, 1001)));
