@@ -14,8 +14,12 @@
 //!
 //! A merged directory lists the union of its layers' entries, the upper entry winning, whiteouts removed.
 //! Metadata, xattrs and data come from the uppermost layer of an entry; the overlay's private xattrs
-//! (`<ns>.overlay.*`) are hidden; a merged directory reports one link, as overlayfs does. Redirects and
-//! metacopy (overlayfs features of writable upper layers) are not followed: the converter never writes them.
+//! (`<ns>.overlay.*`) are hidden; a merged directory reports one link, as overlayfs does.
+//!
+//! Not followed, because the converter never writes them: redirects and metacopy (features of writable
+//! upper layers), "xwhiteouts" (regular files marked `<ns>.overlay.whiteout` under a directory whose opaque
+//! value is `x`, kernels 6.7+), and escaped `<ns>.overlay.overlay.*` xattrs, which are hidden like every
+//! other private xattr rather than shown unescaped.
 //!
 //! Every entry has a stable inode number built from its uppermost layer and its nid there, so the same
 //! image stack gives the same numbers in every process. Nodes handed out are remembered, so a FUSE server

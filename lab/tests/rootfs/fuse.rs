@@ -48,6 +48,10 @@ fn fuse_mount_shows_the_merged_view_and_refuses_writes() {
     // The opaque marker is the overlay's own: hidden, as overlayfs hides it.
     assert!(hostfs::xattrs(&root.join("b")).unwrap().is_empty());
     assert!(hostfs::xattrs(&root.join("n")).unwrap().is_empty());
+    assert_eq!(
+        hostfs::xattrs(&root.join("tagged")).unwrap(),
+        [(b"user.label".to_vec(), b"top".to_vec())]
+    );
 
     // Every write-type call fails with EROFS.
     assert_erofs("create", fs::write(root.join("new-file"), b"x"));

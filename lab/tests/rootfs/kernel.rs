@@ -5,6 +5,7 @@ use std::fs;
 use std::process::Command;
 
 use super::support::{FIXTURE_PATHS, Item, Layers, Mount, assert_same, fixture, oci_layout, run};
+use veritylab::erofs::hostfs;
 use veritylab::rootfs::Snapshot;
 
 #[test]
@@ -20,6 +21,18 @@ fn merged_view_matches_kernel_overlay_and_umoci_unpack() {
     let overlay = Mount::overlay(&lowers);
     let kernel = Snapshot::of_dir(overlay.path()).unwrap();
     assert_same("kernel overlay vs merged view", &kernel, &ours);
+    // Extended attributes too: the overlay's private ones hidden, the others as the uppermost layer has them.
+    let view = layers.plain();
+    for path in FIXTURE_PATHS {
+        let mut theirs = hostfs::xattrs(&overlay.path().join(path.trim_start_matches('/'))).unwrap();
+        theirs.sort();
+        let ours = view.xattrs(&view.lookup(path.as_bytes()).unwrap()).unwrap();
+        assert_eq!(theirs, ours, "{path}");
+    }
+    assert_eq!(
+        view.xattrs(&view.lookup(b"/tagged").unwrap()).unwrap(),
+        [(b"user.label".to_vec(), b"top".to_vec())]
+    );
     // Why the host walker skips names it cannot stat: overlayfs lists the whiteout of a directory only one
     // layer holds, yet finds nothing under its name. The merged view hides it from both.
     let listed: Vec<_> = fs::read_dir(overlay.path().join("h"))

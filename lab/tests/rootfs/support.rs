@@ -33,6 +33,8 @@ pub(super) enum Item {
     Fifo(String),
     /// A hard link to an earlier file.
     Link(String, String),
+    /// A file with extended attributes (carried in a PAX header as `SCHILY.xattr.NAME`).
+    Xattrs(String, Vec<u8>, Vec<(String, Vec<u8>)>),
     /// `DIR/.wh.NAME`: hides NAME of the layers below.
     Whiteout(String),
     /// `DIR/.wh..wh..opq`: hides what the layers below hold in DIR.
@@ -93,6 +95,15 @@ pub(super) fn tar_layer(items: &[Item]) -> Vec<u8> {
             Item::Fifo(path) => {
                 header.set_entry_type(tar::EntryType::Fifo);
                 (path.clone(), &[])
+            }
+            Item::Xattrs(path, data, xattrs) => {
+                let keys: Vec<String> = xattrs.iter().map(|(name, _)| format!("SCHILY.xattr.{name}")).collect();
+                builder
+                    .append_pax_extensions(keys.iter().map(String::as_str).zip(xattrs.iter().map(|(_, v)| &v[..])))
+                    .unwrap();
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(data.len() as u64);
+                (path.clone(), data)
             }
             Item::Link(path, target) => {
                 header.set_entry_type(tar::EntryType::Link);
@@ -396,6 +407,14 @@ pub(super) fn fixture() -> Vec<Vec<Item>> {
         f("f", "upper f"),
         d("a"),
         f("a/y", "upper y"),
+        Item::Xattrs(
+            "tagged".into(),
+            b"with xattrs".to_vec(),
+            vec![
+                ("user.label".into(), b"top".to_vec()),
+                ("trusted.overlay.origin".into(), b"private to the overlay".to_vec()),
+            ],
+        ),
         Item::Dir("n".into(), 0o750),
         Item::Opaque("n".into()),
         f("n/fresh", "opaque over nothing"),
@@ -434,6 +453,7 @@ pub(super) const FIXTURE_PATHS: &[&str] = &[
     "/owned",
     "/owned-link",
     "/setuid",
+    "/tagged",
     "/x",
     "/x/only",
 ];
