@@ -142,7 +142,23 @@ pub struct Merged<R> {
     private_prefix: &'static [u8],
     root: Node,
     nodes: RwLock<HashMap<u64, Node>>,
+    listings: RwLock<Listings>,
 }
+
+/// A merged directory's entries, sorted by name.
+type Listing = Arc<[(Vec<u8>, Node)]>;
+
+/// Merged directory listings already computed, by directory inode number. Directory contents never change,
+/// and each listing holds only bytes that passed verification when it was built (as the kernel's dentry
+/// cache does); the cache is emptied once it holds [`LISTING_CACHE_ENTRIES`] entries.
+#[derive(Default)]
+struct Listings {
+    by_dir: HashMap<u64, Listing>,
+    entries: usize,
+}
+
+/// Most directory entries the listing cache holds before it starts over.
+const LISTING_CACHE_ENTRIES: usize = 1 << 20;
 
 impl<R> std::fmt::Debug for Merged<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -190,6 +206,7 @@ impl<R: ReadAt> Merged<R> {
         };
         Ok(Self {
             nodes: RwLock::new(HashMap::from([(root.ino, root.clone())])),
+            listings: RwLock::new(Listings::default()),
             layers,
             namespace,
             private_prefix,
@@ -259,6 +276,14 @@ impl<R: ReadAt> Merged<R> {
             _ if name.contains(&b'/') => return Ok(None),
             _ => {}
         }
+        // From the directory's listing when it can be built; a listing fails as a whole on any unreadable
+        // entry, so then the name is looked up alone and only its own errors count.
+        if let Ok(listing) = self.listing(dir) {
+            return Ok(listing
+                .binary_search_by(|(entry, _)| entry.as_slice().cmp(name))
+                .ok()
+                .map(|i| listing[i].1.clone()));
+        }
         let path = child_path(&dir.path, name);
         let mut found: Vec<LayerInode> = Vec::new();
         for parent in dir.stack.iter() {
@@ -284,18 +309,43 @@ impl<R: ReadAt> Merged<R> {
     /// The entries of a directory, sorted by name, without `.` and `..`.
     pub fn read_dir(&self, dir: &Node) -> Result<Vec<Entry>> {
         Ok(self
-            .children(dir)?
-            .into_iter()
+            .listing(dir)?
+            .iter()
             .map(|(name, node)| Entry {
-                name,
+                name: name.clone(),
                 ino: node.ino,
                 kind: node.kind(),
             })
             .collect())
     }
 
-    /// The entries of a directory as nodes, sorted by name: one pass over each merged layer's directory.
+    /// The entries of a directory as nodes, sorted by name.
     pub fn children(&self, dir: &Node) -> Result<Vec<(Vec<u8>, Node)>> {
+        Ok(self.listing(dir)?.to_vec())
+    }
+
+    /// The cached listing of a directory, built on first use.
+    fn listing(&self, dir: &Node) -> Result<Listing> {
+        if let Some(listing) = self
+            .listings
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .by_dir
+            .get(&dir.ino)
+        {
+            return Ok(listing.clone());
+        }
+        let listing: Listing = Arc::from(self.build_listing(dir)?);
+        let mut cache = self.listings.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cache.entries + listing.len() > LISTING_CACHE_ENTRIES {
+            *cache = Listings::default();
+        }
+        cache.entries += listing.len();
+        Ok(cache.by_dir.entry(dir.ino).or_insert(listing).clone())
+    }
+
+    /// One pass over each merged layer's directory.
+    fn build_listing(&self, dir: &Node) -> Result<Vec<(Vec<u8>, Node)>> {
         if dir.kind() != FileKind::Directory {
             return Err(RootfsError::NotADirectory {
                 path: display_path(&dir.path),
@@ -421,7 +471,7 @@ impl<R: ReadAt> Merged<R> {
                 }
                 .into());
             }
-            stack.extend(self.children(&node)?.into_iter().rev().map(|(_, child)| child));
+            stack.extend(self.listing(&node)?.iter().rev().map(|(_, child)| child.clone()));
         }
         Ok(())
     }
