@@ -290,14 +290,18 @@ pub fn audit(record: &Record, view: &dyn View, trusted: &BTreeMap<String, String
 
 /// Finds the rootfs overlay and reports anything else at or under the target.
 fn check_target<'m>(record: &Record, mounts: &'m [MountInfo], report: &mut Report) -> Option<&'m MountInfo> {
+    // The FUSE rootfs shows as `fuse` or `fuse.veritylab` depending on how it was mounted; the device
+    // number is what ties it to the server.
     let fs_type = if record.backend == Backend::Fuse {
-        "fuse.veritylab"
+        "fuse"
     } else {
         "overlay"
     };
-    let overlay = mounts
-        .iter()
-        .find(|m| m.mount_point == record.target && m.fs_type == fs_type && Some(m.device) == record.overlay_dev);
+    let overlay = mounts.iter().find(|m| {
+        let kind = m.fs_type.to_string_lossy();
+        let kind_ok = kind == fs_type || (fs_type == "fuse" && kind.starts_with("fuse."));
+        m.mount_point == record.target && kind_ok && Some(m.device) == record.overlay_dev
+    });
     report.checked.push(format!(
         "the {fs_type} rootfs at {} has the recorded device {}",
         record.target.display(),

@@ -332,6 +332,16 @@ pub(super) fn stop(record: &Record) -> UmountReport {
             wait_until(STOP_TIMEOUT, || !record.holder_alive());
         }
     }
+    if record.backend == Backend::Fuse {
+        // A FUSE rootfs outlives a killed server (it is not auto-unmounted): take down the one we recorded.
+        let ours = mountinfo::read_self()
+            .unwrap_or_default()
+            .into_iter()
+            .any(|m| m.mount_point == record.target && Some(m.device) == record.overlay_dev);
+        if ours {
+            unmount(&record.target, false);
+        }
+    }
     wait_until(SETTLE_TIMEOUT, || leftovers(record).is_empty());
     report.leftovers = leftovers(record);
     report

@@ -149,9 +149,10 @@ fn config(options: &FuseOptions) -> fuser::Config {
         MountOption::FSName(options.fs_name.clone()),
         MountOption::Subtype("veritylab".into()),
     ];
+    // No `auto_unmount`: fusermount3 would unmount only once every copy of its socket is closed, and child
+    // processes spawned meanwhile may hold one. Unmounting is the session's job (`unmount`, or drop).
     if options.allow_other {
         c.acl = SessionACL::All;
-        c.mount_options.push(MountOption::AutoUnmount);
     }
     c.n_threads = Some(options.threads.max(1));
     c.clone_fd = true;

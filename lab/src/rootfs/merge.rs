@@ -14,8 +14,12 @@
 //!
 //! A merged directory lists the union of its layers' entries, the upper entry winning, whiteouts removed.
 //! Metadata, xattrs and data come from the uppermost layer of an entry; the overlay's private xattrs
-//! (`<ns>.overlay.*`) are hidden; a merged directory reports one link, as overlayfs does. Redirects and
-//! metacopy (overlayfs features of writable upper layers) are not followed: the converter never writes them.
+//! (`<ns>.overlay.*`) are hidden; a merged directory reports one link, as overlayfs does.
+//!
+//! Not followed, because the converter never writes them: redirects and metacopy (features of writable
+//! upper layers), "xwhiteouts" (regular files marked `<ns>.overlay.whiteout` under a directory whose opaque
+//! value is `x`, kernels 6.7+), and escaped `<ns>.overlay.overlay.*` xattrs, which are hidden like every
+//! other private xattr rather than shown unescaped.
 //!
 //! Every entry has a stable inode number built from its uppermost layer and its nid there, so the same
 //! image stack gives the same numbers in every process. Nodes handed out are remembered, so a FUSE server
@@ -63,7 +67,7 @@ impl Node {
         self.top().inode.kind
     }
 
-    /// The path it was first reached by (`/` for the root).
+    /// The path it was reached by (`/` for the root; for a node found by inode number, the first path).
     pub fn path(&self) -> &[u8] {
         &self.path
     }
@@ -138,7 +142,23 @@ pub struct Merged<R> {
     private_prefix: &'static [u8],
     root: Node,
     nodes: RwLock<HashMap<u64, Node>>,
+    listings: RwLock<Listings>,
 }
+
+/// A merged directory's entries, sorted by name.
+type Listing = Arc<[(Vec<u8>, Node)]>;
+
+/// Merged directory listings already computed, by directory inode number. Directory contents never change,
+/// and each listing holds only bytes that passed verification when it was built (as the kernel's dentry
+/// cache does); the cache is emptied once it holds [`LISTING_CACHE_ENTRIES`] entries.
+#[derive(Default)]
+struct Listings {
+    by_dir: HashMap<u64, Listing>,
+    entries: usize,
+}
+
+/// Most directory entries the listing cache holds before it starts over.
+const LISTING_CACHE_ENTRIES: usize = 1 << 20;
 
 impl<R> std::fmt::Debug for Merged<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -186,6 +206,7 @@ impl<R: ReadAt> Merged<R> {
         };
         Ok(Self {
             nodes: RwLock::new(HashMap::from([(root.ino, root.clone())])),
+            listings: RwLock::new(Listings::default()),
             layers,
             namespace,
             private_prefix,
@@ -255,6 +276,14 @@ impl<R: ReadAt> Merged<R> {
             _ if name.contains(&b'/') => return Ok(None),
             _ => {}
         }
+        // From the directory's listing when it can be built; a listing fails as a whole on any unreadable
+        // entry, so then the name is looked up alone and only its own errors count.
+        if let Ok(listing) = self.listing(dir) {
+            return Ok(listing
+                .binary_search_by(|(entry, _)| entry.as_slice().cmp(name))
+                .ok()
+                .map(|i| listing[i].1.clone()));
+        }
         let path = child_path(&dir.path, name);
         let mut found: Vec<LayerInode> = Vec::new();
         for parent in dir.stack.iter() {
@@ -280,18 +309,43 @@ impl<R: ReadAt> Merged<R> {
     /// The entries of a directory, sorted by name, without `.` and `..`.
     pub fn read_dir(&self, dir: &Node) -> Result<Vec<Entry>> {
         Ok(self
-            .children(dir)?
-            .into_iter()
+            .listing(dir)?
+            .iter()
             .map(|(name, node)| Entry {
-                name,
+                name: name.clone(),
                 ino: node.ino,
                 kind: node.kind(),
             })
             .collect())
     }
 
-    /// The entries of a directory as nodes, sorted by name: one pass over each merged layer's directory.
+    /// The entries of a directory as nodes, sorted by name.
     pub fn children(&self, dir: &Node) -> Result<Vec<(Vec<u8>, Node)>> {
+        Ok(self.listing(dir)?.to_vec())
+    }
+
+    /// The cached listing of a directory, built on first use.
+    fn listing(&self, dir: &Node) -> Result<Listing> {
+        if let Some(listing) = self
+            .listings
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .by_dir
+            .get(&dir.ino)
+        {
+            return Ok(listing.clone());
+        }
+        let listing: Listing = Arc::from(self.build_listing(dir)?);
+        let mut cache = self.listings.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cache.entries + listing.len() > LISTING_CACHE_ENTRIES {
+            *cache = Listings::default();
+        }
+        cache.entries += listing.len();
+        Ok(cache.by_dir.entry(dir.ino).or_insert(listing).clone())
+    }
+
+    /// One pass over each merged layer's directory.
+    fn build_listing(&self, dir: &Node) -> Result<Vec<(Vec<u8>, Node)>> {
         if dir.kind() != FileKind::Directory {
             return Err(RootfsError::NotADirectory {
                 path: display_path(&dir.path),
@@ -417,7 +471,7 @@ impl<R: ReadAt> Merged<R> {
                 }
                 .into());
             }
-            stack.extend(self.children(&node)?.into_iter().rev().map(|(_, child)| child));
+            stack.extend(self.listing(&node)?.iter().rev().map(|(_, child)| child.clone()));
         }
         Ok(())
     }
@@ -457,10 +511,12 @@ impl<R: ReadAt> Merged<R> {
         Ok(image.xattrs(dir)?.iter().any(|(n, v)| n == name && v == b"y"))
     }
 
-    /// Records a node under its inode number; the first node recorded for a number stays.
+    /// Records a node under its inode number (the first node recorded for a number stays: another name of
+    /// a hard-linked file resolves to the first) and returns it as reached.
     fn remember(&self, node: Node) -> Node {
         let mut nodes = self.nodes.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        nodes.entry(node.ino).or_insert(node).clone()
+        nodes.entry(node.ino).or_insert_with(|| node.clone());
+        node
     }
 }
 

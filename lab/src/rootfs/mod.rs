@@ -6,6 +6,8 @@
 //! - Each layer is an [`Image`](crate::erofs::Image) over any [`ReadAt`](verity_fuse::ReadAt): in the
 //!   `verity` and `hardened` profiles a [`VerifiedDevice`](verity_fuse::VerifiedDevice) over the layer file
 //!   and its tree, so every byte read is checked against the root hash; in the `erofs` profile the plain file.
+//! - [`layer`]: a converted layer (`veritylab convert`) opened as such a source, verified against a root
+//!   hash the caller trusts, or plain.
 //! - [`merge`]: [`Merged`] stacks the images (lowest first) into one tree: lookups, `stat`, directory
 //!   listings, file ranges, symlinks and xattrs, with stable inode numbers and typed errors
 //!   ([`RootfsError`]); a byte refused by a verified device is a [`RootfsError::Verification`] (`EIO`).
@@ -18,12 +20,14 @@
 pub mod emulated;
 pub mod error;
 pub mod fuse;
+pub mod layer;
 pub mod merge;
 pub mod snapshot;
 
 pub use emulated::File;
 pub use error::RootfsError;
 pub use fuse::{FuseError, FuseMount, FuseOptions, RootfsFs, mount};
+pub use layer::{LayerError, PlainLayer, VerifiedLayer, open_plain, open_verified};
 pub use merge::{Entry, Merged, Node, Stat};
 pub use snapshot::{Snapshot, SnapshotEntry, SnapshotError};
 

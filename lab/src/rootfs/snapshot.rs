@@ -12,8 +12,10 @@
 //!   a FUSE mount, any unpacked tree. An entry that a directory listing names but `lstat` then cannot find
 //!   is left out: the kernel's overlayfs lists the whiteouts of a directory that only one layer holds, yet
 //!   hides them on lookup.
-//! - [`Snapshot::of_umoci_bundle`]: `umoci unpack`'s bundle: its `rootfs/`, with owners taken from the
-//!   `user.rootlesscontainers` xattr that `umoci unpack --rootless` records instead of chowning.
+//! - [`Snapshot::of_umoci_bundle`]: `umoci unpack`'s bundle: its `rootfs/`, with owners as the image has
+//!   them: host owners mapped back through the id mappings `umoci.json` records (`--rootless` maps the
+//!   image's root to the unpacking user), then replaced by the `user.rootlesscontainers` xattr where
+//!   `--rootless` recorded one instead of chowning.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -58,6 +60,14 @@ pub enum SnapshotError {
     TooDeep {
         /// Where the limit was reached.
         path: PathBuf,
+    },
+    /// A bundle's `umoci.json` that does not parse or whose id mappings make no sense.
+    #[error("{path}: {reason}")]
+    UmociJson {
+        /// The `umoci.json` path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
     },
     /// A `user.rootlesscontainers` value that does not decode.
     #[error("{path}: malformed user.rootlesscontainers xattr")]
@@ -196,13 +206,14 @@ impl Snapshot {
 
     /// The snapshot of a host directory, through `lstat` (symlinks are not followed).
     pub fn of_dir(root: &Path) -> Result<Self, SnapshotError> {
-        walk_host(root, false)
+        walk_host(root, None)
     }
 
-    /// The snapshot of `umoci unpack`'s bundle directory: its `rootfs/`, owners taken from the
-    /// `user.rootlesscontainers` xattr where `--rootless` recorded one.
+    /// The snapshot of `umoci unpack`'s bundle directory: its `rootfs/`, with the image's owners (see the
+    /// module docs).
     pub fn of_umoci_bundle(bundle: &Path) -> Result<Self, SnapshotError> {
-        walk_host(&bundle.join("rootfs"), true)
+        let maps = IdMaps::of_bundle(bundle)?;
+        walk_host(&bundle.join("rootfs"), Some(&maps))
     }
 
     /// The entry at `path`, if any.
@@ -244,7 +255,7 @@ impl Snapshot {
     }
 }
 
-fn walk_host(root: &Path, rootless: bool) -> Result<Snapshot, SnapshotError> {
+fn walk_host(root: &Path, umoci: Option<&IdMaps>) -> Result<Snapshot, SnapshotError> {
     let host = |path: &Path| {
         let path = path.to_path_buf();
         move |source| SnapshotError::Host { path, source }
@@ -275,8 +286,11 @@ fn walk_host(root: &Path, rootless: bool) -> Result<Snapshot, SnapshotError> {
             _ => (0, None),
         };
         let (mut uid, mut gid) = (md.uid(), md.gid());
-        if rootless && let Some(owner) = rootless_owner(&path)? {
-            (uid, gid) = (owner.0.unwrap_or(uid), owner.1.unwrap_or(gid));
+        if let Some(maps) = umoci {
+            (uid, gid) = (maps.uid(uid), maps.gid(gid));
+            if let Some(owner) = rootless_owner(&path)? {
+                (uid, gid) = (owner.0.unwrap_or(uid), owner.1.unwrap_or(gid));
+            }
         }
         entries.push(SnapshotEntry {
             path: escape(&name),
@@ -309,6 +323,65 @@ fn walk_host(root: &Path, rootless: bool) -> Result<Snapshot, SnapshotError> {
         }
     }
     Ok(Snapshot { entries })
+}
+
+/// One id mapping of `umoci.json`: `size` ids from `container` inside are `host` outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+struct IdMap {
+    #[serde(rename = "containerID")]
+    container: u32,
+    #[serde(rename = "hostID")]
+    host: u32,
+    size: u32,
+}
+
+/// The id mappings an unpack used (none: host ids are the image's).
+#[derive(Debug, Clone, Default, Deserialize)]
+struct IdMaps {
+    /// `null` when the unpack mapped nothing.
+    #[serde(default)]
+    uid_mappings: Option<Vec<IdMap>>,
+    #[serde(default)]
+    gid_mappings: Option<Vec<IdMap>>,
+}
+
+impl IdMaps {
+    /// The mappings recorded in `BUNDLE/umoci.json` (`map_options`); none when the file is absent.
+    fn of_bundle(bundle: &Path) -> Result<Self, SnapshotError> {
+        #[derive(Deserialize)]
+        struct Meta {
+            #[serde(default)]
+            map_options: Option<IdMaps>,
+        }
+        let path = bundle.join("umoci.json");
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => return Err(SnapshotError::Host { path, source }),
+        };
+        serde_json::from_slice::<Meta>(&bytes)
+            .map(|meta| meta.map_options.unwrap_or_default())
+            .map_err(|err| SnapshotError::UmociJson {
+                path,
+                reason: err.to_string(),
+            })
+    }
+
+    fn uid(&self, host: u32) -> u32 {
+        to_container(self.uid_mappings.as_deref().unwrap_or_default(), host)
+    }
+
+    fn gid(&self, host: u32) -> u32 {
+        to_container(self.gid_mappings.as_deref().unwrap_or_default(), host)
+    }
+}
+
+/// The id inside the container of host id `host` (unchanged when no mapping covers it).
+fn to_container(maps: &[IdMap], host: u32) -> u32 {
+    maps.iter()
+        .find(|m| host >= m.host && u64::from(host) < u64::from(m.host) + u64::from(m.size))
+        .and_then(|m| m.container.checked_add(host - m.host))
+        .unwrap_or(host)
 }
 
 /// A recorded owner: uid and gid, `None` where the record leaves the file's own.
@@ -397,6 +470,23 @@ mod tests {
         assert_eq!(escape(b"/a\\b"), "/a\\\\b");
         assert_eq!(escape(b"/x\xffy"), "/x\\xffy");
         assert_eq!(escape("/é".as_bytes()), "/é");
+    }
+
+    #[test]
+    fn host_ids_map_back_into_the_container() {
+        let maps = [IdMap {
+            container: 0,
+            host: 65534,
+            size: 1,
+        }];
+        assert_eq!(to_container(&maps, 65534), 0);
+        assert_eq!(to_container(&maps, 1000), 1000);
+        let wide = [IdMap {
+            container: 1,
+            host: u32::MAX - 1,
+            size: 10,
+        }];
+        assert_eq!(to_container(&wide, u32::MAX), 2);
     }
 
     #[test]

@@ -395,3 +395,17 @@ fn cleanup_unmounts_what_a_dead_holder_left_in_a_namespace_another_process_still
     assert_eq!(c.leftovers, Vec::<String>::new());
     assert!(mount::list(&lab.store).unwrap().is_empty());
 }
+
+#[test]
+fn umount_after_a_killed_fuse_server_takes_its_rootfs_down() {
+    let Some(lab) = lab("umount_after_a_killed_fuse_server_takes_its_rootfs_down") else {
+        return;
+    };
+    if !testkit::fuse_available("umount_after_a_killed_fuse_server_takes_its_rootfs_down") {
+        return;
+    }
+    let target = lab.target("rootfs");
+    let record = lab.mount_on(Backend::Fuse, Profile::Verity, &target);
+    run(Command::new("kill").args(["-9", &record.holder.unwrap().to_string()]));
+    lab.umount_clean(&record);
+}
