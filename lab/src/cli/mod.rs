@@ -8,6 +8,7 @@ pub mod erofs;
 pub mod images;
 pub mod mkfs;
 pub mod pull;
+pub mod push;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ pub enum Cli {
     Convert(convert::ConvertArgs),
     /// List the images in the store, with their layers' root hashes.
     Images(images::ImagesArgs),
+    /// Copy an image from the store or an OCI layout to a registry or an OCI layout.
+    Push(push::PushArgs),
 }
 
 /// A failed command, sorted by who has to act.
@@ -50,6 +53,9 @@ pub enum CliError {
     /// A pull failed (the store is unchanged).
     #[error(transparent)]
     Pull(#[from] crate::oci::PullError),
+    /// A push failed.
+    #[error(transparent)]
+    Push(#[from] crate::oci::push::PushError),
     /// A conversion failed.
     #[error(transparent)]
     Convert(#[from] crate::convert::ConvertError),
@@ -92,6 +98,15 @@ impl CliError {
                     | crate::oci::registry::RegistryError::ManifestTooLarge { .. },
                 ),
             )
+            | CliError::Push(
+                crate::oci::push::PushError::Verify { .. }
+                | crate::oci::push::PushError::Manifest(_)
+                | crate::oci::push::PushError::IncompleteIndex { .. }
+                | crate::oci::push::PushError::NestedIndex { .. }
+                | crate::oci::push::PushError::Layout(crate::oci::layout::LayoutError::Verify { .. })
+                | crate::oci::push::PushError::Store(crate::store::StoreError::Verify(_))
+                | crate::oci::push::PushError::Registry(crate::oci::registry::RegistryError::Verify { .. }),
+            )
             | CliError::Convert(
                 crate::convert::ConvertError::LayerChanged { .. } | crate::convert::ConvertError::Erofs { .. },
             )
@@ -109,12 +124,25 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cli::Pull(args) => pull::run(&pull::PullPlan::try_from(args)?),
         Cli::Convert(args) => convert::run(&convert::ConvertPlan::try_from(args)?),
         Cli::Images(args) => images::run(&args),
+        Cli::Push(args) => push::run(&push::PushPlan::try_from(args)?),
     }
 }
 
 /// The store directory: `--store`, else [`crate::store::default_dir`].
 fn store_dir(arg: Option<PathBuf>) -> PathBuf {
     arg.unwrap_or_else(crate::store::default_dir)
+}
+
+/// Registry credentials from `VERITYLAB_REGISTRY_USERNAME` and `VERITYLAB_REGISTRY_PASSWORD` (never from
+/// the command line, where other users could read them).
+fn env_credentials() -> Option<crate::oci::auth::Credentials> {
+    match (
+        std::env::var("VERITYLAB_REGISTRY_USERNAME"),
+        std::env::var("VERITYLAB_REGISTRY_PASSWORD"),
+    ) {
+        (Ok(username), Ok(password)) => Some(crate::oci::auth::Credentials { username, password }),
+        _ => None,
+    }
 }
 
 /// Progress lines on stderr, only when it is a terminal.

@@ -7,8 +7,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CliError, progress_printer, store_dir};
-use crate::oci::auth::Credentials;
+use super::{CliError, env_credentials, progress_printer, store_dir};
 use crate::oci::manifest::Platform;
 use crate::oci::pull::Transport;
 use crate::oci::{self, PullOptions, Reference};
@@ -63,19 +62,12 @@ impl TryFrom<PullArgs> for PullPlan {
             Some(text) => text.parse::<Platform>().map_err(CliError::Usage)?,
             None => Platform::host(),
         };
-        let credentials = match (
-            std::env::var("VERITYLAB_REGISTRY_USERNAME"),
-            std::env::var("VERITYLAB_REGISTRY_PASSWORD"),
-        ) {
-            (Ok(username), Ok(password)) => Some(Credentials { username, password }),
-            _ => None,
-        };
         let mut options = PullOptions {
             platform,
             ..PullOptions::default()
         };
         options.client.plain_http = args.plain_http;
-        options.client.credentials = credentials;
+        options.client.credentials = env_credentials();
         Ok(Self {
             reference,
             store: store_dir(args.store),

@@ -7,6 +7,7 @@
 //! - [`registry`]: a small blocking distribution-API client.
 //! - [`layout`]: an image layout directory as a source; [`archive`]: unpacking an `oci-archive:` tar into one.
 //! - [`pull`](mod@pull): resolve once, fetch by digest, check everything, then commit to the [`crate::store`].
+//! - [`push`](mod@push): copy an image from the store or a layout to a registry or a layout.
 
 pub mod archive;
 pub mod auth;
@@ -15,6 +16,7 @@ pub mod layout;
 pub mod manifest;
 pub mod media;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod registry;
 

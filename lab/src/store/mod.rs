@@ -129,11 +129,12 @@ pub fn default_dir() -> PathBuf {
 }
 
 impl Store {
-    /// Opens the store at `root`, creating an empty image layout there if it has none.
+    /// Opens the store at `root`, creating an empty image layout there if it has none. `layers/` appears
+    /// with the first conversion, so a `Store` is also how plain image layouts are written (the `oci:`
+    /// destinations of push and image build).
     pub fn open(root: &Path) -> Result<Self> {
         let store = Self { root: root.to_owned() };
         fs::create_dir_all(store.blob_dir()).map_err(io_err("creating", &store.blob_dir()))?;
-        fs::create_dir_all(store.root.join("layers/sha256")).map_err(io_err("creating", root))?;
         let layout = root.join("oci-layout");
         match fs::read(&layout) {
             Ok(bytes) => {

@@ -7,5 +7,6 @@ mod cli;
 mod convert;
 mod kernel;
 mod pull;
+mod push;
 mod support;
 mod upload;
