@@ -5,6 +5,7 @@
 
 pub mod convert;
 pub mod erofs;
+pub mod image;
 pub mod images;
 pub mod mkfs;
 pub mod pull;
@@ -32,6 +33,9 @@ pub enum Cli {
     Images(images::ImagesArgs),
     /// Copy an image from the store or an OCI layout to a registry or an OCI layout.
     Push(push::PushArgs),
+    /// Build images from directories.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
 }
 
 /// A failed command, sorted by who has to act.
@@ -56,6 +60,9 @@ pub enum CliError {
     /// A push failed.
     #[error(transparent)]
     Push(#[from] crate::oci::push::PushError),
+    /// An image build failed.
+    #[error(transparent)]
+    Build(#[from] crate::oci::build::BuildError),
     /// A conversion failed.
     #[error(transparent)]
     Convert(#[from] crate::convert::ConvertError),
@@ -98,6 +105,12 @@ impl CliError {
                     | crate::oci::registry::RegistryError::ManifestTooLarge { .. },
                 ),
             )
+            | CliError::Build(
+                crate::oci::build::BuildError::NotADirectory { .. }
+                | crate::oci::build::BuildError::Unsupported { .. }
+                | crate::oci::build::BuildError::WhiteoutName { .. }
+                | crate::oci::build::BuildError::NotALayout { .. },
+            )
             | CliError::Push(
                 crate::oci::push::PushError::Verify { .. }
                 | crate::oci::push::PushError::Manifest(_)
@@ -125,6 +138,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cli::Convert(args) => convert::run(&convert::ConvertPlan::try_from(args)?),
         Cli::Images(args) => images::run(&args),
         Cli::Push(args) => push::run(&push::PushPlan::try_from(args)?),
+        Cli::Image(command) => image::run(command),
     }
 }
 

@@ -74,6 +74,11 @@ impl Digest {
         Self(Sha256::digest(bytes).into())
     }
 
+    /// The digest whose raw bytes are `bytes` (a sha256 computed while streaming elsewhere).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     /// The 64 hex digits.
     pub fn hex(&self) -> String {
         verity_fuse::hex::encode(&self.0)

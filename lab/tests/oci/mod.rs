@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod build;
 mod cli;
 mod convert;
 mod kernel;
