@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::{CliError, progress_printer};
+use super::CliError;
+use super::bars::Bars;
 use crate::oci::Reference;
 use crate::oci::build::{self, BuildOptions};
 use crate::oci::manifest::Platform;
@@ -103,7 +104,8 @@ pub fn run(command: ImageCommand) -> Result<(), CliError> {
 }
 
 fn build_image(plan: &BuildPlan) -> Result<(), CliError> {
-    let report = build::build(&plan.dirs, &plan.out, &plan.tag, &plan.options, &progress_printer())?;
+    let bars = Bars::new(plan.json);
+    let report = build::build(&plan.dirs, &plan.out, &plan.tag, &plan.options, &|e| bars.report(e))?;
     if plan.json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
         return Ok(());

@@ -3,6 +3,7 @@
 //! `main.rs` only parses [`Cli`], calls [`run`] and turns a [`CliError`] into an exit code with
 //! [`CliError::exit_code`]. Each subcommand validates its raw arguments into a plan before doing any work.
 
+mod bars;
 pub mod convert;
 pub mod erofs;
 pub mod image;
@@ -11,7 +12,6 @@ pub mod mkfs;
 pub mod pull;
 pub mod push;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -156,15 +156,5 @@ fn env_credentials() -> Option<crate::oci::auth::Credentials> {
     ) {
         (Ok(username), Ok(password)) => Some(crate::oci::auth::Credentials { username, password }),
         _ => None,
-    }
-}
-
-/// Progress lines on stderr, only when it is a terminal.
-fn progress_printer() -> impl Fn(&str) {
-    let tty = std::io::stderr().is_terminal();
-    move |line| {
-        if tty {
-            eprintln!("{line}");
-        }
     }
 }

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CliError, env_credentials, progress_printer, store_dir};
+use super::bars::Bars;
+use super::{CliError, env_credentials, store_dir};
 use crate::oci::manifest::Platform;
 use crate::oci::pull::Transport;
 use crate::oci::{self, PullOptions, Reference};
@@ -80,7 +81,8 @@ impl TryFrom<PullArgs> for PullPlan {
 /// Pulls the image the plan names and prints what was stored.
 pub fn run(plan: &PullPlan) -> Result<(), CliError> {
     let store = Store::open(&plan.store)?;
-    let report = oci::pull(&plan.reference, &store, &plan.options, &progress_printer())?;
+    let bars = Bars::new(plan.json);
+    let report = oci::pull(&plan.reference, &store, &plan.options, &|e| bars.report(e))?;
     if report.transport == Transport::PlainHttp {
         eprintln!("veritylab: warning: pulled over plain HTTP (no TLS) from a loopback registry (--plain-http)");
     }

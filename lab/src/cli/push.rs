@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CliError, env_credentials, progress_printer, store_dir};
+use super::bars::Bars;
+use super::{CliError, env_credentials, store_dir};
 use crate::oci::Reference;
 use crate::oci::pull::{Transport, store_name};
 use crate::oci::push::{self, PushDestination, PushOptions, PushSource};
@@ -114,7 +115,8 @@ impl TryFrom<PushArgs> for PushPlan {
 
 /// Pushes and prints what was copied.
 pub fn run(plan: &PushPlan) -> Result<(), CliError> {
-    let report = push::push(&plan.source, &plan.destination, &plan.options, &progress_printer())?;
+    let bars = Bars::new(plan.json);
+    let report = push::push(&plan.source, &plan.destination, &plan.options, &|e| bars.report(e))?;
     if report.transport == Transport::PlainHttp {
         eprintln!("veritylab: warning: pushed over plain HTTP (no TLS) to a loopback registry (--plain-http)");
     }

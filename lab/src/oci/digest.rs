@@ -84,6 +84,11 @@ impl Digest {
         verity_fuse::hex::encode(&self.0)
     }
 
+    /// `sha256:` and the first 12 hex digits, for progress labels.
+    pub fn short(&self) -> String {
+        format!("sha256:{}", &self.hex()[..12])
+    }
+
     /// The raw 32 bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

@@ -16,6 +16,7 @@ use super::manifest::{self, Descriptor, ImageManifest, Manifest, ManifestError, 
 use super::pull::{FROM_INDEX, Limits, Transport};
 use super::reference::{LayoutRef, RegistryRef};
 use super::registry::{Client, ClientOptions, RegistryError};
+use crate::progress::{self, Event, Reader};
 use crate::store::{Store, StoreError};
 
 /// Where a push reads from.
@@ -160,13 +161,18 @@ enum Sink {
 }
 
 impl Sink {
-    fn put_blob(&mut self, source: &Layout, descriptor: &Descriptor) -> Result<bool, PushError> {
+    fn put_blob(
+        &mut self,
+        source: &Layout,
+        descriptor: &Descriptor,
+        progress: &dyn Fn(Event<'_>),
+    ) -> Result<bool, PushError> {
         match self {
             Sink::Registry(client) => {
                 if client.blob_exists(&descriptor.digest)? {
                     return Ok(true);
                 }
-                let file = std::io::BufReader::new(source.open(&descriptor.digest)?);
+                let file = Reader::new(std::io::BufReader::new(source.open(&descriptor.digest)?), progress);
                 client.put_blob(&descriptor.digest, descriptor.size, file)?;
                 Ok(false)
             }
@@ -174,7 +180,7 @@ impl Sink {
                 if store.has_blob(&descriptor.digest, descriptor.size) {
                     return Ok(true);
                 }
-                let file = std::io::BufReader::new(source.open(&descriptor.digest)?);
+                let file = Reader::new(std::io::BufReader::new(source.open(&descriptor.digest)?), progress);
                 store.put_stream(&descriptor.digest, descriptor.size, file)?;
                 Ok(false)
             }
@@ -198,7 +204,7 @@ pub fn push(
     source: &PushSource,
     destination: &PushDestination,
     options: &PushOptions,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Event<'_>),
 ) -> Result<PushReport, PushError> {
     let limit = options.limits.manifest;
     let (layout, top) = match source {
@@ -249,7 +255,10 @@ pub fn push(
             },
         });
     }
-    progress(&format!("pushing {} ({}) to {destination}", top.digest, top.media_type));
+    progress(Event::Step(&format!(
+        "pushing {} ({}) to {destination}",
+        top.digest, top.media_type
+    )));
     let mut report = PushReport {
         source: source.to_string(),
         destination: destination.to_string(),
@@ -320,16 +329,16 @@ fn push_blobs(
     layout: &Layout,
     image: &ImageManifest,
     report: &mut PushReport,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Event<'_>),
 ) -> Result<(), PushError> {
     for descriptor in std::iter::once(&image.config).chain(&image.layers) {
-        let skipped = sink.put_blob(layout, descriptor)?;
-        progress(&format!(
-            "  {} ({} bytes){}",
-            descriptor.digest,
-            descriptor.size,
-            if skipped { ", already there" } else { "" }
-        ));
+        let label = format!("pushing {}", descriptor.digest.short());
+        let skipped = progress::task(progress, &label, descriptor.size, || {
+            sink.put_blob(layout, descriptor, progress)
+        })?;
+        if skipped {
+            progress(Event::Step(&format!("{label}: already there")));
+        }
         report.blobs.push(PushedBlob {
             digest: descriptor.digest,
             size: descriptor.size,

@@ -30,6 +30,7 @@ use self::diff::{Change, Kind, Node, Tree};
 use super::digest::Digest;
 use super::manifest::{Descriptor, ImageManifest, Platform};
 use super::media;
+use crate::progress::Event;
 use crate::store::{Store, StoreError};
 
 /// The media type of the layers we write.
@@ -171,7 +172,7 @@ pub fn build(
     out: &Path,
     tag: &str,
     options: &BuildOptions,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Event<'_>),
 ) -> Result<BuildReport, BuildError> {
     if dirs.is_empty() {
         return Err(BuildError::NoLayers);
@@ -211,7 +212,7 @@ pub fn build(
         let upper = diff::scan(dir)?;
         let changes = diff::changes(&lower, &upper);
         let layer = write_layer(&store, target, dir, &upper, &changes, options.mtime)?;
-        progress(&format!(
+        progress(Event::Step(&format!(
             "layer {}/{}: {} ({} entries, {} whiteouts) from {}",
             i + 1,
             dirs.len(),
@@ -219,7 +220,7 @@ pub fn build(
             layer.entries,
             layer.whiteouts,
             dir.display()
-        ));
+        )));
         layers.push(layer);
         lower = upper;
     }
