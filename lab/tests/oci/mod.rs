@@ -10,4 +10,5 @@ mod kernel;
 mod pull;
 mod push;
 mod support;
+mod tag_moves;
 mod upload;
