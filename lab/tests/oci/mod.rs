@@ -6,6 +6,7 @@ mod bad_input;
 mod build;
 mod cli;
 mod convert;
+mod interrupted;
 mod kernel;
 mod pull;
 mod push;
