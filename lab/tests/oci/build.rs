@@ -20,7 +20,7 @@ use super::support::{Registry, plain_http, pull, run};
 use super::upload::registry_ref;
 
 /// Three full trees: a base, then edits, deletions, a type change and an emptied directory, then more.
-fn layer_dirs(work: &Path) -> Vec<PathBuf> {
+pub(super) fn layer_dirs(work: &Path) -> Vec<PathBuf> {
     let dirs: Vec<PathBuf> = (1..=3).map(|i| work.join(format!("l{i}"))).collect();
     let write = |path: PathBuf, bytes: &[u8]| {
         fs::create_dir_all(path.parent().unwrap()).unwrap();

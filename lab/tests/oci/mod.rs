@@ -8,6 +8,7 @@ mod cli;
 mod convert;
 mod interrupted;
 mod kernel;
+mod props;
 mod pull;
 mod push;
 mod support;
