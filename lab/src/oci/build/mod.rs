@@ -262,7 +262,12 @@ pub fn build(
         ..descriptor(media::OCI_MANIFEST, manifest_digest, manifest_bytes.len() as u64)
     };
     store.tag(tag, top)?;
+    drop(store);
     if let Some(fresh) = fresh {
+        // The store's lock files mean nothing in a layout no process has open yet.
+        for lock in [".lock", ".index.lock"] {
+            let _ = std::fs::remove_file(fresh.path().join(lock));
+        }
         let tmp = fresh.keep();
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
             .and_then(|()| std::fs::rename(&tmp, out))
