@@ -102,7 +102,9 @@ fn progress_bars_show_on_a_terminal_only_and_never_with_json() {
 
     // A terminal (script gives the command a pseudo-terminal): a bar per layer for pull and convert.
     let on_tty = |args: &str| {
+        // A terminal that can move the cursor (indicatif draws nothing on TERM=dumb or none).
         let out = Command::new(&script)
+            .env("TERM", "xterm")
             .args(["-qec", &format!("{bin} {args}"), "/dev/null"])
             .output()
             .unwrap();
