@@ -67,9 +67,12 @@ impl TryFrom<BuildArgs> for BuildPlan {
 
     fn try_from(args: BuildArgs) -> Result<Self, CliError> {
         let (out, tag) = match args.tag.parse::<Reference>() {
-            Ok(Reference::Layout(l)) if l.tag.is_some() => (l.dir, l.tag.unwrap_or_default()),
+            Ok(Reference::Layout(l)) if l.tag.is_some() && l.digest.is_none() => (l.dir, l.tag.unwrap_or_default()),
             Ok(Reference::Layout(_)) => {
-                return Err(CliError::Usage(format!("--tag {} needs a tag: oci:OUT:TAG", args.tag)));
+                return Err(CliError::Usage(format!(
+                    "--tag {} must be oci:OUT:TAG (a tag, and no digest)",
+                    args.tag
+                )));
             }
             Ok(_) => {
                 return Err(CliError::Usage(format!(

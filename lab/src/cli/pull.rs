@@ -17,7 +17,7 @@ use crate::store::Store;
 /// Raw arguments of `veritylab pull`.
 #[derive(Args, Debug, Clone)]
 pub struct PullArgs {
-    /// `HOST[:PORT]/REPO[:TAG][@sha256:HEX]`, `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`.
+    /// `HOST[:PORT]/REPO[:TAG][@sha256:HEX]`, `oci:DIR[:TAG][@sha256:HEX]` or `oci-archive:FILE[:TAG]`.
     pub reference: String,
     /// The store [default: /var/lib/veritylab as root, else ~/.local/share/veritylab].
     #[arg(long, value_name = "DIR")]

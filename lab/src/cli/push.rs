@@ -81,6 +81,12 @@ impl TryFrom<PushArgs> for PushPlan {
         };
         let destination = match args.destination.parse().map_err(usage)? {
             Reference::Registry(r) => PushDestination::Registry(r),
+            Reference::Layout(l) if l.digest.is_some() => {
+                return Err(CliError::Usage(format!(
+                    "the destination {} names a digest; write oci:DIR:TAG (the digest is what gets pushed)",
+                    args.destination
+                )));
+            }
             Reference::Layout(l) => match l.tag {
                 Some(tag) => PushDestination::Layout { dir: l.dir, tag },
                 None => {

@@ -15,7 +15,7 @@ use super::digest::{Digest, VerifyError};
 use super::layout::{Layout, LayoutError};
 use super::manifest::{self, Descriptor, ImageManifest, Manifest, ManifestError, Platform};
 use super::media::MANIFEST_ACCEPT;
-use super::reference::Reference;
+use super::reference::{LayoutRef, Reference};
 use super::registry::{Client, ClientOptions, FetchedManifest, RegistryError};
 use crate::progress::{self, Event, Reader};
 use crate::store::{Staged, Store, StoreError};
@@ -168,7 +168,7 @@ pub struct PullReport {
 /// Where a pull reads from.
 enum Source {
     Registry(Client, String),
-    Layout(Layout, Option<String>),
+    Layout(Layout, LayoutRef),
 }
 
 impl Source {
@@ -176,8 +176,8 @@ impl Source {
     fn resolve(&mut self, limits: &Limits) -> Result<FetchedManifest, PullError> {
         match self {
             Source::Registry(client, reference) => Ok(client.manifest(reference, MANIFEST_ACCEPT, limits.manifest)?),
-            Source::Layout(layout, tag) => {
-                let descriptor = layout.resolve(tag.as_deref(), limits.manifest)?;
+            Source::Layout(layout, reference) => {
+                let descriptor = layout.resolve_ref(reference, limits.manifest)?;
                 let bytes = layout.read(&descriptor, limits.manifest)?;
                 Ok(FetchedManifest {
                     digest: descriptor.digest,
@@ -276,10 +276,16 @@ pub fn store_name(reference: &Reference) -> String {
                 "oci-archive"
             };
             let dir = std::path::absolute(&l.dir).unwrap_or_else(|_| l.dir.clone());
-            match &l.tag {
-                Some(tag) => format!("{transport}:{}:{tag}", dir.display()),
-                None => format!("{transport}:{}", dir.display()),
+            let mut name = format!("{transport}:{}", dir.display());
+            if let Some(tag) = &l.tag {
+                name.push(':');
+                name.push_str(tag);
             }
+            if let Some(digest) = &l.digest {
+                name.push('@');
+                name.push_str(&digest.to_string());
+            }
+            name
         }
     }
 }
@@ -303,12 +309,12 @@ pub fn pull(
             };
             (Source::Registry(client, r.manifest_reference()), transport)
         }
-        Reference::Layout(l) => (Source::Layout(Layout::new(&l.dir), l.tag.clone()), Transport::OciLayout),
+        Reference::Layout(l) => (Source::Layout(Layout::new(&l.dir), l.clone()), Transport::OciLayout),
         Reference::Archive(l) => {
             let dir = archive::unpack(&l.dir, store)?;
             let layout = Layout::new(dir.path());
             unpacked = Some(dir);
-            (Source::Layout(layout, l.tag.clone()), Transport::OciArchive)
+            (Source::Layout(layout, l.clone()), Transport::OciArchive)
         }
     };
     let limits = &options.limits;

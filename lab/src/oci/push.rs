@@ -52,10 +52,7 @@ impl std::fmt::Display for PushSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PushSource::Store { name, .. } => f.write_str(name),
-            PushSource::Layout(l) => match &l.tag {
-                Some(tag) => write!(f, "oci:{}:{tag}", l.dir.display()),
-                None => write!(f, "oci:{}", l.dir.display()),
-            },
+            PushSource::Layout(l) => write!(f, "{}", super::Reference::Layout(l.clone())),
         }
     }
 }
@@ -215,7 +212,7 @@ pub fn push(
         }
         PushSource::Layout(l) => {
             let layout = Layout::new(&l.dir);
-            let top = layout.resolve(l.tag.as_deref(), limit.max(16 << 20))?;
+            let top = layout.resolve_ref(l, limit.max(16 << 20))?;
             (layout, top)
         }
     };

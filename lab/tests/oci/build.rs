@@ -178,6 +178,7 @@ fn a_built_image_pushes_pulls_and_converts_with_its_whiteouts() {
     let source = PushSource::Layout(LayoutRef {
         dir: out.clone(),
         tag: Some("v1".into()),
+        digest: None,
     });
     let destination = PushDestination::Registry(registry_ref(&registry.host(), "lab/built:v1"));
     push::push(&source, &destination, &options, &|_| {}).unwrap();

@@ -23,6 +23,7 @@ fn layout_source(dir: &Path, tag: &str) -> PushSource {
     PushSource::Layout(LayoutRef {
         dir: dir.to_owned(),
         tag: Some(tag.to_owned()),
+        digest: None,
     })
 }
 

@@ -78,6 +78,7 @@ fn build_and_push(work: &Path, registry: &Registry, name: &str, content: &[u8], 
     let source = PushSource::Layout(LayoutRef {
         dir: out,
         tag: Some("v1".into()),
+        digest: None,
     });
     push::push(
         &source,
