@@ -51,6 +51,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = text.parse::<Digest>();
     if let Ok(parsed) = reference::parse(&text) {
         let shown = parsed.to_string();
-        assert_eq!(reference::parse(&shown).ok(), Some(parsed), "{text:?} displays as {shown:?}");
+        assert_eq!(
+            reference::parse(&shown).ok(),
+            Some(parsed),
+            "{text:?} displays as {shown:?}"
+        );
     }
 });
