@@ -13,6 +13,7 @@
 //! - [`scenario`]: scenario files, the attack catalogue, outcomes and the run reports.
 //! - [`sign`]: root hashes in signed manifests (cosign or delivery-kit), keys, the trust policy, verification.
 //! - [`watch`]: periodic re-verification of converted layers at rest, within a CPU budget.
+//! - [`progress`]: what long operations report (steps and byte counts), drawn as bars by the command.
 //! - [`cli`]: the `veritylab` command's subcommands as library functions.
 #![forbid(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod mount;
 pub mod mountinfo;
 pub mod oci;
 pub mod profile;
+pub mod progress;
 pub mod rootfs;
 pub mod scenario;
 pub mod sign;

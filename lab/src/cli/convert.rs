@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CliError, progress_printer, store_dir};
+use super::bars::Bars;
+use super::{CliError, store_dir};
 use crate::convert::{self, VerityLayout};
 use crate::oci::Reference;
 use crate::oci::pull::store_name;
@@ -58,7 +59,8 @@ impl TryFrom<ConvertArgs> for ConvertPlan {
 /// Converts the image and prints each layer's files and root hash.
 pub fn run(plan: &ConvertPlan) -> Result<(), CliError> {
     let store = Store::open(&plan.store)?;
-    let report = convert::convert_image(&store, &plan.name, plan.layout, &progress_printer())?;
+    let bars = Bars::new(plan.json);
+    let report = convert::convert_image(&store, &plan.name, plan.layout, &|e| bars.report(e))?;
     if plan.json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
         return Ok(());

@@ -4,19 +4,21 @@
 //! [`CliError::exit_code`]. Each subcommand validates its raw arguments into a plan before doing any work.
 
 pub mod audit;
+mod bars;
 pub mod check;
 pub mod convert;
 pub mod erofs;
+pub mod image;
 pub mod images;
 pub mod keygen;
 pub mod mkfs;
 pub mod mount;
 pub mod pull;
+pub mod push;
 pub mod scenario;
 pub mod sign;
 pub mod verify;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -36,6 +38,11 @@ pub enum Cli {
     Convert(convert::ConvertArgs),
     /// List the images in the store, with their layers' root hashes.
     Images(images::ImagesArgs),
+    /// Copy an image from the store or an OCI layout to a registry or an OCI layout.
+    Push(push::PushArgs),
+    /// Build images from directories.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Write an ECDSA P-256 key pair (PREFIX.key, PREFIX.pub) for signing.
     Keygen(keygen::KeygenArgs),
     /// Put each layer's root hash into a new manifest and sign it (cosign or delivery-kit), optionally push.
@@ -83,6 +90,12 @@ pub enum CliError {
     /// A pull failed (the store is unchanged).
     #[error(transparent)]
     Pull(#[from] crate::oci::PullError),
+    /// A push failed.
+    #[error(transparent)]
+    Push(#[from] crate::oci::push::PushError),
+    /// An image build failed.
+    #[error(transparent)]
+    Build(#[from] crate::oci::build::BuildError),
     /// A conversion failed.
     #[error(transparent)]
     Convert(#[from] crate::convert::ConvertError),
@@ -162,6 +175,21 @@ impl CliError {
                     | crate::oci::registry::RegistryError::ManifestTooLarge { .. },
                 ),
             )
+            | CliError::Build(
+                crate::oci::build::BuildError::NotADirectory { .. }
+                | crate::oci::build::BuildError::Unsupported { .. }
+                | crate::oci::build::BuildError::WhiteoutName { .. }
+                | crate::oci::build::BuildError::NotALayout { .. },
+            )
+            | CliError::Push(
+                crate::oci::push::PushError::Verify { .. }
+                | crate::oci::push::PushError::Manifest(_)
+                | crate::oci::push::PushError::IncompleteIndex { .. }
+                | crate::oci::push::PushError::NestedIndex { .. }
+                | crate::oci::push::PushError::Layout(crate::oci::layout::LayoutError::Verify { .. })
+                | crate::oci::push::PushError::Store(crate::store::StoreError::Verify(_))
+                | crate::oci::push::PushError::Registry(crate::oci::registry::RegistryError::Verify { .. }),
+            )
             | CliError::Convert(
                 crate::convert::ConvertError::LayerChanged { .. } | crate::convert::ConvertError::Erofs { .. },
             )
@@ -197,6 +225,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cli::Sign(args) => sign::run(&sign::SignPlan::try_from(args)?),
         Cli::Verify(args) => verify::run(&verify::VerifyPlan::try_from(args)?),
         Cli::Check(args) => check::run(&check::CheckPlan::try_from(args)?),
+        Cli::Push(args) => push::run(&push::PushPlan::try_from(args)?),
+        Cli::Image(command) => image::run(command),
     }
 }
 
@@ -205,12 +235,14 @@ fn store_dir(arg: Option<PathBuf>) -> PathBuf {
     arg.unwrap_or_else(crate::store::default_dir)
 }
 
-/// Progress lines on stderr, only when it is a terminal.
-fn progress_printer() -> impl Fn(&str) {
-    let tty = std::io::stderr().is_terminal();
-    move |line| {
-        if tty {
-            eprintln!("{line}");
-        }
+/// Registry credentials from `VERITYLAB_REGISTRY_USERNAME` and `VERITYLAB_REGISTRY_PASSWORD` (never from
+/// the command line, where other users could read them).
+fn env_credentials() -> Option<crate::oci::auth::Credentials> {
+    match (
+        std::env::var("VERITYLAB_REGISTRY_USERNAME"),
+        std::env::var("VERITYLAB_REGISTRY_PASSWORD"),
+    ) {
+        (Ok(username), Ok(password)) => Some(crate::oci::auth::Credentials { username, password }),
+        _ => None,
     }
 }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CliError, progress_printer, store_dir};
-use crate::oci::auth::Credentials;
+use super::bars::Bars;
+use super::{CliError, env_credentials, store_dir};
 use crate::oci::manifest::Platform;
 use crate::oci::pull::Transport;
 use crate::oci::{self, PullOptions, Reference};
@@ -17,7 +17,7 @@ use crate::store::Store;
 /// Raw arguments of `veritylab pull`.
 #[derive(Args, Debug, Clone)]
 pub struct PullArgs {
-    /// `HOST[:PORT]/REPO[:TAG][@sha256:HEX]`, `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`.
+    /// `HOST[:PORT]/REPO[:TAG][@sha256:HEX]`, `oci:DIR[:TAG][@sha256:HEX]` or `oci-archive:FILE[:TAG]`.
     pub reference: String,
     /// The store [default: /var/lib/veritylab as root, else ~/.local/share/veritylab].
     #[arg(long, value_name = "DIR")]
@@ -63,19 +63,12 @@ impl TryFrom<PullArgs> for PullPlan {
             Some(text) => text.parse::<Platform>().map_err(CliError::Usage)?,
             None => Platform::host(),
         };
-        let credentials = match (
-            std::env::var("VERITYLAB_REGISTRY_USERNAME"),
-            std::env::var("VERITYLAB_REGISTRY_PASSWORD"),
-        ) {
-            (Ok(username), Ok(password)) => Some(Credentials { username, password }),
-            _ => None,
-        };
         let mut options = PullOptions {
             platform,
             ..PullOptions::default()
         };
         options.client.plain_http = args.plain_http;
-        options.client.credentials = credentials;
+        options.client.credentials = env_credentials();
         Ok(Self {
             reference,
             store: store_dir(args.store),
@@ -88,7 +81,8 @@ impl TryFrom<PullArgs> for PullPlan {
 /// Pulls the image the plan names and prints what was stored.
 pub fn run(plan: &PullPlan) -> Result<(), CliError> {
     let store = Store::open(&plan.store)?;
-    let report = oci::pull(&plan.reference, &store, &plan.options, &progress_printer())?;
+    let bars = Bars::new(plan.json);
+    let report = oci::pull(&plan.reference, &store, &plan.options, &|e| bars.report(e))?;
     if report.transport == Transport::PlainHttp {
         eprintln!("veritylab: warning: pulled over plain HTTP (no TLS) from a loopback registry (--plain-http)");
     }

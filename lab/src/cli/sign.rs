@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CliError, progress_printer, store_dir};
+use super::bars::Bars;
+use super::{CliError, store_dir};
 use crate::convert::VerityLayout;
 use crate::oci::Reference;
 use crate::oci::pull::store_name;
@@ -125,7 +126,10 @@ impl TryFrom<SignArgs> for SignPlan {
 /// Signs (and pushes) and prints what was made.
 pub fn run(plan: &SignPlan) -> Result<(), CliError> {
     let store = Store::open(&plan.store)?;
-    let report = image::sign_image(&store, &plan.name, &plan.options, &progress_printer())?;
+    let bars = Bars::new(plan.json);
+    let report = image::sign_image(&store, &plan.name, &plan.options, &|line| {
+        bars.report(crate::progress::Event::Step(line))
+    })?;
     let pushed = match (&plan.reference, plan.push) {
         (Reference::Registry(r), true) => {
             let mut client = crate::oci::registry::ClientOptions {

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::erofs::{self, Options, OverlayNamespace, Timestamp, Whiteouts};
 use crate::oci::digest::{Digest, HashingReader, VerifyError};
 use crate::oci::manifest::{self, Manifest, ManifestError};
+use crate::progress::{self, Event, Reader};
 use crate::store::{Store, StoreError, write_atomically};
 
 pub use verity::VerityLayout;
@@ -144,7 +145,7 @@ pub fn convert_image(
     store: &Store,
     name: &str,
     layout: VerityLayout,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Event<'_>),
 ) -> Result<ImageConversion, ConvertError> {
     let descriptor = store.lookup(name)?;
     let bytes = store.read_blob(&descriptor.digest, descriptor.size, MANIFEST_LIMIT, "manifest")?;
@@ -160,8 +161,11 @@ pub fn convert_image(
     let count = image.layers.len();
     let mut layers = Vec::with_capacity(count);
     for (i, layer) in image.layers.iter().enumerate() {
-        progress(&format!("converting layer {}/{count} {}", i + 1, layer.digest));
-        layers.push(convert_layer(store, &layer.digest, layer.size, layout)?);
+        let label = format!("converting layer {}/{count} {}", i + 1, layer.digest.short());
+        let converted = progress::task(progress, &label, layer.size, || {
+            convert_layer_reporting(store, &layer.digest, layer.size, layout, progress)
+        })?;
+        layers.push(converted);
     }
     Ok(ImageConversion {
         name: name.to_owned(),
@@ -188,6 +192,17 @@ pub fn convert_layer(
     size: u64,
     layout: VerityLayout,
 ) -> Result<ConvertedLayer, ConvertError> {
+    convert_layer_reporting(store, layer, size, layout, &|_| {})
+}
+
+/// [`convert_layer`], reporting the layer blob's bytes as they are read ([`Event::Advance`]).
+pub fn convert_layer_reporting(
+    store: &Store,
+    layer: &Digest,
+    size: u64,
+    layout: VerityLayout,
+    progress: &dyn Fn(Event<'_>),
+) -> Result<ConvertedLayer, ConvertError> {
     if let Some(conversion) = existing(store, layer, layout)? {
         return Ok(ConvertedLayer {
             conversion,
@@ -197,7 +212,8 @@ pub fn convert_layer(
     let final_dir = store.layer_dir(layer, layout.name());
     let tmp = store.temp_dir_for(&final_dir)?;
     let erofs_path = tmp.path().join(LAYER_FILE);
-    let mut reader = HashingReader::new(BufReader::new(store.open_blob(layer)?), size);
+    let blob = Reader::new(BufReader::new(store.open_blob(layer)?), progress);
+    let mut reader = HashingReader::new(blob, size);
     let options = Options {
         block_size: 4096,
         inline_data: false,

@@ -74,9 +74,19 @@ impl Digest {
         Self(Sha256::digest(bytes).into())
     }
 
+    /// The digest whose raw bytes are `bytes` (a sha256 computed while streaming elsewhere).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     /// The 64 hex digits.
     pub fn hex(&self) -> String {
         verity_fuse::hex::encode(&self.0)
+    }
+
+    /// `sha256:` and the first 12 hex digits, for progress labels.
+    pub fn short(&self) -> String {
+        format!("sha256:{}", &self.hex()[..12])
     }
 
     /// The raw 32 bytes.

@@ -104,6 +104,50 @@ impl Layout {
         }
     }
 
+    /// What `oci:DIR[:TAG][@DIGEST]` names: by digest when it has one, else by tag.
+    pub fn resolve_ref(&self, reference: &super::reference::LayoutRef, limit: u64) -> Result<Descriptor, LayoutError> {
+        match &reference.digest {
+            Some(digest) => self.resolve_digest(digest, limit),
+            None => self.resolve(reference.tag.as_deref(), limit),
+        }
+    }
+
+    /// The manifest `digest`, as `index.json` lists it, or else straight from its blob (checked; its media
+    /// type is the one the document states, or for an OCI document without one, which the OCI spec allows,
+    /// an index if it lists `manifests` and a manifest if it has a `config`): `oci:DIR@sha256:HEX`.
+    pub fn resolve_digest(&self, digest: &Digest, limit: u64) -> Result<Descriptor, LayoutError> {
+        let path = self.dir.join("index.json");
+        let bytes = read_limited(&path, limit)?;
+        let index: Index = serde_json::from_slice(&bytes).map_err(|e| LayoutError::Index {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if let Some(listed) = index.manifests.iter().find(|d| d.digest == *digest) {
+            return Ok(listed.clone());
+        }
+        let path = self.blob_path(digest);
+        let bytes = match read_limited(&path, limit) {
+            Ok(bytes) => bytes,
+            Err(LayoutError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Err(LayoutError::NoSuchTag {
+                    dir: self.dir.clone(),
+                    reason: format!("no manifest {digest} in index.json or blobs/"),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        digest
+            .verify(bytes.len() as u64, &bytes)
+            .map_err(|source| LayoutError::Verify { path, source })?;
+        Ok(Descriptor {
+            media_type: super::manifest::embedded_media_type(&bytes).unwrap_or_else(|| oci_type_by_shape(&bytes)),
+            digest: *digest,
+            size: bytes.len() as u64,
+            platform: None,
+            annotations: Default::default(),
+        })
+    }
+
     /// Reads a manifest-sized blob and checks it against its descriptor.
     pub fn read(&self, descriptor: &Descriptor, limit: u64) -> Result<Vec<u8>, LayoutError> {
         let path = self.blob_path(&descriptor.digest);
@@ -134,6 +178,18 @@ impl Layout {
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.dir.join("blobs/sha256").join(digest.hex())
+    }
+}
+
+/// The OCI media type a document without `mediaType` has by its fields (empty when neither fits).
+fn oci_type_by_shape(bytes: &[u8]) -> String {
+    let value: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    if value.get("manifests").is_some() {
+        super::media::OCI_INDEX.to_owned()
+    } else if value.get("config").is_some() {
+        super::media::OCI_MANIFEST.to_owned()
+    } else {
+        String::new()
     }
 }
 

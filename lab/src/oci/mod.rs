@@ -7,14 +7,18 @@
 //! - [`registry`]: a small blocking distribution-API client.
 //! - [`layout`]: an image layout directory as a source; [`archive`]: unpacking an `oci-archive:` tar into one.
 //! - [`pull`](mod@pull): resolve once, fetch by digest, check everything, then commit to the [`crate::store`].
+//! - [`push`](mod@push): copy an image from the store or a layout to a registry or a layout.
+//! - [`build`]: a small multi-layer image from directories, deletions as whiteouts, written as a layout.
 
 pub mod archive;
 pub mod auth;
+pub mod build;
 pub mod digest;
 pub mod layout;
 pub mod manifest;
 pub mod media;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod registry;
 

@@ -15,8 +15,9 @@ use super::digest::{Digest, VerifyError};
 use super::layout::{Layout, LayoutError};
 use super::manifest::{self, Descriptor, ImageManifest, Manifest, ManifestError, Platform};
 use super::media::MANIFEST_ACCEPT;
-use super::reference::Reference;
+use super::reference::{LayoutRef, Reference};
 use super::registry::{Client, ClientOptions, FetchedManifest, RegistryError};
+use crate::progress::{self, Event, Reader};
 use crate::store::{Staged, Store, StoreError};
 
 /// The annotation recording the index an image manifest was picked from.
@@ -167,7 +168,7 @@ pub struct PullReport {
 /// Where a pull reads from.
 enum Source {
     Registry(Client, String),
-    Layout(Layout, Option<String>),
+    Layout(Layout, LayoutRef),
 }
 
 impl Source {
@@ -175,8 +176,8 @@ impl Source {
     fn resolve(&mut self, limits: &Limits) -> Result<FetchedManifest, PullError> {
         match self {
             Source::Registry(client, reference) => Ok(client.manifest(reference, MANIFEST_ACCEPT, limits.manifest)?),
-            Source::Layout(layout, tag) => {
-                let descriptor = layout.resolve(tag.as_deref(), limits.manifest)?;
+            Source::Layout(layout, reference) => {
+                let descriptor = layout.resolve_ref(reference, limits.manifest)?;
                 let bytes = layout.read(&descriptor, limits.manifest)?;
                 Ok(FetchedManifest {
                     digest: descriptor.digest,
@@ -223,7 +224,13 @@ impl Source {
     }
 
     /// Streams a blob into a staged file in the store.
-    fn stage_blob(&mut self, store: &Store, descriptor: &Descriptor, limit: u64) -> Result<Staged, PullError> {
+    fn stage_blob(
+        &mut self,
+        store: &Store,
+        descriptor: &Descriptor,
+        limit: u64,
+        progress: &dyn Fn(Event<'_>),
+    ) -> Result<Staged, PullError> {
         if descriptor.size > limit {
             return Err(PullError::Verify {
                 what: format!("blob {}", descriptor.digest),
@@ -241,11 +248,12 @@ impl Source {
         let staged = match self {
             Source::Registry(client, _) => {
                 let stream = client.blob(&descriptor.digest)?;
-                store.stage_stream(&descriptor.digest, descriptor.size, stream)?
+                store.stage_stream(&descriptor.digest, descriptor.size, Reader::new(stream, progress))?
             }
             Source::Layout(layout, _) => {
                 let file = layout.open(&descriptor.digest)?;
-                store.stage_stream(&descriptor.digest, descriptor.size, std::io::BufReader::new(file))?
+                let stream = Reader::new(std::io::BufReader::new(file), progress);
+                store.stage_stream(&descriptor.digest, descriptor.size, stream)?
             }
         };
         Ok(staged)
@@ -268,20 +276,26 @@ pub fn store_name(reference: &Reference) -> String {
                 "oci-archive"
             };
             let dir = std::path::absolute(&l.dir).unwrap_or_else(|_| l.dir.clone());
-            match &l.tag {
-                Some(tag) => format!("{transport}:{}:{tag}", dir.display()),
-                None => format!("{transport}:{}", dir.display()),
+            let mut name = format!("{transport}:{}", dir.display());
+            if let Some(tag) = &l.tag {
+                name.push(':');
+                name.push_str(tag);
             }
+            if let Some(digest) = &l.digest {
+                name.push('@');
+                name.push_str(&digest.to_string());
+            }
+            name
         }
     }
 }
 
-/// Pulls `reference` into `store`; `progress` hears about each step.
+/// Pulls `reference` into `store`; `progress` hears about each step and the bytes of each layer.
 pub fn pull(
     reference: &Reference,
     store: &Store,
     options: &PullOptions,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Event<'_>),
 ) -> Result<PullReport, PullError> {
     // An archive is unpacked into a temporary directory in the store, removed when the pull ends.
     let mut unpacked = None;
@@ -295,17 +309,17 @@ pub fn pull(
             };
             (Source::Registry(client, r.manifest_reference()), transport)
         }
-        Reference::Layout(l) => (Source::Layout(Layout::new(&l.dir), l.tag.clone()), Transport::OciLayout),
+        Reference::Layout(l) => (Source::Layout(Layout::new(&l.dir), l.clone()), Transport::OciLayout),
         Reference::Archive(l) => {
             let dir = archive::unpack(&l.dir, store)?;
             let layout = Layout::new(dir.path());
             unpacked = Some(dir);
-            (Source::Layout(layout, l.tag.clone()), Transport::OciArchive)
+            (Source::Layout(layout, l.clone()), Transport::OciArchive)
         }
     };
     let limits = &options.limits;
     let top = source.resolve(limits)?;
-    progress(&format!("resolved {reference} to {}", top.digest));
+    progress(Event::Step(&format!("resolved {reference} to {}", top.digest)));
     let mut staged = Vec::new();
     let (image, image_descriptor, platform) = match manifest::parse(&top.digest, &top.media_type, &top.bytes)? {
         Manifest::Image(image) => {
@@ -368,21 +382,21 @@ fn fetch_image(
     image: &ImageManifest,
     limits: &Limits,
     staged: &mut Vec<Staged>,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Event<'_>),
 ) -> Result<Vec<PulledLayer>, PullError> {
-    staged.push(source.stage_blob(store, &image.config, limits.config)?);
+    staged.push(source.stage_blob(store, &image.config, limits.config, &|_| {})?);
     let count = image.layers.len();
     let mut layers = Vec::with_capacity(count);
     for (i, layer) in image.layers.iter().enumerate() {
         let reused = store.has_blob(&layer.digest, layer.size);
-        progress(&format!(
-            "layer {}/{count} {} ({} bytes){}",
-            i + 1,
-            layer.digest,
-            layer.size,
-            if reused { ", already stored" } else { "" }
-        ));
-        staged.push(source.stage_blob(store, layer, limits.layer)?);
+        let label = format!("layer {}/{count} {}", i + 1, layer.digest.short());
+        if reused {
+            progress(Event::Step(&format!("{label}: already stored")));
+        }
+        let blob = progress::task(progress, &format!("pulling {label}"), layer.size, || {
+            source.stage_blob(store, layer, limits.layer, progress)
+        })?;
+        staged.push(blob);
         layers.push(PulledLayer {
             digest: layer.digest,
             size: layer.size,

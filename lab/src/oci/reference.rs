@@ -1,4 +1,4 @@
-//! Image references: `HOST[:PORT]/REPO[:TAG][@sha256:HEX]` for a registry, `oci:DIR[:TAG]` for an image
+//! Image references: `HOST[:PORT]/REPO[:TAG][@sha256:HEX]` for a registry, `oci:DIR[:TAG][@sha256:HEX]` for an image
 //! layout, `oci-archive:FILE[:TAG]` for an image layout in a tar file. Parsing is a pure function over the text; nothing is looked up.
 
 use std::fmt;
@@ -37,6 +37,8 @@ pub struct LayoutRef {
     pub dir: PathBuf,
     /// The `org.opencontainers.image.ref.name` to pick; `None` needs a layout with a single manifest.
     pub tag: Option<String>,
+    /// The manifest's digest (`@sha256:HEX`); it wins over the tag, which is then only a label.
+    pub digest: Option<Digest>,
 }
 
 /// Why a reference does not parse.
@@ -131,6 +133,16 @@ fn looks_like_host_port(text: &str) -> bool {
 }
 
 fn parse_layout(text: &str, rest: &str) -> Result<LayoutRef, ReferenceError> {
+    let (rest, digest) = match rest.rsplit_once('@') {
+        Some((before, digest)) if digest.starts_with("sha256:") => {
+            let digest = digest.parse::<Digest>().map_err(|source| ReferenceError::Digest {
+                reference: text.to_owned(),
+                source,
+            })?;
+            (before, Some(digest))
+        }
+        _ => (rest, None),
+    };
     let (dir, tag) = match rest.rsplit_once(':') {
         Some((dir, tag)) if !tag.contains('/') => (dir, Some(tag)),
         _ => (rest, None),
@@ -146,6 +158,7 @@ fn parse_layout(text: &str, rest: &str) -> Result<LayoutRef, ReferenceError> {
     Ok(LayoutRef {
         dir: PathBuf::from(dir),
         tag: tag.map(str::to_owned),
+        digest,
     })
 }
 
@@ -317,6 +330,9 @@ impl fmt::Display for Reference {
                 if let Some(tag) = &l.tag {
                     write!(f, ":{tag}")?;
                 }
+                if let Some(digest) = &l.digest {
+                    write!(f, "@{digest}")?;
+                }
                 Ok(())
             }
         }
@@ -371,21 +387,60 @@ mod tests {
             parse("oci:/tmp/img:v1").unwrap(),
             Reference::Layout(LayoutRef {
                 dir: "/tmp/img".into(),
-                tag: Some("v1".into())
+                tag: Some("v1".into()),
+                digest: None
             })
         );
         assert_eq!(
             parse("oci:/tmp/img").unwrap(),
             Reference::Layout(LayoutRef {
                 dir: "/tmp/img".into(),
-                tag: None
+                tag: None,
+                digest: None
             })
         );
         assert_eq!(
             parse("oci:rel/dir").unwrap(),
             Reference::Layout(LayoutRef {
                 dir: "rel/dir".into(),
-                tag: None
+                tag: None,
+                digest: None
+            })
+        );
+    }
+
+    #[test]
+    fn layout_references_take_an_optional_digest_that_wins_over_the_tag() {
+        let digest = Digest::of(b"m");
+        let text = format!("oci:/tmp/img:v1@{digest}");
+        let parsed = parse(&text).unwrap();
+        assert_eq!(
+            parsed,
+            Reference::Layout(LayoutRef {
+                dir: "/tmp/img".into(),
+                tag: Some("v1".into()),
+                digest: Some(digest),
+            })
+        );
+        assert_eq!(parsed.to_string(), text);
+        assert_eq!(
+            parse(&format!("oci:/tmp/img@{digest}")).unwrap(),
+            Reference::Layout(LayoutRef {
+                dir: "/tmp/img".into(),
+                tag: None,
+                digest: Some(digest),
+            })
+        );
+        assert!(matches!(
+            parse("oci:/tmp/img@sha256:abc"),
+            Err(ReferenceError::Digest { .. })
+        ));
+        assert_eq!(
+            parse("oci:/home/a@b/img:v1").unwrap(),
+            Reference::Layout(LayoutRef {
+                dir: "/home/a@b/img".into(),
+                tag: Some("v1".into()),
+                digest: None,
             })
         );
     }
@@ -397,7 +452,8 @@ mod tests {
             archive,
             Reference::Archive(LayoutRef {
                 dir: "/tmp/img.tar".into(),
-                tag: Some("v1".into())
+                tag: Some("v1".into()),
+                digest: None
             })
         );
         assert_eq!(archive.to_string(), "oci-archive:/tmp/img.tar:v1");

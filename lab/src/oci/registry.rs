@@ -199,15 +199,8 @@ impl Client {
     pub fn manifest(&mut self, reference: &str, accept: &str, limit: u64) -> Result<FetchedManifest, RegistryError> {
         let url = format!("{}/manifests/{reference}", self.base);
         let mut response = self.get(&url, accept)?;
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let content_type = header("content-type");
-        let digest_header = header("docker-content-digest");
+        let content_type = header_value(&response, "content-type").map(str::to_owned);
+        let digest_header = header_value(&response, "docker-content-digest").map(str::to_owned);
         let bytes = response
             .body_mut()
             .with_config()
@@ -235,17 +228,7 @@ impl Client {
                 },
             });
         }
-        // Only a sha256 header can be compared; registries may announce other algorithms.
-        if let Some(h) = digest_header
-            && h.starts_with("sha256:")
-            && h.parse::<Digest>().ok() != Some(digest)
-        {
-            return Err(RegistryError::ContentDigestHeader {
-                url,
-                header: h,
-                computed: digest,
-            });
-        }
+        check_digest_header(&url, digest_header.as_deref(), &digest)?;
         let media_type = content_type
             .map(|ct| ct.split(';').next().unwrap_or_default().trim().to_owned())
             .filter(|ct| !ct.is_empty() && ct != "application/json" && ct != "application/octet-stream")
@@ -315,7 +298,7 @@ impl Client {
             source,
         })?;
         let response = sent?;
-        check_digest_header(&url, &response, digest)
+        check_digest_header(&url, header_value(&response, "docker-content-digest"), digest)
     }
 
     /// Uploads a manifest (or index) under `reference`, a tag or the manifest's digest, with `media_type`
@@ -342,7 +325,7 @@ impl Client {
                 .bytes(bytes)
                 .ok(&[201]),
         )?;
-        check_digest_header(&url, &response, &digest)?;
+        check_digest_header(&url, header_value(&response, "docker-content-digest"), &digest)?;
         Ok(digest)
     }
 
@@ -597,17 +580,15 @@ impl<R: Read> Read for ExactReader<R> {
     }
 }
 
-/// A `Docker-Content-Digest` answer header, when present as sha256, must name `digest`.
-fn check_digest_header(
-    url: &str,
-    response: &ureq::http::Response<ureq::Body>,
-    digest: &Digest,
-) -> Result<(), RegistryError> {
-    match response
-        .headers()
-        .get("docker-content-digest")
-        .and_then(|v| v.to_str().ok())
-    {
+/// A header of `response` as text, if present and readable.
+fn header_value<'r>(response: &'r ureq::http::Response<ureq::Body>, name: &str) -> Option<&'r str> {
+    response.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A `Docker-Content-Digest` answer header, when present, must name `digest`. Only a sha256 header can be
+/// compared; registries may announce other algorithms.
+fn check_digest_header(url: &str, header: Option<&str>, digest: &Digest) -> Result<(), RegistryError> {
+    match header {
         Some(h) if h.starts_with("sha256:") && h.parse::<Digest>().ok() != Some(*digest) => {
             Err(RegistryError::ContentDigestHeader {
                 url: url.to_owned(),

@@ -6,6 +6,13 @@
 //! temporary file and a rename under an exclusive lock; a conversion is built in a temporary directory and
 //! renamed into place whole. An interrupted pull or convert therefore leaves only temporary files (named
 //! `.tmp*`, never read) and restarts cleanly.
+//!
+//! Stale temporaries are removed by [`Store::open`]: every open store holds a shared lock on `.lock` in the
+//! store root for as long as it lives (temporaries are only written through an open store), and `open`
+//! first tries that lock exclusively without waiting. It gets it only when no other process has the store
+//! open, and then every `.tmp*` in the root, in `blobs/sha256/` and in `layers/sha256/<hex>/` belongs to a
+//! process that is gone, so it removes them before it takes its shared lock. While another process has
+//! the store open, nothing is removed (the next open after it ends cleans up).
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -109,10 +116,12 @@ impl Staged {
     }
 }
 
-/// An opened store.
+/// An opened store (holding the store's shared lock while any clone of it lives).
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    _lock: std::sync::Arc<File>,
+    stale_removed: usize,
 }
 
 /// The default store directory: `/var/lib/veritylab` as root, else `$XDG_DATA_HOME/veritylab` or
@@ -129,11 +138,27 @@ pub fn default_dir() -> PathBuf {
 }
 
 impl Store {
-    /// Opens the store at `root`, creating an empty image layout there if it has none.
+    /// Opens the store at `root`, creating an empty image layout there if it has none. `layers/` appears
+    /// with the first conversion, so a `Store` is also how plain image layouts are written (the `oci:`
+    /// destinations of push and image build).
     pub fn open(root: &Path) -> Result<Self> {
-        let store = Self { root: root.to_owned() };
-        fs::create_dir_all(store.blob_dir()).map_err(io_err("creating", &store.blob_dir()))?;
-        fs::create_dir_all(store.root.join("layers/sha256")).map_err(io_err("creating", root))?;
+        let blob_dir = root.join("blobs/sha256");
+        fs::create_dir_all(&blob_dir).map_err(io_err("creating", &blob_dir))?;
+        let lock_path = root.join(".lock");
+        let lock = File::options()
+            .create(true)
+            .append(true)
+            .open(&lock_path)
+            .map_err(io_err("opening", &lock_path))?;
+        let locking = |e: rustix::io::Errno| io_err("locking", &lock_path)(e.into());
+        let alone = rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok();
+        let stale_removed = if alone { remove_stale(root) } else { 0 };
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockShared).map_err(locking)?;
+        let store = Self {
+            root: root.to_owned(),
+            _lock: std::sync::Arc::new(lock),
+            stale_removed,
+        };
         let layout = root.join("oci-layout");
         match fs::read(&layout) {
             Ok(bytes) => {
@@ -166,6 +191,11 @@ impl Store {
     /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// How many stale temporary files and directories [`Store::open`] removed.
+    pub fn stale_removed(&self) -> usize {
+        self.stale_removed
     }
 
     fn blob_dir(&self) -> PathBuf {
@@ -333,6 +363,35 @@ impl Store {
     }
 }
 
+/// Removes every `.tmp*` entry of the root, `blobs/sha256/` and `layers/sha256/<hex>/`; only called with
+/// the store's lock held exclusively, so none belongs to a live process. Returns how many went.
+fn remove_stale(root: &Path) -> usize {
+    let mut dirs = vec![root.to_owned(), root.join("blobs/sha256")];
+    if let Ok(layers) = fs::read_dir(root.join("layers/sha256")) {
+        dirs.extend(layers.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    let mut removed = 0;
+    for dir in dirs {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if !entry.file_name().as_encoded_bytes().starts_with(b".tmp") {
+                continue;
+            }
+            let path = entry.path();
+            let gone = match entry.file_type() {
+                Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+                _ => fs::remove_file(&path),
+            };
+            if gone.is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
 fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     let mut bytes = serde_json::to_vec(value).unwrap_or_default();
     bytes.push(b'\n');
@@ -457,5 +516,52 @@ mod tests {
             ..descriptor(b"one")
         };
         assert!(store.tag("x", unstored).is_err());
+    }
+
+    #[test]
+    fn opening_a_store_no_one_else_has_open_removes_stale_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let d = Digest::of(b"kept");
+        store.put_bytes(&d, 4, b"kept").unwrap();
+        drop(store);
+        let layer_dir = dir.path().join("layers/sha256").join(d.hex());
+        fs::create_dir_all(layer_dir.join(".tmpconv/inner")).unwrap();
+        fs::write(layer_dir.join(".tmpconv/inner/layer.erofs"), b"half").unwrap();
+        fs::write(dir.path().join("blobs/sha256/.tmpblob"), b"half a blob").unwrap();
+        fs::write(dir.path().join(".tmpindex"), b"{").unwrap();
+        fs::create_dir_all(dir.path().join(".tmparchive/blobs")).unwrap();
+
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.stale_removed(), 4);
+        assert_eq!(entries(&store.blob_dir()), vec![d.hex()]);
+        assert!(fs::read_dir(&layer_dir).unwrap().next().is_none());
+        assert!(!dir.path().join(".tmpindex").exists());
+        assert!(!dir.path().join(".tmparchive").exists());
+        assert_eq!(store.read_blob(&d, 4, 4, "blob").unwrap(), b"kept");
+    }
+
+    #[test]
+    fn temporaries_of_a_store_open_elsewhere_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Store::open(dir.path()).unwrap();
+        let d = Digest::of(b"in flight");
+        let staged = writer.stage_bytes(&d, 9, b"in flight").unwrap();
+        let other = Store::open(dir.path()).unwrap();
+        assert_eq!(other.stale_removed(), 0);
+        assert_eq!(
+            entries(&writer.blob_dir()).len(),
+            1,
+            "the staged temporary is still there"
+        );
+        staged.commit().unwrap();
+        assert!(other.has_blob(&d, 9));
+        // A temporary left by a writer that is gone, while the store is still open elsewhere: kept for now.
+        fs::write(dir.path().join("blobs/sha256/.tmpleft"), b"x").unwrap();
+        drop(writer);
+        assert_eq!(Store::open(dir.path()).unwrap().stale_removed(), 0);
+        drop(other);
+        assert_eq!(Store::open(dir.path()).unwrap().stale_removed(), 1);
+        assert_eq!(entries(&dir.path().join("blobs/sha256")), vec![d.hex()]);
     }
 }

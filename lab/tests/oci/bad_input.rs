@@ -224,3 +224,60 @@ fn an_archive_with_a_symlink_is_refused() {
     );
     assert_eq!(snapshot(store.root()), before);
 }
+
+#[test]
+fn an_unknown_layer_type_and_an_index_without_our_platform_are_refused_from_the_registry() {
+    let Some(Seeded { work, layout, registry }) = seeded_registry(
+        "oci::bad_input::an_unknown_layer_type_and_an_index_without_our_platform_are_refused_from_the_registry",
+        "lab/small:v1",
+    ) else {
+        return;
+    };
+    let manifest = layout_manifest_digest(&layout, "v1");
+    let bytes = fs::read(layout.join("blobs/sha256").join(&manifest[7..])).unwrap();
+    // The same blobs under a manifest whose first layer claims a type we do not convert.
+    let mut odd: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    odd["layers"][0]["mediaType"] = "application/vnd.example.unknown.layer".into();
+    let odd = serde_json::to_vec(&odd).unwrap();
+    let mut client = super::upload::client(&registry.host(), "lab/small", Default::default());
+    client
+        .put_manifest("odd", veritylab::oci::media::OCI_MANIFEST, &odd)
+        .unwrap();
+    // An index offering only a platform we are not.
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": veritylab::oci::media::OCI_INDEX,
+        "manifests": [{
+            "mediaType": veritylab::oci::media::OCI_MANIFEST,
+            "digest": manifest,
+            "size": bytes.len(),
+            "platform": {"os": "linux", "architecture": "s390x"},
+        }],
+    });
+    client
+        .put_manifest(
+            "elsewhere",
+            veritylab::oci::media::OCI_INDEX,
+            &serde_json::to_vec(&index).unwrap(),
+        )
+        .unwrap();
+
+    let store = Store::open(&work.path().join("store")).unwrap();
+    let before = snapshot(store.root());
+    let err = pull(&store, &format!("{}/lab/small:odd", registry.host()), &plain_http()).unwrap_err();
+    assert!(
+        matches!(&err, PullError::Manifest(ManifestError::UnknownLayerType { media_type, .. }) if media_type.contains("example")),
+        "{err}"
+    );
+    let err = pull(
+        &store,
+        &format!("{}/lab/small:elsewhere", registry.host()),
+        &plain_http(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, PullError::Manifest(ManifestError::NoMatchingPlatform { .. })),
+        "{err}"
+    );
+    assert_eq!(snapshot(store.root()), before);
+}

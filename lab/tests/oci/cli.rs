@@ -1,4 +1,5 @@
-//! The `pull`, `convert` and `images` commands end to end, with their JSON output and exit codes.
+//! The `pull`, `convert` and `images` commands end to end, with their JSON output, exit codes and progress
+//! bars.
 
 use std::process::Command;
 
@@ -76,4 +77,50 @@ fn plain_http_to_a_remote_host_is_a_usage_error() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("pull it first"));
+}
+
+#[test]
+fn progress_bars_show_on_a_terminal_only_and_never_with_json() {
+    let script = testkit::require_tool!("script");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("data"), vec![7u8; 300_000]).unwrap();
+    let layout = work.path().join("layout");
+    veritylab::oci::build::build(&[src], &layout, "v1", &Default::default(), &|_| {}).unwrap();
+    let reference = format!("oci:{}:v1", layout.display());
+    let bin = env!("CARGO_BIN_EXE_veritylab");
+    let store = |name: &str| work.path().join(name).display().to_string();
+
+    // Not a terminal: no bars on stderr.
+    let out = veritylab()
+        .args(["pull", &reference, "--store", &store("piped")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A terminal (script gives the command a pseudo-terminal): a bar per layer for pull and convert.
+    let on_tty = |args: &str| {
+        // A terminal that can move the cursor (indicatif draws nothing on TERM=dumb or none).
+        let out = Command::new(&script)
+            .env("TERM", "xterm")
+            .args(["-qec", &format!("{bin} {args}"), "/dev/null"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stdout).replace('\r', "")
+    };
+    let shown = on_tty(&format!("pull {reference} --store {}", store("tty")));
+    assert!(shown.contains("pulling layer 1/1"), "{shown}");
+    assert!(shown.contains(&format!("[{}]", "=".repeat(30))), "a full bar: {shown}");
+    let shown = on_tty(&format!("convert {reference} --store {}", store("tty")));
+    assert!(shown.contains("converting layer 1/1"), "{shown}");
+
+    // A terminal but --json: the output is the JSON document alone.
+    let shown = on_tty(&format!("pull {reference} --json --store {}", store("json")));
+    let parsed: serde_json::Value = serde_json::from_str(&shown).unwrap_or_else(|e| panic!("{e}: {shown}"));
+    assert_eq!(parsed["layers"].as_array().unwrap().len(), 1);
+    let shown = on_tty(&format!("convert {reference} --json --store {}", store("json")));
+    serde_json::from_str::<serde_json::Value>(&shown).unwrap_or_else(|e| panic!("{e}: {shown}"));
 }

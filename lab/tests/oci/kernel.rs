@@ -1,5 +1,6 @@
-//! Privileged tier: the converted layers of an umoci image, mounted by the kernel as EROFS and stacked as a
-//! read-only overlay, show the same tree as `umoci unpack` of the same image.
+//! Privileged tier: the converted layers of an umoci image, and of one built from directories, mounted by
+//! the kernel as EROFS and stacked as a read-only overlay, show the same tree as `umoci unpack` of the same
+//! image.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -11,6 +12,7 @@ use sha2::{Digest as _, Sha256};
 use veritylab::convert::{self, VerityLayout};
 use veritylab::store::Store;
 
+use super::build::layer_dirs;
 use super::support::{pull, run, umoci_image};
 
 /// A kernel mount undone on drop.
@@ -35,7 +37,10 @@ impl Drop for Mount {
 }
 
 /// Path → (type, mode, uid, gid, content digest or link target); times are left out.
-pub(crate) fn tree(root: &Path) -> BTreeMap<PathBuf, (char, u32, u32, u32, String)> {
+pub(crate) type Tree = BTreeMap<PathBuf, (char, u32, u32, u32, String)>;
+
+/// The [`Tree`] under `root`.
+pub(crate) fn tree(root: &Path) -> Tree {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_owned()];
     while let Some(path) = stack.pop() {
@@ -60,20 +65,14 @@ pub(crate) fn tree(root: &Path) -> BTreeMap<PathBuf, (char, u32, u32, u32, Strin
     out
 }
 
-#[test]
-fn converted_layers_as_a_kernel_overlay_match_umoci_unpack() {
-    testkit::require_root!();
-    let umoci = testkit::require_tool!("umoci");
-    let work = tempfile::tempdir().unwrap();
-    let layout = umoci_image(&umoci, work.path());
-    let bundle = work.path().join("unpacked");
-    run(Command::new(&umoci)
-        .args(["unpack", "--image", &format!("{}:v1", layout.display())])
-        .arg(&bundle));
-    let store = Store::open(&work.path().join("store")).unwrap();
-    let name = pull(&store, &format!("oci:{}:v1", layout.display()), &Default::default())
-        .unwrap()
-        .name;
+/// Pulls `oci:LAYOUT:TAG`, converts it, mounts every layer as kernel EROFS, stacks them as a read-only
+/// overlay and returns the overlay's tree beside the tree `umoci unpack` makes of the same image.
+fn overlay_and_umoci_trees(umoci: &Path, work: &Path, layout: &Path, tag: &str) -> (Tree, Tree) {
+    let image = format!("{}:{tag}", layout.display());
+    let bundle = work.join(format!("unpacked-{tag}"));
+    run(Command::new(umoci).args(["unpack", "--image", &image]).arg(&bundle));
+    let store = Store::open(&work.join("store")).unwrap();
+    let name = pull(&store, &format!("oci:{image}"), &Default::default()).unwrap().name;
     let report = convert::convert_image(&store, &name, VerityLayout::Containerd, &|_| {}).unwrap();
     let mounts: Vec<Mount> = report
         .layers
@@ -89,10 +88,41 @@ fn converted_layers_as_a_kernel_overlay_match_umoci_unpack() {
         "overlay",
     );
     let got = tree(overlay.path());
-    assert_eq!(got, tree(&bundle.join("rootfs")));
+    drop(overlay);
+    (got, tree(&bundle.join("rootfs")))
+}
+
+#[test]
+fn converted_layers_as_a_kernel_overlay_match_umoci_unpack() {
+    testkit::require_root!();
+    let umoci = testkit::require_tool!("umoci");
+    let work = tempfile::tempdir().unwrap();
+    let layout = umoci_image(&umoci, work.path());
+    let (got, expected) = overlay_and_umoci_trees(&umoci, work.path(), &layout, "v1");
+    assert_eq!(got, expected);
     assert!(
         !got.contains_key(Path::new("etc/gone")),
         "the whiteout hides the deleted file"
     );
-    drop(overlay);
+}
+
+#[test]
+fn an_image_built_from_directories_mounts_as_the_same_tree_as_umoci_unpack_and_its_last_directory() {
+    testkit::require_root!();
+    let umoci = testkit::require_tool!("umoci");
+    let work = tempfile::tempdir().unwrap();
+    let dirs = layer_dirs(work.path());
+    let layout = work.path().join("built");
+    veritylab::oci::build::build(&dirs, &layout, "v1", &Default::default(), &|_| {}).unwrap();
+    let (got, expected) = overlay_and_umoci_trees(&umoci, work.path(), &layout, "v1");
+    assert_eq!(got, expected);
+    let mut last = tree(&dirs[2]);
+    // The roots differ only in their own entry (the source directory's mode and owner).
+    last.remove(Path::new(""));
+    let mut got = got;
+    got.remove(Path::new(""));
+    assert_eq!(
+        got, last,
+        "opaque directories, whiteouts and type changes all resolve as the last directory"
+    );
 }

@@ -3,9 +3,14 @@
 
 mod auth;
 mod bad_input;
+mod build;
 mod cli;
 mod convert;
+mod interrupted;
 pub(crate) mod kernel;
+mod props;
 mod pull;
+mod push;
 pub(crate) mod support;
+mod tag_moves;
 mod upload;

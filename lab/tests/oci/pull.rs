@@ -27,6 +27,35 @@ fn pull_from_an_umoci_layout_by_tag_stores_every_checked_blob_and_tags_it() {
         &report.config,
         fs::metadata(store.blob_path(&report.config)).unwrap().len()
     ));
+    // By digest (into another store): the same manifest, whether index.json lists it or only blobs/ holds it.
+    let digest = layout_manifest_digest(&layout, "v1");
+    let other = Store::open(&work.path().join("by-digest")).unwrap();
+    let by_digest = pull(
+        &other,
+        &format!("oci:{}@{digest}", layout.display()),
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(by_digest.manifest, report.manifest);
+    assert!(by_digest.name.ends_with(&format!("@{digest}")), "{}", by_digest.name);
+    let index = fs::read(layout.join("index.json")).unwrap();
+    fs::write(layout.join("index.json"), br#"{"schemaVersion":2,"manifests":[]}"#).unwrap();
+    let unlisted = pull(
+        &other,
+        &format!("oci:{}@{digest}", layout.display()),
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(unlisted.manifest, report.manifest);
+    fs::write(layout.join("index.json"), index).unwrap();
+    let absent = veritylab::oci::Digest::of(b"no such manifest");
+    let err = pull(
+        &other,
+        &format!("oci:{}@{absent}", layout.display()),
+        &Default::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("no manifest"), "{err}");
     let images = store.images().unwrap();
     assert_eq!(images.len(), 1);
     assert_eq!(images[0].0, report.name);
