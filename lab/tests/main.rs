@@ -5,6 +5,7 @@ mod erofs;
 mod mount;
 mod mountinfo;
 mod oci;
+mod runner;
 mod scenario;
 mod sign;
 mod watch;
