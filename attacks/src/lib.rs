@@ -237,3 +237,54 @@ pub fn flip_byte(path: &std::path::Path, offset: u64) -> Result<(u8, u8), Attack
     file.sync_all().map_err(io)?;
     Ok((old, byte[0]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::Param;
+
+    fn with(pairs: &[(&str, Param)]) -> Params {
+        Params(pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect())
+    }
+
+    #[test]
+    fn every_name_creates_its_attack_and_unknown_names_are_refused() {
+        let params = with(&[("path", Param::String("bin/app".to_owned()))]);
+        for name in NAMES {
+            let attack = create(name, &params).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(attack.name(), *name);
+        }
+        assert!(matches!(create("nope", &params), Err(AttackError::Param { .. })));
+        assert!(matches!(
+            create("overmount", &Params::default()),
+            Err(AttackError::Param { .. })
+        ));
+    }
+
+    #[test]
+    fn flip_byte_inverts_one_byte_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, [1u8, 2, 3]).unwrap();
+        assert_eq!(flip_byte(&file, 1).unwrap(), (2, !2));
+        assert_eq!(std::fs::read(&file).unwrap(), [1, !2, 3]);
+        assert!(flip_byte(&file, 9).is_err());
+    }
+
+    #[test]
+    fn malforming_garbage_is_an_error_not_a_panic() {
+        for field in [
+            "dirent-nameoff",
+            "inode-size",
+            "root-nid",
+            "xattr-count",
+            "superblock-blocks",
+        ] {
+            assert!(malformed_erofs::malform(&mut [0u8; 100], field).is_err(), "{field}");
+            let mut zeros = vec![0u8; 8192];
+            let _ = malformed_erofs::malform(&mut zeros, field);
+            let mut ones = vec![0xffu8; 8192];
+            let _ = malformed_erofs::malform(&mut ones, field);
+        }
+    }
+}

@@ -30,15 +30,15 @@ impl MalformedErofs {
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+    Some(u16::from_le_bytes(b.get(at..at.checked_add(2)?)?.try_into().ok()?))
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
 }
 
 fn put(b: &mut [u8], at: usize, bytes: &[u8]) -> Result<(), AttackError> {
-    b.get_mut(at..at + bytes.len())
+    b.get_mut(at..at.saturating_add(bytes.len()))
         .ok_or_else(|| AttackError::env(format!("offset {at} is outside the image")))?
         .copy_from_slice(bytes);
     Ok(())
@@ -47,10 +47,17 @@ fn put(b: &mut [u8], at: usize, bytes: &[u8]) -> Result<(), AttackError> {
 /// Malforms `field` of the EROFS image `image`; returns what was changed.
 pub fn malform(image: &mut [u8], field: &str) -> Result<String, AttackError> {
     let bad = || AttackError::env("the layer is not an EROFS image this attack understands");
-    let block = 1usize << image.get(SUPERBLOCK + 12).copied().ok_or_else(bad)?;
+    let bits = image.get(SUPERBLOCK + 12).copied().ok_or_else(bad)?;
+    let block = 1usize
+        .checked_shl(u32::from(bits))
+        .filter(|b| (512..=65536).contains(b))
+        .ok_or_else(bad)?;
     let root_nid = u16_at(image, SUPERBLOCK + 14).ok_or_else(bad)?;
     let meta = u32_at(image, SUPERBLOCK + 40).ok_or_else(bad)? as usize;
-    let inode = meta * block + usize::from(root_nid) * 32;
+    let inode = meta
+        .checked_mul(block)
+        .and_then(|m| m.checked_add(usize::from(root_nid) * 32))
+        .ok_or_else(bad)?;
     let format = u16_at(image, inode).ok_or_else(bad)?;
     let extended = format & 1 == 1;
     let inode_size = if extended { 64 } else { 32 };
@@ -82,7 +89,9 @@ pub fn malform(image: &mut [u8], field: &str) -> Result<String, AttackError> {
             let dirents = if layout == FLAT_INLINE && u32_at(image, inode + 8).is_some_and(|s| s as usize <= block) {
                 inode + inode_size + xattrs
             } else {
-                u32_at(image, inode + 16).ok_or_else(bad)? as usize * block
+                (u32_at(image, inode + 16).ok_or_else(bad)? as usize)
+                    .checked_mul(block)
+                    .ok_or_else(bad)?
             };
             put(image, dirents + 8, &0xfff0u16.to_le_bytes())?;
             Ok(format!(

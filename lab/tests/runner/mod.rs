@@ -190,3 +190,9 @@ fn scenario_run_passes_as_an_unprivileged_user() {
     assert!(report.passed());
     assert_eq!(report.summary().skipped, 0);
 }
+
+#[test]
+fn every_attack_of_the_catalogue_has_an_implementation() {
+    let catalogue: Vec<&str> = veritylab::scenario::attack::ATTACKS.iter().map(|a| a.name).collect();
+    assert_eq!(catalogue, attacks::NAMES);
+}
