@@ -672,7 +672,16 @@ fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) {
     );
 
     match watch::target::for_images(&sandbox.store, &[mount_name.to_owned()]) {
-        Ok((targets, unchecked)) => {
+        Ok((mut targets, unchecked)) => {
+            // Pin the root hashes the signature gave, not the ones the node's metadata says now.
+            for target in &mut targets {
+                if let Some(root) = trusted.get(&target.layer)
+                    && let Ok(bytes) = verity_fuse::hex::decode("root hash", root)
+                    && let Some(digest) = verity_fuse::Digest::from_slice(&bytes)
+                {
+                    target.root = digest;
+                }
+            }
             let config = WatchConfig {
                 cpu_budget_percent: None,
                 ..WatchConfig::default()
