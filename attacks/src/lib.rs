@@ -1,7 +1,290 @@
 //! Supply-chain attacks staged against veritylab's defence profiles.
 //!
+//! Each attack is a type implementing [`Attack`], a lifecycle after Stratus Red Team's: `prepare` (before the
+//! image is mounted), `detonate` (at the attack's [`Stage`] of the pipeline), `observe` (what the attacker
+//! sees afterwards) and `revert` (undo anything the lab's own teardown would not). Attacks never depend on the
+//! lab's crate (the lab depends on this one, to run them from its CLI): they reach the lab's real objects,
+//! the store's files, the registry, the signatures and the container's mount namespace, through the narrow
+//! [`Env`] trait the lab implements for one sandboxed run.
+//!
+//! - [`create`] builds an attack by its catalogue name (the names the lab's scenario files use).
 //! - [`tamper`]: wrappers over [`verity_fuse::ReadAt`] that change bytes as an attacker on the node disk
 //!   would, so the verifier sees exactly what a tampered file would show it.
 #![forbid(unsafe_code)]
 
+pub mod check_at_most_once_tamper;
+pub mod env;
+pub mod extra_mount;
+pub mod hash_tree_byte_flip;
+pub mod host_layer_swap;
+pub mod layer_and_tree_replace;
+pub mod layer_byte_flip;
+pub mod leaked_mounts;
+pub mod malformed_erofs;
+pub mod mixed_layers;
+pub mod overmount;
+pub mod params;
+pub mod pinned_layer_replace;
+pub mod registry_blob_substitution;
+pub mod rollback;
+pub mod root_hash_annotation;
+pub mod signature_other_key;
+pub mod signature_stripped;
+pub mod tag_moved_after_verify;
 pub mod tamper;
+pub mod unverified_tail;
+pub mod upperdir_write;
+
+use std::fmt;
+
+pub use env::{Env, LayerFiles, MountKind, Refusal, Scheme};
+pub use params::Params;
+
+/// When in the pipeline the runner calls an attack's [`Attack::detonate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// After the image is published to the registry, before the node pulls it.
+    Registry,
+    /// After pull and conversion, before signature verification and mount: the node disk.
+    NodeDisk,
+    /// After verification, before the mount uses the image (time-of-check to time-of-use).
+    AfterVerify,
+    /// After the mount, while the container runs.
+    Runtime,
+    /// After the container read its files once, before it reads them again.
+    AfterFirstRead,
+}
+
+impl Stage {
+    /// The stage's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Registry => "registry",
+            Stage::NodeDisk => "node-disk",
+            Stage::AfterVerify => "after-verify",
+            Stage::Runtime => "runtime",
+            Stage::AfterFirstRead => "after-first-read",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A failed attack step.
+#[derive(Debug, thiserror::Error)]
+pub enum AttackError {
+    /// The lab refused what the attacker tried (a read-only filesystem, a read past the device's end): this is
+    /// a defence at work, and evidence for the outcome.
+    #[error("{kind}: {message}")]
+    Refused {
+        /// What kind of refusal.
+        kind: Refusal,
+        /// The error's message.
+        message: String,
+    },
+    /// The environment could not do what the attack asked (a harness failure, not a defence).
+    #[error("{0}")]
+    Env(String),
+    /// A parameter is missing or out of range.
+    #[error("parameter {name}: {reason}")]
+    Param {
+        /// The parameter.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl AttackError {
+    /// A harness failure with `message`.
+    pub fn env(message: impl fmt::Display) -> Self {
+        AttackError::Env(message.to_string())
+    }
+}
+
+/// What the attacker sees after the container read its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effect {
+    /// Whether the attacker's change reached the container (`false`: it runs the genuine content).
+    pub took_effect: bool,
+    /// What was seen.
+    pub detail: String,
+}
+
+impl Effect {
+    /// An attack whose effect is not checked separately: the lab's evidence decides.
+    pub fn assumed() -> Self {
+        Self {
+            took_effect: true,
+            detail: "no separate check of the effect".to_owned(),
+        }
+    }
+
+    /// The container reads `seen` at `path`, and the attacker wanted `wanted` there.
+    pub fn read(path: &str, seen: &[u8], wanted: &[u8]) -> Self {
+        Self {
+            took_effect: seen == wanted,
+            detail: format!("the container reads /{path}: {:?}", String::from_utf8_lossy(seen)),
+        }
+    }
+}
+
+/// An attack's lifecycle; the runner calls the steps in order, each once.
+pub trait Attack {
+    /// The catalogue name.
+    fn name(&self) -> &'static str;
+
+    /// When [`Attack::detonate`] runs.
+    fn stage(&self) -> Stage;
+
+    /// Before the pipeline starts: arrange what the attack needs (e.g. a device option it exploits).
+    fn prepare(&mut self, _env: &mut dyn Env) -> Result<(), AttackError> {
+        Ok(())
+    }
+
+    /// The attack itself, at [`Attack::stage`]; returns what was done.
+    fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError>;
+
+    /// After the container read its files: what the attacker sees of the result (e.g. the file as the
+    /// container reads it now). Errors here are refusals the attacker met.
+    fn observe(&mut self, _env: &mut dyn Env) -> Result<Effect, AttackError> {
+        Ok(Effect::assumed())
+    }
+
+    /// Undoes what the lab's teardown would not (mounts added inside the namespace, processes left behind).
+    fn revert(&mut self, _env: &mut dyn Env) -> Result<(), AttackError> {
+        Ok(())
+    }
+}
+
+/// The names of every attack [`create`] knows, in catalogue order.
+pub const NAMES: &[&str] = &[
+    "host-layer-swap",
+    "layer-byte-flip",
+    "hash-tree-byte-flip",
+    "layer-and-tree-replace",
+    "root-hash-annotation",
+    "signature-stripped",
+    "signature-other-key",
+    "registry-blob-substitution",
+    "tag-moved-after-verify",
+    "rollback",
+    "mixed-layers",
+    "overmount",
+    "upperdir-write",
+    "extra-mount",
+    "pinned-layer-replace",
+    "unverified-tail",
+    "check-at-most-once-tamper",
+    "malformed-erofs",
+    "leaked-mounts",
+];
+
+/// Builds the attack called `name` with `params` (names as in the lab's catalogue).
+pub fn create(name: &str, params: &Params) -> Result<Box<dyn Attack>, AttackError> {
+    Ok(match name {
+        "host-layer-swap" => Box::new(host_layer_swap::HostLayerSwap::new(params)),
+        "layer-byte-flip" => Box::new(layer_byte_flip::LayerByteFlip::new(params)?),
+        "hash-tree-byte-flip" => Box::new(hash_tree_byte_flip::HashTreeByteFlip::new(params)),
+        "layer-and-tree-replace" => Box::new(layer_and_tree_replace::LayerAndTreeReplace::new(params)),
+        "root-hash-annotation" => Box::new(root_hash_annotation::RootHashAnnotation::new(params)),
+        "signature-stripped" => Box::new(signature_stripped::SignatureStripped),
+        "signature-other-key" => Box::new(signature_other_key::SignatureOtherKey),
+        "registry-blob-substitution" => Box::new(registry_blob_substitution::RegistryBlobSubstitution::new(params)),
+        "tag-moved-after-verify" => Box::new(tag_moved_after_verify::TagMovedAfterVerify::new(params)),
+        "rollback" => Box::new(rollback::Rollback::new(params)),
+        "mixed-layers" => Box::new(mixed_layers::MixedLayers::new(params)),
+        "overmount" => Box::new(overmount::Overmount::new(params)?),
+        "upperdir-write" => Box::new(upperdir_write::UpperdirWrite::new(params)?),
+        "extra-mount" => Box::new(extra_mount::ExtraMount::new(params)?),
+        "pinned-layer-replace" => Box::new(pinned_layer_replace::PinnedLayerReplace::new(params)),
+        "unverified-tail" => Box::new(unverified_tail::UnverifiedTail::new(params)),
+        "check-at-most-once-tamper" => Box::new(check_at_most_once_tamper::CheckAtMostOnceTamper::new(params)?),
+        "malformed-erofs" => Box::new(malformed_erofs::MalformedErofs::new(params)?),
+        "leaked-mounts" => Box::new(leaked_mounts::LeakedMounts::new(params)),
+        other => {
+            return Err(AttackError::Param {
+                name: "name".to_owned(),
+                reason: format!("no attack called {other:?}"),
+            });
+        }
+    })
+}
+
+/// The default content a trojaned file gets.
+pub const TROJAN: &str = "#!/bin/sh\necho 'trojan: attacker code runs here'\n";
+
+/// Flips every bit of the byte at `offset` of `path`; returns the old and new byte.
+pub fn flip_byte(path: &std::path::Path, offset: u64) -> Result<(u8, u8), AttackError> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| AttackError::env(format!("{}: {e}", path.display())))?;
+    let mut byte = [0u8];
+    let io = |e: std::io::Error| AttackError::env(format!("{} at {offset}: {e}", path.display()));
+    file.seek(SeekFrom::Start(offset)).map_err(io)?;
+    file.read_exact(&mut byte).map_err(io)?;
+    let old = byte[0];
+    byte[0] = !old;
+    file.seek(SeekFrom::Start(offset)).map_err(io)?;
+    file.write_all(&byte).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    Ok((old, byte[0]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::Param;
+
+    fn with(pairs: &[(&str, Param)]) -> Params {
+        Params(pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect())
+    }
+
+    #[test]
+    fn every_name_creates_its_attack_and_unknown_names_are_refused() {
+        let params = with(&[("path", Param::String("bin/app".to_owned()))]);
+        for name in NAMES {
+            let attack = create(name, &params).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(attack.name(), *name);
+        }
+        assert!(matches!(create("nope", &params), Err(AttackError::Param { .. })));
+        assert!(matches!(
+            create("overmount", &Params::default()),
+            Err(AttackError::Param { .. })
+        ));
+    }
+
+    #[test]
+    fn flip_byte_inverts_one_byte_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, [1u8, 2, 3]).unwrap();
+        assert_eq!(flip_byte(&file, 1).unwrap(), (2, !2));
+        assert_eq!(std::fs::read(&file).unwrap(), [1, !2, 3]);
+        assert!(flip_byte(&file, 9).is_err());
+    }
+
+    #[test]
+    fn malforming_garbage_is_an_error_not_a_panic() {
+        for field in [
+            "dirent-nameoff",
+            "inode-size",
+            "root-nid",
+            "xattr-count",
+            "superblock-blocks",
+        ] {
+            assert!(malformed_erofs::malform(&mut [0u8; 100], field).is_err(), "{field}");
+            let mut zeros = vec![0u8; 8192];
+            let _ = malformed_erofs::malform(&mut zeros, field);
+            let mut ones = vec![0xffu8; 8192];
+            let _ = malformed_erofs::malform(&mut ones, field);
+        }
+    }
+}

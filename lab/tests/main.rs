@@ -6,6 +6,7 @@ mod mount;
 mod mountinfo;
 mod oci;
 mod rootfs;
+mod runner;
 mod scenario;
 mod sign;
 mod watch;

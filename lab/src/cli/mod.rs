@@ -7,6 +7,7 @@ pub mod audit;
 mod bars;
 pub mod check;
 pub mod convert;
+pub mod demo;
 pub mod erofs;
 pub mod image;
 pub mod images;
@@ -60,9 +61,12 @@ pub enum Cli {
     /// Audit a mount (layers traced to trusted root hashes, no overmount) and re-verify layers at rest, once or
     /// periodically within a CPU budget.
     Check(check::CheckArgs),
-    /// List and validate the attack scenarios.
+    /// List, validate and run the attack scenarios.
     #[command(subcommand)]
     Scenario(scenario::ScenarioCommand),
+    /// The guided tour: build the sample image, pull, convert, sign, mount and check it, then stage every attack
+    /// against all four profiles and print the matrix. No network, no root needed.
+    Demo(demo::DemoArgs),
     /// Internal: the holder of a kernel-backend mount's namespace.
     #[command(name = "__hold", hide = true)]
     Hold {
@@ -114,6 +118,14 @@ pub enum CliError {
     /// Scenario files failed to load or validate.
     #[error(transparent)]
     Scenario(#[from] crate::scenario::LoadErrors),
+    /// A scenario run observed outcomes other than the expected ones (the report lists the differences).
+    #[error("{failed} cell(s) differ from their expected outcome, {errors} cell(s) failed to run")]
+    ScenarioFailed {
+        /// Cells whose observation differs.
+        failed: usize,
+        /// Cells whose harness failed.
+        errors: usize,
+    },
     /// A key cannot be made or read.
     #[error(transparent)]
     Key(#[from] crate::sign::keys::KeyError),
@@ -202,6 +214,7 @@ impl CliError {
                 | crate::sign::keys::KeyError::Decrypt { .. },
             )
             | CliError::Policy(_) => 3,
+            CliError::ScenarioFailed { .. } => 4,
             _ => 1,
         }
     }
@@ -221,6 +234,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cli::Cleanup(args) => mount::run_cleanup(&args),
         Cli::Hold { plan } => Ok(crate::mount::kernel::hold(&plan)?),
         Cli::Scenario(cmd) => scenario::run(cmd),
+        Cli::Demo(args) => demo::run(&args),
         Cli::Keygen(args) => keygen::run(&args),
         Cli::Sign(args) => sign::run(&sign::SignPlan::try_from(args)?),
         Cli::Verify(args) => verify::run(&verify::VerifyPlan::try_from(args)?),

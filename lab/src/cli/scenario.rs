@@ -12,6 +12,9 @@ use serde::Serialize;
 use super::CliError;
 use crate::profile::{Backend, Profile};
 use crate::scenario::outcome::Outcome;
+use crate::scenario::report::{self, Format};
+use crate::scenario::run::RunReport;
+use crate::scenario::runner::{self, RunOptions};
 use crate::scenario::{Scenario, load};
 
 /// `veritylab scenario` subcommands.
@@ -21,6 +24,65 @@ pub enum ScenarioCommand {
     List(ListArgs),
     /// Check scenario files: schema, attack parameters, expectations and unique ids; exit 3 on any problem.
     Validate(DirArgs),
+    /// Stage scenarios for real, each cell in its own sandbox; exit 4 if any observed outcome differs from the
+    /// expected one (or a cell's harness failed, a leak included).
+    Run(RunArgs),
+}
+
+/// Raw arguments of `veritylab scenario run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Scenario ids to run (see `veritylab scenario list`).
+    #[arg(value_name = "ID", required_unless_present = "all", conflicts_with = "all")]
+    pub ids: Vec<String>,
+    /// Run every scenario.
+    #[arg(long)]
+    pub all: bool,
+    /// Run only this profile's cells.
+    #[arg(long, value_name = "PROFILE", value_parser = parse_profile)]
+    pub profile: Option<Profile>,
+    /// The backend (default: the best available; the report says which and why).
+    #[arg(long, value_name = "BACKEND", value_parser = parse_backend)]
+    pub backend: Option<Backend>,
+    /// The report's format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub report: Format,
+    /// Write the report to FILE (atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Where the scenarios come from.
+    #[command(flatten)]
+    pub dir: DirArgs,
+}
+
+fn parse_profile(text: &str) -> Result<Profile, String> {
+    text.parse().map_err(|e: crate::profile::UnknownName| e.to_string())
+}
+
+fn parse_backend(text: &str) -> Result<Backend, String> {
+    text.parse().map_err(|e: crate::profile::UnknownName| e.to_string())
+}
+
+/// Runs `scenarios` and writes the report as asked; fails when the run did not pass.
+pub fn run_and_report(
+    scenarios: &[Scenario],
+    options: &RunOptions,
+    format: Format,
+    out: Option<&std::path::Path>,
+) -> Result<RunReport, CliError> {
+    let bars = super::bars::Bars::new(format != Format::Text);
+    let report = runner::run(scenarios, options, &mut |line| {
+        bars.report(crate::progress::Event::Step(line))
+    });
+    let color = out.is_none() && report::stdout_wants_color();
+    let text = report::render(&report, format, color);
+    match out {
+        Some(path) => {
+            report::write_atomic(path, &text).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?
+        }
+        None => print!("{text}"),
+    }
+    Ok(report)
 }
 
 /// Where the scenarios come from.
@@ -123,6 +185,36 @@ pub fn run(command: ScenarioCommand) -> Result<(), CliError> {
                 scenarios.len()
             );
             Ok(())
+        }
+        ScenarioCommand::Run(args) => {
+            let all = load_from(&args.dir)?;
+            let scenarios: Vec<Scenario> = if args.all {
+                all
+            } else {
+                let mut chosen = Vec::new();
+                for id in &args.ids {
+                    let found = all.iter().find(|s| &s.id == id).ok_or_else(|| {
+                        CliError::Usage(format!("no scenario {id:?} (see `veritylab scenario list`)"))
+                    })?;
+                    chosen.push(found.clone());
+                }
+                chosen
+            };
+            let options = RunOptions {
+                profile: args.profile,
+                backend: args.backend,
+                ..RunOptions::default()
+            };
+            let report = run_and_report(&scenarios, &options, args.report, args.out.as_deref())?;
+            if report.passed() {
+                Ok(())
+            } else {
+                let s = report.summary();
+                Err(CliError::ScenarioFailed {
+                    failed: s.failed,
+                    errors: s.errors,
+                })
+            }
         }
     }
 }

@@ -22,10 +22,13 @@
 //! Finally it sets [`run::RunReport::duration_ms`] and renders the report.
 
 pub mod attack;
+pub mod image;
 pub mod load;
 pub mod outcome;
 pub mod report;
 pub mod run;
+pub mod runner;
+pub mod sandbox;
 pub mod schema;
 
 pub use load::{LoadErrors, Problem};

@@ -1,0 +1,53 @@
+//! `hash-tree-byte-flip`: one byte flipped in a layer's dm-verity hash tree.
+
+use crate::{Attack, AttackError, Env, Params, Stage, flip_byte};
+
+/// The attack.
+#[derive(Debug, Clone)]
+pub struct HashTreeByteFlip {
+    layer: Option<usize>,
+    level: u64,
+    offset: u64,
+}
+
+impl HashTreeByteFlip {
+    /// From the scenario's parameters (`layer`, `level`, `offset`).
+    pub fn new(params: &Params) -> Self {
+        Self {
+            layer: params.layer(),
+            level: params.integer("level").unwrap_or(0),
+            offset: params.integer("offset").unwrap_or(0),
+        }
+    }
+}
+
+impl Attack for HashTreeByteFlip {
+    fn name(&self) -> &'static str {
+        "hash-tree-byte-flip"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::NodeDisk
+    }
+
+    fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
+        let index = self.layer.unwrap_or(env.layer_count().saturating_sub(1));
+        let layer = env.layer(index)?;
+        let start = usize::try_from(self.level)
+            .ok()
+            .and_then(|l| layer.levels.get(l))
+            .copied()
+            .ok_or_else(|| AttackError::Param {
+                name: "level".to_owned(),
+                reason: format!("the tree has {} levels", layer.levels.len()),
+            })?;
+        let at = start + self.offset;
+        let (old, new) = flip_byte(&layer.erofs, at)?;
+        Ok(format!(
+            "flipped byte {} of tree level {} in {} (file offset {at}): {old:#04x} -> {new:#04x}",
+            self.offset,
+            self.level,
+            layer.erofs.display()
+        ))
+    }
+}

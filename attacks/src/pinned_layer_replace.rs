@@ -1,0 +1,32 @@
+//! `pinned-layer-replace`: the pinned standard-mountpoints layer replaced by one that changes a file.
+
+use crate::{Attack, AttackError, Env, Params, Stage};
+
+/// The attack.
+#[derive(Debug, Clone)]
+pub struct PinnedLayerReplace {
+    path: String,
+}
+
+impl PinnedLayerReplace {
+    /// From the scenario's parameters (`path`).
+    pub fn new(params: &Params) -> Self {
+        Self {
+            path: params.string("path").unwrap_or("etc/resolv.conf").to_owned(),
+        }
+    }
+}
+
+impl Attack for PinnedLayerReplace {
+    fn name(&self) -> &'static str {
+        "pinned-layer-replace"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::NodeDisk
+    }
+
+    fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
+        env.replace_pinned(&self.path, b"nameserver 203.0.113.66\n")
+    }
+}

@@ -1,0 +1,54 @@
+//! `registry-blob-substitution`: the registry serves other bytes for a blob than its digest names.
+
+use crate::{Attack, AttackError, Env, Params, Stage};
+
+/// The attack.
+#[derive(Debug, Clone)]
+pub struct RegistryBlobSubstitution {
+    config: bool,
+    layer: Option<usize>,
+}
+
+impl RegistryBlobSubstitution {
+    /// From the scenario's parameters (`blob`, `layer`).
+    pub fn new(params: &Params) -> Self {
+        Self {
+            config: params.string("blob") == Some("config"),
+            layer: params.layer(),
+        }
+    }
+}
+
+impl Attack for RegistryBlobSubstitution {
+    fn name(&self) -> &'static str {
+        "registry-blob-substitution"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Registry
+    }
+
+    fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
+        let (config, layers) = env.registry_image()?;
+        let digest = if self.config {
+            config
+        } else {
+            let index = self.layer.unwrap_or(layers.len().saturating_sub(1));
+            layers
+                .get(index)
+                .cloned()
+                .ok_or_else(|| AttackError::env(format!("the image has {} layers", layers.len())))?
+        };
+        let path = env.registry_blob(&digest)?;
+        let mut bytes = std::fs::read(&path).map_err(|e| AttackError::env(format!("{}: {e}", path.display())))?;
+        let last = bytes.len().saturating_sub(1);
+        if let Some(b) = bytes.get_mut(last / 2) {
+            *b ^= 0xff;
+        }
+        std::fs::write(&path, &bytes).map_err(|e| AttackError::env(format!("{}: {e}", path.display())))?;
+        Ok(format!(
+            "the registry now serves other bytes (same size) for {digest}, stored at {}",
+            path.display()
+        ))
+    }
+}

@@ -1,0 +1,66 @@
+//! `root-hash-annotation`: a layer descriptor's root-hash annotation changed in the stored manifest, the
+//! original signature kept.
+
+use crate::{Attack, AttackError, Env, Params, Stage};
+
+/// The annotation keys that carry a layer's root hash, in either scheme.
+const KEYS: &[&str] = &[
+    "org.veritylab.dm-verity.root-hash",
+    "io.deckhouse.delivery-kit.dm-verity-root-hash",
+];
+
+/// The attack.
+#[derive(Debug, Clone)]
+pub struct RootHashAnnotation {
+    layer: Option<usize>,
+    root_hash: Option<String>,
+}
+
+impl RootHashAnnotation {
+    /// From the scenario's parameters (`layer`, `root-hash`; `scheme` is the image's, set up by the lab).
+    pub fn new(params: &Params) -> Self {
+        Self {
+            layer: params.layer(),
+            root_hash: params.string("root-hash").map(str::to_owned),
+        }
+    }
+}
+
+impl Attack for RootHashAnnotation {
+    fn name(&self) -> &'static str {
+        "root-hash-annotation"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::NodeDisk
+    }
+
+    fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
+        let index = self.layer.unwrap_or(env.layer_count().saturating_sub(1));
+        let new = match &self.root_hash {
+            Some(hash) => hash.clone(),
+            None => env.trojan_root_hash(index)?,
+        };
+        let bytes = env.manifest()?;
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| AttackError::env(format!("the stored manifest: {e}")))?;
+        let annotations = manifest
+            .get_mut("layers")
+            .and_then(|l| l.get_mut(index))
+            .and_then(|l| l.get_mut("annotations"))
+            .and_then(serde_json::Value::as_object_mut)
+            .ok_or_else(|| AttackError::env(format!("layer {index} of the manifest has no annotations")))?;
+        let key = annotations
+            .keys()
+            .find(|k| KEYS.contains(&k.as_str()) || k.ends_with("root-hash") || k.ends_with("roothash"))
+            .cloned()
+            .ok_or_else(|| AttackError::env(format!("layer {index} has no root-hash annotation")))?;
+        let old = annotations.insert(key.clone(), serde_json::Value::String(new.clone()));
+        let out = serde_json::to_vec(&manifest).map_err(AttackError::env)?;
+        let digest = env.replace_manifest(&out, true)?;
+        Ok(format!(
+            "layer {index}: {key} {} -> {new}; the manifest is now {digest}, the original signature kept",
+            old.and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+        ))
+    }
+}

@@ -1,0 +1,57 @@
+//! `unverified-tail`: data appended past the blocks the hash tree covers, then read for through the device.
+
+use std::io::Write;
+
+use crate::{Attack, AttackError, Env, Params, Stage};
+
+/// The attack.
+#[derive(Debug, Clone)]
+pub struct UnverifiedTail {
+    layer: Option<usize>,
+    bytes: u64,
+    index: usize,
+    data_size: u64,
+}
+
+impl UnverifiedTail {
+    /// From the scenario's parameters (`layer`, `bytes`).
+    pub fn new(params: &Params) -> Self {
+        Self {
+            layer: params.layer(),
+            bytes: params.integer("bytes").unwrap_or(4096),
+            index: 0,
+            data_size: 0,
+        }
+    }
+}
+
+impl Attack for UnverifiedTail {
+    fn name(&self) -> &'static str {
+        "unverified-tail"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Runtime
+    }
+
+    fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
+        self.index = self.layer.unwrap_or(env.layer_count().saturating_sub(1));
+        let layer = env.layer(self.index)?;
+        self.data_size = layer.data_size;
+        let tail = vec![0x41u8; usize::try_from(self.bytes).unwrap_or(4096)];
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&layer.erofs)
+            .map_err(|e| AttackError::env(format!("{}: {e}", layer.erofs.display())))?;
+        file.write_all(&tail)
+            .map_err(|e| AttackError::env(format!("{}: {e}", layer.erofs.display())))?;
+        let read = env.read_device(self.index, self.data_size, tail.len())?;
+        Ok(format!(
+            "appended {} bytes to {}; a read at the end of the {}-byte device returned {} bytes",
+            self.bytes,
+            layer.erofs.display(),
+            self.data_size,
+            read.len()
+        ))
+    }
+}

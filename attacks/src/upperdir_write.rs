@@ -1,0 +1,53 @@
+//! `upperdir-write`: a file written into the container's overlay upperdir from the host.
+
+use crate::{Attack, AttackError, Effect, Env, Params, Refusal, Stage, TROJAN};
+
+/// The attack.
+#[derive(Debug, Clone)]
+pub struct UpperdirWrite {
+    path: String,
+    content: String,
+}
+
+impl UpperdirWrite {
+    /// From the scenario's parameters (`path`, `content`).
+    pub fn new(params: &Params) -> Result<Self, AttackError> {
+        Ok(Self {
+            path: params.required("path")?,
+            content: params.string("content").unwrap_or(TROJAN).to_owned(),
+        })
+    }
+}
+
+impl Attack for UpperdirWrite {
+    fn name(&self) -> &'static str {
+        "upperdir-write"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Runtime
+    }
+
+    fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
+        let Some(upper) = env.upperdir() else {
+            // No upperdir to write into from the host: the attacker's next best is writing through the
+            // container, which a read-only rootfs refuses.
+            env.write_in_container(&self.path, self.content.as_bytes())?;
+            return Err(AttackError::Refused {
+                kind: Refusal::ReadOnly,
+                message: "no upperdir, yet a write through the container succeeded".to_owned(),
+            });
+        };
+        let dest = upper.join(&self.path);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| AttackError::env(format!("{}: {e}", parent.display())))?;
+        }
+        std::fs::write(&dest, &self.content).map_err(|e| AttackError::env(format!("{}: {e}", dest.display())))?;
+        Ok(format!("wrote {} from the host", dest.display()))
+    }
+
+    fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
+        let seen = env.read_in_container(&self.path)?;
+        Ok(Effect::read(&self.path, &seen, self.content.as_bytes()))
+    }
+}

@@ -1,0 +1,840 @@
+//! The scenario runner: each (scenario, profile, backend) cell staged for real in its own sandbox.
+//!
+//! A cell builds its image (the embedded sample or the scenario's inline layers) in a fresh store, signs it,
+//! and walks the pipeline a node would: publish to a registry and pull (registry-stage attacks only),
+//! convert, verify the signature (hardened only: its `--key` semantics, with the policy's rollback floor and
+//! single-signed-manifest rule), mount with the profile, read the whole rootfs, and run the profile's checks
+//! (hardened: the mount audit, one re-verification pass at rest and the cleanup helper). The attack's
+//! `detonate` runs at its [`Stage`]. Any step that refuses (a pull digest mismatch, a rejected signature, a
+//! refused mount, an `EIO` on read) makes the cell `blocked` with that error's kind; findings of the checks
+//! make it `detected`; otherwise it is `undetected`. After the attack is reverted and the mount taken down, a
+//! leak check looks for anything of the sandbox still alive (mount records, mounts in any namespace, loop
+//! devices backed by sandbox files, processes naming it) and fails the cell if it finds any.
+//!
+//! The runner drives the `emulated` backend (every profile, any user); the kernel backend's cells are
+//! reported as skipped with the reason.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use attacks::{Attack, AttackError, Effect, Refusal, Stage};
+
+use super::image;
+use super::outcome::{
+    DeviceSnapshot, ErrorEvidence, ErrorKind, Evidence, FindingEvidence, FindingKind, Observation, Outcome, Phase,
+    TimelineStep,
+};
+use super::run::{BackendChoice, CellResult, HostInfo, RunReport, ScenarioResult};
+use super::sandbox::{MINIMUM, OpenFailure, REPOSITORY, Sandbox};
+use super::schema::{ParamValue, Scenario};
+use crate::audit;
+use crate::convert::{self, ConvertError, VerityLayout};
+use crate::mount::emulated::Table;
+use crate::mount::{self, MountError, Trust};
+use crate::oci::pull::{self, PullError, PullOptions};
+use crate::oci::reference;
+use crate::profile::{Backend, Profile};
+use crate::rootfs::{Snapshot, SnapshotError};
+use crate::sign::Scheme;
+use crate::sign::cosign;
+use crate::sign::policy::{Policy, Rule};
+use crate::sign::timestamp::Timestamp;
+use crate::sign::verify::{self, Finding as VerifyFinding, VerifyError, VerifyOptions};
+use crate::store::StoreError;
+use crate::watch::{self, WatchConfig};
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Run only this profile's cells.
+    pub profile: Option<Profile>,
+    /// The backend asked for (`None`: the best available).
+    pub backend: Option<Backend>,
+    /// Library-only switches that break the lab on purpose, for the runner's own tests.
+    pub hooks: Hooks,
+}
+
+/// Deliberate breakage, reachable only through the library (no command-line flag sets these): the runner's
+/// tests use them to show that a broken defence or a leak fails the run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hooks {
+    /// Run the hardened profile with signature verification disabled (root hashes from local metadata).
+    pub disable_verification: bool,
+    /// Leave the mount behind after each cell instead of taking it down.
+    pub leak_mount: bool,
+}
+
+/// Resolves the backend to use and says why.
+pub fn choose_backend(requested: Option<Backend>) -> BackendChoice {
+    let root = rustix::process::geteuid().is_root();
+    let (used, reason) = match requested {
+        Some(Backend::Emulated) => (Backend::Emulated, "emulated: requested".to_owned()),
+        Some(other) => (
+            other,
+            format!("{other}: requested, but the scenario runner drives only the emulated backend so far"),
+        ),
+        None if root => (
+            Backend::Emulated,
+            "emulated: the scenario runner drives only the emulated backend so far (kernel cells would need root, \
+             which this run has)"
+                .to_owned(),
+        ),
+        None => (
+            Backend::Emulated,
+            "emulated: not root, and the scenario runner drives only the emulated backend so far".to_owned(),
+        ),
+    };
+    BackendChoice {
+        requested,
+        used,
+        reason,
+    }
+}
+
+/// Runs `scenarios`; `progress` hears one line per cell.
+pub fn run(scenarios: &[Scenario], options: &RunOptions, progress: &mut dyn FnMut(&str)) -> RunReport {
+    let choice = choose_backend(options.backend);
+    let backend = choice.used;
+    let mut report = RunReport::new(HostInfo::probe(), vec![choice]);
+    let start = Instant::now();
+    for scenario in scenarios {
+        let mut result = ScenarioResult::new(scenario);
+        for &profile in &scenario.profiles {
+            if options.profile.is_some_and(|p| p != profile) {
+                continue;
+            }
+            let Some(expected) = scenario.expect.get(&profile).cloned() else {
+                continue;
+            };
+            let cell = if !scenario.backends.contains(&backend) {
+                CellResult::skipped(
+                    profile,
+                    backend,
+                    expected,
+                    format!("the scenario does not run on {backend}"),
+                )
+            } else if backend != Backend::Emulated {
+                CellResult::skipped(
+                    profile,
+                    backend,
+                    expected,
+                    format!("the scenario runner does not drive the {backend} backend yet"),
+                )
+            } else {
+                run_cell(scenario, profile, backend, expected, options, start)
+            };
+            progress(&format!(
+                "{} [{profile}/{backend}]: {}",
+                scenario.id,
+                match cell.observed_outcome() {
+                    Some(o) => format!("{o} (expected {})", cell.expected.outcome),
+                    None => format!("{:?}", cell.verdict()).to_lowercase(),
+                }
+            ));
+            result.cells.push(cell);
+        }
+        report.scenarios.push(result);
+    }
+    report.duration_ms = ms(start);
+    report
+}
+
+fn ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn params(scenario: &Scenario) -> attacks::Params {
+    attacks::Params(
+        scenario
+            .attack
+            .params
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    ParamValue::Integer(i) => attacks::params::Param::Integer(*i),
+                    ParamValue::String(s) => attacks::params::Param::String(s.clone()),
+                    ParamValue::Bool(b) => attacks::params::Param::Bool(*b),
+                };
+                (k.clone(), v)
+            })
+            .collect(),
+    )
+}
+
+/// One cell in progress: its sandbox, evidence and clock.
+struct Cell<'a> {
+    run_start: Instant,
+    evidence: Evidence,
+    took_effect: bool,
+    options: &'a RunOptions,
+}
+
+/// A harness failure: the cell ends in `error`.
+struct Harness(String);
+
+impl Cell<'_> {
+    fn step(&mut self, phase: Phase, action: &str, ok: bool, detail: impl Into<String>) {
+        let detail = detail.into();
+        self.evidence.timeline.push(TimelineStep {
+            at_ms: ms(self.run_start),
+            phase,
+            action: action.to_owned(),
+            ok,
+            detail: (!detail.is_empty()).then_some(detail),
+        });
+    }
+
+    fn refused(&mut self, phase: Phase, step: &str, kind: ErrorKind, message: String) {
+        self.step(phase, step, false, format!("{kind}: {message}"));
+        self.evidence.errors.push(ErrorEvidence {
+            kind,
+            step: step.to_owned(),
+            message,
+        });
+    }
+
+    fn finding(&mut self, kind: FindingKind, path: Option<String>, message: String) {
+        self.evidence.findings.push(FindingEvidence { kind, path, message });
+    }
+
+    /// Runs the attack's `detonate`; `Ok(false)` when a refusal ended the pipeline.
+    fn detonate(&mut self, attack: &mut dyn Attack, sandbox: &mut Sandbox, phase: Phase) -> Result<bool, Harness> {
+        let action = format!("detonate {} at {}", attack.name(), attack.stage());
+        match attack.detonate(sandbox) {
+            Ok(detail) => {
+                self.step(phase, &action, true, detail);
+                Ok(true)
+            }
+            Err(e) => self.attack_error(phase, &action, e).map(|()| false),
+        }
+    }
+
+    fn attack_error(&mut self, phase: Phase, action: &str, e: AttackError) -> Result<(), Harness> {
+        match e {
+            AttackError::Refused { kind, message } => {
+                let kind = match kind {
+                    Refusal::ReadOnly => ErrorKind::ReadOnly,
+                    Refusal::OutOfRange => ErrorKind::OutOfRange,
+                    Refusal::HashMismatch => ErrorKind::HashMismatch,
+                };
+                self.refused(phase, action, kind, message);
+                Ok(())
+            }
+            other => {
+                self.step(phase, action, false, other.to_string());
+                Err(Harness(format!("{action}: {other}")))
+            }
+        }
+    }
+
+    fn conclude(&self) -> Outcome {
+        if !self.evidence.errors.is_empty() {
+            Outcome::Blocked
+        } else if !self.evidence.findings.is_empty() {
+            Outcome::Detected
+        } else if !self.took_effect {
+            Outcome::Blocked
+        } else {
+            Outcome::Undetected
+        }
+    }
+}
+
+fn run_cell(
+    scenario: &Scenario,
+    profile: Profile,
+    backend: Backend,
+    expected: super::outcome::Expectation,
+    options: &RunOptions,
+    run_start: Instant,
+) -> CellResult {
+    let started_ms = ms(run_start);
+    let cell_start = Instant::now();
+    let Some(layers) = image::layers(&scenario.image) else {
+        return CellResult::skipped(
+            profile,
+            backend,
+            expected,
+            "images to pull are not staged by the runner yet",
+        );
+    };
+    let scheme = match scenario.attack.string("scheme") {
+        Some("delivery-kit") => Scheme::DeliveryKit,
+        _ => Scheme::Cosign,
+    };
+    let mut cell = Cell {
+        run_start,
+        evidence: Evidence::default(),
+        took_effect: true,
+        options,
+    };
+    let result = Sandbox::new(profile, backend, layers, scheme)
+        .map_err(Harness)
+        .and_then(|mut sandbox| {
+            let staged = stage(scenario, &mut cell, &mut sandbox);
+            let cleaned = teardown(&mut cell, sandbox);
+            staged.and(cleaned)
+        });
+    let duration = ms(cell_start);
+    match result {
+        Ok(()) => {
+            let observation = Observation {
+                outcome: cell.conclude(),
+                evidence: cell.evidence,
+            };
+            CellResult::observed(profile, backend, expected, observation, started_ms, duration)
+        }
+        Err(Harness(message)) => CellResult::error(profile, backend, expected, message, started_ms, duration),
+    }
+}
+
+/// Builds, attacks, mounts and checks; returns early (Ok) once a refusal ends the pipeline.
+fn stage(scenario: &Scenario, cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<(), Harness> {
+    let mut attack = attacks::create(&scenario.attack.name, &params(scenario)).map_err(|e| Harness(e.to_string()))?;
+    let at = attack.stage();
+    if let Err(e) = attack.prepare(sandbox) {
+        cell.attack_error(Phase::Prepare, "prepare", e)?;
+    }
+    cell.step(
+        Phase::Prepare,
+        "prepare",
+        true,
+        format!("{} (detonates at {at})", attack.name()),
+    );
+
+    if at == Stage::Registry {
+        if !publish_and_pull(cell, sandbox, attack.as_mut())? {
+            return Ok(());
+        }
+    } else {
+        Sandbox::store_image(&sandbox.store, &sandbox.name, &sandbox.layers).map_err(Harness)?;
+        sandbox
+            .sign(&sandbox.store, &sandbox.name, &sandbox.key, super::sandbox::BUILT)
+            .map_err(Harness)?;
+        cell.step(
+            Phase::Setup,
+            "build and sign",
+            true,
+            format!("{} signed ({})", sandbox.name, sandbox.scheme.name()),
+        );
+    }
+
+    match convert::convert_image(&sandbox.store, &sandbox.name, VerityLayout::Containerd, &|_| {}) {
+        Ok(c) => {
+            sandbox.conversions = c.layers.into_iter().map(|l| l.conversion).collect();
+            cell.step(
+                Phase::Setup,
+                "convert",
+                true,
+                format!("{} layers to EROFS with dm-verity trees", sandbox.conversions.len()),
+            );
+        }
+        Err(e) => {
+            let kind = convert_kind(&e);
+            cell.refused(Phase::Setup, "convert", kind, e.to_string());
+            return Ok(());
+        }
+    }
+
+    if at == Stage::NodeDisk && !cell.detonate(attack.as_mut(), sandbox, Phase::Detonate)? {
+        return Ok(());
+    }
+
+    let Some((mount_name, trust)) = verify(cell, sandbox)? else {
+        return Ok(());
+    };
+
+    if at == Stage::AfterVerify && !cell.detonate(attack.as_mut(), sandbox, Phase::Detonate)? {
+        return Ok(());
+    }
+
+    if !mount_image(cell, sandbox, &mount_name, &trust)? {
+        return Ok(());
+    }
+
+    if at == Stage::Runtime && !cell.detonate(attack.as_mut(), sandbox, Phase::Detonate)? {
+        revert(cell, attack.as_mut(), sandbox)?;
+        return Ok(());
+    }
+
+    read_all(cell, sandbox, "read the whole rootfs");
+    if at == Stage::AfterFirstRead {
+        if cell.detonate(attack.as_mut(), sandbox, Phase::Detonate)? {
+            read_all(cell, sandbox, "read the whole rootfs again");
+        } else {
+            return Ok(());
+        }
+    }
+    match attack.observe(sandbox) {
+        Ok(Effect { took_effect, detail }) => {
+            cell.took_effect = took_effect;
+            cell.step(Phase::Observe, "the attacker looks", true, detail);
+        }
+        Err(e) => cell.attack_error(Phase::Observe, "the attacker looks", e)?,
+    }
+    devices(cell, sandbox);
+    if sandbox.profile == Profile::Hardened {
+        checks(cell, sandbox, &mount_name);
+    }
+    revert(cell, attack.as_mut(), sandbox)
+}
+
+fn revert(cell: &mut Cell<'_>, attack: &mut dyn Attack, sandbox: &mut Sandbox) -> Result<(), Harness> {
+    match attack.revert(sandbox) {
+        Ok(()) => {
+            cell.step(Phase::Revert, "revert", true, "");
+            Ok(())
+        }
+        Err(e) => cell.attack_error(Phase::Revert, "revert", e),
+    }
+}
+
+/// Publishes the image to the cell's registry, lets the attack at it, and pulls it; `Ok(false)` when the
+/// pull refused.
+fn publish_and_pull(cell: &mut Cell<'_>, sandbox: &mut Sandbox, attack: &mut dyn Attack) -> Result<bool, Harness> {
+    let harness = |e: &dyn std::fmt::Display| Harness(e.to_string());
+    let publisher = crate::store::Store::open(&sandbox.dir.path().join("publisher")).map_err(|e| harness(&e))?;
+    Sandbox::store_image(&publisher, &sandbox.name, &sandbox.layers).map_err(Harness)?;
+    sandbox
+        .sign(&publisher, &sandbox.name, &sandbox.key, super::sandbox::BUILT)
+        .map_err(Harness)?;
+    let registry = sandbox.dir.path().join("registry");
+    Sandbox::export(&publisher, &sandbox.name, &registry, "v1").map_err(Harness)?;
+    sandbox.registry = Some(registry.clone());
+    cell.step(
+        Phase::Setup,
+        "build, sign and publish",
+        true,
+        format!(
+            "{} signed and published to the registry (an OCI layout at {})",
+            sandbox.name,
+            registry.display()
+        ),
+    );
+    if !cell.detonate(attack, sandbox, Phase::Detonate)? {
+        return Ok(false);
+    }
+    let reference = reference::parse(&format!("oci:{}:v1", registry.display())).map_err(|e| harness(&e))?;
+    let pulled = match pull::pull(&reference, &sandbox.store, &PullOptions::default(), &|_| {}) {
+        Ok(report) => report,
+        Err(e) => {
+            let kind = pull_kind(&e).ok_or_else(|| Harness(format!("pull: {e}")))?;
+            cell.refused(Phase::Setup, "pull", kind, e.to_string());
+            return Ok(false);
+        }
+    };
+    let descriptor = sandbox.store.lookup(&pulled.name).map_err(|e| harness(&e))?;
+    sandbox
+        .store
+        .tag(&sandbox.name, descriptor.clone())
+        .map_err(|e| harness(&e))?;
+    if let Some(signatures) = cosign::load(&publisher, REPOSITORY, &descriptor.digest).map_err(|e| harness(&e))? {
+        cosign::save(
+            &sandbox.store,
+            REPOSITORY,
+            &descriptor.digest,
+            &cosign::SignatureImage::new(&signatures),
+        )
+        .map_err(|e| harness(&e))?;
+    }
+    cell.step(
+        Phase::Setup,
+        "pull",
+        true,
+        format!("pulled {} with its signature", pulled.manifest),
+    );
+    Ok(true)
+}
+
+fn pull_kind(e: &PullError) -> Option<ErrorKind> {
+    match e {
+        PullError::Store(StoreError::Verify(_)) | PullError::Verify { .. } => Some(ErrorKind::DigestMismatch),
+        other if other.to_string().contains("digest") => Some(ErrorKind::DigestMismatch),
+        _ => None,
+    }
+}
+
+fn convert_kind(e: &ConvertError) -> ErrorKind {
+    match e {
+        ConvertError::LayerChanged { .. } | ConvertError::Store(StoreError::Verify(_)) => ErrorKind::DigestMismatch,
+        _ => ErrorKind::MalformedImage,
+    }
+}
+
+/// The hardened profile's signature check; returns the name to mount and the root hashes' source, or
+/// `None` when verification refused the image.
+fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, Trust)>, Harness> {
+    if sandbox.profile != Profile::Hardened {
+        cell.step(
+            Phase::Setup,
+            "no signature check",
+            true,
+            format!(
+                "the {} profile takes root hashes (if any) from local metadata",
+                sandbox.profile
+            ),
+        );
+        return Ok(Some((sandbox.name.clone(), Trust::Local)));
+    }
+    if cell.options.hooks.disable_verification {
+        let trusted = sandbox
+            .conversions
+            .iter()
+            .map(|c| (c.layer, c.roothash.clone()))
+            .collect::<BTreeMap<_, _>>();
+        cell.step(
+            Phase::Setup,
+            "signature check DISABLED (test hook)",
+            true,
+            "root hashes taken from local metadata",
+        );
+        return Ok(Some((sandbox.name.clone(), Trust::Signed(trusted))));
+    }
+    let policy = Policy {
+        rules: vec![Rule {
+            pattern: REPOSITORY.to_owned(),
+            require_signature: true,
+            keys: Vec::new(),
+            require_pull_by_digest: None,
+            min_build_timestamp: Some(Timestamp(MINIMUM)),
+        }],
+        ..Policy::default()
+    };
+    let mut options = VerifyOptions::new(policy, vec![sandbox.public.clone()]);
+    options.scheme = sandbox.scheme;
+    match verify::verify_image(&sandbox.store, &sandbox.name, &options) {
+        Ok(image) => {
+            let pinned = format!("{REPOSITORY}@{}", image.manifest.digest);
+            sandbox
+                .store
+                .tag(&pinned, image.manifest.clone())
+                .map_err(|e| Harness(e.to_string()))?;
+            cell.step(
+                Phase::Setup,
+                "verify the signature",
+                true,
+                format!("{} verified; mounting exactly {pinned}", image.manifest.digest),
+            );
+            Ok(Some((pinned, Trust::signed(&image))))
+        }
+        Err(VerifyError::Rejected { report }) => {
+            for finding in report.findings() {
+                cell.refused(
+                    Phase::Setup,
+                    "verify the signature",
+                    verify_kind(finding),
+                    finding.to_string(),
+                );
+            }
+            Ok(None)
+        }
+        Err(e) => Err(Harness(format!("verify: {e}"))),
+    }
+}
+
+fn verify_kind(finding: &VerifyFinding) -> ErrorKind {
+    match finding {
+        VerifyFinding::SignatureMissing { .. } => ErrorKind::SignatureMissing,
+        VerifyFinding::Rollback { .. } => ErrorKind::Rollback,
+        VerifyFinding::MixAndMatch { .. } => ErrorKind::MixedLayers,
+        VerifyFinding::RootHashMismatch { .. } | VerifyFinding::ParamsMismatch { .. } => ErrorKind::RootHashMismatch,
+        VerifyFinding::ManifestUnusable { .. } => ErrorKind::MalformedImage,
+        _ => ErrorKind::SignatureInvalid,
+    }
+}
+
+/// Plans and mounts; `Ok(false)` when the mount was refused.
+fn mount_image(cell: &mut Cell<'_>, sandbox: &mut Sandbox, name: &str, trust: &Trust) -> Result<bool, Harness> {
+    let target = sandbox.dir.path().join("rootfs");
+    fs::create_dir_all(&target).map_err(|e| Harness(e.to_string()))?;
+    let plan = match mount::prepare(&sandbox.store, name, &target, sandbox.profile, sandbox.backend, trust) {
+        Ok(plan) => plan,
+        Err(e) => {
+            let kind = match &e {
+                MountError::MissingRootHash { .. } | MountError::PinnedMismatch { .. } => ErrorKind::RootHashMismatch,
+                MountError::Convert(c) => convert_kind(c),
+                _ => return Err(Harness(format!("planning the mount: {e}"))),
+            };
+            cell.refused(Phase::Setup, "mount", kind, e.to_string());
+            return Ok(false);
+        }
+    };
+    let record = mount::mount(&sandbox.store, &plan, Path::new("/nonexistent"));
+    let probe = mount::Record::for_plan(&plan);
+    let view = sandbox.open_view(&plan, record.as_ref().unwrap_or(&probe));
+    match (record, view) {
+        (Ok(record), Ok(view)) => {
+            cell.step(
+                Phase::Setup,
+                "mount",
+                true,
+                format!(
+                    "{} layers at {} ({} profile, {} backend)",
+                    plan.layers.len(),
+                    record.target.display(),
+                    plan.profile,
+                    plan.backend
+                ),
+            );
+            sandbox.view = Some(view);
+            sandbox.mounted = Some((plan, record));
+            Ok(true)
+        }
+        (record, view) => {
+            if let Ok(record) = record {
+                let _ = mount::umount(&sandbox.store, &record.target);
+            }
+            let (kind, message) = match view {
+                Err(OpenFailure::RootHash(m)) => (ErrorKind::RootHashMismatch, m),
+                Err(OpenFailure::Verification(m, devices)) => {
+                    push_devices(cell, &devices);
+                    (ErrorKind::HashMismatch, m)
+                }
+                Err(OpenFailure::Malformed(m)) => (ErrorKind::MalformedImage, m),
+                Err(OpenFailure::Other(m)) => return Err(Harness(format!("mount: {m}"))),
+                Ok(_) => return Err(Harness("the mount failed although every layer opens".to_owned())),
+            };
+            cell.refused(Phase::Setup, "mount", kind, message);
+            Ok(false)
+        }
+    }
+}
+
+/// Reads every file of the rootfs as the container would; a refused read is evidence.
+fn read_all(cell: &mut Cell<'_>, sandbox: &Sandbox, action: &str) {
+    let Some(view) = &sandbox.view else {
+        return;
+    };
+    match Snapshot::of_merged(&view.rootfs.merged) {
+        Ok(snapshot) => cell.step(
+            Phase::Observe,
+            action,
+            true,
+            format!("{} entries, digest {}", snapshot.entries.len(), snapshot.digest()),
+        ),
+        Err(SnapshotError::Merged(e)) => {
+            let kind = if e.is_verification_failure() {
+                ErrorKind::HashMismatch
+            } else {
+                ErrorKind::MalformedImage
+            };
+            cell.refused(Phase::Observe, action, kind, e.to_string());
+        }
+        Err(e) => cell.refused(Phase::Observe, action, ErrorKind::MalformedImage, e.to_string()),
+    }
+}
+
+fn devices(cell: &mut Cell<'_>, sandbox: &Sandbox) {
+    if let Some(view) = &sandbox.view {
+        push_devices(cell, &view.devices);
+    }
+}
+
+fn push_devices(cell: &mut Cell<'_>, devices: &[(String, std::sync::Arc<super::sandbox::Device>)]) {
+    for (name, device) in devices {
+        let status = device.status();
+        cell.evidence.devices.push(DeviceSnapshot {
+            device: name.clone(),
+            state: status.state.into(),
+            blocks_verified: status.blocks_verified,
+            corruptions: status.corruptions,
+            first_corrupted: status.first_corrupted.map(|b| b.to_string()),
+        });
+    }
+}
+
+/// The hardened profile's checks: the mount audit, a re-verification pass at rest and the cleanup helper.
+fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) {
+    let Some((_, record)) = &sandbox.mounted else {
+        return;
+    };
+    let trusted = sandbox.trusted();
+    let report = audit::audit(record, &Table::new(record), &trusted);
+    for f in &report.findings {
+        let kind = serde_json::from_value::<FindingKind>(serde_json::Value::String(f.kind().to_owned()));
+        if let Ok(kind) = kind {
+            let path = match f {
+                audit::Finding::Overmount { path, .. } => {
+                    path.strip_prefix(&record.target).ok().map(|p| p.display().to_string())
+                }
+                _ => None,
+            };
+            cell.finding(kind, path, f.to_string());
+        }
+    }
+    cell.step(
+        Phase::Observe,
+        "mount audit",
+        report.passed(),
+        format!("{} checks, {} findings", report.checked.len(), report.findings.len()),
+    );
+
+    match watch::target::for_images(&sandbox.store, &[mount_name.to_owned()]) {
+        Ok((mut targets, unchecked)) => {
+            // Pin the root hashes the signature gave, not the ones the node's metadata says now.
+            for target in &mut targets {
+                if let Some(root) = trusted.get(&target.layer)
+                    && let Ok(bytes) = verity_fuse::hex::decode("root hash", root)
+                    && let Some(digest) = verity_fuse::Digest::from_slice(&bytes)
+                {
+                    target.root = digest;
+                }
+            }
+            let config = WatchConfig {
+                cpu_budget_percent: None,
+                ..WatchConfig::default()
+            };
+            match watch::Watcher::new(targets, unchecked, config) {
+                Ok(watcher) => {
+                    let pass = watcher.pass(1);
+                    let found: Vec<String> = pass.all_findings().map(ToString::to_string).collect();
+                    for f in &found {
+                        cell.finding(FindingKind::TreeMismatch, None, f.clone());
+                    }
+                    cell.step(
+                        Phase::Observe,
+                        "re-verify layers at rest",
+                        found.is_empty(),
+                        format!("{} layers, {} findings", pass.layers.len(), found.len()),
+                    );
+                }
+                Err(e) => cell.step(Phase::Observe, "re-verify layers at rest", false, e.to_string()),
+            }
+        }
+        Err(e) => cell.step(Phase::Observe, "re-verify layers at rest", false, e.to_string()),
+    }
+
+    let live = record.id.clone();
+    let mut cleaned = Vec::new();
+    if let Ok(records) = mount::list(&sandbox.store) {
+        for r in records.into_iter().filter(|r| r.id != live) {
+            if mount::umount(&sandbox.store, &r.target).is_ok() {
+                cleaned.push(r.target.clone());
+                cell.finding(
+                    FindingKind::LeakedMount,
+                    None,
+                    format!(
+                        "mount {} at {} outlived its container; unmounted",
+                        r.id,
+                        r.target.display()
+                    ),
+                );
+            }
+        }
+    }
+    if let Ok(found) = mount::cleanup::cleanup(&sandbox.store) {
+        for c in found {
+            cell.finding(
+                FindingKind::LeakedMount,
+                None,
+                format!(
+                    "mount {} at {}: holders {:?}, unmounted {:?}",
+                    c.id,
+                    c.target.display(),
+                    c.holders,
+                    c.unmounted
+                ),
+            );
+        }
+    }
+    cell.step(
+        Phase::Observe,
+        "cleanup helper",
+        true,
+        format!("{} leftovers removed", cleaned.len()),
+    );
+}
+
+/// Takes the mount down, checks for leaks and removes the sandbox.
+fn teardown(cell: &mut Cell<'_>, mut sandbox: Sandbox) -> Result<(), Harness> {
+    let root = sandbox.dir.path().to_owned();
+    sandbox.view = None;
+    if let Some((_, record)) = sandbox.mounted.take() {
+        if cell.options.hooks.leak_mount {
+            cell.step(Phase::Revert, "umount SKIPPED (test hook)", false, "");
+        } else {
+            match mount::umount(&sandbox.store, &record.target) {
+                Ok(report) if report.leftovers.is_empty() => cell.step(Phase::Revert, "umount", true, ""),
+                Ok(report) => {
+                    cell.step(Phase::Revert, "umount", false, report.leftovers.join("; "));
+                }
+                Err(e) => cell.step(Phase::Revert, "umount", false, e.to_string()),
+            }
+        }
+    }
+    let leaks = leak_check(&sandbox, &root);
+    let removed = sandbox.dir.close();
+    if !leaks.is_empty() {
+        cell.step(Phase::LeakCheck, "leak check", false, leaks.join("; "));
+        return Err(Harness(format!("leak check: {}", leaks.join("; "))));
+    }
+    if let Err(e) = removed {
+        return Err(Harness(format!("removing the sandbox {}: {e}", root.display())));
+    }
+    if root.exists() {
+        return Err(Harness(format!("the sandbox {} is still there", root.display())));
+    }
+    cell.step(
+        Phase::LeakCheck,
+        "leak check",
+        true,
+        "no mounts, loop devices, processes or files left",
+    );
+    Ok(())
+}
+
+/// Everything of the sandbox at `root` still alive: mount records, mounts in any namespace, loop devices
+/// backed by its files, processes naming it.
+fn leak_check(sandbox: &Sandbox, root: &Path) -> Vec<String> {
+    let mut leaks = Vec::new();
+    if let Ok(records) = mount::list(&sandbox.store) {
+        for r in records {
+            leaks.push(format!("mount record {} at {}", r.id, r.target.display()));
+        }
+    }
+    let root_text = root.display().to_string();
+    let pids: Vec<String> = fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                .map(str::to_owned)
+        })
+        .take(100_000)
+        .collect();
+    let mut namespaces = std::collections::BTreeSet::new();
+    for pid in &pids {
+        let ns = fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+        if let Some(ns) = ns
+            && namespaces.insert(ns)
+            && let Ok(info) = fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+        {
+            for line in info.lines().filter(|l| l.contains(&root_text)) {
+                leaks.push(format!("mount in the namespace of pid {pid}: {line}"));
+            }
+        }
+        if let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline"))
+            && String::from_utf8_lossy(&cmdline).contains(&root_text)
+        {
+            leaks.push(format!("process {pid} still runs for the sandbox"));
+        }
+    }
+    for entry in fs::read_dir("/sys/block").into_iter().flatten().filter_map(Result::ok) {
+        let backing = entry.path().join("loop/backing_file");
+        if let Ok(file) = fs::read_to_string(&backing)
+            && PathBuf::from(file.trim()).starts_with(root)
+        {
+            leaks.push(format!(
+                "{} backed by {}",
+                entry.file_name().to_string_lossy(),
+                file.trim()
+            ));
+        }
+    }
+    leaks
+}
