@@ -181,7 +181,7 @@ impl Registry {
     }
 
     /// Pushes `oci:LAYOUT:TAG` to `REPO_TAG` in this registry with skopeo.
-    pub(super) fn push(&self, skopeo: &Path, layout: &Path, tag: &str, repo_tag: &str) {
+    pub(crate) fn push(&self, skopeo: &Path, layout: &Path, tag: &str, repo_tag: &str) {
         self.push_as(skopeo, layout, tag, repo_tag, None);
     }
 

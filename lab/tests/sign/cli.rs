@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 
-use super::oci_support::{Seeded, seeded_registry};
+use crate::oci::support::{Seeded, seeded_registry};
 
 fn veritylab() -> Command {
     Command::new(env!("CARGO_BIN_EXE_veritylab"))

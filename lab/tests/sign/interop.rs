@@ -110,7 +110,7 @@ fn the_sigstore_crate_verifies_our_pushed_cosign_signature() {
     use sigstore::registry::{Auth, ClientConfig, ClientProtocol, OciReference};
     use veritylab::store::Store;
 
-    use super::oci_support::{Seeded, plain_http, pull, seeded_registry};
+    use crate::oci::support::{Seeded, plain_http, pull, seeded_registry};
 
     let Some(Seeded { work, registry, .. }) = seeded_registry(
         "sign::interop::the_sigstore_crate_verifies_our_pushed_cosign_signature",

@@ -9,9 +9,3 @@ mod policy;
 mod registry;
 mod schemes;
 mod support;
-
-/// The OCI tests' registry helpers (umoci image, `docker-registry`, skopeo), included here because they are
-/// private to the `oci` test module; only some are used here.
-#[allow(dead_code, clippy::duplicate_mod)]
-#[path = "../oci/support.rs"]
-mod oci_support;

@@ -7,8 +7,8 @@ use veritylab::sign::verify::{Finding, VerifyOptions};
 use veritylab::sign::{Scheme, cosign, registry};
 use veritylab::store::Store;
 
-use super::oci_support::{Seeded, plain_http, pull, seeded_registry};
 use super::support::{findings, key_pair, rejected, sign, verified};
+use crate::oci::support::{Seeded, plain_http, pull, seeded_registry};
 
 fn fetching(public: &veritylab::sign::keys::PublicKey, pull: &PullOptions) -> VerifyOptions {
     let mut options = VerifyOptions::new(Policy::default(), vec![public.clone()]);
