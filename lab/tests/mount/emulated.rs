@@ -189,3 +189,49 @@ fn an_overmount_added_to_the_emulated_table_is_reported_with_path_and_device() {
         }]
     );
 }
+
+#[test]
+fn a_lowerdir_mount_claiming_the_right_source_on_another_device_is_untraced() {
+    let lab = lab_or_skip!();
+    let (mut record, _) = lab.mount(Profile::Verity, "rootfs");
+    let table = record.emulated.as_mut().unwrap();
+    let erofs = table.iter_mut().find(|e| e.fs_type == "erofs").unwrap();
+    // Same path, type and source string as ours, but not the device the mount made.
+    erofs.device = DeviceNumber { major: 7, minor: 99 };
+    let layer = record
+        .layers
+        .iter()
+        .find(|l| l.lowerdir == erofs.mount_point)
+        .unwrap()
+        .name
+        .clone();
+    emulated::save(&record).unwrap();
+    let report = audit(&mount::list(&lab.store).unwrap().pop().unwrap());
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::UntracedLayer { layer: l, .. } if *l == layer)),
+        "{:?}",
+        report.findings
+    );
+}
+
+#[test]
+fn a_target_already_mounted_is_refused_and_left_as_it_was() {
+    let lab = lab_or_skip!();
+    let (record, _) = lab.mount(Profile::Hardened, "rootfs");
+    let plan = mount::prepare(
+        &lab.store,
+        &lab.name,
+        &record.target,
+        Profile::Verity,
+        Backend::Emulated,
+        &Trust::Local,
+    )
+    .unwrap();
+    let err = mount::mount(&lab.store, &plan, Path::new("/nonexistent")).unwrap_err();
+    assert!(err.to_string().contains("already mounted"), "{err}");
+    assert!(!plan.state.exists());
+    assert_eq!(mount::list(&lab.store).unwrap(), vec![record]);
+}

@@ -119,6 +119,18 @@ fn inside(record: &Record, script: &str) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Kills the mount's holder with SIGKILL and waits (at most 10 s) until it is gone.
+fn kill_holder(record: &Record) {
+    run(Command::new("kill").args(["-9", &record.holder.unwrap().to_string()]));
+    for _ in 0..200 {
+        if !record.holder_alive() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the killed holder {:?} is still there after 10 s", record.holder);
+}
+
 fn audit(record: &Record) -> audit::Report {
     audit::audit(record, &Namespace::new(record), &BTreeMap::new())
 }
@@ -273,14 +285,7 @@ fn a_killed_holder_leaves_nothing_and_umount_clears_its_record() {
     };
     let target = lab.target("rootfs");
     let record = lab.mount(Profile::Verity, &target);
-    run(Command::new("kill").args(["-9", &record.holder.unwrap().to_string()]));
-    for _ in 0..200 {
-        if !record.holder_alive() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(!record.holder_alive(), "the killed holder is gone within 10 s");
+    kill_holder(&record);
     let report = audit(&record);
     assert_eq!(report.findings, vec![Finding::NamespaceGone { holder: record.holder }]);
     assert_eq!(
@@ -367,13 +372,7 @@ fn cleanup_unmounts_what_a_dead_holder_left_in_a_namespace_another_process_still
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    run(Command::new("kill").args(["-9", &record.holder.unwrap().to_string()]));
-    for _ in 0..200 {
-        if !record.holder_alive() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    kill_holder(&record);
     let held = veritylab::mountinfo::read(squatter.id()).unwrap();
     assert!(
         held.iter().any(|m| m.mount_point == target),
@@ -406,6 +405,6 @@ fn umount_after_a_killed_fuse_server_takes_its_rootfs_down() {
     }
     let target = lab.target("rootfs");
     let record = lab.mount_on(Backend::Fuse, Profile::Verity, &target);
-    run(Command::new("kill").args(["-9", &record.holder.unwrap().to_string()]));
+    kill_holder(&record);
     lab.umount_clean(&record);
 }
