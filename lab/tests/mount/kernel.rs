@@ -408,3 +408,34 @@ fn umount_after_a_killed_fuse_server_takes_its_rootfs_down() {
     kill_holder(&record);
     lab.umount_clean(&record);
 }
+
+#[test]
+fn the_emulated_backend_shows_the_registry_image_as_umoci_unpacks_it() {
+    let Some(lab) = lab("the_emulated_backend_shows_the_registry_image_as_umoci_unpacks_it") else {
+        return;
+    };
+    let expected = veritylab::rootfs::Snapshot::of_umoci_bundle(lab.unpacked.parent().unwrap()).unwrap();
+    for profile in Profile::ALL {
+        let target = lab.target(&format!("emulated-{profile}"));
+        let record = lab.mount_on(Backend::Emulated, profile, &target);
+        let rootfs = veritylab::mount::emulated::open_view(&record, &record.plan().unwrap()).unwrap();
+        let mut seen = veritylab::rootfs::Snapshot::of_merged(&rootfs.merged).unwrap();
+        let mut want = expected.clone();
+        for snap in [&mut seen, &mut want] {
+            snap.entries.retain(|e| {
+                let pinned = PINNED.contains(&e.path.trim_start_matches('/')) || e.path == "/etc";
+                e.path != "/" && !(profile == Profile::Hardened && pinned)
+            });
+        }
+        assert_eq!(want.diff(&seen), Vec::<String>::new(), "{profile}");
+        assert!(
+            audit::audit(
+                &record,
+                &veritylab::mount::emulated::Table::new(&record),
+                &BTreeMap::new()
+            )
+            .passed()
+        );
+        lab.umount_clean(&record);
+    }
+}
