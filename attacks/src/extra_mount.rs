@@ -1,49 +1,14 @@
-//! `extra-mount`: a mount that is not on a verified device, added at a fresh path inside the container.
+//! `extra-mount`: a mount that is not on a verified device, added at a fresh path inside the container
+//! (the same lifecycle as [`overmount`](crate::overmount), another place and filesystem).
 
-use crate::{Attack, AttackError, Env, MountKind, Params, Stage};
+use crate::overmount::AddedMount;
+use crate::{AttackError, MountKind, Params};
 
-/// The attack.
-#[derive(Debug, Clone)]
-pub struct ExtraMount {
-    path: String,
-    kind: MountKind,
-    mounted: bool,
-}
-
-impl ExtraMount {
-    /// From the scenario's parameters (`path`, `fs`).
-    pub fn new(params: &Params) -> Result<Self, AttackError> {
-        Ok(Self {
-            path: params.required("path")?,
-            kind: match params.string("fs") {
-                Some("tmpfs") => MountKind::Tmpfs,
-                _ => MountKind::UnverifiedErofs,
-            },
-            mounted: false,
-        })
-    }
-}
-
-impl Attack for ExtraMount {
-    fn name(&self) -> &'static str {
-        "extra-mount"
-    }
-
-    fn stage(&self) -> Stage {
-        Stage::Runtime
-    }
-
-    fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
-        let done = env.add_mount(&self.path, self.kind)?;
-        self.mounted = true;
-        Ok(done)
-    }
-
-    fn revert(&mut self, env: &mut dyn Env) -> Result<(), AttackError> {
-        if self.mounted {
-            env.remove_mount(&self.path)?;
-            self.mounted = false;
-        }
-        Ok(())
-    }
+/// `extra-mount` from the scenario's parameters (`path`, `fs`: `tmpfs` or an unverified EROFS by default).
+pub fn new(params: &Params) -> Result<AddedMount, AttackError> {
+    let kind = match params.string("fs") {
+        Some("tmpfs") => MountKind::Tmpfs,
+        _ => MountKind::UnverifiedErofs,
+    };
+    Ok(AddedMount::new("extra-mount", params.required("path")?, kind))
 }

@@ -1,32 +1,43 @@
 //! `overmount`: a mount over a path inside the running container's rootfs, in its mount namespace.
+//!
+//! [`AddedMount`] is also the `extra-mount` attack: both add one mount in the container and take it away on
+//! revert; they differ in where it goes and what is mounted.
 
 use crate::{Attack, AttackError, Env, MountKind, Params, Stage};
 
-/// The attack.
+/// A mount added inside the running container.
 #[derive(Debug, Clone)]
-pub struct Overmount {
+pub struct AddedMount {
+    name: &'static str,
     path: String,
     kind: MountKind,
     mounted: bool,
 }
 
-impl Overmount {
-    /// From the scenario's parameters (`path`, `fs`).
-    pub fn new(params: &Params) -> Result<Self, AttackError> {
-        Ok(Self {
-            path: params.required("path")?,
-            kind: match params.string("fs") {
-                Some("bind") => MountKind::Bind,
-                _ => MountKind::Tmpfs,
-            },
+impl AddedMount {
+    /// The attack `name`, mounting `kind` at `path`.
+    pub fn new(name: &'static str, path: String, kind: MountKind) -> Self {
+        Self {
+            name,
+            path,
+            kind,
             mounted: false,
-        })
+        }
     }
 }
 
-impl Attack for Overmount {
+/// `overmount` from the scenario's parameters (`path`, `fs`: `bind` or tmpfs by default).
+pub fn new(params: &Params) -> Result<AddedMount, AttackError> {
+    let kind = match params.string("fs") {
+        Some("bind") => MountKind::Bind,
+        _ => MountKind::Tmpfs,
+    };
+    Ok(AddedMount::new("overmount", params.required("path")?, kind))
+}
+
+impl Attack for AddedMount {
     fn name(&self) -> &'static str {
-        "overmount"
+        self.name
     }
 
     fn stage(&self) -> Stage {
