@@ -12,7 +12,7 @@ use veritylab::mount::{self, Plan, Record, Trust};
 use veritylab::profile::{Backend, Profile};
 use veritylab::store::Store;
 
-use crate::oci::kernel::tree;
+use crate::oci::kernel::{Tree, tree};
 use crate::oci::support::{Seeded, plain_http, pull, run, seeded_registry};
 
 /// The entries the pinned standard-mountpoints layer adds on top of the image.
@@ -119,6 +119,26 @@ fn inside(record: &Record, script: &str) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// The tree at `root` without the pinned layer's entries (hardened), after checking that they are there and
+/// that the remaining paths are the image's.
+fn image_tree(root: &Path, profile: Profile, expected: &Tree) -> Tree {
+    let mut seen = tree(root);
+    if profile == Profile::Hardened {
+        for entry in PINNED {
+            assert!(
+                seen.remove(Path::new(entry)).is_some(),
+                "{profile}: pinned {entry} present"
+            );
+        }
+    }
+    assert_eq!(
+        seen.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "{profile}"
+    );
+    seen
+}
+
 /// Kills the mount's holder with SIGKILL and waits (at most 10 s) until it is gone.
 fn kill_holder(record: &Record) {
     run(Command::new("kill").args(["-9", &record.holder.unwrap().to_string()]));
@@ -144,20 +164,7 @@ fn every_profile_mounts_the_pulled_image_as_umoci_unpacks_it_and_passes_the_audi
     for profile in Profile::ALL {
         let target = lab.target(profile.name());
         let record = lab.mount(profile, &target);
-        let mut seen = tree(&record.in_namespace(&target));
-        if profile == Profile::Hardened {
-            for entry in PINNED {
-                assert!(
-                    seen.remove(Path::new(entry)).is_some(),
-                    "{profile}: pinned {entry} present"
-                );
-            }
-        }
-        assert_eq!(
-            seen.keys().collect::<Vec<_>>(),
-            expected.keys().collect::<Vec<_>>(),
-            "{profile}"
-        );
+        let seen = image_tree(&record.in_namespace(&target), profile, &expected);
         for (path, want) in &expected {
             let got = &seen[path];
             if path.as_os_str().is_empty() || (profile == Profile::Hardened && path == Path::new("etc")) {
@@ -330,20 +337,7 @@ fn the_fuse_backend_serves_every_profile_read_only_as_umoci_unpacks_it() {
     for profile in Profile::ALL {
         let target = lab.target(&format!("fuse-{profile}"));
         let record = lab.mount_on(Backend::Fuse, profile, &target);
-        let mut seen = tree(&target);
-        if profile == Profile::Hardened {
-            for entry in PINNED {
-                assert!(
-                    seen.remove(Path::new(entry)).is_some(),
-                    "{profile}: pinned {entry} present"
-                );
-            }
-        }
-        assert_eq!(
-            seen.keys().collect::<Vec<_>>(),
-            expected.keys().collect::<Vec<_>>(),
-            "{profile}"
-        );
+        image_tree(&target, profile, &expected);
         let write = fs::write(target.join("etc/hello"), b"x").unwrap_err();
         assert_eq!(write.raw_os_error(), Some(30), "{profile}: {write}");
         let report = audit(&record);
