@@ -9,4 +9,4 @@ mod kernel_vm;
 mod mkfs_compat;
 mod overlay;
 mod props;
-mod support;
+pub(crate) mod support;

@@ -222,13 +222,13 @@ pub(super) fn run(cmd: &mut Command) -> String {
 }
 
 /// A kernel mount removed on drop.
-pub(super) struct Mount {
+pub(crate) struct Mount {
     pub(super) dir: tempfile::TempDir,
 }
 
 impl Mount {
     /// `mount -t erofs -o loop,ro IMAGE DIR`.
-    pub(super) fn erofs(image: &Path) -> Self {
+    pub(crate) fn erofs(image: &Path) -> Self {
         let dir = tempfile::tempdir().unwrap();
         run(Command::new("mount")
             .args(["-t", "erofs", "-o", "loop,ro"])
@@ -249,7 +249,13 @@ impl Mount {
         Self { dir }
     }
 
-    pub(super) fn path(&self) -> &Path {
+    /// A read-only overlay of `lowers` given lowest first.
+    pub(crate) fn overlay(lowers: &[&Path]) -> Self {
+        let top_first: Vec<&Path> = lowers.iter().rev().copied().collect();
+        Self::overlay_with(&top_first, false)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 }

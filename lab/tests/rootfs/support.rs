@@ -230,43 +230,7 @@ pub(super) fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A kernel mount removed on drop.
-pub(super) struct Mount {
-    dir: tempfile::TempDir,
-}
-
-impl Mount {
-    /// `mount -t erofs -o loop,ro IMAGE DIR`.
-    pub(super) fn erofs(image: &Path) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        run(Command::new("mount")
-            .args(["-t", "erofs", "-o", "loop,ro"])
-            .arg(image)
-            .arg(dir.path()));
-        Self { dir }
-    }
-
-    /// A read-only overlay of `lowers` given lowest first (overlayfs wants the uppermost first).
-    pub(super) fn overlay(lowers: &[&Path]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let lower: Vec<String> = lowers.iter().rev().map(|p| p.display().to_string()).collect();
-        run(Command::new("mount")
-            .args(["-t", "overlay", "overlay", "-o"])
-            .arg(format!("ro,lowerdir={}", lower.join(":")))
-            .arg(dir.path()));
-        Self { dir }
-    }
-
-    pub(super) fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
+pub(super) use crate::erofs::support::Mount;
 
 /// Asserts two snapshots are equal, printing only the differences.
 #[track_caller]
