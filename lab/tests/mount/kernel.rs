@@ -362,9 +362,11 @@ fn cleanup_unmounts_what_a_dead_holder_left_in_a_namespace_another_process_still
         .args(["-m", "sleep", "60"])
         .spawn()
         .unwrap();
+    // Wait until nsenter has entered the namespace and become `sleep`.
     for _ in 0..200 {
         let ns = fs::read_link(format!("/proc/{}/ns/mnt", squatter.id())).ok();
-        if ns.map(|l| l.to_string_lossy().into_owned()) == record.namespace {
+        let comm = fs::read_to_string(format!("/proc/{}/comm", squatter.id())).unwrap_or_default();
+        if ns.map(|l| l.to_string_lossy().into_owned()) == record.namespace && comm.trim_end() == "sleep" {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
