@@ -6,7 +6,9 @@
 //! itself anything). For each verified layer it follows the chain: the EROFS mount at the lowerdir has the
 //! recorded device; that device is a loop device whose backing file is the `device` file of the recorded
 //! FUSE mount, on the recorded device number; that FUSE mount's device answers with the trusted root hash
-//! and has seen no corruption. It then checks the overlay (read-only and without upperdir for `hardened`),
+//! and has seen no corruption. A layer on a kernel dm-verity mapping ([`crate::mount::dm`]) is followed the
+//! same way: the EROFS mount's device is the recorded mapping, whose table (read by device number) has the
+//! trusted root hash over loop devices backed by the recorded layer files, and whose status is `V`. It then checks the overlay (read-only and without upperdir for `hardened`),
 //! that the counts of lowerdirs, verified devices and EROFS mounts agree, that nothing is mounted at or
 //! under the target beside the overlay (an overmount), and that no mount appeared elsewhere since the
 //! mount was made.
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::mount::dm;
 use crate::mount::record::{MountedLayer, Record};
 use crate::mountinfo::{DeviceNumber, MountInfo};
 use crate::profile::{Backend, Profile};
@@ -216,6 +219,12 @@ pub trait View {
     fn loop_backing(&self, device: DeviceNumber) -> Option<PathBuf>;
     /// The status report of the verified device served at `device_dir`.
     fn device_status(&self, device_dir: &Path) -> Option<serde_json::Value>;
+    /// The kernel dm-verity mapping with device number `device`: `None` when the device is no mapping,
+    /// `Err` when it is one that cannot be read as dm-verity. Views without device-mapper have none.
+    fn dm_mapping(&self, device: DeviceNumber) -> Option<Result<dm::Observed, String>> {
+        let _ = device;
+        None
+    }
 }
 
 /// The real namespace of a kernel-backend mount, through `/proc/HOLDER`.
@@ -255,6 +264,10 @@ impl View for Namespace<'_> {
             .record
             .in_namespace(&device_dir.join(verity_fuse::fuse::STATUS_FILE));
         serde_json::from_slice(&fs::read(path).ok()?).ok()
+    }
+
+    fn dm_mapping(&self, device: DeviceNumber) -> Option<Result<dm::Observed, String>> {
+        dm::observe(device)
     }
 }
 
@@ -422,42 +435,48 @@ fn check_layers(
         if !record.profile.verified() {
             continue;
         }
-        match trace(layer, erofs, view, mounts) {
-            Ok(()) => verified += 1,
+        let traced = match &layer.dm {
+            Some(mapping) => trace_dm(mapping, erofs, view),
+            None => trace(layer, erofs, view, mounts).map(|()| fuse_device_state(layer, view)),
+        };
+        let device = match traced {
+            Ok(device) => {
+                verified += 1;
+                device
+            }
             Err(reason) => {
                 report.findings.push(untraced(layer, &reason));
                 continue;
             }
-        }
-        let device_dir = layer.device_dir.as_deref().unwrap_or(Path::new("/"));
-        let status = view.device_status(device_dir).unwrap_or_default();
-        let device_root = status["root_hash"].as_str().unwrap_or_default().to_owned();
+        };
         let trusted_root = trusted
             .get(&layer.name)
             .or(layer.root_hash.as_ref())
             .cloned()
             .unwrap_or_default();
-        if device_root != trusted_root {
+        if device.root_hash != trusted_root {
             report.findings.push(Finding::RootHashMismatch {
                 layer: layer.name.clone(),
                 trusted: trusted_root,
-                device: device_root,
+                device: device.root_hash,
             });
         }
-        if status["corruptions"].as_u64().unwrap_or(0) > 0 || status["io_errors"].as_u64().unwrap_or(0) > 0 {
+        if device.corrupted {
             report.findings.push(Finding::DeviceCorrupted {
                 layer: layer.name.clone(),
-                status,
+                status: device.status,
             });
         }
     }
     report.checked.push(format!(
         "{} layers: each an EROFS mount on the recorded device{}",
         record.layers.len(),
-        if record.profile.verified() {
-            ", on a loop over a recorded verified device with the trusted root hash and no corruption"
-        } else {
-            ""
+        match (record.profile.verified(), record.layers.iter().any(|l| l.dm.is_some())) {
+            (true, true) =>
+                ", a recorded kernel dm-verity mapping with the trusted root hash over the recorded layer \
+                             files, status V",
+            (true, false) => ", on a loop over a recorded verified device with the trusted root hash and no corruption",
+            (false, _) => "",
         }
     ));
     let lowerdirs = record.layers.len();
@@ -509,6 +528,73 @@ fn trace(layer: &MountedLayer, erofs: &MountInfo, view: &dyn View, mounts: &[Mou
             device_file.display()
         )),
     }
+}
+
+/// What a traced verified device reports.
+struct DeviceState {
+    /// The root hash it verifies against.
+    root_hash: String,
+    /// Whether it has seen corruption (or I/O errors).
+    corrupted: bool,
+    /// Its status report, as evidence.
+    status: serde_json::Value,
+}
+
+/// The state of the FUSE-served verified device of `layer`, from its status file.
+fn fuse_device_state(layer: &MountedLayer, view: &dyn View) -> DeviceState {
+    let device_dir = layer.device_dir.as_deref().unwrap_or(Path::new("/"));
+    let status = view.device_status(device_dir).unwrap_or_default();
+    DeviceState {
+        root_hash: status["root_hash"].as_str().unwrap_or_default().to_owned(),
+        corrupted: status["corruptions"].as_u64().unwrap_or(0) > 0 || status["io_errors"].as_u64().unwrap_or(0) > 0,
+        status,
+    }
+}
+
+/// Follows an EROFS mount to the recorded kernel dm-verity mapping, by device number, and reads its table
+/// and status: its name, its data and hash devices' backing files must be the recorded ones, and it must
+/// not be told to ignore corruption.
+fn trace_dm(mapping: &dm::Mapping, erofs: &MountInfo, view: &dyn View) -> Result<DeviceState, String> {
+    if erofs.device != mapping.device {
+        return Err(format!(
+            "the EROFS mount is on device {}, the recorded dm-verity mapping {} is {}",
+            erofs.device, mapping.name, mapping.device
+        ));
+    }
+    let observed = view
+        .dm_mapping(erofs.device)
+        .ok_or_else(|| format!("device {} is not a device-mapper mapping", erofs.device))??;
+    if observed.name != mapping.name {
+        return Err(format!(
+            "device {} is mapping {}, recorded {}",
+            erofs.device, observed.name, mapping.name
+        ));
+    }
+    for (what, found, recorded) in [
+        ("data", &observed.data_file, &mapping.data_file),
+        ("hash", &observed.hash_file, &mapping.hash_file),
+    ] {
+        if found.as_ref() != Some(recorded) {
+            return Err(format!(
+                "mapping {}'s {what} device is backed by {found:?}, recorded {}",
+                mapping.name,
+                recorded.display()
+            ));
+        }
+    }
+    if observed.table.options.iter().any(|o| o == "ignore_corruption") {
+        return Err(format!("mapping {} ignores corruption", mapping.name));
+    }
+    Ok(DeviceState {
+        root_hash: observed.table.root_hash.clone(),
+        corrupted: observed.status != 'V',
+        status: serde_json::json!({
+            "mapping": observed.name,
+            "device": mapping.device.to_string(),
+            "status": observed.status.to_string(),
+            "table": observed.table,
+        }),
+    })
 }
 
 fn untraced(layer: &MountedLayer, reason: &str) -> Finding {

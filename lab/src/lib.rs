@@ -30,6 +30,7 @@ pub mod rootfs;
 pub mod scenario;
 pub mod sign;
 pub mod store;
+pub mod vm;
 pub mod watch;
 
 pub use verity_fuse;

@@ -4,7 +4,9 @@
 //! dies with it, but any process that entered it (a container's process started with `nsenter`, a debugging
 //! shell) keeps it, and with it every EROFS mount, loop device and verified device: the phantom disk usage
 //! the seed design's cleanup helper hunts. Cleanup finds such processes by the recorded namespace, unmounts
-//! the mount's leftovers from inside that namespace, then removes the record and reports what it found.
+//! the mount's leftovers from inside that namespace, removes the mount's dm-verity mappings and their loop
+//! devices (global, so left behind by a killed holder even when its namespace is gone), then removes the
+//! record and reports what it found.
 
 use std::fs;
 use std::path::Path;
@@ -13,7 +15,7 @@ use std::process::Command;
 use serde::Serialize;
 
 use super::record::{self, Record};
-use super::{MountError, kernel, umount_record};
+use super::{MountError, dm, kernel, umount_record};
 use crate::profile::Backend;
 use crate::store::Store;
 
@@ -120,6 +122,9 @@ fn remove_orphans(store: &Store) {
         let dir = entry.path();
         if !dir.join(record::RECORD_FILE).exists() && is_stale(&dir) {
             kernel::unmount(&dir, true);
+            if let Some(id) = dir.file_name().and_then(|n| n.to_str()) {
+                dm::remove_mount(id, &[]);
+            }
             let _ = fs::remove_dir_all(&dir);
         }
     }

@@ -91,6 +91,7 @@ pub(super) fn start(plan: &Plan) -> Result<Record, MountError> {
             device_dir: None,
             device_dev: None,
             erofs_dev: None,
+            dm: None,
         };
         let mut backing = layer.erofs.clone();
         if plan.profile.verified() {

@@ -1,9 +1,10 @@
 //! The `kernel` backend: real mounts, owned by a holder process in a private mount namespace.
 //!
 //! `veritylab mount` starts `unshare --mount --propagation private -- veritylab __hold PLAN`. The holder
-//! sets up, inside its namespace, per layer: the verified device (our dm-verity emulation served over FUSE,
-//! in this process), a loop device over it (`mount -o loop` sets autoclear, so the loop goes with the last
-//! mount) and the EROFS mount; then the overlay at the target. It records what it made and waits for a
+//! sets up, inside its namespace, per layer: the verified device (a kernel dm-verity mapping where the host
+//! has device-mapper, see [`super::dm`]; else our dm-verity emulation served over FUSE, in this process, with
+//! a loop device over it: `mount -o loop` sets autoclear, so the loop goes with the last mount) and the EROFS
+//! mount; then the overlay at the target. It records what it made and waits for a
 //! signal, then takes it all down in reverse. Nothing is visible in the host's namespace; if the holder is
 //! killed, its namespace and every mount in it go with it, and the loops clear themselves. Commands reach
 //! the rootfs through `/proc/HOLDER/root` or `nsenter -t HOLDER -m`.
@@ -22,7 +23,7 @@ use verity_fuse::source::{FileSource, Window};
 use verity_fuse::sys::{self, find_tool};
 
 use super::record::{self, LOG_FILE, MountedLayer, RECORD_FILE, Record};
-use super::{MountError, Plan, UmountReport};
+use super::{MountError, Plan, UmountReport, dm};
 use crate::convert::verity::geometry_for;
 use crate::erofs::{self, ExtractOptions, Image};
 use crate::mountinfo::{self, DeviceNumber};
@@ -148,6 +149,8 @@ pub fn hold(plan_path: &Path) -> Result<(), MountError> {
 struct Held {
     /// Verified devices being served.
     sessions: Vec<fuser::BackgroundSession>,
+    /// Kernel dm-verity mappings, when the host has device-mapper.
+    mappings: Vec<dm::Mapping>,
     /// EROFS mounts (lowerdirs), in mount order.
     lowers: Vec<PathBuf>,
     /// Whether the overlay is mounted at the target.
@@ -169,6 +172,11 @@ impl Held {
         for lower in self.lowers.drain(..).rev() {
             unmount(&lower, false);
         }
+        for mapping in self.mappings.drain(..).rev() {
+            if let Err(e) = dm::close(&mapping) {
+                eprintln!("removing {}: {e}", mapping.name);
+            }
+        }
         // Dropping a session unmounts its FUSE device and joins its threads.
         self.sessions.drain(..).rev().for_each(drop);
     }
@@ -187,6 +195,7 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
             device_dir: None,
             device_dev: None,
             erofs_dev: None,
+            dm: None,
         };
         match plan.profile {
             Profile::Vanilla => {
@@ -200,6 +209,18 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
                 let options = format!("ro,loop,sizelimit={}", layer.erofs_size);
                 mount_tool(&["-t", "erofs", "-o", &options], &layer.erofs, &lower)
                     .map_err(|e| fail(&format!("mounting {}", layer.name), &e))?;
+                held.lowers.push(lower.clone());
+                mounted.erofs_dev = Some(device_of(&lower).map_err(|e| fail("stat", &e))?);
+            }
+            Profile::Verity | Profile::Hardened if dm::available().is_ok() => {
+                let root = layer.root_hash.as_deref().unwrap_or_default();
+                let mapping = dm::open(layer, &dm::name(&plan.id, i), root, &Options::default())
+                    .map_err(|e| fail(&format!("opening the dm-verity mapping of {}", layer.name), &e))?;
+                let device = mapping.path();
+                held.mappings.push(mapping.clone());
+                mounted.dm = Some(mapping);
+                mount_tool(&["-t", "erofs", "-o", "ro"], &device, &lower)
+                    .map_err(|e| fail(&format!("mounting {} from its dm-verity mapping", layer.name), &e))?;
                 held.lowers.push(lower.clone());
                 mounted.erofs_dev = Some(device_of(&lower).map_err(|e| fail("stat", &e))?);
             }
@@ -271,6 +292,7 @@ fn set_up_fuse(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), 
             device_dir: None,
             device_dev: None,
             erofs_dev: None,
+            dm: None,
         })
         .collect();
     record.overlay_dev = Some(device_of(&plan.target).map_err(|e| setup_error(plan, format!("stat: {e}")))?);
@@ -342,8 +364,12 @@ pub(super) fn stop(record: &Record) -> UmountReport {
             unmount(&record.target, false);
         }
     }
+    if record.backend == Backend::Kernel {
+        // Mappings are global: a killed holder leaves them behind, so remove them by name.
+        report.leftovers.extend(dm::remove_mount(&record.id, &mappings(record)));
+    }
     wait_until(SETTLE_TIMEOUT, || leftovers(record).is_empty());
-    report.leftovers = leftovers(record);
+    report.leftovers.extend(leftovers(record));
     report
 }
 
@@ -364,13 +390,15 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     true
 }
 
-/// What of `record` is still present: its holder, loop devices backed by files in its state directory, and
-/// mounts in this namespace at its target or state directory.
+/// What of `record` is still present: its holder, its dm-verity mappings and their loop devices, loop
+/// devices backed by files in its state directory, and mounts in this namespace at its target or state
+/// directory.
 pub fn leftovers(record: &Record) -> Vec<String> {
     let mut found = Vec::new();
     if record.holder_alive() {
         found.push(format!("holder process {}", record.holder.unwrap_or_default()));
     }
+    found.extend(dm::leftovers(&record.id, &mappings(record)));
     if let Ok(entries) = fs::read_dir("/sys/block") {
         for entry in entries.filter_map(Result::ok) {
             let backing = fs::read_to_string(entry.path().join("loop/backing_file")).unwrap_or_default();
@@ -394,6 +422,11 @@ pub fn leftovers(record: &Record) -> Vec<String> {
         }
     }
     found
+}
+
+/// The dm-verity mappings `record` lists.
+fn mappings(record: &Record) -> Vec<&dm::Mapping> {
+    record.layers.iter().filter_map(|l| l.dm.as_ref()).collect()
 }
 
 fn setup_error(plan: &Plan, reason: String) -> MountError {

@@ -8,6 +8,7 @@
 //! dies, the namespace and its mounts die with it.
 
 pub mod cleanup;
+pub mod dm;
 pub mod emulated;
 pub mod kernel;
 pub mod pinned;
@@ -25,6 +26,13 @@ use crate::profile::{Backend, Profile};
 use crate::store::{Store, StoreError, write_atomically};
 
 pub use record::{Record, RecordError};
+
+/// Why `veritylab mount --backend kernel-vm` is refused: the VM is throwaway, so nothing it mounts can stay
+/// mounted on this host.
+pub const KERNEL_VM_MOUNTS: &str = "a kernel-vm mount would live in a throwaway VM that powers off when its \
+batch of work ends, so it cannot stay mounted on this host; stage attacks on the VM's kernel with `veritylab \
+scenario run --backend kernel-vm`, or run the kernel tier's mount test (`cargo test -p veritylab --test main \
+mount::kernel_vm`), which mounts, audits, tampers and unmounts inside one VM boot";
 
 /// One layer as a mount uses it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +177,12 @@ pub fn prepare(
     backend: Backend,
     trust: &Trust,
 ) -> Result<Plan, MountError> {
+    if backend == Backend::KernelVm {
+        return Err(MountError::Unavailable {
+            backend,
+            reason: KERNEL_VM_MOUNTS.to_owned(),
+        });
+    }
     let target = absolute_target(target)?;
     let conversion = convert::convert_image(store, image, VerityLayout::Containerd, &|_| {})?;
     let mut layers = Vec::with_capacity(conversion.layers.len() + 1);
@@ -241,9 +255,9 @@ pub fn mount(store: &Store, plan: &Plan, exe: &Path) -> Result<Record, MountErro
     let result = match plan.backend {
         Backend::Kernel | Backend::Fuse => kernel::start(plan, exe),
         Backend::Emulated => emulated::start(plan),
-        other => Err(MountError::Unavailable {
-            backend: other,
-            reason: "not implemented by this build".to_owned(),
+        Backend::KernelVm => Err(MountError::Unavailable {
+            backend: Backend::KernelVm,
+            reason: KERNEL_VM_MOUNTS.to_owned(),
         }),
     };
     if result.is_err() {

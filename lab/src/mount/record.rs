@@ -40,8 +40,13 @@ pub struct MountedLayer {
     pub device_dir: Option<PathBuf>,
     /// Device number (`major:minor`) of that FUSE mount.
     pub device_dev: Option<DeviceNumber>,
-    /// Device number of the EROFS mount at `lowerdir` (the loop device), for EROFS profiles.
+    /// Device number of the EROFS mount at `lowerdir` (the loop device, or the dm-verity mapping), for EROFS
+    /// profiles.
     pub erofs_dev: Option<DeviceNumber>,
+    /// The kernel dm-verity mapping the layer is on, when the host has device-mapper; `None` when its verified
+    /// device is ours, served over FUSE at `device_dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dm: Option<super::dm::Mapping>,
 }
 
 /// What a backend set up for one mount.

@@ -2,3 +2,4 @@
 
 mod emulated;
 mod kernel;
+mod kernel_vm;
