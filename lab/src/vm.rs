@@ -9,17 +9,27 @@
 //!
 //! The VM is throwaway: it powers off when its script ends, so nothing it mounts outlives the batch. That is
 //! why `veritylab mount --backend kernel-vm` is refused ([`crate::mount::KERNEL_VM_MOUNTS`]) and kernel-vm
-//! work is a batch: the scenario runner's cells ([`run_scenarios`]) or the kernel tier's mount test. Timings
+//! work is a batch: the scenario runner's cells ([`run_scenarios`]: one boot runs `veritylab scenario run
+//! --backend kernel --report json` inside, and its report comes back with the cells labelled `kernel-vm`) or
+//! the kernel tier's mount test. Timings
 //! measured inside the VM are emulated-CPU timings (software emulation, no KVM): never performance figures.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use vmtest::{Vm, VmBuilder, VmError};
 
+use crate::profile::{Backend, Profile};
+use crate::scenario::Scenario;
+use crate::scenario::run::{BackendChoice, RunReport};
+
 /// Tools the `kernel` backend runs, copied from this host into the guest with their libraries.
 pub const TOOLS: &[&str] = &["unshare", "nsenter", "mount", "umount", "losetup", "dmsetup"];
+
+/// Tools copied when this host has them (FUSE-based attacks use them; the guest loads the fuse module).
+pub const OPTIONAL_TOOLS: &[&str] = &["fusermount3"];
 
 /// Guest memory: the initramfs (binary, libraries, modules) is unpacked into RAM, and the store and mount
 /// state live on the guest's tmpfs root.
@@ -37,6 +47,11 @@ pub fn guest(exe: &Path, scratch: &Path) -> VmBuilder {
         .timeout(TIMEOUT);
     for tool in TOOLS {
         builder = builder.binary(tool);
+    }
+    for tool in OPTIONAL_TOOLS {
+        if verity_fuse::sys::find_tool(tool).is_some() {
+            builder = builder.binary(tool);
+        }
     }
     builder
 }
@@ -89,4 +104,124 @@ pub enum KernelVmError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Where a `--dir` scenario folder goes in the guest (under the data directory, the script's cwd).
+const GUEST_SCENARIOS: &str = "scenarios";
+
+/// Runs `scenarios` (by id; from `dir`, else the ones embedded in the binary) on the `kernel` backend inside
+/// one VM boot, with `exe` as the guest's `veritylab`, and returns the guest's report with every cell and
+/// the backend choice labelled `kernel-vm`. `progress` hears one line per cell once the VM is done.
+pub fn run_scenarios(
+    scenarios: &[Scenario],
+    dir: Option<&Path>,
+    profile: Option<Profile>,
+    exe: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<RunReport, KernelVmError> {
+    available().map_err(KernelVmError::Unavailable)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("veritylab-kernel-vm-")
+        .tempdir()
+        .map_err(|source| KernelVmError::Io {
+            what: "creating a scratch directory".to_owned(),
+            source,
+        })?;
+    let mut builder = guest(exe, scratch.path());
+    let mut command = String::from("veritylab scenario run --backend kernel --report json --out /tmp/report.json");
+    if let Some(dir) = dir {
+        let entries = fs::read_dir(dir).map_err(|source| KernelVmError::Io {
+            what: format!("reading {}", dir.display()),
+            source,
+        })?;
+        for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+            if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+                let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                builder = builder.file(&format!("{GUEST_SCENARIOS}/{name}"), path);
+            }
+        }
+        command.push_str(&format!(" --dir {}/{GUEST_SCENARIOS}", vmtest::initramfs::DATA_DIR));
+    }
+    if let Some(profile) = profile {
+        command.push_str(&format!(" --profile {profile}"));
+    }
+    for scenario in scenarios {
+        command.push(' ');
+        command.push_str(&quote(&scenario.id));
+    }
+    let script = format!(
+        "{command} > /tmp/run.log 2>&1\nmark run $?\nsection report\ncat /tmp/report.json\n\
+         section log\ntail -n 40 /tmp/run.log\nexit 0\n"
+    );
+    let out = builder.script(&script).run()?;
+    let guest_error = |reason: String| KernelVmError::Guest {
+        reason,
+        output: out.section("log").unwrap_or(&out.script_output).to_owned(),
+    };
+    // 0: every cell as expected; 4: some differ (the report says which). Anything else produced no report.
+    match out.mark("run") {
+        Some("0" | "4") => {}
+        status => return Err(guest_error(format!("`veritylab scenario run` exited with {status:?}"))),
+    }
+    let report: RunReport = serde_json::from_str(out.section("report").unwrap_or_default())
+        .map_err(|e| guest_error(format!("the guest's JSON report: {e}")))?;
+    let report = relabel(report, &vmtest_release());
+    for scenario in &report.scenarios {
+        for cell in &scenario.cells {
+            progress(&format!(
+                "{} [{}/{}]: {:?}",
+                scenario.id,
+                cell.profile,
+                cell.backend,
+                cell.verdict()
+            ));
+        }
+    }
+    Ok(report)
+}
+
+/// The guest kernel's release, for the report.
+fn vmtest_release() -> String {
+    vmtest::available()
+        .map(|host| host.kernel().release().to_owned())
+        .unwrap_or_default()
+}
+
+/// The guest's report as the host's: `kernel` cells become `kernel-vm`, the backend choice says what the VM
+/// is, and the host is named as the guest of this machine.
+fn relabel(mut report: RunReport, release: &str) -> RunReport {
+    let inner: Vec<String> = report.backends.iter().map(|b| b.reason.clone()).collect();
+    report.backends = vec![BackendChoice {
+        requested: Some(Backend::KernelVm),
+        used: Backend::KernelVm,
+        reason: format!(
+            "kernel-vm: the kernel backend inside a throwaway qemu VM (Debian cloud kernel {release}, real \
+             dm-verity; software-emulated CPU, so its timings are not performance figures); inside: {}",
+            inner.join("; ")
+        ),
+    }];
+    let host = crate::scenario::run::HostInfo::probe().hostname;
+    report.host.hostname = format!("kernel-vm guest on {host}");
+    for cell in report.scenarios.iter_mut().flat_map(|s| s.cells.iter_mut()) {
+        if cell.backend == Backend::Kernel {
+            cell.backend = Backend::KernelVm;
+        }
+    }
+    report
+}
+
+/// `text` as one single-quoted shell word.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_are_quoted() {
+        assert_eq!(quote("tamper-data"), "'tamper-data'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+    }
 }

@@ -141,6 +141,9 @@ pub enum CliError {
     /// Verification failed or could not run.
     #[error(transparent)]
     Verify(#[from] crate::sign::verify::VerifyError),
+    /// A `kernel-vm` batch could not run or finish.
+    #[error(transparent)]
+    KernelVm(#[from] crate::vm::KernelVmError),
     /// A watched layer cannot be set up from its conversion record.
     #[error(transparent)]
     WatchTarget(#[from] crate::watch::target::TargetError),

@@ -70,10 +70,30 @@ pub fn run_and_report(
     format: Format,
     out: Option<&std::path::Path>,
 ) -> Result<RunReport, CliError> {
+    run_and_report_from(scenarios, None, options, format, out)
+}
+
+/// [`run_and_report`] for scenarios loaded from `dir` (`None`: the embedded ones), which the `kernel-vm`
+/// backend copies into its VM.
+fn run_and_report_from(
+    scenarios: &[Scenario],
+    dir: Option<&std::path::Path>,
+    options: &RunOptions,
+    format: Format,
+    out: Option<&std::path::Path>,
+) -> Result<RunReport, CliError> {
     let bars = super::bars::Bars::new(format != Format::Text);
-    let report = runner::run(scenarios, options, &mut |line| {
-        bars.report(crate::progress::Event::Step(line))
-    });
+    let mut progress = |line: &str| bars.report(crate::progress::Event::Step(line));
+    let report = match options.backend {
+        Some(Backend::KernelVm) => {
+            let exe = std::env::current_exe().map_err(|source| CliError::Io {
+                what: "finding the veritylab executable".to_owned(),
+                source,
+            })?;
+            crate::vm::run_scenarios(scenarios, dir, options.profile, &exe, &mut progress)?
+        }
+        _ => runner::run(scenarios, options, &mut progress),
+    };
     let color = out.is_none() && report::stdout_wants_color();
     let text = report::render(&report, format, color);
     match out {
@@ -205,7 +225,13 @@ pub fn run(command: ScenarioCommand) -> Result<(), CliError> {
                 backend: args.backend,
                 ..RunOptions::default()
             };
-            let report = run_and_report(&scenarios, &options, args.report, args.out.as_deref())?;
+            let report = run_and_report_from(
+                &scenarios,
+                args.dir.dir.as_deref(),
+                &options,
+                args.report,
+                args.out.as_deref(),
+            )?;
             if report.passed() {
                 Ok(())
             } else {
