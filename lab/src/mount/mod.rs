@@ -32,7 +32,7 @@ pub use record::{Record, RecordError};
 pub const KERNEL_VM_MOUNTS: &str = "a kernel-vm mount would live in a throwaway VM that powers off when its \
 batch of work ends, so it cannot stay mounted on this host; stage attacks on the VM's kernel with `veritylab \
 scenario run --backend kernel-vm`, or run the kernel tier's mount test (`cargo test -p veritylab --test main \
-mount::kernel_vm`), which mounts, audits, tampers and unmounts inside one VM boot";
+kernel_vm::mount`), which mounts, audits, tampers and unmounts inside one VM boot";
 
 /// One layer as a mount uses it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

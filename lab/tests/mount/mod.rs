@@ -2,4 +2,3 @@
 
 mod emulated;
 mod kernel;
-mod kernel_vm;

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde_json::Value;
 use vmtest::VmOutput;
 
-const TEST: &str = "mount::kernel_vm::the_kernel_backend_mounts_on_dm_verity_in_the_vm";
+const TEST: &str = "kernel_vm::mount::the_kernel_backend_mounts_on_dm_verity_in_the_vm";
 
 /// The guest's script. `step NAME CMD...` runs a command in its own section and marks its exit status.
 const SCRIPT: &str = r#"
@@ -131,18 +131,8 @@ fn on_dm_verity(record: &Value, layers: usize) -> Vec<String> {
 
 #[test]
 fn the_kernel_backend_mounts_on_dm_verity_in_the_vm() {
-    if let Err(reason) = veritylab::vm::available() {
-        testkit::skip(TEST, &format!("no VM here: {reason}"));
+    if !super::vm_available(TEST) {
         return;
-    }
-    for tool in veritylab::vm::TOOLS {
-        if testkit::find_tool(tool).is_none() {
-            testkit::skip(
-                TEST,
-                &format!("`{tool}` is not installed (util-linux, mount or dmsetup)"),
-            );
-            return;
-        }
     }
     let scratch = tempfile::tempdir().unwrap();
     let out = veritylab::vm::guest(Path::new(env!("CARGO_BIN_EXE_veritylab")), scratch.path())

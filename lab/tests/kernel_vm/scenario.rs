@@ -1,0 +1,48 @@
+//! `veritylab scenario run --backend kernel-vm` from this host: one VM boot runs the kernel backend's cells
+//! inside, and the report comes back with every cell labelled `kernel-vm`.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const TEST: &str = "kernel_vm::scenario::scenario_cells_run_on_the_vms_kernel";
+
+/// Scenarios whose outcome on real dm-verity matters: a flipped tree byte, and check_at_most_once.
+const SCENARIOS: &[&str] = &["hash-tree-byte-flip", "check-at-most-once-tamper"];
+
+#[test]
+fn scenario_cells_run_on_the_vms_kernel() {
+    if !super::vm_available(TEST) {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_veritylab"))
+        .args(["scenario", "run", "--backend", "kernel-vm", "--report", "json"])
+        .args(SCENARIOS)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}:\n{stdout}"));
+    let choice = &report["backends"][0];
+    assert_eq!(choice["used"], "kernel-vm", "{choice:#}");
+    let reason = choice["reason"].as_str().unwrap();
+    assert!(reason.contains("not performance figures"), "{reason}");
+    assert!(report["host"]["kernel"].as_str().unwrap().contains("cloud"), "{:#}", report["host"]);
+    let ids: Vec<&str> = report["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, SCENARIOS);
+    for scenario in report["scenarios"].as_array().unwrap() {
+        let cells = scenario["cells"].as_array().unwrap();
+        assert!(!cells.is_empty(), "{scenario:#}");
+        for cell in cells {
+            assert_eq!(cell["backend"], "kernel-vm", "{cell:#}");
+            assert_eq!(cell["status"], "observed", "{}: {cell:#}", scenario["id"]);
+            assert_eq!(cell["differences"], serde_json::json!([]), "{}: {cell:#}", scenario["id"]);
+        }
+    }
+}
