@@ -13,7 +13,10 @@ fn vm_available(test: &str) -> bool {
     }
     for tool in veritylab::vm::TOOLS {
         if testkit::find_tool(tool).is_none() {
-            testkit::skip(test, &format!("`{tool}` is not installed (util-linux, mount or dmsetup)"));
+            testkit::skip(
+                test,
+                &format!("`{tool}` is not installed (util-linux, mount or dmsetup)"),
+            );
             return false;
         }
     }

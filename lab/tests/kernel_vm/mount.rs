@@ -1,8 +1,9 @@
 //! Kernel tier (VM): `veritylab mount --backend kernel` on a kernel with device-mapper, so every verified
 //! layer is a real dm-verity mapping. One boot: build, pull, convert and sign an image inside the VM, mount it
 //! with the verity and hardened profiles, audit both, read files, flip a byte of a layer on disk and see the
-//! read fail with EIO and the audit report the corrupted device, unmount with nothing left, and clean up
-//! after a holder killed with SIGKILL (whose mappings outlive its namespace).
+//! read fail with EIO and the audit report the corrupted device, swap live tables (ignore corruption, another
+//! root hash) and see the audit report both, unmount with nothing left, and clean up after a holder killed
+//! with SIGKILL (whose mappings outlive its namespace).
 
 use std::path::Path;
 
@@ -59,6 +60,17 @@ step check-tampered veritylab check /tmp/t1 --store $S --json
 printf A | dd of="$F" bs=1 seek=$AT conv=notrunc 2>/dev/null
 
 step umount-verity veritylab umount /tmp/t1 --store $S --json
+
+# Root on the node swaps live tables: layer 0 told to ignore corruption, layer 1 given layer 0's root hash.
+N0=$(sed -n 's/^ *"name": "\(veritylab-[0-9a-f]*-0\)",*$/\1/p' /tmp/m2.json)
+N1=$(sed -n 's/^ *"name": "\(veritylab-[0-9a-f]*-1\)",*$/\1/p' /tmp/m2.json)
+T0=$(dmsetup table "$N0")
+T1=$(dmsetup table "$N1")
+R0=$(echo "$T0" | cut -d' ' -f12)
+R1=$(echo "$T1" | cut -d' ' -f12)
+step reload-0 sh -c "dmsetup reload --readonly $N0 --table '$T0 1 ignore_corruption' && dmsetup resume $N0"
+step reload-1 sh -c "dmsetup reload --readonly $N1 --table '$(echo "$T1" | sed "s/$R1/$R0/")' && dmsetup resume $N1"
+step check-reloaded veritylab check /tmp/t2 --store $S --json
 step umount-hardened veritylab umount /tmp/t2 --store $S --json
 section dm-unmounted; dmsetup ls
 
@@ -89,7 +101,7 @@ fn succeeded(out: &VmOutput, step: &str) {
 }
 
 /// The audit's JSON line in `veritylab check --json` output (the pass reports have no `checked`).
-fn audit(out: &VmOutput, step: &str) -> Value {
+fn audit_of(out: &VmOutput, step: &str) -> Value {
     section(out, step)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -158,8 +170,8 @@ fn the_kernel_backend_mounts_on_dm_verity_in_the_vm() {
 
     let record: Value = serde_json::from_str(section(&out, "record-verity")).unwrap();
     let verity = on_dm_verity(&record, 2);
-    let record: Value = serde_json::from_str(section(&out, "record-hardened")).unwrap();
-    let hardened = on_dm_verity(&record, 3);
+    let record_hardened: Value = serde_json::from_str(section(&out, "record-hardened")).unwrap();
+    let hardened = on_dm_verity(&record_hardened, 3);
     let listed = section(&out, "dm-mounted");
     for name in verity.iter().chain(&hardened) {
         assert!(listed.contains(name.as_str()), "{name} not in dmsetup ls:\n{listed}");
@@ -176,7 +188,7 @@ fn the_kernel_backend_mounts_on_dm_verity_in_the_vm() {
     assert_eq!(section(&out, "read-hardened"), "hello from the base layer\napp file\n");
     for step in ["check-verity", "check-hardened"] {
         succeeded(&out, step);
-        let audit = audit(&out, step);
+        let audit = audit_of(&out, step);
         assert!(kinds(&audit).is_empty(), "{step}: {audit:#}");
         let checked = audit["checked"].to_string();
         assert!(checked.contains("kernel dm-verity mapping"), "{step}: {checked}");
@@ -203,10 +215,37 @@ fn the_kernel_backend_mounts_on_dm_verity_in_the_vm() {
         "{}",
         section(&out, "check-tampered")
     );
-    let audit = audit(&out, "check-tampered");
+    let audit = audit_of(&out, "check-tampered");
     assert_eq!(kinds(&audit), ["device-corrupted"], "{audit:#}");
     assert_eq!(audit["findings"][0]["status"]["mapping"], verity[1].as_str());
     assert_eq!(audit["findings"][0]["status"]["status"], "C");
+
+    for step in ["reload-0", "reload-1"] {
+        succeeded(&out, step);
+    }
+    assert_eq!(
+        out.mark("check-reloaded"),
+        Some("4"),
+        "{}",
+        section(&out, "check-reloaded")
+    );
+    let audit = audit_of(&out, "check-reloaded");
+    // The untraced layer also leaves one verified device fewer than layers.
+    assert_eq!(
+        kinds(&audit),
+        ["untraced-layer", "root-hash-mismatch", "count-mismatch"],
+        "{audit:#}"
+    );
+    let reason = audit["findings"][0]["reason"].as_str().unwrap();
+    assert!(reason.ends_with("ignores corruption"), "{reason}");
+    assert_eq!(
+        audit["findings"][1]["layer"], record_hardened["layers"][1]["name"],
+        "{audit:#}"
+    );
+    assert_eq!(
+        audit["findings"][1]["device"], record_hardened["layers"][0]["root_hash"],
+        "{audit:#}"
+    );
 
     for step in ["umount-verity", "umount-hardened"] {
         succeeded(&out, step);

@@ -28,7 +28,11 @@ fn scenario_cells_run_on_the_vms_kernel() {
     assert_eq!(choice["used"], "kernel-vm", "{choice:#}");
     let reason = choice["reason"].as_str().unwrap();
     assert!(reason.contains("not performance figures"), "{reason}");
-    assert!(report["host"]["kernel"].as_str().unwrap().contains("cloud"), "{:#}", report["host"]);
+    assert!(
+        report["host"]["kernel"].as_str().unwrap().contains("cloud"),
+        "{:#}",
+        report["host"]
+    );
     let ids: Vec<&str> = report["scenarios"]
         .as_array()
         .unwrap()
@@ -42,7 +46,12 @@ fn scenario_cells_run_on_the_vms_kernel() {
         for cell in cells {
             assert_eq!(cell["backend"], "kernel-vm", "{cell:#}");
             assert_eq!(cell["status"], "observed", "{}: {cell:#}", scenario["id"]);
-            assert_eq!(cell["differences"], serde_json::json!([]), "{}: {cell:#}", scenario["id"]);
+            assert_eq!(
+                cell["differences"],
+                serde_json::json!([]),
+                "{}: {cell:#}",
+                scenario["id"]
+            );
         }
     }
 }
