@@ -3,7 +3,7 @@
 //! with the verity and hardened profiles, audit both, read files, flip a byte of a layer on disk and see the
 //! read fail with EIO and the audit report the corrupted device, swap live tables (ignore corruption, another
 //! root hash) and see the audit report both, unmount with nothing left, and clean up after a holder killed
-//! with SIGKILL (whose mappings outlive its namespace).
+//! with SIGKILL (whose mappings outlive its namespace) and after a mount that fails half-way.
 
 use std::path::Path;
 
@@ -80,6 +80,12 @@ kill -9 "$(holder /tmp/m3.json)"
 sleep 1
 section dm-killed; dmsetup ls
 step cleanup veritylab cleanup --store $S --json
+
+# A mount that fails half-way: the top layer's EROFS superblock no longer verifies, so its mount fails after
+# both mappings exist and the base layer is mounted; everything made so far is taken down.
+printf X | dd of="$F" bs=1 seek=1100 conv=notrunc 2>/dev/null
+echo 3 > /proc/sys/vm/drop_caches
+step mount-failing veritylab mount $I /tmp/t3 --profile verity --backend kernel --store $S
 section dm-end; dmsetup ls
 section loops-end; losetup -a
 section mounts-end; grep -c -e ' - erofs ' -e ' - overlay ' /proc/self/mountinfo
@@ -268,6 +274,17 @@ fn the_kernel_backend_mounts_on_dm_verity_in_the_vm() {
     let cleaned: Value = serde_json::from_str(section(&out, "cleanup")).unwrap();
     assert_eq!(cleaned.as_array().map(Vec::len), Some(1), "{cleaned:#}");
     assert_eq!(cleaned[0]["leftovers"], serde_json::json!([]), "{cleaned:#}");
+    assert_ne!(
+        out.mark("mount-failing"),
+        Some("0"),
+        "{}",
+        section(&out, "mount-failing")
+    );
+    assert!(
+        section(&out, "mount-failing").contains("from its dm-verity mapping"),
+        "{}",
+        section(&out, "mount-failing")
+    );
     assert!(
         !section(&out, "dm-end").contains("veritylab-"),
         "{}",
