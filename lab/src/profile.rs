@@ -71,7 +71,9 @@ pub enum Backend {
     /// This host's kernel, as root: verified devices (verity-fuse or dm-verity), loop, EROFS and overlay mounts
     /// inside a private mount namespace.
     Kernel,
-    /// The same steps as `kernel`, inside a throwaway VM booted with a kernel that has device-mapper.
+    /// The same steps as `kernel`, inside a throwaway VM booted with a kernel that has device-mapper (real
+    /// dm-verity): the scenario runner runs its cells there in one boot; `mount` refuses it, since nothing
+    /// mounted in the VM outlives it (see [`crate::vm`]).
     KernelVm,
     /// Unprivileged: one FUSE filesystem serving the merged rootfs from the EROFS reader over verified devices.
     Fuse,
