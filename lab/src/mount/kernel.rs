@@ -4,10 +4,11 @@
 //! sets up, inside its namespace, per layer: the verified device (a kernel dm-verity mapping where the host
 //! has device-mapper, see [`super::dm`]; else our dm-verity emulation served over FUSE, in this process, with
 //! a loop device over it: `mount -o loop` sets autoclear, so the loop goes with the last mount) and the EROFS
-//! mount; then the overlay at the target. It records what it made and waits for a
-//! signal, then takes it all down in reverse. Nothing is visible in the host's namespace; if the holder is
-//! killed, its namespace and every mount in it go with it, and the loops clear themselves. Commands reach
-//! the rootfs through `/proc/HOLDER/root` or `nsenter -t HOLDER -m`.
+//! mount; then the overlay at the target. It records what it made and waits for a signal, then takes it all
+//! down in reverse. Nothing is visible in the host's namespace; if the holder is killed, its namespace and
+//! every mount in it go with it, and the autoclear loops clear themselves (dm-verity mappings and their loops
+//! are global and stay: `umount` and `cleanup` remove them). Commands reach the rootfs through
+//! `/proc/HOLDER/root` or `nsenter -t HOLDER -m`.
 
 use std::fs::{self, File};
 use std::os::unix::fs::MetadataExt;
