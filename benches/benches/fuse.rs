@@ -29,7 +29,8 @@
 //!
 //! FUSE needs `/dev/fuse` (read-write for this user) and `fusermount3`: without them the bench prints one
 //! `SKIP` line with the reason and exits 0, or fails under `VERITYLAB_REQUIRE_ALL=1`. The mount is taken
-//! down when the bench ends, also when a measurement fails.
+//! down when the bench ends, also when a measurement fails; only a bench killed by a signal leaves it behind
+//! (`umount /var/tmp/veritylab-fuse-bench*/mnt`).
 
 use std::fs::File;
 use std::hint::black_box;
@@ -39,7 +40,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
 use rustix::fs::{Advice, fadvise};
 use verity_fuse::device::Options;
 use verity_fuse::fuse::{DEVICE_FILE, MountConfig};
@@ -320,6 +321,7 @@ fn main() -> anyhow::Result<()> {
     group
         .throughput(Throughput::Bytes(DEVICE_BYTES))
         .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(8));
     let mut buf = vec![0u8; SEQ_READ];
