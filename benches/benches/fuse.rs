@@ -171,12 +171,13 @@ impl Fixture {
         std::fs::create_dir(&point)?;
         // As the mount table spells it, to find the mount there if it outlives the session.
         let point = point.canonicalize()?;
-        // Only this process reads the device, so no `allow_other` (which would hand unmounting to a
-        // `fusermount3 auto_unmount` helper instead of this process).
+        // Only this process reads the device, so no `allow_other`, and no `auto_unmount` watcher: the guard
+        // unmounts.
         let config = MountConfig {
             threads: tree::default_threads(),
             allow_other: false,
             fs_name: "verity-fuse:fuse-bench".to_owned(),
+            auto_unmount: false,
         };
         let session = verity_fuse::fuse::spawn(Arc::clone(&device), &point, &config)?;
         let mount = Mounted {
