@@ -513,9 +513,11 @@ fn trace(layer: &MountedLayer, erofs: &MountInfo, view: &dyn View, mounts: &[Mou
         .rev()
         .find(|m| &m.mount_point == device_dir)
         .ok_or_else(|| format!("nothing is mounted at {}", device_dir.display()))?;
-    if fuse.device != device_dev || fuse.fs_type != "fuse.verity-fuse" {
+    // Mounted by fusermount3 the type carries the subtype; mounted directly by root it is plain `fuse`. The
+    // device number is what ties the mount to the recorded server.
+    if fuse.device != device_dev || !(fuse.fs_type == "fuse" || fuse.fs_type == "fuse.verity-fuse") {
         return Err(format!(
-            "{} is {} on device {}, recorded fuse.verity-fuse on {device_dev}",
+            "{} is {} on device {}, recorded a verity-fuse device on {device_dev}",
             device_dir.display(),
             fuse.fs_type.to_string_lossy(),
             fuse.device

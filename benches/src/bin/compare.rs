@@ -1,13 +1,14 @@
 //! Side-by-side comparisons of veritylab's tools with their peers, on the same input in the same run.
 //!
-//! `cargo build --release --workspace && target/release/compare [--size-mib N] [--runs N]`
+//! `cargo build --release --workspace && target/release/compare [--size-mib N] [--runs N] [--fuse-only]`
 //!
 //! - `verity-fuse format` vs `veritysetup format` (same salt and UUID; the outputs are checked identical)
 //! - `verity-fuse verify` vs `veritysetup verify`
 //! - sequential reads of the `verity-fuse open` FUSE device vs an unverified FUSE passthrough of the same file
 //!   (`bindfs`) and a plain read of the file, cold (page cache dropped) and warm (needs root for the mounts)
 //!
-//! Each command runs once to warm the page cache, then `--runs` times; the median is reported.
+//! Each command runs once to warm the page cache, then `--runs` times; the median is reported. `--fuse-only`
+//! runs only the FUSE read comparison (the input is still formatted once by `veritysetup`, untimed).
 #![forbid(unsafe_code)]
 
 use std::path::Path;
@@ -21,12 +22,14 @@ const UUID: &str = "12345678-9abc-4def-8123-456789abcdef";
 struct Args {
     size_mib: u64,
     runs: usize,
+    fuse_only: bool,
 }
 
 fn parse_args() -> Result<Args> {
     let mut args = Args {
         size_mib: 1024,
         runs: 5,
+        fuse_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -34,8 +37,12 @@ fn parse_args() -> Result<Args> {
         match flag.as_str() {
             "--size-mib" => args.size_mib = value()?.parse()?,
             "--runs" => args.runs = value()?.parse()?,
+            "--fuse-only" => args.fuse_only = true,
             "--help" | "-h" => {
-                println!("usage: compare [--size-mib N (default 1024)] [--runs N (default 5)]");
+                println!(
+                    "usage: compare [--size-mib N (default 1024)] [--runs N (default 5)] [--fuse-only]\n\n\
+                     --fuse-only  only the FUSE device reads against bindfs and a plain read (needs root)"
+                );
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other} (try --help)"),
@@ -85,6 +92,10 @@ fn main() -> Result<()> {
         args.runs,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    if args.fuse_only {
+        let root = root_hash(&veritysetup, Path::new(&d), Path::new(&h_peer))?;
+        return fuse_reads(&ours, dir.path(), &d, &h_peer, &root, args.size_mib, args.runs);
+    }
     Timing::measure(&ours, &refs(&f_ours), 1)?;
     let t_ours = Timing::measure(&ours, &refs(&f_ours), args.runs)?;
     let t_peer = Timing::measure(&veritysetup, &refs(&f_peer), args.runs)?;
@@ -109,7 +120,7 @@ fn main() -> Result<()> {
     let t_ours = Timing::measure(&ours, &refs(&v_ours), args.runs)?;
     let t_peer = Timing::measure(&veritysetup, &refs(&v_peer), args.runs)?;
     row("verify", t_ours, t_peer, "veritysetup", args.size_mib);
-    fuse_reads(&ours, dir.path(), &d, &h_peer, &root, args.size_mib)
+    fuse_reads(&ours, dir.path(), &d, &h_peer, &root, args.size_mib, args.runs)
 }
 
 /// Seconds to read `path` sequentially in 1 MiB requests, after dropping the page cache of every file in
@@ -138,8 +149,8 @@ fn median_read(path: &Path, drop: &[&Path], cold: bool, runs: usize) -> Result<f
     Ok(t[t.len() / 2])
 }
 
-/// FUSE device reads against bindfs and a plain read, cold and warm.
-fn fuse_reads(ours: &Path, dir: &Path, data: &str, hash: &str, root: &str, mib: u64) -> Result<()> {
+/// FUSE device reads against bindfs and a plain read, cold and warm, median of `runs` each.
+fn fuse_reads(ours: &Path, dir: &Path, data: &str, hash: &str, root: &str, mib: u64, runs: usize) -> Result<()> {
     let Some(bindfs) = testkit::find_tool("bindfs") else {
         println!("fuse reads: skipped (bindfs not installed: apt-get install bindfs)");
         return Ok(());
@@ -175,7 +186,6 @@ fn fuse_reads(ours: &Path, dir: &Path, data: &str, hash: &str, root: &str, mib: 
     );
     let via_bindfs = passthrough.join("data");
     let data = Path::new(data);
-    let runs = 3;
     let result = (|| -> Result<()> {
         for cold in [true, false] {
             let label = if cold { "cold" } else { "warm" };

@@ -67,8 +67,14 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
 /// The pipeline on the sample image: pull, convert, sign, verify, mount, check.
 fn pipeline() -> Result<(), CliError> {
     println!("== the pipeline on the sample image ==");
-    let sandbox = Sandbox::new(Profile::Hardened, Backend::Emulated, image::sample(), Scheme::Cosign)
-        .map_err(|e| fail("creating a sandbox", e))?;
+    let sandbox = Sandbox::new(
+        Profile::Hardened,
+        Backend::Emulated,
+        image::sample(),
+        Scheme::Cosign,
+        std::path::Path::new("/nonexistent"),
+    )
+    .map_err(|e| fail("creating a sandbox", e))?;
     let dir = sandbox.dir.path();
     let publisher = Store::open(&dir.join("publisher")).map_err(|e| fail("store", e))?;
     Sandbox::store_image(&publisher, &sandbox.name, &sandbox.layers).map_err(|e| fail("build", e))?;

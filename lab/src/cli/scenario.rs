@@ -220,6 +220,11 @@ pub fn run(command: ScenarioCommand) -> Result<(), CliError> {
                 }
                 chosen
             };
+            if let Some(backend) = args.backend
+                && let Err(reason) = crate::scenario::runner::available(backend)
+            {
+                return Err(crate::mount::MountError::Unavailable { backend, reason }.into());
+            }
             let options = RunOptions {
                 profile: args.profile,
                 backend: args.backend,

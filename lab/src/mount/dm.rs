@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use verity_fuse::backend::kernel;
 use verity_fuse::device::Options;
+use verity_fuse::fuse::StatusReport;
 use verity_fuse::hash::Digest;
 use verity_fuse::sys::run_tool;
 
@@ -352,6 +353,29 @@ pub fn observe(device: DeviceNumber) -> Option<Result<Observed, String>> {
         })
     };
     Some(read())
+}
+
+/// `mapping`'s state in the shape of our FUSE devices' status file, so reports read both alike: the status
+/// letter and root hash from `dmsetup status` and `table` (by name: the caller holds the record that named
+/// it), the size from the table. The kernel keeps no counters, so those are zero; `None` when the mapping is
+/// gone or unreadable.
+pub fn status_report(mapping: &Mapping) -> Option<StatusReport> {
+    let letter = kernel::status(&mapping.name).ok().filter(|l| matches!(l, 'V' | 'C'))?;
+    let table = Table::parse(&kernel::table(&mapping.name).ok()?).ok()?;
+    Some(StatusReport {
+        status: if letter == 'V' { "verified" } else { "corrupted" }.to_owned(),
+        letter,
+        blocks_verified: 0,
+        zero_blocks: 0,
+        unchecked_reads: 0,
+        corruptions: 0,
+        io_errors: 0,
+        first_corrupted: None,
+        first_corrupted_block: None,
+        halted: None,
+        size: table.sectors * 512,
+        root_hash: table.root_hash,
+    })
 }
 
 fn backing_file(device: DeviceNumber) -> Option<PathBuf> {

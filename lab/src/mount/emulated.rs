@@ -12,14 +12,16 @@
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use verity_fuse::ReadAt;
 use verity_fuse::device::{Options, VerifiedDevice};
+use verity_fuse::fuse::StatusReport;
 use verity_fuse::source::{FileSource, Window};
 
 use super::record::{MountedLayer, RECORD_FILE, Record};
-use super::{LayerSpec, MountError, Plan};
+use super::{MountError, Plan, Refusal, RefusalKind};
 use crate::audit::View;
 use crate::convert::verity::geometry_for;
 use crate::erofs::OverlayNamespace;
@@ -187,32 +189,111 @@ pub fn add_mount(record: &mut Record, mut entry: TableEntry) -> Result<(), Mount
 /// A layer source: a verified device or the plain file.
 pub type Source = Box<dyn ReadAt>;
 
-/// Opens one layer as the profile reads it.
-pub fn open_layer(layer: &LayerSpec) -> Result<Source, String> {
-    let file = FileSource::open(&layer.erofs).map_err(|e| format!("{}: {e}", layer.erofs.display()))?;
-    let data = Window::new(file, 0, layer.erofs_size).map_err(|e| e.to_string())?;
-    let Some(root) = &layer.root_hash else {
-        return Ok(Box::new(data));
-    };
-    let root = verity_fuse::hex::decode("root hash", root).map_err(|e| e.to_string())?;
-    let hash = FileSource::open(&layer.hash).map_err(|e| format!("{}: {e}", layer.hash.display()))?;
-    let geometry = geometry_for(layer.erofs_size, layer.hashoffset).map_err(|e| e.to_string())?;
-    let device = VerifiedDevice::new(data, hash, geometry, &root, Options::default()).map_err(|e| e.to_string())?;
-    Ok(Box::new(device))
+/// A layer's verified device, as every backend opens it.
+pub type Device = VerifiedDevice<Window<FileSource>, FileSource>;
+
+/// Verified devices by layer name.
+pub type Devices = Vec<(String, Arc<Device>)>;
+
+/// A plan's layers, opened as its profile reads them.
+pub struct Layers {
+    /// Each layer's source, base first.
+    pub sources: Vec<Source>,
+    /// The verified devices among them, by layer name.
+    pub devices: Devices,
+}
+
+impl Layers {
+    /// Opens `plan`'s layers: verified devices (with the plan's options) for verified profiles, the plain EROFS
+    /// data otherwise. A root hash or tree the device refuses is a [`MountError::Refused`].
+    pub fn open(plan: &Plan) -> Result<Self, MountError> {
+        let mut layers = Self {
+            sources: Vec::with_capacity(plan.layers.len()),
+            devices: Vec::new(),
+        };
+        for layer in &plan.layers {
+            let fail = |reason: String| MountError::Setup {
+                target: plan.target.clone(),
+                reason: format!("layer {}: {reason}", layer.name),
+            };
+            let file = FileSource::open(&layer.erofs).map_err(|e| fail(format!("{}: {e}", layer.erofs.display())))?;
+            let data = Window::new(file, 0, layer.erofs_size).map_err(|e| fail(e.to_string()))?;
+            let Some(root) = &layer.root_hash else {
+                layers.sources.push(Box::new(data));
+                continue;
+            };
+            let hash = FileSource::open(&layer.hash).map_err(|e| fail(format!("{}: {e}", layer.hash.display())))?;
+            let options = Options {
+                check_at_most_once: plan.check_at_most_once,
+                ..Options::default()
+            };
+            let device = verity_fuse::hex::decode("root hash", root)
+                .map_err(|e| e.to_string())
+                .and_then(|root| {
+                    let geometry = geometry_for(layer.erofs_size, layer.hashoffset).map_err(|e| e.to_string())?;
+                    VerifiedDevice::new(data, hash, geometry, &root, options).map_err(|e| e.to_string())
+                })
+                .map_err(|message| layers.refused(plan, RefusalKind::RootHash, &layer.name, message))?;
+            let device = Arc::new(device);
+            layers.devices.push((layer.name.clone(), Arc::clone(&device)));
+            layers.sources.push(Box::new(device));
+        }
+        Ok(layers)
+    }
+
+    /// The status of each verified device now.
+    pub fn statuses(&self) -> Vec<(String, StatusReport)> {
+        self.devices
+            .iter()
+            .map(|(name, device)| (name.clone(), StatusReport::of(device)))
+            .collect()
+    }
+
+    /// A refusal of `layer`, with the devices' statuses as evidence.
+    pub fn refused(&self, plan: &Plan, kind: RefusalKind, layer: &str, message: String) -> MountError {
+        MountError::Refused {
+            target: plan.target.clone(),
+            refusal: Refusal {
+                kind,
+                layer: layer.to_owned(),
+                message,
+                devices: self.statuses(),
+            },
+        }
+    }
+
+    /// Merges the layers into the container's view; returns it with the verified devices. A block that fails
+    /// verification or an image the reader refuses is a [`MountError::Refused`].
+    pub fn merge(self, plan: &Plan) -> Result<(Merged<Source>, Devices), MountError> {
+        let Self { sources, devices } = self;
+        match Merged::from_sources(sources, OverlayNamespace::Trusted) {
+            Ok(merged) => Ok((merged, devices)),
+            Err(e) => {
+                let refused = Self {
+                    sources: Vec::new(),
+                    devices,
+                };
+                let kind = if e.is_verification_failure() {
+                    RefusalKind::Verification
+                } else {
+                    RefusalKind::Malformed
+                };
+                let statuses = refused.statuses();
+                let layer = statuses
+                    .iter()
+                    .find(|(_, status)| status.corruptions > 0)
+                    .map_or("rootfs", |(name, _)| name.as_str());
+                Err(refused.refused(plan, kind, layer, e.to_string()))
+            }
+        }
+    }
 }
 
 /// The merged view of a plan's layers.
 pub fn open_view(record: &Record, plan: &Plan) -> Result<Rootfs, MountError> {
-    let fail = |reason: String| MountError::Setup {
-        target: plan.target.clone(),
-        reason,
-    };
-    let mut sources = Vec::with_capacity(plan.layers.len());
-    for layer in &plan.layers {
-        sources.push(open_layer(layer).map_err(|reason| fail(format!("layer {}: {reason}", layer.name)))?);
-    }
+    let (merged, _) = Layers::open(plan)?.merge(plan)?;
     Ok(Rootfs {
-        merged: Merged::from_sources(sources, OverlayNamespace::Trusted).map_err(|e| fail(e.to_string()))?,
+        merged,
         upper: record.upperdir.clone(),
     })
 }

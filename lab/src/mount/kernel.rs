@@ -18,14 +18,14 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use verity_fuse::device::{Options, VerifiedDevice};
+use verity_fuse::device::Options;
 use verity_fuse::fuse::{self, MountConfig};
 use verity_fuse::source::{FileSource, Window};
 use verity_fuse::sys::{self, find_tool};
 
-use super::record::{self, LOG_FILE, MountedLayer, RECORD_FILE, Record};
-use super::{MountError, Plan, UmountReport, dm};
-use crate::convert::verity::geometry_for;
+use super::emulated::Layers;
+use super::record::{self, LOG_FILE, MountedLayer, RECORD_FILE, REFUSAL_FILE, Record};
+use super::{MountError, Plan, Refusal, RefusalKind, UmountReport, dm};
 use crate::erofs::{self, ExtractOptions, Image};
 use crate::mountinfo::{self, DeviceNumber};
 use crate::profile::{Backend, Profile};
@@ -92,6 +92,12 @@ pub(super) fn start(plan: &Plan, exe: &Path) -> Result<Record, MountError> {
             return Ok(record);
         }
         if let Ok(Some(status)) = child.try_wait() {
+            if let Ok(refusal) = record::read_json::<Refusal>(&plan.state.join(REFUSAL_FILE)) {
+                return Err(MountError::Refused {
+                    target: plan.target.clone(),
+                    refusal,
+                });
+            }
             let log = fs::read_to_string(&log_path).unwrap_or_default();
             return Err(setup_error(
                 plan,
@@ -123,10 +129,19 @@ pub fn hold(plan_path: &Path) -> Result<(), MountError> {
     let mut held = Held::default();
     let done = match plan.backend {
         Backend::Fuse => set_up_fuse(&plan, &mut record, &mut held),
-        _ => set_up(&plan, &mut record, &mut held),
+        _ => {
+            drop_inherited(&plan);
+            set_up(&plan, &mut record, &mut held)
+        }
     };
     if let Err(e) = done {
         held.tear_down(&plan.target);
+        if let MountError::Refused { refusal, .. } = &e {
+            write_atomically(
+                &plan.state.join(REFUSAL_FILE),
+                &serde_json::to_vec_pretty(refusal).unwrap_or_default(),
+            )?;
+        }
         return Err(e);
     }
     record.baseline = mountinfo::read_self()
@@ -145,11 +160,35 @@ pub fn hold(plan_path: &Path) -> Result<(), MountError> {
     Ok(())
 }
 
+/// Detaches the image mounts (FUSE, EROFS, overlay) this new namespace copied from the host, except those
+/// the plan's paths live on. Kept, a copy would outlive its owner's umount for as long as this holder runs,
+/// pinning FUSE connections and loop devices of mounts that are not ours (the fuse backend's, a test's).
+fn drop_inherited(plan: &Plan) {
+    let ours = |point: &Path| {
+        plan.target.starts_with(point)
+            || plan.state.starts_with(point)
+            || plan
+                .layers
+                .iter()
+                .any(|l| l.erofs.starts_with(point) || l.hash.starts_with(point))
+    };
+    for m in mountinfo::read_self().unwrap_or_default() {
+        let kind = m.fs_type.to_string_lossy();
+        let image = kind == "erofs" || kind == "overlay" || kind == "fuse" || kind.starts_with("fuse.");
+        if image && !ours(&m.mount_point) {
+            // The system call, not umount(8): that one stats the path first, which waits on a FUSE server
+            // that may be busy or gone. Children of an already detached mount went with it, so a failure
+            // here does not matter.
+            let _ = rustix::mount::unmount(&m.mount_point, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+}
+
 /// What the holder has set up, in order.
 #[derive(Default)]
 struct Held {
-    /// Verified devices being served.
-    sessions: Vec<fuser::BackgroundSession>,
+    /// Verified devices being served, with their mount points.
+    sessions: Vec<(PathBuf, fuser::BackgroundSession)>,
     /// Kernel dm-verity mappings, when the host has device-mapper.
     mappings: Vec<dm::Mapping>,
     /// EROFS mounts (lowerdirs), in mount order.
@@ -178,13 +217,25 @@ impl Held {
                 eprintln!("removing {}: {e}", mapping.name);
             }
         }
-        // Dropping a session unmounts its FUSE device and joins its threads.
-        self.sessions.drain(..).rev().for_each(drop);
+        // Unmounted first (lazily if busy): a session's own unmount on drop can fail quietly, which on the fuse
+        // backend (no private namespace to take the mount away) would leave it behind.
+        for (dir, session) in self.sessions.drain(..).rev() {
+            unmount(&dir, false);
+            drop(session);
+        }
     }
 }
 
 fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), MountError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| setup_error(plan, format!("{what}: {e}"));
+    let opened = if plan.profile.verified() {
+        Layers::open(plan)?
+    } else {
+        Layers {
+            sources: Vec::new(),
+            devices: Vec::new(),
+        }
+    };
     let mut lowerdirs = Vec::with_capacity(plan.layers.len());
     for (i, layer) in plan.layers.iter().enumerate() {
         let lower = plan.state.join("lower").join(i.to_string());
@@ -202,44 +253,77 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
             Profile::Vanilla => {
                 let file = FileSource::open(&layer.erofs).map_err(|e| fail(&layer.name, &e))?;
                 let data = Window::new(file, 0, layer.erofs_size).map_err(|e| fail(&layer.name, &e))?;
-                let image = Image::open(data).map_err(|e| fail(&layer.name, &e))?;
-                erofs::extract(&image, &lower, ExtractOptions { preserve_owner: true })
-                    .map_err(|e| fail(&format!("unpacking {}", layer.name), &e))?;
+                Image::open(data)
+                    .map_err(|e| e.to_string())
+                    .and_then(|image| {
+                        erofs::extract(&image, &lower, ExtractOptions { preserve_owner: true })
+                            .map_err(|e| format!("unpacking: {e}"))
+                    })
+                    .map_err(|message| opened.refused(plan, RefusalKind::Malformed, &layer.name, message))?;
             }
             Profile::Erofs => {
                 let options = format!("ro,loop,sizelimit={}", layer.erofs_size);
-                mount_tool(&["-t", "erofs", "-o", &options], &layer.erofs, &lower)
-                    .map_err(|e| fail(&format!("mounting {}", layer.name), &e))?;
+                mount_tool(&["-t", "erofs", "-o", &options], &layer.erofs, &lower).map_err(|e| {
+                    opened.refused(
+                        plan,
+                        RefusalKind::Malformed,
+                        &layer.name,
+                        format!("the kernel refused it: {e}"),
+                    )
+                })?;
                 held.lowers.push(lower.clone());
                 mounted.erofs_dev = Some(device_of(&lower).map_err(|e| fail("stat", &e))?);
             }
             Profile::Verity | Profile::Hardened if dm::available().is_ok() => {
                 let root = layer.root_hash.as_deref().unwrap_or_default();
-                let mapping = dm::open(layer, &dm::name(&plan.id, i), root, &Options::default())
+                let options = Options {
+                    check_at_most_once: plan.check_at_most_once,
+                    ..Options::default()
+                };
+                let mapping = dm::open(layer, &dm::name(&plan.id, i), root, &options)
                     .map_err(|e| fail(&format!("opening the dm-verity mapping of {}", layer.name), &e))?;
                 let device = mapping.path();
                 held.mappings.push(mapping.clone());
+                mount_tool(&["-t", "erofs", "-o", "ro"], &device, &lower).map_err(|e| {
+                    let letter = dm::status_report(&mapping).map(|s| s.letter);
+                    let kind = if letter == Some('C') {
+                        RefusalKind::Verification
+                    } else {
+                        RefusalKind::Malformed
+                    };
+                    let status = letter.map_or_else(|| "unknown".to_owned(), String::from);
+                    opened.refused(
+                        plan,
+                        kind,
+                        &layer.name,
+                        format!("mounting from its dm-verity mapping {} (status {status}): {e}", mapping.name),
+                    )
+                })?;
                 mounted.dm = Some(mapping);
-                mount_tool(&["-t", "erofs", "-o", "ro"], &device, &lower)
-                    .map_err(|e| fail(&format!("mounting {} from its dm-verity mapping", layer.name), &e))?;
                 held.lowers.push(lower.clone());
                 mounted.erofs_dev = Some(device_of(&lower).map_err(|e| fail("stat", &e))?);
             }
             Profile::Verity | Profile::Hardened => {
-                let device_dir = plan.state.join("dev").join(i.to_string());
-                fs::create_dir_all(&device_dir).map_err(|e| fail("creating a device dir", &e))?;
-                let root = layer.root_hash.as_deref().unwrap_or_default();
-                let session = serve_device(layer, root, &device_dir, &format!("veritylab:{}:{i}", plan.id))
-                    .map_err(|e| fail(&format!("opening the verified device of {}", layer.name), &e))?;
-                held.sessions.push(session);
-                mounted.device_dev = Some(device_of(&device_dir).map_err(|e| fail("stat", &e))?);
-                mounted.device_dir = Some(device_dir.clone());
+                let device_dir = serve_device(plan, i, &opened, &mut mounted, held)?;
                 mount_tool(
                     &["-t", "erofs", "-o", "ro,loop"],
                     &device_dir.join(fuse::DEVICE_FILE),
                     &lower,
                 )
-                .map_err(|e| fail(&format!("mounting {} from its verified device", layer.name), &e))?;
+                .map_err(|e| {
+                    let corrupted = opened.statuses().iter().any(|(_, s)| s.corruptions > 0);
+                    let kind = if corrupted {
+                        RefusalKind::Verification
+                    } else {
+                        RefusalKind::Malformed
+                    };
+                    opened.refused(
+                        plan,
+                        kind,
+                        &layer.name,
+                        format!("mounting from its verified device: {e}"),
+                    )
+                })?;
                 held.lowers.push(lower.clone());
                 mounted.erofs_dev = Some(device_of(&lower).map_err(|e| fail("stat", &e))?);
             }
@@ -272,57 +356,69 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
 }
 
 /// The `fuse` backend: one FUSE filesystem at the target serving the merged view of the layers (verified
-/// devices for verified profiles), read-only, in the host's namespace.
+/// devices for verified profiles), read-only, in the host's namespace. Each verified device is also served at
+/// its device directory (the same device the rootfs reads), so its status and reads are visible as on the
+/// kernel backend.
 fn set_up_fuse(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), MountError> {
     record.upperdir = None;
-    let view = super::emulated::open_view(record, plan)?;
-    let options = FuseOptions {
-        fs_name: format!("veritylab:{}", plan.id),
-        ..FuseOptions::default()
-    };
-    let rootfs = crate::rootfs::mount(Arc::new(view.merged), &plan.target, &options)
-        .map_err(|e| setup_error(plan, e.to_string()))?;
-    held.rootfs = Some(rootfs);
-    record.layers = plan
-        .layers
-        .iter()
-        .map(|l| MountedLayer {
-            name: l.name.clone(),
+    let opened = Layers::open(plan)?;
+    for (i, layer) in plan.layers.iter().enumerate() {
+        let mut mounted = MountedLayer {
+            name: layer.name.clone(),
             lowerdir: PathBuf::new(),
-            root_hash: l.root_hash.clone(),
+            root_hash: layer.root_hash.clone(),
             device_dir: None,
             device_dev: None,
             erofs_dev: None,
             dm: None,
-        })
-        .collect();
+        };
+        if layer.root_hash.is_some() {
+            serve_device(plan, i, &opened, &mut mounted, held)?;
+        }
+        record.layers.push(mounted);
+    }
+    let (merged, _) = opened.merge(plan)?;
+    let options = FuseOptions {
+        fs_name: format!("veritylab:{}", plan.id),
+        ..FuseOptions::default()
+    };
+    let rootfs =
+        crate::rootfs::mount(Arc::new(merged), &plan.target, &options).map_err(|e| setup_error(plan, e.to_string()))?;
+    held.rootfs = Some(rootfs);
     record.overlay_dev = Some(device_of(&plan.target).map_err(|e| setup_error(plan, format!("stat: {e}")))?);
     Ok(())
 }
 
-/// Opens the verified device of `layer` and serves it over FUSE at `dir`.
+/// Serves layer `index`'s verified device (opened in `opened`) over FUSE at `<state>/dev/<index>`, and records
+/// where; returns that directory.
 fn serve_device(
-    layer: &super::LayerSpec,
-    root: &str,
-    dir: &Path,
-    name: &str,
-) -> Result<fuser::BackgroundSession, String> {
-    let root = verity_fuse::hex::decode("root hash", root).map_err(|e| e.to_string())?;
-    let data = Window::new(
-        FileSource::open(&layer.erofs).map_err(|e| e.to_string())?,
-        0,
-        layer.erofs_size,
-    )
-    .map_err(|e| e.to_string())?;
-    let hash = FileSource::open(&layer.hash).map_err(|e| e.to_string())?;
-    let geometry = geometry_for(layer.erofs_size, layer.hashoffset).map_err(|e| e.to_string())?;
-    let device = VerifiedDevice::new(data, hash, geometry, &root, Options::default()).map_err(|e| e.to_string())?;
+    plan: &Plan,
+    index: usize,
+    opened: &Layers,
+    mounted: &mut MountedLayer,
+    held: &mut Held,
+) -> Result<PathBuf, MountError> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| setup_error(plan, format!("{what}: {e}"));
+    let device = opened
+        .devices
+        .iter()
+        .find(|(name, _)| *name == mounted.name)
+        .map(|(_, device)| Arc::clone(device))
+        .ok_or_else(|| setup_error(plan, format!("layer {} has no verified device", mounted.name)))?;
+    let dir = plan.state.join("dev").join(index.to_string());
+    fs::create_dir_all(&dir).map_err(|e| fail("creating a device dir", &e))?;
     let config = MountConfig {
         threads: 2,
         allow_other: true,
-        fs_name: name.to_owned(),
+        auto_unmount: false,
+        fs_name: format!("veritylab:{}:{index}", plan.id),
     };
-    fuse::spawn(Arc::new(device), dir, &config).map_err(|e| e.to_string())
+    let session = fuse::spawn(device, &dir, &config)
+        .map_err(|e| fail(&format!("serving the verified device of {}", mounted.name), &e))?;
+    held.sessions.push((dir.clone(), session));
+    mounted.device_dev = Some(device_of(&dir).map_err(|e| fail("stat", &e))?);
+    mounted.device_dir = Some(dir.clone());
+    Ok(dir)
 }
 
 fn mount_tool(args: &[&str], source: &Path, target: &Path) -> Result<(), sys::ToolError> {
@@ -363,6 +459,15 @@ pub(super) fn stop(record: &Record) -> UmountReport {
             .any(|m| m.mount_point == record.target && Some(m.device) == record.overlay_dev);
         if ours {
             unmount(&record.target, false);
+        }
+        // So do the verified devices it served for status and reads.
+        let mounts = mountinfo::read_self().unwrap_or_default();
+        for layer in &record.layers {
+            if let (Some(dir), Some(dev)) = (&layer.device_dir, layer.device_dev)
+                && mounts.iter().any(|m| &m.mount_point == dir && m.device == dev)
+            {
+                unmount(dir, false);
+            }
         }
     }
     if record.backend == Backend::Kernel {

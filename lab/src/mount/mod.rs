@@ -70,6 +70,10 @@ pub struct Plan {
     pub state: PathBuf,
     /// The layers, base first (the pinned layer, if any, last).
     pub layers: Vec<LayerSpec>,
+    /// Open the verified devices with dm-verity's `check_at_most_once`: a data block verified once is served
+    /// unchecked afterwards.
+    #[serde(default)]
+    pub check_at_most_once: bool,
 }
 
 impl Plan {
@@ -103,6 +107,38 @@ impl Trust {
                 .map(|l| (l.verity.layer, l.verity.root_hash.clone()))
                 .collect(),
         )
+    }
+}
+
+/// Why a backend refused a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefusalKind {
+    /// The verified device refused the root hash or tree parameters.
+    RootHash,
+    /// A block failed verification while the filesystem was read.
+    Verification,
+    /// The filesystem refused the image (the kernel's EROFS, or our reader).
+    Malformed,
+}
+
+/// A layer a backend refused to bring up, with the state of the verified devices at that moment (a holder
+/// writes it to [`record::REFUSAL_FILE`] before it exits, so the evidence outlives it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// What kind of refusal.
+    pub kind: RefusalKind,
+    /// The layer's name.
+    pub layer: String,
+    /// What failed, as the backend saw it.
+    pub message: String,
+    /// Each verified device opened so far (layer name, status report).
+    pub devices: Vec<(String, verity_fuse::fuse::StatusReport)>,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "layer {}: {}", self.layer, self.message)
     }
 }
 
@@ -151,6 +187,14 @@ pub enum MountError {
         target: PathBuf,
         /// What failed.
         reason: String,
+    },
+    /// A layer's content or root hash was refused while the backend brought it up; nothing is left mounted.
+    #[error("mounting {}: {refusal}", target.display())]
+    Refused {
+        /// The target.
+        target: PathBuf,
+        /// What was refused and why.
+        refusal: Refusal,
     },
     /// Nothing is mounted at the target by this store.
     #[error("{}: no veritylab mount here", target.display())]
@@ -235,6 +279,7 @@ pub fn prepare(
         backend,
         state,
         layers,
+        check_at_most_once: false,
     })
 }
 

@@ -14,6 +14,8 @@ use crate::store::Store;
 pub const PLAN_FILE: &str = "plan.json";
 /// The record's file name in a mount's state directory.
 pub const RECORD_FILE: &str = "record.json";
+/// What a holder refused, written before it exits (see [`super::Refusal`]).
+pub const REFUSAL_FILE: &str = "refusal.json";
 /// The holder's log (its stderr).
 pub const LOG_FILE: &str = "holder.log";
 

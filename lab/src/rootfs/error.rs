@@ -28,6 +28,8 @@ pub const EROFS: i32 = 30;
 pub const ENODATA: i32 = 61;
 /// `ESTALE`.
 pub const ESTALE: i32 = 116;
+/// `EUCLEAN`, the kernel's `EFSCORRUPTED`: what its EROFS returns for a malformed image.
+pub const EFSCORRUPTED: i32 = 117;
 
 /// Errors of the merged view.
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +134,12 @@ impl RootfsError {
             Self::NotASymlink { .. } | Self::NotAFile { .. } => EINVAL,
             Self::TooLarge { .. } => EFBIG,
             Self::StaleInode { .. } => ESTALE,
-            Self::Cycle { .. } | Self::Verification { .. } | Self::Layer { .. } => EIO,
+            Self::Verification { .. }
+            | Self::Layer {
+                source: ReadError::Io { .. },
+                ..
+            } => EIO,
+            Self::Cycle { .. } | Self::Layer { .. } => EFSCORRUPTED,
         }
     }
 

@@ -10,7 +10,8 @@
 //!   hash the caller trusts, or plain.
 //! - [`merge`]: [`Merged`] stacks the images (lowest first) into one tree: lookups, `stat`, directory
 //!   listings, file ranges, symlinks and xattrs, with stable inode numbers and typed errors
-//!   ([`RootfsError`]); a byte refused by a verified device is a [`RootfsError::Verification`] (`EIO`).
+//!   ([`RootfsError`]); a byte refused by a verified device is a [`RootfsError::Verification`] (`EIO`), a
+//!   malformed image a [`RootfsError::Layer`] (`EFSCORRUPTED`, as the kernel's EROFS answers).
 //! - [`emulated`]: the `emulated` backend, the same view used in process through path-based calls and a
 //!   [`File`] that implements `Read` and `Seek`.
 //! - [`fuse`](mod@fuse): the `fuse` backend, the view served read-only as a FUSE filesystem.

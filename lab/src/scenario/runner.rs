@@ -11,8 +11,10 @@
 //! leak check looks for anything of the sandbox still alive (mount records, mounts in any namespace, loop
 //! devices backed by sandbox files, processes naming it) and fails the cell if it finds any.
 //!
-//! The runner drives the `emulated` backend (every profile, any user); the kernel backend's cells are
-//! reported as skipped with the reason.
+//! Backends: `kernel` (real mounts in the cell's holder namespace, reached through `/proc/HOLDER/root`
+//! and `nsenter`; root), `fuse` (the FUSE rootfs; root for the attacks' mounts) and `emulated` (in process,
+//! any user). A mount the backend refuses comes back as a typed [`crate::mount::Refusal`] carrying the
+//! verified devices' status, so the evidence is the same whichever backend ran the cell.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -23,20 +25,20 @@ use attacks::{Attack, AttackError, Effect, Refusal, Stage};
 
 use super::image;
 use super::outcome::{
-    DeviceSnapshot, ErrorEvidence, ErrorKind, Evidence, FindingEvidence, FindingKind, Observation, Outcome, Phase,
-    TimelineStep,
+    DeviceSnapshot, DeviceState, ErrorEvidence, ErrorKind, Evidence, FindingEvidence, FindingKind, Observation,
+    Outcome, Phase, TimelineStep,
 };
 use super::run::{BackendChoice, CellResult, HostInfo, RunReport, ScenarioResult};
-use super::sandbox::{MINIMUM, OpenFailure, REPOSITORY, Sandbox};
+use super::sandbox::{MINIMUM, REPOSITORY, Sandbox};
 use super::schema::{ParamValue, Scenario};
 use crate::audit;
 use crate::convert::{self, ConvertError, VerityLayout};
 use crate::mount::emulated::Table;
-use crate::mount::{self, MountError, Trust};
+use crate::mount::{self, MountError, RefusalKind, Trust};
 use crate::oci::pull::{self, PullError, PullOptions};
 use crate::oci::reference;
 use crate::profile::{Backend, Profile};
-use crate::rootfs::{Snapshot, SnapshotError};
+use crate::rootfs::SnapshotError;
 use crate::sign::Scheme;
 use crate::sign::cosign;
 use crate::sign::policy::{Policy, Rule};
@@ -44,6 +46,7 @@ use crate::sign::timestamp::Timestamp;
 use crate::sign::verify::{self, Finding as VerifyFinding, VerifyError, VerifyOptions};
 use crate::store::StoreError;
 use crate::watch::{self, WatchConfig};
+use verity_fuse::fuse::StatusReport;
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
@@ -52,6 +55,9 @@ pub struct RunOptions {
     pub profile: Option<Profile>,
     /// The backend asked for (`None`: the best available).
     pub backend: Option<Backend>,
+    /// The `veritylab` executable whose hidden `__hold` command holds kernel and FUSE mounts (`None`: this
+    /// process's executable, right when the runner runs inside `veritylab`).
+    pub exe: Option<PathBuf>,
     /// Library-only switches that break the lab on purpose, for the runner's own tests.
     pub hooks: Hooks,
 }
@@ -66,25 +72,32 @@ pub struct Hooks {
     pub leak_mount: bool,
 }
 
-/// Resolves the backend to use and says why.
+/// Resolves the backend to use and says why: the one asked for, else `kernel` where this process may mount
+/// (root, FUSE and loop devices), else `emulated`.
 pub fn choose_backend(requested: Option<Backend>) -> BackendChoice {
-    let root = rustix::process::geteuid().is_root();
     let (used, reason) = match requested {
-        Some(Backend::Emulated) => (Backend::Emulated, "emulated: requested".to_owned()),
-        Some(other) => (
-            other,
-            format!("{other}: requested, but the scenario runner drives only the emulated backend so far"),
-        ),
-        None if root => (
-            Backend::Emulated,
-            "emulated: the scenario runner drives only the emulated backend so far (kernel cells would need root, \
-             which this run has)"
-                .to_owned(),
-        ),
-        None => (
-            Backend::Emulated,
-            "emulated: not root, and the scenario runner drives only the emulated backend so far".to_owned(),
-        ),
+        Some(backend) => match available(backend) {
+            Ok(()) => (backend, format!("{backend}: requested")),
+            Err(why) => (backend, format!("{backend}: requested, but not available here: {why}")),
+        },
+        None => match available(Backend::Kernel) {
+            Ok(()) if crate::mount::dm::available().is_ok() => (
+                Backend::Kernel,
+                "kernel: root, device-mapper and loop devices are available (verified devices are kernel \
+                 dm-verity mappings)"
+                    .to_owned(),
+            ),
+            Ok(()) => (
+                Backend::Kernel,
+                "kernel: root, FUSE and loop devices are available (verified devices are served over FUSE; this \
+                 kernel has no device-mapper)"
+                    .to_owned(),
+            ),
+            Err(why) => (
+                Backend::Emulated,
+                format!("emulated: the kernel backend is not available ({why})"),
+            ),
+        },
     };
     BackendChoice {
         requested,
@@ -93,10 +106,28 @@ pub fn choose_backend(requested: Option<Backend>) -> BackendChoice {
     }
 }
 
+/// Whether the runner can drive `backend` here, or why not.
+pub fn available(backend: Backend) -> Result<(), String> {
+    let fuse = || verity_fuse::backend::capabilities().fuse.clone();
+    match backend {
+        Backend::Emulated => Ok(()),
+        Backend::Fuse => fuse(),
+        Backend::Kernel if !rustix::process::geteuid().is_root() => Err("mounts need root".to_owned()),
+        // Verified devices are dm-verity mappings where device-mapper exists, else served over FUSE.
+        Backend::Kernel => crate::mount::dm::available().or_else(|_| fuse()),
+        Backend::KernelVm => Err(
+            "the library runner does not boot VMs: `veritylab scenario run --backend kernel-vm` runs the kernel \
+             backend's cells inside one (see veritylab::vm::run_scenarios)"
+                .to_owned(),
+        ),
+    }
+}
+
 /// Runs `scenarios`; `progress` hears one line per cell.
 pub fn run(scenarios: &[Scenario], options: &RunOptions, progress: &mut dyn FnMut(&str)) -> RunReport {
     let choice = choose_backend(options.backend);
     let backend = choice.used;
+    let unavailable = available(backend).err();
     let mut report = RunReport::new(HostInfo::probe(), vec![choice]);
     let start = Instant::now();
     for scenario in scenarios {
@@ -115,12 +146,12 @@ pub fn run(scenarios: &[Scenario], options: &RunOptions, progress: &mut dyn FnMu
                     expected,
                     format!("the scenario does not run on {backend}"),
                 )
-            } else if backend != Backend::Emulated {
+            } else if let Some(why) = &unavailable {
                 CellResult::skipped(
                     profile,
                     backend,
                     expected,
-                    format!("the scenario runner does not drive the {backend} backend yet"),
+                    format!("{backend} is not available here: {why}"),
                 )
             } else {
                 run_cell(scenario, profile, backend, expected, options, start)
@@ -270,7 +301,12 @@ fn run_cell(
         took_effect: true,
         options,
     };
-    let result = Sandbox::new(profile, backend, layers, scheme)
+    let exe = options
+        .exe
+        .clone()
+        .or_else(|| std::env::current_exe().ok())
+        .unwrap_or_default();
+    let result = Sandbox::new(profile, backend, layers, scheme, &exe)
         .map_err(Harness)
         .and_then(|mut sandbox| {
             let staged = stage(scenario, &mut cell, &mut sandbox);
@@ -549,7 +585,7 @@ fn verify_kind(finding: &VerifyFinding) -> ErrorKind {
 fn mount_image(cell: &mut Cell<'_>, sandbox: &mut Sandbox, name: &str, trust: &Trust) -> Result<bool, Harness> {
     let target = sandbox.dir.path().join("rootfs");
     fs::create_dir_all(&target).map_err(|e| Harness(e.to_string()))?;
-    let plan = match mount::prepare(&sandbox.store, name, &target, sandbox.profile, sandbox.backend, trust) {
+    let mut plan = match mount::prepare(&sandbox.store, name, &target, sandbox.profile, sandbox.backend, trust) {
         Ok(plan) => plan,
         Err(e) => {
             let kind = match &e {
@@ -561,11 +597,18 @@ fn mount_image(cell: &mut Cell<'_>, sandbox: &mut Sandbox, name: &str, trust: &T
             return Ok(false);
         }
     };
-    let record = mount::mount(&sandbox.store, &plan, Path::new("/nonexistent"));
-    let probe = mount::Record::for_plan(&plan);
-    let view = sandbox.open_view(&plan, record.as_ref().unwrap_or(&probe));
-    match (record, view) {
-        (Ok(record), Ok(view)) => {
+    plan.check_at_most_once = sandbox.check_at_most_once;
+    let opened = mount::mount(&sandbox.store, &plan, &sandbox.exe).and_then(|record| {
+        match sandbox.open_container(&plan, &record) {
+            Ok(container) => Ok((record, container)),
+            Err(e) => {
+                let _ = mount::umount(&sandbox.store, &record.target);
+                Err(e)
+            }
+        }
+    });
+    match opened {
+        Ok((record, container)) => {
             cell.step(
                 Phase::Setup,
                 "mount",
@@ -578,69 +621,72 @@ fn mount_image(cell: &mut Cell<'_>, sandbox: &mut Sandbox, name: &str, trust: &T
                     plan.backend
                 ),
             );
-            sandbox.view = Some(view);
+            sandbox.container = Some(container);
             sandbox.mounted = Some((plan, record));
             Ok(true)
         }
-        (record, view) => {
-            if let Ok(record) = record {
-                let _ = mount::umount(&sandbox.store, &record.target);
-            }
-            let (kind, message) = match view {
-                Err(OpenFailure::RootHash(m)) => (ErrorKind::RootHashMismatch, m),
-                Err(OpenFailure::Verification(m, devices)) => {
-                    push_devices(cell, &devices);
-                    (ErrorKind::HashMismatch, m)
-                }
-                Err(OpenFailure::Malformed(m)) => (ErrorKind::MalformedImage, m),
-                Err(OpenFailure::Other(m)) => return Err(Harness(format!("mount: {m}"))),
-                Ok(_) => return Err(Harness("the mount failed although every layer opens".to_owned())),
+        Err(MountError::Refused { refusal, .. }) => {
+            push_devices(cell, &refusal.devices);
+            let kind = match refusal.kind {
+                RefusalKind::RootHash => ErrorKind::RootHashMismatch,
+                RefusalKind::Verification => ErrorKind::HashMismatch,
+                RefusalKind::Malformed => ErrorKind::MalformedImage,
             };
-            cell.refused(Phase::Setup, "mount", kind, message);
+            cell.refused(Phase::Setup, "mount", kind, refusal.to_string());
             Ok(false)
         }
+        Err(e) => Err(Harness(format!("mount: {e}"))),
     }
 }
 
 /// Reads every file of the rootfs as the container would; a refused read is evidence.
 fn read_all(cell: &mut Cell<'_>, sandbox: &Sandbox, action: &str) {
-    let Some(view) = &sandbox.view else {
+    let Some(container) = &sandbox.container else {
         return;
     };
-    match Snapshot::of_merged(&view.rootfs.merged) {
+    match container.snapshot() {
         Ok(snapshot) => cell.step(
             Phase::Observe,
             action,
             true,
             format!("{} entries, digest {}", snapshot.entries.len(), snapshot.digest()),
         ),
-        Err(SnapshotError::Merged(e)) => {
-            let kind = if e.is_verification_failure() {
+        Err(e) => {
+            let verification = match &e {
+                SnapshotError::Merged(e) => e.is_verification_failure(),
+                SnapshotError::Host { source, .. } => {
+                    source.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error())
+                }
+                _ => false,
+            };
+            let kind = if verification {
                 ErrorKind::HashMismatch
             } else {
                 ErrorKind::MalformedImage
             };
             cell.refused(Phase::Observe, action, kind, e.to_string());
         }
-        Err(e) => cell.refused(Phase::Observe, action, ErrorKind::MalformedImage, e.to_string()),
     }
 }
 
 fn devices(cell: &mut Cell<'_>, sandbox: &Sandbox) {
-    if let Some(view) = &sandbox.view {
-        push_devices(cell, &view.devices);
+    if let Some(container) = &sandbox.container {
+        push_devices(cell, &container.statuses());
     }
 }
 
-fn push_devices(cell: &mut Cell<'_>, devices: &[(String, std::sync::Arc<super::sandbox::Device>)]) {
-    for (name, device) in devices {
-        let status = device.status();
+fn push_devices(cell: &mut Cell<'_>, devices: &[(String, StatusReport)]) {
+    for (name, status) in devices {
         cell.evidence.devices.push(DeviceSnapshot {
             device: name.clone(),
-            state: status.state.into(),
+            state: if status.letter == 'C' {
+                DeviceState::Corrupted
+            } else {
+                DeviceState::Verified
+            },
             blocks_verified: status.blocks_verified,
             corruptions: status.corruptions,
-            first_corrupted: status.first_corrupted.map(|b| b.to_string()),
+            first_corrupted: status.first_corrupted.clone(),
         });
     }
 }
@@ -651,7 +697,11 @@ fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) {
         return;
     };
     let trusted = sandbox.trusted();
-    let report = audit::audit(record, &Table::new(record), &trusted);
+    let report = if record.backend == Backend::Emulated {
+        audit::audit(record, &Table::new(record), &trusted)
+    } else {
+        audit::audit(record, &audit::Namespace::new(record), &trusted)
+    };
     for f in &report.findings {
         let kind = serde_json::from_value::<FindingKind>(serde_json::Value::String(f.kind().to_owned()));
         if let Ok(kind) = kind {
@@ -750,7 +800,7 @@ fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) {
 /// Takes the mount down, checks for leaks and removes the sandbox.
 fn teardown(cell: &mut Cell<'_>, mut sandbox: Sandbox) -> Result<(), Harness> {
     let root = sandbox.dir.path().to_owned();
-    sandbox.view = None;
+    sandbox.container = None;
     if let Some((_, record)) = sandbox.mounted.take() {
         if cell.options.hooks.leak_mount {
             cell.step(Phase::Revert, "umount SKIPPED (test hook)", false, "");
@@ -814,14 +864,21 @@ fn leak_check(sandbox: &Sandbox, root: &Path) -> Vec<String> {
             && namespaces.insert(ns)
             && let Ok(info) = fs::read_to_string(format!("/proc/{pid}/mountinfo"))
         {
+            let command = fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim_end().to_owned())
+                .unwrap_or_default();
             for line in info.lines().filter(|l| l.contains(&root_text)) {
-                leaks.push(format!("mount in the namespace of pid {pid}: {line}"));
+                leaks.push(format!("mount in the namespace of pid {pid} ({command}): {line}"));
             }
         }
         if let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline"))
             && String::from_utf8_lossy(&cmdline).contains(&root_text)
         {
-            leaks.push(format!("process {pid} still runs for the sandbox"));
+            let command = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            leaks.push(format!(
+                "process {pid} still runs for the sandbox: {}",
+                command.trim_end()
+            ));
         }
     }
     for entry in fs::read_dir("/sys/block").into_iter().flatten().filter_map(Result::ok) {

@@ -4,26 +4,24 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use attacks::env::Trojan;
 use attacks::{AttackError, LayerFiles, MountKind, Refusal, Scheme as AttackScheme};
 use p256::ecdsa::SigningKey;
 use verity_fuse::ReadAt;
-use verity_fuse::device::{Options, VerifiedDevice};
-use verity_fuse::source::{FileSource, Window};
+use verity_fuse::fuse::StatusReport;
 
 use super::image;
 use super::schema::LayerSpec;
 use crate::convert::{self, LayerConversion, VerityLayout, verity};
 use crate::erofs::{self, OverlayNamespace, Timestamp as ErofsTime, Whiteouts};
-use crate::mount::emulated::{self, Rootfs, TableEntry};
-use crate::mount::{self, Plan, Record};
+use crate::mount::emulated::{self, Devices, Layers, Rootfs, TableEntry};
+use crate::mount::{self, MountError, Plan, Record};
 use crate::mountinfo::DeviceNumber;
 use crate::oci::manifest::Descriptor;
 use crate::oci::{Digest, media};
 use crate::profile::{Backend, Profile};
-use crate::rootfs::Merged;
+use crate::rootfs::{Snapshot, SnapshotError};
 use crate::sign::image::{SignOptions, sign_image};
 use crate::sign::keys::{self, PublicKey};
 use crate::sign::timestamp::Timestamp;
@@ -37,27 +35,56 @@ pub const BUILT: u64 = 1_800_000_000;
 /// The policy's minimum build timestamp for the repository (the hardened profile's rollback floor).
 pub const MINIMUM: u64 = BUILT - 30 * 86_400;
 
-/// A verified device of the emulated view, kept to read its status.
-pub type Device = VerifiedDevice<Window<FileSource>, FileSource>;
-
-/// The emulated container: its rootfs and its verified devices by layer name.
-pub struct View {
-    /// The rootfs as the container reads it.
-    pub rootfs: Rootfs,
-    /// The verified devices, by layer name.
-    pub devices: Vec<(String, Arc<Device>)>,
+/// The running container, as the runner reaches it.
+pub enum Container {
+    /// The emulated backend: the rootfs and the verified devices, in this process.
+    Emulated {
+        /// The rootfs as the container reads it.
+        rootfs: Box<Rootfs>,
+        /// The verified devices, by layer name.
+        devices: Devices,
+    },
+    /// A real mount (kernel or fuse backend), through the holder's `/proc/PID/root`.
+    Real {
+        /// The rootfs.
+        root: PathBuf,
+        /// Each verified device's FUSE directory (holding `device` and `status`), by layer name.
+        devices: Vec<(String, PathBuf)>,
+        /// Each kernel dm-verity mapping (on hosts with device-mapper), by layer name.
+        mappings: Vec<(String, mount::dm::Mapping)>,
+    },
 }
 
-/// Why a layer does not open as the profile would open it.
-pub enum OpenFailure {
-    /// A verified device refused its parameters or root hash.
-    RootHash(String),
-    /// A block failed verification while the reader parsed the image; the devices show the corruption.
-    Verification(String, Vec<(String, Arc<Device>)>),
-    /// The reader refused the image.
-    Malformed(String),
-    /// The files are unusable (harness).
-    Other(String),
+impl Container {
+    /// Reads every entry of the rootfs as the container would.
+    pub fn snapshot(&self) -> Result<Snapshot, SnapshotError> {
+        match self {
+            Container::Emulated { rootfs, .. } => Snapshot::of_merged(&rootfs.merged),
+            Container::Real { root, .. } => Snapshot::of_dir(root),
+        }
+    }
+
+    /// The status of each verified device now.
+    pub fn statuses(&self) -> Vec<(String, StatusReport)> {
+        match self {
+            Container::Emulated { devices, .. } => devices
+                .iter()
+                .map(|(name, device)| (name.clone(), StatusReport::of(device)))
+                .collect(),
+            Container::Real { devices, mappings, .. } => devices
+                .iter()
+                .filter_map(|(name, dir)| {
+                    let bytes = fs::read(dir.join(verity_fuse::fuse::STATUS_FILE)).ok()?;
+                    Some((name.clone(), serde_json::from_slice(&bytes).ok()?))
+                })
+                .chain(
+                    mappings
+                        .iter()
+                        .filter_map(|(name, m)| Some((name.clone(), mount::dm::status_report(m)?))),
+                )
+                .collect(),
+        }
+    }
 }
 
 /// One cell's sandbox.
@@ -88,8 +115,10 @@ pub struct Sandbox {
     pub conversions: Vec<LayerConversion>,
     /// The mount's plan and record, once mounted.
     pub mounted: Option<(Plan, Record)>,
-    /// The emulated container, once mounted.
-    pub view: Option<View>,
+    /// The container, once mounted.
+    pub container: Option<Container>,
+    /// The `veritylab` executable that holds kernel and FUSE mounts.
+    pub exe: PathBuf,
     /// Mount records the attack left behind (emulated backend).
     pub leaked: Vec<PathBuf>,
 }
@@ -104,7 +133,13 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> AttackError + '_ {
 
 impl Sandbox {
     /// A fresh sandbox for one cell.
-    pub fn new(profile: Profile, backend: Backend, layers: Vec<LayerSpec>, scheme: Scheme) -> Result<Self, String> {
+    pub fn new(
+        profile: Profile,
+        backend: Backend,
+        layers: Vec<LayerSpec>,
+        scheme: Scheme,
+        exe: &Path,
+    ) -> Result<Self, String> {
         let dir = tempfile::Builder::new()
             .prefix("veritylab-scenario-")
             .tempdir()
@@ -127,7 +162,8 @@ impl Sandbox {
             check_at_most_once: false,
             conversions: Vec::new(),
             mounted: None,
-            view: None,
+            container: None,
+            exe: exe.to_owned(),
             leaked: Vec::new(),
         })
     }
@@ -264,47 +300,31 @@ impl Sandbox {
             .collect()
     }
 
-    /// Opens the emulated container over `plan`, as the profile reads it.
-    pub fn open_view(&self, plan: &Plan, record: &Record) -> Result<View, OpenFailure> {
-        let mut sources: Vec<Box<dyn ReadAt>> = Vec::new();
-        let mut devices = Vec::new();
-        for layer in &plan.layers {
-            let file = FileSource::open(&layer.erofs)
-                .map_err(|e| OpenFailure::Other(format!("{}: {e}", layer.erofs.display())))?;
-            let data = Window::new(file, 0, layer.erofs_size).map_err(|e| OpenFailure::Other(e.to_string()))?;
-            let Some(root) = &layer.root_hash else {
-                sources.push(Box::new(data));
-                continue;
-            };
-            let root_bytes =
-                verity_fuse::hex::decode("root hash", root).map_err(|e| OpenFailure::Other(e.to_string()))?;
-            let geometry = verity::geometry_for(layer.erofs_size, layer.hashoffset)
-                .map_err(|e| OpenFailure::Other(e.to_string()))?;
-            let hash = FileSource::open(&layer.hash).map_err(|e| OpenFailure::Other(e.to_string()))?;
-            let options = Options {
-                check_at_most_once: self.check_at_most_once,
-                ..Options::default()
-            };
-            let device = Arc::new(
-                VerifiedDevice::new(data, hash, geometry, &root_bytes, options)
-                    .map_err(|e| OpenFailure::RootHash(format!("layer {}: {e}", layer.name)))?,
-            );
-            devices.push((layer.name.clone(), Arc::clone(&device)));
-            sources.push(Box::new(device));
+    /// Opens the container `record` mounted: in process for the emulated backend (the layers opened as the
+    /// plan says), through the holder's namespace otherwise.
+    pub fn open_container(&self, plan: &Plan, record: &Record) -> Result<Container, MountError> {
+        if record.backend == Backend::Emulated {
+            let (merged, devices) = Layers::open(plan)?.merge(plan)?;
+            return Ok(Container::Emulated {
+                rootfs: Box::new(Rootfs {
+                    merged,
+                    upper: record.upperdir.clone(),
+                }),
+                devices,
+            });
         }
-        let merged = Merged::from_sources(sources, OverlayNamespace::Trusted).map_err(|e| {
-            if e.is_verification_failure() {
-                OpenFailure::Verification(e.to_string(), devices.clone())
-            } else {
-                OpenFailure::Malformed(e.to_string())
-            }
-        })?;
-        Ok(View {
-            rootfs: Rootfs {
-                merged,
-                upper: record.upperdir.clone(),
-            },
-            devices,
+        Ok(Container::Real {
+            root: record.in_namespace(&record.target),
+            devices: record
+                .layers
+                .iter()
+                .filter_map(|l| Some((l.name.clone(), record.in_namespace(l.device_dir.as_ref()?))))
+                .collect(),
+            mappings: record
+                .layers
+                .iter()
+                .filter_map(|l| Some((l.name.clone(), l.dm.clone()?)))
+                .collect(),
         })
     }
 
@@ -365,15 +385,37 @@ impl Sandbox {
         self.store.tag(&self.name, descriptor).map_err(env_err("tagging"))
     }
 
-    /// Kernel-backend operations are not wired into the runner yet.
-    fn emulated_only(&self, what: &str) -> Result<(), AttackError> {
-        if self.backend == Backend::Emulated {
-            Ok(())
-        } else {
-            Err(AttackError::env(format!(
-                "{what} is implemented for the emulated backend only"
-            )))
+    /// Runs `mount args` inside the container's mount namespace.
+    fn mount_inside(&self, args: &[&std::ffi::OsStr]) -> Result<(), AttackError> {
+        let holder = self
+            .mounted
+            .as_ref()
+            .and_then(|(_, r)| r.holder)
+            .ok_or_else(|| AttackError::env("the mount has no holder"))?;
+        let mut all: Vec<std::ffi::OsString> = vec!["-t".into(), holder.to_string().into(), "-m".into(), "--".into()];
+        all.extend(args.iter().map(|a| a.to_os_string()));
+        verity_fuse::sys::run_tool("nsenter", "util-linux", all)
+            .map(drop)
+            .map_err(env_err("inside the container's namespace"))
+    }
+
+    /// The attacker's files for a mount of `kind`: a directory, or an EROFS image of it.
+    fn attacker_files(&self, kind: MountKind) -> Result<PathBuf, AttackError> {
+        let dir = self.scratch_file("plugins");
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let plugin = dir.join("plugin.so");
+        fs::write(&plugin, attacks::TROJAN).map_err(io(&plugin))?;
+        if kind != MountKind::UnverifiedErofs {
+            return Ok(dir);
         }
+        let image = self.scratch_file("plugins.erofs");
+        let tar = image::tar(&image::with_file(
+            &LayerSpec { files: Vec::new() },
+            "plugin.so",
+            attacks::TROJAN.as_bytes(),
+        ));
+        Self::build_layer_file(&tar, &image)?;
+        Ok(image)
     }
 }
 
@@ -604,7 +646,33 @@ impl attacks::Env for Sandbox {
     }
 
     fn add_mount(&mut self, path: &str, kind: MountKind) -> Result<String, AttackError> {
-        self.emulated_only("adding a mount")?;
+        if self.backend != Backend::Emulated {
+            let target = self
+                .mounted
+                .as_ref()
+                .map(|(_, r)| r.target.join(path))
+                .ok_or_else(|| AttackError::env("nothing is mounted"))?;
+            let files = self.attacker_files(kind)?;
+            let (fs_type, options, source) = match kind {
+                MountKind::Tmpfs => ("tmpfs", "rw", Path::new("tmpfs").to_owned()),
+                MountKind::Bind => ("none", "bind", files),
+                MountKind::UnverifiedErofs => ("erofs", "ro,loop", files),
+            };
+            self.mount_inside(&[
+                "mount".as_ref(),
+                "-t".as_ref(),
+                fs_type.as_ref(),
+                "-o".as_ref(),
+                options.as_ref(),
+                source.as_os_str(),
+                target.as_os_str(),
+            ])?;
+            return Ok(format!(
+                "mounted {} ({fs_type}) at {} inside the container",
+                source.display(),
+                target.display()
+            ));
+        }
         let Some((_, record)) = self.mounted.as_mut() else {
             return Err(AttackError::env("nothing is mounted"));
         };
@@ -646,6 +714,9 @@ impl attacks::Env for Sandbox {
             return Ok(());
         };
         let mount_point = record.target.join(path);
+        if self.backend != Backend::Emulated {
+            return self.mount_inside(&["umount".as_ref(), mount_point.as_os_str()]);
+        }
         if let Some(table) = record.emulated.as_mut() {
             table.retain(|e| e.mount_point != mount_point);
         }
@@ -657,11 +728,12 @@ impl attacks::Env for Sandbox {
     }
 
     fn write_in_container(&mut self, path: &str, bytes: &[u8]) -> Result<(), AttackError> {
-        let view = self
-            .view
-            .as_ref()
-            .ok_or_else(|| AttackError::env("nothing is mounted"))?;
-        view.rootfs.write(path, bytes).map_err(|e| {
+        let written = match &self.container {
+            Some(Container::Emulated { rootfs, .. }) => rootfs.write(path, bytes),
+            Some(Container::Real { root, .. }) => fs::write(root.join(path.trim_start_matches('/')), bytes),
+            None => return Err(AttackError::env("nothing is mounted")),
+        };
+        written.map_err(|e| {
             if e.raw_os_error() == Some(30) {
                 AttackError::Refused {
                     kind: Refusal::ReadOnly,
@@ -674,12 +746,20 @@ impl attacks::Env for Sandbox {
     }
 
     fn read_in_container(&mut self, path: &str) -> Result<Vec<u8>, AttackError> {
-        let view = self
-            .view
-            .as_ref()
-            .ok_or_else(|| AttackError::env("nothing is mounted"))?;
-        view.rootfs.read(path, 1 << 20).map_err(|e| {
-            if e.is_verification_failure() {
+        let read = match &self.container {
+            Some(Container::Emulated { rootfs, .. }) => rootfs
+                .read(path, 1 << 20)
+                .map_err(|e| (e.is_verification_failure(), e.to_string())),
+            Some(Container::Real { root, .. }) => fs::read(root.join(path.trim_start_matches('/'))).map_err(|e| {
+                (
+                    e.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()),
+                    e.to_string(),
+                )
+            }),
+            None => return Err(AttackError::env("nothing is mounted")),
+        };
+        read.map_err(|(verification, e)| {
+            if verification {
                 AttackError::Refused {
                     kind: Refusal::HashMismatch,
                     message: format!("reading /{path}: {e}"),
@@ -691,39 +771,70 @@ impl attacks::Env for Sandbox {
     }
 
     fn read_device(&mut self, index: usize, offset: u64, len: usize) -> Result<Vec<u8>, AttackError> {
-        let view = self
-            .view
-            .as_ref()
-            .ok_or_else(|| AttackError::env("nothing is mounted"))?;
         let layer = self.conversion(index)?;
         let name = layer.layer.to_string();
-        let mut buf = vec![0u8; len];
         let refused = |message: String| AttackError::Refused {
             kind: Refusal::OutOfRange,
             message,
         };
-        match view.devices.iter().find(|(n, _)| *n == name) {
-            Some((_, device)) if offset + len as u64 > device.len() => Err(refused(format!(
-                "the verified device of layer {index} ends at byte {}: a read of {len} bytes at {offset} is past it",
-                device.len()
-            ))),
-            Some((_, device)) => device
-                .read_at(offset, &mut buf)
-                .map(|()| buf)
-                .map_err(|e| refused(format!("reading the verified device of layer {index} at {offset}: {e}"))),
-            None => {
-                let file = layer.dir.join(convert::LAYER_FILE);
-                let bytes = fs::read(&file).map_err(io(&file))?;
-                let start = usize::try_from(offset).unwrap_or(usize::MAX);
-                Ok(bytes
-                    .get(start..)
-                    .unwrap_or_default()
-                    .iter()
-                    .take(len)
-                    .copied()
-                    .collect())
+        let mut buf = vec![0u8; len];
+        match &self.container {
+            Some(Container::Emulated { devices, .. }) => {
+                if let Some((_, device)) = devices.iter().find(|(n, _)| *n == name) {
+                    if offset + len as u64 > device.len() {
+                        return Err(refused(format!(
+                            "the verified device of layer {index} ends at byte {}: a read of {len} bytes at {offset} \
+                             is past it",
+                            device.len()
+                        )));
+                    }
+                    return device.read_at(offset, &mut buf).map(|()| buf).map_err(|e| {
+                        refused(format!("reading the verified device of layer {index} at {offset}: {e}"))
+                    });
+                }
             }
+            Some(Container::Real { devices, mappings, .. }) => {
+                let device_file = devices
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, dir)| dir.join(verity_fuse::fuse::DEVICE_FILE))
+                    .or_else(|| mappings.iter().find(|(n, _)| *n == name).map(|(_, m)| m.path()));
+                if let Some(path) = device_file {
+                    let file = fs::File::open(&path).map_err(io(&path))?;
+                    let size = file.metadata().map_err(io(&path))?.len();
+                    let mut read = 0;
+                    while read < len {
+                        match std::os::unix::fs::FileExt::read_at(&file, &mut buf[read..], offset + read as u64) {
+                            Ok(0) => break,
+                            Ok(n) => read += n,
+                            Err(e) => {
+                                return Err(refused(format!(
+                                    "reading the verified device of layer {index} at {offset}: {e}"
+                                )));
+                            }
+                        }
+                    }
+                    if read < len {
+                        return Err(refused(format!(
+                            "the verified device of layer {index} ends at byte {size}: a read of {len} bytes at \
+                             {offset} returned {read}"
+                        )));
+                    }
+                    return Ok(buf);
+                }
+            }
+            None => return Err(AttackError::env("nothing is mounted")),
         }
+        let file = layer.dir.join(convert::LAYER_FILE);
+        let bytes = fs::read(&file).map_err(io(&file))?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        Ok(bytes
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .take(len)
+            .copied()
+            .collect())
     }
 
     fn set_check_at_most_once(&mut self) {
@@ -731,10 +842,17 @@ impl attacks::Env for Sandbox {
     }
 
     fn drop_caches(&mut self) {
-        if let Some(view) = &self.view {
-            for (_, device) in &view.devices {
-                device.drop_caches();
+        match &self.container {
+            Some(Container::Emulated { devices, .. }) => {
+                for (_, device) in devices {
+                    device.drop_caches();
+                }
             }
+            // The page cache over the rootfs, the EROFS mounts and the devices: what memory pressure evicts.
+            Some(Container::Real { .. }) => {
+                let _ = fs::write("/proc/sys/vm/drop_caches", "3");
+            }
+            None => {}
         }
     }
 
@@ -776,7 +894,6 @@ impl attacks::Env for Sandbox {
     }
 
     fn leak_mounts(&mut self, count: u64) -> Result<String, AttackError> {
-        self.emulated_only("leaking mounts")?;
         let (plan, _) = self
             .mounted
             .clone()
@@ -789,7 +906,7 @@ impl attacks::Env for Sandbox {
             leaked.id = mount::record::new_id();
             leaked.state = plan.state.with_file_name(&leaked.id);
             leaked.target = fs::canonicalize(&target).map_err(io(&target))?;
-            mount::mount(&self.store, &leaked, Path::new("/nonexistent")).map_err(env_err("leaking a mount"))?;
+            mount::mount(&self.store, &leaked, &self.exe).map_err(env_err("leaking a mount"))?;
             made.push(leaked.target.clone());
         }
         let text = made

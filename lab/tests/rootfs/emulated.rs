@@ -88,7 +88,7 @@ fn errors_are_typed() {
         Err(RootfsError::NoLayers)
     ));
     match Merged::from_sources(vec![vec![0u8; 8192]], OverlayNamespace::Trusted) {
-        Err(err @ RootfsError::Layer { layer: 0, .. }) => assert_eq!(err.errno(), 5),
+        Err(err @ RootfsError::Layer { layer: 0, .. }) => assert_eq!(err.errno(), 117, "EFSCORRUPTED, as EROFS"),
         other => panic!("{other:?}"),
     }
 }

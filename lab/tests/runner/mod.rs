@@ -1,6 +1,8 @@
-//! The scenario runner staging attacks for real (emulated backend): every shipped scenario as expected, a
-//! deliberately broken defence failing the run with a clear diff, a deliberately leaked mount caught by the
-//! leak check, `scenario run` and `demo` from the command line, and a run as an unprivileged user.
+//! The scenario runner staging attacks for real: every shipped scenario as expected on the emulated backend,
+//! and as root on the kernel backend (real overlay and EROFS mounts over verified devices) and the fuse
+//! backend; a deliberately broken defence failing the run with a clear diff, a deliberately leaked mount
+//! caught by the leak check, `scenario run` and `demo` from the command line, and a run as an unprivileged
+//! user.
 
 use std::process::Command;
 
@@ -27,7 +29,39 @@ fn emulated(hooks: Hooks) -> RunOptions {
     RunOptions {
         profile: None,
         backend: Some(Backend::Emulated),
+        exe: None,
         hooks,
+    }
+}
+
+/// Runs every shipped scenario on `backend` (mounting with the built `veritylab` binary) and checks that
+/// each cell the scenario allows there was observed as expected, ending in a clean leak check.
+fn every_shipped_scenario_as_expected_on(backend: Backend) {
+    let scenarios = load::embedded().unwrap();
+    let options = RunOptions {
+        profile: None,
+        backend: Some(backend),
+        exe: Some(env!("CARGO_BIN_EXE_veritylab").into()),
+        hooks: Hooks::default(),
+    };
+    let report = runner::run(&scenarios, &options, &mut |_| {});
+    let text = report::render(&report, Format::Text, false);
+    assert!(report.passed(), "{text}");
+    assert_eq!(report.backends_used(), vec![backend], "{text}");
+    let excluded: usize = scenarios
+        .iter()
+        .filter(|s| !s.backends.contains(&backend))
+        .map(|s| s.profiles.len())
+        .sum();
+    assert_eq!(report.summary().skipped, excluded, "{text}");
+    for cell in report.scenarios.iter().flat_map(|s| &s.cells) {
+        let CellStatus::Observed { observation, .. } = &cell.status else {
+            assert_eq!(cell.verdict(), Verdict::Skipped, "{cell:?}");
+            continue;
+        };
+        let last = observation.evidence.timeline.last().unwrap();
+        assert_eq!(last.action, "leak check", "{cell:?}");
+        assert!(last.ok);
     }
 }
 
@@ -50,6 +84,30 @@ fn every_shipped_scenario_is_observed_as_expected_on_the_emulated_backend() {
         assert_eq!(last.action, "leak check", "{cell:?}");
         assert!(last.ok);
     }
+}
+
+#[test]
+fn every_shipped_scenario_is_observed_as_expected_on_the_kernel_backend() {
+    testkit::require_root!();
+    for tool in ["mount", "umount", "unshare", "nsenter"] {
+        testkit::require_tool!(tool);
+    }
+    if !testkit::fuse_available(module_path!()) {
+        return;
+    }
+    every_shipped_scenario_as_expected_on(Backend::Kernel);
+}
+
+#[test]
+fn every_shipped_scenario_is_observed_as_expected_on_the_fuse_backend() {
+    testkit::require_root!();
+    for tool in ["umount", "nsenter"] {
+        testkit::require_tool!(tool);
+    }
+    if !testkit::fuse_available(module_path!()) {
+        return;
+    }
+    every_shipped_scenario_as_expected_on(Backend::Fuse);
 }
 
 #[test]

@@ -221,6 +221,7 @@ fn serve(a: &OpenArgs, plan: OpenPlan, entry: &Entry) -> Result<()> {
         threads: a.threads.unwrap_or_else(tree::default_threads),
         allow_other: sys::is_root(),
         fs_name: format!("verity-fuse:{}", a.name),
+        auto_unmount: sys::is_root(),
     };
     let mount_point = entry.mount_point();
     let session = fuser::Session::new(DeviceFs::new(Arc::new(device)), &mount_point, &fuser_config(&config))

@@ -38,7 +38,7 @@ const DEVICE_TTL: Duration = Duration::from_secs(3600);
 const STATUS_TTL: Duration = Duration::ZERO;
 
 /// What the status file reports: the counters and the device's identity.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StatusReport {
     /// `verified` or `corrupted`.
     pub status: String,
@@ -67,6 +67,11 @@ pub struct StatusReport {
 }
 
 impl StatusReport {
+    /// The report of `device` now, as its status file would show it.
+    pub fn of<D: ReadAt, H: ReadAt>(device: &VerifiedDevice<D, H>) -> Self {
+        Self::new(&device.status(), device.len(), device.root().to_hex())
+    }
+
     fn new(status: &Status, size: u64, root_hash: String) -> Self {
         let text = |v: serde_json::Value| v.as_str().map(str::to_owned);
         Self {
@@ -136,8 +141,7 @@ impl<D: ReadAt, H: ReadAt> DeviceFs<D, H> {
     }
 
     fn status_json(&self) -> Vec<u8> {
-        let report = StatusReport::new(&self.device.status(), self.device.len(), self.device.root().to_hex());
-        let mut json = serde_json::to_vec_pretty(&report).expect("status serialises");
+        let mut json = serde_json::to_vec_pretty(&StatusReport::of(&self.device)).expect("status serialises");
         json.push(b'\n');
         json
     }
@@ -250,6 +254,10 @@ pub struct MountConfig {
     pub allow_other: bool,
     /// Name shown as the mount's source in `/proc/self/mountinfo`.
     pub fs_name: String,
+    /// Unmount when the server dies, through a `fusermount3` watcher process (needs `allow_other`); for a
+    /// server others rely on to go away cleanly. A caller that unmounts itself leaves it off: the watcher
+    /// outlives the session for a moment and keeps whatever file descriptors it inherited.
+    pub auto_unmount: bool,
 }
 
 /// The fuser configuration for `config`.
@@ -265,7 +273,9 @@ pub fn fuser_config(config: &MountConfig) -> fuser::Config {
     ];
     if config.allow_other {
         c.acl = SessionACL::All;
-        c.mount_options.push(MountOption::AutoUnmount);
+        if config.auto_unmount {
+            c.mount_options.push(MountOption::AutoUnmount);
+        }
     }
     c.n_threads = Some(config.threads.max(1));
     c.clone_fd = true;
