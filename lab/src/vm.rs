@@ -153,6 +153,7 @@ pub fn run_scenarios(
         "{command} > /tmp/run.log 2>&1\nmark run $?\nsection report\ncat /tmp/report.json\n\
          section log\ntail -n 40 /tmp/run.log\nexit 0\n"
     );
+    let started = std::time::Instant::now();
     let out = builder.script(&script).run()?;
     let guest_error = |reason: String| KernelVmError::Guest {
         reason,
@@ -165,7 +166,9 @@ pub fn run_scenarios(
     }
     let report: RunReport = serde_json::from_str(out.section("report").unwrap_or_default())
         .map_err(|e| guest_error(format!("the guest's JSON report: {e}")))?;
-    let report = relabel(report, &vmtest_release());
+    let mut report = relabel(report, &vmtest_release());
+    // The run, as this host saw it: booting the VM included.
+    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     for scenario in &report.scenarios {
         for cell in &scenario.cells {
             progress(&format!(
@@ -188,7 +191,7 @@ fn vmtest_release() -> String {
 }
 
 /// The guest's report as the host's: `kernel` cells become `kernel-vm`, the backend choice says what the VM
-/// is, and the host is named as the guest of this machine.
+/// is, and the host is named as the guest of this machine. Cell timings stay the guest's (emulated CPU).
 fn relabel(mut report: RunReport, release: &str) -> RunReport {
     let inner: Vec<String> = report.backends.iter().map(|b| b.reason.clone()).collect();
     report.backends = vec![BackendChoice {

@@ -220,8 +220,13 @@ pub fn run(command: ScenarioCommand) -> Result<(), CliError> {
                 }
                 chosen
             };
+            // kernel-vm cells run in a VM this command boots (see `run_and_report_from`), not in the runner.
+            let available = |backend| match backend {
+                Backend::KernelVm => crate::vm::available(),
+                other => crate::scenario::runner::available(other),
+            };
             if let Some(backend) = args.backend
-                && let Err(reason) = crate::scenario::runner::available(backend)
+                && let Err(reason) = available(backend)
             {
                 return Err(crate::mount::MountError::Unavailable { backend, reason }.into());
             }

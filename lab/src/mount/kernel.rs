@@ -189,8 +189,8 @@ fn drop_inherited(plan: &Plan) {
 struct Held {
     /// Verified devices being served, with their mount points.
     sessions: Vec<(PathBuf, fuser::BackgroundSession)>,
-    /// Kernel dm-verity mappings, when the host has device-mapper.
-    mappings: Vec<dm::Mapping>,
+    /// Kernel dm-verity mappings, when the host has device-mapper, with their layers' names.
+    mappings: Vec<(String, dm::Mapping)>,
     /// EROFS mounts (lowerdirs), in mount order.
     lowers: Vec<PathBuf>,
     /// Whether the overlay is mounted at the target.
@@ -212,7 +212,7 @@ impl Held {
         for lower in self.lowers.drain(..).rev() {
             unmount(&lower, false);
         }
-        for mapping in self.mappings.drain(..).rev() {
+        for (_, mapping) in self.mappings.drain(..).rev() {
             if let Err(e) = dm::close(&mapping) {
                 eprintln!("removing {}: {e}", mapping.name);
             }
@@ -283,22 +283,9 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
                 let mapping = dm::open(layer, &dm::name(&plan.id, i), root, &options)
                     .map_err(|e| fail(&format!("opening the dm-verity mapping of {}", layer.name), &e))?;
                 let device = mapping.path();
-                held.mappings.push(mapping.clone());
-                mount_tool(&["-t", "erofs", "-o", "ro"], &device, &lower).map_err(|e| {
-                    let letter = dm::status_report(&mapping).map(|s| s.letter);
-                    let kind = if letter == Some('C') {
-                        RefusalKind::Verification
-                    } else {
-                        RefusalKind::Malformed
-                    };
-                    let status = letter.map_or_else(|| "unknown".to_owned(), String::from);
-                    opened.refused(
-                        plan,
-                        kind,
-                        &layer.name,
-                        format!("mounting from its dm-verity mapping {} (status {status}): {e}", mapping.name),
-                    )
-                })?;
+                held.mappings.push((layer.name.clone(), mapping.clone()));
+                mount_tool(&["-t", "erofs", "-o", "ro"], &device, &lower)
+                    .map_err(|e| dm_refusal(plan, &layer.name, &mapping, &held.mappings, &e))?;
                 mounted.dm = Some(mapping);
                 held.lowers.push(lower.clone());
                 mounted.erofs_dev = Some(device_of(&lower).map_err(|e| fail("stat", &e))?);
@@ -528,6 +515,41 @@ pub fn leftovers(record: &Record) -> Vec<String> {
         }
     }
     found
+}
+
+/// A layer whose EROFS mount from its dm-verity mapping failed: a verification refusal when the mapping has
+/// seen corruption (status `C`), else the filesystem's; the evidence is the status of every mapping made so far.
+fn dm_refusal(
+    plan: &Plan,
+    layer: &str,
+    mapping: &dm::Mapping,
+    mappings: &[(String, dm::Mapping)],
+    error: &sys::ToolError,
+) -> MountError {
+    let devices: Vec<_> = mappings
+        .iter()
+        .filter_map(|(name, m)| Some((name.clone(), dm::status_report(m)?)))
+        .collect();
+    let letter = devices
+        .iter()
+        .find(|(name, _)| name == layer)
+        .map_or('?', |(_, status)| status.letter);
+    MountError::Refused {
+        target: plan.target.clone(),
+        refusal: Refusal {
+            kind: if letter == 'C' {
+                RefusalKind::Verification
+            } else {
+                RefusalKind::Malformed
+            },
+            layer: layer.to_owned(),
+            message: format!(
+                "mounting from its dm-verity mapping {} (status {letter}): {error}",
+                mapping.name
+            ),
+            devices,
+        },
+    }
 }
 
 /// The dm-verity mappings `record` lists.

@@ -7,8 +7,14 @@ use serde_json::Value;
 
 const TEST: &str = "kernel_vm::scenario::scenario_cells_run_on_the_vms_kernel";
 
-/// Scenarios whose outcome on real dm-verity matters: a flipped tree byte, and check_at_most_once.
-const SCENARIOS: &[&str] = &["hash-tree-byte-flip", "check-at-most-once-tamper"];
+/// Scenarios whose outcome on real dm-verity matters (a flipped tree or data byte, check_at_most_once) and an
+/// attack run inside the holder's namespace (an overmount).
+const SCENARIOS: &[&str] = &[
+    "hash-tree-byte-flip",
+    "check-at-most-once-tamper",
+    "layer-byte-flip",
+    "overmount",
+];
 
 #[test]
 fn scenario_cells_run_on_the_vms_kernel() {
@@ -53,5 +59,13 @@ fn scenario_cells_run_on_the_vms_kernel() {
                 scenario["id"]
             );
         }
+    }
+    // The refused mounts were refused by the kernel's dm-verity, not by our FUSE device.
+    let flip = &report["scenarios"][0];
+    for cell in flip["cells"].as_array().unwrap() {
+        let evidence = &cell["observation"]["evidence"];
+        let message = evidence["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("from its dm-verity mapping veritylab-"), "{cell:#}");
+        assert_eq!(evidence["devices"][0]["state"], "corrupted", "{cell:#}");
     }
 }
