@@ -165,14 +165,14 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// The process exit code: 2 for usage errors, 3 for bad input (a malformed image or archive, a missing
-    /// path, content that does not match its digest, an unusable manifest, a failed verification, an unusable
-    /// key or policy), 4 when `check` found something (audit findings, tampered, missing or unreadable layers),
+    /// The process exit code: 2 for usage errors (also `hardened` without `--key`), 3 for bad input (a
+    /// malformed image or archive, a missing path, content that does not match its digest, an unusable
+    /// manifest, a failed verification, a layer a mount refused, an unusable key or policy), 4 when `check` found something (audit findings, tampered, missing or unreadable layers),
     /// 5 when `umount` or `cleanup` left something behind, 1 for anything else.
     pub fn exit_code(&self) -> u8 {
         use crate::erofs::{ExtractError, WriteError};
         match self {
-            CliError::Usage(_) => 2,
+            CliError::Usage(_) | CliError::Mount(crate::mount::MountError::Unsigned) => 2,
             CliError::CheckFailed { .. } => 4,
             CliError::Leftovers(_) => 5,
             CliError::Read(_) | CliError::Extract(ExtractError::Read(_)) => 3,
@@ -209,6 +209,11 @@ impl CliError {
                 crate::convert::ConvertError::LayerChanged { .. } | crate::convert::ConvertError::Erofs { .. },
             )
             | CliError::Manifest(_)
+            | CliError::Mount(
+                crate::mount::MountError::Refused { .. }
+                | crate::mount::MountError::MissingRootHash { .. }
+                | crate::mount::MountError::PinnedMismatch { .. },
+            )
             | CliError::Scenario(_)
             | CliError::Verify(crate::sign::verify::VerifyError::Rejected { .. })
             | CliError::Key(

@@ -235,3 +235,21 @@ fn a_target_already_mounted_is_refused_and_left_as_it_was() {
     assert!(!plan.state.exists());
     assert_eq!(mount::list(&lab.store).unwrap(), vec![record]);
 }
+
+#[test]
+fn mounting_hardened_without_a_key_is_a_usage_error() {
+    let lab = lab_or_skip!();
+    let target = lab.work.path().join("unsigned");
+    fs::create_dir_all(&target).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_veritylab"))
+        .args(["mount", &lab.name])
+        .arg(&target)
+        .args(["--profile", "hardened", "--backend", "emulated", "--store"])
+        .arg(lab.store.root())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--key"), "{stderr}");
+    assert!(mount::list(&lab.store).unwrap().is_empty());
+}

@@ -106,6 +106,16 @@ impl Lab {
     }
 }
 
+/// A test that fails half-way still takes its mounts down: the holders, their namespaces and any FUSE
+/// rootfs would otherwise outlive it.
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for record in mount::list(&self.store).unwrap_or_default() {
+            let _ = mount::umount(&self.store, &record.target);
+        }
+    }
+}
+
 /// Runs `script` with `sh -c` inside the mount's namespace; returns (success, stdout + stderr).
 fn inside(record: &Record, script: &str) -> (bool, String) {
     let out = Command::new("nsenter")
