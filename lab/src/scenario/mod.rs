@@ -25,6 +25,7 @@ pub mod attack;
 pub mod image;
 pub mod load;
 pub mod outcome;
+pub mod registry;
 pub mod report;
 pub mod run;
 pub mod runner;

@@ -1,15 +1,17 @@
 //! The scenario runner: each (scenario, profile, backend) cell staged for real in its own sandbox.
 //!
 //! A cell builds its image (the embedded sample or the scenario's inline layers) in a fresh store, signs it,
-//! and walks the pipeline a node would: publish to a registry and pull (registry-stage attacks only),
+//! and walks the pipeline a node would: publish to a registry and pull (registry-stage attacks only; the
+//! cell's own `docker-registry` on a loopback port where installed, else an OCI layout: [`super::registry`]),
 //! convert, verify the signature (hardened only: its `--key` semantics, with the policy's rollback floor and
 //! single-signed-manifest rule), mount with the profile, read the whole rootfs, and run the profile's checks
 //! (hardened: the mount audit, one re-verification pass at rest and the cleanup helper). The attack's
 //! `detonate` runs at its [`Stage`]. Any step that refuses (a pull digest mismatch, a rejected signature, a
 //! refused mount, an `EIO` on read) makes the cell `blocked` with that error's kind; findings of the checks
-//! make it `detected`; otherwise it is `undetected`. After the attack is reverted and the mount taken down, a
-//! leak check looks for anything of the sandbox still alive (mount records, mounts in any namespace, loop
-//! devices backed by sandbox files, processes naming it) and fails the cell if it finds any.
+//! make it `detected`; otherwise it is `undetected`. After the attack is reverted, the mount taken down and
+//! the registry stopped, a leak check looks for anything of the sandbox still alive (mount records, mounts in
+//! any namespace, loop devices backed by sandbox files, processes naming it) and fails the cell if it finds
+//! any.
 //!
 //! Backends: `kernel` (real mounts in the cell's holder namespace, reached through `/proc/HOLDER/root`
 //! and `nsenter`; root), `fuse` (the FUSE rootfs; root for the attacks' mounts) and `emulated` (in process,
@@ -28,6 +30,7 @@ use super::outcome::{
     DeviceSnapshot, DeviceState, ErrorEvidence, ErrorKind, Evidence, FindingEvidence, FindingKind, Observation,
     Outcome, Phase, TimelineStep,
 };
+use super::registry::{self, CellRegistry, LocalRegistry};
 use super::run::{BackendChoice, CellResult, HostInfo, RunReport, ScenarioResult};
 use super::sandbox::{MINIMUM, REPOSITORY, Sandbox};
 use super::schema::{ParamValue, Scenario};
@@ -35,13 +38,17 @@ use crate::audit;
 use crate::convert::{self, ConvertError, VerityLayout};
 use crate::mount::emulated::Table;
 use crate::mount::{self, MountError, RefusalKind, Trust};
+use crate::oci::Reference;
 use crate::oci::pull::{self, PullError, PullOptions};
-use crate::oci::reference;
+use crate::oci::reference::{self, RegistryRef};
+use crate::oci::registry::{ClientOptions, RegistryError};
 use crate::profile::{Backend, Profile};
 use crate::rootfs::SnapshotError;
 use crate::sign::Scheme;
 use crate::sign::cosign;
+use crate::sign::image::SignReport;
 use crate::sign::policy::{Policy, Rule};
+use crate::sign::registry as sign_registry;
 use crate::sign::timestamp::Timestamp;
 use crate::sign::verify::{self, Finding as VerifyFinding, VerifyError, VerifyOptions};
 use crate::store::StoreError;
@@ -427,33 +434,65 @@ fn revert(cell: &mut Cell<'_>, attack: &mut dyn Attack, sandbox: &mut Sandbox) -
     }
 }
 
-/// Publishes the image to the cell's registry, lets the attack at it, and pulls it; `Ok(false)` when the
-/// pull refused.
+/// The repository the image is pushed to in the cell's `docker-registry` ([`REPOSITORY`] without its host).
+const REGISTRY_REPOSITORY: &str = "veritylab/app";
+
+/// Publishes the signed image to the cell's registry (its own `docker-registry` where installed, else an OCI
+/// layout), lets the attack at it, and pulls it with the real pull code; `Ok(false)` when the pull refused.
 fn publish_and_pull(cell: &mut Cell<'_>, sandbox: &mut Sandbox, attack: &mut dyn Attack) -> Result<bool, Harness> {
     let harness = |e: &dyn std::fmt::Display| Harness(e.to_string());
     let publisher = crate::store::Store::open(&sandbox.dir.path().join("publisher")).map_err(|e| harness(&e))?;
     Sandbox::store_image(&publisher, &sandbox.name, &sandbox.layers).map_err(Harness)?;
-    sandbox
+    let signed = sandbox
         .sign(&publisher, &sandbox.name, &sandbox.key, super::sandbox::BUILT)
         .map_err(Harness)?;
-    let registry = sandbox.dir.path().join("registry");
-    Sandbox::export(&publisher, &sandbox.name, &registry, "v1").map_err(Harness)?;
-    sandbox.registry = Some(registry.clone());
+    let dir = sandbox.dir.path().join("registry");
+    let (source, published) = match verity_fuse::sys::find_tool(registry::BINARY) {
+        Some(binary) => {
+            let served = LocalRegistry::start(&binary, &dir)
+                .map_err(|e| Harness(format!("starting the cell's registry: {e}")))?;
+            let target = RegistryRef {
+                host: served.host(),
+                repository: REGISTRY_REPOSITORY.to_owned(),
+                tag: Some("v1".to_owned()),
+                digest: None,
+            };
+            // Held by the sandbox from here on, so the teardown stops it whatever happens next.
+            sandbox.registry = Some(CellRegistry::Served(served));
+            let pushed = publish(&publisher, &signed, &target)?;
+            (Reference::Registry(target), pushed)
+        }
+        None => {
+            Sandbox::export(&publisher, &sandbox.name, &dir, "v1").map_err(Harness)?;
+            sandbox.registry = Some(CellRegistry::Layout(dir.clone()));
+            let reference = reference::parse(&format!("oci:{}:v1", dir.display())).map_err(|e| harness(&e))?;
+            let published = format!("{reference} (the image only; the signature stays with the publisher)");
+            (reference, published)
+        }
+    };
+    let registry = sandbox
+        .registry
+        .as_ref()
+        .map(CellRegistry::describe)
+        .unwrap_or_default();
     cell.step(
         Phase::Setup,
         "build, sign and publish",
         true,
         format!(
-            "{} signed and published to the registry (an OCI layout at {})",
+            "{} signed ({}) and published to {registry}: {published}",
             sandbox.name,
-            registry.display()
+            sandbox.scheme.name()
         ),
     );
     if !cell.detonate(attack, sandbox, Phase::Detonate)? {
         return Ok(false);
     }
-    let reference = reference::parse(&format!("oci:{}:v1", registry.display())).map_err(|e| harness(&e))?;
-    let pulled = match pull::pull(&reference, &sandbox.store, &PullOptions::default(), &|_| {}) {
+    let options = PullOptions {
+        client: client_options(&source),
+        ..PullOptions::default()
+    };
+    let pulled = match pull::pull(&source, &sandbox.store, &options, &|_| {}) {
         Ok(report) => report,
         Err(e) => {
             let kind = pull_kind(&e).ok_or_else(|| Harness(format!("pull: {e}")))?;
@@ -466,27 +505,95 @@ fn publish_and_pull(cell: &mut Cell<'_>, sandbox: &mut Sandbox, attack: &mut dyn
         .store
         .tag(&sandbox.name, descriptor.clone())
         .map_err(|e| harness(&e))?;
-    if let Some(signatures) = cosign::load(&publisher, REPOSITORY, &descriptor.digest).map_err(|e| harness(&e))? {
-        cosign::save(
-            &sandbox.store,
-            REPOSITORY,
-            &descriptor.digest,
-            &cosign::SignatureImage::new(&signatures),
-        )
-        .map_err(|e| harness(&e))?;
-    }
+    let signature = match &source {
+        Reference::Registry(r) => match fetch_signature(&sandbox.store, r, &descriptor.digest, &options.client) {
+            Ok(found) => found,
+            Err(e) => {
+                // The node goes on without it: the hardened profile's check then finds the signature missing.
+                cell.step(Phase::Setup, "fetch the signature", false, e);
+                None
+            }
+        },
+        _ => copy_signature(&publisher, &sandbox.store, &descriptor.digest).map_err(Harness)?,
+    };
     cell.step(
         Phase::Setup,
         "pull",
         true,
-        format!("pulled {} with its signature", pulled.manifest),
+        format!(
+            "pulled {} from {source} ({}){}",
+            pulled.manifest,
+            pulled.transport,
+            signature
+                .map(|s| format!(", with its signature {s}"))
+                .unwrap_or_default()
+        ),
     );
     Ok(true)
 }
 
+/// Registry client settings for `source`: plain HTTP to the cell's loopback registry.
+fn client_options(source: &Reference) -> ClientOptions {
+    ClientOptions {
+        plain_http: matches!(source, Reference::Registry(r) if r.is_loopback()),
+        ..ClientOptions::default()
+    }
+}
+
+/// Pushes the signed image of `signed` from `publisher` to `target` with the lab's push code (as `veritylab
+/// sign --push` does: blobs, the manifest under its tag, then the cosign signature at `sha256-<hex>.sig`);
+/// returns what was pushed, for the timeline.
+fn publish(publisher: &crate::store::Store, signed: &SignReport, target: &RegistryRef) -> Result<String, Harness> {
+    let client = client_options(&Reference::Registry(target.clone()));
+    sign_registry::push_signed(publisher, target, signed, &client)
+        .map(|pushed| pushed.summary())
+        .map_err(|e| Harness(format!("pushing {} to {target}: {e}", signed.name)))
+}
+
+/// Fetches the cosign signature of `manifest` from the registry with the real signature code and files it
+/// under [`REPOSITORY`], where the hardened check looks; `Ok(None)` when the registry has none.
+fn fetch_signature(
+    store: &crate::store::Store,
+    source: &RegistryRef,
+    manifest: &crate::oci::Digest,
+    client: &ClientOptions,
+) -> Result<Option<String>, String> {
+    let tag = cosign::signature_tag(manifest);
+    if !sign_registry::fetch_signatures(store, source, manifest, client).map_err(|e| e.to_string())? {
+        return Ok(None);
+    }
+    let fetched = format!("{}/{}:{tag}", source.host, source.repository);
+    let descriptor = store.lookup(&fetched).map_err(|e| e.to_string())?;
+    store
+        .tag(&format!("{REPOSITORY}:{tag}"), descriptor)
+        .map_err(|e| e.to_string())?;
+    Ok(Some(format!("{fetched} (fetched)")))
+}
+
+/// Copies the cosign signature of `manifest` from the publisher's store (the OCI-layout registry carries
+/// only the image); `Ok(None)` when there is none.
+fn copy_signature(
+    publisher: &crate::store::Store,
+    store: &crate::store::Store,
+    manifest: &crate::oci::Digest,
+) -> Result<Option<String>, String> {
+    let Some(signatures) = cosign::load(publisher, REPOSITORY, manifest).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    cosign::save(store, REPOSITORY, manifest, &cosign::SignatureImage::new(&signatures)).map_err(|e| e.to_string())?;
+    Ok(Some(format!(
+        "{REPOSITORY}:{} (copied from the publisher)",
+        cosign::signature_tag(manifest)
+    )))
+}
+
 fn pull_kind(e: &PullError) -> Option<ErrorKind> {
     match e {
-        PullError::Store(StoreError::Verify(_)) | PullError::Verify { .. } => Some(ErrorKind::DigestMismatch),
+        PullError::Store(StoreError::Verify(_))
+        | PullError::Verify { .. }
+        | PullError::Registry(RegistryError::Verify { .. } | RegistryError::ContentDigestHeader { .. }) => {
+            Some(ErrorKind::DigestMismatch)
+        }
         other if other.to_string().contains("digest") => Some(ErrorKind::DigestMismatch),
         _ => None,
     }
@@ -813,6 +920,20 @@ fn teardown(cell: &mut Cell<'_>, mut sandbox: Sandbox) -> Result<(), Harness> {
                 Err(e) => cell.step(Phase::Revert, "umount", false, e.to_string()),
             }
         }
+    }
+    if let Some(CellRegistry::Served(mut served)) = sandbox.registry.take() {
+        served.stop();
+        cell.step(
+            Phase::Revert,
+            "stop the registry",
+            true,
+            format!(
+                "{} at {} (pid {}) killed and reaped",
+                registry::BINARY,
+                served.host(),
+                served.pid()
+            ),
+        );
     }
     let leaks = leak_check(&sandbox, &root);
     let removed = sandbox.dir.close();

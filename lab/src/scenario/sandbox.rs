@@ -12,6 +12,7 @@ use verity_fuse::ReadAt;
 use verity_fuse::fuse::StatusReport;
 
 use super::image;
+use super::registry::CellRegistry;
 use super::schema::LayerSpec;
 use crate::convert::{self, LayerConversion, VerityLayout, verity};
 use crate::erofs::{self, OverlayNamespace, Timestamp as ErofsTime, Whiteouts};
@@ -22,7 +23,7 @@ use crate::oci::manifest::Descriptor;
 use crate::oci::{Digest, media};
 use crate::profile::{Backend, Profile};
 use crate::rootfs::{Snapshot, SnapshotError};
-use crate::sign::image::{SignOptions, sign_image};
+use crate::sign::image::{SignOptions, SignReport, sign_image};
 use crate::sign::keys::{self, PublicKey};
 use crate::sign::timestamp::Timestamp;
 use crate::sign::{Scheme, cosign, delivery_kit};
@@ -107,8 +108,10 @@ pub struct Sandbox {
     pub key: SigningKey,
     /// Its public half, the key the node trusts.
     pub public: PublicKey,
-    /// The registry (an OCI layout the node pulls from), for registry-stage attacks.
-    pub registry: Option<PathBuf>,
+    /// The registry the node pulls from (a `docker-registry` of the cell's own, or an OCI layout where that is
+    /// not installed), for registry-stage attacks; the runner drops it (stopping the registry) before the
+    /// leak check.
+    pub registry: Option<CellRegistry>,
     /// Open verified devices with `check_at_most_once`.
     pub check_at_most_once: bool,
     /// The converted layers, base first.
@@ -226,8 +229,8 @@ impl Sandbox {
         Ok(descriptor)
     }
 
-    /// Signs `name` in `store` with `key`, built at `built`.
-    pub fn sign(&self, store: &Store, name: &str, key: &SigningKey, built: u64) -> Result<(), String> {
+    /// Signs `name` in `store` with `key`, built at `built`; returns what was signed.
+    pub fn sign(&self, store: &Store, name: &str, key: &SigningKey, built: u64) -> Result<SignReport, String> {
         let options = SignOptions {
             key: key.clone(),
             scheme: self.scheme,
@@ -236,9 +239,7 @@ impl Sandbox {
             built: Timestamp(built),
             layout: VerityLayout::Containerd,
         };
-        sign_image(store, name, &options, &|_| {})
-            .map(|_| ())
-            .map_err(|e| format!("signing {name}: {e}"))
+        sign_image(store, name, &options, &|_| {}).map_err(|e| format!("signing {name}: {e}"))
     }
 
     /// Removes the tag `name` from `store`'s index.
@@ -263,8 +264,8 @@ impl Sandbox {
         serde_json::from_slice(&bytes).map_err(|e| e.to_string())
     }
 
-    /// Copies the image `name` (manifest, config, layers) and its cosign signature from `from` into the
-    /// registry layout at `dir`, tagged `tag`.
+    /// Copies the image `name` (manifest, config, layers) from `from` into the image layout at `dir`, tagged
+    /// `tag` (the registry of a cell without `docker-registry`; the signature stays in `from`).
     pub fn export(from: &Store, name: &str, dir: &Path, tag: &str) -> Result<(), String> {
         let blobs = dir.join("blobs").join("sha256");
         fs::create_dir_all(&blobs).map_err(|e| e.to_string())?;
@@ -559,11 +560,12 @@ impl attacks::Env for Sandbox {
     }
 
     fn registry_blob(&self, digest: &str) -> Result<PathBuf, AttackError> {
-        let dir = self
+        let registry = self
             .registry
             .as_ref()
             .ok_or_else(|| AttackError::env("this cell has no registry"))?;
-        Ok(dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:")))
+        let digest: Digest = digest.parse().map_err(env_err(digest))?;
+        Ok(registry.blob_path(&digest))
     }
 
     fn registry_image(&self) -> Result<(String, Vec<String>), AttackError> {

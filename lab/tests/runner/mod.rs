@@ -7,9 +7,9 @@
 use std::process::Command;
 
 use veritylab::profile::Backend;
-use veritylab::scenario::outcome::{Difference, Outcome};
+use veritylab::scenario::outcome::{Difference, Outcome, TimelineStep};
 use veritylab::scenario::report::{self, Format};
-use veritylab::scenario::run::{CellStatus, Verdict};
+use veritylab::scenario::run::{CellResult, CellStatus, Verdict};
 use veritylab::scenario::runner::{self, Hooks, RunOptions};
 use veritylab::scenario::{Scenario, load};
 
@@ -108,6 +108,92 @@ fn every_shipped_scenario_is_observed_as_expected_on_the_fuse_backend() {
         return;
     }
     every_shipped_scenario_as_expected_on(Backend::Fuse);
+}
+
+/// The timeline step of `action` in `cell`.
+fn step<'a>(cell: &'a CellResult, action: &str) -> &'a TimelineStep {
+    let CellStatus::Observed { observation, .. } = &cell.status else {
+        panic!("{cell:?}");
+    };
+    observation
+        .evidence
+        .timeline
+        .iter()
+        .find(|s| s.action == action)
+        .unwrap_or_else(|| panic!("no step {action}: {cell:?}"))
+}
+
+#[test]
+fn registry_stage_attacks_run_against_a_real_docker_registry() {
+    testkit::require_tool!("docker-registry");
+    let report = runner::run(
+        &[scenario("registry-blob-substitution")],
+        &emulated(Hooks::default()),
+        &mut |_| {},
+    );
+    let text = report::render(&report, Format::Text, false);
+    assert!(report.passed(), "{text}");
+    assert_eq!(report.scenarios[0].cells.len(), 4, "{text}");
+    for cell in &report.scenarios[0].cells {
+        let published = step(cell, "build, sign and publish").detail.clone().unwrap_or_default();
+        assert!(published.contains("docker-registry at 127.0.0.1:"), "{published}");
+        assert!(published.contains(".sig"), "the signature is pushed too: {published}");
+        let detonated = step(cell, "detonate registry-blob-substitution at registry");
+        let blob = detonated.detail.clone().unwrap_or_default();
+        assert!(
+            blob.contains("/registry/storage/docker/registry/v2/blobs/sha256/"),
+            "{blob}"
+        );
+        let pull = step(cell, "pull");
+        assert!(!pull.ok);
+        assert!(
+            pull.detail
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("digest-mismatch: "),
+            "{pull:?}"
+        );
+        assert!(step(cell, "stop the registry").ok);
+        let CellStatus::Observed { observation, .. } = &cell.status else {
+            unreachable!()
+        };
+        let last = observation.evidence.timeline.last().unwrap();
+        assert_eq!((last.action.as_str(), last.ok), ("leak check", true), "{cell:?}");
+    }
+}
+
+#[test]
+fn without_docker_registry_registry_stage_attacks_use_an_oci_layout_and_say_so() {
+    let out = veritylab()
+        .args([
+            "scenario",
+            "run",
+            "registry-blob-substitution",
+            "--backend",
+            "emulated",
+            "--report",
+            "json",
+        ])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = report::json::parse(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    assert!(report.passed());
+    for cell in &report.scenarios[0].cells {
+        let published = step(cell, "build, sign and publish").detail.clone().unwrap_or_default();
+        assert!(
+            published.contains("an OCI layout at ") && published.contains("docker-registry is not installed"),
+            "{published}"
+        );
+        assert_eq!(
+            step(cell, "pull")
+                .detail
+                .as_deref()
+                .map(|d| d.starts_with("digest-mismatch: ")),
+            Some(true)
+        );
+    }
 }
 
 #[test]
