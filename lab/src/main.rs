@@ -7,6 +7,7 @@ use clap::Parser;
 use veritylab::cli::{self, Cli};
 
 fn main() -> ExitCode {
+    verity_fuse::sys::exit_quietly_on_broken_pipe();
     match cli::run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

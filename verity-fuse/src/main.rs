@@ -2,5 +2,6 @@
 #![forbid(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
+    verity_fuse::sys::exit_quietly_on_broken_pipe();
     verity_fuse::cli::run(std::env::args_os())
 }

@@ -45,3 +45,12 @@ fn validate_passes_on_the_shipped_set_and_exits_3_with_located_problems() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("x.toml:2:1: unknown field `surprise`"), "{stderr}");
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_as_a_broken_pipe() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = veritylab().args(["scenario", "list"]).stdout(writer).output().unwrap();
+    assert_eq!(out.status.code(), Some(verity_fuse::sys::BROKEN_PIPE_EXIT));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no panic message");
+}
