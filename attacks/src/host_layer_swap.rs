@@ -1,19 +1,27 @@
 //! `host-layer-swap`: a layer's `layer.erofs` replaced on the node disk by a trojaned copy, its metadata kept.
+//!
+//! [`LayerSwap`] is also the `layer-and-tree-replace` attack, which additionally writes the copy's root hash
+//! into the node's local metadata.
 
 use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN};
 
-/// The attack.
+/// A layer file swapped for a trojaned copy with a correct tree of its own.
 #[derive(Debug, Clone)]
-pub struct HostLayerSwap {
+pub struct LayerSwap {
+    name: &'static str,
+    rewrite_metadata: bool,
     layer: Option<usize>,
     path: String,
     content: String,
 }
 
-impl HostLayerSwap {
-    /// From the scenario's parameters (`layer`, `path`, `content`).
-    pub fn new(params: &Params) -> Self {
+impl LayerSwap {
+    /// The attack `name` from the scenario's parameters (`layer`, `path`, `content`); with
+    /// `rewrite_metadata` the local metadata is made to describe the copy.
+    pub fn new(name: &'static str, rewrite_metadata: bool, params: &Params) -> Self {
         Self {
+            name,
+            rewrite_metadata,
             layer: params.layer(),
             path: params.string("path").unwrap_or("bin/app").to_owned(),
             content: params.string("content").unwrap_or(TROJAN).to_owned(),
@@ -21,9 +29,14 @@ impl HostLayerSwap {
     }
 }
 
-impl Attack for HostLayerSwap {
+/// `host-layer-swap` from the scenario's parameters.
+pub fn new(params: &Params) -> LayerSwap {
+    LayerSwap::new("host-layer-swap", false, params)
+}
+
+impl Attack for LayerSwap {
     fn name(&self) -> &'static str {
-        "host-layer-swap"
+        self.name
     }
 
     fn stage(&self) -> Stage {
@@ -36,10 +49,17 @@ impl Attack for HostLayerSwap {
         let trojan = env.trojan_layer(index, &self.path, self.content.as_bytes())?;
         std::fs::copy(&trojan.erofs, &layer.erofs)
             .map_err(|e| AttackError::env(format!("copying over {}: {e}", layer.erofs.display())))?;
+        if !self.rewrite_metadata {
+            return Ok(format!(
+                "replaced {} of layer {index} with a copy whose {} is trojaned; metadata untouched",
+                layer.erofs.display(),
+                self.path
+            ));
+        }
+        env.rewrite_local_metadata(index, &trojan)?;
         Ok(format!(
-            "replaced {} of layer {index} with a copy whose {} is trojaned; metadata untouched",
-            layer.erofs.display(),
-            self.path
+            "replaced layer {index} and its tree (trojaned {}); local metadata now says root hash {}",
+            self.path, trojan.root_hash
         ))
     }
 

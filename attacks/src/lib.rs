@@ -187,10 +187,10 @@ pub const NAMES: &[&str] = &[
 /// Builds the attack called `name` with `params` (names as in the lab's catalogue).
 pub fn create(name: &str, params: &Params) -> Result<Box<dyn Attack>, AttackError> {
     Ok(match name {
-        "host-layer-swap" => Box::new(host_layer_swap::HostLayerSwap::new(params)),
+        "host-layer-swap" => Box::new(host_layer_swap::new(params)),
         "layer-byte-flip" => Box::new(layer_byte_flip::LayerByteFlip::new(params)?),
         "hash-tree-byte-flip" => Box::new(hash_tree_byte_flip::HashTreeByteFlip::new(params)),
-        "layer-and-tree-replace" => Box::new(layer_and_tree_replace::LayerAndTreeReplace::new(params)),
+        "layer-and-tree-replace" => Box::new(layer_and_tree_replace::new(params)),
         "root-hash-annotation" => Box::new(root_hash_annotation::RootHashAnnotation::new(params)),
         "signature-stripped" => Box::new(signature_stripped::SignatureStripped),
         "signature-other-key" => Box::new(signature_other_key::SignatureOtherKey),
