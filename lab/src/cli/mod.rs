@@ -257,6 +257,21 @@ fn store_dir(arg: Option<PathBuf>) -> PathBuf {
     arg.unwrap_or_else(crate::store::default_dir)
 }
 
+/// Refuses `--plain-http` unless the image (`shown`) is on a registry at a loopback address: credentials and
+/// content must not cross a network unencrypted.
+fn check_plain_http(
+    plain_http: bool,
+    registry: Option<&crate::oci::reference::RegistryRef>,
+    shown: &dyn std::fmt::Display,
+) -> Result<(), CliError> {
+    if plain_http && !registry.is_some_and(|r| r.is_loopback()) {
+        return Err(CliError::Usage(format!(
+            "--plain-http is only allowed for a registry on a loopback address, not {shown}"
+        )));
+    }
+    Ok(())
+}
+
 /// Registry credentials from `VERITYLAB_REGISTRY_USERNAME` and `VERITYLAB_REGISTRY_PASSWORD` (never from
 /// the command line, where other users could read them).
 fn env_credentials() -> Option<crate::oci::auth::Credentials> {

@@ -54,11 +54,11 @@ impl TryFrom<PullArgs> for PullPlan {
             .reference
             .parse()
             .map_err(|e: oci::reference::ReferenceError| CliError::Usage(e.to_string()))?;
-        if args.plain_http && !matches!(&reference, Reference::Registry(r) if r.is_loopback()) {
-            return Err(CliError::Usage(format!(
-                "--plain-http is only allowed for a registry on a loopback address, not {reference}"
-            )));
-        }
+        let registry = match &reference {
+            Reference::Registry(r) => Some(r),
+            _ => None,
+        };
+        super::check_plain_http(args.plain_http, registry, &reference)?;
         let platform = match args.platform.as_deref() {
             Some(text) => text.parse::<Platform>().map_err(CliError::Usage)?,
             None => Platform::host(),

@@ -102,11 +102,11 @@ impl TryFrom<PushArgs> for PushPlan {
                 ));
             }
         };
-        if args.plain_http && !matches!(&destination, PushDestination::Registry(r) if r.is_loopback()) {
-            return Err(CliError::Usage(format!(
-                "--plain-http is only allowed for a registry on a loopback address, not {destination}"
-            )));
-        }
+        let registry = match &destination {
+            PushDestination::Registry(r) => Some(r),
+            _ => None,
+        };
+        super::check_plain_http(args.plain_http, registry, &destination)?;
         let mut options = PushOptions::default();
         options.client.plain_http = args.plain_http;
         options.client.credentials = env_credentials();

@@ -92,11 +92,7 @@ impl TryFrom<SignArgs> for SignPlan {
                 "--push needs a registry image, not {reference}"
             )));
         }
-        if args.plain_http && !registry.is_some_and(|r| r.is_loopback()) {
-            return Err(CliError::Usage(
-                "--plain-http is only allowed for a registry on a loopback address".to_owned(),
-            ));
-        }
+        super::check_plain_http(args.plain_http, registry, &reference)?;
         let built = match &args.timestamp {
             Some(text) => Timestamp::parse(text).map_err(|e| CliError::Usage(e.to_string()))?,
             None => Timestamp::now(),
@@ -136,7 +132,7 @@ pub fn run(plan: &SignPlan) -> Result<(), CliError> {
                 plain_http: plan.plain_http,
                 ..Default::default()
             };
-            client.credentials = registry_credentials();
+            client.credentials = super::env_credentials();
             Some(registry::push_signed(&store, r, &report, &client)?)
         }
         _ => None,
@@ -166,15 +162,4 @@ pub fn run(plan: &SignPlan) -> Result<(), CliError> {
         }
     }
     Ok(())
-}
-
-/// Registry credentials from `VERITYLAB_REGISTRY_USERNAME` and `_PASSWORD`, as `pull` reads them.
-pub(super) fn registry_credentials() -> Option<crate::oci::auth::Credentials> {
-    match (
-        std::env::var("VERITYLAB_REGISTRY_USERNAME"),
-        std::env::var("VERITYLAB_REGISTRY_PASSWORD"),
-    ) {
-        (Ok(username), Ok(password)) => Some(crate::oci::auth::Credentials { username, password }),
-        _ => None,
-    }
 }

@@ -73,11 +73,7 @@ impl TryFrom<VerifyArgs> for VerifyPlan {
             Reference::Registry(r) => Some(r),
             _ => None,
         };
-        if args.plain_http && !registry.is_some_and(|r| r.is_loopback()) {
-            return Err(CliError::Usage(
-                "--plain-http is only allowed for a registry on a loopback address".to_owned(),
-            ));
-        }
+        super::check_plain_http(args.plain_http, registry, &reference)?;
         let policy = match &args.policy {
             Some(path) => Policy::load(path)?,
             None => Policy::default(),
@@ -102,7 +98,7 @@ impl TryFrom<VerifyArgs> for VerifyPlan {
         if !args.offline && registry.is_some() {
             options.registry = Some(ClientOptions {
                 plain_http: args.plain_http,
-                credentials: super::sign::registry_credentials(),
+                credentials: super::env_credentials(),
                 ..Default::default()
             });
         }
