@@ -54,10 +54,7 @@ impl TryFrom<PullArgs> for PullPlan {
             .reference
             .parse()
             .map_err(|e: oci::reference::ReferenceError| CliError::Usage(e.to_string()))?;
-        let registry = match &reference {
-            Reference::Registry(r) => Some(r),
-            _ => None,
-        };
+        let registry = reference.registry();
         super::check_plain_http(args.plain_http, registry, &reference)?;
         let platform = match args.platform.as_deref() {
             Some(text) => text.parse::<Platform>().map_err(CliError::Usage)?,

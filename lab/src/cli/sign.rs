@@ -83,10 +83,7 @@ impl TryFrom<SignArgs> for SignPlan {
 
     fn try_from(args: SignArgs) -> Result<Self, CliError> {
         let reference: Reference = args.reference.parse().map_err(|e| CliError::Usage(format!("{e}")))?;
-        let registry = match &reference {
-            Reference::Registry(r) => Some(r),
-            _ => None,
-        };
+        let registry = reference.registry();
         if args.push && registry.is_none() {
             return Err(CliError::Usage(format!(
                 "--push needs a registry image, not {reference}"

@@ -69,10 +69,7 @@ impl TryFrom<VerifyArgs> for VerifyPlan {
 
     fn try_from(args: VerifyArgs) -> Result<Self, CliError> {
         let reference: Reference = args.reference.parse().map_err(|e| CliError::Usage(format!("{e}")))?;
-        let registry = match &reference {
-            Reference::Registry(r) => Some(r),
-            _ => None,
-        };
+        let registry = reference.registry();
         super::check_plain_http(args.plain_http, registry, &reference)?;
         let policy = match &args.policy {
             Some(path) => Policy::load(path)?,

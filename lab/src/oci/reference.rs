@@ -17,6 +17,16 @@ pub enum Reference {
     Archive(LayoutRef),
 }
 
+impl Reference {
+    /// The registry image this names, if it names one.
+    pub fn registry(&self) -> Option<&RegistryRef> {
+        match self {
+            Reference::Registry(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
 /// `HOST[:PORT]/REPO[:TAG][@sha256:HEX]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryRef {
