@@ -55,7 +55,7 @@ fn basic_auth_pulls_with_credentials_and_is_a_clear_401_without() {
 /// server, and the registry's own token auth needs signed JWTs; the front plays only the token dance, the
 /// content still comes from the real registry.)
 fn bearer_front(upstream: String) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufReader, Read, Write};
     use std::net::{TcpListener, TcpStream};
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -66,23 +66,11 @@ fn bearer_front(upstream: String) -> (String, std::sync::Arc<std::sync::Mutex<Ve
         for stream in listener.incoming() {
             let mut stream = stream.unwrap();
             let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut head = Vec::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                head.push(line.trim_end().to_owned());
-            }
-            let mut first = head.first().map(|l| l.split(' ')).into_iter().flatten();
-            let (Some(method), Some(path)) = (first.next().map(str::to_owned), first.next().map(str::to_owned)) else {
+            let Some(head) = super::support::RequestHead::read(&mut reader) else {
                 continue;
             };
-            let header = |name: &str| {
-                head.iter()
-                    .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)))
-                    .map(|(_, v)| v.trim().to_owned())
-            };
+            let (method, path) = (head.method.clone(), head.path.clone());
+            let header = |name: &str| head.header(name);
             let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
             let mut body = vec![0; length];
             if reader.read_exact(&mut body).is_err() {

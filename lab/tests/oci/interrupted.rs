@@ -2,7 +2,7 @@
 //! file, which the next `Store::open` removes; the pull then restarts cleanly.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use veritylab::oci::{Digest, media};
 use veritylab::store::Store;
 
-use super::support::{plain_http, pull};
+use super::support::{RequestHead, plain_http, pull};
 
 /// Not a registry: serves one image (manifest, config, one layer) from memory; while `stall` is set, a
 /// layer request gets its headers and half its bytes, then nothing (for at most 60 s).
@@ -40,16 +40,8 @@ fn stalling_server(stall: Arc<AtomicBool>) -> (String, Digest) {
             };
             let (layer, config, manifest, stall) = (layer.clone(), config.clone(), manifest.clone(), stall.clone());
             std::thread::spawn(move || {
-                let mut line = String::new();
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
-                reader.read_line(&mut line).unwrap_or(0);
-                let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
-                loop {
-                    let mut header = String::new();
-                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
-                        break;
-                    }
-                }
+                let path = RequestHead::read(&mut reader).map_or_else(|| "/".to_owned(), |head| head.path);
                 let (body, content_type): (&[u8], &str) = if path.ends_with("/manifests/v1") {
                     (&manifest, media::OCI_MANIFEST)
                 } else if path.ends_with(&config_digest.to_string()) {

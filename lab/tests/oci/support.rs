@@ -320,3 +320,39 @@ pub(super) fn canned_server(
     });
     (host, count)
 }
+
+/// The head of an HTTP request, as the tests' fake servers and proxies read it.
+pub(crate) struct RequestHead {
+    /// The method.
+    pub(crate) method: String,
+    /// The request target.
+    pub(crate) path: String,
+    /// The header lines.
+    lines: Vec<String>,
+}
+
+impl RequestHead {
+    /// Reads a request line and headers up to the blank line; `None` for a connection without a request.
+    pub(crate) fn read(reader: &mut impl std::io::BufRead) -> Option<Self> {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            lines.push(line.trim_end().to_owned());
+        }
+        let mut first = lines.first()?.split(' ');
+        let (method, path) = (first.next()?.to_owned(), first.next()?.to_owned());
+        Some(Self { method, path, lines })
+    }
+
+    /// The value of header `name` (case-insensitive).
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
+        self.lines
+            .iter()
+            .skip(1)
+            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .map(|(_, v)| v.trim().to_owned())
+    }
+}

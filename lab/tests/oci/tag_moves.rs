@@ -4,7 +4,7 @@
 //! store unchanged.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -16,7 +16,7 @@ use veritylab::oci::registry::{ClientOptions, RegistryError};
 use veritylab::oci::{Digest, PullError, media};
 use veritylab::store::Store;
 
-use super::support::{Registry, plain_http, pull, snapshot};
+use super::support::{Registry, RequestHead, plain_http, pull, snapshot};
 use super::upload::{client, registry_ref};
 
 /// A proxy that forwards every request to `upstream` and, after answering one, calls `after(method, path)`
@@ -33,22 +33,11 @@ fn tapping_proxy(upstream: String, after: impl Fn(&str, &str) + Send + 'static) 
                 continue;
             };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut head = Vec::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                head.push(line.trim_end().to_owned());
-            }
-            let mut first = head.first().map(|l| l.split(' ')).into_iter().flatten();
-            let (Some(method), Some(path)) = (first.next().map(str::to_owned), first.next().map(str::to_owned)) else {
+            let Some(head) = RequestHead::read(&mut reader) else {
                 continue;
             };
-            let accept = head
-                .iter()
-                .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("accept")))
-                .map_or("*/*".to_owned(), |(_, v)| v.trim().to_owned());
+            let accept = head.header("accept").unwrap_or_else(|| "*/*".to_owned());
+            let (method, path) = (head.method, head.path);
             seen.lock().unwrap().push(format!("{method} {path}"));
             let mut up = TcpStream::connect(&upstream).unwrap();
             write!(
