@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::CliError;
-use super::scenario::run_and_report;
+use super::scenario::{passed, run_and_report};
 use crate::audit;
 use crate::convert::{self, VerityLayout};
 use crate::mount::emulated::Table;
@@ -53,15 +53,7 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
             .map_err(|e| fail("writing the HTML report", e))?;
         println!("HTML report: {}", path.display());
     }
-    if report.passed() {
-        Ok(())
-    } else {
-        let s = report.summary();
-        Err(CliError::ScenarioFailed {
-            failed: s.failed,
-            errors: s.errors,
-        })
-    }
+    passed(&report)
 }
 
 /// The pipeline on the sample image: pull, convert, sign, verify, mount, check.

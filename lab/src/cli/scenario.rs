@@ -63,7 +63,7 @@ fn parse_backend(text: &str) -> Result<Backend, String> {
     text.parse().map_err(|e: crate::profile::UnknownName| e.to_string())
 }
 
-/// Runs `scenarios` and writes the report as asked; fails when the run did not pass.
+/// Runs `scenarios` and writes the report as asked; returns it (see [`passed`] for the verdict).
 pub fn run_and_report(
     scenarios: &[Scenario],
     options: &RunOptions,
@@ -103,6 +103,18 @@ fn run_and_report_from(
         None => print!("{text}"),
     }
     Ok(report)
+}
+
+/// `Ok` when every cell of `report` was as expected, else the count of those that were not.
+pub fn passed(report: &RunReport) -> Result<(), CliError> {
+    if report.passed() {
+        return Ok(());
+    }
+    let s = report.summary();
+    Err(CliError::ScenarioFailed {
+        failed: s.failed,
+        errors: s.errors,
+    })
 }
 
 /// Where the scenarios come from.
@@ -242,15 +254,7 @@ pub fn run(command: ScenarioCommand) -> Result<(), CliError> {
                 args.report,
                 args.out.as_deref(),
             )?;
-            if report.passed() {
-                Ok(())
-            } else {
-                let s = report.summary();
-                Err(CliError::ScenarioFailed {
-                    failed: s.failed,
-                    errors: s.errors,
-                })
-            }
+            passed(&report)
         }
     }
 }
