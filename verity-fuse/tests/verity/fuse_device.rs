@@ -166,6 +166,18 @@ fn server_pid(lab: &Lab, name: &str) -> u32 {
     info["pid"].as_u64().unwrap() as u32
 }
 
+/// Whether the server `pid` exits within `limit`.
+fn gone_within(pid: u32, limit: Duration) -> bool {
+    let started = Instant::now();
+    while verity_fuse::sys::process_alive(pid, "verity-fuse") {
+        if started.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
 fn no_leftovers(lab: &Lab, names: &[&str], pids: &[u32]) {
     for pid in pids {
         assert!(
@@ -535,6 +547,12 @@ fn a_killed_server_fails_active_readers_and_close_and_list_clean_up() {
     );
     let err = reader.join().unwrap().expect("the reader got an error, not a hang");
     assert!(err.raw_os_error().is_some(), "{err}");
+    // The connection aborts while the killed process is still exiting (its FUSE descriptor closes first);
+    // the server is gone once the process is.
+    assert!(
+        gone_within(pid, Duration::from_secs(10)),
+        "server {pid} outlived SIGKILL"
+    );
     let list = ok(lab.run(&["list"]), "list");
     assert!(list.contains("victim") && list.contains("stale (cleaned up)"), "{list}");
     lab.opened.clear();
@@ -547,7 +565,10 @@ fn a_killed_server_fails_active_readers_and_close_and_list_clean_up() {
         Command::new("kill").args(["-9", &pid.to_string()]).output().unwrap(),
         "kill",
     );
-    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        gone_within(pid, Duration::from_secs(10)),
+        "server {pid} outlived SIGKILL"
+    );
     lab.close("again");
     no_leftovers(&lab, &["again"], &[pid]);
 }
