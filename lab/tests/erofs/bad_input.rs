@@ -246,6 +246,46 @@ fn aufs_whiteouts_become_devices_and_opaque_xattrs() {
     }
 }
 
+/// A whiteout must hide a real name: `.wh.` (nothing), `.wh..` and `.wh...` would become entries named ``, `.`
+/// and `..`, which `fsck.erofs` rejects and the kernel cannot list. Each is refused naming the tar entry.
+#[test]
+fn whiteouts_of_empty_dot_and_dotdot_names_are_refused_naming_the_entry() {
+    for (entry, hidden) in [("d/.wh.", ""), ("d/.wh..", "."), ("d/.wh...", ".."), (".wh..", ".")] {
+        let mut b = tar::Builder::new(Vec::new());
+        file(&mut b, "d/kept", b"x");
+        raw_entry(&mut b, entry.as_bytes(), tar::EntryType::Regular, b"", b"");
+        let archive = b.into_inner().unwrap();
+        for ns in [OverlayNamespace::Trusted, OverlayNamespace::User] {
+            let (result, left, _dir) = convert(&archive, Whiteouts::Aufs(ns));
+            let err = result.expect_err(&format!("whiteout {entry:?} must be refused"));
+            assert!(
+                matches!(&err, WriteError::InvalidName { entry: e, name, .. } if e == entry && name == hidden),
+                "{entry}: unexpected error: {err}"
+            );
+            assert!(err.to_string().contains(entry), "{err}");
+            assert!(left.is_empty(), "left behind: {left:?}");
+        }
+    }
+}
+
+/// A name holding a NUL byte cannot be looked up through the kernel: refused, as in a whiteout.
+#[test]
+fn names_with_a_nul_byte_are_refused() {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = gnu_header();
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    b.append_pax_extensions([("path", &b"dir/a\0b"[..])]).unwrap();
+    h.set_path("placeholder").unwrap();
+    h.set_cksum();
+    b.append(&h, &b"x"[..]).unwrap();
+    assert_fails_cleanly(
+        &b.into_inner().unwrap(),
+        |e| matches!(e, WriteError::InvalidName { name, .. } if name == "a\u{0}b"),
+    );
+}
+
 #[test]
 fn output_in_a_missing_directory_is_a_create_error() {
     let err = erofs::build_from_tar(

@@ -162,6 +162,17 @@ pub enum WriteError {
         /// Component length.
         len: usize,
     },
+    /// A path component that no directory entry can hold: empty, `.`, `..` (a whiteout such as `.wh..` would
+    /// name one) or holding a NUL byte.
+    #[error("{entry}: name {name:?} cannot be a directory entry ({reason})")]
+    InvalidName {
+        /// Entry name.
+        entry: String,
+        /// The offending component (lossy UTF-8).
+        name: String,
+        /// Why it cannot be stored.
+        reason: &'static str,
+    },
     /// A non-directory entry names the root.
     #[error("{entry}: only a directory can stand for the root")]
     RootNotDirectory {
@@ -565,13 +576,26 @@ impl Builder {
 }
 
 fn check_names(entry: &str, path: &[Vec<u8>]) -> Result<()> {
-    match path.iter().find(|name| name.len() > NAME_LEN_MAX) {
-        Some(name) => Err(WriteError::NameTooLong {
+    for name in path {
+        if name.len() > NAME_LEN_MAX {
+            return Err(WriteError::NameTooLong {
+                entry: entry.to_owned(),
+                len: name.len(),
+            });
+        }
+        let reason = match name.as_slice() {
+            b"" => "empty",
+            b"." | b".." => "reserved for the directory's own links",
+            n if n.contains(&0) => "holds a NUL byte",
+            _ => continue,
+        };
+        return Err(WriteError::InvalidName {
             entry: entry.to_owned(),
-            len: name.len(),
-        }),
-        None => Ok(()),
+            name: String::from_utf8_lossy(name).into_owned(),
+            reason,
+        });
     }
+    Ok(())
 }
 
 fn tree_error(entry: &str, path: &[Vec<u8>], err: TreeError) -> WriteError {
