@@ -78,7 +78,9 @@ fn a_lowerdir_and_overlay_remounted_from_a_host_file_on_the_same_loop_are_not_pa
     // the same loop device is attached to it.
     let host_device = device_dir.join(veritylab::verity_fuse::fuse::DEVICE_FILE);
     attacker_image(&lab, &host_device);
-    run(Command::new("losetup").args(["-r", &format!("/dev/{loop_name}")]).arg(&host_device));
+    run(Command::new("losetup")
+        .args(["-r", &format!("/dev/{loop_name}")])
+        .arg(&host_device));
     let (ok, out) = inside(
         &record,
         &format!(
@@ -94,7 +96,10 @@ fn a_lowerdir_and_overlay_remounted_from_a_host_file_on_the_same_loop_are_not_pa
         "loop backing file: {}",
         fs::read_to_string(&backing).unwrap_or_default().trim_end()
     );
-    assert!(ok && out == "trojan\n", "the container reads the attacker's file: {out}");
+    assert!(
+        ok && out == "trojan\n",
+        "the container reads the attacker's file: {out}"
+    );
 
     let report = audit(&record);
     let kinds: Vec<&str> = report.findings.iter().map(|f| f.kind()).collect();
@@ -102,9 +107,15 @@ fn a_lowerdir_and_overlay_remounted_from_a_host_file_on_the_same_loop_are_not_pa
         &record,
         &format!("umount {} ; umount {}", target.display(), lower.display()),
     );
-    let _ = Command::new("losetup").args(["-d", &format!("/dev/{loop_name}")]).status();
+    let _ = Command::new("losetup")
+        .args(["-d", &format!("/dev/{loop_name}")])
+        .status();
     let _ = fs::remove_file(&host_device);
-    assert!(!report.passed(), "the replayed chain passed the audit: {:?}", report.checked);
+    assert!(
+        !report.passed(),
+        "the replayed chain passed the audit: {:?}",
+        report.checked
+    );
     assert!(
         kinds.contains(&"mount-replaced") && kinds.contains(&"untraced-layer"),
         "{:?} ({out})",
