@@ -347,24 +347,24 @@ pub fn audit(record: &Record, view: &dyn View, trusted: &BTreeMap<String, String
         return report;
     }
     report.checked.push(format!("{} mounts in the namespace", mounts.len()));
-    let identities = record.rootfs_mount.into_iter().chain(
-        record
-            .layers
-            .iter()
-            .flat_map(|l| [l.erofs_mount, l.device_mount])
-            .flatten(),
-    );
-    if identities.clone().all(MountId::is_unique) {
-        report
-            .checked
-            .push("mounts are compared by unique mount ids, which the kernel never hands to another mount".to_owned());
+    let all_unique = record
+        .rootfs_mount
+        .into_iter()
+        .chain(
+            record
+                .layers
+                .iter()
+                .flat_map(|l| [l.erofs_mount, l.device_mount])
+                .flatten(),
+        )
+        .all(MountId::is_unique);
+    report.checked.push(if all_unique {
+        "mounts are compared by unique mount ids, which the kernel never hands to another mount".to_owned()
     } else {
-        report.checked.push(
-            "this kernel has no unique mount ids: mounts are compared by mountinfo ids, which the kernel reuses, so \
-             a mount replaced by one made alike cannot be told apart"
-                .to_owned(),
-        );
-    }
+        "this kernel has no unique mount ids: mounts are compared by mountinfo ids, which the kernel reuses, so a \
+         mount replaced by one made alike cannot be told apart"
+            .to_owned()
+    });
     let rootfs = check_target(record, view, &mounts, &mut report);
     match (record.backend, rootfs) {
         (Backend::Fuse, _) => check_fuse_rootfs(record, rootfs, &mut report),

@@ -1,5 +1,6 @@
 //! Unprivileged tier: the `emulated` backend (no mounts) with each profile: the rootfs against `umoci unpack`,
-//! writes per profile, a flipped byte, and the audit of the emulated mount table with an overmount added.
+//! writes per profile, a flipped byte, and the audit of the emulated mount table with an overmount added, a
+//! replayed lowerdir and overlay (with and without unique mount ids), a corrupted device, and an old record.
 
 use std::collections::BTreeMap;
 use std::fs;
