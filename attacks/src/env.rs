@@ -167,4 +167,14 @@ pub trait Env {
 
     /// Releases whatever [`Env::leak_mounts`] left behind that is still there.
     fn release_leaks(&mut self) -> Result<(), AttackError>;
+
+    /// Replaces layer `index`'s mount in the running container with one made alike over `trojan`, as a root
+    /// attacker on the node would: the rootfs and the layer's EROFS lowerdir are unmounted inside the
+    /// container's namespace and mounted again with the same options, the lowerdir from the same loop device,
+    /// now attached to the attacker's file at the verified device's path in the host's namespace (where the
+    /// device is not mounted). Mount ids, device numbers and the loop's backing path come back the same.
+    fn replay_layer_mount(&mut self, index: usize, trojan: &Trojan) -> Result<String, AttackError>;
+
+    /// Detaches what [`Env::replay_layer_mount`] attached that the lab's teardown would not remove.
+    fn release_replay(&mut self) -> Result<(), AttackError>;
 }

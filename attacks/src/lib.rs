@@ -12,7 +12,9 @@
 //!   would, so the verifier sees exactly what a tampered file would show it.
 #![forbid(unsafe_code)]
 
+pub mod audit_identity_replay;
 pub mod check_at_most_once_tamper;
+pub mod corruption_then_restore;
 pub mod env;
 pub mod extra_mount;
 pub mod hash_tree_byte_flip;
@@ -182,6 +184,8 @@ pub const NAMES: &[&str] = &[
     "check-at-most-once-tamper",
     "malformed-erofs",
     "leaked-mounts",
+    "audit-identity-replay",
+    "corruption-then-restore",
 ];
 
 /// Builds the attack called `name` with `params` (names as in the lab's catalogue).
@@ -206,6 +210,8 @@ pub fn create(name: &str, params: &Params) -> Result<Box<dyn Attack>, AttackErro
         "check-at-most-once-tamper" => Box::new(check_at_most_once_tamper::CheckAtMostOnceTamper::new(params)?),
         "malformed-erofs" => Box::new(malformed_erofs::MalformedErofs::new(params)?),
         "leaked-mounts" => Box::new(leaked_mounts::LeakedMounts::new(params)),
+        "audit-identity-replay" => Box::new(audit_identity_replay::AuditIdentityReplay::new(params)),
+        "corruption-then-restore" => Box::new(corruption_then_restore::CorruptionThenRestore::new(params)?),
         other => {
             return Err(AttackError::Param {
                 name: "name".to_owned(),

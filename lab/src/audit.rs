@@ -3,27 +3,44 @@
 //!
 //! The audit reads the mount table of the mount's namespace (`/proc/HOLDER/mountinfo`) and matches mounts
 //! by device number, never by the source string, which whoever mounts chooses (a FUSE server may call
-//! itself anything). For each verified layer it follows the chain: the EROFS mount at the lowerdir has the
-//! recorded device; that device is a loop device whose backing file is the `device` file of the recorded
-//! FUSE mount, on the recorded device number; that FUSE mount's device answers with the trusted root hash
-//! and has seen no corruption. A layer on a kernel dm-verity mapping ([`crate::mount::dm`]) is followed the
-//! same way: the EROFS mount's device is the recorded mapping, whose table (read by device number) has the
-//! trusted root hash over loop devices backed by the recorded layer files, and whose status is `V`. It then checks the overlay (read-only and without upperdir for `hardened`),
-//! that the counts of lowerdirs, verified devices and EROFS mounts agree, that nothing is mounted at or
-//! under the target beside the overlay (an overmount), and that no mount appeared elsewhere since the
-//! mount was made.
+//! itself anything). Device numbers, loop minors, mountinfo ids and paths are all handed out again once
+//! their owner is gone, so a root attacker can unmount a layer and mount a replacement that shows the same
+//! ones. The audit therefore compares identities that cannot be handed back ([`verity_fuse::identity`]):
+//!
+//! - each mount the holder made (the rootfs, each EROFS lowerdir, each verified device's FUSE mount) by its
+//!   64-bit unique mount id, recorded when it was made: a replacement is the `mount-replaced` finding;
+//! - each loop device under an EROFS lowerdir by the device and inode of the file it has open
+//!   (`LOOP_GET_STATUS64`), which must be the `device` file of the recorded FUSE mount as the holder's
+//!   namespace shows it (through `/proc/HOLDER/root`), never by the backing file's path;
+//! - each verified device's status through a file opened on that same recorded mount, so the root hash and
+//!   the corruption counters come from the device the loop reads.
+//!
+//! A layer on a kernel dm-verity mapping ([`crate::mount::dm`]) is followed by device number to the recorded
+//! mapping, whose table (read by device number) has the trusted root hash over loop devices backed by the
+//! recorded layer files, and whose status is `V`. Every backend gets the same checks: the rootfs (an overlay,
+//! read-only and without upperdir for `hardened`; on the fuse backend the holder's FUSE rootfs), every
+//! verified device's root hash and counters, nothing mounted at or under the target beside the rootfs (an
+//! overmount), and no mount added since the mount was made (by unique id; on the fuse backend, which mounts
+//! in the host's namespace, only at or under the target and the mount's state directory).
+//!
+//! On kernels without unique mount ids (before 6.8) the records hold mountinfo ids, which the kernel reuses:
+//! the audit then cannot tell a mount from a replacement made with the same options in the same order, and
+//! says so in its report. The loop's backing (device, inode) still ties each EROFS lowerdir to a file on the
+//! verified device's FUSE mount, but a FUSE mount replaced by another server on a reused device number is
+//! not told apart from the holder's.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use verity_fuse::identity::{FileId, MountId};
+
 use crate::mount::dm;
 use crate::mount::record::{MountedLayer, Record};
-use crate::mountinfo::{DeviceNumber, MountInfo};
+use crate::mountinfo::{self, DeviceNumber, MountInfo};
 use crate::profile::{Backend, Profile};
 
 /// One thing the audit found wrong, with its evidence.
@@ -34,6 +51,16 @@ pub enum Finding {
     NamespaceGone {
         /// The holder process that was expected.
         holder: Option<u32>,
+    },
+    /// A mount the holder made was replaced: what is mounted there now is another mount, whatever device
+    /// number or mount id it shows.
+    MountReplaced {
+        /// Where.
+        path: PathBuf,
+        /// The mount made then.
+        recorded: Option<MountId>,
+        /// The mount found now.
+        found: MountId,
     },
     /// No overlay with the recorded device is at the target.
     RootfsMissing {
@@ -119,6 +146,7 @@ impl Finding {
     pub fn kind(&self) -> &'static str {
         match self {
             Finding::NamespaceGone { .. } => "namespace-gone",
+            Finding::MountReplaced { .. } => "mount-replaced",
             Finding::RootfsMissing { .. } => "rootfs-missing",
             Finding::Overmount { .. } => "overmount",
             Finding::WritableUpperdir { .. } => "writable-upperdir",
@@ -137,6 +165,18 @@ impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Finding::NamespaceGone { holder } => write!(f, "the mount namespace (holder {holder:?}) is gone"),
+            Finding::MountReplaced { path, recorded, found } => match recorded {
+                Some(recorded) => write!(
+                    f,
+                    "the mount at {} is {found}, the one made was {recorded}",
+                    path.display()
+                ),
+                None => write!(
+                    f,
+                    "the mount at {} is {found}, no mount was recorded there",
+                    path.display()
+                ),
+            },
             Finding::RootfsMissing { target } => write!(f, "no rootfs overlay at {}", target.display()),
             Finding::Overmount {
                 path,
@@ -209,16 +249,21 @@ impl Report {
     }
 }
 
-/// Where to look: the namespace's mount table, and a way to read files as the namespace sees them.
+/// Where to look: the namespace's mount table, and a way to identify mounts and files as the namespace sees
+/// them.
 pub trait View {
     /// The namespace's mounts.
     fn mounts(&self) -> Vec<MountInfo>;
-    /// The device number of the file at `path` in the namespace.
-    fn device_of(&self, path: &Path) -> Option<DeviceNumber>;
-    /// The backing file of loop device `device`, if it is one.
-    fn loop_backing(&self, device: DeviceNumber) -> Option<PathBuf>;
-    /// The status report of the verified device served at `device_dir`.
-    fn device_status(&self, device_dir: &Path) -> Option<serde_json::Value>;
+    /// The identity of `mount`: unique where the kernel has unique mount ids and the mount can be reached at
+    /// its mount point, its (reusable) mountinfo id otherwise.
+    fn identify(&self, mount: &MountInfo) -> MountId;
+    /// The file at `path` in the namespace (as device and inode) and the mount it is on.
+    fn file_at(&self, path: &Path) -> Option<(FileId, MountId)>;
+    /// The file loop device `device` reads, as device and inode, if it is a loop device with one.
+    fn loop_backing(&self, device: DeviceNumber) -> Option<FileId>;
+    /// The status report of the verified device served at `device_dir`, and the mount the status file was
+    /// read from.
+    fn device_status(&self, device_dir: &Path) -> Option<(serde_json::Value, MountId)>;
     /// The kernel dm-verity mapping with device number `device`: `None` when the device is no mapping,
     /// `Err` when it is one that cannot be read as dm-verity. Views without device-mapper have none.
     fn dm_mapping(&self, device: DeviceNumber) -> Option<Result<dm::Observed, String>> {
@@ -227,7 +272,7 @@ pub trait View {
     }
 }
 
-/// The real namespace of a kernel-backend mount, through `/proc/HOLDER`.
+/// The real namespace of a kernel- or fuse-backend mount, through `/proc/HOLDER`.
 #[derive(Debug, Clone)]
 pub struct Namespace<'a> {
     record: &'a Record,
@@ -238,32 +283,46 @@ impl<'a> Namespace<'a> {
     pub fn new(record: &'a Record) -> Self {
         Self { record }
     }
+
+    fn root(&self) -> PathBuf {
+        self.record.in_namespace(Path::new("/"))
+    }
 }
+
+/// The largest status file the audit reads.
+const STATUS_LIMIT: u64 = 1 << 20;
 
 impl View for Namespace<'_> {
     fn mounts(&self) -> Vec<MountInfo> {
         self.record
             .holder
-            .and_then(|pid| crate::mountinfo::read(pid).ok())
+            .and_then(|pid| mountinfo::read(pid).ok())
             .unwrap_or_default()
     }
 
-    fn device_of(&self, path: &Path) -> Option<DeviceNumber> {
-        fs::metadata(self.record.in_namespace(path))
-            .ok()
-            .map(|m| DeviceNumber::from_dev(m.dev()))
+    fn identify(&self, mount: &MountInfo) -> MountId {
+        mountinfo::identify(&self.root(), mount)
     }
 
-    fn loop_backing(&self, device: DeviceNumber) -> Option<PathBuf> {
-        let text = fs::read_to_string(format!("/sys/dev/block/{device}/loop/backing_file")).ok()?;
-        Some(PathBuf::from(text.trim_end()))
+    fn file_at(&self, path: &Path) -> Option<(FileId, MountId)> {
+        let stat = verity_fuse::identity::stat(&self.record.in_namespace(path)).ok()?;
+        Some((stat.file, stat.mount))
     }
 
-    fn device_status(&self, device_dir: &Path) -> Option<serde_json::Value> {
+    fn loop_backing(&self, device: DeviceNumber) -> Option<FileId> {
+        verity_fuse::identity::loop_backing(device.major, device.minor).ok()?
+    }
+
+    fn device_status(&self, device_dir: &Path) -> Option<(serde_json::Value, MountId)> {
+        use std::io::Read;
         let path = self
             .record
             .in_namespace(&device_dir.join(verity_fuse::fuse::STATUS_FILE));
-        serde_json::from_slice(&fs::read(path).ok()?).ok()
+        let file = fs::File::open(path).ok()?;
+        let mount = verity_fuse::identity::stat_open(&file).ok()?.mount;
+        let mut bytes = Vec::new();
+        file.take(STATUS_LIMIT).read_to_end(&mut bytes).ok()?;
+        Some((serde_json::from_slice(&bytes).ok()?, mount))
     }
 
     fn dm_mapping(&self, device: DeviceNumber) -> Option<Result<dm::Observed, String>> {
@@ -288,21 +347,42 @@ pub fn audit(record: &Record, view: &dyn View, trusted: &BTreeMap<String, String
         return report;
     }
     report.checked.push(format!("{} mounts in the namespace", mounts.len()));
-    let overlay = check_target(record, &mounts, &mut report);
-    if record.backend == Backend::Fuse {
-        check_fuse_rootfs(record, overlay, &mut report);
-        return report;
-    }
-    if let Some(overlay) = overlay {
-        check_overlay(record, overlay, &mut report);
+    let all_unique = record
+        .rootfs_mount
+        .into_iter()
+        .chain(
+            record
+                .layers
+                .iter()
+                .flat_map(|l| [l.erofs_mount, l.device_mount])
+                .flatten(),
+        )
+        .all(MountId::is_unique);
+    report.checked.push(if all_unique {
+        "mounts are compared by unique mount ids, which the kernel never hands to another mount".to_owned()
+    } else {
+        "this kernel has no unique mount ids: mounts are compared by mountinfo ids, which the kernel reuses, so a \
+         mount replaced by one made alike cannot be told apart"
+            .to_owned()
+    });
+    let rootfs = check_target(record, view, &mounts, &mut report);
+    match (record.backend, rootfs) {
+        (Backend::Fuse, _) => check_fuse_rootfs(record, rootfs, &mut report),
+        (_, Some(overlay)) => check_overlay(record, overlay, &mut report),
+        (_, None) => {}
     }
     check_layers(record, view, &mounts, trusted, &mut report);
-    check_new_mounts(record, &mounts, &mut report);
+    check_new_mounts(record, view, &mounts, &mut report);
     report
 }
 
 /// Finds the rootfs overlay and reports anything else at or under the target.
-fn check_target<'m>(record: &Record, mounts: &'m [MountInfo], report: &mut Report) -> Option<&'m MountInfo> {
+fn check_target<'m>(
+    record: &Record,
+    view: &dyn View,
+    mounts: &'m [MountInfo],
+    report: &mut Report,
+) -> Option<&'m MountInfo> {
     // The FUSE rootfs shows as `fuse` or `fuse.veritylab` depending on how it was mounted; the device
     // number is what ties it to the server.
     let fs_type = if record.backend == Backend::Fuse {
@@ -320,10 +400,11 @@ fn check_target<'m>(record: &Record, mounts: &'m [MountInfo], report: &mut Repor
         record.target.display(),
         record.overlay_dev.map(|d| d.to_string()).unwrap_or_default()
     ));
-    if overlay.is_none() {
-        report.findings.push(Finding::RootfsMissing {
+    match overlay {
+        None => report.findings.push(Finding::RootfsMissing {
             target: record.target.clone(),
-        });
+        }),
+        Some(overlay) => check_identity(&record.target, record.rootfs_mount, view.identify(overlay), report),
     }
     report.checked.push(format!(
         "nothing else is mounted at or under {}",
@@ -343,15 +424,13 @@ fn check_target<'m>(record: &Record, mounts: &'m [MountInfo], report: &mut Repor
     overlay
 }
 
-/// The `fuse` backend serves the merged layers from its holder process: the rootfs mount must be that
-/// server's (by device number) and read-only; the layers' root hashes are the recorded ones it opened.
+/// The `fuse` backend serves the merged layers from its holder process: the rootfs mount must be the one the
+/// holder made (checked with the target) and read-only.
 fn check_fuse_rootfs(record: &Record, rootfs: Option<&MountInfo>, report: &mut Report) {
     report.checked.push(format!(
-        "{} layers verified inside the FUSE server (pid {}), with the recorded root hashes",
-        record.layers.len(),
+        "the FUSE rootfs served by the holder (pid {}) is read-only",
         record.holder.unwrap_or_default()
     ));
-    report.checked.push("the FUSE rootfs is read-only".to_owned());
     if rootfs.is_some_and(|m| !m.is_read_only()) {
         report.findings.push(Finding::OverlayWritable);
     }
@@ -414,30 +493,42 @@ fn check_layers(
     trusted: &BTreeMap<String, String>,
     report: &mut Report,
 ) {
+    let fuse = record.backend == Backend::Fuse;
+    if !record.profile.verified() && (fuse || record.profile == Profile::Vanilla) {
+        report.checked.push(format!(
+            "{}: the layers are read unverified, nothing to trace",
+            record.profile
+        ));
+        if fuse {
+            return;
+        }
+    }
     if record.profile == Profile::Vanilla {
-        report
-            .checked
-            .push("vanilla: lowerdirs are plain directories, nothing to trace".to_owned());
         return;
     }
     let mut erofs_mounts = 0;
     let mut verified = 0;
     for layer in &record.layers {
-        let at_lowerdir = mounts.iter().rev().find(|m| m.mount_point == layer.lowerdir);
-        let Some(erofs) = at_lowerdir.filter(|m| m.fs_type == "erofs" && Some(m.device) == layer.erofs_dev) else {
-            report.findings.push(untraced(
-                layer,
-                "no EROFS mount with the recorded device at the lowerdir",
-            ));
-            continue;
-        };
-        erofs_mounts += 1;
-        if !record.profile.verified() {
-            continue;
-        }
-        let traced = match &layer.dm {
-            Some(mapping) => trace_dm(mapping, erofs, view),
-            None => trace(layer, erofs, view, mounts).map(|()| fuse_device_state(layer, view)),
+        let traced = if fuse {
+            verified_device(layer, view, mounts)
+        } else {
+            let at_lowerdir = mounts.iter().rev().find(|m| m.mount_point == layer.lowerdir);
+            let Some(erofs) = at_lowerdir.filter(|m| m.fs_type == "erofs" && Some(m.device) == layer.erofs_dev) else {
+                report.findings.push(untraced(
+                    layer,
+                    "no EROFS mount with the recorded device at the lowerdir",
+                ));
+                continue;
+            };
+            erofs_mounts += 1;
+            check_identity(&layer.lowerdir, layer.erofs_mount, view.identify(erofs), report);
+            if !record.profile.verified() {
+                continue;
+            }
+            match &layer.dm {
+                Some(mapping) => trace_dm(mapping, erofs, view),
+                None => trace(layer, erofs, view).and_then(|()| verified_device(layer, view, mounts)),
+            }
         };
         let device = match traced {
             Ok(device) => {
@@ -468,19 +559,33 @@ fn check_layers(
             });
         }
     }
-    report.checked.push(format!(
-        "{} layers: each an EROFS mount on the recorded device{}",
-        record.layers.len(),
-        match (record.profile.verified(), record.layers.iter().any(|l| l.dm.is_some())) {
-            (true, true) =>
-                ", a recorded kernel dm-verity mapping with the trusted root hash over the recorded layer \
-                             files, status V",
-            (true, false) => ", on a loop over a recorded verified device with the trusted root hash and no corruption",
-            (false, _) => "",
-        }
-    ));
-    let lowerdirs = record.layers.len();
-    let wanted_verified = if record.profile.verified() { lowerdirs } else { 0 };
+    let verified_text = ", a verified device (its recorded FUSE mount) with the trusted root hash and no corruption";
+    report.checked.push(if fuse {
+        format!(
+            "{} layers: each read by the FUSE server from{verified_text}",
+            record.layers.len()
+        )
+    } else {
+        format!(
+            "{} layers: each the recorded EROFS mount on the recorded device{}",
+            record.layers.len(),
+            match (record.profile.verified(), record.layers.iter().any(|l| l.dm.is_some())) {
+                (true, true) =>
+                    ", a recorded kernel dm-verity mapping with the trusted root hash over the recorded layer \
+                     files, status V"
+                        .to_owned(),
+                (true, false) =>
+                    format!(", on a loop whose backing file (device and inode) is the device file of{verified_text}"),
+                (false, _) => String::new(),
+            }
+        )
+    });
+    let lowerdirs = if fuse { 0 } else { record.layers.len() };
+    let wanted_verified = if record.profile.verified() {
+        record.layers.len()
+    } else {
+        0
+    };
     if erofs_mounts != lowerdirs || verified != wanted_verified {
         report.findings.push(Finding::CountMismatch {
             layers: record.layers.len(),
@@ -491,30 +596,58 @@ fn check_layers(
     }
 }
 
-/// Follows an EROFS mount to the verified device it must sit on.
-fn trace(layer: &MountedLayer, erofs: &MountInfo, view: &dyn View, mounts: &[MountInfo]) -> Result<(), String> {
-    let (Some(device_dir), Some(device_dev)) = (&layer.device_dir, layer.device_dev) else {
+/// Reports a mount at `path` that is not the one recorded there.
+fn check_identity(path: &Path, recorded: Option<MountId>, found: MountId, report: &mut Report) {
+    if recorded != Some(found) {
+        report.findings.push(Finding::MountReplaced {
+            path: path.to_owned(),
+            recorded,
+            found,
+        });
+    }
+}
+
+/// Follows an EROFS mount to the verified device it must sit on: its loop device must read the very file that
+/// is the `device` file on the recorded FUSE mount, as the holder's namespace resolves it.
+fn trace(layer: &MountedLayer, erofs: &MountInfo, view: &dyn View) -> Result<(), String> {
+    let Some(device_dir) = &layer.device_dir else {
         return Err("no verified device was recorded".to_owned());
     };
     let backing = view
         .loop_backing(erofs.device)
-        .ok_or_else(|| format!("device {} is not a loop device", erofs.device))?;
+        .ok_or_else(|| format!("device {} is not a loop device with a backing file", erofs.device))?;
     let device_file = device_dir.join(verity_fuse::fuse::DEVICE_FILE);
-    if backing != device_file {
+    let (file, mount) = view
+        .file_at(&device_file)
+        .ok_or_else(|| format!("{} cannot be read in the namespace", device_file.display()))?;
+    if Some(mount) != layer.device_mount {
         return Err(format!(
-            "loop {} is backed by {}, not by the verified device {}",
-            erofs.device,
-            backing.display(),
+            "{} is on {mount}, not on the verified device's recorded FUSE mount",
             device_file.display()
         ));
     }
+    if file != backing {
+        return Err(format!(
+            "loop {} reads {backing}, but the verified device {} is {file}",
+            erofs.device,
+            device_file.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The state of the verified device of `layer` served over FUSE: its mount must be the recorded one (by
+/// identity, with the recorded device number and type), and its status is read through that same mount.
+fn verified_device(layer: &MountedLayer, view: &dyn View, mounts: &[MountInfo]) -> Result<DeviceState, String> {
+    let (Some(device_dir), Some(device_dev)) = (&layer.device_dir, layer.device_dev) else {
+        return Err("no verified device was recorded".to_owned());
+    };
     let fuse = mounts
         .iter()
         .rev()
         .find(|m| &m.mount_point == device_dir)
         .ok_or_else(|| format!("nothing is mounted at {}", device_dir.display()))?;
-    // Mounted by fusermount3 the type carries the subtype; mounted directly by root it is plain `fuse`. The
-    // device number is what ties the mount to the recorded server.
+    // Mounted by fusermount3 the type carries the subtype; mounted directly by root it is plain `fuse`.
     if fuse.device != device_dev || !(fuse.fs_type == "fuse" || fuse.fs_type == "fuse.verity-fuse") {
         return Err(format!(
             "{} is {} on device {}, recorded a verity-fuse device on {device_dev}",
@@ -523,13 +656,27 @@ fn trace(layer: &MountedLayer, erofs: &MountInfo, view: &dyn View, mounts: &[Mou
             fuse.device
         ));
     }
-    match view.device_of(&device_file) {
-        Some(dev) if dev == device_dev => Ok(()),
-        other => Err(format!(
-            "{} is on device {other:?}, recorded {device_dev}",
-            device_file.display()
-        )),
+    let found = view.identify(fuse);
+    if Some(found) != layer.device_mount {
+        return Err(format!(
+            "the verified device's mount at {} is {found}, not the one the holder made",
+            device_dir.display()
+        ));
     }
+    let (status, mount) = view
+        .device_status(device_dir)
+        .ok_or_else(|| format!("the verified device at {} gives no status", device_dir.display()))?;
+    if Some(mount) != layer.device_mount {
+        return Err(format!(
+            "the status at {} was read from {mount}, not from the verified device's mount",
+            device_dir.display()
+        ));
+    }
+    Ok(DeviceState {
+        root_hash: status["root_hash"].as_str().unwrap_or_default().to_owned(),
+        corrupted: status["corruptions"].as_u64().unwrap_or(0) > 0 || status["io_errors"].as_u64().unwrap_or(0) > 0,
+        status,
+    })
 }
 
 /// What a traced verified device reports.
@@ -540,17 +687,6 @@ struct DeviceState {
     corrupted: bool,
     /// Its status report, as evidence.
     status: serde_json::Value,
-}
-
-/// The state of the FUSE-served verified device of `layer`, from its status file.
-fn fuse_device_state(layer: &MountedLayer, view: &dyn View) -> DeviceState {
-    let device_dir = layer.device_dir.as_deref().unwrap_or(Path::new("/"));
-    let status = view.device_status(device_dir).unwrap_or_default();
-    DeviceState {
-        root_hash: status["root_hash"].as_str().unwrap_or_default().to_owned(),
-        corrupted: status["corruptions"].as_u64().unwrap_or(0) > 0 || status["io_errors"].as_u64().unwrap_or(0) > 0,
-        status,
-    }
 }
 
 /// Follows an EROFS mount to the recorded kernel dm-verity mapping, by device number, and reads its table
@@ -607,13 +743,29 @@ fn untraced(layer: &MountedLayer, reason: &str) -> Finding {
     }
 }
 
-fn check_new_mounts(record: &Record, mounts: &[MountInfo], report: &mut Report) {
+fn check_new_mounts(record: &Record, view: &dyn View, mounts: &[MountInfo], report: &mut Report) {
     report.checked.push(format!(
-        "no mount appeared since the mount was made ({} then)",
-        record.baseline.len()
+        "no mount appeared since the mount was made ({} then{})",
+        record.baseline.len(),
+        if record.backend == Backend::Fuse {
+            ", at or under the target and the state directory: the fuse backend mounts in the host's namespace"
+        } else {
+            ""
+        }
     ));
     for m in mounts {
-        if !record.baseline.contains(&m.mount_id) && !m.mount_point.starts_with(&record.target) {
+        if m.mount_point.starts_with(&record.target) || !record.watches(&m.mount_point) {
+            continue;
+        }
+        // A mount hidden under another when the mount was made has only its mountinfo id on record.
+        let known = match view.identify(m) {
+            MountId::Unique(id) => record
+                .baseline
+                .iter()
+                .any(|b| b.unique == Some(id) || (b.unique.is_none() && b.id == m.mount_id)),
+            MountId::Reusable(id) => record.baseline.iter().any(|b| b.id == id),
+        };
+        if !known {
             report.findings.push(Finding::UnexpectedMount {
                 path: m.mount_point.clone(),
                 fs_type: m.fs_type.to_string_lossy().into_owned(),

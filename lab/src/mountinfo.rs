@@ -31,6 +31,24 @@ use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use verity_fuse::identity::MountId;
+
+/// `path` (absolute in a namespace) as reached through `root`: `/` for this process's namespace,
+/// `/proc/PID/root` for another process's.
+pub fn under(root: &Path, path: &Path) -> PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// The identity of mount `m` of the namespace reached through `root` (see [`under`]): its unique mount id
+/// where the kernel has them and `m` is the mount its mount point leads to; its mountinfo id otherwise (a
+/// kernel before 6.8, or a mount hidden under another).
+pub fn identify(root: &Path, m: &MountInfo) -> MountId {
+    match verity_fuse::identity::stat(&under(root, &m.mount_point)) {
+        Ok(stat) if stat.reusable == m.mount_id => stat.mount,
+        _ => MountId::Reusable(m.mount_id),
+    }
+}
+
 /// The largest mountinfo file [`read`] accepts (a namespace with ~100 000 mounts).
 pub const MAX_LEN: u64 = 64 << 20;
 

@@ -5,11 +5,13 @@
 //! - [`source`]: the [`ReadAt`] trait every block-like thing implements (files, buffers, windows, tampering
 //!   wrappers, and the verified device itself).
 //! - [`hash`]: algorithms and the salted block digest, two blocks at a time with SHA-NI where the CPU has it
-//!   (the crate's only `unsafe` code).
+//!   (`unsafe` code, as is [`identity`]'s one ioctl).
 //! - [`params`]: tree parameters, validated into a [`Geometry`] that fixes every offset.
 //! - [`superblock`]: the 512-byte on-disk superblock.
 //! - [`tree`]: building a whole tree (`format`) and checking one (`verify`).
 //! - [`device`]: [`VerifiedDevice`], which checks every block a read touches, with the kernel's error modes.
+//! - [`identity`]: identities an attacker cannot hand back (unique mount ids, a loop device's backing
+//!   file as device and inode), for audits of what is mounted.
 //! - [`cli`]: the `verity-fuse` command.
 #![deny(unsafe_code)]
 
@@ -20,6 +22,8 @@ pub mod error;
 pub mod fuse;
 pub mod hash;
 pub mod hex;
+#[allow(unsafe_code)]
+pub mod identity;
 pub mod params;
 pub mod registry;
 pub mod source;

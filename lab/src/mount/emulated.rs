@@ -6,8 +6,12 @@
 //! Profiles with an upperdir get a real host directory in the mount's state, consulted before the layers,
 //! so a host write into it shows through as it would with overlayfs. The mount table is emulated too:
 //! the record carries the entries the kernel backend would create (FUSE device, EROFS on a loop over it,
-//! overlay at the target), with made-up device numbers, and attacks may add entries to it; the audit reads
-//! it through [`Table`] exactly as it reads `/proc/PID/mountinfo`.
+//! overlay at the target), with made-up device numbers, unique mount ids and loop backing files (as device and
+//! inode), and attacks may add or replace entries; the audit reads it through [`Table`] exactly as it reads
+//! `/proc/PID/mountinfo`, and an entry without a unique id models a kernel that has none. What the table
+//! cannot model: path resolution across namespaces (a path shadowed in another namespace is just another
+//! entry), the kernel's reuse of ids and device numbers (an attack chooses them), and a verified device's
+//! status when [`Table::with_devices`] is not given the devices the container reads.
 
 use std::ffi::OsString;
 use std::fs;
@@ -18,9 +22,10 @@ use serde::{Deserialize, Serialize};
 use verity_fuse::ReadAt;
 use verity_fuse::device::{Options, VerifiedDevice};
 use verity_fuse::fuse::StatusReport;
+use verity_fuse::identity::FileId;
 use verity_fuse::source::{FileSource, Window};
 
-use super::record::{MountedLayer, RECORD_FILE, Record};
+use super::record::{BaselineMount, MountId, MountedLayer, RECORD_FILE, Record};
 use super::{MountError, Plan, Refusal, RefusalKind};
 use crate::audit::View;
 use crate::convert::verity::geometry_for;
@@ -35,6 +40,10 @@ const FUSE_MAJOR: u32 = 0;
 const LOOP_MAJOR: u32 = 7;
 /// First minor number handed out.
 const FIRST_MINOR: u32 = 4000;
+/// First unique mount id handed out (the kernel's start above 2^32 too).
+const FIRST_UNIQUE: u64 = 1 << 32;
+/// Inode number of a file inside an emulated mount (its root is inode 1).
+const FILE_INODE: u64 = 2;
 
 /// One entry of an emulated mount table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,9 +64,18 @@ pub struct TableEntry {
     pub super_options: Vec<String>,
     /// For an emulated loop device's EROFS mount: the loop's backing file.
     pub backing: Option<PathBuf>,
+    /// Unique mount id; `None` models a kernel without unique mount ids.
+    pub unique: Option<u64>,
+    /// For an emulated loop device: its backing file as device and inode.
+    pub backing_file: Option<FileId>,
 }
 
 impl TableEntry {
+    /// The entry's mount identity: unique where it has a unique id.
+    pub fn identity(&self) -> Option<MountId> {
+        Some(self.unique.map_or(MountId::Reusable(self.id), MountId::Unique))
+    }
+
     fn to_mountinfo(&self) -> MountInfo {
         let options = |o: &[String]| mountinfo::Options(o.iter().map(OsString::from).collect());
         MountInfo {
@@ -94,8 +112,11 @@ pub(super) fn start(plan: &Plan) -> Result<Record, MountError> {
             device_dev: None,
             erofs_dev: None,
             dm: None,
+            erofs_mount: None,
+            device_mount: None,
         };
         let mut backing = layer.erofs.clone();
+        let mut backing_file = None;
         if plan.profile.verified() {
             let dir = plan.state.join("dev").join(i.to_string());
             let dev = next(FUSE_MAJOR);
@@ -108,10 +129,18 @@ pub(super) fn start(plan: &Plan) -> Result<Record, MountError> {
                 options: vec!["ro".to_owned()],
                 super_options: vec!["ro".to_owned()],
                 backing: None,
+                unique: Some(FIRST_UNIQUE + table.len() as u64),
+                backing_file: None,
             });
             backing = dir.join(verity_fuse::fuse::DEVICE_FILE);
+            backing_file = Some(FileId {
+                major: dev.major,
+                minor: dev.minor,
+                inode: FILE_INODE,
+            });
             mounted.device_dir = Some(dir);
             mounted.device_dev = Some(dev);
+            mounted.device_mount = table.last().and_then(TableEntry::identity);
         }
         if plan.profile != crate::profile::Profile::Vanilla {
             let dev = next(LOOP_MAJOR);
@@ -124,8 +153,11 @@ pub(super) fn start(plan: &Plan) -> Result<Record, MountError> {
                 options: vec!["ro".to_owned()],
                 super_options: vec!["ro".to_owned()],
                 backing: Some(backing),
+                unique: Some(FIRST_UNIQUE + table.len() as u64),
+                backing_file,
             });
             mounted.erofs_dev = Some(dev);
+            mounted.erofs_mount = table.last().and_then(TableEntry::identity);
         }
         record.layers.push(mounted);
     }
@@ -159,9 +191,18 @@ pub(super) fn start(plan: &Plan) -> Result<Record, MountError> {
         options,
         super_options,
         backing: None,
+        unique: Some(FIRST_UNIQUE + table.len() as u64),
+        backing_file: None,
     });
     record.overlay_dev = Some(overlay_dev);
-    record.baseline = table.iter().map(|e| e.id).collect();
+    record.rootfs_mount = table.last().and_then(TableEntry::identity);
+    record.baseline = table
+        .iter()
+        .map(|e| BaselineMount {
+            id: e.id,
+            unique: e.unique,
+        })
+        .collect();
     record.emulated = Some(table);
     open_view(&record, plan)?;
     record.ready = true;
@@ -178,12 +219,33 @@ pub fn save(record: &Record) -> Result<(), MountError> {
     Ok(())
 }
 
-/// Adds `entry` to the emulated mount table of `record` (as a mount inside the container would) and saves it.
+/// Adds `entry` to the emulated mount table of `record` (as a mount inside the container would) and saves it:
+/// it gets the next mount id and, where the table has unique ids, the next unique id.
 pub fn add_mount(record: &mut Record, mut entry: TableEntry) -> Result<(), MountError> {
     let table = record.emulated.get_or_insert_with(Vec::new);
     entry.id = table.iter().map(|e| e.id).max().unwrap_or(100) + 1;
+    entry.unique = next_unique(table);
     table.push(entry);
     save(record)
+}
+
+/// Replaces the entry at `mount_point` of `record`'s table with `entry`, as unmounting it and mounting again
+/// would: `entry` keeps the mount id and device number it is given (a kernel reuses both), and gets the next
+/// unique id where the table has unique ids (a kernel never reuses those). Saves the record.
+pub fn replace_mount(record: &mut Record, mount_point: &Path, mut entry: TableEntry) -> Result<(), MountError> {
+    let table = record.emulated.get_or_insert_with(Vec::new);
+    entry.unique = next_unique(table);
+    match table.iter_mut().find(|e| e.mount_point == mount_point) {
+        Some(slot) => *slot = entry,
+        None => table.push(entry),
+    }
+    save(record)
+}
+
+/// The next unique mount id of `table`; `None` when it models a kernel without them.
+fn next_unique(table: &[TableEntry]) -> Option<u64> {
+    let highest = table.iter().filter_map(|e| e.unique).max()?;
+    Some(highest + 1)
 }
 
 /// A layer source: a verified device or the plain file.
@@ -336,16 +398,35 @@ impl Rootfs {
 #[derive(Debug, Clone)]
 pub struct Table<'a> {
     record: &'a Record,
+    devices: Vec<(String, StatusReport)>,
 }
 
 impl<'a> Table<'a> {
-    /// The table of `record`.
+    /// The table of `record`; its verified devices report the root hash they were mounted with and no
+    /// corruption.
     pub fn new(record: &'a Record) -> Self {
-        Self { record }
+        Self {
+            record,
+            devices: Vec::new(),
+        }
+    }
+
+    /// The table of `record` with the status of the verified devices the container reads (by layer name).
+    pub fn with_devices(record: &'a Record, devices: Vec<(String, StatusReport)>) -> Self {
+        Self { record, devices }
     }
 
     fn entries(&self) -> &[TableEntry] {
         self.record.emulated.as_deref().unwrap_or_default()
+    }
+
+    /// The entry `path` is on: the deepest mount point above it, the newest where several are at one place.
+    fn entry_at(&self, path: &Path) -> Option<&TableEntry> {
+        self.entries()
+            .iter()
+            .rev()
+            .filter(|e| path.starts_with(&e.mount_point))
+            .max_by_key(|e| e.mount_point.components().count())
     }
 }
 
@@ -354,27 +435,44 @@ impl View for Table<'_> {
         self.entries().iter().map(TableEntry::to_mountinfo).collect()
     }
 
-    fn device_of(&self, path: &Path) -> Option<DeviceNumber> {
+    fn identify(&self, mount: &MountInfo) -> MountId {
         self.entries()
             .iter()
-            .filter(|e| path.starts_with(&e.mount_point))
-            .max_by_key(|e| e.mount_point.components().count())
-            .map(|e| e.device)
+            .find(|e| e.id == mount.mount_id)
+            .and_then(TableEntry::identity)
+            .unwrap_or(MountId::Reusable(mount.mount_id))
     }
 
-    fn loop_backing(&self, device: DeviceNumber) -> Option<PathBuf> {
+    fn file_at(&self, path: &Path) -> Option<(FileId, MountId)> {
+        let entry = self.entry_at(path)?;
+        let file = FileId {
+            major: entry.device.major,
+            minor: entry.device.minor,
+            inode: if path == entry.mount_point { 1 } else { FILE_INODE },
+        };
+        Some((file, entry.identity()?))
+    }
+
+    fn loop_backing(&self, device: DeviceNumber) -> Option<FileId> {
         self.entries()
             .iter()
             .find(|e| e.device == device)
-            .and_then(|e| e.backing.clone())
+            .and_then(|e| e.backing_file)
     }
 
-    fn device_status(&self, device_dir: &Path) -> Option<serde_json::Value> {
+    fn device_status(&self, device_dir: &Path) -> Option<(serde_json::Value, MountId)> {
         let layer = self
             .record
             .layers
             .iter()
             .find(|l| l.device_dir.as_deref() == Some(device_dir))?;
-        Some(serde_json::json!({ "root_hash": layer.root_hash, "corruptions": 0, "io_errors": 0 }))
+        let mount = self
+            .entry_at(&device_dir.join(verity_fuse::fuse::STATUS_FILE))?
+            .identity()?;
+        let status = match self.devices.iter().find(|(name, _)| *name == layer.name) {
+            Some((_, report)) => serde_json::to_value(report).ok()?,
+            None => serde_json::json!({ "root_hash": layer.root_hash, "corruptions": 0, "io_errors": 0 }),
+        };
+        Some((status, mount))
     }
 }

@@ -24,7 +24,7 @@ use verity_fuse::source::{FileSource, Window};
 use verity_fuse::sys::{self, find_tool};
 
 use super::emulated::Layers;
-use super::record::{self, LOG_FILE, MountedLayer, RECORD_FILE, REFUSAL_FILE, Record};
+use super::record::{self, BaselineMount, LOG_FILE, MountId, MountedLayer, RECORD_FILE, REFUSAL_FILE, Record};
 use super::{MountError, Plan, Refusal, RefusalKind, UmountReport, dm};
 use crate::erofs::{self, ExtractOptions, Image};
 use crate::mountinfo::{self, DeviceNumber};
@@ -83,7 +83,7 @@ pub(super) fn start(plan: &Plan, exe: &Path) -> Result<Record, MountError> {
     let started = Instant::now();
     let record_path = plan.state.join(RECORD_FILE);
     loop {
-        if let Ok(record) = record::read_json::<Record>(&record_path)
+        if let Ok(record) = Record::read(&record_path)
             && record.ready
             && record.holder == Some(child.id())
         {
@@ -147,7 +147,14 @@ pub fn hold(plan_path: &Path) -> Result<(), MountError> {
     record.baseline = mountinfo::read_self()
         .map_err(|e| setup_error(&plan, e.to_string()))?
         .iter()
-        .map(|m| m.mount_id)
+        .filter(|m| record.watches(&m.mount_point))
+        .map(|m| BaselineMount {
+            id: m.mount_id,
+            unique: match mountinfo::identify(Path::new("/"), m) {
+                MountId::Unique(id) => Some(id),
+                MountId::Reusable(_) => None,
+            },
+        })
         .collect();
     record.namespace = fs::read_link("/proc/self/ns/mnt")
         .ok()
@@ -248,6 +255,8 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
             device_dev: None,
             erofs_dev: None,
             dm: None,
+            erofs_mount: None,
+            device_mount: None,
         };
         match plan.profile {
             Profile::Vanilla => {
@@ -273,6 +282,7 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
                 })?;
                 held.lowers.push(lower.clone());
                 mounted.erofs_dev = Some(device_of(&lower).map_err(|e| fail("stat", &e))?);
+                mounted.erofs_mount = Some(mount_id(&lower).map_err(|e| fail("identifying the EROFS mount", &e))?);
             }
             Profile::Verity | Profile::Hardened if dm::available().is_ok() => {
                 let root = layer.root_hash.as_deref().unwrap_or_default();
@@ -289,6 +299,7 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
                 mounted.dm = Some(mapping);
                 held.lowers.push(lower.clone());
                 mounted.erofs_dev = Some(device_of(&lower).map_err(|e| fail("stat", &e))?);
+                mounted.erofs_mount = Some(mount_id(&lower).map_err(|e| fail("identifying the EROFS mount", &e))?);
             }
             Profile::Verity | Profile::Hardened => {
                 let device_dir = serve_device(plan, i, &opened, &mut mounted, held)?;
@@ -313,6 +324,7 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
                 })?;
                 held.lowers.push(lower.clone());
                 mounted.erofs_dev = Some(device_of(&lower).map_err(|e| fail("stat", &e))?);
+                mounted.erofs_mount = Some(mount_id(&lower).map_err(|e| fail("identifying the EROFS mount", &e))?);
             }
         }
         lowerdirs.push(lower);
@@ -339,6 +351,7 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
         .map_err(|e| fail("mounting the overlay", &e))?;
     held.overlay = true;
     record.overlay_dev = Some(device_of(&plan.target).map_err(|e| fail("stat", &e))?);
+    record.rootfs_mount = Some(mount_id(&plan.target).map_err(|e| fail("identifying the overlay", &e))?);
     Ok(())
 }
 
@@ -358,6 +371,8 @@ fn set_up_fuse(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), 
             device_dev: None,
             erofs_dev: None,
             dm: None,
+            erofs_mount: None,
+            device_mount: None,
         };
         if layer.root_hash.is_some() {
             serve_device(plan, i, &opened, &mut mounted, held)?;
@@ -373,6 +388,8 @@ fn set_up_fuse(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), 
         crate::rootfs::mount(Arc::new(merged), &plan.target, &options).map_err(|e| setup_error(plan, e.to_string()))?;
     held.rootfs = Some(rootfs);
     record.overlay_dev = Some(device_of(&plan.target).map_err(|e| setup_error(plan, format!("stat: {e}")))?);
+    record.rootfs_mount =
+        Some(mount_id(&plan.target).map_err(|e| setup_error(plan, format!("identifying the FUSE rootfs: {e}")))?);
     Ok(())
 }
 
@@ -404,6 +421,7 @@ fn serve_device(
         .map_err(|e| fail(&format!("serving the verified device of {}", mounted.name), &e))?;
     held.sessions.push((dir.clone(), session));
     mounted.device_dev = Some(device_of(&dir).map_err(|e| fail("stat", &e))?);
+    mounted.device_mount = Some(mount_id(&dir).map_err(|e| fail("identifying the verified device's mount", &e))?);
     mounted.device_dir = Some(dir.clone());
     Ok(dir)
 }
@@ -425,6 +443,11 @@ pub(super) fn unmount(path: &Path, recursive: bool) {
 
 fn device_of(path: &Path) -> std::io::Result<DeviceNumber> {
     Ok(DeviceNumber::from_dev(fs::metadata(path)?.dev()))
+}
+
+/// The identity of the mount at `path` in this namespace (unique where the kernel has unique mount ids).
+fn mount_id(path: &Path) -> std::io::Result<MountId> {
+    verity_fuse::identity::stat(path).map(|s| s.mount)
 }
 
 /// Stops the holder of `record` (SIGTERM, then SIGKILL) and reports anything left behind.

@@ -9,6 +9,7 @@ use super::Plan;
 use crate::mountinfo::DeviceNumber;
 use crate::profile::{Backend, Profile};
 use crate::store::Store;
+pub use verity_fuse::identity::MountId;
 
 /// The plan's file name in a mount's state directory.
 pub const PLAN_FILE: &str = "plan.json";
@@ -18,6 +19,9 @@ pub const RECORD_FILE: &str = "record.json";
 pub const REFUSAL_FILE: &str = "refusal.json";
 /// The holder's log (its stderr).
 pub const LOG_FILE: &str = "holder.log";
+/// The record format this version writes and reads: 2 added the mounts' identities (unique mount ids and
+/// the baseline as [`BaselineMount`]s); records without it come from an older veritylab.
+pub const RECORD_FORMAT: u32 = 2;
 
 /// A record or plan that cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -49,11 +53,27 @@ pub struct MountedLayer {
     /// device is ours, served over FUSE at `device_dir`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dm: Option<super::dm::Mapping>,
+    /// The EROFS mount at `lowerdir`, as it was made.
+    pub erofs_mount: Option<MountId>,
+    /// The verified device's FUSE mount at `device_dir`, as it was made.
+    pub device_mount: Option<MountId>,
+}
+
+/// A mount present when the mount was complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaselineMount {
+    /// Its mountinfo id (reused by later mounts once it is gone).
+    pub id: u64,
+    /// Its unique id, where the kernel has them and the mount could be reached at its mount point (a mount
+    /// hidden under another has only its mountinfo id).
+    pub unique: Option<u64>,
 }
 
 /// What a backend set up for one mount.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
+    /// The record's format ([`RECORD_FORMAT`]).
+    pub format: u32,
     /// The mount's id.
     pub id: String,
     /// Where the rootfs is.
@@ -76,8 +96,10 @@ pub struct Record {
     pub upperdir: Option<PathBuf>,
     /// Device number of the overlay at the target.
     pub overlay_dev: Option<DeviceNumber>,
-    /// Mount ids present in the namespace when the mount was complete; anything newer was added later.
-    pub baseline: Vec<u64>,
+    /// The rootfs mount at the target (the overlay, or the fuse backend's FUSE mount), as it was made.
+    pub rootfs_mount: Option<MountId>,
+    /// The mounts present in the namespace when the mount was complete; anything else was added later.
+    pub baseline: Vec<BaselineMount>,
     /// Unix time the mount was made.
     pub created: u64,
     /// True once everything is set up; a record left `false` by a dead holder is a crashed mount.
@@ -94,6 +116,7 @@ impl Record {
     /// A record for `plan` with nothing set up yet.
     pub fn for_plan(plan: &Plan) -> Self {
         Self {
+            format: RECORD_FORMAT,
             id: plan.id.clone(),
             target: plan.target.clone(),
             image: plan.image.clone(),
@@ -105,6 +128,7 @@ impl Record {
             layers: Vec::new(),
             upperdir: plan.upperdir(),
             overlay_dev: None,
+            rootfs_mount: None,
             baseline: Vec::new(),
             created: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -120,10 +144,39 @@ impl Record {
         read_json(&self.state.join(PLAN_FILE))
     }
 
+    /// Reads the record at `path`. A record in another format (one an older veritylab wrote, without the
+    /// mounts' identities) is refused with a [`RecordError`] saying so, before its fields are read.
+    pub fn read(path: &Path) -> Result<Self, RecordError> {
+        let value: serde_json::Value = read_json(path)?;
+        let format = value.get("format").and_then(serde_json::Value::as_u64).unwrap_or(1);
+        if format != u64::from(RECORD_FORMAT) {
+            return Err(RecordError {
+                path: path.to_owned(),
+                reason: format!(
+                    "record format {format}, this veritylab reads format {RECORD_FORMAT} (the record was written by \
+                     another version, without the mount identities the audit compares): take the mount down with \
+                     the version that made it, or stop its holder and remove {}",
+                    path.parent().unwrap_or(path).display()
+                ),
+            });
+        }
+        serde_json::from_value(value).map_err(|e| RecordError {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
     /// Whether the holder process is still running.
     pub fn holder_alive(&self) -> bool {
         self.holder
             .is_some_and(|pid| verity_fuse::sys::process_alive(pid, "veritylab"))
+    }
+
+    /// Whether the audit's check for added mounts covers a mount at `mount_point`: every mount of a kernel
+    /// backend's private namespace, but on the fuse backend (which mounts in the host's namespace, where
+    /// anything else may come and go) only those at or under the target and the mount's state directory.
+    pub fn watches(&self, mount_point: &Path) -> bool {
+        self.backend != Backend::Fuse || mount_point.starts_with(&self.target) || mount_point.starts_with(&self.state)
     }
 
     /// The holder's view of `path` (its mount namespace, through `/proc/PID/root`), or `path` itself.
@@ -168,7 +221,7 @@ pub fn all(store: &Store) -> Result<Vec<Record>, RecordError> {
     for entry in entries.filter_map(Result::ok) {
         let path = entry.path().join(RECORD_FILE);
         if path.is_file() {
-            records.push(read_json::<Record>(&path)?);
+            records.push(Record::read(&path)?);
         }
     }
     records.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));

@@ -295,6 +295,25 @@ pub const ATTACKS: &[AttackSpec] = &[
         summary: "keep a process in a stopped container's mount namespace so its mounts stay pinned",
         params: &[opt("mounts", ParamType::Integer, "mounts left behind (default: 1)")],
     },
+    AttackSpec {
+        name: "audit-identity-replay",
+        summary: "replace a layer's mount and the rootfs in the running container by ones made alike over a trojaned \
+                  copy, on the same loop device, mount ids and device numbers",
+        params: &[LAYER, TROJAN_PATH, TROJAN_CONTENT],
+    },
+    AttackSpec {
+        name: "corruption-then-restore",
+        summary: "change a byte of a stored layer while the container runs, let it read the file, then put the byte \
+                  back",
+        params: &[
+            LAYER,
+            req(
+                "path",
+                ParamType::Path,
+                "file whose first data byte is changed and restored",
+            ),
+        ],
+    },
 ];
 
 #[cfg(test)]

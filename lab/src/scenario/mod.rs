@@ -26,6 +26,7 @@ pub mod image;
 pub mod load;
 pub mod outcome;
 pub mod registry;
+mod replay;
 pub mod report;
 pub mod run;
 pub mod runner;

@@ -98,6 +98,8 @@ pub enum FindingKind {
     NamespaceGone,
     /// Audit: no rootfs overlay is at the target.
     RootfsMissing,
+    /// Audit: a mount the holder made was replaced by another (by unique mount id).
+    MountReplaced,
     /// Re-verification at rest found a layer whose files no longer match its pinned root hash.
     TreeMismatch,
     /// Cleanup: a mount, loop device or FUSE server remained after the container stopped.

@@ -805,7 +805,8 @@ fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) {
     };
     let trusted = sandbox.trusted();
     let report = if record.backend == Backend::Emulated {
-        audit::audit(record, &Table::new(record), &trusted)
+        let devices = sandbox.container.as_ref().map(|c| c.statuses()).unwrap_or_default();
+        audit::audit(record, &Table::with_devices(record, devices), &trusted)
     } else {
         audit::audit(record, &audit::Namespace::new(record), &trusted)
     };

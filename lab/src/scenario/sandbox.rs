@@ -124,6 +124,8 @@ pub struct Sandbox {
     pub exe: PathBuf,
     /// Mount records the attack left behind (emulated backend).
     pub leaked: Vec<PathBuf>,
+    /// The loop device a replayed layer mount uses, to detach on revert.
+    pub replayed: Option<PathBuf>,
 }
 
 fn env_err<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> AttackError + '_ {
@@ -168,6 +170,7 @@ impl Sandbox {
             container: None,
             exe: exe.to_owned(),
             leaked: Vec::new(),
+            replayed: None,
         })
     }
 
@@ -387,7 +390,7 @@ impl Sandbox {
     }
 
     /// Runs `mount args` inside the container's mount namespace.
-    fn mount_inside(&self, args: &[&std::ffi::OsStr]) -> Result<(), AttackError> {
+    pub(super) fn mount_inside(&self, args: &[&std::ffi::OsStr]) -> Result<(), AttackError> {
         let holder = self
             .mounted
             .as_ref()
@@ -702,6 +705,8 @@ impl attacks::Env for Sandbox {
                 options: vec!["rw".to_owned()],
                 super_options: vec!["rw".to_owned()],
                 backing,
+                unique: None,
+                backing_file: None,
             },
         )
         .map_err(env_err("adding the mount"))?;
@@ -921,6 +926,19 @@ impl attacks::Env for Sandbox {
             "left {} mount(s) of a stopped container behind: {text}",
             self.leaked.len()
         ))
+    }
+
+    fn replay_layer_mount(&mut self, index: usize, trojan: &Trojan) -> Result<String, AttackError> {
+        let (done, device) = super::replay::replay(self, index, trojan)?;
+        self.replayed = device;
+        Ok(done)
+    }
+
+    fn release_replay(&mut self) -> Result<(), AttackError> {
+        match self.replayed.take() {
+            Some(device) => super::replay::release(&device),
+            None => Ok(()),
+        }
     }
 
     fn release_leaks(&mut self) -> Result<(), AttackError> {

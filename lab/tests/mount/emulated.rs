@@ -1,5 +1,6 @@
 //! Unprivileged tier: the `emulated` backend (no mounts) with each profile: the rootfs against `umoci unpack`,
-//! writes per profile, a flipped byte, and the audit of the emulated mount table with an overmount added.
+//! writes per profile, a flipped byte, and the audit of the emulated mount table with an overmount added, a
+//! replayed lowerdir and overlay (with and without unique mount ids), a corrupted device, and an old record.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -8,11 +9,13 @@ use std::process::Command;
 
 use veritylab::audit::{self, Finding};
 use veritylab::mount::emulated::{self, Rootfs, Table, TableEntry};
+use veritylab::mount::record::MountId;
 use veritylab::mount::{self, Record, Trust};
 use veritylab::mountinfo::DeviceNumber;
 use veritylab::profile::{Backend, Profile};
 use veritylab::rootfs::Snapshot;
 use veritylab::store::Store;
+use veritylab::verity_fuse::identity::FileId;
 
 use crate::oci::support::{pull, run, umoci_image};
 
@@ -174,6 +177,8 @@ fn an_overmount_added_to_the_emulated_table_is_reported_with_path_and_device() {
             options: vec!["rw".to_owned()],
             super_options: vec!["rw".to_owned()],
             backing: None,
+            unique: None,
+            backing_file: None,
         },
     )
     .unwrap();
@@ -252,4 +257,117 @@ fn mounting_hardened_without_a_key_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--key"), "{stderr}");
     assert!(mount::list(&lab.store).unwrap().is_empty());
+}
+
+/// Replays, in `record`'s emulated table, what a root attacker does on the kernel backend: the base layer's
+/// EROFS mount and the overlay unmounted and mounted again with the same mount ids, device numbers, options
+/// and loop backing path, the loop now reading a file of the host's instead of the verified device.
+fn replay(record: &mut Record) {
+    let table = record.emulated.clone().unwrap();
+    let lowerdir = record.layers[0].lowerdir.clone();
+    let mut erofs = table.iter().find(|e| e.mount_point == lowerdir).unwrap().clone();
+    erofs.backing_file = Some(FileId {
+        major: 8,
+        minor: 1,
+        inode: 4242,
+    });
+    emulated::replace_mount(record, &lowerdir, erofs).unwrap();
+    let overlay = table.iter().find(|e| e.mount_point == record.target).unwrap().clone();
+    let target = record.target.clone();
+    emulated::replace_mount(record, &target, overlay).unwrap();
+}
+
+#[test]
+fn a_lowerdir_and_overlay_replayed_with_the_same_ids_are_replaced_mounts_on_another_file() {
+    let lab = lab_or_skip!();
+    let (mut record, _) = lab.mount(Profile::Hardened, "rootfs");
+    replay(&mut record);
+    let report = audit(&mount::list(&lab.store).unwrap().pop().unwrap());
+    let kinds: Vec<&str> = report.findings.iter().map(Finding::kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "mount-replaced",
+            "mount-replaced",
+            "untraced-layer",
+            "count-mismatch",
+            "unexpected-mount"
+        ],
+        "{:?}",
+        report.findings
+    );
+    let untraced = report.findings[2].to_string();
+    assert!(untraced.contains("inode 4242 on device 8:1"), "{untraced}");
+}
+
+#[test]
+fn without_unique_mount_ids_a_replay_passes_the_mount_checks_but_not_the_loop_backing_check() {
+    let lab = lab_or_skip!();
+    let (mut record, _) = lab.mount(Profile::Hardened, "rootfs");
+    // What the holder records on a kernel before 6.8: mountinfo ids only.
+    let table = record.emulated.as_mut().unwrap();
+    for entry in table.iter_mut() {
+        entry.unique = None;
+    }
+    let id_at = |path: &Path| MountId::Reusable(table.iter().find(|e| e.mount_point == path).unwrap().id);
+    record.rootfs_mount = Some(id_at(&record.target));
+    for layer in &mut record.layers {
+        layer.erofs_mount = Some(id_at(&layer.lowerdir));
+        layer.device_mount = layer.device_dir.as_deref().map(id_at);
+    }
+    for mount in &mut record.baseline {
+        mount.unique = None;
+    }
+    emulated::save(&record).unwrap();
+    let report = audit(&record);
+    assert!(report.passed(), "{:?}", report.findings);
+    assert!(
+        report.checked.iter().any(|c| c.contains("no unique mount ids")),
+        "{:?}",
+        report.checked
+    );
+    replay(&mut record);
+    let report = audit(&mount::list(&lab.store).unwrap().pop().unwrap());
+    let kinds: Vec<&str> = report.findings.iter().map(Finding::kind).collect();
+    assert_eq!(kinds, vec!["untraced-layer", "count-mismatch"], "{:?}", report.findings);
+}
+
+#[test]
+fn a_verified_device_that_saw_corruption_is_reported_by_the_emulated_audit() {
+    let lab = lab_or_skip!();
+    let (record, _) = lab.mount(Profile::Hardened, "rootfs");
+    let layer = record.layers[0].name.clone();
+    let mut status = serde_json::json!({
+        "status": "corrupted", "letter": "C", "blocks_verified": 3, "zero_blocks": 0, "unchecked_reads": 0,
+        "corruptions": 1, "io_errors": 0, "first_corrupted": "data block 7", "first_corrupted_block": null,
+        "halted": null, "size": 4096, "root_hash": record.layers[0].root_hash,
+    });
+    let report = serde_json::from_value(status.take()).unwrap();
+    let table = Table::with_devices(&record, vec![(layer.clone(), report)]);
+    let audited = audit::audit(&record, &table, &BTreeMap::new());
+    assert!(
+        matches!(audited.findings.as_slice(), [Finding::DeviceCorrupted { layer: l, .. }] if *l == layer),
+        "{:?}",
+        audited.findings
+    );
+}
+
+#[test]
+fn a_record_written_before_mount_identities_is_refused_with_its_format_named() {
+    let lab = lab_or_skip!();
+    let (record, _) = lab.mount(Profile::Verity, "rootfs");
+    let path = record.state.join(mount::record::RECORD_FILE);
+    let mut old: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let fields = old.as_object_mut().unwrap();
+    fields.remove("format");
+    fields.remove("rootfs_mount");
+    fields.insert("baseline".to_owned(), serde_json::json!([100, 101, 102]));
+    fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
+    let err = mount::list(&lab.store).unwrap_err().to_string();
+    assert!(
+        err.contains("record format 1") && err.contains(&path.display().to_string()),
+        "{err}"
+    );
+    let err = mount::umount(&lab.store, &record.target).unwrap_err().to_string();
+    assert!(err.contains("record format 1"), "{err}");
 }

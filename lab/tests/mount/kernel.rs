@@ -26,14 +26,14 @@ const PINNED: &[&str] = &[
     "etc/resolv.conf",
 ];
 
-struct Lab {
+pub(super) struct Lab {
     seeded: Seeded,
-    store: Store,
+    pub(super) store: Store,
     name: String,
     unpacked: PathBuf,
 }
 
-fn lab(test: &str) -> Option<Lab> {
+pub(super) fn lab(test: &str) -> Option<Lab> {
     if !testkit::is_root() {
         testkit::skip(test, "needs root");
         return None;
@@ -60,7 +60,7 @@ fn lab(test: &str) -> Option<Lab> {
 }
 
 impl Lab {
-    fn target(&self, name: &str) -> PathBuf {
+    pub(super) fn target(&self, name: &str) -> PathBuf {
         let target = self.seeded.work.path().join(name);
         fs::create_dir_all(&target).unwrap();
         target
@@ -77,7 +77,7 @@ impl Lab {
         )
     }
 
-    fn plan(&self, profile: Profile, target: &Path, trust: &Trust) -> Plan {
+    pub(super) fn plan(&self, profile: Profile, target: &Path, trust: &Trust) -> Plan {
         self.plan_on(Backend::Kernel, profile, target, trust)
     }
 
@@ -85,11 +85,11 @@ impl Lab {
         mount::prepare(&self.store, &self.name, target, profile, backend, trust).unwrap()
     }
 
-    fn mount(&self, profile: Profile, target: &Path) -> Record {
+    pub(super) fn mount(&self, profile: Profile, target: &Path) -> Record {
         self.mount_on(Backend::Kernel, profile, target)
     }
 
-    fn mount_on(&self, backend: Backend, profile: Profile, target: &Path) -> Record {
+    pub(super) fn mount_on(&self, backend: Backend, profile: Profile, target: &Path) -> Record {
         let trust = if profile == Profile::Hardened {
             self.signed()
         } else {
@@ -99,7 +99,7 @@ impl Lab {
         mount::mount(&self.store, &plan, Path::new(env!("CARGO_BIN_EXE_veritylab"))).unwrap()
     }
 
-    fn umount_clean(&self, record: &Record) {
+    pub(super) fn umount_clean(&self, record: &Record) {
         let report = mount::umount(&self.store, &record.target).unwrap();
         assert_eq!(report.leftovers, Vec::<String>::new(), "nothing is left after umount");
         assert!(!record.state.exists(), "the state directory is gone");
@@ -117,7 +117,7 @@ impl Drop for Lab {
 }
 
 /// Runs `script` with `sh -c` inside the mount's namespace; returns (success, stdout + stderr).
-fn inside(record: &Record, script: &str) -> (bool, String) {
+pub(super) fn inside(record: &Record, script: &str) -> (bool, String) {
     let out = Command::new("nsenter")
         .arg("-t")
         .arg(record.holder.unwrap().to_string())
@@ -164,7 +164,7 @@ fn kill_holder(record: &Record) {
     panic!("the killed holder {:?} is still there after 10 s", record.holder);
 }
 
-fn audit(record: &Record) -> audit::Report {
+pub(super) fn audit(record: &Record) -> audit::Report {
     audit::audit(record, &Namespace::new(record), &BTreeMap::new())
 }
 

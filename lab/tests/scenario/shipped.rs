@@ -35,7 +35,10 @@ fn every_catalogue_attack_has_a_scenario_named_after_it() {
             attack.name
         );
     }
-    assert_eq!(ATTACKS.len(), 19, "issue 9 lists 19 attacks");
+    assert!(
+        ATTACKS.len() >= 19,
+        "the catalogue keeps the 19 attacks it started with"
+    );
 }
 
 #[test]

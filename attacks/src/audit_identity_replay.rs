@@ -1,0 +1,57 @@
+//! `audit-identity-replay`: a layer's mount replaced while the container runs by one made alike, so every
+//! identity that the kernel hands out again (mount ids, the loop minor, the overlay's device number, the
+//! loop's backing path) comes back the same and only identities that are never reused tell them apart.
+
+use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN};
+
+/// The attack.
+#[derive(Debug, Clone)]
+pub struct AuditIdentityReplay {
+    layer: Option<usize>,
+    path: String,
+    content: String,
+    replayed: bool,
+}
+
+impl AuditIdentityReplay {
+    /// From the scenario's parameters (`layer`, `path`, `content`).
+    pub fn new(params: &Params) -> Self {
+        Self {
+            layer: params.layer(),
+            path: params.string("path").unwrap_or("bin/app").to_owned(),
+            content: params.string("content").unwrap_or(TROJAN).to_owned(),
+            replayed: false,
+        }
+    }
+}
+
+impl Attack for AuditIdentityReplay {
+    fn name(&self) -> &'static str {
+        "audit-identity-replay"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Runtime
+    }
+
+    fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
+        let index = self.layer.unwrap_or(env.layer_count().saturating_sub(1));
+        let trojan = env.trojan_layer(index, &self.path, self.content.as_bytes())?;
+        let done = env.replay_layer_mount(index, &trojan)?;
+        self.replayed = true;
+        Ok(done)
+    }
+
+    fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
+        let seen = env.read_in_container(&self.path)?;
+        Ok(Effect::read(&self.path, &seen, self.content.as_bytes()))
+    }
+
+    fn revert(&mut self, env: &mut dyn Env) -> Result<(), AttackError> {
+        if self.replayed {
+            env.release_replay()?;
+            self.replayed = false;
+        }
+        Ok(())
+    }
+}

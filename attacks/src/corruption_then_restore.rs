@@ -1,0 +1,75 @@
+//! `corruption-then-restore`: a byte of a file's data changed in a stored layer while the container runs, the
+//! file read once, and the byte put back, so the layer on disk is genuine again when anyone looks.
+
+use crate::{Attack, AttackError, Effect, Env, Params, Refusal, Stage, flip_byte};
+
+/// The attack.
+#[derive(Debug, Clone)]
+pub struct CorruptionThenRestore {
+    layer: Option<usize>,
+    path: String,
+    reached: bool,
+}
+
+impl CorruptionThenRestore {
+    /// From the scenario's parameters (`layer`, `path`).
+    pub fn new(params: &Params) -> Result<Self, AttackError> {
+        Ok(Self {
+            layer: params.layer(),
+            path: params.required("path")?,
+            reached: false,
+        })
+    }
+}
+
+impl Attack for CorruptionThenRestore {
+    fn name(&self) -> &'static str {
+        "corruption-then-restore"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Runtime
+    }
+
+    fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
+        let index = self.layer.unwrap_or(env.layer_count().saturating_sub(1));
+        let layer = env.layer(index)?;
+        let genuine = env.read_in_container(&self.path)?;
+        let at = env.file_offset(index, &self.path)?;
+        let (old, new) = flip_byte(&layer.erofs, at)?;
+        env.drop_caches();
+        let read = env.read_in_container(&self.path);
+        flip_byte(&layer.erofs, at)?;
+        env.drop_caches();
+        let seen = match read {
+            Ok(seen) => {
+                self.reached = seen != genuine;
+                format!("the container read /{} ({} bytes)", self.path, seen.len())
+            }
+            Err(AttackError::Refused {
+                kind: Refusal::HashMismatch,
+                message,
+            }) => format!("the container's read failed: {message}"),
+            Err(other) => return Err(other),
+        };
+        Ok(format!(
+            "flipped byte {at} of {} (start of {}): {old:#04x} -> {new:#04x}; {seen}; restored the byte and dropped \
+             caches",
+            layer.erofs.display(),
+            self.path
+        ))
+    }
+
+    fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
+        let seen = env.read_in_container(&self.path)?;
+        Ok(Effect {
+            took_effect: self.reached,
+            detail: format!(
+                "the tampered bytes {} the container; /{} now reads {} genuine bytes again",
+                if self.reached { "reached" } else { "never reached" },
+                self.path,
+                seen.len()
+            ),
+        })
+    }
+}
