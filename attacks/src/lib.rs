@@ -30,6 +30,8 @@ pub mod rollback;
 pub mod root_hash_annotation;
 pub mod signature_other_key;
 pub mod signature_stripped;
+#[cfg(test)]
+mod stub;
 pub mod tag_moved_after_verify;
 pub mod tamper;
 pub mod unverified_tail;
@@ -269,6 +271,56 @@ mod tests {
         assert_eq!(flip_byte(&file, 1).unwrap(), (2, !2));
         assert_eq!(std::fs::read(&file).unwrap(), [1, !2, 3]);
         assert!(flip_byte(&file, 9).is_err());
+    }
+
+    #[test]
+    fn upperdir_write_without_upperdir_reports_a_write_that_succeeded_as_such() {
+        let params = with(&[("path", Param::String("bin/app".to_owned()))]);
+        let mut lab = stub::Stub::default();
+        let mut attack = create("upperdir-write", &params).unwrap();
+        let done = attack.detonate(&mut lab);
+        assert!(
+            !matches!(done, Err(AttackError::Refused { .. })),
+            "a write that succeeded is no refusal: {done:?}"
+        );
+        assert_eq!(lab.files["bin/app"], TROJAN.as_bytes());
+        let effect = attack.observe(&mut lab).unwrap();
+        assert!(effect.took_effect, "{effect:?}");
+
+        let mut read_only = stub::Stub {
+            read_only: true,
+            ..stub::Stub::default()
+        };
+        let mut attack = create("upperdir-write", &params).unwrap();
+        assert!(matches!(
+            attack.detonate(&mut read_only),
+            Err(AttackError::Refused {
+                kind: Refusal::ReadOnly,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn check_at_most_once_tamper_sees_whether_the_container_reads_the_flipped_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = dir.path().join("layer.erofs");
+        std::fs::write(&layer, b"....#!/bin/sh\n....").unwrap();
+        let params = with(&[("path", Param::String("bin/app".to_owned()))]);
+        for reads_through in [true, false] {
+            std::fs::write(&layer, b"....#!/bin/sh\n....").unwrap();
+            let mut lab = stub::Stub {
+                layer: Some(layer.clone()),
+                offsets: [("bin/app".to_owned(), 4)].into(),
+                files: [("bin/app".to_owned(), b"#!/bin/sh\n".to_vec())].into(),
+                reads_through,
+                ..stub::Stub::default()
+            };
+            let mut attack = create("check-at-most-once-tamper", &params).unwrap();
+            attack.detonate(&mut lab).unwrap();
+            let effect = attack.observe(&mut lab).unwrap();
+            assert_eq!(effect.took_effect, reads_through, "{effect:?}");
+        }
     }
 
     #[test]

@@ -340,3 +340,59 @@ fn every_attack_of_the_catalogue_has_an_implementation() {
     let catalogue: Vec<&str> = veritylab::scenario::attack::ATTACKS.iter().map(|a| a.name).collect();
     assert_eq!(catalogue, attacks::NAMES);
 }
+
+/// The attacker's own look at the container in `cell`, if the pipeline got that far.
+fn attacker_look(cell: &CellResult) -> Option<&TimelineStep> {
+    let CellStatus::Observed { observation, .. } = &cell.status else {
+        return None;
+    };
+    observation
+        .evidence
+        .timeline
+        .iter()
+        .find(|s| s.action == "the attacker looks")
+}
+
+#[test]
+fn every_undetected_cell_names_what_the_container_saw_of_the_attack() {
+    let scenarios = load::embedded().unwrap();
+    let report = runner::run(&scenarios, &emulated(Hooks::default()), &mut |_| {});
+    let mut unobserved = Vec::new();
+    for scenario in &report.scenarios {
+        for cell in &scenario.cells {
+            if cell.observed_outcome() != Some(Outcome::Undetected) {
+                continue;
+            }
+            let look = attacker_look(cell).and_then(|s| s.detail.clone()).unwrap_or_default();
+            if look.is_empty() || look.contains("no separate check") {
+                unobserved.push(format!("{} / {}: {look:?}", scenario.id, cell.profile));
+            }
+        }
+    }
+    assert!(unobserved.is_empty(), "undetected without an observation:\n{}", unobserved.join("\n"));
+}
+
+#[test]
+fn hardened_leaked_mounts_are_found_by_the_cleanup_helper_itself() {
+    let mut options = emulated(Hooks::default());
+    options.profile = Some(veritylab::profile::Profile::Hardened);
+    let report = runner::run(&[scenario("leaked-mounts")], &options, &mut |_| {});
+    let text = report::render(&report, Format::Text, false);
+    let cell = &report.scenarios[0].cells[0];
+    let CellStatus::Observed { observation, .. } = &cell.status else {
+        panic!("{text}");
+    };
+    let leaked: Vec<_> = observation
+        .evidence
+        .findings
+        .iter()
+        .filter(|f| f.kind == veritylab::scenario::outcome::FindingKind::LeakedMount)
+        .collect();
+    assert!(!leaked.is_empty(), "{text}");
+    for finding in leaked {
+        assert!(
+            finding.message.starts_with("veritylab cleanup: "),
+            "the finding is not cleanup's report: {finding:?}"
+        );
+    }
+}
