@@ -9,17 +9,17 @@ use crate::{AttackError, Env, LayerFiles, MountKind, Refusal, Scheme};
 
 /// The stand-in lab.
 #[derive(Debug, Default)]
-pub struct Stub {
+pub(crate) struct Stub {
     /// The container's files by path.
-    pub files: BTreeMap<String, Vec<u8>>,
+    pub(crate) files: BTreeMap<String, Vec<u8>>,
     /// Whether a write through the container is refused as on a read-only rootfs.
-    pub read_only: bool,
+    pub(crate) read_only: bool,
     /// The one layer file (its data is the whole file, no tree).
-    pub layer: Option<PathBuf>,
+    pub(crate) layer: Option<PathBuf>,
     /// Offset of each file's data in the layer file.
-    pub offsets: BTreeMap<String, u64>,
+    pub(crate) offsets: BTreeMap<String, u64>,
     /// Whether the container reads the layer file (false: it keeps serving what it cached).
-    pub reads_through: bool,
+    pub(crate) reads_through: bool,
 }
 
 fn no(what: &str) -> AttackError {
@@ -79,7 +79,11 @@ impl Env for Stub {
         Err(no("sign"))
     }
 
-    fn sign_with_other_key(&mut self) -> Result<String, AttackError> {
+    fn modify_image(&mut self, _: &str, _: &[u8]) -> Result<String, AttackError> {
+        Err(no("keep images"))
+    }
+
+    fn sign_with_other_key(&mut self, _: &str, _: &[u8]) -> Result<String, AttackError> {
         Err(no("sign"))
     }
 
@@ -105,6 +109,10 @@ impl Env for Stub {
 
     fn add_mount(&mut self, _: &str, _: MountKind) -> Result<String, AttackError> {
         Err(no("mount"))
+    }
+
+    fn mount_at(&self, _: &str) -> Result<Option<String>, AttackError> {
+        Ok(None)
     }
 
     fn remove_mount(&mut self, _: &str) -> Result<(), AttackError> {
@@ -144,7 +152,9 @@ impl Env for Stub {
 
     fn set_check_at_most_once(&mut self) {}
 
-    fn drop_caches(&mut self) {}
+    fn drop_caches(&mut self) -> Result<String, AttackError> {
+        Ok("nothing cached".to_owned())
+    }
 
     fn pinned_layer(&self) -> Option<PathBuf> {
         None
@@ -156,6 +166,10 @@ impl Env for Stub {
 
     fn leak_mounts(&mut self, _: u64) -> Result<String, AttackError> {
         Err(no("mount"))
+    }
+
+    fn leaks_alive(&self) -> Result<Vec<String>, AttackError> {
+        Ok(Vec::new())
     }
 
     fn release_leaks(&mut self) -> Result<(), AttackError> {
