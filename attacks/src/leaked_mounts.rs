@@ -36,7 +36,10 @@ impl Attack for LeakedMounts {
         Ok(if alive.is_empty() {
             Effect::Genuine("none of the stopped container's mounts is left".to_owned())
         } else {
-            Effect::Seen(format!("the stopped container's mounts are still there: {}", alive.join("; ")))
+            Effect::Seen(format!(
+                "the stopped container's mounts are still there: {}",
+                alive.join("; ")
+            ))
         })
     }
 

@@ -32,7 +32,11 @@ impl Env for Stub {
     }
 
     fn layer(&self, index: usize) -> Result<LayerFiles, AttackError> {
-        let erofs = self.layer.clone().filter(|_| index == 0).ok_or_else(|| no("have that layer"))?;
+        let erofs = self
+            .layer
+            .clone()
+            .filter(|_| index == 0)
+            .ok_or_else(|| no("have that layer"))?;
         let size = std::fs::metadata(&erofs).map_err(AttackError::env)?.len();
         Ok(LayerFiles {
             digest: "sha256:stub".to_owned(),

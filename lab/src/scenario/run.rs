@@ -376,14 +376,7 @@ mod tests {
             grounds: "nothing the container shows can tell".to_owned(),
             evidence: Evidence::default(),
         };
-        let cell = CellResult::observed(
-            Profile::Hardened,
-            Backend::Emulated,
-            expected,
-            observation,
-            0,
-            0,
-        );
+        let cell = CellResult::observed(Profile::Hardened, Backend::Emulated, expected, observation, 0, 0);
         assert_eq!(cell.verdict(), Verdict::Fail);
         let mut report = RunReport::new(HostInfo::probe(), Vec::new());
         report.scenarios.push(ScenarioResult {

@@ -43,9 +43,9 @@ use crate::convert::{self, ConvertError, VerityLayout};
 use crate::erofs::ReadError;
 use crate::mount::{self, MountError, RefusalKind, Trust};
 use crate::oci::Reference;
+use crate::oci::layout::LayoutError;
 use crate::oci::pull::{self, PullError, PullOptions};
 use crate::oci::reference::{self, RegistryRef};
-use crate::oci::layout::LayoutError;
 use crate::oci::registry::{ClientOptions, RegistryError};
 use crate::profile::{Backend, Profile};
 use crate::rootfs::{RootfsError, SnapshotError};
@@ -530,14 +530,14 @@ fn publish_and_pull(cell: &mut Cell<'_>, sandbox: &mut Sandbox, attack: &mut dyn
         .tag(&sandbox.name, descriptor.clone())
         .map_err(|e| harness(&e))?;
     let signature = match &source {
-        Reference::Registry(r) => match fetch_signature(&sandbox.store, r, &descriptor.digest, &options.client) {
-            Ok(found) => found,
-            Err(e) => {
-                // The node goes on without it: the hardened profile's check then finds the signature missing.
-                cell.step(Phase::Setup, "fetch the signature", false, e);
-                None
-            }
-        },
+        // A registry without a signature answers `None`; failing to ask is the harness's failure, never a
+        // missing signature for the hardened check to refuse.
+        Reference::Registry(r) => {
+            fetch_signature(&sandbox.store, r, &descriptor.digest, &options.client).map_err(|e| {
+                cell.step(Phase::Setup, "fetch the signature", false, e.clone());
+                Harness(format!("fetching the signature: {e}"))
+            })?
+        }
         _ => copy_signature(&publisher, &sandbox.store, &descriptor.digest).map_err(Harness)?,
     };
     cell.step(
@@ -628,7 +628,9 @@ fn pull_kind(e: &PullError) -> Option<ErrorKind> {
 /// refuses; `None` for anything else.
 fn convert_kind(e: &ConvertError) -> Option<ErrorKind> {
     match e {
-        ConvertError::LayerChanged { .. } | ConvertError::Store(StoreError::Verify(_)) => Some(ErrorKind::DigestMismatch),
+        ConvertError::LayerChanged { .. } | ConvertError::Store(StoreError::Verify(_)) => {
+            Some(ErrorKind::DigestMismatch)
+        }
         ConvertError::Erofs { .. } => Some(ErrorKind::MalformedImage),
         _ => None,
     }
@@ -808,7 +810,7 @@ fn read_all(cell: &mut Cell<'_>, sandbox: &Sandbox, action: &str) -> Result<(), 
 /// (in process, or `EIO` from the kernel), or the EROFS reader refusing its structures (its parser's error in
 /// process, `EFSCORRUPTED` from the kernel's EROFS or our FUSE rootfs). `None` for anything else (a dead FUSE
 /// server's `ENOTCONN`, `ENOENT`, `EACCES`, an I/O error of the plain file).
-pub(crate) fn snapshot_kind(e: &SnapshotError) -> Option<ErrorKind> {
+pub fn snapshot_kind(e: &SnapshotError) -> Option<ErrorKind> {
     match e {
         SnapshotError::Merged(RootfsError::Verification { .. }) => Some(ErrorKind::HashMismatch),
         SnapshotError::Merged(RootfsError::Layer { source, .. }) => match source {
@@ -832,7 +834,7 @@ fn host_kind(e: &io::Error) -> Option<ErrorKind> {
 
 /// The kind of an audit finding, by the name `veritylab check` gives it; a kind the runner cannot name is the
 /// harness's failure, never dropped.
-pub(crate) fn finding_kind(kind: &str) -> Result<FindingKind, String> {
+pub fn finding_kind(kind: &str) -> Result<FindingKind, String> {
     serde_json::from_value::<FindingKind>(serde_json::Value::String(kind.to_owned()))
         .map_err(|_| format!("the audit reported a finding of kind {kind:?}, which no scenario can name"))
 }
@@ -869,7 +871,12 @@ fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) -> Resul
     let trusted = sandbox.trusted();
     let record = mount::record::find(&sandbox.store, &mounted.target)
         .map_err(|e| Harness(format!("mount audit: reading the mount's record: {e}")))?
-        .ok_or_else(|| Harness(format!("mount audit: no record of the mount at {}", mounted.target.display())))?;
+        .ok_or_else(|| {
+            Harness(format!(
+                "mount audit: no record of the mount at {}",
+                mounted.target.display()
+            ))
+        })?;
     let report = audit::audit_record(&record, &trusted);
     for f in &report.findings {
         let kind = finding_kind(f.kind()).map_err(|e| {
@@ -927,7 +934,11 @@ fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) -> Resul
 
     let cleaned = mount::cleanup::cleanup(&sandbox.store).map_err(|e| fail(cell, "cleanup helper", e.to_string()))?;
     for c in &cleaned {
-        cell.finding(FindingKind::LeakedMount, None, format!("veritylab cleanup: {}", c.summary()));
+        cell.finding(
+            FindingKind::LeakedMount,
+            None,
+            format!("veritylab cleanup: {}", c.summary()),
+        );
     }
     cell.step(
         Phase::Observe,
@@ -942,12 +953,14 @@ fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) -> Resul
 fn teardown(cell: &mut Cell<'_>, mut sandbox: Sandbox) -> Result<(), Harness> {
     let root = sandbox.dir.path().to_owned();
     sandbox.container = None;
+    // Teardown goes on past a failed step (so nothing stays behind), and the first failure fails the cell.
+    let mut failed: Option<Harness> = None;
     // Whatever an attack left of a stopped container goes first, whether or not its revert ran.
     if !sandbox.leaked.is_empty()
         && let Err(e) = attacks::Env::release_leaks(&mut sandbox)
     {
         cell.step(Phase::Revert, "release leaked mounts", false, e.to_string());
-        return Err(Harness(format!("releasing leaked mounts: {e}")));
+        failed.get_or_insert(Harness(format!("releasing leaked mounts: {e}")));
     }
     if let Some((_, record)) = sandbox.mounted.take() {
         if cell.options.hooks.leak_mount {
@@ -957,8 +970,12 @@ fn teardown(cell: &mut Cell<'_>, mut sandbox: Sandbox) -> Result<(), Harness> {
                 Ok(report) if report.leftovers.is_empty() => cell.step(Phase::Revert, "umount", true, ""),
                 Ok(report) => {
                     cell.step(Phase::Revert, "umount", false, report.leftovers.join("; "));
+                    failed.get_or_insert(Harness(format!("umount left {}", report.leftovers.join("; "))));
                 }
-                Err(e) => cell.step(Phase::Revert, "umount", false, e.to_string()),
+                Err(e) => {
+                    cell.step(Phase::Revert, "umount", false, e.to_string());
+                    failed.get_or_insert(Harness(format!("umount: {e}")));
+                }
             }
         }
     }
@@ -988,6 +1005,9 @@ fn teardown(cell: &mut Cell<'_>, mut sandbox: Sandbox) -> Result<(), Harness> {
     if root.exists() {
         return Err(Harness(format!("the sandbox {} is still there", root.display())));
     }
+    if let Some(failure) = failed {
+        return Err(failure);
+    }
     cell.step(
         Phase::LeakCheck,
         "leak check",
@@ -1001,10 +1021,13 @@ fn teardown(cell: &mut Cell<'_>, mut sandbox: Sandbox) -> Result<(), Harness> {
 /// backed by its files, processes naming it.
 fn leak_check(sandbox: &Sandbox, root: &Path) -> Vec<String> {
     let mut leaks = Vec::new();
-    if let Ok(records) = mount::list(&sandbox.store) {
-        for r in records {
-            leaks.push(format!("mount record {} at {}", r.id, r.target.display()));
+    match mount::list(&sandbox.store) {
+        Ok(records) => {
+            for r in records {
+                leaks.push(format!("mount record {} at {}", r.id, r.target.display()));
+            }
         }
+        Err(e) => leaks.push(format!("the mount records cannot be listed: {e}")),
     }
     let root_text = root.display().to_string();
     let pids: Vec<String> = fs::read_dir("/proc")

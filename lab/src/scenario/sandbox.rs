@@ -745,7 +745,10 @@ impl attacks::Env for Sandbox {
     }
 
     fn mount_at(&self, path: &str) -> Result<Option<String>, AttackError> {
-        let (_, record) = self.mounted.as_ref().ok_or_else(|| AttackError::env("nothing is mounted"))?;
+        let (_, record) = self
+            .mounted
+            .as_ref()
+            .ok_or_else(|| AttackError::env("nothing is mounted"))?;
         if path.is_empty() {
             return Ok(None);
         }
@@ -1009,7 +1012,10 @@ impl attacks::Env for Sandbox {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        Ok(format!("stopped {} container(s) whose mounts stay: {text}", self.leaked.len()))
+        Ok(format!(
+            "stopped {} container(s) whose mounts stay: {text}",
+            self.leaked.len()
+        ))
     }
 
     fn leaks_alive(&self) -> Result<Vec<String>, AttackError> {
@@ -1032,7 +1038,11 @@ impl attacks::Env for Sandbox {
                         .map_err(env_err("mount records"))?
                         .is_some()
                     {
-                        alive.push(format!("the mount {} at {} is still recorded", leak.id, leak.target.display()));
+                        alive.push(format!(
+                            "the mount {} at {} is still recorded",
+                            leak.id,
+                            leak.target.display()
+                        ));
                     }
                 }
             }
@@ -1075,7 +1085,9 @@ fn stop_emulated(mut record: Record) -> Result<(), AttackError> {
 /// namespace, then the holder is killed (no teardown), so the namespace and every mount in it stay alive,
 /// held by that process alone. Returns the process.
 fn stop_leaving_a_squatter(record: &Record) -> Result<std::process::Child, AttackError> {
-    let holder = record.holder.ok_or_else(|| AttackError::env("the leaked mount has no holder"))?;
+    let holder = record
+        .holder
+        .ok_or_else(|| AttackError::env("the leaked mount has no holder"))?;
     let namespace = record
         .namespace
         .clone()
@@ -1095,7 +1107,9 @@ fn stop_leaving_a_squatter(record: &Record) -> Result<std::process::Child, Attac
     if !wait_for(entered) {
         let _ = child.kill();
         let _ = child.wait();
-        return Err(AttackError::env(format!("pid {pid} did not enter the namespace {namespace}")));
+        return Err(AttackError::env(format!(
+            "pid {pid} did not enter the namespace {namespace}"
+        )));
     }
     let killed = rustix::process::Pid::from_raw(i32::try_from(holder).unwrap_or(0))
         .ok_or_else(|| AttackError::env("no holder pid"))
@@ -1129,7 +1143,7 @@ fn wait_for(mut done: impl FnMut() -> bool) -> bool {
 
 /// A verified device's refusal of a read, by its typed error: past its end is the bounds check, a block that
 /// fails verification (or a device halted by one) is a hash mismatch, anything else the harness's.
-fn device_refusal(index: usize, offset: u64, e: verity_fuse::VerityError) -> AttackError {
+pub fn device_refusal(index: usize, offset: u64, e: verity_fuse::VerityError) -> AttackError {
     use verity_fuse::VerityError as V;
     let message = format!("reading the verified device of layer {index} at {offset}: {e}");
     match e {
