@@ -780,10 +780,9 @@ impl attacks::Env for Sandbox {
                 let described = record
                     .holder
                     .and_then(|pid| crate::mountinfo::read(pid).ok())
+                    .unwrap_or_default()
                     .into_iter()
-                    .flatten()
-                    .filter(|m| m.mount_point == at)
-                    .last()
+                    .rfind(|m| m.mount_point == at)
                     .map(|m| format!("{} {:?}", m.fs_type.to_string_lossy(), m.source.to_string_lossy()));
                 Ok(Some(format!(
                     "{} on device {device}",
