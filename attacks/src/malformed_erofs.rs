@@ -134,18 +134,15 @@ impl Attack for MalformedErofs {
         ))
     }
 
-    /// The attacker wants the crafted structures accepted: the container's rootfs is served over the crafted
-    /// layer without the reader refusing it (the runner has just read the whole rootfs).
-    fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
-        let Some(index) = self.crafted else {
-            return Ok(Effect::Unobservable("no layer was crafted".to_owned()));
-        };
-        Ok(match env.mount_at("")? {
-            None => Effect::Seen(format!(
-                "the container's rootfs is served over the crafted layer {index} ({})",
+    /// The attacker wants the crafted structures accepted: the container's rootfs served over the crafted layer.
+    /// The runner has just read the whole rootfs: a reader that refused the layer has already blocked the cell.
+    fn observe(&mut self, _env: &mut dyn Env) -> Result<Effect, AttackError> {
+        Ok(match self.crafted {
+            Some(index) => Effect::Seen(format!(
+                "the container's rootfs includes the crafted layer {index} ({})",
                 self.field
             )),
-            Some(other) => Effect::Genuine(format!("the container's root is {other}, not the image")),
+            None => Effect::Unobservable("no layer was crafted".to_owned()),
         })
     }
 }
