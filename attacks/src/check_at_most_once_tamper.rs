@@ -8,6 +8,7 @@ use crate::{Attack, AttackError, Effect, Env, Params, Stage, flip_byte};
 pub struct CheckAtMostOnceTamper {
     layer: Option<usize>,
     path: String,
+    flipped: Option<u8>,
 }
 
 impl CheckAtMostOnceTamper {
@@ -16,6 +17,7 @@ impl CheckAtMostOnceTamper {
         Ok(Self {
             layer: params.layer(),
             path: params.required("path")?,
+            flipped: None,
         })
     }
 }
@@ -39,9 +41,10 @@ impl Attack for CheckAtMostOnceTamper {
         let layer = env.layer(index)?;
         let at = env.file_offset(index, &self.path)?;
         let (old, new) = flip_byte(&layer.erofs, at)?;
-        env.drop_caches();
+        self.flipped = Some(new);
+        let dropped = env.drop_caches()?;
         Ok(format!(
-            "after the first read, flipped byte {at} of {} (start of {}): {old:#04x} -> {new:#04x}; caches dropped",
+            "after the first read, flipped byte {at} of {} (start of {}): {old:#04x} -> {new:#04x}; {dropped}",
             layer.erofs.display(),
             self.path
         ))
@@ -49,13 +52,15 @@ impl Attack for CheckAtMostOnceTamper {
 
     fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
         let seen = env.read_in_container(&self.path)?;
-        Ok(Effect {
-            took_effect: true,
-            detail: format!(
-                "the container reads /{} again: {:?}",
-                self.path,
-                String::from_utf8_lossy(&seen)
-            ),
+        let detail = format!(
+            "the container reads /{} again: {:?}",
+            self.path,
+            String::from_utf8_lossy(&seen)
+        );
+        Ok(match (self.flipped, seen.first()) {
+            (Some(new), Some(&first)) if first == new => Effect::Seen(format!("{detail} (the flipped first byte)")),
+            (Some(_), _) => Effect::Genuine(format!("{detail} (not the flipped first byte)")),
+            (None, _) => Effect::Unobservable("no byte was flipped".to_owned()),
         })
     }
 }

@@ -37,10 +37,10 @@ impl Attack for CorruptionThenRestore {
         let genuine = env.read_in_container(&self.path)?;
         let at = env.file_offset(index, &self.path)?;
         let (old, new) = flip_byte(&layer.erofs, at)?;
-        env.drop_caches();
+        env.drop_caches()?;
         let read = env.read_in_container(&self.path);
         flip_byte(&layer.erofs, at)?;
-        env.drop_caches();
+        env.drop_caches()?;
         let seen = match read {
             Ok(seen) => {
                 self.reached = seen != genuine;
@@ -62,14 +62,16 @@ impl Attack for CorruptionThenRestore {
 
     fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
         let seen = env.read_in_container(&self.path)?;
-        Ok(Effect {
-            took_effect: self.reached,
-            detail: format!(
-                "the tampered bytes {} the container; /{} now reads {} genuine bytes again",
-                if self.reached { "reached" } else { "never reached" },
-                self.path,
-                seen.len()
-            ),
+        let detail = format!(
+            "the tampered bytes {} the container while they were on disk; /{} now reads {} genuine bytes again",
+            if self.reached { "reached" } else { "never reached" },
+            self.path,
+            seen.len()
+        );
+        Ok(if self.reached {
+            Effect::Seen(detail)
+        } else {
+            Effect::Genuine(detail)
         })
     }
 }

@@ -11,7 +11,8 @@ use crate::AttackError;
 pub enum Refusal {
     /// A write failed because the filesystem is read-only.
     ReadOnly,
-    /// A read past the end of the verified device.
+    /// A read past the end of the verified device (its bounds check: the device ends where the tree's data
+    /// blocks end).
     OutOfRange,
     /// A block failed verification on read.
     HashMismatch,
@@ -111,8 +112,13 @@ pub trait Env {
     /// Deletes every signature of the image (cosign objects, or the embedded delivery-kit signature).
     fn remove_signatures(&mut self) -> Result<String, AttackError>;
 
-    /// Re-signs the image with a fresh key the node does not trust, replacing its signatures.
-    fn sign_with_other_key(&mut self) -> Result<String, AttackError>;
+    /// Replaces the image on the node with a modified copy (the file at `path` given `content` by an added top
+    /// layer), unsigned.
+    fn modify_image(&mut self, path: &str, content: &[u8]) -> Result<String, AttackError>;
+
+    /// Replaces the image with a modified copy ([`Env::modify_image`] of `path` and `content`) signed with a
+    /// fresh key the node does not trust.
+    fn sign_with_other_key(&mut self, path: &str, content: &[u8]) -> Result<String, AttackError>;
 
     /// The file holding blob `digest` in the registry's storage (only for [`crate::Stage::Registry`]).
     fn registry_blob(&self, digest: &str) -> Result<PathBuf, AttackError>;
@@ -123,16 +129,22 @@ pub trait Env {
     /// Publishes an attacker's image (layer `index` trojaned, unsigned) and points the node's `tag` at it.
     fn move_tag(&mut self, tag: &str) -> Result<String, AttackError>;
 
-    /// Replaces the image with an older, correctly signed build of the same repository; `within_window`
-    /// chooses a build time still at or above the policy's minimum.
+    /// Replaces the image with an older, correctly signed build of the same repository, whose
+    /// [`crate::rollback::VERSION_FILE`] reads [`crate::rollback::OLDER_VERSION`]; `within_window` chooses a
+    /// build time still at or above the policy's minimum.
     fn serve_older(&mut self, within_window: bool) -> Result<String, AttackError>;
 
     /// Replaces the image with one assembled from its layers and `foreign` top layers of a second, correctly
-    /// signed image (no signature covers the mix).
+    /// signed image (no signature covers the mix); each layer of the second image has
+    /// [`crate::mixed_layers::FOREIGN_FILE`] reading [`crate::mixed_layers::FOREIGN_CONTENT`].
     fn mix_layers(&mut self, foreign: usize) -> Result<String, AttackError>;
 
     /// Mounts `kind` at `path` inside the container's mount namespace.
     fn add_mount(&mut self, path: &str, kind: MountKind) -> Result<String, AttackError>;
+
+    /// What covers `path` in the container's mount table when it is not the rootfs itself (a device number
+    /// and filesystem), as the container sees it; `None` when `path` is on the rootfs.
+    fn mount_at(&self, path: &str) -> Result<Option<String>, AttackError>;
 
     /// Removes what [`Env::add_mount`] mounted at `path`.
     fn remove_mount(&mut self, path: &str) -> Result<(), AttackError>;
@@ -152,8 +164,8 @@ pub trait Env {
     /// Opens the verified devices with `check_at_most_once` (before the mount).
     fn set_check_at_most_once(&mut self);
 
-    /// Drops the container's cached pages and hash blocks, as memory pressure would.
-    fn drop_caches(&mut self);
+    /// Drops the container's cached pages and hash blocks, as memory pressure would; says what was dropped.
+    fn drop_caches(&mut self) -> Result<String, AttackError>;
 
     /// The pinned standard-mountpoints layer's file, present only for profiles that use it.
     fn pinned_layer(&self) -> Option<PathBuf>;
@@ -164,6 +176,9 @@ pub trait Env {
     /// Leaves `count` mounts of the stopped container alive (a process keeping its namespace, or a record
     /// nobody removed).
     fn leak_mounts(&mut self, count: u64) -> Result<String, AttackError>;
+
+    /// The mounts [`Env::leak_mounts`] left that are still there, one line each (where, held by what).
+    fn leaks_alive(&self) -> Result<Vec<String>, AttackError>;
 
     /// Releases whatever [`Env::leak_mounts`] left behind that is still there.
     fn release_leaks(&mut self) -> Result<(), AttackError>;

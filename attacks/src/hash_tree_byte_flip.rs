@@ -1,6 +1,6 @@
 //! `hash-tree-byte-flip`: one byte flipped in a layer's dm-verity hash tree.
 
-use crate::{Attack, AttackError, Env, Params, Stage, flip_byte};
+use crate::{Attack, AttackError, Effect, Env, Params, Stage, flip_byte};
 
 /// The attack.
 #[derive(Debug, Clone)]
@@ -8,6 +8,7 @@ pub struct HashTreeByteFlip {
     layer: Option<usize>,
     level: u64,
     offset: u64,
+    damaged: Option<(usize, u64)>,
 }
 
 impl HashTreeByteFlip {
@@ -17,6 +18,7 @@ impl HashTreeByteFlip {
             layer: params.layer(),
             level: params.integer("level").unwrap_or(0),
             offset: params.integer("offset").unwrap_or(0),
+            damaged: None,
         }
     }
 }
@@ -43,11 +45,26 @@ impl Attack for HashTreeByteFlip {
             })?;
         let at = start + self.offset;
         let (old, new) = flip_byte(&layer.erofs, at)?;
+        self.damaged = Some((index, layer.data_size));
         Ok(format!(
             "flipped byte {} of tree level {} in {} (file offset {at}): {old:#04x} -> {new:#04x}",
             self.offset,
             self.level,
             layer.erofs.display()
         ))
+    }
+
+    /// The attacker wants the damaged tree accepted: the container reading every data block of the layer
+    /// through its device without an error.
+    fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
+        let Some((index, size)) = self.damaged else {
+            return Ok(Effect::Unobservable("no tree byte was flipped".to_owned()));
+        };
+        let len = usize::try_from(size).map_err(AttackError::env)?;
+        let read = env.read_device(index, 0, len)?;
+        Ok(Effect::Seen(format!(
+            "the container's device of layer {index} served all {} bytes under the damaged tree",
+            read.len()
+        )))
     }
 }

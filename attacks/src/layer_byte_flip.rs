@@ -8,6 +8,7 @@ pub struct LayerByteFlip {
     layer: Option<usize>,
     path: String,
     offset: u64,
+    flipped: Option<u8>,
 }
 
 impl LayerByteFlip {
@@ -17,6 +18,7 @@ impl LayerByteFlip {
             layer: params.layer(),
             path: params.required("path")?,
             offset: params.integer("offset").unwrap_or(0),
+            flipped: None,
         })
     }
 }
@@ -35,6 +37,7 @@ impl Attack for LayerByteFlip {
         let layer = env.layer(index)?;
         let at = env.file_offset(index, &self.path)? + self.offset;
         let (old, new) = flip_byte(&layer.erofs, at)?;
+        self.flipped = Some(new);
         Ok(format!(
             "flipped byte {at} of {} ({} + {}): {old:#04x} -> {new:#04x}",
             layer.erofs.display(),
@@ -45,9 +48,18 @@ impl Attack for LayerByteFlip {
 
     fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
         let seen = env.read_in_container(&self.path)?;
-        Ok(Effect {
-            took_effect: true,
-            detail: format!("the container reads /{} ({} bytes)", self.path, seen.len()),
+        let at = usize::try_from(self.offset).unwrap_or(usize::MAX);
+        let byte = seen.get(at).copied();
+        let detail = format!(
+            "the container reads /{} ({} bytes), byte {at} is {}",
+            self.path,
+            seen.len(),
+            byte.map_or_else(|| "missing".to_owned(), |b| format!("{b:#04x}"))
+        );
+        Ok(match self.flipped {
+            Some(new) if byte == Some(new) => Effect::Seen(format!("{detail}: the flipped byte")),
+            Some(_) => Effect::Genuine(format!("{detail}: not the flipped byte")),
+            None => Effect::Unobservable("no byte was flipped".to_owned()),
         })
     }
 }

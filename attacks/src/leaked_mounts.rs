@@ -1,6 +1,6 @@
 //! `leaked-mounts`: a process kept in a stopped container's mount namespace, so its mounts stay pinned.
 
-use crate::{Attack, AttackError, Env, Params, Stage};
+use crate::{Attack, AttackError, Effect, Env, Params, Stage};
 
 /// The attack.
 #[derive(Debug, Clone)]
@@ -28,6 +28,19 @@ impl Attack for LeakedMounts {
 
     fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
         env.leak_mounts(self.count)
+    }
+
+    /// The attacker wants the stopped container's mounts to stay: still there when the container looked.
+    fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
+        let alive = env.leaks_alive()?;
+        Ok(if alive.is_empty() {
+            Effect::Genuine("none of the stopped container's mounts is left".to_owned())
+        } else {
+            Effect::Seen(format!(
+                "the stopped container's mounts are still there: {}",
+                alive.join("; ")
+            ))
+        })
     }
 
     fn revert(&mut self, env: &mut dyn Env) -> Result<(), AttackError> {

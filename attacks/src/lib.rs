@@ -8,6 +8,25 @@
 //! [`Env`] trait the lab implements for one sandboxed run.
 //!
 //! - [`create`] builds an attack by its catalogue name (the names the lab's scenario files use).
+//!
+//! # The observed-effect contract
+//!
+//! A verdict is only as good as its evidence, so no attack may assume it worked. [`Attack::observe`] is
+//! mandatory and returns an [`Effect`] looked at from the container's side, through [`Env`]'s container
+//! methods ([`Env::read_in_container`], [`Env::mount_at`], [`Env::leaks_alive`], [`Env::read_device`]):
+//!
+//! - [`Effect::Seen`]: the container shows the attacker's change (the trojaned bytes, the older version, a
+//!   foreign mount over the path); with no refusal and no finding the cell is `undetected`, and the report
+//!   quotes this text as the observation;
+//! - [`Effect::Genuine`]: the container shows the genuine content; with no refusal the cell is `blocked`;
+//! - [`Effect::Unobservable`]: nothing the container shows can tell; the cell is `inconclusive` and the run
+//!   fails.
+//!
+//! Refusals the attacker meets are [`AttackError::Refused`] with the typed [`Refusal`] the lab raised (a
+//! read-only filesystem, a read past the verified device, a block that failed verification): an attack never
+//! invents one. Anything else that fails is [`AttackError::Env`], and the cell ends in `error`. Porting an
+//! attack onto the contract: say what the attacker wants the container to see (keep it in the attack's
+//! state from `detonate`), read it back in `observe`, and compare.
 //! - [`tamper`]: wrappers over [`verity_fuse::ReadAt`] that change bytes as an attacker on the node disk
 //!   would, so the verifier sees exactly what a tampered file would show it.
 #![forbid(unsafe_code)]
@@ -32,6 +51,8 @@ pub mod rollback;
 pub mod root_hash_annotation;
 pub mod signature_other_key;
 pub mod signature_stripped;
+#[cfg(test)]
+mod stub;
 pub mod tag_moved_after_verify;
 pub mod tamper;
 pub mod unverified_tail;
@@ -108,29 +129,42 @@ impl AttackError {
     }
 }
 
-/// What the attacker sees after the container read its files.
+/// What the container shows of an attack: the observation a verdict of `undetected` rests on.
+///
+/// Every attack says, in [`Attack::observe`], what the container would see if the attack worked (a planted
+/// file, changed bytes, an older version, a mount over a path) and looks for exactly that from the container's
+/// side. The runner reports `undetected` only on [`Effect::Seen`]; [`Effect::Genuine`] with no refusal is
+/// `blocked`; [`Effect::Unobservable`] makes the cell `inconclusive`, which fails the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Effect {
-    /// Whether the attacker's change reached the container (`false`: it runs the genuine content).
-    pub took_effect: bool,
-    /// What was seen.
-    pub detail: String,
+pub enum Effect {
+    /// The container sees the attacker's change; the text says what was seen.
+    Seen(String),
+    /// The container sees the genuine content; the text says what was seen.
+    Genuine(String),
+    /// The effect cannot be observed from the container; the text says why.
+    Unobservable(String),
 }
 
 impl Effect {
-    /// An attack whose effect is not checked separately: the lab's evidence decides.
-    pub fn assumed() -> Self {
-        Self {
-            took_effect: true,
-            detail: "no separate check of the effect".to_owned(),
+    /// The container reads `seen` at `path`, and the attacker wanted `wanted` there.
+    pub fn read(path: &str, seen: &[u8], wanted: &[u8]) -> Self {
+        let detail = format!("the container reads /{path}: {:?}", String::from_utf8_lossy(seen));
+        if seen == wanted {
+            Effect::Seen(detail)
+        } else {
+            Effect::Genuine(detail)
         }
     }
 
-    /// The container reads `seen` at `path`, and the attacker wanted `wanted` there.
-    pub fn read(path: &str, seen: &[u8], wanted: &[u8]) -> Self {
-        Self {
-            took_effect: seen == wanted,
-            detail: format!("the container reads /{path}: {:?}", String::from_utf8_lossy(seen)),
+    /// Whether the attacker's change reached the container.
+    pub fn took_effect(&self) -> bool {
+        matches!(self, Effect::Seen(_))
+    }
+
+    /// What was seen, or why nothing could be.
+    pub fn detail(&self) -> &str {
+        match self {
+            Effect::Seen(d) | Effect::Genuine(d) | Effect::Unobservable(d) => d,
         }
     }
 }
@@ -151,11 +185,9 @@ pub trait Attack {
     /// The attack itself, at [`Attack::stage`]; returns what was done.
     fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError>;
 
-    /// After the container read its files: what the attacker sees of the result (e.g. the file as the
-    /// container reads it now). Errors here are refusals the attacker met.
-    fn observe(&mut self, _env: &mut dyn Env) -> Result<Effect, AttackError> {
-        Ok(Effect::assumed())
-    }
+    /// After the container read its files: what the container shows of the attack, looked at from its side
+    /// (see [`Effect`]). Every attack implements it; errors here are refusals the attacker met.
+    fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError>;
 
     /// Undoes what the lab's teardown would not (mounts added inside the namespace, processes left behind).
     fn revert(&mut self, _env: &mut dyn Env) -> Result<(), AttackError> {
@@ -275,6 +307,56 @@ mod tests {
         assert_eq!(flip_byte(&file, 1).unwrap(), (2, !2));
         assert_eq!(std::fs::read(&file).unwrap(), [1, !2, 3]);
         assert!(flip_byte(&file, 9).is_err());
+    }
+
+    #[test]
+    fn upperdir_write_without_upperdir_reports_a_write_that_succeeded_as_such() {
+        let params = with(&[("path", Param::String("bin/app".to_owned()))]);
+        let mut lab = stub::Stub::default();
+        let mut attack = create("upperdir-write", &params).unwrap();
+        let done = attack.detonate(&mut lab);
+        assert!(
+            !matches!(done, Err(AttackError::Refused { .. })),
+            "a write that succeeded is no refusal: {done:?}"
+        );
+        assert_eq!(lab.files["bin/app"], TROJAN.as_bytes());
+        let effect = attack.observe(&mut lab).unwrap();
+        assert!(effect.took_effect(), "{effect:?}");
+
+        let mut read_only = stub::Stub {
+            read_only: true,
+            ..stub::Stub::default()
+        };
+        let mut attack = create("upperdir-write", &params).unwrap();
+        assert!(matches!(
+            attack.detonate(&mut read_only),
+            Err(AttackError::Refused {
+                kind: Refusal::ReadOnly,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn check_at_most_once_tamper_sees_whether_the_container_reads_the_flipped_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = dir.path().join("layer.erofs");
+        std::fs::write(&layer, b"....#!/bin/sh\n....").unwrap();
+        let params = with(&[("path", Param::String("bin/app".to_owned()))]);
+        for reads_through in [true, false] {
+            std::fs::write(&layer, b"....#!/bin/sh\n....").unwrap();
+            let mut lab = stub::Stub {
+                layer: Some(layer.clone()),
+                offsets: [("bin/app".to_owned(), 4)].into(),
+                files: [("bin/app".to_owned(), b"#!/bin/sh\n".to_vec())].into(),
+                reads_through,
+                ..stub::Stub::default()
+            };
+            let mut attack = create("check-at-most-once-tamper", &params).unwrap();
+            attack.detonate(&mut lab).unwrap();
+            let effect = attack.observe(&mut lab).unwrap();
+            assert_eq!(effect.took_effect(), reads_through, "{effect:?}");
+        }
     }
 
     #[test]

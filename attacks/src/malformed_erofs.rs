@@ -7,7 +7,7 @@
 //! `i_xattr_icount` at +2, `i_size` at +8, the data block address at +16, the data layout in bits 1..3),
 //! directory entries of 12 bytes (`nameoff` at +8).
 
-use crate::{Attack, AttackError, Env, Params, Stage};
+use crate::{Attack, AttackError, Effect, Env, Params, Stage};
 
 const SUPERBLOCK: usize = 1024;
 const FLAT_INLINE: u16 = 2;
@@ -17,6 +17,7 @@ const FLAT_INLINE: u16 = 2;
 pub struct MalformedErofs {
     field: String,
     layer: Option<usize>,
+    crafted: Option<usize>,
 }
 
 impl MalformedErofs {
@@ -25,6 +26,7 @@ impl MalformedErofs {
         Ok(Self {
             field: params.string("field").unwrap_or("dirent-nameoff").to_owned(),
             layer: params.layer(),
+            crafted: None,
         })
     }
 }
@@ -125,9 +127,22 @@ impl Attack for MalformedErofs {
         std::fs::copy(&crafted.erofs, &layer.erofs)
             .map_err(|e| AttackError::env(format!("copying over {}: {e}", layer.erofs.display())))?;
         env.rewrite_local_metadata(index, &crafted)?;
+        self.crafted = Some(index);
         Ok(format!(
             "layer {index}: {what}; new tree and local metadata (root hash {})",
             crafted.root_hash
         ))
+    }
+
+    /// The attacker wants the crafted structures accepted: the container's rootfs served over the crafted layer.
+    /// The runner has just read the whole rootfs: a reader that refused the layer has already blocked the cell.
+    fn observe(&mut self, _env: &mut dyn Env) -> Result<Effect, AttackError> {
+        Ok(match self.crafted {
+            Some(index) => Effect::Seen(format!(
+                "the container's rootfs includes the crafted layer {index} ({})",
+                self.field
+            )),
+            None => Effect::Unobservable("no layer was crafted".to_owned()),
+        })
     }
 }

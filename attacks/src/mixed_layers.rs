@@ -1,6 +1,11 @@
 //! `mixed-layers`: an image assembled from the layers of two correctly signed images.
 
-use crate::{Attack, AttackError, Env, Params, Stage};
+use crate::{Attack, AttackError, Effect, Env, Params, Stage};
+
+/// The file every layer of the second image carries.
+pub const FOREIGN_FILE: &str = "etc/build";
+/// Its content.
+pub const FOREIGN_CONTENT: &str = "second image\n";
 
 /// The attack.
 #[derive(Debug, Clone)]
@@ -30,5 +35,10 @@ impl Attack for MixedLayers {
 
     fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
         env.mix_layers(self.foreign)
+    }
+
+    fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
+        let seen = env.read_in_container(FOREIGN_FILE)?;
+        Ok(Effect::read(FOREIGN_FILE, &seen, FOREIGN_CONTENT.as_bytes()))
     }
 }

@@ -3,7 +3,7 @@
 //! [`AddedMount`] is also the `extra-mount` attack: both add one mount in the container and take it away on
 //! revert; they differ in where it goes and what is mounted.
 
-use crate::{Attack, AttackError, Env, MountKind, Params, Stage};
+use crate::{Attack, AttackError, Effect, Env, MountKind, Params, Stage};
 
 /// A mount added inside the running container.
 #[derive(Debug, Clone)]
@@ -48,6 +48,13 @@ impl Attack for AddedMount {
         let done = env.add_mount(&self.path, self.kind)?;
         self.mounted = true;
         Ok(done)
+    }
+
+    fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
+        Ok(match env.mount_at(&self.path)? {
+            Some(what) => Effect::Seen(format!("the container sees {what} mounted over /{}", self.path)),
+            None => Effect::Genuine(format!("the container sees /{} on its rootfs", self.path)),
+        })
     }
 
     fn revert(&mut self, env: &mut dyn Env) -> Result<(), AttackError> {

@@ -1,6 +1,9 @@
 //! `pinned-layer-replace`: the pinned standard-mountpoints layer replaced by one that changes a file.
 
-use crate::{Attack, AttackError, Env, Params, Stage};
+use crate::{Attack, AttackError, Effect, Env, Params, Stage};
+
+/// The attacker's resolver, written into the replacement layer.
+const RESOLVER: &str = "nameserver 203.0.113.66\n";
 
 /// The attack.
 #[derive(Debug, Clone)]
@@ -27,6 +30,11 @@ impl Attack for PinnedLayerReplace {
     }
 
     fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
-        env.replace_pinned(&self.path, b"nameserver 203.0.113.66\n")
+        env.replace_pinned(&self.path, RESOLVER.as_bytes())
+    }
+
+    fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
+        let seen = env.read_in_container(&self.path)?;
+        Ok(Effect::read(&self.path, &seen, RESOLVER.as_bytes()))
     }
 }

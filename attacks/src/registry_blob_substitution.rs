@@ -1,6 +1,6 @@
 //! `registry-blob-substitution`: the registry serves other bytes for a blob than its digest names.
 
-use crate::{Attack, AttackError, Env, Params, Stage};
+use crate::{Attack, AttackError, Effect, Env, Params, Stage};
 
 /// The attack.
 #[derive(Debug, Clone)]
@@ -49,6 +49,14 @@ impl Attack for RegistryBlobSubstitution {
         Ok(format!(
             "the registry now serves other bytes (same size) for {digest}, stored at {}",
             path.display()
+        ))
+    }
+
+    /// One byte flipped in the middle of a compressed or tar stream has no file the container could be
+    /// checked for: only the pull's refusal can settle this attack.
+    fn observe(&mut self, _env: &mut dyn Env) -> Result<Effect, AttackError> {
+        Ok(Effect::Unobservable(
+            "a substituted blob changes no file the container could be checked for".to_owned(),
         ))
     }
 }

@@ -1,6 +1,11 @@
 //! `rollback`: an older, correctly signed image of the same repository served instead of the current one.
 
-use crate::{Attack, AttackError, Env, Params, Stage};
+use crate::{Attack, AttackError, Effect, Env, Params, Stage};
+
+/// The file whose content tells the older build from the current one.
+pub const VERSION_FILE: &str = "etc/version";
+/// What [`VERSION_FILE`] reads in the older build.
+pub const OLDER_VERSION: &str = "1.0 (vulnerable)\n";
 
 /// The attack.
 #[derive(Debug, Clone)]
@@ -28,5 +33,10 @@ impl Attack for Rollback {
 
     fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
         env.serve_older(self.within_window)
+    }
+
+    fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
+        let seen = env.read_in_container(VERSION_FILE)?;
+        Ok(Effect::read(VERSION_FILE, &seen, OLDER_VERSION.as_bytes()))
     }
 }

@@ -1,7 +1,7 @@
 //! `root-hash-annotation`: a layer descriptor's root-hash annotation changed in the stored manifest, the
 //! original signature kept.
 
-use crate::{Attack, AttackError, Env, Params, Stage};
+use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN};
 
 /// The annotation keys that carry a layer's root hash, in either scheme.
 const KEYS: &[&str] = &[
@@ -62,5 +62,12 @@ impl Attack for RootHashAnnotation {
             "layer {index}: {key} {} -> {new}; the manifest is now {digest}, the original signature kept",
             old.and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
         ))
+    }
+
+    /// The forged root hash is that of a copy of the layer with a trojaned `bin/app`: the attacker wants the
+    /// container to run it.
+    fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
+        let seen = env.read_in_container("bin/app")?;
+        Ok(Effect::read("bin/app", &seen, TROJAN.as_bytes()))
     }
 }

@@ -1,6 +1,6 @@
-//! `signature-other-key`: the image re-signed with a key the node does not trust.
+//! `signature-other-key`: a modified image signed with a key the node does not trust.
 
-use crate::{Attack, AttackError, Env, Stage};
+use crate::{Attack, AttackError, Effect, Env, Stage, TROJAN};
 
 /// The attack.
 #[derive(Debug, Clone, Copy)]
@@ -16,6 +16,11 @@ impl Attack for SignatureOtherKey {
     }
 
     fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
-        env.sign_with_other_key()
+        env.sign_with_other_key("bin/app", TROJAN.as_bytes())
+    }
+
+    fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
+        let seen = env.read_in_container("bin/app")?;
+        Ok(Effect::read("bin/app", &seen, TROJAN.as_bytes()))
     }
 }

@@ -1,6 +1,6 @@
-//! `signature-stripped`: the image's signature deleted.
+//! `signature-stripped`: a modified image served with no signature at all.
 
-use crate::{Attack, AttackError, Env, Stage};
+use crate::{Attack, AttackError, Effect, Env, Stage, TROJAN};
 
 /// The attack.
 #[derive(Debug, Clone, Copy)]
@@ -16,6 +16,13 @@ impl Attack for SignatureStripped {
     }
 
     fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
-        env.remove_signatures()
+        let removed = env.remove_signatures()?;
+        let modified = env.modify_image("bin/app", TROJAN.as_bytes())?;
+        Ok(format!("{removed}; {modified}"))
+    }
+
+    fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
+        let seen = env.read_in_container("bin/app")?;
+        Ok(Effect::read("bin/app", &seen, TROJAN.as_bytes()))
     }
 }

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::{Attack, AttackError, Env, Params, Stage};
+use crate::{Attack, AttackError, Effect, Env, Params, Stage};
 
 /// The attack.
 #[derive(Debug, Clone)]
@@ -11,6 +11,7 @@ pub struct UnverifiedTail {
     bytes: u64,
     index: usize,
     data_size: u64,
+    read: Option<Vec<u8>>,
 }
 
 impl UnverifiedTail {
@@ -21,6 +22,7 @@ impl UnverifiedTail {
             bytes: params.integer("bytes").unwrap_or(4096),
             index: 0,
             data_size: 0,
+            read: None,
         }
     }
 }
@@ -46,12 +48,33 @@ impl Attack for UnverifiedTail {
         file.write_all(&tail)
             .map_err(|e| AttackError::env(format!("{}: {e}", layer.erofs.display())))?;
         let read = env.read_device(self.index, self.data_size, tail.len())?;
-        Ok(format!(
+        let done = format!(
             "appended {} bytes to {}; a read at the end of the {}-byte device returned {} bytes",
             self.bytes,
             layer.erofs.display(),
             self.data_size,
             read.len()
-        ))
+        );
+        self.read = Some(read);
+        Ok(done)
+    }
+
+    /// The attacker wants the appended bytes served by the container's device.
+    fn observe(&mut self, _env: &mut dyn Env) -> Result<Effect, AttackError> {
+        Ok(match &self.read {
+            Some(read) if !read.is_empty() && read.iter().all(|&b| b == 0x41) => Effect::Seen(format!(
+                "the container's device of layer {} serves the {} appended bytes past byte {}",
+                self.index,
+                read.len(),
+                self.data_size
+            )),
+            Some(read) => Effect::Genuine(format!(
+                "the container's device of layer {} serves {} bytes past byte {}, not the appended ones",
+                self.index,
+                read.len(),
+                self.data_size
+            )),
+            None => Effect::Unobservable("nothing was read past the device".to_owned()),
+        })
     }
 }

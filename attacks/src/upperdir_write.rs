@@ -1,6 +1,6 @@
 //! `upperdir-write`: a file written into the container's overlay upperdir from the host.
 
-use crate::{Attack, AttackError, Effect, Env, Params, Refusal, Stage, TROJAN};
+use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN};
 
 /// The attack.
 #[derive(Debug, Clone)]
@@ -31,12 +31,10 @@ impl Attack for UpperdirWrite {
     fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
         let Some(upper) = env.upperdir() else {
             // No upperdir to write into from the host: the attacker's next best is writing through the
-            // container, which a read-only rootfs refuses.
+            // container. A read-only rootfs refuses it (the lab's refusal comes back as the error); a write
+            // that succeeds is reported as done, and `observe` reads it back.
             env.write_in_container(&self.path, self.content.as_bytes())?;
-            return Err(AttackError::Refused {
-                kind: Refusal::ReadOnly,
-                message: "no upperdir, yet a write through the container succeeded".to_owned(),
-            });
+            return Ok(format!("no upperdir; wrote /{} through the container", self.path));
         };
         let dest = upper.join(&self.path);
         if let Some(parent) = dest.parent() {

@@ -330,6 +330,15 @@ impl View for Namespace<'_> {
     }
 }
 
+/// Audits `record` through the view its backend has: the holder's namespace, or the emulated table the
+/// record carries. `veritylab check` and the scenario runner both audit this way.
+pub fn audit_record(record: &Record, trusted: &BTreeMap<String, String>) -> Report {
+    match record.backend {
+        Backend::Emulated => audit(record, &crate::mount::emulated::Table::new(record), trusted),
+        _ => audit(record, &Namespace::new(record), trusted),
+    }
+}
+
 /// Audits `record` through `view`. `trusted` gives the root hash each layer must have (by layer name);
 /// layers missing from it are held to the root hash they were mounted with.
 pub fn audit(record: &Record, view: &dyn View, trusted: &BTreeMap<String, String>) -> Report {

@@ -4,10 +4,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::CliError;
-use crate::audit::{self, Namespace, Report};
-use crate::mount::emulated::Table;
+use crate::audit::{self, Report};
 use crate::mount::{self, MountError, Record};
-use crate::profile::Backend;
 use crate::store::Store;
 
 /// The record of the mount at `target`.
@@ -24,10 +22,7 @@ pub fn find(store: &Store, target: &Path) -> Result<Record, CliError> {
 
 /// Audits `record` through the view its backend has (the holder's namespace, or the emulated table).
 pub fn audit_record(record: &Record) -> Report {
-    match record.backend {
-        Backend::Emulated => audit::audit(record, &Table::new(record), &BTreeMap::new()),
-        _ => audit::audit(record, &Namespace::new(record), &BTreeMap::new()),
-    }
+    audit::audit_record(record, &BTreeMap::new())
 }
 
 /// Prints what the audit checked and found.

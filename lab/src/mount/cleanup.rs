@@ -6,7 +6,9 @@
 //! the seed design's cleanup helper hunts. Cleanup finds such processes by the recorded namespace, unmounts
 //! the mount's leftovers from inside that namespace, removes the mount's dm-verity mappings and their loop
 //! devices (global, so left behind by a killed holder even when its namespace is gone), then removes the
-//! record and reports what it found.
+//! record and reports what it found. An emulated mount has no namespace: its record names the process that
+//! stood for the container, and one whose process is gone is a stopped container's leftover, removed the same
+//! way.
 
 use std::fs;
 use std::path::Path;
@@ -34,11 +36,46 @@ pub struct Cleaned {
     pub leftovers: Vec<String>,
 }
 
-/// Cleans up every mount in `store` whose holder is gone; live mounts are left alone.
+impl Cleaned {
+    /// One line: the mount, who still held it, what was unmounted and what is left.
+    pub fn summary(&self) -> String {
+        let holders = if self.holders.is_empty() {
+            "no process held it".to_owned()
+        } else {
+            format!(
+                "held by {}",
+                self.holders
+                    .iter()
+                    .map(|(pid, comm)| format!("pid {pid} ({comm})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let unmounted = if self.unmounted.is_empty() {
+            "nothing left mounted inside".to_owned()
+        } else {
+            format!("unmounted {}", self.unmounted.join(", "))
+        };
+        let left = if self.leftovers.is_empty() {
+            String::new()
+        } else {
+            format!("; still present: {}", self.leftovers.join(", "))
+        };
+        format!(
+            "mount {} at {} outlived its container: {holders}; {unmounted}{left}",
+            self.id,
+            self.target.display()
+        )
+    }
+}
+
+/// Cleans up every mount in `store` whose holder is gone; live mounts are left alone. An emulated mount
+/// without a holder belongs to the process using it and is live.
 pub fn cleanup(store: &Store) -> Result<Vec<Cleaned>, MountError> {
     let mut cleaned = Vec::new();
     for r in record::all(store)? {
-        if r.backend == Backend::Emulated || r.holder_alive() {
+        let emulated_live = r.backend == Backend::Emulated && r.holder.is_none_or(process_alive);
+        if emulated_live || (r.backend != Backend::Emulated && r.holder_alive()) {
             continue;
         }
         let holders = r.namespace.as_deref().map(processes_in).unwrap_or_default();
@@ -57,6 +94,11 @@ pub fn cleanup(store: &Store) -> Result<Vec<Cleaned>, MountError> {
     }
     remove_orphans(store);
     Ok(cleaned)
+}
+
+/// Whether process `pid` exists.
+fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Processes whose mount namespace is `namespace` (`mnt:[INODE]`).

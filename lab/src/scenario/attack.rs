@@ -171,12 +171,12 @@ pub const ATTACKS: &[AttackSpec] = &[
     },
     AttackSpec {
         name: "signature-stripped",
-        summary: "delete the image's signature from the registry",
+        summary: "serve a modified image with its signature deleted",
         params: &[SCHEME],
     },
     AttackSpec {
         name: "signature-other-key",
-        summary: "re-sign the image with a key the node does not trust",
+        summary: "serve a modified image signed with a key the node does not trust",
         params: &[SCHEME],
     },
     AttackSpec {

@@ -624,6 +624,10 @@ fn check_expectation(loc: &Locator<'_>, profile: Profile, e: &Spanned<Expectatio
             }
         }
         Outcome::Blocked => {}
+        Outcome::Inconclusive => problems.push(loc.span(
+            e,
+            format!("expect.{profile}: `inconclusive` is never an expectation: it always fails the run"),
+        )),
     }
 }
 

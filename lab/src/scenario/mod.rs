@@ -4,8 +4,9 @@
 //! 1. [`load`] reads scenario files (TOML, schema in `scenarios/README.md`) into checked [`Scenario`]s; the
 //!    attack and its parameters are checked against the catalogue in [`attack`].
 //! 2. A runner stages each scenario's attack for each (profile, backend) cell and records an
-//!    [`outcome::Observation`] with typed evidence; [`outcome::compare`] diffs it against the scenario's
-//!    [`outcome::Expectation`].
+//!    [`outcome::Observation`] with typed evidence (the product's refusals and findings, and the attack's own
+//!    look at the container, [`outcome::EffectEvidence`]) and the grounds of its outcome; [`outcome::compare`]
+//!    diffs it against the scenario's [`outcome::Expectation`]. An `inconclusive` outcome always fails.
 //! 3. The cells gather into a [`run::RunReport`], which [`report`] renders as a terminal matrix, JSON, JUnit
 //!    XML or a self-contained HTML page. [`run::RunReport::passed`] decides the exit status.
 //!

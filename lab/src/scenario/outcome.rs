@@ -5,7 +5,10 @@
 //!   failed with a typed error, or there was nothing to tamper with);
 //! - `detected`: the change reached the node or the container, and a check reported it (an audit finding,
 //!   periodic re-verification, the cleanup helper, a device that turned `corrupted`);
-//! - `undetected`: the change took effect and nothing noticed.
+//! - `undetected`: the change took effect (the container showed it: the attack's observed [`EffectState`]) and
+//!   nothing noticed;
+//! - `inconclusive`: nothing refused or reported it, and whether it took effect cannot be seen from the
+//!   container. No scenario may expect it: it always fails the run.
 //!
 //! The evidence vocabulary ([`ErrorKind`], [`FindingKind`], [`DeviceState`]) is what scenario files name; the
 //! runner maps the lab's typed errors and audit findings onto it. [`compare`] turns an [`Expectation`] and an
@@ -23,6 +26,8 @@ pub enum Outcome {
     Detected,
     /// The tampering took effect and nothing noticed.
     Undetected,
+    /// Nothing refused or reported the tampering, and its effect could not be observed.
+    Inconclusive,
 }
 
 impl Outcome {
@@ -32,6 +37,7 @@ impl Outcome {
             Outcome::Blocked => "blocked",
             Outcome::Detected => "detected",
             Outcome::Undetected => "undetected",
+            Outcome::Inconclusive => "inconclusive",
         }
     }
 }
@@ -137,7 +143,7 @@ macro_rules! kebab_display {
         }
     )*};
 }
-kebab_display!(ErrorKind, FindingKind, DeviceState);
+kebab_display!(ErrorKind, FindingKind, DeviceState, EffectState);
 
 /// What a scenario expects of one profile.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -245,6 +251,41 @@ pub struct TimelineStep {
     pub detail: Option<String>,
 }
 
+/// What the container showed of the attack, as the attack observed it from the container's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EffectState {
+    /// The container showed the attacker's change.
+    TookEffect,
+    /// The container showed the genuine content.
+    Genuine,
+    /// Nothing the container shows can tell.
+    Unobservable,
+}
+
+/// The attack's observation of its effect.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EffectEvidence {
+    /// What the container showed.
+    pub state: EffectState,
+    /// What was seen, or why nothing could be.
+    pub detail: String,
+}
+
+impl From<&attacks::Effect> for EffectEvidence {
+    fn from(effect: &attacks::Effect) -> Self {
+        let state = match effect {
+            attacks::Effect::Seen(_) => EffectState::TookEffect,
+            attacks::Effect::Genuine(_) => EffectState::Genuine,
+            attacks::Effect::Unobservable(_) => EffectState::Unobservable,
+        };
+        Self {
+            state,
+            detail: effect.detail().to_owned(),
+        }
+    }
+}
+
 /// Everything a cell's run saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Evidence {
@@ -254,6 +295,9 @@ pub struct Evidence {
     pub findings: Vec<FindingEvidence>,
     /// Verified devices' status after the attack.
     pub devices: Vec<DeviceSnapshot>,
+    /// What the container showed of the attack, when the pipeline got as far as looking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<EffectEvidence>,
     /// The steps, in order.
     pub timeline: Vec<TimelineStep>,
 }
@@ -263,6 +307,11 @@ pub struct Evidence {
 pub struct Observation {
     /// The outcome the runner concluded from the evidence.
     pub outcome: Outcome,
+    /// The evidence the outcome rests on, in one line: the product's refusal or finding for `blocked` and
+    /// `detected`, the container's observation for `undetected` (or a `blocked` attack that never showed),
+    /// why nothing could be seen for `inconclusive`.
+    #[serde(default)]
+    pub grounds: String,
     /// The evidence.
     pub evidence: Evidence,
 }
@@ -387,6 +436,7 @@ mod tests {
         expected.device = Some(DeviceState::Corrupted);
         let observed = Observation {
             outcome: Outcome::Detected,
+            grounds: String::new(),
             evidence: Evidence {
                 findings: vec![
                     FindingEvidence {
@@ -414,6 +464,7 @@ mod tests {
         assert_eq!(diff[0].to_string(), "device: expected corrupted, observed none");
         let wrong = Observation {
             outcome: Outcome::Undetected,
+            grounds: String::new(),
             evidence: Evidence::default(),
         };
         assert_eq!(

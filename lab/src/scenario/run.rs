@@ -183,9 +183,10 @@ impl CellResult {
         }
     }
 
-    /// Pass, fail, skipped or error.
+    /// Pass, fail, skipped or error. An `inconclusive` cell always fails: no expectation can accept it.
     pub fn verdict(&self) -> Verdict {
         match &self.status {
+            CellStatus::Observed { observation, .. } if observation.outcome == Outcome::Inconclusive => Verdict::Fail,
             CellStatus::Observed { differences, .. } if differences.is_empty() => Verdict::Pass,
             CellStatus::Observed { .. } => Verdict::Fail,
             CellStatus::Skipped { .. } => Verdict::Skipped,
@@ -358,6 +359,33 @@ mod tests {
         assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339_utc(1_795_454_400), "2026-11-23T17:20:00Z");
         assert_eq!(compact_utc(1_795_454_400), "20261123T172000Z");
+    }
+
+    #[test]
+    fn an_inconclusive_cell_fails_the_run_whatever_it_expected() {
+        use crate::scenario::outcome::{Evidence, Expectation, Observation};
+        let expected = Expectation {
+            outcome: Outcome::Inconclusive,
+            error: None,
+            findings: Vec::new(),
+            device: None,
+            why: None,
+        };
+        let observation = Observation {
+            outcome: Outcome::Inconclusive,
+            grounds: "nothing the container shows can tell".to_owned(),
+            evidence: Evidence::default(),
+        };
+        let cell = CellResult::observed(Profile::Hardened, Backend::Emulated, expected, observation, 0, 0);
+        assert_eq!(cell.verdict(), Verdict::Fail);
+        let mut report = RunReport::new(HostInfo::probe(), Vec::new());
+        report.scenarios.push(ScenarioResult {
+            id: "s".to_owned(),
+            title: "s".to_owned(),
+            attack: "a".to_owned(),
+            cells: vec![cell],
+        });
+        assert!(!report.passed());
     }
 
     #[test]

@@ -7,8 +7,11 @@
 //! single-signed-manifest rule), mount with the profile, read the whole rootfs, and run the profile's checks
 //! (hardened: the mount audit, one re-verification pass at rest and the cleanup helper). The attack's
 //! `detonate` runs at its [`Stage`]. Any step that refuses (a pull digest mismatch, a rejected signature, a
-//! refused mount, an `EIO` on read) makes the cell `blocked` with that error's kind; findings of the checks
-//! make it `detected`; otherwise it is `undetected`. After the attack is reverted, the mount taken down and
+//! refused mount, an `EIO` on read) makes the cell `blocked` with that error's kind, matched exactly from the
+//! product's typed errors (an error of any other kind is the harness's, and the cell ends in `error`);
+//! findings of the product's own checks make it `detected`; otherwise the attack's observation from the
+//! container's side ([`attacks::Effect`]) decides: the attacker's change seen is `undetected`, the genuine
+//! content seen is `blocked`, nothing observable is `inconclusive` (which fails the run). After the attack is reverted, the mount taken down and
 //! the registry stopped, a leak check looks for anything of the sandbox still alive (mount records, mounts in
 //! any namespace, loop devices backed by sandbox files, processes naming it) and fails the cell if it finds
 //! any.
@@ -24,11 +27,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use attacks::{Attack, AttackError, Effect, Refusal, Stage};
+use std::io;
 
 use super::image;
 use super::outcome::{
-    DeviceSnapshot, DeviceState, ErrorEvidence, ErrorKind, Evidence, FindingEvidence, FindingKind, Observation,
-    Outcome, Phase, TimelineStep,
+    DeviceSnapshot, DeviceState, EffectEvidence, ErrorEvidence, ErrorKind, Evidence, FindingEvidence, FindingKind,
+    Observation, Outcome, Phase, TimelineStep,
 };
 use super::registry::{self, CellRegistry, LocalRegistry};
 use super::run::{BackendChoice, CellResult, HostInfo, RunReport, ScenarioResult};
@@ -36,14 +40,15 @@ use super::sandbox::{MINIMUM, REPOSITORY, Sandbox};
 use super::schema::{ParamValue, Scenario};
 use crate::audit;
 use crate::convert::{self, ConvertError, VerityLayout};
-use crate::mount::emulated::Table;
+use crate::erofs::ReadError;
 use crate::mount::{self, MountError, RefusalKind, Trust};
 use crate::oci::Reference;
+use crate::oci::layout::LayoutError;
 use crate::oci::pull::{self, PullError, PullOptions};
 use crate::oci::reference::{self, RegistryRef};
 use crate::oci::registry::{ClientOptions, RegistryError};
 use crate::profile::{Backend, Profile};
-use crate::rootfs::SnapshotError;
+use crate::rootfs::{RootfsError, SnapshotError};
 use crate::sign::Scheme;
 use crate::sign::cosign;
 use crate::sign::image::SignReport;
@@ -205,7 +210,7 @@ fn params(scenario: &Scenario) -> attacks::Params {
 struct Cell<'a> {
     run_start: Instant,
     evidence: Evidence,
-    took_effect: bool,
+    effect: Option<Effect>,
     options: &'a RunOptions,
 }
 
@@ -267,15 +272,30 @@ impl Cell<'_> {
         }
     }
 
-    fn conclude(&self) -> Outcome {
-        if !self.evidence.errors.is_empty() {
-            Outcome::Blocked
-        } else if !self.evidence.findings.is_empty() {
-            Outcome::Detected
-        } else if !self.took_effect {
-            Outcome::Blocked
-        } else {
-            Outcome::Undetected
+    /// The outcome and the evidence it rests on: the product's refusal, else its findings, else what the
+    /// container showed of the attack.
+    fn conclude(&self) -> (Outcome, String) {
+        if let Some(e) = self.evidence.errors.first() {
+            return (Outcome::Blocked, format!("{} at {}: {}", e.kind, e.step, e.message));
+        }
+        if !self.evidence.findings.is_empty() {
+            let grounds = self
+                .evidence
+                .findings
+                .iter()
+                .map(|f| format!("{}: {}", f.kind, f.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return (Outcome::Detected, grounds);
+        }
+        match &self.effect {
+            Some(Effect::Seen(seen)) => (Outcome::Undetected, seen.clone()),
+            Some(Effect::Genuine(seen)) => (Outcome::Blocked, seen.clone()),
+            Some(Effect::Unobservable(why)) => (Outcome::Inconclusive, why.clone()),
+            None => (
+                Outcome::Inconclusive,
+                "nothing refused the attack, and the pipeline ended before the attacker could look".to_owned(),
+            ),
         }
     }
 }
@@ -305,7 +325,7 @@ fn run_cell(
     let mut cell = Cell {
         run_start,
         evidence: Evidence::default(),
-        took_effect: true,
+        effect: None,
         options,
     };
     let exe = options
@@ -323,9 +343,13 @@ fn run_cell(
     let duration = ms(cell_start);
     match result {
         Ok(()) => {
+            let (outcome, grounds) = cell.conclude();
+            let mut evidence = cell.evidence;
+            evidence.effect = cell.effect.as_ref().map(EffectEvidence::from);
             let observation = Observation {
-                outcome: cell.conclude(),
-                evidence: cell.evidence,
+                outcome,
+                grounds,
+                evidence,
             };
             CellResult::observed(profile, backend, expected, observation, started_ms, duration)
         }
@@ -375,7 +399,7 @@ fn stage(scenario: &Scenario, cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Res
             );
         }
         Err(e) => {
-            let kind = convert_kind(&e);
+            let kind = convert_kind(&e).ok_or_else(|| Harness(format!("convert: {e}")))?;
             cell.refused(Phase::Setup, "convert", kind, e.to_string());
             return Ok(());
         }
@@ -402,24 +426,24 @@ fn stage(scenario: &Scenario, cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Res
         return Ok(());
     }
 
-    read_all(cell, sandbox, "read the whole rootfs");
+    read_all(cell, sandbox, "read the whole rootfs")?;
     if at == Stage::AfterFirstRead {
         if cell.detonate(attack.as_mut(), sandbox, Phase::Detonate)? {
-            read_all(cell, sandbox, "read the whole rootfs again");
+            read_all(cell, sandbox, "read the whole rootfs again")?;
         } else {
             return Ok(());
         }
     }
     match attack.observe(sandbox) {
-        Ok(Effect { took_effect, detail }) => {
-            cell.took_effect = took_effect;
-            cell.step(Phase::Observe, "the attacker looks", true, detail);
+        Ok(effect) => {
+            cell.step(Phase::Observe, "the attacker looks", true, effect.detail());
+            cell.effect = Some(effect);
         }
         Err(e) => cell.attack_error(Phase::Observe, "the attacker looks", e)?,
     }
     devices(cell, sandbox);
     if sandbox.profile == Profile::Hardened {
-        checks(cell, sandbox, &mount_name);
+        checks(cell, sandbox, &mount_name)?;
     }
     revert(cell, attack.as_mut(), sandbox)
 }
@@ -506,14 +530,14 @@ fn publish_and_pull(cell: &mut Cell<'_>, sandbox: &mut Sandbox, attack: &mut dyn
         .tag(&sandbox.name, descriptor.clone())
         .map_err(|e| harness(&e))?;
     let signature = match &source {
-        Reference::Registry(r) => match fetch_signature(&sandbox.store, r, &descriptor.digest, &options.client) {
-            Ok(found) => found,
-            Err(e) => {
-                // The node goes on without it: the hardened profile's check then finds the signature missing.
-                cell.step(Phase::Setup, "fetch the signature", false, e);
-                None
-            }
-        },
+        // A registry without a signature answers `None`; failing to ask is the harness's failure, never a
+        // missing signature for the hardened check to refuse.
+        Reference::Registry(r) => {
+            fetch_signature(&sandbox.store, r, &descriptor.digest, &options.client).map_err(|e| {
+                cell.step(Phase::Setup, "fetch the signature", false, e.clone());
+                Harness(format!("fetching the signature: {e}"))
+            })?
+        }
         _ => copy_signature(&publisher, &sandbox.store, &descriptor.digest).map_err(Harness)?,
     };
     cell.step(
@@ -587,22 +611,28 @@ fn copy_signature(
     )))
 }
 
+/// The kind of a pull refusal; `None` for an error that is no refusal (the harness failed).
 fn pull_kind(e: &PullError) -> Option<ErrorKind> {
     match e {
         PullError::Store(StoreError::Verify(_))
         | PullError::Verify { .. }
+        | PullError::Layout(LayoutError::Verify { .. })
         | PullError::Registry(RegistryError::Verify { .. } | RegistryError::ContentDigestHeader { .. }) => {
             Some(ErrorKind::DigestMismatch)
         }
-        other if other.to_string().contains("digest") => Some(ErrorKind::DigestMismatch),
         _ => None,
     }
 }
 
-fn convert_kind(e: &ConvertError) -> ErrorKind {
+/// The kind of a conversion refusal: a layer that no longer matches its digest, or one the EROFS writer
+/// refuses; `None` for anything else.
+fn convert_kind(e: &ConvertError) -> Option<ErrorKind> {
     match e {
-        ConvertError::LayerChanged { .. } | ConvertError::Store(StoreError::Verify(_)) => ErrorKind::DigestMismatch,
-        _ => ErrorKind::MalformedImage,
+        ConvertError::LayerChanged { .. } | ConvertError::Store(StoreError::Verify(_)) => {
+            Some(ErrorKind::DigestMismatch)
+        }
+        ConvertError::Erofs { .. } => Some(ErrorKind::MalformedImage),
+        _ => None,
     }
 }
 
@@ -664,12 +694,9 @@ fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, 
         }
         Err(VerifyError::Rejected { report }) => {
             for finding in report.findings() {
-                cell.refused(
-                    Phase::Setup,
-                    "verify the signature",
-                    verify_kind(finding),
-                    finding.to_string(),
-                );
+                let kind = verify_kind(finding)
+                    .ok_or_else(|| Harness(format!("verify refused the image with an unnamed finding: {finding}")))?;
+                cell.refused(Phase::Setup, "verify the signature", kind, finding.to_string());
             }
             Ok(None)
         }
@@ -677,15 +704,24 @@ fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, 
     }
 }
 
-fn verify_kind(finding: &VerifyFinding) -> ErrorKind {
-    match finding {
+/// The kind of a verification finding; `None` for one no scenario can name (a policy or harness problem).
+fn verify_kind(finding: &VerifyFinding) -> Option<ErrorKind> {
+    Some(match finding {
         VerifyFinding::SignatureMissing { .. } => ErrorKind::SignatureMissing,
         VerifyFinding::Rollback { .. } => ErrorKind::Rollback,
         VerifyFinding::MixAndMatch { .. } => ErrorKind::MixedLayers,
         VerifyFinding::RootHashMismatch { .. } | VerifyFinding::ParamsMismatch { .. } => ErrorKind::RootHashMismatch,
         VerifyFinding::ManifestUnusable { .. } => ErrorKind::MalformedImage,
-        _ => ErrorKind::SignatureInvalid,
-    }
+        VerifyFinding::BadSignature { .. }
+        | VerifyFinding::PayloadMalformed { .. }
+        | VerifyFinding::PayloadType { .. }
+        | VerifyFinding::PayloadDigest { .. }
+        | VerifyFinding::PayloadIdentity { .. }
+        | VerifyFinding::Annotation(_)
+        | VerifyFinding::TimestampMissing { .. }
+        | VerifyFinding::TimestampMalformed { .. } => ErrorKind::SignatureInvalid,
+        _ => return None,
+    })
 }
 
 /// Plans and mounts; `Ok(false)` when the mount was refused.
@@ -697,7 +733,7 @@ fn mount_image(cell: &mut Cell<'_>, sandbox: &mut Sandbox, name: &str, trust: &T
         Err(e) => {
             let kind = match &e {
                 MountError::MissingRootHash { .. } | MountError::PinnedMismatch { .. } => ErrorKind::RootHashMismatch,
-                MountError::Convert(c) => convert_kind(c),
+                MountError::Convert(c) => convert_kind(c).ok_or_else(|| Harness(format!("planning the mount: {e}")))?,
                 _ => return Err(Harness(format!("planning the mount: {e}"))),
             };
             cell.refused(Phase::Setup, "mount", kind, e.to_string());
@@ -746,10 +782,11 @@ fn mount_image(cell: &mut Cell<'_>, sandbox: &mut Sandbox, name: &str, trust: &T
     }
 }
 
-/// Reads every file of the rootfs as the container would; a refused read is evidence.
-fn read_all(cell: &mut Cell<'_>, sandbox: &Sandbox, action: &str) {
+/// Reads every file of the rootfs as the container would; a refused read is evidence, any other failure the
+/// harness's.
+fn read_all(cell: &mut Cell<'_>, sandbox: &Sandbox, action: &str) -> Result<(), Harness> {
     let Some(container) = &sandbox.container else {
-        return;
+        return Ok(());
     };
     match container.snapshot() {
         Ok(snapshot) => cell.step(
@@ -759,21 +796,47 @@ fn read_all(cell: &mut Cell<'_>, sandbox: &Sandbox, action: &str) {
             format!("{} entries, digest {}", snapshot.entries.len(), snapshot.digest()),
         ),
         Err(e) => {
-            let verification = match &e {
-                SnapshotError::Merged(e) => e.is_verification_failure(),
-                SnapshotError::Host { source, .. } => {
-                    source.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error())
-                }
-                _ => false,
-            };
-            let kind = if verification {
-                ErrorKind::HashMismatch
-            } else {
-                ErrorKind::MalformedImage
-            };
+            let kind = snapshot_kind(&e).ok_or_else(|| {
+                cell.step(Phase::Observe, action, false, e.to_string());
+                Harness(format!("{action}: {e}"))
+            })?;
             cell.refused(Phase::Observe, action, kind, e.to_string());
         }
     }
+    Ok(())
+}
+
+/// The product's refusal a failed read of the rootfs is, matched exactly: a verified device refusing a block
+/// (in process, or `EIO` from the kernel), or the EROFS reader refusing its structures (its parser's error in
+/// process, `EFSCORRUPTED` from the kernel's EROFS or our FUSE rootfs). `None` for anything else (a dead FUSE
+/// server's `ENOTCONN`, `ENOENT`, `EACCES`, an I/O error of the plain file).
+pub fn snapshot_kind(e: &SnapshotError) -> Option<ErrorKind> {
+    match e {
+        SnapshotError::Merged(RootfsError::Verification { .. }) => Some(ErrorKind::HashMismatch),
+        SnapshotError::Merged(RootfsError::Layer { source, .. }) => match source {
+            ReadError::Io { .. } => None,
+            _ => Some(ErrorKind::MalformedImage),
+        },
+        SnapshotError::Merged(RootfsError::Cycle { .. }) => Some(ErrorKind::MalformedImage),
+        SnapshotError::Host { source, .. } => host_kind(source),
+        _ => None,
+    }
+}
+
+/// The refusal an error from a real mount's files is: `EIO` from a verified device, `EFSCORRUPTED` from EROFS.
+fn host_kind(e: &io::Error) -> Option<ErrorKind> {
+    match e.raw_os_error() {
+        Some(crate::rootfs::error::EIO) => Some(ErrorKind::HashMismatch),
+        Some(crate::rootfs::error::EFSCORRUPTED) => Some(ErrorKind::MalformedImage),
+        _ => None,
+    }
+}
+
+/// The kind of an audit finding, by the name `veritylab check` gives it; a kind the runner cannot name is the
+/// harness's failure, never dropped.
+pub fn finding_kind(kind: &str) -> Result<FindingKind, String> {
+    serde_json::from_value::<FindingKind>(serde_json::Value::String(kind.to_owned()))
+        .map_err(|_| format!("the audit reported a finding of kind {kind:?}, which no scenario can name"))
 }
 
 fn devices(cell: &mut Cell<'_>, sandbox: &Sandbox) {
@@ -798,29 +861,46 @@ fn push_devices(cell: &mut Cell<'_>, devices: &[(String, StatusReport)]) {
     }
 }
 
-/// The hardened profile's checks: the mount audit, a re-verification pass at rest and the cleanup helper.
-fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) {
-    let Some((_, record)) = &sandbox.mounted else {
-        return;
+/// The hardened profile's checks, each the product's own code: the mount audit `veritylab check` runs (on the
+/// mount's record as the store holds it), a re-verification pass at rest and `veritylab cleanup`. A check
+/// that fails to run is the harness's failure.
+fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) -> Result<(), Harness> {
+    let Some((_, mounted)) = &sandbox.mounted else {
+        return Ok(());
     };
     let trusted = sandbox.trusted();
+    let record = mount::record::find(&sandbox.store, &mounted.target)
+        .map_err(|e| Harness(format!("mount audit: reading the mount's record: {e}")))?
+        .ok_or_else(|| {
+            Harness(format!(
+                "mount audit: no record of the mount at {}",
+                mounted.target.display()
+            ))
+        })?;
+    // An emulated mount's verified devices live in this process: the audit reads their live status, as
+    // `veritylab check` reads a kernel or fuse mount's through its namespace.
     let report = if record.backend == Backend::Emulated {
         let devices = sandbox.container.as_ref().map(|c| c.statuses()).unwrap_or_default();
-        audit::audit(record, &Table::with_devices(record, devices), &trusted)
+        audit::audit(
+            &record,
+            &mount::emulated::Table::with_devices(&record, devices),
+            &trusted,
+        )
     } else {
-        audit::audit(record, &audit::Namespace::new(record), &trusted)
+        audit::audit_record(&record, &trusted)
     };
     for f in &report.findings {
-        let kind = serde_json::from_value::<FindingKind>(serde_json::Value::String(f.kind().to_owned()));
-        if let Ok(kind) = kind {
-            let path = match f {
-                audit::Finding::Overmount { path, .. } => {
-                    path.strip_prefix(&record.target).ok().map(|p| p.display().to_string())
-                }
-                _ => None,
-            };
-            cell.finding(kind, path, f.to_string());
-        }
+        let kind = finding_kind(f.kind()).map_err(|e| {
+            cell.step(Phase::Observe, "mount audit", false, e.clone());
+            Harness(format!("mount audit: {e}"))
+        })?;
+        let path = match f {
+            audit::Finding::Overmount { path, .. } => {
+                path.strip_prefix(&record.target).ok().map(|p| p.display().to_string())
+            }
+            _ => None,
+        };
+        cell.finding(kind, path, f.to_string());
     }
     cell.step(
         Phase::Observe,
@@ -829,86 +909,70 @@ fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) {
         format!("{} checks, {} findings", report.checked.len(), report.findings.len()),
     );
 
-    match watch::target::for_images(&sandbox.store, &[mount_name.to_owned()]) {
-        Ok((mut targets, unchecked)) => {
-            // Pin the root hashes the signature gave, not the ones the node's metadata says now.
-            for target in &mut targets {
-                if let Some(root) = trusted.get(&target.layer)
-                    && let Ok(bytes) = verity_fuse::hex::decode("root hash", root)
-                    && let Some(digest) = verity_fuse::Digest::from_slice(&bytes)
-                {
-                    target.root = digest;
-                }
-            }
-            let config = WatchConfig {
-                cpu_budget_percent: None,
-                ..WatchConfig::default()
-            };
-            match watch::Watcher::new(targets, unchecked, config) {
-                Ok(watcher) => {
-                    let pass = watcher.pass(1);
-                    let found: Vec<String> = pass.all_findings().map(ToString::to_string).collect();
-                    for f in &found {
-                        cell.finding(FindingKind::TreeMismatch, None, f.clone());
-                    }
-                    cell.step(
-                        Phase::Observe,
-                        "re-verify layers at rest",
-                        found.is_empty(),
-                        format!("{} layers, {} findings", pass.layers.len(), found.len()),
-                    );
-                }
-                Err(e) => cell.step(Phase::Observe, "re-verify layers at rest", false, e.to_string()),
-            }
+    let fail = |cell: &mut Cell<'_>, action: &str, e: String| {
+        cell.step(Phase::Observe, action, false, e.clone());
+        Harness(format!("{action}: {e}"))
+    };
+    let reverify = "re-verify layers at rest";
+    let (mut targets, unchecked) = watch::target::for_images(&sandbox.store, &[mount_name.to_owned()])
+        .map_err(|e| fail(cell, reverify, e.to_string()))?;
+    // Pin the root hashes the signature gave, not the ones the node's metadata says now.
+    for target in &mut targets {
+        if let Some(root) = trusted.get(&target.layer) {
+            let digest = verity_fuse::hex::decode("root hash", root)
+                .ok()
+                .and_then(|bytes| verity_fuse::Digest::from_slice(&bytes))
+                .ok_or_else(|| fail(cell, reverify, format!("the trusted root hash {root} is not a digest")))?;
+            target.root = digest;
         }
-        Err(e) => cell.step(Phase::Observe, "re-verify layers at rest", false, e.to_string()),
     }
+    let config = WatchConfig {
+        cpu_budget_percent: None,
+        ..WatchConfig::default()
+    };
+    let watcher = watch::Watcher::new(targets, unchecked, config).map_err(|e| fail(cell, reverify, e.to_string()))?;
+    let pass = watcher.pass(1);
+    let found: Vec<String> = pass.all_findings().map(ToString::to_string).collect();
+    for f in &found {
+        cell.finding(FindingKind::TreeMismatch, None, f.clone());
+    }
+    cell.step(
+        Phase::Observe,
+        reverify,
+        found.is_empty(),
+        format!("{} layers, {} findings", pass.layers.len(), found.len()),
+    );
 
-    let live = record.id.clone();
-    let mut cleaned = Vec::new();
-    if let Ok(records) = mount::list(&sandbox.store) {
-        for r in records.into_iter().filter(|r| r.id != live) {
-            if mount::umount(&sandbox.store, &r.target).is_ok() {
-                cleaned.push(r.target.clone());
-                cell.finding(
-                    FindingKind::LeakedMount,
-                    None,
-                    format!(
-                        "mount {} at {} outlived its container; unmounted",
-                        r.id,
-                        r.target.display()
-                    ),
-                );
-            }
-        }
-    }
-    if let Ok(found) = mount::cleanup::cleanup(&sandbox.store) {
-        for c in found {
-            cell.finding(
-                FindingKind::LeakedMount,
-                None,
-                format!(
-                    "mount {} at {}: holders {:?}, unmounted {:?}",
-                    c.id,
-                    c.target.display(),
-                    c.holders,
-                    c.unmounted
-                ),
-            );
-        }
+    let cleaned = mount::cleanup::cleanup(&sandbox.store).map_err(|e| fail(cell, "cleanup helper", e.to_string()))?;
+    for c in &cleaned {
+        cell.finding(
+            FindingKind::LeakedMount,
+            None,
+            format!("veritylab cleanup: {}", c.summary()),
+        );
     }
     cell.step(
         Phase::Observe,
         "cleanup helper",
         true,
-        format!("{} leftovers removed", cleaned.len()),
+        format!("veritylab cleanup found {} leftover mounts", cleaned.len()),
     );
+    Ok(())
 }
 
 /// Takes the mount down, checks for leaks and removes the sandbox.
 fn teardown(cell: &mut Cell<'_>, mut sandbox: Sandbox) -> Result<(), Harness> {
     let root = sandbox.dir.path().to_owned();
     sandbox.container = None;
+    // Teardown goes on past a failed step (so nothing stays behind), and the first failure fails the cell.
+    let mut failed: Option<Harness> = None;
+    // Whatever an attack left of a stopped container goes first, whether or not its revert ran.
+    if !sandbox.leaked.is_empty()
+        && let Err(e) = attacks::Env::release_leaks(&mut sandbox)
+    {
+        cell.step(Phase::Revert, "release leaked mounts", false, e.to_string());
+        failed.get_or_insert(Harness(format!("releasing leaked mounts: {e}")));
+    }
     if let Some((_, record)) = sandbox.mounted.take() {
         if cell.options.hooks.leak_mount {
             cell.step(Phase::Revert, "umount SKIPPED (test hook)", false, "");
@@ -917,8 +981,12 @@ fn teardown(cell: &mut Cell<'_>, mut sandbox: Sandbox) -> Result<(), Harness> {
                 Ok(report) if report.leftovers.is_empty() => cell.step(Phase::Revert, "umount", true, ""),
                 Ok(report) => {
                     cell.step(Phase::Revert, "umount", false, report.leftovers.join("; "));
+                    failed.get_or_insert(Harness(format!("umount left {}", report.leftovers.join("; "))));
                 }
-                Err(e) => cell.step(Phase::Revert, "umount", false, e.to_string()),
+                Err(e) => {
+                    cell.step(Phase::Revert, "umount", false, e.to_string());
+                    failed.get_or_insert(Harness(format!("umount: {e}")));
+                }
             }
         }
     }
@@ -948,6 +1016,9 @@ fn teardown(cell: &mut Cell<'_>, mut sandbox: Sandbox) -> Result<(), Harness> {
     if root.exists() {
         return Err(Harness(format!("the sandbox {} is still there", root.display())));
     }
+    if let Some(failure) = failed {
+        return Err(failure);
+    }
     cell.step(
         Phase::LeakCheck,
         "leak check",
@@ -961,10 +1032,13 @@ fn teardown(cell: &mut Cell<'_>, mut sandbox: Sandbox) -> Result<(), Harness> {
 /// backed by its files, processes naming it.
 fn leak_check(sandbox: &Sandbox, root: &Path) -> Vec<String> {
     let mut leaks = Vec::new();
-    if let Ok(records) = mount::list(&sandbox.store) {
-        for r in records {
-            leaks.push(format!("mount record {} at {}", r.id, r.target.display()));
+    match mount::list(&sandbox.store) {
+        Ok(records) => {
+            for r in records {
+                leaks.push(format!("mount record {} at {}", r.id, r.target.display()));
+            }
         }
+        Err(e) => leaks.push(format!("the mount records cannot be listed: {e}")),
     }
     let root_text = root.display().to_string();
     let pids: Vec<String> = fs::read_dir("/proc")

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use attacks::env::Trojan;
 use attacks::{AttackError, LayerFiles, MountKind, Refusal, Scheme as AttackScheme};
 use p256::ecdsa::SigningKey;
-use verity_fuse::ReadAt;
 use verity_fuse::fuse::StatusReport;
 
 use super::image;
@@ -122,10 +121,21 @@ pub struct Sandbox {
     pub container: Option<Container>,
     /// The `veritylab` executable that holds kernel and FUSE mounts.
     pub exe: PathBuf,
-    /// Mount records the attack left behind (emulated backend).
-    pub leaked: Vec<PathBuf>,
+    /// Mounts of a stopped container the attack left behind.
+    pub leaked: Vec<Leak>,
     /// The loop device a replayed layer mount uses, to detach on revert.
     pub replayed: Option<PathBuf>,
+}
+
+/// One stopped container's mount left behind by [`attacks::Env::leak_mounts`].
+#[derive(Debug)]
+pub struct Leak {
+    /// The mount's target.
+    pub target: PathBuf,
+    /// Its id.
+    pub id: String,
+    /// The process still in its namespace after its holder was killed (kernel and fuse backends).
+    pub squatter: Option<std::process::Child>,
 }
 
 fn env_err<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> AttackError + '_ {
@@ -554,12 +564,27 @@ impl attacks::Env for Sandbox {
         ))
     }
 
-    fn sign_with_other_key(&mut self) -> Result<String, AttackError> {
-        self.remove_signatures()?;
+    fn modify_image(&mut self, path: &str, content: &[u8]) -> Result<String, AttackError> {
+        let mut layers = self.layers.clone();
+        layers.push(image::with_file(&LayerSpec { files: Vec::new() }, path, content));
+        let modified = self.variant(&format!("{REPOSITORY}:modified"), &layers, None)?;
+        self.retag(modified.clone())?;
+        Ok(format!(
+            "{} now names the modified image {} (/{path} changed by an added layer), unsigned",
+            self.name, modified.digest
+        ))
+    }
+
+    fn sign_with_other_key(&mut self, path: &str, content: &[u8]) -> Result<String, AttackError> {
+        let modified = self.modify_image(path, content)?;
         let other = keys::generate();
-        self.sign(&self.store, &self.name, &other, BUILT)
+        let signed = self
+            .sign(&self.store, &self.name, &other, BUILT)
             .map_err(AttackError::env)?;
-        Ok("re-signed the image with a key the node does not trust".to_owned())
+        Ok(format!(
+            "{modified}; signed it as {} with a key the node does not trust",
+            signed.manifest.digest
+        ))
     }
 
     fn registry_blob(&self, digest: &str) -> Result<PathBuf, AttackError> {
@@ -608,7 +633,11 @@ impl attacks::Env for Sandbox {
         };
         let mut layers = self.layers.clone();
         if let Some(top) = layers.last_mut() {
-            *top = image::with_file(top, "etc/version", b"1.0 (vulnerable)\n");
+            *top = image::with_file(
+                top,
+                attacks::rollback::VERSION_FILE,
+                attacks::rollback::OLDER_VERSION.as_bytes(),
+            );
         }
         let older = self.variant(&format!("{REPOSITORY}:old"), &layers, Some((&self.key.clone(), built)))?;
         self.retag(older.clone())?;
@@ -622,7 +651,11 @@ impl attacks::Env for Sandbox {
     fn mix_layers(&mut self, foreign: usize) -> Result<String, AttackError> {
         let mut second = self.layers.clone();
         for layer in &mut second {
-            *layer = image::with_file(layer, "etc/build", b"second image\n");
+            *layer = image::with_file(
+                layer,
+                attacks::mixed_layers::FOREIGN_FILE,
+                attacks::mixed_layers::FOREIGN_CONTENT.as_bytes(),
+            );
         }
         let other = format!("{REPOSITORY}:other");
         self.variant(&other, &second, Some((&self.key.clone(), BUILT)))?;
@@ -716,6 +749,58 @@ impl attacks::Env for Sandbox {
         ))
     }
 
+    fn mount_at(&self, path: &str) -> Result<Option<String>, AttackError> {
+        let (_, record) = self
+            .mounted
+            .as_ref()
+            .ok_or_else(|| AttackError::env("nothing is mounted"))?;
+        if path.is_empty() {
+            return Ok(None);
+        }
+        let at = record.target.join(path);
+        match &self.container {
+            Some(Container::Emulated { .. }) => {
+                let table = emulated::Table::new(record);
+                let device = crate::audit::View::file_at(&table, &at).map(|(file, _)| DeviceNumber {
+                    major: file.major,
+                    minor: file.minor,
+                });
+                if device == record.overlay_dev {
+                    return Ok(None);
+                }
+                let entry = record
+                    .emulated
+                    .iter()
+                    .flatten()
+                    .filter(|e| at.starts_with(&e.mount_point))
+                    .max_by_key(|e| e.mount_point.components().count());
+                Ok(entry.map(|e| format!("{} {:?} on device {}", e.fs_type, e.source, e.device)))
+            }
+            Some(Container::Real { root, .. }) => {
+                use std::os::unix::fs::MetadataExt;
+                let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).map_err(io(p));
+                let inside = root.join(path);
+                let (root_dev, path_dev) = (dev(root)?, dev(&inside)?);
+                if root_dev == path_dev {
+                    return Ok(None);
+                }
+                let device = DeviceNumber::from_dev(path_dev);
+                let described = record
+                    .holder
+                    .and_then(|pid| crate::mountinfo::read(pid).ok())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .rfind(|m| m.mount_point == at)
+                    .map(|m| format!("{} {:?}", m.fs_type.to_string_lossy(), m.source.to_string_lossy()));
+                Ok(Some(format!(
+                    "{} on device {device}",
+                    described.unwrap_or_else(|| "a filesystem".to_owned())
+                )))
+            }
+            None => Err(AttackError::env("nothing is mounted")),
+        }
+    }
+
     fn remove_mount(&mut self, path: &str) -> Result<(), AttackError> {
         let Some((_, record)) = self.mounted.as_mut() else {
             return Ok(());
@@ -780,24 +865,14 @@ impl attacks::Env for Sandbox {
     fn read_device(&mut self, index: usize, offset: u64, len: usize) -> Result<Vec<u8>, AttackError> {
         let layer = self.conversion(index)?;
         let name = layer.layer.to_string();
-        let refused = |message: String| AttackError::Refused {
-            kind: Refusal::OutOfRange,
-            message,
-        };
         let mut buf = vec![0u8; len];
         match &self.container {
             Some(Container::Emulated { devices, .. }) => {
                 if let Some((_, device)) = devices.iter().find(|(n, _)| *n == name) {
-                    if offset + len as u64 > device.len() {
-                        return Err(refused(format!(
-                            "the verified device of layer {index} ends at byte {}: a read of {len} bytes at {offset} \
-                             is past it",
-                            device.len()
-                        )));
-                    }
-                    return device.read_at(offset, &mut buf).map(|()| buf).map_err(|e| {
-                        refused(format!("reading the verified device of layer {index} at {offset}: {e}"))
-                    });
+                    return device
+                        .read_verified(offset, &mut buf)
+                        .map(|()| buf)
+                        .map_err(|e| device_refusal(index, offset, e));
                 }
             }
             Some(Container::Real { devices, mappings, .. }) => {
@@ -814,18 +889,24 @@ impl attacks::Env for Sandbox {
                         match std::os::unix::fs::FileExt::read_at(&file, &mut buf[read..], offset + read as u64) {
                             Ok(0) => break,
                             Ok(n) => read += n,
-                            Err(e) => {
-                                return Err(refused(format!(
-                                    "reading the verified device of layer {index} at {offset}: {e}"
-                                )));
+                            Err(e) if e.raw_os_error() == Some(crate::rootfs::error::EIO) => {
+                                return Err(AttackError::Refused {
+                                    kind: Refusal::HashMismatch,
+                                    message: format!("reading the verified device of layer {index} at {offset}: {e}"),
+                                });
                             }
+                            Err(e) => return Err(io(&path)(e)),
                         }
                     }
+                    // The device ends where the tree's data blocks end: a read there meets end of file.
                     if read < len {
-                        return Err(refused(format!(
-                            "the verified device of layer {index} ends at byte {size}: a read of {len} bytes at \
-                             {offset} returned {read}"
-                        )));
+                        return Err(AttackError::Refused {
+                            kind: Refusal::OutOfRange,
+                            message: format!(
+                                "the verified device of layer {index} ends at byte {size}: a read of {len} bytes at \
+                                 {offset} returned {read}"
+                            ),
+                        });
                     }
                     return Ok(buf);
                 }
@@ -848,18 +929,21 @@ impl attacks::Env for Sandbox {
         self.check_at_most_once = true;
     }
 
-    fn drop_caches(&mut self) {
+    fn drop_caches(&mut self) -> Result<String, AttackError> {
         match &self.container {
             Some(Container::Emulated { devices, .. }) => {
                 for (_, device) in devices {
                     device.drop_caches();
                 }
+                Ok(format!("dropped the caches of {} verified devices", devices.len()))
             }
             // The page cache over the rootfs, the EROFS mounts and the devices: what memory pressure evicts.
             Some(Container::Real { .. }) => {
-                let _ = fs::write("/proc/sys/vm/drop_caches", "3");
+                let knob = Path::new("/proc/sys/vm/drop_caches");
+                fs::write(knob, "3").map_err(io(knob))?;
+                Ok("dropped the page cache (3 > /proc/sys/vm/drop_caches)".to_owned())
             }
-            None => {}
+            None => Err(AttackError::env("nothing is mounted")),
         }
     }
 
@@ -905,7 +989,6 @@ impl attacks::Env for Sandbox {
             .mounted
             .clone()
             .ok_or_else(|| AttackError::env("nothing is mounted"))?;
-        let mut made = Vec::new();
         for i in 0..count.min(8) {
             let target = self.dir.path().join(format!("stopped-{i}"));
             fs::create_dir_all(&target).map_err(io(&target))?;
@@ -913,17 +996,31 @@ impl attacks::Env for Sandbox {
             leaked.id = mount::record::new_id();
             leaked.state = plan.state.with_file_name(&leaked.id);
             leaked.target = fs::canonicalize(&target).map_err(io(&target))?;
-            mount::mount(&self.store, &leaked, &self.exe).map_err(env_err("leaking a mount"))?;
-            made.push(leaked.target.clone());
+            let record = mount::mount(&self.store, &leaked, &self.exe).map_err(env_err("leaking a mount"))?;
+            let mut leak = Leak {
+                target: record.target.clone(),
+                id: record.id.clone(),
+                squatter: None,
+            };
+            let stopped = if record.backend == Backend::Emulated {
+                stop_emulated(record)
+            } else {
+                stop_leaving_a_squatter(&record).map(|child| leak.squatter = Some(child))
+            };
+            self.leaked.push(leak);
+            stopped?;
         }
-        let text = made
+        let text = self
+            .leaked
             .iter()
-            .map(|p| p.display().to_string())
+            .map(|l| match &l.squatter {
+                Some(child) => format!("{} (its namespace kept by pid {})", l.target.display(), child.id()),
+                None => format!("{} (its process gone, its record left)", l.target.display()),
+            })
             .collect::<Vec<_>>()
             .join(", ");
-        self.leaked = made;
         Ok(format!(
-            "left {} mount(s) of a stopped container behind: {text}",
+            "stopped {} container(s) whose mounts stay: {text}",
             self.leaked.len()
         ))
     }
@@ -941,13 +1038,143 @@ impl attacks::Env for Sandbox {
         }
     }
 
+    fn leaks_alive(&self) -> Result<Vec<String>, AttackError> {
+        let mut alive = Vec::new();
+        for leak in &self.leaked {
+            match &leak.squatter {
+                Some(child) => {
+                    let mounts = crate::mountinfo::read(child.id()).unwrap_or_default();
+                    if let Some(m) = mounts.iter().find(|m| m.mount_point == leak.target) {
+                        alive.push(format!(
+                            "{} {} still mounted in the namespace pid {} keeps",
+                            m.fs_type.to_string_lossy(),
+                            leak.target.display(),
+                            child.id()
+                        ));
+                    }
+                }
+                None => {
+                    if mount::record::find(&self.store, &leak.target)
+                        .map_err(env_err("mount records"))?
+                        .is_some()
+                    {
+                        alive.push(format!(
+                            "the mount {} at {} is still recorded",
+                            leak.id,
+                            leak.target.display()
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(alive)
+    }
+
     fn release_leaks(&mut self) -> Result<(), AttackError> {
-        for target in std::mem::take(&mut self.leaked) {
-            match mount::umount(&self.store, &target) {
+        for mut leak in std::mem::take(&mut self.leaked) {
+            if let Some(child) = leak.squatter.as_mut() {
+                // Killing the last process in the namespace takes its mounts with it.
+                let _ = child.kill();
+                child.wait().map_err(env_err("reaping the squatter"))?;
+            }
+            match mount::umount(&self.store, &leak.target) {
                 Ok(_) | Err(mount::MountError::NotMounted { .. }) => {}
-                Err(e) => return Err(AttackError::env(format!("releasing {}: {e}", target.display()))),
+                Err(e) => return Err(AttackError::env(format!("releasing {}: {e}", leak.target.display()))),
             }
         }
         Ok(())
+    }
+}
+
+/// Stops an emulated container without taking its mount down: its record is made to name a process that has
+/// exited (a thread of ours, gone once joined), as a killed container's would.
+fn stop_emulated(mut record: Record) -> Result<(), AttackError> {
+    let gone = std::thread::spawn(|| {
+        fs::read_link("/proc/thread-self")
+            .ok()
+            .and_then(|l| l.file_name()?.to_str()?.parse::<u32>().ok())
+    })
+    .join()
+    .map_err(|_| AttackError::env("the stand-in container process panicked"))?
+    .ok_or_else(|| AttackError::env("/proc/thread-self does not name a thread"))?;
+    record.holder = Some(gone);
+    emulated::save(&record).map_err(env_err("stopping the emulated container"))
+}
+
+/// Stops a kernel or fuse container the way the seed design's leak happens: a process enters its mount
+/// namespace, then the holder is killed (no teardown), so the namespace and every mount in it stay alive,
+/// held by that process alone. Returns the process.
+fn stop_leaving_a_squatter(record: &Record) -> Result<std::process::Child, AttackError> {
+    let holder = record
+        .holder
+        .ok_or_else(|| AttackError::env("the leaked mount has no holder"))?;
+    let namespace = record
+        .namespace
+        .clone()
+        .ok_or_else(|| AttackError::env("the leaked mount's namespace is not recorded"))?;
+    let mut child = std::process::Command::new("nsenter")
+        .args(["-t", &holder.to_string(), "-m", "--", "sleep", "600"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(env_err("starting a process in the container's namespace"))?;
+    let pid = child.id();
+    let entered = || {
+        fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok_and(|l| l.to_string_lossy() == namespace)
+            && fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "sleep")
+    };
+    if !wait_for(entered) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(AttackError::env(format!(
+            "pid {pid} did not enter the namespace {namespace}"
+        )));
+    }
+    let killed = rustix::process::Pid::from_raw(i32::try_from(holder).unwrap_or(0))
+        .ok_or_else(|| AttackError::env("no holder pid"))
+        .and_then(|p| {
+            rustix::process::kill_process(p, rustix::process::Signal::KILL).map_err(env_err("killing the holder"))
+        });
+    if let Err(e) = killed.and_then(|()| {
+        if wait_for(|| !record.holder_alive()) {
+            Ok(())
+        } else {
+            Err(AttackError::env(format!("the holder {holder} outlived SIGKILL")))
+        }
+    }) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
+    Ok(child)
+}
+
+/// Polls `done` every 20 ms for at most five seconds.
+fn wait_for(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..250 {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    done()
+}
+
+/// A verified device's refusal of a read, by its typed error: past its end is the bounds check, a block that
+/// fails verification (or a device halted by one) is a hash mismatch, anything else the harness's.
+pub fn device_refusal(index: usize, offset: u64, e: verity_fuse::VerityError) -> AttackError {
+    use verity_fuse::VerityError as V;
+    let message = format!("reading the verified device of layer {index} at {offset}: {e}");
+    match e {
+        V::OutOfRange { .. } => AttackError::Refused {
+            kind: Refusal::OutOfRange,
+            message,
+        },
+        V::HashMismatch { .. } | V::NonZeroPadding { .. } | V::Halted { .. } => AttackError::Refused {
+            kind: Refusal::HashMismatch,
+            message,
+        },
+        _ => AttackError::env(message),
     }
 }

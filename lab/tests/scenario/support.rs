@@ -2,8 +2,8 @@
 
 use veritylab::profile::{Backend, Profile};
 use veritylab::scenario::outcome::{
-    DeviceSnapshot, DeviceState, ErrorEvidence, ErrorKind, Evidence, Expectation, FindingEvidence, FindingKind,
-    Observation, Outcome, Phase, TimelineStep,
+    DeviceSnapshot, DeviceState, EffectEvidence, EffectState, ErrorEvidence, ErrorKind, Evidence, Expectation,
+    FindingEvidence, FindingKind, Observation, Outcome, Phase, TimelineStep,
 };
 use veritylab::scenario::run::{BackendChoice, CellResult, HostInfo, RunReport, SCHEMA_VERSION, ScenarioResult};
 
@@ -27,8 +27,27 @@ fn step(at_ms: u64, phase: Phase, action: &str, ok: bool, detail: Option<&str>) 
     }
 }
 
-fn observed(outcome: Outcome, evidence: Evidence) -> Observation {
-    Observation { outcome, evidence }
+/// An observation whose grounds are its first error, else its first finding, else what the container showed
+/// (a trojaned `bin/app` for an undetected cell), as the runner concludes them.
+fn observed(outcome: Outcome, mut evidence: Evidence) -> Observation {
+    let grounds = if let Some(e) = evidence.errors.first() {
+        format!("{} at {}: {}", e.kind, e.step, e.message)
+    } else if let Some(f) = evidence.findings.first() {
+        format!("{}: {}", f.kind, f.message)
+    } else {
+        let effect = EffectEvidence {
+            state: EffectState::TookEffect,
+            detail: "the container reads /bin/app: \"#!/bin/sh\\necho trojan\\n\"".to_owned(),
+        };
+        let detail = effect.detail.clone();
+        evidence.effect = Some(effect);
+        detail
+    };
+    Observation {
+        outcome,
+        grounds,
+        evidence,
+    }
 }
 
 fn timeline(start: u64, blocked_at: Option<&str>) -> Vec<TimelineStep> {

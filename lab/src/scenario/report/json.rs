@@ -7,10 +7,13 @@
 //! - `scenarios`: `[{id, title, attack, cells}]`, each cell `{profile, backend, started_ms, duration_ms,
 //!   expected, status, ...}` where `expected` is the scenario's expectation (`outcome` and the optional
 //!   `error`, `findings`, `device`, `why`) and `status` is one of:
-//!   - `"observed"` with `observation: {outcome, evidence: {errors: [{kind, step, message}], findings:
+//!   - `"observed"` with `observation: {outcome, grounds, evidence: {errors: [{kind, step, message}], findings:
 //!     [{kind, path?, message}], devices: [{device, state, blocks_verified, corruptions, first_corrupted?}],
-//!     timeline: [{at_ms, phase, action, ok, detail?}]}}` and `differences: [{kind: "outcome" | "error" |
-//!     "finding" | "device", expected, observed}]` (empty when as expected);
+//!     effect?: {state: "took-effect" | "genuine" | "unobservable", detail}, timeline: [{at_ms, phase,
+//!     action, ok, detail?}]}}` and `differences: [{kind: "outcome" | "error" | "finding" | "device",
+//!     expected, observed}]` (empty when as expected). `outcome` is `blocked`, `detected`, `undetected` or
+//!     `inconclusive` (never expected: it fails the run); `grounds` is the one line of evidence the outcome
+//!     rests on; `effect` is what the attack saw from the container's side, when the pipeline got that far;
 //!   - `"skipped"` with `reason`;
 //!   - `"error"` with `message`.
 //!

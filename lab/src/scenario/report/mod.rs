@@ -77,6 +77,12 @@ pub(crate) fn evidence_lines(cell: &CellResult) -> Vec<String> {
     match &cell.status {
         CellStatus::Observed { observation, .. } => {
             let evidence = &observation.evidence;
+            if !observation.grounds.is_empty() {
+                lines.push(format!("{} because: {}", observation.outcome, observation.grounds));
+            }
+            if let Some(effect) = &evidence.effect {
+                lines.push(format!("the attacker looked ({}): {}", effect.state, effect.detail));
+            }
             for e in &evidence.errors {
                 lines.push(format!("error {} at {}: {}", e.kind, e.step, e.message));
             }
@@ -98,7 +104,7 @@ pub(crate) fn evidence_lines(cell: &CellResult) -> Vec<String> {
                 ));
             }
             if lines.is_empty() {
-                lines.push("no errors, findings or device status recorded".to_owned());
+                lines.push("no errors, findings, device status or observation recorded".to_owned());
             }
         }
         CellStatus::Skipped { reason } => lines.push(format!("skipped: {reason}")),
