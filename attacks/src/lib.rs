@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod check_at_most_once_tamper;
+pub mod consistent_layer_replace;
 pub mod env;
 pub mod extra_mount;
 pub mod hash_tree_byte_flip;
@@ -28,9 +29,11 @@ pub mod pinned_layer_replace;
 pub mod registry_blob_substitution;
 pub mod rollback;
 pub mod root_hash_annotation;
+pub mod self_declared_root_hash;
 pub mod signature_other_key;
 pub mod signature_stripped;
 pub mod tag_moved_after_verify;
+pub mod tag_race_at_mount;
 pub mod tamper;
 pub mod unverified_tail;
 pub mod upperdir_write;
@@ -182,6 +185,9 @@ pub const NAMES: &[&str] = &[
     "check-at-most-once-tamper",
     "malformed-erofs",
     "leaked-mounts",
+    "tag-race-at-mount",
+    "self-declared-root-hash",
+    "consistent-layer-replace",
 ];
 
 /// Builds the attack called `name` with `params` (names as in the lab's catalogue).
@@ -206,6 +212,9 @@ pub fn create(name: &str, params: &Params) -> Result<Box<dyn Attack>, AttackErro
         "check-at-most-once-tamper" => Box::new(check_at_most_once_tamper::CheckAtMostOnceTamper::new(params)?),
         "malformed-erofs" => Box::new(malformed_erofs::MalformedErofs::new(params)?),
         "leaked-mounts" => Box::new(leaked_mounts::LeakedMounts::new(params)),
+        "tag-race-at-mount" => Box::new(tag_race_at_mount::TagRaceAtMount::new(params)?),
+        "self-declared-root-hash" => Box::new(self_declared_root_hash::SelfDeclaredRootHash::new(params)),
+        "consistent-layer-replace" => Box::new(consistent_layer_replace::ConsistentLayerReplace::new(params)),
         other => {
             return Err(AttackError::Param {
                 name: "name".to_owned(),

@@ -124,6 +124,8 @@ pub struct Sandbox {
     pub exe: PathBuf,
     /// Mount records the attack left behind (emulated backend).
     pub leaked: Vec<PathBuf>,
+    /// Whether the node's policy requires a signature for the image's repository (an attacker may edit it).
+    pub policy_requires_signature: bool,
 }
 
 fn env_err<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> AttackError + '_ {
@@ -168,6 +170,7 @@ impl Sandbox {
             container: None,
             exe: exe.to_owned(),
             leaked: Vec::new(),
+            policy_requires_signature: true,
         })
     }
 
@@ -297,7 +300,7 @@ impl Sandbox {
         self.mounted
             .iter()
             .flat_map(|(plan, _)| &plan.layers)
-            .filter_map(|l| Some((l.name.clone(), l.root_hash.clone()?)))
+            .filter_map(|l| Some((l.name.clone(), l.root_hash?.to_string())))
             .collect()
     }
 
@@ -837,6 +840,13 @@ impl attacks::Env for Sandbox {
             .take(len)
             .copied()
             .collect())
+    }
+
+    fn allow_unsigned(&mut self) -> Result<String, AttackError> {
+        self.policy_requires_signature = false;
+        Ok(format!(
+            "the node's policy rule for {REPOSITORY} now says require_signature = false"
+        ))
     }
 
     fn set_check_at_most_once(&mut self) {
