@@ -295,6 +295,28 @@ pub const ATTACKS: &[AttackSpec] = &[
         summary: "keep a process in a stopped container's mount namespace so its mounts stay pinned",
         params: &[opt("mounts", ParamType::Integer, "mounts left behind (default: 1)")],
     },
+    AttackSpec {
+        name: "tag-race-at-mount",
+        summary: "move the tag between signature check and mount to the signed layers in another order, unsigned",
+        params: &[
+            req("path", ParamType::Path, "a file a later layer changes"),
+            req(
+                "content",
+                ParamType::String,
+                "that file as the base layer has it (what the container shows when the race is won)",
+            ),
+        ],
+    },
+    AttackSpec {
+        name: "self-declared-root-hash",
+        summary: "trojan a layer, declare its root hash in an unsigned manifest and edit the policy to allow unsigned images",
+        params: &[LAYER, TROJAN_PATH, TROJAN_CONTENT],
+    },
+    AttackSpec {
+        name: "consistent-layer-replace",
+        summary: "while the container runs, rename a trojaned layer, its sidecar and its conversion record into place, all consistent",
+        params: &[LAYER, TROJAN_PATH, TROJAN_CONTENT],
+    },
 ];
 
 #[cfg(test)]
