@@ -17,6 +17,8 @@ use veritylab::sign::cosign;
 use veritylab::sign::keys;
 use veritylab::sign::policy::Policy;
 use veritylab::store::Store;
+use veritylab::watch::target::PinSource;
+use veritylab::watch::{self, WatchConfig, Watcher};
 
 use super::support::{REPO, layers, manifest_json, options, signed_store, store_image, store_manifest, verified};
 use veritylab::sign::Scheme;
@@ -256,4 +258,44 @@ fn check_pins_the_signed_root_hashes_so_a_consistent_replacement_is_found() {
     let shown = text(&signed);
     assert_eq!(signed.status.code(), Some(4), "{shown}");
     assert!(shown.contains("signature"), "the pin's source is named:\n{shown}");
+}
+
+#[test]
+fn a_signed_mount_pins_the_root_hashes_its_plan_took_from_the_signature() {
+    let work = tempfile::tempdir().unwrap();
+    let (store, _, public, _) = signed_store(&work.path().join("store"), Scheme::Cosign);
+    let image = verified(&store, &name(), &options(Policy::default(), &public, Scheme::Cosign));
+    let target = work.path().join("rootfs");
+    fs::create_dir_all(&target).unwrap();
+    let trust = Trust::Verified(Box::new(image));
+    let plan = mount::prepare(&store, &trust, &target, Profile::Hardened, Backend::Emulated).unwrap();
+    let record = mount::mount(&store, &plan, Path::new("/nonexistent")).unwrap();
+    replace_consistently(&store, work.path());
+
+    let pass = |(targets, unchecked): watch::target::Targets| {
+        let config = WatchConfig {
+            cpu_budget_percent: None,
+            ..WatchConfig::default()
+        };
+        Watcher::new(targets, unchecked, config).unwrap().pass(1)
+    };
+    let local = pass(watch::target::for_images(&store, &[name()]).unwrap());
+    assert!(local.clean(), "the node's records agree with the trojan: {local:#?}");
+    let pinned = pass(
+        watch::target::for_plan(&store, &record.plan().unwrap())
+            .unwrap()
+            .unwrap(),
+    );
+    assert!(
+        !pinned.clean(),
+        "pinned to the signed root hashes, the replacement is found"
+    );
+    assert!(
+        pinned
+            .layers
+            .iter()
+            .all(|l| matches!(l.pinned, PinSource::MountPlan { .. })),
+        "{pinned:#?}"
+    );
+    mount::umount(&store, &record.target).unwrap();
 }
