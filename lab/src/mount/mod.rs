@@ -473,3 +473,42 @@ fn setup_error(plan: &Plan, reason: String) -> MountError {
         reason,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        Plan {
+            id: "m".to_owned(),
+            target: PathBuf::from("/t"),
+            image: "i".to_owned(),
+            manifest: Digest::of(b"verified"),
+            signature: None,
+            profile: Profile::Hardened,
+            backend: Backend::Emulated,
+            state: PathBuf::from("/s"),
+            layers: vec![LayerSpec {
+                name: Digest::of(b"layer").to_string(),
+                erofs: PathBuf::from("/l"),
+                erofs_size: 4096,
+                hash: PathBuf::from("/l"),
+                hashoffset: 4096,
+                root_hash: "ab".repeat(32).parse().ok(),
+            }],
+            check_at_most_once: false,
+        }
+    }
+
+    #[test]
+    fn a_record_that_differs_from_the_verified_plan_is_named() {
+        let plan = plan();
+        let mut record = Record::for_plan(&plan);
+        assert!(
+            differs_from_plan(&plan, &record).is_some_and(|d| d.contains("layers")),
+            "a layer missing from the record"
+        );
+        record.manifest = Digest::of(b"other").to_string();
+        assert!(differs_from_plan(&plan, &record).is_some_and(|d| d.starts_with("manifest")));
+    }
+}
