@@ -212,7 +212,7 @@ pub fn create(name: &str, params: &Params) -> Result<Box<dyn Attack>, AttackErro
         "check-at-most-once-tamper" => Box::new(check_at_most_once_tamper::CheckAtMostOnceTamper::new(params)?),
         "malformed-erofs" => Box::new(malformed_erofs::MalformedErofs::new(params)?),
         "leaked-mounts" => Box::new(leaked_mounts::LeakedMounts::new(params)),
-        "tag-race-at-mount" => Box::new(tag_race_at_mount::TagRaceAtMount::new(params)?),
+        "tag-race-at-mount" => Box::new(tag_race_at_mount::TagRaceAtMount::new(params)),
         "self-declared-root-hash" => Box::new(self_declared_root_hash::SelfDeclaredRootHash::new(params)),
         "consistent-layer-replace" => Box::new(consistent_layer_replace::ConsistentLayerReplace::new(params)),
         other => {

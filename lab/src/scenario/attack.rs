@@ -299,11 +299,15 @@ pub const ATTACKS: &[AttackSpec] = &[
         name: "tag-race-at-mount",
         summary: "move the tag between signature check and mount to the signed layers in another order, unsigned",
         params: &[
-            req("path", ParamType::Path, "a file a later layer changes"),
-            req(
+            opt(
+                "path",
+                ParamType::Path,
+                "a file a later layer changes (default: bin/app)",
+            ),
+            opt(
                 "content",
                 ParamType::String,
-                "that file as the base layer has it (what the container shows when the race is won)",
+                "that file as the base layer has it: what the container shows when the race is won (default: the effect is not checked separately)",
             ),
         ],
     },
