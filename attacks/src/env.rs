@@ -126,6 +126,10 @@ pub trait Env {
     /// Digests of the image's config and layers, as the registry holds them.
     fn registry_image(&self) -> Result<(String, Vec<String>), AttackError>;
 
+    /// Edits the node's trust policy so the image's repository no longer requires a signature; returns what
+    /// was changed.
+    fn allow_unsigned(&mut self) -> Result<String, AttackError>;
+
     /// Publishes an attacker's image (layer `index` trojaned, unsigned) and points the node's `tag` at it.
     fn move_tag(&mut self, tag: &str) -> Result<String, AttackError>;
 

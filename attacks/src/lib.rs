@@ -33,6 +33,7 @@
 
 pub mod audit_identity_replay;
 pub mod check_at_most_once_tamper;
+pub mod consistent_layer_replace;
 pub mod corruption_then_restore;
 pub mod env;
 pub mod extra_mount;
@@ -49,11 +50,13 @@ pub mod pinned_layer_replace;
 pub mod registry_blob_substitution;
 pub mod rollback;
 pub mod root_hash_annotation;
+pub mod self_declared_root_hash;
 pub mod signature_other_key;
 pub mod signature_stripped;
 #[cfg(test)]
 mod stub;
 pub mod tag_moved_after_verify;
+pub mod tag_race_at_mount;
 pub mod tamper;
 pub mod unverified_tail;
 pub mod upperdir_write;
@@ -218,6 +221,9 @@ pub const NAMES: &[&str] = &[
     "leaked-mounts",
     "audit-identity-replay",
     "corruption-then-restore",
+    "tag-race-at-mount",
+    "self-declared-root-hash",
+    "consistent-layer-replace",
 ];
 
 /// Builds the attack called `name` with `params` (names as in the lab's catalogue).
@@ -244,6 +250,9 @@ pub fn create(name: &str, params: &Params) -> Result<Box<dyn Attack>, AttackErro
         "leaked-mounts" => Box::new(leaked_mounts::LeakedMounts::new(params)),
         "audit-identity-replay" => Box::new(audit_identity_replay::AuditIdentityReplay::new(params)),
         "corruption-then-restore" => Box::new(corruption_then_restore::CorruptionThenRestore::new(params)?),
+        "tag-race-at-mount" => Box::new(tag_race_at_mount::TagRaceAtMount::new(params)?),
+        "self-declared-root-hash" => Box::new(self_declared_root_hash::SelfDeclaredRootHash::new(params)),
+        "consistent-layer-replace" => Box::new(consistent_layer_replace::ConsistentLayerReplace::new(params)),
         other => {
             return Err(AttackError::Param {
                 name: "name".to_owned(),

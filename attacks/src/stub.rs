@@ -67,6 +67,10 @@ impl Env for Stub {
         Ok(())
     }
 
+    fn allow_unsigned(&mut self) -> Result<String, AttackError> {
+        Err(no("have a policy"))
+    }
+
     fn rewrite_local_metadata(&mut self, _: usize, _: &Trojan) -> Result<(), AttackError> {
         Err(no("keep metadata"))
     }

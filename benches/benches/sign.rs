@@ -95,8 +95,8 @@ fn sign_and_verify(c: &mut Criterion) {
     group.bench_function("verify", |b| {
         b.iter(|| {
             let image = verify::verify_image(&store, black_box(&signed.name), &verify_options).unwrap();
-            assert_eq!(image.layers.len(), LAYERS);
-            assert!(image.layers.iter().all(|l| !l.converted.is_empty()));
+            assert_eq!(image.layers().len(), LAYERS);
+            assert!(image.layers().iter().all(|l| !l.converted().is_empty()));
         })
     });
     group.finish();

@@ -6,6 +6,7 @@
 //! - [`store`]: the content store (an OCI image layout plus converted layers).
 //! - [`convert`]: each layer to `layer.erofs` plus a dm-verity tree, in containerd's or a separate layout.
 //! - [`mountinfo`]: a typed parser of `/proc/PID/mountinfo`.
+//! - [`root_hash`]: dm-verity root hashes as typed bytes.
 //! - [`rootfs`]: the merged read-only view of a layer stack (overlay semantics), its snapshot, and its FUSE server.
 //! - [`mount`]: mounting an image's rootfs by profile and backend, and taking it down.
 //! - [`audit`]: the mount audit (layers traced to trusted root hashes, overmounts, the overlay's shape).
@@ -26,6 +27,7 @@ pub mod mountinfo;
 pub mod oci;
 pub mod profile;
 pub mod progress;
+pub mod root_hash;
 pub mod rootfs;
 pub mod scenario;
 pub mod sign;

@@ -1,8 +1,13 @@
-//! `veritylab check [TARGET] [--image REF...] [--watch] [--interval DUR] [--max-parallel N]
-//! [--cpu-budget PERCENT] [--passes N] [--store DIR] [--json]`: audits the mount at TARGET (see
-//! [`crate::audit`]) and re-verifies the converted layers of stored images at rest (full dm-verity tree check
-//! against the root hash pinned at start; by default the mounted image's), once, or in passes with `--watch`,
-//! within a CPU budget; each pass re-runs the audit.
+//! `veritylab check [TARGET] [--image REF...] [--key PUB...] [--policy FILE] [--watch] [--interval DUR]
+//! [--max-parallel N] [--cpu-budget PERCENT] [--passes N] [--store DIR] [--json]`: audits the mount at TARGET
+//! (see [`crate::audit`]) and re-verifies the converted layers of stored images at rest (full dm-verity tree
+//! check against the root hash pinned at start; by default the mounted image's), once, or in passes with
+//! `--watch`, within a CPU budget; each pass re-runs the audit.
+//!
+//! The pins: with `--key` or `--policy`, each image's signature is verified at start and its signed root
+//! hashes are pinned (an image that does not verify is a finding); without them, a mount made from a
+//! signature is checked against the root hashes its plan took from that signature; otherwise the node's
+//! `conversion.json` records are all there is. Each layer's line says where its pin came from.
 //!
 //! Output: per pass a summary line and one line per layer, then the audit; with `--json` one JSON object per
 //! pass and one per audit, on one line each (a stream a script can read as passes end). Exit code 4 when any
@@ -14,9 +19,15 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{CliError, audit, store_dir};
+use crate::mount::{MountError, Record};
 use crate::oci::Reference;
 use crate::oci::pull::store_name;
+use crate::sign::keys;
+use crate::sign::policy::Policy;
+use crate::sign::verify::{VerifyError, VerifyOptions, verify_image};
 use crate::store::Store;
+use crate::watch::Finding;
+use crate::watch::target::{LayerTarget, TargetError, Targets};
 use crate::watch::{self, CpuClock, PassReport, WatchConfig, Watcher};
 
 /// Raw arguments of `veritylab check`.
@@ -43,6 +54,13 @@ pub struct CheckArgs {
     /// Stop after N passes.
     #[arg(long, value_name = "N", requires = "watch")]
     pub passes: Option<u64>,
+    /// A trusted public key: verify each image's signature at start and pin its signed root hashes; repeat
+    /// for several.
+    #[arg(long, value_name = "PUB")]
+    pub key: Vec<PathBuf>,
+    /// The trust policy (TOML), as for `veritylab verify`.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// The store [default: /var/lib/veritylab as root, else ~/.local/share/veritylab].
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
@@ -60,6 +78,8 @@ pub struct CheckPlan {
     pub images: Vec<String>,
     /// How passes run.
     pub config: WatchConfig,
+    /// Verify the images with these options and pin their signed root hashes.
+    pub verify: Option<VerifyOptions>,
     /// The store.
     pub store: PathBuf,
     /// JSON output.
@@ -86,10 +106,29 @@ impl TryFrom<CheckArgs> for CheckPlan {
         };
         // Validate here, before any work, with the same rules the watcher applies.
         Watcher::new(Vec::new(), Vec::new(), config.clone()).map_err(|e| CliError::Usage(e.to_string()))?;
+        let verify = if args.key.is_empty() && args.policy.is_none() {
+            None
+        } else {
+            let policy = args
+                .policy
+                .as_deref()
+                .map(Policy::load)
+                .transpose()?
+                .unwrap_or_default();
+            let keys = args
+                .key
+                .iter()
+                .map(|k| keys::load_public(k))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut options = VerifyOptions::new(policy, keys);
+            options.local = false;
+            Some(options)
+        };
         Ok(Self {
             target: args.target,
             images,
             config,
+            verify,
             store: store_dir(args.store),
             json: args.json,
         })
@@ -123,7 +162,7 @@ pub fn run(plan: &CheckPlan) -> Result<(), CliError> {
     if let (true, Some(record)) = (images.is_empty(), &record) {
         images.push(record.image.clone());
     }
-    let (targets, unchecked) = watch::target::for_images(&store, &images)?;
+    let (targets, unchecked) = pinned_targets(&store, plan, record.as_ref(), &images)?;
     let watcher = Watcher::new(targets, unchecked, plan.config.clone()).map_err(|e| CliError::Usage(e.to_string()))?;
     let mut findings = 0usize;
     watcher.run(|report| {
@@ -149,6 +188,55 @@ pub fn run(plan: &CheckPlan) -> Result<(), CliError> {
     }
 }
 
+/// The targets and their pins (see the module docs).
+fn pinned_targets(
+    store: &Store,
+    plan: &CheckPlan,
+    record: Option<&Record>,
+    images: &[String],
+) -> Result<Targets, CliError> {
+    let Some(options) = &plan.verify else {
+        if let (true, Some(record)) = (plan.images.is_empty(), record)
+            && let Some(pinned) = watch::target::for_plan(store, &record.plan().map_err(MountError::from)?)?
+        {
+            return Ok(pinned);
+        }
+        return Ok(watch::target::for_images(store, images)?);
+    };
+    let mut targets: Vec<LayerTarget> = Vec::new();
+    let mut findings = Vec::new();
+    for name in images {
+        let untrusted = |reason: String| Finding::Untrusted {
+            image: name.clone(),
+            reason,
+        };
+        let pinned = match verify_image(store, name, options) {
+            Ok(image) => watch::target::for_verified(store, &image),
+            Err(e @ VerifyError::Rejected { .. }) => {
+                findings.push(untrusted(e.to_string()));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match pinned {
+            Ok((more, unconverted)) => {
+                for target in more {
+                    if !targets
+                        .iter()
+                        .any(|t| t.layer == target.layer && t.layout == target.layout)
+                    {
+                        targets.push(target);
+                    }
+                }
+                findings.extend(unconverted);
+            }
+            Err(e @ TargetError::NotSigned { .. }) => findings.push(untrusted(e.to_string())),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((targets, findings))
+}
+
 fn print_report(report: &PassReport) {
     println!(
         "pass {} at {}: {} layer check(s), {:.1} MiB in {:.2} s, CPU {:.3} s ({:.1}% of one core, budget {}%): {}",
@@ -172,12 +260,13 @@ fn print_report(report: &PassReport) {
             (false, true) => "stopped",
         };
         println!(
-            "  {state:<8} {} {:<10} {:.1} MiB in {:.2} s, CPU {:.3} s",
+            "  {state:<8} {} {:<10} {:.1} MiB in {:.2} s, CPU {:.3} s, root hash pinned from {}",
             layer.layer,
             layer.layout.name(),
             layer.bytes as f64 / f64::from(1 << 20),
             layer.duration.as_secs_f64(),
-            layer.cpu.as_secs_f64()
+            layer.cpu.as_secs_f64(),
+            layer.pinned
         );
         for finding in &layer.findings {
             println!("           {finding}");

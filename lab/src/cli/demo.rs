@@ -23,7 +23,7 @@ use crate::scenario::image;
 use crate::scenario::load;
 use crate::scenario::report::{self, Format};
 use crate::scenario::runner::RunOptions;
-use crate::scenario::sandbox::{BUILT, REPOSITORY, Sandbox};
+use crate::scenario::sandbox::{BUILT, Sandbox};
 use crate::sign::Scheme;
 use crate::sign::policy::Policy;
 use crate::sign::verify::{self, VerifyOptions};
@@ -106,22 +106,19 @@ fn pipeline() -> Result<(), CliError> {
     let mut options = VerifyOptions::new(Policy::default(), vec![sandbox.public.clone()]);
     options.scheme = Scheme::Cosign;
     let verified = verify::verify_image(&sandbox.store, &sandbox.name, &options).map_err(|e| fail("verify", e))?;
-    let pinned = format!("{REPOSITORY}@{}", verified.manifest.digest);
-    sandbox.store.tag(&pinned, verified.manifest.clone())?;
     println!(
         "verify   signature, root hashes and local trees of {}: ok",
-        verified.manifest.digest
+        verified.manifest().digest
     );
 
     let target = dir.join("rootfs");
     std::fs::create_dir_all(&target).map_err(|e| fail("mount", e))?;
     let plan = mount::prepare(
         &sandbox.store,
-        &pinned,
+        &Trust::Verified(Box::new(verified)),
         &target,
         Profile::Hardened,
         Backend::Emulated,
-        &Trust::signed(&verified),
     )?;
     let record = mount::mount(&sandbox.store, &plan, std::path::Path::new("/nonexistent"))?;
     let view = mount::emulated::open_view(&record, &plan)?;

@@ -167,7 +167,8 @@ pub enum CliError {
 impl CliError {
     /// The process exit code: 2 for usage errors (also `hardened` without `--key`), 3 for bad input (a
     /// malformed image or archive, a missing path, content that does not match its digest, an unusable
-    /// manifest, a failed verification, a layer a mount refused, an unusable key or policy), 4 when `check` found something (audit findings, tampered, missing or unreadable layers),
+    /// manifest, a failed verification, an image `hardened` will not take unsigned, a layer a mount refused, a
+    /// mount that differs from what was verified, an unusable key or policy), 4 when `check` found something (audit findings, tampered, missing or unreadable layers),
     /// 5 when `umount` or `cleanup` left something behind, 1 for anything else.
     pub fn exit_code(&self) -> u8 {
         use crate::erofs::{ExtractError, WriteError};
@@ -211,6 +212,8 @@ impl CliError {
             | CliError::Manifest(_)
             | CliError::Mount(
                 crate::mount::MountError::Refused { .. }
+                | crate::mount::MountError::NotSigned { .. }
+                | crate::mount::MountError::NotAsVerified { .. }
                 | crate::mount::MountError::MissingRootHash { .. }
                 | crate::mount::MountError::PinnedMismatch { .. },
             )

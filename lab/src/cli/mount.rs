@@ -70,7 +70,7 @@ pub struct PsArgs {
 pub fn run_mount(args: &MountArgs) -> Result<(), CliError> {
     let store = Store::open(&store_dir(args.store.clone()))?;
     let trust = if args.key.is_empty() && args.policy.is_none() {
-        Trust::Local
+        Trust::Local(args.image.clone())
     } else {
         let policy = args
             .policy
@@ -84,9 +84,9 @@ pub fn run_mount(args: &MountArgs) -> Result<(), CliError> {
             .map(|k| keys::load_public(k))
             .collect::<Result<Vec<_>, _>>()?;
         let verified = verify_image(&store, &args.image, &VerifyOptions::new(policy, keys))?;
-        Trust::signed(&verified)
+        Trust::Verified(Box::new(verified))
     };
-    let plan = mount::prepare(&store, &args.image, &args.target, args.profile, args.backend, &trust)?;
+    let plan = mount::prepare(&store, &trust, &args.target, args.profile, args.backend)?;
     let exe = std::env::current_exe().map_err(|source| CliError::Io {
         what: "finding the veritylab executable".to_owned(),
         source,

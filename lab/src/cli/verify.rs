@@ -1,6 +1,8 @@
 //! `veritylab verify REF [--key PUB]... [--policy FILE] [--scheme S] [--annotation-key K] [--offline]
-//! [--plain-http] [--store DIR] [--json]`: checks a stored image's signature, root-hash annotations, local
-//! trees and the policy, and prints every check with what failed.
+//! [--plain-http] [--no-data] [--store DIR] [--json]`: checks a stored image's signature, root-hash
+//! annotations, local trees, the local layers' data (re-hashed against the signed root hashes, several
+//! layers at a time, unless `--no-data`) and the policy, and prints every check with what failed. An image
+//! the policy lets through without a signature is said to be unsigned.
 //!
 //! A cosign signature missing from the store is fetched from the image's registry (unless `--offline`).
 //! Exit status 0 when the image is trusted, 3 when a check failed (the report still goes to stdout). `--json`
@@ -17,7 +19,7 @@ use crate::oci::pull::store_name;
 use crate::oci::registry::ClientOptions;
 use crate::sign::keys;
 use crate::sign::policy::Policy;
-use crate::sign::verify::{self, Outcome, Report, VerifyError, VerifyOptions};
+use crate::sign::verify::{self, DataCheck, Outcome, Report, VerifyError, VerifyOptions};
 use crate::store::Store;
 
 /// Raw arguments of `veritylab verify`.
@@ -43,6 +45,9 @@ pub struct VerifyArgs {
     /// Fetch signatures over plain HTTP (loopback registries only).
     #[arg(long)]
     pub plain_http: bool,
+    /// Do not re-hash the local layers' data and trees against the signed root hashes (the report says so).
+    #[arg(long)]
+    pub no_data: bool,
     /// The store [default: /var/lib/veritylab as root, else ~/.local/share/veritylab].
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
@@ -89,6 +94,11 @@ impl TryFrom<VerifyArgs> for VerifyPlan {
         if let Some(scheme) = &args.scheme {
             options.scheme = scheme.parse().map_err(CliError::Usage)?;
         }
+        options.data = if args.no_data {
+            DataCheck::Skip("--no-data given")
+        } else {
+            DataCheck::parallel()
+        };
         if args.annotation_key.is_some() {
             options.root_hash_key = args.annotation_key;
         }
@@ -113,7 +123,7 @@ pub fn run(plan: &VerifyPlan) -> Result<(), CliError> {
     let store = Store::open(&plan.store)?;
     let result = verify::verify_image(&store, &plan.name, &plan.options);
     let report = match &result {
-        Ok(image) => &image.report,
+        Ok(image) => image.report(),
         Err(VerifyError::Rejected { report }) => report.as_ref(),
         Err(_) => return result.map(|_| ()).map_err(CliError::from),
     };
@@ -127,12 +137,17 @@ pub fn run(plan: &VerifyPlan) -> Result<(), CliError> {
     } else {
         print_report(report);
         if let Ok(image) = &result {
-            for (i, layer) in image.layers.iter().enumerate() {
+            for (i, layer) in image.layers().iter().enumerate() {
                 println!(
-                    "  layer {}: {} root hash {}",
+                    "  layer {}: {} root hash {}{}",
                     i + 1,
-                    layer.descriptor.digest,
-                    layer.verity.root_hash
+                    layer.digest(),
+                    layer.verity().root_hash,
+                    if layer.signed_root_hash().is_some() {
+                        ""
+                    } else {
+                        " (unsigned: the image's own claim)"
+                    }
                 );
             }
         }
@@ -154,8 +169,13 @@ fn print_report(report: &Report) {
             println!("       - {finding}");
         }
     }
-    if report.verified {
+    if report.verified && report.signed {
         println!("verified: the root hashes above come from the signed manifest");
+    } else if report.verified {
+        println!(
+            "accepted by the policy, but NOT SIGNED: no trusted signature covers this manifest, so its root hashes \
+             are the image's own claims (the hardened profile refuses it)"
+        );
     } else {
         let failed = report.checks.iter().filter(|c| c.outcome == Outcome::Failed).count();
         println!("NOT verified: {failed} check(s) failed; nothing is trusted");

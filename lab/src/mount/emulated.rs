@@ -107,7 +107,7 @@ pub(super) fn start(plan: &Plan) -> Result<Record, MountError> {
         let mut mounted = MountedLayer {
             name: layer.name.clone(),
             lowerdir: lowerdir.clone(),
-            root_hash: layer.root_hash.clone(),
+            root_hash: layer.root_hash.map(|r| r.to_string()),
             device_dir: None,
             device_dev: None,
             erofs_dev: None,
@@ -289,11 +289,10 @@ impl Layers {
                 check_at_most_once: plan.check_at_most_once,
                 ..Options::default()
             };
-            let device = verity_fuse::hex::decode("root hash", root)
+            let device = geometry_for(layer.erofs_size, layer.hashoffset)
                 .map_err(|e| e.to_string())
-                .and_then(|root| {
-                    let geometry = geometry_for(layer.erofs_size, layer.hashoffset).map_err(|e| e.to_string())?;
-                    VerifiedDevice::new(data, hash, geometry, &root, options).map_err(|e| e.to_string())
+                .and_then(|geometry| {
+                    VerifiedDevice::new(data, hash, geometry, root.as_bytes(), options).map_err(|e| e.to_string())
                 })
                 .map_err(|message| layers.refused(plan, RefusalKind::RootHash, &layer.name, message))?;
             let device = Arc::new(device);

@@ -250,7 +250,7 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
         let mut mounted = MountedLayer {
             name: layer.name.clone(),
             lowerdir: lower.clone(),
-            root_hash: layer.root_hash.clone(),
+            root_hash: layer.root_hash.map(|r| r.to_string()),
             device_dir: None,
             device_dev: None,
             erofs_dev: None,
@@ -285,12 +285,12 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
                 mounted.erofs_mount = Some(mount_id(&lower).map_err(|e| fail("identifying the EROFS mount", &e))?);
             }
             Profile::Verity | Profile::Hardened if dm::available().is_ok() => {
-                let root = layer.root_hash.as_deref().unwrap_or_default();
+                let root = layer.root_hash.map(|r| r.to_string()).unwrap_or_default();
                 let options = Options {
                     check_at_most_once: plan.check_at_most_once,
                     ..Options::default()
                 };
-                let mapping = dm::open(layer, &dm::name(&plan.id, i), root, &options)
+                let mapping = dm::open(layer, &dm::name(&plan.id, i), &root, &options)
                     .map_err(|e| fail(&format!("opening the dm-verity mapping of {}", layer.name), &e))?;
                 let device = mapping.path();
                 held.mappings.push((layer.name.clone(), mapping.clone()));
@@ -366,7 +366,7 @@ fn set_up_fuse(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), 
         let mut mounted = MountedLayer {
             name: layer.name.clone(),
             lowerdir: PathBuf::new(),
-            root_hash: layer.root_hash.clone(),
+            root_hash: layer.root_hash.map(|r| r.to_string()),
             device_dir: None,
             device_dev: None,
             erofs_dev: None,

@@ -1,7 +1,9 @@
 //! Mounting an image's rootfs the way each defence profile would, and taking it down again.
 //!
 //! A mount is planned first ([`prepare`]): which layer files, which root hashes (from the local conversion
-//! records for `verity`, from the verified signature for `hardened`), where the state lives. The plan is
+//! records for `verity`, from the verified signature for `hardened`), where the state lives. A verified image
+//! ([`Trust::Verified`]) is planned from exactly the manifest digest and ordered layers the verifier checked:
+//! its name is never looked up again, and `hardened` takes nothing but its [`SignedRootHash`]es. The plan is
 //! written to `<store>/mounts/<id>/plan.json`; the backend carries it out and writes `record.json`, the
 //! record of everything it set up, so [`umount`] removes exactly that and [`list`] can show it. On the
 //! `kernel` backend a holder process in a private mount namespace owns every mount (see [`kernel`]): if it
@@ -14,7 +16,6 @@ pub mod kernel;
 pub mod pinned;
 pub mod record;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,8 @@ use serde::{Deserialize, Serialize};
 use crate::convert::{self, ConvertError, VerityLayout};
 use crate::oci::digest::Digest;
 use crate::profile::{Backend, Profile};
+use crate::root_hash::RootHash;
+use crate::sign::verify::{SignedRootHash, VerifiedImage};
 use crate::store::{Store, StoreError, write_atomically};
 
 pub use record::{Record, RecordError};
@@ -48,7 +51,7 @@ pub struct LayerSpec {
     /// Offset of the verity superblock in `hash`.
     pub hashoffset: u64,
     /// The root hash the device is opened with; `None` for unverified profiles.
-    pub root_hash: Option<String>,
+    pub root_hash: Option<RootHash>,
 }
 
 /// Everything a backend needs to mount an image.
@@ -60,8 +63,11 @@ pub struct Plan {
     pub target: PathBuf,
     /// The image's name in the store.
     pub image: String,
-    /// Its manifest digest.
+    /// Its manifest digest: for a verified image, the digest that was verified.
     pub manifest: Digest,
+    /// The signature the layers' root hashes come from, when they come from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<PlanSignature>,
     /// The profile.
     pub profile: Profile,
     /// The backend.
@@ -88,26 +94,33 @@ impl Plan {
     }
 }
 
-/// Where the root hashes of a verified mount come from.
+/// What a mount is planned from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trust {
-    /// The conversion records next to the layer files (what the `verity` profile uses).
-    Local,
-    /// Root hashes taken from a verified signature, by layer digest (what `hardened` requires).
-    Signed(BTreeMap<Digest, String>),
+    /// The stored image of this name, with root hashes from the node's conversion records (what `verity` uses;
+    /// `hardened` refuses it).
+    Local(String),
+    /// An image that passed verification: exactly its manifest and layers, with root hashes from its signature.
+    Verified(Box<VerifiedImage>),
 }
 
 impl Trust {
-    /// The root hashes of a verified signature.
-    pub fn signed(image: &crate::sign::verify::VerifiedImage) -> Self {
-        Trust::Signed(
-            image
-                .layers
-                .iter()
-                .map(|l| (l.verity.layer, l.verity.root_hash.clone()))
-                .collect(),
-        )
+    /// The name the image is known by.
+    pub fn name(&self) -> &str {
+        match self {
+            Trust::Local(name) => name,
+            Trust::Verified(image) => image.name(),
+        }
     }
+}
+
+/// The signature a plan's root hashes come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSignature {
+    /// The manifest digest the signature covers (the plan's manifest).
+    pub manifest: Digest,
+    /// The fingerprint of the key that verified it.
+    pub key: String,
 }
 
 /// Why a backend refused a layer.
@@ -158,6 +171,22 @@ pub enum MountError {
     /// The profile needs root hashes from a verified signature.
     #[error("the hardened profile takes root hashes only from a verified signature (give --key)")]
     Unsigned,
+    /// The image verified without a signature of its own (a policy allowed it), which `hardened` never takes.
+    #[error(
+        "{image}: the hardened profile requires a signature by a trusted key over this manifest, whatever the policy says; none verified, so its root hashes are only the image's own claims"
+    )]
+    NotSigned {
+        /// The image.
+        image: String,
+    },
+    /// What a backend set up differs from the plan made from the verified image; it was taken down.
+    #[error("mounting {}: {what} differs from what was verified; taken down", target.display())]
+    NotAsVerified {
+        /// The target.
+        target: PathBuf,
+        /// What differs.
+        what: String,
+    },
     /// The signature does not give a root hash for a layer.
     #[error("layer {layer} has no signed root hash")]
     MissingRootHash {
@@ -212,14 +241,15 @@ pub enum MountError {
     },
 }
 
-/// Plans mounting the stored image `image` at `target`: converts its layers if needed and picks root hashes.
+/// Plans mounting `trust`'s image at `target`: converts its layers if needed and picks root hashes. A
+/// [`Trust::Verified`] image is planned from exactly its verified manifest and ordered layers, with no lookup
+/// by name; `hardened` takes only its signed root hashes.
 pub fn prepare(
     store: &Store,
-    image: &str,
+    trust: &Trust,
     target: &Path,
     profile: Profile,
     backend: Backend,
-    trust: &Trust,
 ) -> Result<Plan, MountError> {
     if backend == Backend::KernelVm {
         return Err(MountError::Unavailable {
@@ -228,30 +258,41 @@ pub fn prepare(
         });
     }
     let target = absolute_target(target)?;
-    let conversion = convert::convert_image(store, image, VerityLayout::Containerd, &|_| {})?;
-    let mut layers = Vec::with_capacity(conversion.layers.len() + 1);
-    for layer in &conversion.layers {
-        let c = &layer.conversion;
-        let root_hash = match (profile.verified(), profile, trust) {
-            (false, _, _) => None,
-            (true, Profile::Hardened, Trust::Local) => return Err(MountError::Unsigned),
-            (true, _, Trust::Signed(signed)) => Some(
-                signed
-                    .get(&c.layer)
-                    .cloned()
-                    .ok_or(MountError::MissingRootHash { layer: c.layer })?,
-            ),
-            (true, _, Trust::Local) => Some(c.roothash.clone()),
-        };
-        layers.push(LayerSpec {
+    let (manifest, signature, planned) = match trust {
+        Trust::Local(_) if profile == Profile::Hardened => return Err(MountError::Unsigned),
+        Trust::Local(name) => {
+            let conversion = convert::convert_image(store, name, VerityLayout::Containerd, &|_| {})?;
+            let planned = conversion
+                .layers
+                .into_iter()
+                .map(|l| {
+                    let c = l.conversion;
+                    let root_hash = match profile.verified() {
+                        true => Some(
+                            c.roothash
+                                .parse()
+                                .map_err(|_| MountError::MissingRootHash { layer: c.layer })?,
+                        ),
+                        false => None,
+                    };
+                    Ok((c, root_hash))
+                })
+                .collect::<Result<Vec<_>, MountError>>()?;
+            (conversion.manifest, None, planned)
+        }
+        Trust::Verified(image) => plan_verified(store, image, profile)?,
+    };
+    let mut layers: Vec<LayerSpec> = planned
+        .into_iter()
+        .map(|(c, root_hash)| LayerSpec {
             name: c.layer.to_string(),
             erofs: c.dir.join(convert::LAYER_FILE),
             erofs_size: c.erofs_size,
             hash: c.dir.join(convert::LAYER_FILE),
             hashoffset: c.hashoffset,
             root_hash,
-        });
-    }
+        })
+        .collect();
     if profile == Profile::Hardened {
         layers.push(pinned::ensure(store)?);
     }
@@ -273,14 +314,58 @@ pub fn prepare(
     Ok(Plan {
         id,
         target,
-        image: image.to_owned(),
-        manifest: conversion.manifest,
+        image: trust.name().to_owned(),
+        manifest,
+        signature,
         profile,
         backend,
         state,
         layers,
         check_at_most_once: false,
     })
+}
+
+/// Each layer's conversion with the root hash its device is opened with (`None` for unverified profiles).
+type PlannedLayers = Vec<(convert::LayerConversion, Option<RootHash>)>;
+
+/// The verified image's manifest, signature and layers in order, each converted (or its conversion found) by
+/// digest: `hardened` takes each layer's [`SignedRootHash`] and refuses an image without its own signature;
+/// other verified profiles take the root hash the manifest states.
+fn plan_verified(
+    store: &Store,
+    image: &VerifiedImage,
+    profile: Profile,
+) -> Result<(Digest, Option<PlanSignature>, PlannedLayers), MountError> {
+    let signature = image.signed_by().map(|by| PlanSignature {
+        manifest: image.manifest().digest,
+        key: by.key.clone(),
+    });
+    let roots: Vec<Option<RootHash>> = if profile == Profile::Hardened {
+        let signed = image.signed_layers().ok_or_else(|| MountError::NotSigned {
+            image: image.name().to_owned(),
+        })?;
+        signed
+            .into_iter()
+            .map(|(_, root): (_, &SignedRootHash)| Some(*root.root_hash()))
+            .collect()
+    } else {
+        image
+            .layers()
+            .iter()
+            .map(|layer| profile.verified().then(|| layer.verity().root_hash))
+            .collect()
+    };
+    let mut planned = Vec::with_capacity(roots.len());
+    for (layer, root_hash) in image.layers().iter().zip(roots) {
+        let converted = convert::convert_layer(
+            store,
+            &layer.digest(),
+            layer.descriptor().size,
+            VerityLayout::Containerd,
+        )?;
+        planned.push((converted.conversion, root_hash));
+    }
+    Ok((image.manifest().digest, signature, planned))
 }
 
 /// Carries out `plan`; returns the record of what was set up.
@@ -305,10 +390,35 @@ pub fn mount(store: &Store, plan: &Plan, exe: &Path) -> Result<Record, MountErro
             reason: KERNEL_VM_MOUNTS.to_owned(),
         }),
     };
+    let result = result.and_then(|record| match differs_from_plan(plan, &record) {
+        None => Ok(record),
+        Some(what) => {
+            let _ = umount_record(record);
+            Err(MountError::NotAsVerified {
+                target: plan.target.clone(),
+                what,
+            })
+        }
+    });
     if result.is_err() {
         let _ = fs::remove_dir_all(&plan.state);
     }
     result
+}
+
+/// What the backend's record says it set up that the plan (made from what was verified) does not say: the
+/// manifest, the layers in order, or a root hash a device was opened with.
+fn differs_from_plan(plan: &Plan, record: &Record) -> Option<String> {
+    if record.manifest != plan.manifest.to_string() {
+        return Some(format!("manifest {} (planned {})", record.manifest, plan.manifest));
+    }
+    let mounted: Vec<(&str, Option<RootHash>)> = record
+        .layers
+        .iter()
+        .map(|l| (l.name.as_str(), l.root_hash.as_deref().and_then(|r| r.parse().ok())))
+        .collect();
+    let planned: Vec<(&str, Option<RootHash>)> = plan.layers.iter().map(|l| (l.name.as_str(), l.root_hash)).collect();
+    (mounted != planned).then(|| format!("the layers and root hashes mounted {mounted:?} (planned {planned:?})"))
 }
 
 /// What [`umount`] removed and anything that was left behind.
@@ -361,5 +471,44 @@ fn setup_error(plan: &Plan, reason: String) -> MountError {
     MountError::Setup {
         target: plan.target.clone(),
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        Plan {
+            id: "m".to_owned(),
+            target: PathBuf::from("/t"),
+            image: "i".to_owned(),
+            manifest: Digest::of(b"verified"),
+            signature: None,
+            profile: Profile::Hardened,
+            backend: Backend::Emulated,
+            state: PathBuf::from("/s"),
+            layers: vec![LayerSpec {
+                name: Digest::of(b"layer").to_string(),
+                erofs: PathBuf::from("/l"),
+                erofs_size: 4096,
+                hash: PathBuf::from("/l"),
+                hashoffset: 4096,
+                root_hash: "ab".repeat(32).parse().ok(),
+            }],
+            check_at_most_once: false,
+        }
+    }
+
+    #[test]
+    fn a_record_that_differs_from_the_verified_plan_is_named() {
+        let plan = plan();
+        let mut record = Record::for_plan(&plan);
+        assert!(
+            differs_from_plan(&plan, &record).is_some_and(|d| d.contains("layers")),
+            "a layer missing from the record"
+        );
+        record.manifest = Digest::of(b"other").to_string();
+        assert!(differs_from_plan(&plan, &record).is_some_and(|d| d.starts_with("manifest")));
     }
 }

@@ -108,7 +108,7 @@ pub fn ensure(store: &Store) -> Result<LayerSpec, MountError> {
         erofs_size: DATA_BLOCKS * verity::BLOCK,
         hash: file,
         hashoffset: DATA_BLOCKS * verity::BLOCK,
-        root_hash: Some(ROOT_HASH.to_owned()),
+        root_hash: ROOT_HASH.parse().ok(),
     })
 }
 

@@ -314,6 +314,32 @@ pub const ATTACKS: &[AttackSpec] = &[
             ),
         ],
     },
+    AttackSpec {
+        name: "tag-race-at-mount",
+        summary: "move the tag between signature check and mount to the signed layers in another order, unsigned",
+        params: &[
+            opt(
+                "path",
+                ParamType::Path,
+                "a file a later layer changes (default: bin/app)",
+            ),
+            req(
+                "content",
+                ParamType::String,
+                "that file as the base layer has it: what the container shows when the race is won",
+            ),
+        ],
+    },
+    AttackSpec {
+        name: "self-declared-root-hash",
+        summary: "trojan a layer, declare its root hash in an unsigned manifest and edit the policy to allow unsigned images",
+        params: &[LAYER, TROJAN_PATH, TROJAN_CONTENT],
+    },
+    AttackSpec {
+        name: "consistent-layer-replace",
+        summary: "while the container runs, rename a trojaned layer, its sidecar and its conversion record into place, all consistent",
+        params: &[LAYER, TROJAN_PATH, TROJAN_CONTENT],
+    },
 ];
 
 #[cfg(test)]

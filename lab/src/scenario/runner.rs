@@ -21,7 +21,6 @@
 //! any user). A mount the backend refuses comes back as a typed [`crate::mount::Refusal`] carrying the
 //! verified devices' status, so the evidence is the same whichever backend ran the cell.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -417,7 +416,7 @@ fn stage(scenario: &Scenario, cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Res
         return Ok(());
     }
 
-    if !mount_image(cell, sandbox, &mount_name, &trust)? {
+    if !mount_image(cell, sandbox, &trust)? {
         return Ok(());
     }
 
@@ -649,26 +648,28 @@ fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, 
                 sandbox.profile
             ),
         );
-        return Ok(Some((sandbox.name.clone(), Trust::Local)));
+        return Ok(Some((sandbox.name.clone(), Trust::Local(sandbox.name.clone()))));
     }
     if cell.options.hooks.disable_verification {
-        let trusted = sandbox
-            .conversions
-            .iter()
-            .map(|c| (c.layer, c.roothash.clone()))
-            .collect::<BTreeMap<_, _>>();
+        // Only the verifier makes signed root hashes, so the broken defence is modelled as one that signs
+        // whatever the node's metadata says with the trusted key just before checking.
+        let resigned = sandbox
+            .sign(&sandbox.store, &sandbox.name, &sandbox.key, super::sandbox::BUILT)
+            .map_err(Harness)?;
         cell.step(
             Phase::Setup,
             "signature check DISABLED (test hook)",
             true,
-            "root hashes taken from local metadata",
+            format!(
+                "root hashes taken from local metadata: re-signed as {} with the trusted key",
+                resigned.manifest.digest
+            ),
         );
-        return Ok(Some((sandbox.name.clone(), Trust::Signed(trusted))));
     }
     let policy = Policy {
         rules: vec![Rule {
             pattern: REPOSITORY.to_owned(),
-            require_signature: true,
+            require_signature: sandbox.policy_requires_signature,
             keys: Vec::new(),
             require_pull_by_digest: None,
             min_build_timestamp: Some(Timestamp(MINIMUM)),
@@ -679,18 +680,26 @@ fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, 
     options.scheme = sandbox.scheme;
     match verify::verify_image(&sandbox.store, &sandbox.name, &options) {
         Ok(image) => {
-            let pinned = format!("{REPOSITORY}@{}", image.manifest.digest);
+            let pinned = format!("{REPOSITORY}@{}", image.manifest().digest);
             sandbox
                 .store
-                .tag(&pinned, image.manifest.clone())
+                .tag(&pinned, image.manifest().clone())
                 .map_err(|e| Harness(e.to_string()))?;
             cell.step(
                 Phase::Setup,
                 "verify the signature",
                 true,
-                format!("{} verified; mounting exactly {pinned}", image.manifest.digest),
+                format!(
+                    "{} {}; mounting exactly that manifest and its layers",
+                    image.manifest().digest,
+                    if image.signed_by().is_some() {
+                        "verified"
+                    } else {
+                        "accepted by the policy WITHOUT a signature"
+                    }
+                ),
             );
-            Ok(Some((pinned, Trust::signed(&image))))
+            Ok(Some((pinned, Trust::Verified(Box::new(image)))))
         }
         Err(VerifyError::Rejected { report }) => {
             for finding in report.findings() {
@@ -725,14 +734,15 @@ fn verify_kind(finding: &VerifyFinding) -> Option<ErrorKind> {
 }
 
 /// Plans and mounts; `Ok(false)` when the mount was refused.
-fn mount_image(cell: &mut Cell<'_>, sandbox: &mut Sandbox, name: &str, trust: &Trust) -> Result<bool, Harness> {
+fn mount_image(cell: &mut Cell<'_>, sandbox: &mut Sandbox, trust: &Trust) -> Result<bool, Harness> {
     let target = sandbox.dir.path().join("rootfs");
     fs::create_dir_all(&target).map_err(|e| Harness(e.to_string()))?;
-    let mut plan = match mount::prepare(&sandbox.store, name, &target, sandbox.profile, sandbox.backend, trust) {
+    let mut plan = match mount::prepare(&sandbox.store, trust, &target, sandbox.profile, sandbox.backend) {
         Ok(plan) => plan,
         Err(e) => {
             let kind = match &e {
                 MountError::MissingRootHash { .. } | MountError::PinnedMismatch { .. } => ErrorKind::RootHashMismatch,
+                MountError::NotSigned { .. } => ErrorKind::SignatureMissing,
                 MountError::Convert(c) => convert_kind(c).ok_or_else(|| Harness(format!("planning the mount: {e}")))?,
                 _ => return Err(Harness(format!("planning the mount: {e}"))),
             };

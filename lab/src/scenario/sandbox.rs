@@ -125,6 +125,8 @@ pub struct Sandbox {
     pub leaked: Vec<Leak>,
     /// The loop device a replayed layer mount uses, to detach on revert.
     pub replayed: Option<PathBuf>,
+    /// Whether the node's policy requires a signature for the image's repository (an attacker may edit it).
+    pub policy_requires_signature: bool,
 }
 
 /// One stopped container's mount left behind by [`attacks::Env::leak_mounts`].
@@ -181,6 +183,7 @@ impl Sandbox {
             exe: exe.to_owned(),
             leaked: Vec::new(),
             replayed: None,
+            policy_requires_signature: true,
         })
     }
 
@@ -310,7 +313,7 @@ impl Sandbox {
         self.mounted
             .iter()
             .flat_map(|(plan, _)| &plan.layers)
-            .filter_map(|l| Some((l.name.clone(), l.root_hash.clone()?)))
+            .filter_map(|l| Some((l.name.clone(), l.root_hash?.to_string())))
             .collect()
     }
 
@@ -923,6 +926,13 @@ impl attacks::Env for Sandbox {
             .take(len)
             .copied()
             .collect())
+    }
+
+    fn allow_unsigned(&mut self) -> Result<String, AttackError> {
+        self.policy_requires_signature = false;
+        Ok(format!(
+            "the node's policy rule for {REPOSITORY} now says require_signature = false"
+        ))
     }
 
     fn set_check_at_most_once(&mut self) {

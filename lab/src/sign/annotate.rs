@@ -17,6 +17,7 @@ use super::timestamp::Timestamp;
 use crate::convert::LayerConversion;
 use crate::oci::Digest;
 use crate::oci::manifest::ImageManifest;
+use crate::root_hash::RootHash;
 
 /// Default layer annotation carrying the root hash (hex).
 pub const ROOT_HASH: &str = "org.veritylab.dm-verity.root-hash";
@@ -70,8 +71,8 @@ impl AnnotationKeys {
 pub struct LayerVerity {
     /// The layer blob's digest.
     pub layer: Digest,
-    /// The root hash (hex, lower case).
-    pub root_hash: String,
+    /// The root hash.
+    pub root_hash: RootHash,
     /// The hash algorithm.
     pub algorithm: String,
     /// Bytes per data block.
@@ -250,13 +251,13 @@ fn read_layer(
         return Err(malformed(HASH_ALGORITHM, algorithm, "unknown hash algorithm"));
     };
     let digest_len = alg.digest_size();
-    if root_hash.len() != 2 * digest_len
-        || verity_fuse::hex::decode("root hash", root_hash).is_err()
-        || has_upper(root_hash)
-    {
-        let reason = format!("not {} lower-case hex digits", 2 * digest_len);
-        return Err(malformed(&keys.root_hash, root_hash, &reason));
-    }
+    let parsed = match root_hash.parse::<RootHash>() {
+        Ok(parsed) if parsed.as_bytes().len() == digest_len => parsed,
+        _ => {
+            let reason = format!("not {} lower-case hex digits", 2 * digest_len);
+            return Err(malformed(&keys.root_hash, root_hash, &reason));
+        }
+    };
     let number = |key: &str| -> Result<u64, AnnotationError> {
         let value = get(key)?;
         value
@@ -289,7 +290,7 @@ fn read_layer(
     }
     Ok(LayerVerity {
         layer,
-        root_hash: root_hash.clone(),
+        root_hash: parsed,
         algorithm: algorithm.clone(),
         data_block_size,
         hash_block_size,
@@ -369,7 +370,7 @@ mod tests {
         assert_eq!(image.layers[1].digest, b);
         assert_eq!(image.config.digest, Digest::of(b"c"));
         let layers: Vec<LayerVerity> = read_layers(&image, &keys).into_iter().map(Result::unwrap).collect();
-        assert_eq!(layers[0].root_hash, "ab".repeat(32));
+        assert_eq!(layers[0].root_hash.to_string(), "ab".repeat(32));
         assert_eq!(layers[0].params().data_blocks, 2);
         assert_eq!(layers[0].params().salt, vec![0; 32]);
         assert_eq!(build_timestamp(&image, &keys), Some(Ok(Timestamp(1_000))));

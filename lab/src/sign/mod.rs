@@ -8,7 +8,8 @@
 //! design's signature in the manifest itself → [`registry`] pushes both.
 //!
 //! Verifying ([`verify::verify_image`]) runs the other way under a [`policy`] and returns a
-//! [`verify::VerifiedImage`] whose per-layer root hashes and parameters come from the signed manifest, or the
+//! [`verify::VerifiedImage`] (the exact manifest digest and ordered layers checked, each layer's root hash a
+//! [`verify::SignedRootHash`] when the image's own signature verified with a trusted key), or the
 //! [`verify::Report`] of every check with typed findings. [`keys`] reads and writes P-256 key pairs.
 
 pub mod annotate;

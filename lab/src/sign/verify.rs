@@ -6,11 +6,20 @@
 //! the manifest, the signature (cosign: over the exact stored payload bytes, which must name this manifest
 //! digest and repository; delivery-kit: the embedded signature over its payload), the root-hash annotation
 //! of every layer, the build timestamp against the rule's minimum (rollback), each local tree's root hash
-//! against the signed one, and that every layer comes from this one signed manifest (mix-and-match).
-//! Nothing is trusted unless every check passes or is skipped by policy.
+//! against the signed one, each local layer's data and tree re-hashed top-down against the signed root hash
+//! (in parallel across layers, when asked: [`DataCheck`]), and that every layer comes from this one signed
+//! manifest (mix-and-match). Nothing is trusted unless every check passes or is skipped by policy.
+//!
+//! Trust is carried as types: a [`VerifiedImage`] (private fields, made only here) names the exact manifest
+//! digest and ordered layers that were verified, and each layer's [`SignedRootHash`] exists only when the
+//! image's own signature verified with a trusted key. The mount takes that value and never looks the image up
+//! again by name; the `hardened` profile accepts nothing but signed root hashes.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -26,7 +35,11 @@ use crate::oci::Digest;
 use crate::oci::manifest::{Descriptor, ImageManifest};
 use crate::oci::reference::ReferenceError;
 use crate::oci::registry::ClientOptions;
+use crate::root_hash::RootHash;
 use crate::store::{Store, StoreError};
+use verity_fuse::error::BlockRef;
+use verity_fuse::source::FileSource;
+use verity_fuse::{Geometry, Placement};
 
 /// How to verify.
 #[derive(Debug, Clone)]
@@ -41,6 +54,32 @@ pub struct VerifyOptions {
     pub root_hash_key: Option<String>,
     /// Fetch cosign signatures missing from the store from the image's registry with these settings.
     pub registry: Option<ClientOptions>,
+    /// Whether to compare the local conversions (records, then data when [`Self::data`] asks) with the signed
+    /// values; `false` for a caller that re-verifies the layers at rest against the signed root hashes itself.
+    pub local: bool,
+    /// Whether to re-hash each local layer's data and tree against the signed root hash.
+    pub data: DataCheck,
+}
+
+/// Whether [`verify_image`] re-hashes the local layers (data and tree, top-down, as `veritysetup verify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataCheck {
+    /// Hash every converted layer, at most this many layers at a time.
+    Hash {
+        /// Layers hashed at the same time (at least 1).
+        threads: usize,
+    },
+    /// Skip it, for this reason (said in the report).
+    Skip(&'static str),
+}
+
+impl DataCheck {
+    /// Hash with one thread per core, at most 4.
+    pub fn parallel() -> Self {
+        DataCheck::Hash {
+            threads: verity_fuse::tree::default_threads().clamp(1, 4),
+        }
+    }
 }
 
 impl VerifyOptions {
@@ -53,6 +92,8 @@ impl VerifyOptions {
             policy,
             keys,
             registry: None,
+            local: true,
+            data: DataCheck::Skip("not asked for (a mount's verified devices check every block they read)"),
         }
     }
 }
@@ -75,6 +116,8 @@ pub enum CheckName {
     BuildTimestamp,
     /// Local trees against the signed root hashes.
     LocalTrees,
+    /// Local layer data and trees re-hashed against the signed root hashes.
+    LocalData,
     /// All layers from one signed manifest.
     SingleSignedManifest,
 }
@@ -89,6 +132,7 @@ impl fmt::Display for CheckName {
             CheckName::RootHashes => "root-hashes",
             CheckName::BuildTimestamp => "build-timestamp",
             CheckName::LocalTrees => "local-trees",
+            CheckName::LocalData => "local-data",
             CheckName::SingleSignedManifest => "single-signed-manifest",
         })
     }
@@ -207,7 +251,7 @@ pub enum Finding {
         /// The layout of the local conversion.
         layout: VerityLayout,
         /// The signed root hash.
-        signed: String,
+        signed: RootHash,
         /// The local one.
         local: String,
     },
@@ -224,6 +268,18 @@ pub enum Finding {
         signed: String,
         /// The local value.
         local: String,
+    },
+    /// A local layer's data or tree does not hash to the signed root hash.
+    #[error("layer {layer}: local {layout} layer: {error}")]
+    LayerData {
+        /// The layer.
+        layer: Digest,
+        /// The layout of the local conversion.
+        layout: VerityLayout,
+        /// The block that changed, when the check got that far.
+        block: Option<BlockRef>,
+        /// What failed.
+        error: String,
     },
     /// The manifest is unsigned but its layers come from other signed manifests.
     #[error("layers assembled from other signed manifests ({}), not one signed manifest (mix-and-match)", sources.iter().map(|s| format!("{} from {}", s.layer, s.manifest)).collect::<Vec<_>>().join(", "))]
@@ -268,6 +324,8 @@ pub struct Report {
     pub rule: Option<String>,
     /// Whether the image is trusted.
     pub verified: bool,
+    /// Whether the image's own signature verified with a trusted key (so its root hashes are signed ones).
+    pub signed: bool,
     /// The checks, in order.
     pub checks: Vec<Check>,
 }
@@ -305,16 +363,60 @@ impl Report {
     }
 }
 
-/// A layer the mount pipeline may trust.
+/// A root hash that came from a manifest whose signature verified with a trusted key. Only the verifier makes
+/// one (no public constructor, no `Deserialize`): a record or an annotation cannot become one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct SignedRootHash(RootHash);
+
+impl SignedRootHash {
+    /// The root hash.
+    pub fn root_hash(&self) -> &RootHash {
+        &self.0
+    }
+}
+
+impl fmt::Display for SignedRootHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A layer of a verified image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VerifiedLayer {
-    /// The layer's descriptor in the signed manifest.
-    pub descriptor: Descriptor,
-    /// Root hash and tree parameters from the signed manifest ([`LayerVerity::params`] gives
-    /// `verity_fuse::VerityParams`).
-    pub verity: LayerVerity,
+    descriptor: Descriptor,
+    verity: LayerVerity,
+    signed_root_hash: Option<SignedRootHash>,
+    converted: Vec<VerityLayout>,
+}
+
+impl VerifiedLayer {
+    /// The layer's descriptor in the verified manifest (without annotations).
+    pub fn descriptor(&self) -> &Descriptor {
+        &self.descriptor
+    }
+
+    /// The layer digest.
+    pub fn digest(&self) -> Digest {
+        self.descriptor.digest
+    }
+
+    /// Root hash and tree parameters as the manifest states them ([`LayerVerity::params`] gives
+    /// `verity_fuse::VerityParams`); signed only when [`Self::signed_root_hash`] is `Some`.
+    pub fn verity(&self) -> &LayerVerity {
+        &self.verity
+    }
+
+    /// The root hash, when the image's own signature verified with a trusted key.
+    pub fn signed_root_hash(&self) -> Option<&SignedRootHash> {
+        self.signed_root_hash.as_ref()
+    }
+
     /// Local conversions whose tree matches (empty when the layer is not converted yet).
-    pub converted: Vec<VerityLayout>,
+    pub fn converted(&self) -> &[VerityLayout] {
+        &self.converted
+    }
 }
 
 /// The key and payload a signature was checked with.
@@ -326,28 +428,75 @@ pub struct SignedBy {
     pub payload: Option<Digest>,
 }
 
-/// An image that passed verification.
+/// An image that passed verification: exactly this manifest digest and these layers, in this order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VerifiedImage {
-    /// Its name in the store.
-    pub name: String,
-    /// Its repository.
-    pub repository: String,
-    /// The manifest that was verified: mount exactly this digest's layers.
-    pub manifest: Descriptor,
-    /// The config's descriptor.
-    pub config: Descriptor,
-    /// The scheme.
-    pub scheme: Scheme,
-    /// The signature that verified, or `None` when the policy let an unsigned image through.
-    pub signed_by: Option<SignedBy>,
-    /// The build timestamp, when the manifest has one.
-    pub built: Option<Timestamp>,
-    /// The layers, base first.
-    pub layers: Vec<VerifiedLayer>,
-    /// Every check (left out of the serialised form, where it stands beside the image).
+    name: String,
+    repository: String,
+    manifest: Descriptor,
+    config: Descriptor,
+    scheme: Scheme,
+    signed_by: Option<SignedBy>,
+    built: Option<Timestamp>,
+    layers: Vec<VerifiedLayer>,
     #[serde(skip)]
-    pub report: Report,
+    report: Report,
+}
+
+impl VerifiedImage {
+    /// The name it was verified under (for messages: the mount never looks it up again).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its repository.
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    /// The manifest that was verified: mount exactly this digest's layers.
+    pub fn manifest(&self) -> &Descriptor {
+        &self.manifest
+    }
+
+    /// The config's descriptor.
+    pub fn config(&self) -> &Descriptor {
+        &self.config
+    }
+
+    /// The scheme.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// The signature that verified, or `None` when the policy let an image through without its own signature.
+    pub fn signed_by(&self) -> Option<&SignedBy> {
+        self.signed_by.as_ref()
+    }
+
+    /// The build timestamp, when the manifest has one.
+    pub fn built(&self) -> Option<Timestamp> {
+        self.built
+    }
+
+    /// The layers, base first.
+    pub fn layers(&self) -> &[VerifiedLayer] {
+        &self.layers
+    }
+
+    /// Every check.
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
+    /// Each layer with its signed root hash, base first; `None` unless the image's own signature verified.
+    pub fn signed_layers(&self) -> Option<Vec<(&VerifiedLayer, &SignedRootHash)>> {
+        self.signed_by.as_ref()?;
+        self.layers
+            .iter()
+            .map(|l| l.signed_root_hash.as_ref().map(|root| (l, root)))
+            .collect()
+    }
 }
 
 /// A verification that did not produce a trusted image.
@@ -391,6 +540,7 @@ pub fn verify_image(store: &Store, name: &str, options: &VerifyOptions) -> Resul
         scheme: options.scheme,
         rule: requirements.rule.clone(),
         verified: false,
+        signed: false,
         checks: Vec::new(),
     };
     let reject = |mut report: Report| {
@@ -498,6 +648,7 @@ pub fn verify_image(store: &Store, name: &str, options: &VerifyOptions) -> Resul
                     annotations: Default::default(),
                     ..descriptor.clone()
                 },
+                signed_root_hash: signed_by.as_ref().map(|_| SignedRootHash(verity.root_hash)),
                 verity,
                 converted: Vec::new(),
             }),
@@ -518,7 +669,14 @@ pub fn verify_image(store: &Store, name: &str, options: &VerifyOptions) -> Resul
     }
 
     let built = check_timestamp(&mut report, &image, &keys, &requirements);
-    check_local_trees(&mut report, store, &mut layers);
+    if options.local {
+        check_local_trees(&mut report, store, &mut layers);
+        check_local_data(&mut report, store, &layers, options.data);
+    } else {
+        let reason = "not asked: the caller re-verifies the layers at rest against the signed root hashes";
+        report.skip(CheckName::LocalTrees, reason);
+        report.skip(CheckName::LocalData, reason);
+    }
 
     match (&mixed, options.policy.single_signed_manifest) {
         (Some(sources), true) => report.fail(
@@ -547,6 +705,7 @@ pub fn verify_image(store: &Store, name: &str, options: &VerifyOptions) -> Resul
         return reject(report);
     }
     report.verified = true;
+    report.signed = signed_by.is_some();
     Ok(VerifiedImage {
         name: name.to_owned(),
         repository: image_name.repository,
@@ -685,11 +844,11 @@ fn layer_sources(
     options: &VerifyOptions,
     requirements: &Requirements,
 ) -> Option<Vec<LayerSource>> {
-    let wanted: Vec<(Digest, String)> = annotate::read_layers(image, keys)
+    let wanted: Vec<(Digest, RootHash)> = annotate::read_layers(image, keys)
         .into_iter()
         .map(|r| r.ok().map(|l| (l.layer, l.root_hash)))
         .collect::<Option<_>>()?;
-    let mut signed: BTreeMap<(Digest, String), Digest> = BTreeMap::new();
+    let mut signed: BTreeMap<(Digest, RootHash), Digest> = BTreeMap::new();
     for (other, _) in store.images().ok()? {
         if other == name.name || cosign::is_signature_name(&other) {
             continue;
@@ -813,11 +972,11 @@ fn check_local_trees(report: &mut Report, store: &Store, layers: &mut [VerifiedL
                 ("hash type", &signed.hash_type.to_string(), &"1".to_owned()),
             ];
             let before = findings.len();
-            if local.roothash != signed.root_hash {
+            if signed.root_hash != *local.roothash.as_str() {
                 findings.push(Finding::RootHashMismatch {
                     layer: signed.layer,
                     layout,
-                    signed: signed.root_hash.clone(),
+                    signed: signed.root_hash,
                     local: local.roothash.clone(),
                 });
             }
@@ -851,5 +1010,125 @@ fn check_local_trees(report: &mut Report, store: &Store, layers: &mut [VerifiedL
             format!("{n} local trees against the signed root hashes"),
             findings,
         ),
+    }
+}
+
+/// One local layer to re-hash: its files and the geometry the signed parameters give.
+struct DataJob {
+    layer: Digest,
+    layout: VerityLayout,
+    data: std::path::PathBuf,
+    hash: std::path::PathBuf,
+    geometry: Geometry,
+    root: RootHash,
+    bytes: u64,
+}
+
+fn data_jobs(store: &Store, layers: &[VerifiedLayer]) -> Vec<Result<DataJob, Finding>> {
+    let mut jobs = Vec::new();
+    for layer in layers {
+        for &layout in &layer.converted {
+            let job = convert::existing(store, &layer.verity.layer, layout)
+                .map_err(|e| e.to_string())
+                .and_then(|local| local.ok_or_else(|| "the conversion record is gone".to_owned()))
+                .and_then(|local| {
+                    let placement = Placement::with_superblock(local.hashoffset);
+                    let geometry = Geometry::new(layer.verity.params(), placement).map_err(|e| e.to_string())?;
+                    let data = local.dir.join(convert::LAYER_FILE);
+                    let hash = match layout {
+                        VerityLayout::Containerd => data.clone(),
+                        VerityLayout::Separate => local.dir.join(convert::VERITY_FILE),
+                    };
+                    Ok(DataJob {
+                        layer: layer.verity.layer,
+                        layout,
+                        data,
+                        hash,
+                        bytes: geometry.params.data_blocks * u64::from(geometry.params.data_block_size),
+                        geometry,
+                        root: layer.verity.root_hash,
+                    })
+                })
+                .map_err(|error| Finding::LayerData {
+                    layer: layer.verity.layer,
+                    layout,
+                    block: None,
+                    error,
+                });
+            jobs.push(job);
+        }
+    }
+    jobs
+}
+
+fn hash_layer(job: &DataJob) -> Result<(), Finding> {
+    let finding = |block, error: String| Finding::LayerData {
+        layer: job.layer,
+        layout: job.layout,
+        block,
+        error,
+    };
+    let open = |path: &std::path::Path| {
+        FileSource::open(path).map_err(|e| finding(None, format!("opening {}: {e}", path.display())))
+    };
+    let (data, hash) = (open(&job.data)?, open(&job.hash)?);
+    verity_fuse::tree::check(&data, &hash, &job.geometry, &job.root.digest(), 1).map_err(|e| match &e {
+        verity_fuse::VerityError::HashMismatch { block, .. } => finding(Some(*block), e.to_string()),
+        _ => finding(None, e.to_string()),
+    })
+}
+
+/// Re-hashes every converted layer (data and tree, top-down) against its signed root hash, at most `threads`
+/// layers at a time.
+fn check_local_data(report: &mut Report, store: &Store, layers: &[VerifiedLayer], data: DataCheck) {
+    let threads = match data {
+        DataCheck::Skip(reason) => {
+            report.skip(CheckName::LocalData, format!("layer data not re-hashed: {reason}"));
+            return;
+        }
+        DataCheck::Hash { threads } => threads.max(1),
+    };
+    let start = Instant::now();
+    let mut jobs = Vec::new();
+    let mut findings = Vec::new();
+    for job in data_jobs(store, layers) {
+        match job {
+            Ok(job) => jobs.push(job),
+            Err(finding) => findings.push(finding),
+        }
+    }
+    if jobs.is_empty() && findings.is_empty() {
+        report.skip(
+            CheckName::LocalData,
+            "no converted layer matches the signed parameters to hash (run convert, then verify again)",
+        );
+        return;
+    }
+    let next = AtomicUsize::new(0);
+    let found = Mutex::new(Vec::new());
+    let workers = threads.min(jobs.len()).max(1);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if let Err(finding) = hash_layer(job) {
+                        found.lock().unwrap_or_else(|e| e.into_inner()).push(finding);
+                    }
+                }
+            });
+        }
+    });
+    findings.extend(found.into_inner().unwrap_or_else(|e| e.into_inner()));
+    let bytes: u64 = jobs.iter().map(|j| j.bytes).sum();
+    let detail = format!(
+        "hashed {} local layer(s), data and tree top-down against the signed root hashes: {:.1} MiB in {:.2} s ({workers} thread(s))",
+        jobs.len(),
+        bytes as f64 / f64::from(1 << 20),
+        start.elapsed().as_secs_f64(),
+    );
+    if findings.is_empty() {
+        report.pass(CheckName::LocalData, detail);
+    } else {
+        report.fail(CheckName::LocalData, detail, findings);
     }
 }

@@ -7,7 +7,8 @@
 //! however many layers there are.
 //!
 //! Data flow: [`target::for_images`] pins each layer's files, parameters and root hash from the store
-//! once; each pass, a worker takes the next layer, checks its superblock and sidecar, then runs a
+//! once (the root hashes from the node's conversion records, or, through [`target::for_verified`] and
+//! [`target::for_plan`], from a verified signature or the mount's plan of what was verified); each pass, a worker takes the next layer, checks its superblock and sidecar, then runs a
 //! [`verity_fuse::tree::Checker`] in steps of `step_blocks` blocks, asking the bucket before every step. Each
 //! pass yields a [`PassReport`]: what was checked, when, how long, how many bytes, the CPU used and typed
 //! [`Finding`]s.
@@ -221,6 +222,7 @@ impl Watcher {
             layer: target.layer.clone(),
             layout: target.layout,
             data: target.data.clone(),
+            pinned: target.source.clone(),
             started: report::rfc3339(started),
             duration: start.elapsed(),
             bytes,

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use verity_fuse::error::{BlockRef, Device, VerityError};
 
+use super::target::PinSource;
 use crate::convert::VerityLayout;
 
 /// A problem found with a layer at rest.
@@ -79,6 +80,14 @@ pub enum Finding {
         /// The pinned hash offset.
         pinned_hashoffset: u64,
     },
+    /// An image given with keys did not verify, so none of its layers can be pinned to signed root hashes.
+    #[error("{image} is not trusted: {reason}")]
+    Untrusted {
+        /// The image.
+        image: String,
+        /// Why.
+        reason: String,
+    },
     /// An image layer has no conversion to check.
     #[error("layer {layer} of {image} has no conversion (run `veritylab convert`)")]
     NotConverted {
@@ -135,6 +144,8 @@ pub struct LayerReport {
     pub layout: VerityLayout,
     /// The EROFS file.
     pub data: PathBuf,
+    /// Where the root hash it was checked against came from.
+    pub pinned: PinSource,
     /// When the check started (RFC 3339, UTC).
     pub started: String,
     /// Wall time of the check.

@@ -3,6 +3,11 @@
 //! [`for_images`] resolves store images to their layers' conversions (`conversion.json`, written by
 //! `veritylab convert`), in both layouts where both exist. The root hash, offsets and parameters are read
 //! once, at start: a later change to the record or the sidecar cannot move what the watcher expects.
+//!
+//! The node's records are only as good as the node: an attacker who replaces a layer, its sidecar and its
+//! record consistently passes a check pinned to them. For a signed image the root hashes are pinned from the
+//! signature instead: [`for_verified`] takes them from a [`VerifiedImage`], [`for_plan`] from a mount's plan
+//! of what was verified. Each target says where its pin came from ([`PinSource`]).
 
 use std::fs::File;
 use std::io;
@@ -13,9 +18,15 @@ use verity_fuse::source::FileSource;
 use verity_fuse::superblock::Superblock;
 use verity_fuse::{Digest, Geometry};
 
+use serde::Serialize;
+
 use super::report::Finding;
 use crate::convert::{self, LayerConversion, SIDECAR_FILE, VERITY_FILE, VerityLayout, verity};
+use crate::mount::Plan;
+use crate::oci::Digest as OciDigest;
 use crate::oci::manifest::{self, Manifest};
+use crate::root_hash::RootHash;
+use crate::sign::verify::VerifiedImage;
 use crate::store::Store;
 
 /// The largest image manifest read back from the store.
@@ -38,6 +49,49 @@ pub struct LayerTarget {
     pub geometry: Geometry,
     /// The pinned root hash.
     pub root: Digest,
+    /// Where the pinned root hash came from.
+    pub source: PinSource,
+}
+
+/// Layers to check, and findings about layers that cannot be checked (no conversion).
+pub type Targets = (Vec<LayerTarget>, Vec<Finding>);
+
+/// Where a target's pinned root hash came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "from", rename_all = "kebab-case")]
+pub enum PinSource {
+    /// The node's `conversion.json` (as trustworthy as the node's disk).
+    ConversionRecord,
+    /// A signature verified at start with a trusted key.
+    Signature {
+        /// The verified manifest.
+        manifest: OciDigest,
+        /// The key's fingerprint.
+        key: String,
+    },
+    /// The plan of a mount made from a verified signature.
+    MountPlan {
+        /// The mount's id.
+        mount: String,
+        /// The verified manifest.
+        manifest: OciDigest,
+        /// The key's fingerprint.
+        key: String,
+    },
+}
+
+impl std::fmt::Display for PinSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PinSource::ConversionRecord => f.write_str("conversion.json (the node's record, not signed)"),
+            PinSource::Signature { manifest, key } => {
+                write!(f, "the signature of {manifest} by key {key}")
+            }
+            PinSource::MountPlan { mount, manifest, key } => {
+                write!(f, "mount {mount}'s plan (signature of {manifest} by key {key})")
+            }
+        }
+    }
 }
 
 /// A target that cannot be set up from its record.
@@ -58,6 +112,12 @@ pub enum TargetError {
     /// A store image is an index, not an image.
     #[error("{name}: stored entry is not an image manifest")]
     NotAnImage {
+        /// The image name.
+        name: String,
+    },
+    /// The image verified without a signature of its own, so there are no signed root hashes to pin.
+    #[error("{name} has no signature of its own by a trusted key: no signed root hashes to pin")]
+    NotSigned {
         /// The image name.
         name: String,
     },
@@ -101,7 +161,14 @@ impl LayerTarget {
             sidecar,
             geometry,
             root,
+            source: PinSource::ConversionRecord,
         })
+    }
+
+    /// Pins `root` from `source` in place of the record's root hash.
+    pub fn pin(&mut self, root: &RootHash, source: PinSource) {
+        self.root = root.digest();
+        self.source = source;
     }
 
     /// Checks what can be checked before hashing: the files exist, the superblock agrees with the pinned
@@ -180,7 +247,7 @@ impl LayerTarget {
 
 /// The targets of the stored images `names`: every converted layout of every layer (each layer once, even
 /// when images share it), and a [`Finding::NotConverted`] for each layer with no conversion.
-pub fn for_images(store: &Store, names: &[String]) -> Result<(Vec<LayerTarget>, Vec<Finding>), TargetError> {
+pub fn for_images(store: &Store, names: &[String]) -> Result<Targets, TargetError> {
     let mut targets: Vec<LayerTarget> = Vec::new();
     let mut findings = Vec::new();
     for name in names {
@@ -214,4 +281,78 @@ pub fn for_images(store: &Store, names: &[String]) -> Result<(Vec<LayerTarget>, 
         }
     }
     Ok((targets, findings))
+}
+
+/// Every converted layout of `layer`, pinned to `root` from `source`.
+fn pinned_targets(
+    store: &Store,
+    layer: &OciDigest,
+    root: &RootHash,
+    source: &PinSource,
+    targets: &mut Vec<LayerTarget>,
+) -> Result<bool, TargetError> {
+    let mut any = false;
+    for layout in [VerityLayout::Containerd, VerityLayout::Separate] {
+        if let Some(conversion) = convert::existing(store, layer, layout)? {
+            any = true;
+            let mut target = LayerTarget::from_conversion(&conversion)?;
+            target.pin(root, source.clone());
+            if !targets.iter().any(|t| t.layer == target.layer && t.layout == layout) {
+                targets.push(target);
+            }
+        }
+    }
+    Ok(any)
+}
+
+/// The targets of a verified image's layers (exactly the verified ones, never looked up by name), pinned to
+/// their signed root hashes; an image without a signature of its own is refused.
+pub fn for_verified(store: &Store, image: &VerifiedImage) -> Result<Targets, TargetError> {
+    let (Some(signed), Some(by)) = (image.signed_layers(), image.signed_by()) else {
+        return Err(TargetError::NotSigned {
+            name: image.name().to_owned(),
+        });
+    };
+    let source = PinSource::Signature {
+        manifest: image.manifest().digest,
+        key: by.key.clone(),
+    };
+    let mut targets = Vec::new();
+    let mut findings = Vec::new();
+    for (layer, root) in signed {
+        if !pinned_targets(store, &layer.digest(), root.root_hash(), &source, &mut targets)? {
+            findings.push(Finding::NotConverted {
+                image: image.name().to_owned(),
+                layer: layer.digest().to_string(),
+            });
+        }
+    }
+    Ok((targets, findings))
+}
+
+/// The targets of a mount's layers pinned to the root hashes its plan opened them with, when the plan took
+/// them from a signature; `None` when it did not (the node's records are then all there is).
+pub fn for_plan(store: &Store, plan: &Plan) -> Result<Option<Targets>, TargetError> {
+    let Some(signature) = &plan.signature else {
+        return Ok(None);
+    };
+    let source = PinSource::MountPlan {
+        mount: plan.id.clone(),
+        manifest: signature.manifest,
+        key: signature.key.clone(),
+    };
+    let mut targets = Vec::new();
+    let mut findings = Vec::new();
+    for layer in &plan.layers {
+        let (Ok(digest), Some(root)) = (layer.name.parse::<OciDigest>(), &layer.root_hash) else {
+            continue;
+        };
+        if !pinned_targets(store, &digest, root, &source, &mut targets)? {
+            findings.push(Finding::NotConverted {
+                image: plan.image.clone(),
+                layer: layer.name.clone(),
+            });
+        }
+    }
+    Ok(Some((targets, findings)))
 }

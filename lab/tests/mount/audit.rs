@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use veritylab::mount::{Record, Trust};
+use veritylab::mount::Record;
 use veritylab::mountinfo::{self, DeviceNumber};
 use veritylab::profile::{Backend, Profile};
 
@@ -136,7 +136,7 @@ fn a_fuse_mount_whose_device_saw_corruption_fails_the_audit_after_the_byte_is_re
     let target = lab.target("rootfs");
     let record = lab.mount_on(Backend::Fuse, Profile::Hardened, &target);
     assert!(audit(&record).passed());
-    let probe = lab.plan(Profile::Verity, &lab.target("probe"), &Trust::Local);
+    let probe = lab.plan(Profile::Verity, &lab.target("probe"), &lab.local());
     // The first layer holds usr/bin/tool (160 000 bytes): flip a byte in the middle of the image's data.
     let layer = &probe.layers[0];
     let mut bytes = fs::read(&layer.erofs).unwrap();

@@ -74,27 +74,12 @@ impl Lab {
     fn mount(&self, profile: Profile, name: &str) -> (Record, Rootfs) {
         let target = self.work.path().join(name);
         fs::create_dir_all(&target).unwrap();
-        let local = mount::prepare(
-            &self.store,
-            &self.name,
-            &target,
-            Profile::Verity,
-            Backend::Emulated,
-            &Trust::Local,
-        )
-        .unwrap();
         let trust = if profile == Profile::Hardened {
-            Trust::Signed(
-                local
-                    .layers
-                    .iter()
-                    .map(|l| (l.name.parse().unwrap(), l.root_hash.clone().unwrap()))
-                    .collect(),
-            )
+            super::signed(&self.store, &self.name)
         } else {
-            Trust::Local
+            Trust::Local(self.name.clone())
         };
-        let plan = mount::prepare(&self.store, &self.name, &target, profile, Backend::Emulated, &trust).unwrap();
+        let plan = mount::prepare(&self.store, &trust, &target, profile, Backend::Emulated).unwrap();
         let record = mount::mount(&self.store, &plan, Path::new("/nonexistent")).unwrap();
         let rootfs = emulated::open_view(&record, &plan).unwrap();
         (record, rootfs)
@@ -228,11 +213,10 @@ fn a_target_already_mounted_is_refused_and_left_as_it_was() {
     let (record, _) = lab.mount(Profile::Hardened, "rootfs");
     let plan = mount::prepare(
         &lab.store,
-        &lab.name,
+        &Trust::Local(lab.name.clone()),
         &record.target,
         Profile::Verity,
         Backend::Emulated,
-        &Trust::Local,
     )
     .unwrap();
     let err = mount::mount(&lab.store, &plan, Path::new("/nonexistent")).unwrap_err();

@@ -66,15 +66,13 @@ impl Lab {
         target
     }
 
-    /// Root hashes as a signature would carry them (here: the local ones, as the signing step takes them).
+    /// The image signed with a new key and verified: root hashes from a signature.
     fn signed(&self) -> Trust {
-        let plan = self.plan(Profile::Verity, &self.target("probe"), &Trust::Local);
-        Trust::Signed(
-            plan.layers
-                .iter()
-                .map(|l| (l.name.parse().unwrap(), l.root_hash.clone().unwrap()))
-                .collect(),
-        )
+        super::signed(&self.store, &self.name)
+    }
+
+    pub(super) fn local(&self) -> Trust {
+        Trust::Local(self.name.clone())
     }
 
     pub(super) fn plan(&self, profile: Profile, target: &Path, trust: &Trust) -> Plan {
@@ -82,7 +80,7 @@ impl Lab {
     }
 
     fn plan_on(&self, backend: Backend, profile: Profile, target: &Path, trust: &Trust) -> Plan {
-        mount::prepare(&self.store, &self.name, target, profile, backend, trust).unwrap()
+        mount::prepare(&self.store, trust, target, profile, backend).unwrap()
     }
 
     pub(super) fn mount(&self, profile: Profile, target: &Path) -> Record {
@@ -93,7 +91,7 @@ impl Lab {
         let trust = if profile == Profile::Hardened {
             self.signed()
         } else {
-            Trust::Local
+            self.local()
         };
         let plan = self.plan_on(backend, profile, target, &trust);
         mount::mount(&self.store, &plan, Path::new(env!("CARGO_BIN_EXE_veritylab"))).unwrap()
@@ -270,7 +268,7 @@ fn a_flipped_layer_byte_fails_reads_under_verity_and_is_reported_but_not_under_e
     let Some(lab) = lab("a_flipped_layer_byte_fails_reads_under_verity_and_is_reported_but_not_under_erofs") else {
         return;
     };
-    let probe = lab.plan(Profile::Verity, &lab.target("probe"), &Trust::Local);
+    let probe = lab.plan(Profile::Verity, &lab.target("probe"), &lab.local());
     // The first layer holds usr/bin/tool (160 000 bytes): flip a byte in the middle of the image's data.
     let layer = &probe.layers[0];
     let mut bytes = fs::read(&layer.erofs).unwrap();
@@ -323,9 +321,9 @@ fn a_mount_that_fails_half_way_leaves_nothing_behind() {
         return;
     };
     let target = lab.target("rootfs");
-    let mut plan = lab.plan(Profile::Verity, &target, &Trust::Local);
+    let mut plan = lab.plan(Profile::Verity, &target, &lab.local());
     // The second layer's root hash is wrong: its device opens, the EROFS superblock read fails.
-    plan.layers[1].root_hash = Some("00".repeat(32));
+    plan.layers[1].root_hash = "00".repeat(32).parse().ok();
     let err = mount::mount(&lab.store, &plan, Path::new(env!("CARGO_BIN_EXE_veritylab"))).unwrap_err();
     assert!(err.to_string().contains("mounting"), "{err}");
     assert!(!plan.state.exists(), "state removed");

@@ -3,3 +3,29 @@
 mod audit;
 mod emulated;
 mod kernel;
+
+use veritylab::mount::Trust;
+use veritylab::sign::image::{SignOptions, sign_image};
+use veritylab::sign::keys;
+use veritylab::sign::policy::Policy;
+use veritylab::sign::timestamp::Timestamp;
+use veritylab::sign::verify::{VerifyOptions, verify_image};
+use veritylab::store::Store;
+
+/// Signs the stored image `name` with a new key (cosign, as `veritylab sign` does) and verifies it with that
+/// key: the only way to get root hashes the hardened profile takes.
+fn signed(store: &Store, name: &str) -> Trust {
+    let key = keys::generate();
+    let public = keys::PublicKey::new(*key.verifying_key(), std::path::Path::new("test.pub"));
+    let options = SignOptions {
+        key,
+        scheme: veritylab::sign::Scheme::Cosign,
+        root_hash_key: None,
+        tag: None,
+        built: Timestamp(1_800_000_000),
+        layout: veritylab::convert::VerityLayout::Containerd,
+    };
+    sign_image(store, name, &options, &|_| {}).unwrap();
+    let verified = verify_image(store, name, &VerifyOptions::new(Policy::default(), vec![public])).unwrap();
+    Trust::Verified(Box::new(verified))
+}

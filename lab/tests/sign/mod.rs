@@ -9,3 +9,4 @@ mod policy;
 mod registry;
 mod schemes;
 mod support;
+mod trust;

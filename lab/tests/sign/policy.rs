@@ -90,8 +90,8 @@ fn layers_mixed_from_two_signed_images_are_refused_unless_the_policy_allows_it()
     );
     let weak = options(policy("single_signed_manifest = false\n"), &public, Scheme::Cosign);
     let image = verified(&store, &format!("{REPO}:mixed"), &weak);
-    assert!(image.signed_by.is_none(), "trusted per layer, not by one signature");
-    assert_eq!(image.layers[1].verity.root_hash, b.layers[1].root_hash);
+    assert!(image.signed_by().is_none(), "trusted per layer, not by one signature");
+    assert_eq!(image.layers()[1].verity().root_hash.to_string(), b.layers[1].root_hash);
 }
 
 #[test]
@@ -105,7 +105,8 @@ fn a_tag_moved_after_verification_does_not_change_what_was_verified() {
     let opts = options(Policy::default(), &public, Scheme::Cosign);
     let image = verified(&store, &tag, &opts);
     assert_eq!(
-        image.manifest.digest, signed.manifest.digest,
+        image.manifest().digest,
+        signed.manifest.digest,
         "the result pins the digest to mount"
     );
     // The tag now names another (unsigned) image, as a pull of the moved tag would record.
@@ -115,7 +116,10 @@ fn a_tag_moved_after_verification_does_not_change_what_was_verified() {
     // By digest, the verified image is still what it was.
     let pinned = format!("{REPO}@{}", signed.manifest.digest);
     store.tag(&pinned, signed.manifest.clone()).unwrap();
-    assert_eq!(verified(&store, &pinned, &opts).manifest.digest, signed.manifest.digest);
+    assert_eq!(
+        verified(&store, &pinned, &opts).manifest().digest,
+        signed.manifest.digest
+    );
     // A policy requiring digests refuses the tag outright.
     let digests = options(policy("require_pull_by_digest = true\n"), &public, Scheme::Cosign);
     let report = rejected(&store, &tag, &digests);

@@ -51,15 +51,15 @@ fn sign_push_pull_by_tag_and_verify_against_a_real_registry() {
         "the tag now names the signed manifest"
     );
     let image = verified(&node, &report.name, &fetching(&public, &plain_http()));
-    for (layer, expected) in image.layers.iter().zip(&signed.layers) {
-        assert_eq!(layer.verity.root_hash, expected.root_hash);
-        assert!(layer.converted.is_empty(), "not converted on the node yet");
+    for (layer, expected) in image.layers().iter().zip(&signed.layers) {
+        assert_eq!(layer.verity().root_hash.to_string(), expected.root_hash);
+        assert!(layer.converted().is_empty(), "not converted on the node yet");
     }
     veritylab::convert::convert_image(&node, &report.name, veritylab::convert::VerityLayout::Separate, &|_| {})
         .unwrap();
     let image = verified(&node, &report.name, &fetching(&public, &plain_http()));
     assert!(
-        image.layers.iter().all(|l| !l.converted.is_empty()),
+        image.layers().iter().all(|l| !l.converted().is_empty()),
         "local trees match the signed ones"
     );
 

@@ -37,28 +37,28 @@ fn cosign_signing_keeps_the_image_and_verification_returns_the_signed_root_hashe
     assert_eq!(listed.len(), 1, "the signature manifest is not listed as an image");
 
     let image = verified(&store, &name, &options(Policy::default(), &public, Scheme::Cosign));
-    assert_eq!(image.manifest.digest, report.manifest.digest);
-    assert_eq!(image.signed_by.as_ref().unwrap().key, public.fingerprint);
-    assert_eq!(image.layers.len(), 2);
-    for (layer, signed) in image.layers.iter().zip(&report.layers) {
-        assert_eq!(layer.verity.root_hash, signed.root_hash);
+    assert_eq!(image.manifest().digest, report.manifest.digest);
+    assert_eq!(image.signed_by().unwrap().key, public.fingerprint);
+    assert_eq!(image.layers().len(), 2);
+    for (layer, signed) in image.layers().iter().zip(&report.layers) {
+        assert_eq!(layer.verity().root_hash.to_string(), signed.root_hash);
         assert_eq!(
-            layer.converted,
-            vec![VerityLayout::Containerd],
+            layer.converted(),
+            [VerityLayout::Containerd],
             "the local tree was compared"
         );
-        let local = convert::existing(&store, &layer.descriptor.digest, VerityLayout::Containerd)
+        let local = convert::existing(&store, &layer.digest(), VerityLayout::Containerd)
             .unwrap()
             .unwrap();
-        assert_eq!(layer.verity.params().data_blocks, local.data_blocks);
-        assert_eq!(layer.verity.params().salt, vec![0u8; 32]);
+        assert_eq!(layer.verity().params().data_blocks, local.data_blocks);
+        assert_eq!(layer.verity().params().salt, vec![0u8; 32]);
     }
     // The separate layout's tree has the same root hash, so it verifies too.
     convert::convert_image(&store, &name, VerityLayout::Separate, &|_| {}).unwrap();
     let again = verified(&store, &name, &options(Policy::default(), &public, Scheme::Cosign));
     assert_eq!(
-        again.layers[0].converted,
-        vec![VerityLayout::Containerd, VerityLayout::Separate]
+        again.layers()[0].converted(),
+        [VerityLayout::Containerd, VerityLayout::Separate]
     );
 }
 
@@ -76,7 +76,10 @@ fn delivery_kit_round_trips_with_its_own_annotations() {
         report.layers[0].root_hash.as_str()
     );
     let image = verified(&store, &name, &options(Policy::default(), &public, Scheme::DeliveryKit));
-    assert_eq!(image.layers[1].verity.root_hash, report.layers[1].root_hash);
+    assert_eq!(
+        image.layers()[1].verity().root_hash.to_string(),
+        report.layers[1].root_hash
+    );
     // The cosign verifier finds no cosign signature on it.
     let report = rejected(&store, &name, &options(Policy::default(), &public, Scheme::Cosign));
     assert!(matches!(findings(&report)[0], Finding::SignatureMissing { .. }));
@@ -110,12 +113,12 @@ fn a_changed_root_hash_annotation_passes_the_delivery_kit_signature_but_not_cosi
     assert!(
         findings(&report)
             .iter()
-            .any(|f| matches!(f, Finding::RootHashMismatch { signed, .. } if *signed == "ab".repeat(32)))
+            .any(|f| matches!(f, Finding::RootHashMismatch { signed, .. } if signed.to_string() == "ab".repeat(32)))
     );
     forget_conversions(&store);
     let image = verified(&store, &name, &dk);
     assert_eq!(
-        image.layers[0].verity.root_hash,
+        image.layers()[0].verity().root_hash.to_string(),
         "ab".repeat(32),
         "the seed design's gap"
     );

@@ -134,7 +134,7 @@ pub(super) fn options(policy: Policy, key: &PublicKey, scheme: Scheme) -> Verify
 pub(super) fn verified(store: &Store, name: &str, options: &VerifyOptions) -> VerifiedImage {
     match verify::verify_image(store, name, options) {
         Ok(image) => {
-            assert!(image.report.verified);
+            assert!(image.report().verified);
             image
         }
         Err(e) => panic!("{name} should verify: {e}"),
@@ -144,7 +144,7 @@ pub(super) fn verified(store: &Store, name: &str, options: &VerifyOptions) -> Ve
 /// Verifies, expects a rejection, and returns the report (never marked verified).
 pub(super) fn rejected(store: &Store, name: &str, options: &VerifyOptions) -> Report {
     match verify::verify_image(store, name, options) {
-        Ok(image) => panic!("{name} should be rejected: {:#?}", image.report),
+        Ok(image) => panic!("{name} should be rejected: {:#?}", image.report()),
         Err(VerifyError::Rejected { report }) => {
             assert!(!report.verified, "a rejected image is never marked verified");
             *report

@@ -1,0 +1,54 @@
+//! `tag-race-at-mount`: between the signature check and the mount, the image's tag is moved to an unsigned
+//! manifest of the same signed layers in another order (the base layer on top undoes a later layer's fix).
+//! Every layer and root hash is genuine; only the order is the attacker's.
+
+use crate::{Attack, AttackError, Effect, Env, Params, Stage};
+
+/// The attack.
+#[derive(Debug, Clone)]
+pub struct TagRaceAtMount {
+    path: String,
+    content: String,
+}
+
+impl TagRaceAtMount {
+    /// From the scenario's parameters (`path`, and `content`: what the container shows when the race is won,
+    /// the file as the base layer has it).
+    pub fn new(params: &Params) -> Result<Self, AttackError> {
+        Ok(Self {
+            path: params.string("path").unwrap_or("bin/app").to_owned(),
+            content: params.required("content")?,
+        })
+    }
+}
+
+impl Attack for TagRaceAtMount {
+    fn name(&self) -> &'static str {
+        "tag-race-at-mount"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::AfterVerify
+    }
+
+    fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
+        let bytes = env.manifest()?;
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| AttackError::env(format!("the stored manifest: {e}")))?;
+        let layers = manifest
+            .get_mut("layers")
+            .and_then(serde_json::Value::as_array_mut)
+            .ok_or_else(|| AttackError::env("the stored manifest has no layers"))?;
+        layers.reverse();
+        let out = serde_json::to_vec(&manifest).map_err(AttackError::env)?;
+        let digest = env.replace_manifest(&out, false)?;
+        Ok(format!(
+            "after verification, the tag now names {digest}: the signed layers in reverse order, unsigned"
+        ))
+    }
+
+    fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
+        let seen = env.read_in_container(&self.path)?;
+        Ok(Effect::read(&self.path, &seen, self.content.as_bytes()))
+    }
+}
