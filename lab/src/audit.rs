@@ -291,6 +291,7 @@ pub fn audit(record: &Record, view: &dyn View, trusted: &BTreeMap<String, String
     let overlay = check_target(record, &mounts, &mut report);
     if record.backend == Backend::Fuse {
         check_fuse_rootfs(record, overlay, &mut report);
+        check_fuse_devices(record, view, trusted, &mut report);
         return report;
     }
     if let Some(overlay) = overlay {
@@ -354,6 +355,40 @@ fn check_fuse_rootfs(record: &Record, rootfs: Option<&MountInfo>, report: &mut R
     report.checked.push("the FUSE rootfs is read-only".to_owned());
     if rootfs.is_some_and(|m| !m.is_read_only()) {
         report.findings.push(Finding::OverlayWritable);
+    }
+}
+
+/// The FUSE server's verified devices, from the status each serves at its device directory: the trusted
+/// root hash, and no corruption seen.
+fn check_fuse_devices(record: &Record, view: &dyn View, trusted: &BTreeMap<String, String>, report: &mut Report) {
+    let served: Vec<&MountedLayer> = record.layers.iter().filter(|l| l.device_dir.is_some()).collect();
+    if served.is_empty() {
+        return;
+    }
+    report.checked.push(format!(
+        "{} verified devices report the trusted root hash and no corruption",
+        served.len()
+    ));
+    for layer in served {
+        let device = fuse_device_state(layer, view);
+        let trusted_root = trusted
+            .get(&layer.name)
+            .or(layer.root_hash.as_ref())
+            .cloned()
+            .unwrap_or_default();
+        if device.root_hash != trusted_root {
+            report.findings.push(Finding::RootHashMismatch {
+                layer: layer.name.clone(),
+                trusted: trusted_root,
+                device: device.root_hash,
+            });
+        }
+        if device.corrupted {
+            report.findings.push(Finding::DeviceCorrupted {
+                layer: layer.name.clone(),
+                status: device.status,
+            });
+        }
     }
 }
 
