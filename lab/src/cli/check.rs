@@ -90,7 +90,7 @@ impl TryFrom<CheckArgs> for CheckPlan {
             target: args.target,
             images,
             config,
-            store: store_dir(args.store),
+            store: store_dir(args.store)?,
             json: args.json,
         })
     }

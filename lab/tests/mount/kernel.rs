@@ -35,7 +35,7 @@ struct Lab {
 
 fn lab(test: &str) -> Option<Lab> {
     if !testkit::is_root() {
-        testkit::skip(test, "needs root");
+        testkit::skip(test, testkit::NEEDS_ROOT);
         return None;
     }
     let Some(umoci) = testkit::find_tool("umoci") else {
