@@ -243,7 +243,9 @@ mod tests {
     #[test]
     fn fuse_conf_allows_other_only_on_its_own_line() {
         assert!(!fuse_conf_allows_other(""));
-        assert!(!fuse_conf_allows_other("#user_allow_other\n# user_allow_other\nmount_max = 1000\n"));
+        assert!(!fuse_conf_allows_other(
+            "#user_allow_other\n# user_allow_other\nmount_max = 1000\n"
+        ));
         assert!(!fuse_conf_allows_other("user_allow_other_not\n"));
         assert!(fuse_conf_allows_other("mount_max = 10\n  user_allow_other \n"));
     }

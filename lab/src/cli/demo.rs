@@ -65,7 +65,7 @@ fn pipeline(backend: Backend) -> Result<(), CliError> {
     println!("== the pipeline on the sample image ==");
     let exe = std::env::current_exe().map_err(|e| fail("finding the veritylab executable", e))?;
     let sandbox = Sandbox::new(Profile::Hardened, backend, image::sample(), Scheme::Cosign, &exe)
-    .map_err(|e| fail("creating a sandbox", e))?;
+        .map_err(|e| fail("creating a sandbox", e))?;
     let dir = sandbox.dir.path();
     let publisher = Store::open(&dir.join("publisher")).map_err(|e| fail("store", e))?;
     Sandbox::store_image(&publisher, &sandbox.name, &sandbox.layers).map_err(|e| fail("build", e))?;
@@ -126,7 +126,10 @@ fn pipeline(backend: Backend) -> Result<(), CliError> {
     let (snapshot, audit) = if backend == Backend::Emulated {
         let view = mount::emulated::open_view(&record, &plan)?;
         let snapshot = Snapshot::of_merged(&view.merged);
-        (snapshot, audit::audit(&record, &Table::new(&record), &sandbox.trusted()))
+        (
+            snapshot,
+            audit::audit(&record, &Table::new(&record), &sandbox.trusted()),
+        )
     } else {
         let snapshot = Snapshot::of_dir(&record.in_namespace(&record.target));
         let namespace = audit::Namespace::new(&record);
@@ -159,7 +162,10 @@ fn pipeline(backend: Backend) -> Result<(), CliError> {
     );
     let umounted = mount::umount(&sandbox.store, &record.target)?;
     if !umounted.leftovers.is_empty() {
-        return Err(fail("umount", format!("left behind: {}", umounted.leftovers.join("; "))));
+        return Err(fail(
+            "umount",
+            format!("left behind: {}", umounted.leftovers.join("; ")),
+        ));
     }
     if !audit.passed() {
         let findings: Vec<String> = audit.findings.iter().map(ToString::to_string).collect();

@@ -126,7 +126,11 @@ pub fn run(scenarios: &[Scenario], options: &RunOptions, progress: &mut dyn FnMu
                     expected,
                     format!("the scenario does not run on {backend}"),
                 )
-            } else if let Some(why) = scenario.needs_root.get(&backend).filter(|_| !verity_fuse::sys::is_root()) {
+            } else if let Some(why) = scenario
+                .needs_root
+                .get(&backend)
+                .filter(|_| !verity_fuse::sys::is_root())
+            {
                 CellResult::skipped(profile, backend, expected, format!("{NEEDS_ROOT}: {why}"))
             } else if let Some(why) = &unavailable {
                 CellResult::skipped(

@@ -147,7 +147,12 @@ fn assert_nothing_left(dir: &Path, record: &Record) {
         .map(|m| m.mount_point)
         .filter(|p| p.starts_with(dir))
         .collect();
-    assert_eq!(mounts, Vec::<PathBuf>::new(), "no mount is left under {}", dir.display());
+    assert_eq!(
+        mounts,
+        Vec::<PathBuf>::new(),
+        "no mount is left under {}",
+        dir.display()
+    );
     assert!(!record.holder_alive(), "the FUSE server {:?} is gone", record.holder);
     let state = record.state.to_string_lossy().into_owned();
     let naming: Vec<String> = fs::read_dir("/proc")
@@ -157,7 +162,8 @@ fn assert_nothing_left(dir: &Path, record: &Record) {
         .filter_map(|e| {
             let cmdline = fs::read(e.path().join("cmdline")).ok()?;
             let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            text.contains(&state).then(|| format!("{}: {text}", e.file_name().to_string_lossy()))
+            text.contains(&state)
+                .then(|| format!("{}: {text}", e.file_name().to_string_lossy()))
         })
         .collect();
     assert_eq!(naming, Vec::<String>::new(), "no process names the mount's state");
@@ -210,7 +216,10 @@ fn verity_and_hardened_on_the_fuse_backend_read_the_registry_image_as_umoci_unpa
         let report = audit(&record);
         assert!(report.passed(), "{profile}: {:?}", report.findings);
         assert!(
-            report.checked.iter().any(|c| c.contains("verified devices report the trusted root hash")),
+            report
+                .checked
+                .iter()
+                .any(|c| c.contains("verified devices report the trusted root hash")),
             "{profile}: {:?}",
             report.checked
         );
@@ -244,7 +253,11 @@ fn a_flipped_layer_byte_fails_fuse_reads_with_eio_and_the_audit_reports_device_c
         let target = lab.target(profile.name());
         let record = lab.mount(profile, &target);
         let read = fs::read(target.join("usr/bin/tool")).unwrap_err();
-        assert_eq!(read.raw_os_error(), Some(rustix::io::Errno::IO.raw_os_error()), "{profile}: {read}");
+        assert_eq!(
+            read.raw_os_error(),
+            Some(rustix::io::Errno::IO.raw_os_error()),
+            "{profile}: {read}"
+        );
         let report = audit(&record);
         let kinds: Vec<&str> = report.findings.iter().map(|f| f.kind()).collect();
         assert_eq!(kinds, ["device-corrupted"], "{profile}: {:?}", report.findings);
@@ -253,7 +266,10 @@ fn a_flipped_layer_byte_fails_fuse_reads_with_eio_and_the_audit_reports_device_c
 }
 
 fn veritylab(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_veritylab")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_veritylab"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn ok(out: &Output) -> String {
@@ -334,7 +350,11 @@ fn mount_without_a_backend_takes_the_best_one_here_and_says_why() {
     let (backend, reason) = Backend::auto();
     assert!(stderr.contains(&format!("backend {reason}")), "{stderr}");
     assert!(stdout.contains(&format!("backend {backend}")), "{stdout}");
-    let expected = if testkit::is_root() { Backend::Kernel } else { Backend::Fuse };
+    let expected = if testkit::is_root() {
+        Backend::Kernel
+    } else {
+        Backend::Fuse
+    };
     assert_eq!(backend, expected, "{reason}");
     let record = mount::list(&lab.store).unwrap().pop().unwrap();
     lab.umount_clean(&record);

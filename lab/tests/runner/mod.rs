@@ -48,7 +48,11 @@ fn every_shipped_scenario_as_expected_on(backend: Backend) {
     let text = report::render(&report, Format::Text, false);
     assert!(report.passed(), "{text}");
     assert_eq!(report.backends_used(), vec![backend], "{text}");
-    assert_eq!(report.summary().skipped, excluded(&scenarios, backend, testkit::is_root()), "{text}");
+    assert_eq!(
+        report.summary().skipped,
+        excluded(&scenarios, backend, testkit::is_root()),
+        "{text}"
+    );
     for cell in report.scenarios.iter().flat_map(|s| &s.cells) {
         let CellStatus::Observed { observation, .. } = &cell.status else {
             assert_eq!(cell.verdict(), Verdict::Skipped, "{cell:?}");
@@ -303,7 +307,16 @@ fn a_scenario_whose_expectation_is_wrong_makes_scenario_run_exit_4() {
         );
     std::fs::write(dir.path().join("upperdir-write.toml"), text).unwrap();
     let out = veritylab()
-        .args(["scenario", "run", "--all", "--profile", "vanilla", "--backend", "emulated", "--dir"])
+        .args([
+            "scenario",
+            "run",
+            "--all",
+            "--profile",
+            "vanilla",
+            "--backend",
+            "emulated",
+            "--dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -367,7 +380,11 @@ fn scenario_run_as_a_normal_user_runs_on_fuse_where_that_user_can_mount_it() {
     };
     let backend = if fuse { Backend::Fuse } else { Backend::Emulated };
     assert_eq!(report.backends_used(), vec![backend], "{:?}", report.backends);
-    assert!(report.backends[0].reason.starts_with(&format!("{backend}: ")), "{:?}", report.backends);
+    assert!(
+        report.backends[0].reason.starts_with(&format!("{backend}: ")),
+        "{:?}",
+        report.backends
+    );
     let scenarios = load::embedded().unwrap();
     assert_eq!(report.summary().errors, 0);
     assert_eq!(report.summary().skipped, excluded(&scenarios, backend, false));
