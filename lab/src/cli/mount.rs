@@ -111,10 +111,11 @@ pub fn run_mount(args: &MountArgs) -> Result<(), CliError> {
             record.profile,
             record.backend,
             record.id,
-            record
-                .holder
-                .map(|pid| format!(", namespace of pid {pid}"))
-                .unwrap_or_default()
+            match (record.backend, record.holder) {
+                (Backend::Fuse, Some(pid)) => format!(", served by pid {pid}"),
+                (_, Some(pid)) => format!(", namespace of pid {pid}"),
+                (_, None) => String::new(),
+            }
         );
     }
     Ok(())
