@@ -96,6 +96,66 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Whether mounts can be made with this backend here, or why not.
+    pub fn available(self) -> Result<(), String> {
+        let fuse = || verity_fuse::backend::capabilities().fuse.clone();
+        match self {
+            Backend::Emulated => Ok(()),
+            Backend::Fuse => fuse(),
+            Backend::Kernel if !verity_fuse::sys::is_root() => Err("mounts need root".to_owned()),
+            // Verified devices are dm-verity mappings where device-mapper exists, else served over FUSE.
+            Backend::Kernel => verity_fuse::backend::capabilities().kernel.clone().or_else(|_| fuse()),
+            Backend::KernelVm => Err(
+                "the library does not boot VMs: `veritylab scenario run --backend kernel-vm` runs the kernel \
+                 backend's cells inside one (see veritylab::vm::run_scenarios)"
+                    .to_owned(),
+            ),
+        }
+    }
+
+    /// The backend to use when none is asked for, and why: `kernel` as root (dm-verity mappings where the host
+    /// has device-mapper, else verified devices served over FUSE, under loop devices), else `fuse` for a user
+    /// who can open `/dev/fuse` and has a setuid `fusermount3`, else `emulated`.
+    pub fn auto() -> (Backend, String) {
+        let kernel = match Backend::Kernel.available() {
+            Ok(()) if verity_fuse::backend::capabilities().kernel.is_ok() => {
+                return (
+                    Backend::Kernel,
+                    "kernel: root, device-mapper and loop devices are available (verified devices are kernel \
+                     dm-verity mappings)"
+                        .to_owned(),
+                );
+            }
+            Ok(()) => {
+                return (
+                    Backend::Kernel,
+                    "kernel: root, FUSE and loop devices are available (verified devices are served over FUSE; \
+                     this kernel has no device-mapper)"
+                        .to_owned(),
+                );
+            }
+            Err(why) => why,
+        };
+        match Backend::Fuse.available() {
+            Ok(()) => (
+                Backend::Fuse,
+                format!(
+                    "fuse: the kernel backend is not available ({kernel}); this user can mount FUSE (/dev/fuse, \
+                     setuid fusermount3), so the verified devices and the read-only rootfs are served over FUSE"
+                ),
+            ),
+            Err(fuse) => (
+                Backend::Emulated,
+                format!(
+                    "emulated: the kernel backend is not available ({kernel}), nor is fuse ({fuse}); the rootfs is \
+                     the merged view in process, without mounts"
+                ),
+            ),
+        }
+    }
+}
+
 impl fmt::Display for Profile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

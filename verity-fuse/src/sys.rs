@@ -58,6 +58,29 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// The file where `fusermount3` reads whether normal users may mount with `allow_other`.
+pub const FUSE_CONF: &str = "/etc/fuse.conf";
+
+/// Whether `fuse.conf` text lets normal users mount with `allow_other`: a line holding exactly
+/// `user_allow_other`, surrounding blanks aside, as `fusermount3` reads it.
+pub fn fuse_conf_allows_other(text: &str) -> bool {
+    text.lines().any(|line| line.trim() == "user_allow_other")
+}
+
+/// Whether this process may mount FUSE with `allow_other`: as root, or when [`FUSE_CONF`] has
+/// `user_allow_other`.
+pub fn may_allow_other() -> bool {
+    is_root() || std::fs::read_to_string(FUSE_CONF).is_ok_and(|text| fuse_conf_allows_other(&text))
+}
+
+/// Whether `path` is a file owned by root with the setuid bit: how `fusermount3` must be installed for a
+/// normal user to mount FUSE through it.
+pub fn is_setuid_root(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.uid() == 0 && m.mode() & 0o4000 != 0)
+}
+
 /// Runs `tool` (from `package`) with `args` and returns its stdout.
 pub fn run_tool<I, S>(tool: &'static str, package: &'static str, args: I) -> Result<String, ToolError>
 where
@@ -216,6 +239,16 @@ pub fn exit_quietly_on_broken_pipe() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fuse_conf_allows_other_only_on_its_own_line() {
+        assert!(!fuse_conf_allows_other(""));
+        assert!(!fuse_conf_allows_other(
+            "#user_allow_other\n# user_allow_other\nmount_max = 1000\n"
+        ));
+        assert!(!fuse_conf_allows_other("user_allow_other_not\n"));
+        assert!(fuse_conf_allows_other("mount_max = 10\n  user_allow_other \n"));
+    }
 
     #[test]
     fn mountinfo_lines_parse_with_escapes_and_optional_fields() {

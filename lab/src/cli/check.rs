@@ -129,7 +129,7 @@ impl TryFrom<CheckArgs> for CheckPlan {
             images,
             config,
             verify,
-            store: store_dir(args.store),
+            store: store_dir(args.store)?,
             json: args.json,
         })
     }

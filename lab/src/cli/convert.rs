@@ -50,7 +50,7 @@ impl TryFrom<ConvertArgs> for ConvertPlan {
         Ok(Self {
             name: store_name(&reference),
             layout: args.layout.parse().map_err(CliError::Usage)?,
-            store: store_dir(args.store),
+            store: store_dir(args.store)?,
             json: args.json,
         })
     }

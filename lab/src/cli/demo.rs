@@ -1,9 +1,10 @@
 //! `veritylab demo`: the guided tour, with no arguments, no network and no root.
 //!
 //! It builds the sample image, walks it through the pipeline a node runs (pull from a local OCI layout,
-//! convert, sign, verify, mount with the hardened profile on the emulated backend, audit), printing each
-//! step, then stages every embedded scenario against all four profiles and prints the matrix. Everything
-//! lives in a temporary directory removed at the end.
+//! convert, sign, verify, mount with the hardened profile, audit), printing each step, then stages every
+//! embedded scenario against all four profiles and prints the matrix. Both parts use the backend
+//! [`Backend::auto`] picks, and say which and why: `kernel` as root, `fuse` for a user who can mount FUSE (real
+//! verified FUSE reads), `emulated` otherwise. Everything lives in a temporary directory removed at the end.
 
 use std::path::PathBuf;
 
@@ -43,10 +44,13 @@ fn fail(step: &str, e: impl std::fmt::Display) -> CliError {
 
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> Result<(), CliError> {
-    pipeline()?;
+    let (backend, reason) = Backend::auto();
+    println!("backend  {reason}");
+    pipeline(backend)?;
     println!();
-    println!("== every attack of the catalogue against every profile (emulated backend) ==");
+    println!("== every attack of the catalogue against every profile ({backend} backend) ==");
     let scenarios = load::embedded()?;
+    // No backend asked for: the run makes the same choice and reports it with its reason.
     let report = run_and_report(&scenarios, &RunOptions::default(), Format::Text, None)?;
     if let Some(path) = &args.html {
         report::write_atomic(path, &report::render(&report, Format::Html, false))
@@ -56,17 +60,12 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
     passed(&report)
 }
 
-/// The pipeline on the sample image: pull, convert, sign, verify, mount, check.
-fn pipeline() -> Result<(), CliError> {
+/// The pipeline on the sample image on `backend`: pull, convert, sign, verify, mount, check.
+fn pipeline(backend: Backend) -> Result<(), CliError> {
     println!("== the pipeline on the sample image ==");
-    let sandbox = Sandbox::new(
-        Profile::Hardened,
-        Backend::Emulated,
-        image::sample(),
-        Scheme::Cosign,
-        std::path::Path::new("/nonexistent"),
-    )
-    .map_err(|e| fail("creating a sandbox", e))?;
+    let exe = std::env::current_exe().map_err(|e| fail("finding the veritylab executable", e))?;
+    let sandbox = Sandbox::new(Profile::Hardened, backend, image::sample(), Scheme::Cosign, &exe)
+        .map_err(|e| fail("creating a sandbox", e))?;
     let dir = sandbox.dir.path();
     let publisher = Store::open(&dir.join("publisher")).map_err(|e| fail("store", e))?;
     Sandbox::store_image(&publisher, &sandbox.name, &sandbox.layers).map_err(|e| fail("build", e))?;
@@ -118,16 +117,37 @@ fn pipeline() -> Result<(), CliError> {
         &Trust::Verified(Box::new(verified)),
         &target,
         Profile::Hardened,
-        Backend::Emulated,
+        backend,
     )?;
-    let record = mount::mount(&sandbox.store, &plan, std::path::Path::new("/nonexistent"))?;
-    let view = mount::emulated::open_view(&record, &plan)?;
-    let snapshot = Snapshot::of_merged(&view.merged).map_err(|e| fail("read", e))?;
+    let record = mount::mount(&sandbox.store, &plan, &exe)?;
+    let (snapshot, audit) = if backend == Backend::Emulated {
+        let view = mount::emulated::open_view(&record, &plan)?;
+        let snapshot = Snapshot::of_merged(&view.merged);
+        (
+            snapshot,
+            audit::audit(&record, &Table::new(&record), &sandbox.trusted()),
+        )
+    } else {
+        let snapshot = Snapshot::of_dir(&record.in_namespace(&record.target));
+        let namespace = audit::Namespace::new(&record);
+        (snapshot, audit::audit(&record, &namespace, &sandbox.trusted()))
+    };
+    let snapshot = match snapshot {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            let _ = mount::umount(&sandbox.store, &record.target);
+            return Err(fail("read", e));
+        }
+    };
+    let how = match backend {
+        Backend::Emulated => "emulated backend, no mounts",
+        Backend::Fuse => "fuse backend, a read-only FUSE rootfs over verified FUSE devices",
+        _ => "kernel backend, an overlay over verified devices",
+    };
     println!(
-        "mount    hardened profile, emulated backend (no root needed): {} entries, every block verified",
+        "mount    hardened profile, {how}: {} entries read, every block verified",
         snapshot.entries.len()
     );
-    let audit = audit::audit(&record, &Table::new(&record), &sandbox.trusted());
     println!(
         "check    mount audit: {} checks, {}",
         audit.checked.len(),
@@ -137,8 +157,17 @@ fn pipeline() -> Result<(), CliError> {
             format!("{} findings", audit.findings.len())
         }
     );
-    drop(view);
-    mount::umount(&sandbox.store, &record.target)?;
+    let umounted = mount::umount(&sandbox.store, &record.target)?;
+    if !umounted.leftovers.is_empty() {
+        return Err(fail(
+            "umount",
+            format!("left behind: {}", umounted.leftovers.join("; ")),
+        ));
+    }
+    if !audit.passed() {
+        let findings: Vec<String> = audit.findings.iter().map(ToString::to_string).collect();
+        return Err(fail("check", findings.join("; ")));
+    }
     sandbox.dir.close().map_err(|e| fail("cleaning up", e))?;
     Ok(())
 }

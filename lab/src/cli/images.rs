@@ -83,7 +83,7 @@ pub fn list(store: &Store) -> Result<Vec<ImageEntry>, CliError> {
 
 /// Prints the listing.
 pub fn run(args: &ImagesArgs) -> Result<(), CliError> {
-    let store = Store::open(&store_dir(args.store.clone()))?;
+    let store = Store::open(&store_dir(args.store.clone())?)?;
     let images = list(&store)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&images).unwrap_or_default());

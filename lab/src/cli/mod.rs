@@ -165,15 +165,18 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// The process exit code: 2 for usage errors (also `hardened` without `--key`), 3 for bad input (a
-    /// malformed image or archive, a missing path, content that does not match its digest, an unusable
-    /// manifest, a failed verification, an image `hardened` will not take unsigned, a layer a mount refused, a
-    /// mount that differs from what was verified, an unusable key or policy), 4 when `check` found something (audit findings, tampered, missing or unreadable layers),
-    /// 5 when `umount` or `cleanup` left something behind, 1 for anything else.
+    /// The process exit code: 2 for usage errors (also `hardened` without `--key`, and no `--store` where this
+    /// user has no default store), 3 for bad input (a malformed image or archive, a missing path, content that
+    /// does not match its digest, an unusable manifest, a failed verification, an image `hardened` will not take
+    /// unsigned, a layer a mount refused, a mount that differs from what was verified, an unusable key or
+    /// policy), 4 when `check` found something (audit findings, tampered, missing or unreadable layers), 5 when
+    /// `umount` or `cleanup` left something behind, 1 for anything else.
     pub fn exit_code(&self) -> u8 {
         use crate::erofs::{ExtractError, WriteError};
         match self {
-            CliError::Usage(_) | CliError::Mount(crate::mount::MountError::Unsigned) => 2,
+            CliError::Usage(_)
+            | CliError::Mount(crate::mount::MountError::Unsigned)
+            | CliError::Store(crate::store::StoreError::NoDefaultDir { .. }) => 2,
             CliError::CheckFailed { .. } => 4,
             CliError::Leftovers(_) => 5,
             CliError::Read(_) | CliError::Extract(ExtractError::Read(_)) => 3,
@@ -256,8 +259,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 /// The store directory: `--store`, else [`crate::store::default_dir`].
-fn store_dir(arg: Option<PathBuf>) -> PathBuf {
-    arg.unwrap_or_else(crate::store::default_dir)
+fn store_dir(arg: Option<PathBuf>) -> Result<PathBuf, CliError> {
+    arg.map_or_else(crate::store::default_dir, Ok).map_err(CliError::from)
 }
 
 /// Refuses `--plain-http` unless the image (`shown`) is on a registry at a loopback address: credentials and

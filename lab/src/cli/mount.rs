@@ -24,9 +24,10 @@ pub struct MountArgs {
     /// The defence profile.
     #[arg(long, value_enum, default_value_t = Profile::Verity)]
     pub profile: Profile,
-    /// The backend.
-    #[arg(long, value_enum, default_value_t = Backend::Kernel)]
-    pub backend: Backend,
+    /// The backend [default: kernel as root, else fuse where this user can mount FUSE, else emulated; the
+    /// choice and its reason are printed].
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
     /// A trusted public key: the signature is verified and the root hashes are taken from it (required by
     /// `hardened`, optional for the others); repeat for several.
     #[arg(long, value_name = "PUB")]
@@ -68,7 +69,7 @@ pub struct PsArgs {
 
 /// Mounts an image.
 pub fn run_mount(args: &MountArgs) -> Result<(), CliError> {
-    let store = Store::open(&store_dir(args.store.clone()))?;
+    let store = Store::open(&store_dir(args.store.clone())?)?;
     let trust = if args.key.is_empty() && args.policy.is_none() {
         Trust::Local(args.image.clone())
     } else {
@@ -86,7 +87,15 @@ pub fn run_mount(args: &MountArgs) -> Result<(), CliError> {
         let verified = verify_image(&store, &args.image, &VerifyOptions::new(policy, keys))?;
         Trust::Verified(Box::new(verified))
     };
-    let plan = mount::prepare(&store, &trust, &args.target, args.profile, args.backend)?;
+    let backend = match args.backend {
+        Some(backend) => backend,
+        None => {
+            let (backend, reason) = Backend::auto();
+            eprintln!("veritylab: backend {reason}");
+            backend
+        }
+    };
+    let plan = mount::prepare(&store, &trust, &args.target, args.profile, backend)?;
     let exe = std::env::current_exe().map_err(|source| CliError::Io {
         what: "finding the veritylab executable".to_owned(),
         source,
@@ -102,10 +111,11 @@ pub fn run_mount(args: &MountArgs) -> Result<(), CliError> {
             record.profile,
             record.backend,
             record.id,
-            record
-                .holder
-                .map(|pid| format!(", namespace of pid {pid}"))
-                .unwrap_or_default()
+            match (record.backend, record.holder) {
+                (Backend::Fuse, Some(pid)) => format!(", served by pid {pid}"),
+                (_, Some(pid)) => format!(", namespace of pid {pid}"),
+                (_, None) => String::new(),
+            }
         );
     }
     Ok(())
@@ -113,7 +123,7 @@ pub fn run_mount(args: &MountArgs) -> Result<(), CliError> {
 
 /// Takes a mount down.
 pub fn run_umount(args: &UmountArgs) -> Result<(), CliError> {
-    let store = Store::open(&store_dir(args.store.clone()))?;
+    let store = Store::open(&store_dir(args.store.clone())?)?;
     let report = mount::umount(&store, &args.target)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
@@ -132,7 +142,7 @@ pub fn run_umount(args: &UmountArgs) -> Result<(), CliError> {
 
 /// Lists the mounts.
 pub fn run_ps(args: &PsArgs) -> Result<(), CliError> {
-    let store = Store::open(&store_dir(args.store.clone()))?;
+    let store = Store::open(&store_dir(args.store.clone())?)?;
     let records = mount::list(&store)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&records).unwrap_or_default());
@@ -159,7 +169,7 @@ pub fn run_ps(args: &PsArgs) -> Result<(), CliError> {
 
 /// Cleans up after dead mounts.
 pub fn run_cleanup(args: &PsArgs) -> Result<(), CliError> {
-    let store = Store::open(&store_dir(args.store.clone()))?;
+    let store = Store::open(&store_dir(args.store.clone())?)?;
     let cleaned = crate::mount::cleanup::cleanup(&store)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&cleaned).unwrap_or_default());

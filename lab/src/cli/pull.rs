@@ -68,7 +68,7 @@ impl TryFrom<PullArgs> for PullPlan {
         options.client.credentials = env_credentials();
         Ok(Self {
             reference,
-            store: store_dir(args.store),
+            store: store_dir(args.store)?,
             options,
             json: args.json,
         })

@@ -56,7 +56,6 @@ impl TryFrom<PushArgs> for PushPlan {
 
     fn try_from(args: PushArgs) -> Result<Self, CliError> {
         let usage = |e: ReferenceError| CliError::Usage(e.to_string());
-        let store = store_dir(args.store);
         let source = if args.source.starts_with("oci:") {
             match args.source.parse().map_err(usage)? {
                 Reference::Layout(l) => PushSource::Layout(l),
@@ -65,7 +64,7 @@ impl TryFrom<PushArgs> for PushPlan {
         } else {
             match args.source.parse::<Reference>() {
                 Ok(reference @ Reference::Registry(_)) => PushSource::Store {
-                    root: store.clone(),
+                    root: store_dir(args.store.clone())?,
                     name: store_name(&reference),
                 },
                 Ok(other) => {
@@ -74,7 +73,7 @@ impl TryFrom<PushArgs> for PushPlan {
                     )));
                 }
                 Err(_) => PushSource::Store {
-                    root: store.clone(),
+                    root: store_dir(args.store.clone())?,
                     name: args.source.clone(),
                 },
             }

@@ -110,7 +110,7 @@ impl TryFrom<SignArgs> for SignPlan {
             options,
             push: args.push,
             plain_http: args.plain_http,
-            store: store_dir(args.store),
+            store: store_dir(args.store)?,
             json: args.json,
         })
     }

@@ -112,7 +112,7 @@ impl TryFrom<VerifyArgs> for VerifyPlan {
         Ok(Self {
             name: store_name(&reference),
             options,
-            store: store_dir(args.store),
+            store: store_dir(args.store)?,
             json: args.json,
         })
     }

@@ -78,7 +78,12 @@ pub fn cleanup(store: &Store) -> Result<Vec<Cleaned>, MountError> {
         if emulated_live || (r.backend != Backend::Emulated && r.holder_alive()) {
             continue;
         }
-        let holders = r.namespace.as_deref().map(processes_in).unwrap_or_default();
+        // Only a kernel-backend holder has a private namespace; the fuse backend mounts in its caller's, which
+        // every other process shares, and its umount takes the FUSE mounts down.
+        let holders = match (r.backend, r.namespace.as_deref()) {
+            (Backend::Kernel, Some(namespace)) => processes_in(namespace),
+            _ => Vec::new(),
+        };
         let pids: Vec<u32> = holders.iter().map(|&(pid, _)| pid).collect();
         let unmounted = unmount_inside(&pids, &r);
         let id = r.id.clone();

@@ -413,7 +413,8 @@ fn serve_device(
     fs::create_dir_all(&dir).map_err(|e| fail("creating a device dir", &e))?;
     let config = MountConfig {
         threads: 2,
-        allow_other: true,
+        // Only root shares it (its loop devices): a normal user's device is read by that user alone.
+        allow_other: sys::is_root(),
         auto_unmount: false,
         fs_name: format!("veritylab:{}:{index}", plan.id),
     };

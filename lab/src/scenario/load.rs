@@ -164,6 +164,8 @@ struct RawScenario {
     profiles: Spanned<Vec<Spanned<Profile>>>,
     #[serde(default)]
     backends: Option<Spanned<Vec<Spanned<Backend>>>>,
+    #[serde(default)]
+    needs_root: Option<Spanned<BTreeMap<Spanned<Backend>, Spanned<String>>>>,
     expect: Spanned<BTreeMap<Spanned<Profile>, Spanned<Expectation>>>,
 }
 
@@ -272,6 +274,7 @@ fn parse_located(file: &str, text: &str) -> Result<(Scenario, Problem), LoadErro
     let attack = check_attack(&loc, &raw.attack, &mut problems);
     let profiles = check_profiles(&loc, &raw, &mut problems);
     let backends = check_backends(&loc, raw.backends.as_ref(), &mut problems);
+    let needs_root = check_needs_root(&loc, raw.needs_root.as_ref(), &backends, &mut problems);
     if !problems.is_empty() {
         return Err(LoadErrors(problems));
     }
@@ -290,6 +293,7 @@ fn parse_located(file: &str, text: &str) -> Result<(Scenario, Problem), LoadErro
         attack,
         profiles,
         backends,
+        needs_root,
         expect,
         source: file.to_owned(),
     };
@@ -652,4 +656,37 @@ fn check_backends(
         }
     }
     backends.get_ref().iter().map(|b| *b.get_ref()).collect()
+}
+
+fn check_needs_root(
+    loc: &Locator<'_>,
+    needs_root: Option<&Spanned<BTreeMap<Spanned<Backend>, Spanned<String>>>>,
+    backends: &[Backend],
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<Backend, String> {
+    let Some(needs_root) = needs_root else {
+        return BTreeMap::new();
+    };
+    for (backend, why) in needs_root.get_ref() {
+        let name = backend.get_ref();
+        if matches!(name, Backend::Kernel | Backend::KernelVm) {
+            problems.push(loc.span(
+                backend,
+                format!("needs_root: every `{name}` cell needs root already; list only fuse or emulated"),
+            ));
+        } else if !backends.contains(name) {
+            problems.push(loc.span(
+                backend,
+                format!("needs_root: `{name}` is not one of the scenario's backends"),
+            ));
+        }
+        if why.get_ref().trim().is_empty() {
+            problems.push(loc.span(why, format!("needs_root.{name}: say why the attack needs root there")));
+        }
+    }
+    needs_root
+        .get_ref()
+        .iter()
+        .map(|(backend, why)| (*backend.get_ref(), why.get_ref().clone()))
+        .collect()
 }

@@ -83,32 +83,14 @@ pub struct Hooks {
     pub leak_mount: bool,
 }
 
-/// Resolves the backend to use and says why: the one asked for, else `kernel` where this process may mount
-/// (root, FUSE and loop devices), else `emulated`.
+/// Resolves the backend to use and says why: the one asked for, else [`Backend::auto`]'s choice.
 pub fn choose_backend(requested: Option<Backend>) -> BackendChoice {
     let (used, reason) = match requested {
         Some(backend) => match available(backend) {
             Ok(()) => (backend, format!("{backend}: requested")),
             Err(why) => (backend, format!("{backend}: requested, but not available here: {why}")),
         },
-        None => match available(Backend::Kernel) {
-            Ok(()) if crate::mount::dm::available().is_ok() => (
-                Backend::Kernel,
-                "kernel: root, device-mapper and loop devices are available (verified devices are kernel \
-                 dm-verity mappings)"
-                    .to_owned(),
-            ),
-            Ok(()) => (
-                Backend::Kernel,
-                "kernel: root, FUSE and loop devices are available (verified devices are served over FUSE; this \
-                 kernel has no device-mapper)"
-                    .to_owned(),
-            ),
-            Err(why) => (
-                Backend::Emulated,
-                format!("emulated: the kernel backend is not available ({why})"),
-            ),
-        },
+        None => Backend::auto(),
     };
     BackendChoice {
         requested,
@@ -119,20 +101,11 @@ pub fn choose_backend(requested: Option<Backend>) -> BackendChoice {
 
 /// Whether the runner can drive `backend` here, or why not.
 pub fn available(backend: Backend) -> Result<(), String> {
-    let fuse = || verity_fuse::backend::capabilities().fuse.clone();
-    match backend {
-        Backend::Emulated => Ok(()),
-        Backend::Fuse => fuse(),
-        Backend::Kernel if !rustix::process::geteuid().is_root() => Err("mounts need root".to_owned()),
-        // Verified devices are dm-verity mappings where device-mapper exists, else served over FUSE.
-        Backend::Kernel => crate::mount::dm::available().or_else(|_| fuse()),
-        Backend::KernelVm => Err(
-            "the library runner does not boot VMs: `veritylab scenario run --backend kernel-vm` runs the kernel \
-             backend's cells inside one (see veritylab::vm::run_scenarios)"
-                .to_owned(),
-        ),
-    }
+    backend.available()
 }
+
+/// How a cell skipped for lack of root begins its reason (the scenario's `needs_root` says the rest).
+pub const NEEDS_ROOT: &str = "needs root";
 
 /// Runs `scenarios`; `progress` hears one line per cell.
 pub fn run(scenarios: &[Scenario], options: &RunOptions, progress: &mut dyn FnMut(&str)) -> RunReport {
@@ -157,6 +130,12 @@ pub fn run(scenarios: &[Scenario], options: &RunOptions, progress: &mut dyn FnMu
                     expected,
                     format!("the scenario does not run on {backend}"),
                 )
+            } else if let Some(why) = scenario
+                .needs_root
+                .get(&backend)
+                .filter(|_| !verity_fuse::sys::is_root())
+            {
+                CellResult::skipped(profile, backend, expected, format!("{NEEDS_ROOT}: {why}"))
             } else if let Some(why) = &unavailable {
                 CellResult::skipped(
                     profile,

@@ -28,6 +28,9 @@ pub struct Scenario {
     pub profiles: Vec<Profile>,
     /// The backends to run on (all of them when the file names none; the runner uses those available).
     pub backends: Vec<Backend>,
+    /// Backends on which the attack itself needs root (a real mount made by the attacker, say), with why: a run
+    /// without root skips these cells with that reason.
+    pub needs_root: BTreeMap<Backend, String>,
     /// The expected outcome of each profile in `profiles`.
     pub expect: BTreeMap<Profile, Expectation>,
     /// The file it was loaded from.

@@ -73,6 +73,12 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// This user has no default store directory.
+    #[error("no default store for this user: {reason} (pass --store DIR or set XDG_DATA_HOME)")]
+    NoDefaultDir {
+        /// Why there is none.
+        reason: String,
+    },
     /// No image of that name in the store.
     #[error("no image named {name:?} in the store {} (pull it first)", store.display())]
     NotFound {
@@ -125,16 +131,24 @@ pub struct Store {
 }
 
 /// The default store directory: `/var/lib/veritylab` as root, else `$XDG_DATA_HOME/veritylab` or
-/// `~/.local/share/veritylab`.
-pub fn default_dir() -> PathBuf {
+/// `$HOME/.local/share/veritylab`. A normal user with neither variable set, or whose `HOME` is not a
+/// directory (`nobody`'s is `/nonexistent`), has no default: the error says to pass `--store`.
+pub fn default_dir() -> Result<PathBuf> {
     if verity_fuse::sys::is_root() {
-        return PathBuf::from("/var/lib/veritylab");
+        return Ok(PathBuf::from("/var/lib/veritylab"));
     }
     if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(data).join("veritylab");
+        return Ok(PathBuf::from(data).join("veritylab"));
     }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
-    PathBuf::from(home).join(".local/share/veritylab")
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()).map(PathBuf::from) {
+        Some(home) if home.is_dir() => Ok(home.join(".local/share/veritylab")),
+        Some(home) => Err(StoreError::NoDefaultDir {
+            reason: format!("HOME ({}) is not a directory", home.display()),
+        }),
+        None => Err(StoreError::NoDefaultDir {
+            reason: "neither XDG_DATA_HOME nor HOME is set".to_owned(),
+        }),
+    }
 }
 
 impl Store {

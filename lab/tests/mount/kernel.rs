@@ -1,6 +1,6 @@
 //! Privileged tier: `veritylab mount` on the kernel backend with each profile, on an image pulled from a real
 //! registry; the rootfs against `umoci unpack`, writes per profile, the audit, overmounts, and teardown after
-//! `umount` and after a killed holder.
+//! `umount` and after a killed holder. The fuse backend's tests run as any user, in `super::fuse`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -35,7 +35,7 @@ pub(super) struct Lab {
 
 pub(super) fn lab(test: &str) -> Option<Lab> {
     if !testkit::is_root() {
-        testkit::skip(test, "needs root");
+        testkit::skip(test, testkit::NEEDS_ROOT);
         return None;
     }
     let Some(umoci) = testkit::find_tool("umoci") else {
@@ -337,27 +337,6 @@ fn a_mount_that_fails_half_way_leaves_nothing_behind() {
 }
 
 #[test]
-fn the_fuse_backend_serves_every_profile_read_only_as_umoci_unpacks_it() {
-    let Some(lab) = lab("the_fuse_backend_serves_every_profile_read_only_as_umoci_unpacks_it") else {
-        return;
-    };
-    if !testkit::fuse_available("the_fuse_backend_serves_every_profile_read_only_as_umoci_unpacks_it") {
-        return;
-    }
-    let expected = tree(&lab.unpacked);
-    for profile in Profile::ALL {
-        let target = lab.target(&format!("fuse-{profile}"));
-        let record = lab.mount_on(Backend::Fuse, profile, &target);
-        image_tree(&target, profile, &expected);
-        let write = fs::write(target.join("etc/hello"), b"x").unwrap_err();
-        assert_eq!(write.raw_os_error(), Some(30), "{profile}: {write}");
-        let report = audit(&record);
-        assert!(report.passed(), "{profile}: {:?}", report.findings);
-        lab.umount_clean(&record);
-    }
-}
-
-#[test]
 fn cleanup_unmounts_what_a_dead_holder_left_in_a_namespace_another_process_still_holds() {
     let Some(lab) = lab("cleanup_unmounts_what_a_dead_holder_left_in_a_namespace_another_process_still_holds") else {
         return;
@@ -400,20 +379,6 @@ fn cleanup_unmounts_what_a_dead_holder_left_in_a_namespace_another_process_still
     assert!(c.unmounted.len() >= 3, "{:?}", c.unmounted);
     assert_eq!(c.leftovers, Vec::<String>::new());
     assert!(mount::list(&lab.store).unwrap().is_empty());
-}
-
-#[test]
-fn umount_after_a_killed_fuse_server_takes_its_rootfs_down() {
-    let Some(lab) = lab("umount_after_a_killed_fuse_server_takes_its_rootfs_down") else {
-        return;
-    };
-    if !testkit::fuse_available("umount_after_a_killed_fuse_server_takes_its_rootfs_down") {
-        return;
-    }
-    let target = lab.target("rootfs");
-    let record = lab.mount_on(Backend::Fuse, Profile::Verity, &target);
-    kill_holder(&record);
-    lab.umount_clean(&record);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod audit;
 mod emulated;
+mod fuse;
 mod kernel;
 
 use veritylab::mount::Trust;

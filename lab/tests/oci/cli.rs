@@ -124,3 +124,32 @@ fn progress_bars_show_on_a_terminal_only_and_never_with_json() {
     let shown = on_tty(&format!("convert {reference} --json --store {}", store("json")));
     serde_json::from_str::<serde_json::Value>(&shown).unwrap_or_else(|e| panic!("{e}: {shown}"));
 }
+
+/// A normal user whose HOME is not a directory (`nobody`'s is `/nonexistent`) and who has no XDG_DATA_HOME has
+/// no default store: a usage error that says to pass `--store`, and nothing created. Run as `nobody` through
+/// `setpriv` when the tests run as root (root's default is `/var/lib/veritylab`).
+#[test]
+fn a_user_without_a_home_directory_is_asked_for_store() {
+    let mut command = if testkit::is_root() {
+        let mut setpriv = Command::new(testkit::require_tool!("setpriv"));
+        setpriv
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_veritylab"));
+        setpriv
+    } else {
+        veritylab()
+    };
+    let out = command
+        .arg("images")
+        .env("HOME", "/nonexistent")
+        .env_remove("XDG_DATA_HOME")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no default store for this user: HOME (/nonexistent) is not a directory (pass --store DIR"),
+        "{stderr}"
+    );
+    assert!(!std::path::Path::new("/nonexistent").exists());
+}

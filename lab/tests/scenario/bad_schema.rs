@@ -288,3 +288,44 @@ proptest::proptest! {
         let _ = load::parse("demo.toml", &BASE[..end]);
     }
 }
+
+#[test]
+fn needs_root_names_backends_of_the_scenario_and_says_why() {
+    let profiles = "profiles = [\"vanilla\", \"hardened\"]\n";
+    let scenario = load::parse(
+        "demo.toml",
+        &with(
+            profiles,
+            &format!("{profiles}needs_root = {{ fuse = \"the attacker mounts\" }}\n"),
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        scenario
+            .needs_root
+            .get(&veritylab::profile::Backend::Fuse)
+            .map(String::as_str),
+        Some("the attacker mounts")
+    );
+    let p = one_problem(&with(
+        profiles,
+        &format!("{profiles}needs_root = {{ kernel = \"mounts\" }}\n"),
+    ));
+    assert!(
+        p.starts_with("demo.toml:5:16: needs_root: every `kernel` cell needs root already"),
+        "{p}"
+    );
+    let p = one_problem(&with(
+        profiles,
+        &format!("{profiles}backends = [\"kernel\", \"emulated\"]\nneeds_root = {{ fuse = \"mounts\" }}\n"),
+    ));
+    assert!(
+        p.contains("needs_root: `fuse` is not one of the scenario's backends"),
+        "{p}"
+    );
+    let p = one_problem(&with(profiles, &format!("{profiles}needs_root = {{ fuse = \" \" }}\n")));
+    assert!(
+        p.contains("needs_root.fuse: say why the attack needs root there"),
+        "{p}"
+    );
+}

@@ -57,8 +57,13 @@ fn probe() -> Capabilities {
     } else if rustix::fs::access("/dev/fuse", rw).is_err() {
         fuse.push("/dev/fuse is not readable and writable by this user".to_owned());
     }
-    if sys::find_tool("fusermount3").is_none() {
-        fuse.push("fusermount3 is not installed (Debian package fuse3)".to_owned());
+    match sys::find_tool("fusermount3") {
+        None => fuse.push("fusermount3 is not installed (Debian package fuse3)".to_owned()),
+        Some(path) if !sys::is_root() && !sys::is_setuid_root(&path) => fuse.push(format!(
+            "{} is not setuid root, and a normal user mounts FUSE through it",
+            path.display()
+        )),
+        Some(_) => {}
     }
     let mut kernel = Vec::new();
     if !Path::new("/dev/mapper/control").exists() {

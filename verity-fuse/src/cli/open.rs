@@ -219,7 +219,8 @@ fn serve(a: &OpenArgs, plan: OpenPlan, entry: &Entry) -> Result<()> {
     let device = VerifiedDevice::new(data, hash, plan.geometry, plan.root.as_bytes(), plan.options)?;
     let config = MountConfig {
         threads: a.threads.unwrap_or_else(tree::default_threads),
-        allow_other: sys::is_root(),
+        // Others read the device where they may (root's loop devices over a user's device).
+        allow_other: sys::may_allow_other(),
         fs_name: format!("verity-fuse:{}", a.name),
         auto_unmount: sys::is_root(),
     };

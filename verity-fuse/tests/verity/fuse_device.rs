@@ -18,7 +18,7 @@ fn mounts_ready(test: &str) -> bool {
         return false;
     }
     if !testkit::is_root() {
-        testkit::skip(test, "loop mounts need root");
+        testkit::skip(test, testkit::NEEDS_ROOT);
         return false;
     }
     for tool in ["mkfs.erofs", "losetup", "mount"] {
