@@ -336,12 +336,24 @@ impl Rootfs {
 #[derive(Debug, Clone)]
 pub struct Table<'a> {
     record: &'a Record,
+    statuses: Vec<(String, StatusReport)>,
 }
 
 impl<'a> Table<'a> {
-    /// The table of `record`.
+    /// The table of `record`, each verified device reported as the record describes it (no live device to
+    /// ask).
     pub fn new(record: &'a Record) -> Self {
-        Self { record }
+        Self {
+            record,
+            statuses: Vec::new(),
+        }
+    }
+
+    /// The table of `record` with the live status of its verified devices, by layer name (as
+    /// [`Layers::statuses`] gives them): the audit sees what a FUSE device's status file would show, its root
+    /// hash, corruptions and I/O errors.
+    pub fn with_statuses(record: &'a Record, statuses: Vec<(String, StatusReport)>) -> Self {
+        Self { record, statuses }
     }
 
     fn entries(&self) -> &[TableEntry] {
@@ -375,6 +387,9 @@ impl View for Table<'_> {
             .layers
             .iter()
             .find(|l| l.device_dir.as_deref() == Some(device_dir))?;
-        Some(serde_json::json!({ "root_hash": layer.root_hash, "corruptions": 0, "io_errors": 0 }))
+        match self.statuses.iter().find(|(name, _)| *name == layer.name) {
+            Some((_, status)) => serde_json::to_value(status).ok(),
+            None => Some(serde_json::json!({ "root_hash": layer.root_hash, "corruptions": 0, "io_errors": 0 })),
+        }
     }
 }

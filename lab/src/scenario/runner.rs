@@ -32,7 +32,7 @@ use super::outcome::{
 };
 use super::registry::{self, CellRegistry, LocalRegistry};
 use super::run::{BackendChoice, CellResult, HostInfo, RunReport, ScenarioResult};
-use super::sandbox::{MINIMUM, REPOSITORY, Sandbox};
+use super::sandbox::{Container, MINIMUM, REPOSITORY, Sandbox};
 use super::schema::{ParamValue, Scenario};
 use crate::audit;
 use crate::convert::{self, ConvertError, VerityLayout};
@@ -805,7 +805,8 @@ fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) {
     };
     let trusted = sandbox.trusted();
     let report = if record.backend == Backend::Emulated {
-        audit::audit(record, &Table::new(record), &trusted)
+        let statuses = sandbox.container.as_ref().map(Container::statuses).unwrap_or_default();
+        audit::audit(record, &Table::with_statuses(record, statuses), &trusted)
     } else {
         audit::audit(record, &audit::Namespace::new(record), &trusted)
     };
