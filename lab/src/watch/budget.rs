@@ -201,15 +201,56 @@ mod tests {
         assert!((share - 0.25).abs() < 0.001, "{share}");
     }
 
+    /// Spins until this thread's CPU clock has advanced by `amount` (or 10 s of wall time pass); returns what
+    /// the clock saw.
+    fn burn(amount: Duration) -> Duration {
+        let start = cpu_time(CpuClock::Threads);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut x = 1u64;
+        while cpu_time(CpuClock::Threads).saturating_sub(start) < amount && Instant::now() < deadline {
+            for i in 0..10_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+            }
+        }
+        cpu_time(CpuClock::Threads).saturating_sub(start)
+    }
+
     #[test]
     fn the_clocks_read_this_process_cpu_time() {
-        let start = cpu_time(CpuClock::Threads);
-        let mut x = 0u64;
-        for i in 0..5_000_000u64 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
+        let process_start = cpu_time(CpuClock::Process);
+        let used = burn(20 * MS);
+        assert!(used >= 20 * MS, "the thread clock saw {used:?} of a 20 ms spin");
+        let process = cpu_time(CpuClock::Process).saturating_sub(process_start);
+        assert!(
+            process >= used,
+            "the process clock saw {process:?}, its thread {used:?}"
+        );
+    }
+
+    #[test]
+    fn pacing_holds_a_busy_worker_to_its_budget() {
+        // 5% of a core: 100 ms of CPU may take no less than 2 s of wall time.
+        let bucket = TokenBucket::new(5.0, CpuClock::Threads);
+        let started = Instant::now();
+        let mut last = bucket.worker_start();
+        let mut cpu = Duration::ZERO;
+        let mut paced = Duration::ZERO;
+        while cpu < 100 * MS && started.elapsed() < Duration::from_secs(20) {
+            cpu += burn(5 * MS);
+            let before = Instant::now();
+            assert!(bucket.pace(&mut last, None));
+            paced += before.elapsed();
         }
-        assert_ne!(x, 1);
-        assert!(cpu_time(CpuClock::Threads) >= start);
-        assert!(cpu_time(CpuClock::Process) >= cpu_time(CpuClock::Threads));
+        let wall = started.elapsed();
+        assert!(cpu >= 100 * MS, "the thread clock saw {cpu:?} of CPU in {wall:?}");
+        let floor = cpu.as_secs_f64() / 0.05;
+        assert!(
+            wall.as_secs_f64() >= 0.95 * floor,
+            "{cpu:?} of CPU at 5% took {wall:?}, under {floor:.2} s"
+        );
+        assert!(
+            paced > wall / 2,
+            "the bucket made the worker wait only {paced:?} of {wall:?}"
+        );
     }
 }

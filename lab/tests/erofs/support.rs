@@ -359,9 +359,19 @@ pub(super) fn make_tree(root: &Path, spec: TreeSpec) {
     touch(&root.join("file-8191"), 5_000_000_000, 1);
 }
 
-/// `tar --format=posix --xattrs` of a directory's contents (GNU tar), to `out`.
+/// `tar --format=posix --xattrs` of a directory's contents (GNU tar), to `out`, in the order `readdir` gives.
 pub(super) fn gnu_tar(tar: &Path, src: &Path, out: &Path) {
+    gnu_tar_with(tar, &[], src, out);
+}
+
+/// [`gnu_tar`] with the entries sorted by name (`--sort=name`), the order a directory input is read in.
+pub(super) fn gnu_tar_sorted(tar: &Path, src: &Path, out: &Path) {
+    gnu_tar_with(tar, &["--sort=name"], src, out);
+}
+
+fn gnu_tar_with(tar: &Path, extra: &[&str], src: &Path, out: &Path) {
     run(Command::new(tar)
+        .args(extra)
         .args([
             "--format=posix",
             "--xattrs",
@@ -373,6 +383,26 @@ pub(super) fn gnu_tar(tar: &Path, src: &Path, out: &Path) {
         .arg("-cf")
         .arg(out)
         .arg("."));
+}
+
+/// Host directories the EROFS tests convert as real-world trees, with the Debian package that provides each.
+const SYSTEM_DIRECTORIES: [(&str, &str); 2] = [("/etc", "base-files"), ("/usr/share/zoneinfo", "tzdata")];
+
+/// The host directories the EROFS tests convert, or `None` after reporting `test` as skipped (a failure under
+/// `VERITYLAB_REQUIRE_ALL=1`) when one is missing.
+pub(super) fn system_directories(test: &str) -> Option<Vec<&'static Path>> {
+    let mut dirs = Vec::new();
+    for (dir, package) in SYSTEM_DIRECTORIES {
+        if !Path::new(dir).is_dir() {
+            testkit::skip(
+                test,
+                &format!("{dir} is missing (Debian package {package}; see .ci/run)"),
+            );
+            return None;
+        }
+        dirs.push(Path::new(dir));
+    }
+    Some(dirs)
 }
 
 /// The `veritylab` binary.

@@ -18,6 +18,9 @@ S=/tmp/store
 I=oci:/tmp/layout:v1
 step() { name=$1; shift; section "$name"; "$@" 2>&1; mark "$name" $?; }
 holder() { sed -n 's/^ *"holder": \([0-9]*\),*$/\1/p' "$1"; }
+# Polls (at most 10 s) until process $1 is gone or a zombie; the status is 0 only if it went.
+gone() { n=0; while [ -d "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; do
+  [ $n -ge 200 ] && return 1; n=$((n + 1)); sleep 0.05; done; }
 
 mkdir -p /tmp/img/base/etc /tmp/img/base/bin /tmp/t1 /tmp/t2 /tmp/t3
 echo "hello from the base layer" > /tmp/img/base/etc/greeting
@@ -76,8 +79,10 @@ section dm-unmounted; dmsetup ls
 
 veritylab mount $I /tmp/t3 --profile verity --backend kernel --store $S --json > /tmp/m3.json 2>&1
 mark mount-killed $?
-kill -9 "$(holder /tmp/m3.json)"
-sleep 1
+H3=$(holder /tmp/m3.json)
+kill -9 "$H3"
+gone "$H3"
+mark holder-gone $?
 section dm-killed; dmsetup ls
 step cleanup veritylab cleanup --store $S --json
 
@@ -268,6 +273,11 @@ fn the_kernel_backend_mounts_on_dm_verity_in_the_vm() {
     );
 
     succeeded(&out, "mount-killed");
+    assert_eq!(
+        out.mark("holder-gone"),
+        Some("0"),
+        "the killed holder outlived SIGKILL by 10 s"
+    );
     assert!(
         section(&out, "dm-killed").contains("veritylab-"),
         "a killed holder leaves its mappings (they are global): {}",

@@ -1,11 +1,16 @@
 //! Pulls by tag and by digest from umoci layouts and from a real registry fed by skopeo.
 
 use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
 
 use veritylab::oci::pull::Transport;
 use veritylab::store::Store;
 
-use super::support::{Seeded, layout_manifest_digest, plain_http, pull, seeded_registry, umoci_image};
+use super::support::{
+    Registry, Seeded, free_port, layout_manifest_digest, plain_http, pull, seeded_registry, umoci_image,
+};
 
 #[test]
 fn pull_from_an_umoci_layout_by_tag_stores_every_checked_blob_and_tags_it() {
@@ -148,4 +153,29 @@ fn pull_from_an_oci_archive_made_by_skopeo() {
         .filter(|n| n.starts_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "the unpacked archive is removed: {leftovers:?}");
+}
+
+#[test]
+fn the_test_registry_starts_on_another_port_when_its_port_is_taken() {
+    let registry_bin = testkit::require_tool!("docker-registry");
+    // Another process takes the port between our pick and the registry's bind; it never answers.
+    let squatter = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = squatter.local_addr().unwrap().port();
+    let mut picks = 0;
+    let registry = Registry::start_on(&registry_bin, &mut || {
+        picks += 1;
+        if picks == 1 { taken } else { free_port() }
+    });
+    assert_ne!(registry.host(), format!("127.0.0.1:{taken}"));
+    // The registry itself answers there: the distribution API's version check.
+    let mut stream = TcpStream::connect(registry.host()).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let read = stream.read_to_string(&mut answer);
+    assert!(
+        read.is_ok() && answer.contains("Docker-Distribution-Api-Version: registry/2.0"),
+        "{read:?}: {answer}"
+    );
+    drop(squatter);
 }

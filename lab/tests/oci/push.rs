@@ -6,11 +6,15 @@ use std::path::Path;
 use std::process::Command;
 
 use veritylab::oci::Digest;
+use veritylab::oci::pull::PullError;
 use veritylab::oci::push::{self, PushDestination, PushError, PushOptions, PushSource};
 use veritylab::oci::reference::LayoutRef;
+use veritylab::oci::registry::RegistryError;
 use veritylab::store::Store;
 
-use super::support::{Seeded, add_index, layout_manifest_digest, plain_http, pull, run, seeded_registry, snapshot};
+use super::support::{
+    Registry, Seeded, add_index, layout_manifest_digest, plain_http, pull, run, seeded_registry, snapshot,
+};
 use super::upload::registry_ref;
 
 fn options() -> PushOptions {
@@ -25,6 +29,20 @@ fn layout_source(dir: &Path, tag: &str) -> PushSource {
         tag: Some(tag.to_owned()),
         digest: None,
     })
+}
+
+/// Asserts that `repo:tag` does not exist in `registry`: pulling it fails with the registry's own answer that
+/// the tag's manifest is not there (404), not with any other error, and adds nothing to `store`.
+fn assert_tag_absent(store: &Store, registry: &Registry, repo: &str, tag: &str) {
+    let before = snapshot(store.root());
+    match pull(store, &format!("{}/{repo}:{tag}", registry.host()), &plain_http()) {
+        Err(PullError::Registry(RegistryError::NotFound { url })) => {
+            assert!(url.ends_with(&format!("/v2/{repo}/manifests/{tag}")), "{url}");
+        }
+        Err(other) => panic!("{repo}:{tag}: expected the registry's not-found, got: {other}"),
+        Ok(report) => panic!("{repo}:{tag} exists: {}", report.manifest),
+    }
+    assert_eq!(snapshot(store.root()), before);
 }
 
 /// `skopeo inspect --raw` of a registry image: the manifest bytes exactly as the registry serves them.
@@ -119,7 +137,7 @@ fn push_of_a_layout_index_copies_the_index_and_its_manifests() {
     let err = push::push(&layout_source(&layout, "broken"), &destination, &options(), &|_| {}).unwrap_err();
     assert!(matches!(&err, PushError::IncompleteIndex { .. }), "{err}");
     let store = Store::open(&work.path().join("store")).unwrap();
-    assert!(pull(&store, &format!("{}/lab/multi:broken", registry.host()), &plain_http()).is_err());
+    assert_tag_absent(&store, &registry, "lab/multi", "broken");
 }
 
 #[test]
@@ -155,9 +173,7 @@ fn push_refuses_a_destination_digest_that_is_not_the_image_and_a_changed_source_
         "{err}"
     );
     let store = Store::open(&work.path().join("store")).unwrap();
-    let before = snapshot(store.root());
-    assert!(pull(&store, &format!("{}/lab/changed:v1", registry.host()), &plain_http()).is_err());
-    assert_eq!(snapshot(store.root()), before);
+    assert_tag_absent(&store, &registry, "lab/changed", "v1");
     // The same to a layout destination: no tag, and the changed blob is not there.
     let out = work.path().join("out");
     let to_layout = PushDestination::Layout {

@@ -6,7 +6,7 @@ use std::fs;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
@@ -118,7 +118,7 @@ pub(crate) struct Registry {
 impl Registry {
     /// Starts the registry and waits (at most 10 s) until it accepts connections.
     pub(super) fn start(binary: &Path) -> Self {
-        Self::start_with(binary, None)
+        Self::start_with(binary, None, &mut free_port)
     }
 
     /// Starts the registry with basic auth for the user `lab`, password `secret`.
@@ -127,52 +127,71 @@ impl Registry {
         Self::start_with(
             binary,
             Some("lab:$2b$04$cnF6ZUlzL9vYWVNLpi7DFeBKa.SQ7aepXMCTX1wPEcNG3usdGf4IK\n"),
+            &mut free_port,
         )
     }
 
-    fn start_with(binary: &Path, htpasswd: Option<&str>) -> Self {
+    /// Starts the registry on the ports `next_port` names, as [`Registry::start`] does with free ones.
+    pub(super) fn start_on(binary: &Path, next_port: &mut dyn FnMut() -> u16) -> Self {
+        Self::start_with(binary, None, next_port)
+    }
+
+    /// Starts the registry on a port from `next_port` and waits (at most 10 s) until its log says it listens
+    /// there and the port accepts a connection. A port taken by another process before the registry binds it
+    /// makes the registry exit; the next port is tried then (5 at most).
+    fn start_with(binary: &Path, htpasswd: Option<&str>, next_port: &mut dyn FnMut() -> u16) -> Self {
         let root = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let config = root.path().join("config.yml");
-        fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                root.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        if let Some(line) = htpasswd {
+        let log_path = root.path().join("registry.log");
+        let auth = htpasswd.map(|line| {
             let path = root.path().join("htpasswd");
             fs::write(&path, line).unwrap();
-            let auth = format!(
+            format!(
                 "auth:\n  htpasswd:\n    realm: veritylab\n    path: {}\n",
                 path.display()
-            );
-            fs::OpenOptions::new()
-                .append(true)
-                .open(&config)
-                .unwrap()
-                .write_all(auth.as_bytes())
-                .unwrap();
-        }
-        let child = Command::new(binary)
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+            )
+        });
+        for _ in 0..5 {
+            let port = next_port();
+            fs::write(
+                &config,
+                format!(
+                    "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{}",
+                    root.path().join("data").display(),
+                    auth.as_deref().unwrap_or_default()
+                ),
+            )
             .unwrap();
-        let registry = Self { child, port, root };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not listen on port {port} within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+            let log = fs::File::create(&log_path).unwrap();
+            let mut child = Command::new(binary)
+                .arg("serve")
+                .arg(&config)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            let listening = format!("listening on 127.0.0.1:{port}");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().unwrap().is_none() {
+                let said = fs::read_to_string(&log_path).is_ok_and(|log| log.contains(&listening));
+                if said && TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Self { child, port, root };
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "docker-registry did not listen on port {port} within 10 s: {}",
+                        fs::read_to_string(&log_path).unwrap_or_default()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
-        registry
+        panic!(
+            "docker-registry exited before listening on each of 5 ports: {}",
+            fs::read_to_string(&log_path).unwrap_or_default()
+        );
     }
 
     /// `127.0.0.1:PORT`.
@@ -207,6 +226,11 @@ impl Registry {
             .join(hex)
             .join("data")
     }
+}
+
+/// A loopback port that was free a moment ago (another process may take it before the registry binds it).
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Drop for Registry {

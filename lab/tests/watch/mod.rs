@@ -7,6 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sha2::{Digest, Sha256};
 use veritylab::convert::{self, VerityLayout};
 use veritylab::store::Store;
 use veritylab::verity_fuse::error::BlockRef;
@@ -62,6 +63,17 @@ fn flip(path: &Path, offset: u64) {
     file.write_all_at(&[byte[0] ^ 0x10], offset).unwrap();
 }
 
+/// The digest dm-verity keeps for the 4096-byte block at `offset` of `file`, as `convert` builds its trees
+/// (sha256 of 32 zero bytes of salt, then the block), computed here rather than by the lab's tree code.
+fn block_digest(file: &Path, offset: u64) -> String {
+    let mut block = vec![0u8; 4096];
+    fs::File::open(file).unwrap().read_exact_at(&mut block, offset).unwrap();
+    let mut hasher = Sha256::new();
+    hasher.update([0u8; 32]);
+    hasher.update(&block);
+    veritylab::verity_fuse::hex::encode(&hasher.finalize())
+}
+
 /// The largest layer's target in `layout`: the one spanning several blocks.
 fn largest(report: &PassReport, layout: VerityLayout) -> (String, PathBuf, u64) {
     let layer = report
@@ -92,25 +104,46 @@ fn a_clean_image_passes_and_every_tampering_is_reported_with_its_block() {
     assert_eq!(clean.layers.len(), 4, "two layers in two layouts");
     assert!(clean.layers.iter().all(|l| l.complete && l.bytes > 0));
     assert_eq!(clean.bytes, clean.layers.iter().map(|l| l.bytes).sum::<u64>());
+    assert!(
+        !clean.cpu.is_zero() && clean.cpu_percent > 0.0,
+        "hashing {} bytes used CPU: {clean:#?}",
+        clean.bytes
+    );
     let (layer, erofs, bytes) = largest(&clean, VerityLayout::Containerd);
     assert!(bytes > 8 * 4096, "the big layer spans several blocks: {bytes}");
 
     // A data byte in block 5 of the containerd layout's file.
+    let data_before = block_digest(&erofs, 5 * 4096);
     flip(&erofs, 5 * 4096 + 17);
+    let data_after = block_digest(&erofs, 5 * 4096);
     // The top (and only) tree block of the separate layout's tree file.
     let separate_dir = Store::open(&c.store_dir)
         .unwrap()
         .layer_dir(&layer.parse().unwrap(), "separate");
-    flip(&separate_dir.join(convert::VERITY_FILE), 4096 + 3);
+    let tree = separate_dir.join(convert::VERITY_FILE);
+    let tree_before = block_digest(&tree, 4096);
+    flip(&tree, 4096 + 3);
+    let tree_after = block_digest(&tree, 4096);
+    assert!(data_before != data_after && tree_before != tree_after);
 
     let report = one_pass(&c, None);
     assert!(!report.clean());
     match findings_of(&report, &layer, VerityLayout::Containerd) {
-        [Finding::Mismatch { block, .. }] => assert_eq!(*block, BlockRef::Data { block: 5 }),
+        [Finding::Mismatch { block, expected, found }] => {
+            assert_eq!(*block, BlockRef::Data { block: 5 });
+            assert_eq!((expected, found), (&data_before, &data_after), "the block's digests");
+        }
         other => panic!("containerd layout: {other:?}"),
     }
     match findings_of(&report, &layer, VerityLayout::Separate) {
-        [Finding::Mismatch { block, .. }] => assert_eq!(*block, BlockRef::Hash { level: 0, block: 1 }),
+        [Finding::Mismatch { block, expected, found }] => {
+            assert_eq!(*block, BlockRef::Hash { level: 0, block: 1 });
+            assert_eq!(
+                (expected, found),
+                (&tree_before, &tree_after),
+                "the top block against the root hash"
+            );
+        }
         other => panic!("separate layout: {other:?}"),
     }
     let untouched: Vec<_> = report.layers.iter().filter(|l| l.layer != layer).collect();
@@ -161,11 +194,14 @@ fn check_prints_a_json_line_per_pass_and_exits_4_on_tampering() {
     assert_eq!(passes.len(), 2);
     assert_eq!(passes[1]["pass"], 2);
     assert_eq!(passes[0]["budget_percent"], 50.0);
+    assert!(passes.iter().all(|p| p["cpu"].as_f64() > Some(0.0)), "{passes:?}");
     assert_eq!(passes[0]["layers"].as_array().unwrap().len(), 4);
 
     let report = one_pass(&c, None);
     let (_, erofs, _) = largest(&report, VerityLayout::Separate);
+    let before = block_digest(&erofs, 2 * 4096);
     flip(&erofs, 2 * 4096);
+    let after = block_digest(&erofs, 2 * 4096);
     let out = veritylab(&[&base[..], &["--json"]].concat());
     assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
     let pass: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -178,7 +214,7 @@ fn check_prints_a_json_line_per_pass_and_exits_4_on_tampering() {
     assert_eq!(
         found,
         [
-            serde_json::json!({"kind": "mismatch", "block": {"kind": "data", "block": 2}, "expected": found[0]["expected"], "found": found[0]["found"]})
+            serde_json::json!({"kind": "mismatch", "block": {"kind": "data", "block": 2}, "expected": before, "found": after})
         ]
     );
 

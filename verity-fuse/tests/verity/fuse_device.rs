@@ -6,6 +6,8 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::{bytes, field, ok, verity_fuse};
@@ -528,6 +530,8 @@ fn a_killed_server_fails_active_readers_and_close_and_list_clean_up() {
     let root = lab.format("data", "hash", &[]);
     let dev = lab.open("data", "victim", "hash", &root, &[]);
     let pid = server_pid(&lab, "victim");
+    let reads = Arc::new(AtomicU64::new(0));
+    let counted = reads.clone();
     let reader = std::thread::spawn(move || {
         let f = std::fs::File::open(&dev).unwrap();
         let started = Instant::now();
@@ -537,10 +541,16 @@ fn a_killed_server_fails_active_readers_and_close_and_list_clean_up() {
             if let Err(e) = dropped.and_then(|()| f.read_exact_at(&mut buf, 0)) {
                 return Some(e);
             }
+            counted.fetch_add(1, Ordering::SeqCst);
         }
         None
     });
-    std::thread::sleep(Duration::from_millis(200));
+    // The kill must land while the reader is reading through the server: wait for its first reads.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reads.load(Ordering::SeqCst) < 3 {
+        assert!(Instant::now() < deadline, "the reader made no progress in 10 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     ok(
         Command::new("kill").args(["-9", &pid.to_string()]).output().unwrap(),
         "kill",
