@@ -162,6 +162,15 @@ pub trait Env {
     /// Reads a file as a process in the container would.
     fn read_in_container(&mut self, path: &str) -> Result<Vec<u8>, AttackError>;
 
+    /// Lists a directory as a process in the container would (names only, without `.` and `..` unless the
+    /// directory holds entries of those names).
+    fn list_in_container(&mut self, path: &str) -> Result<Vec<String>, AttackError>;
+
+    /// Replaces the image on the node with a copy whose added top layer holds the OCI whiteout `.wh.HIDDEN`
+    /// in `dir`, exactly as named (no path normalisation), and has the publisher sign it with the node's
+    /// trusted key; where the publisher's signer refuses the layer, the image ships unsigned.
+    fn publish_whiteout(&mut self, dir: &str, hidden: &str) -> Result<String, AttackError>;
+
     /// Reads `len` bytes at `offset` of layer `index`'s device as the profile opens it (verified or not).
     fn read_device(&mut self, index: usize, offset: u64, len: usize) -> Result<Vec<u8>, AttackError>;
 

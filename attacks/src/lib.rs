@@ -43,6 +43,7 @@ pub mod layer_and_tree_replace;
 pub mod layer_byte_flip;
 pub mod leaked_mounts;
 pub mod malformed_erofs;
+pub mod malformed_whiteout;
 pub mod mixed_layers;
 pub mod overmount;
 pub mod params;
@@ -224,6 +225,7 @@ pub const NAMES: &[&str] = &[
     "tag-race-at-mount",
     "self-declared-root-hash",
     "consistent-layer-replace",
+    "malformed-whiteout",
 ];
 
 /// Builds the attack called `name` with `params` (names as in the lab's catalogue).
@@ -253,6 +255,7 @@ pub fn create(name: &str, params: &Params) -> Result<Box<dyn Attack>, AttackErro
         "tag-race-at-mount" => Box::new(tag_race_at_mount::TagRaceAtMount::new(params)?),
         "self-declared-root-hash" => Box::new(self_declared_root_hash::SelfDeclaredRootHash::new(params)),
         "consistent-layer-replace" => Box::new(consistent_layer_replace::ConsistentLayerReplace::new(params)),
+        "malformed-whiteout" => Box::new(malformed_whiteout::MalformedWhiteout::new(params)?),
         other => {
             return Err(AttackError::Param {
                 name: "name".to_owned(),
@@ -296,7 +299,11 @@ mod tests {
 
     #[test]
     fn every_name_creates_its_attack_and_unknown_names_are_refused() {
-        let params = with(&[("path", Param::String("bin/app".to_owned()))]);
+        let params = with(&[
+            ("path", Param::String("bin/app".to_owned())),
+            ("content", Param::String("#!/bin/sh\n".to_owned())),
+            ("dir", Param::String("etc".to_owned())),
+        ]);
         for name in NAMES {
             let attack = create(name, &params).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(attack.name(), *name);
@@ -305,6 +312,18 @@ mod tests {
         assert!(matches!(
             create("overmount", &Params::default()),
             Err(AttackError::Param { .. })
+        ));
+    }
+
+    #[test]
+    fn a_whiteout_of_a_name_a_directory_can_hold_is_no_malformed_whiteout() {
+        let params = with(&[
+            ("dir", Param::String("etc".to_owned())),
+            ("hidden", Param::String("passwd".to_owned())),
+        ]);
+        assert!(matches!(
+            create("malformed-whiteout", &params),
+            Err(AttackError::Param { name, .. }) if name == "hidden"
         ));
     }
 

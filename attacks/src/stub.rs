@@ -71,6 +71,14 @@ impl Env for Stub {
         Err(no("have a policy"))
     }
 
+    fn list_in_container(&mut self, _: &str) -> Result<Vec<String>, AttackError> {
+        Err(no("list directories"))
+    }
+
+    fn publish_whiteout(&mut self, _: &str, _: &str) -> Result<String, AttackError> {
+        Err(no("publish images"))
+    }
+
     fn rewrite_local_metadata(&mut self, _: usize, _: &Trojan) -> Result<(), AttackError> {
         Err(no("keep metadata"))
     }

@@ -340,6 +340,18 @@ pub const ATTACKS: &[AttackSpec] = &[
         summary: "while the container runs, rename a trojaned layer, its sidecar and its conversion record into place, all consistent",
         params: &[LAYER, TROJAN_PATH, TROJAN_CONTENT],
     },
+    AttackSpec {
+        name: "malformed-whiteout",
+        summary: "ship, signed, a layer whose whiteout hides an empty name, `.` or `..` (`.wh.`, `.wh..`, `.wh...`)",
+        params: &[
+            req("dir", ParamType::Path, "the directory holding the whiteout"),
+            opt(
+                "hidden",
+                ParamType::String,
+                "the name the whiteout hides: \"\", \".\" or \"..\" (default: \".\")",
+            ),
+        ],
+    },
 ];
 
 #[cfg(test)]

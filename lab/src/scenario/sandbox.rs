@@ -12,7 +12,7 @@ use verity_fuse::fuse::StatusReport;
 
 use super::image;
 use super::registry::CellRegistry;
-use super::schema::LayerSpec;
+use super::schema::{EntryKind, EntrySpec, LayerSpec};
 use crate::convert::{self, LayerConversion, VerityLayout, verity};
 use crate::erofs::{self, OverlayNamespace, Timestamp as ErofsTime, Whiteouts};
 use crate::mount::emulated::{self, Devices, Layers, Rootfs, TableEntry};
@@ -863,6 +863,52 @@ impl attacks::Env for Sandbox {
                 AttackError::env(format!("reading /{path}: {e}"))
             }
         })
+    }
+
+    fn list_in_container(&mut self, path: &str) -> Result<Vec<String>, AttackError> {
+        let rel = path.trim_start_matches('/');
+        let names = match &self.container {
+            Some(Container::Emulated { rootfs, .. }) => rootfs
+                .merged
+                .list(rel.as_bytes())
+                .map_err(env_err("listing in the container"))?
+                .into_iter()
+                .map(|e| String::from_utf8_lossy(&e.name).into_owned())
+                .collect(),
+            Some(Container::Real { root, .. }) => {
+                let dir = root.join(rel);
+                fs::read_dir(&dir)
+                    .map_err(io(&dir))?
+                    .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(io(&dir))?
+            }
+            None => return Err(AttackError::env("nothing is mounted")),
+        };
+        Ok(names.into_iter().filter(|n| n != "." && n != "..").collect())
+    }
+
+    fn publish_whiteout(&mut self, dir: &str, hidden: &str) -> Result<String, AttackError> {
+        let mut layers = self.layers.clone();
+        layers.push(LayerSpec {
+            files: vec![EntrySpec {
+                path: format!("{dir}/{hidden}"),
+                kind: EntryKind::Whiteout,
+                mode: None,
+            }],
+        });
+        let published = self.variant(&format!("{REPOSITORY}:whiteout"), &layers, None)?;
+        self.retag(published.clone())?;
+        // The publisher signs with the trusted key, as its pipeline would; the signer converts each layer to
+        // find its root hash, so it may refuse the layer, and then the image ships unsigned.
+        let signed = match self.sign(&self.store, &self.name, &self.key, BUILT) {
+            Ok(report) => format!("signed with the trusted key as {}", report.manifest.digest),
+            Err(refused) => format!("unsigned: the publisher's `veritylab sign` refused it ({refused})"),
+        };
+        Ok(format!(
+            "{} now names {}, whose top layer holds the whiteout {dir}/.wh.{hidden}; {signed}",
+            self.name, published.digest
+        ))
     }
 
     fn read_device(&mut self, index: usize, offset: u64, len: usize) -> Result<Vec<u8>, AttackError> {

@@ -35,7 +35,7 @@ fn every_catalogue_attack_has_a_scenario_named_after_it() {
             attack.name
         );
     }
-    assert_eq!(ATTACKS.len(), 24, "the catalogue has 24 attacks");
+    assert_eq!(ATTACKS.len(), 25, "the catalogue has 25 attacks");
 }
 
 #[test]

@@ -1,0 +1,61 @@
+//! `malformed-whiteout`: the publisher's build (buggy, or run by an attacker who holds the signing key's
+//! pipeline) ships a layer with an OCI whiteout whose hidden name is empty, `.` or `..` (tar entries `.wh.`,
+//! `.wh..`, `.wh...`), and signs the image. Converted naively, each becomes a directory entry called ``, `.`
+//! or `..`: an EROFS image that `fsck.erofs` rejects and the kernel cannot list, under a valid signature.
+
+use crate::{Attack, AttackError, Effect, Env, Params, Stage};
+
+/// The attack.
+#[derive(Debug, Clone)]
+pub struct MalformedWhiteout {
+    dir: String,
+    hidden: String,
+}
+
+impl MalformedWhiteout {
+    /// From the scenario's parameters (`dir`, the directory holding the whiteout, and `hidden`, the name it
+    /// hides: empty, `.` or `..`).
+    pub fn new(params: &Params) -> Result<Self, AttackError> {
+        let hidden = params.string("hidden").unwrap_or(".").to_owned();
+        if !matches!(hidden.as_str(), "" | "." | "..") {
+            return Err(AttackError::Param {
+                name: "hidden".to_owned(),
+                reason: format!("{hidden:?} is a valid name; this attack hides an empty name, `.` or `..`"),
+            });
+        }
+        Ok(Self {
+            dir: params.required("dir")?,
+            hidden,
+        })
+    }
+}
+
+impl Attack for MalformedWhiteout {
+    fn name(&self) -> &'static str {
+        "malformed-whiteout"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::NodeDisk
+    }
+
+    fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
+        env.publish_whiteout(&self.dir, &self.hidden)
+    }
+
+    fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
+        let entries = env.list_in_container(&self.dir)?;
+        let odd: Vec<&String> = entries
+            .iter()
+            .filter(|n| matches!(n.as_str(), "" | "." | ".."))
+            .collect();
+        Ok(if odd.is_empty() {
+            Effect::Genuine(format!("the container lists /{}: {entries:?}", self.dir))
+        } else {
+            Effect::Seen(format!(
+                "the container lists /{} with entries named {odd:?} beside its own links",
+                self.dir
+            ))
+        })
+    }
+}
