@@ -22,8 +22,6 @@ use super::{CliError, audit, store_dir};
 use crate::mount::{MountError, Record};
 use crate::oci::Reference;
 use crate::oci::pull::store_name;
-use crate::sign::keys;
-use crate::sign::policy::Policy;
 use crate::sign::verify::{VerifyError, VerifyOptions, verify_image};
 use crate::store::Store;
 use crate::watch::Finding;
@@ -109,17 +107,7 @@ impl TryFrom<CheckArgs> for CheckPlan {
         let verify = if args.key.is_empty() && args.policy.is_none() {
             None
         } else {
-            let policy = args
-                .policy
-                .as_deref()
-                .map(Policy::load)
-                .transpose()?
-                .unwrap_or_default();
-            let keys = args
-                .key
-                .iter()
-                .map(|k| keys::load_public(k))
-                .collect::<Result<Vec<_>, _>>()?;
+            let (policy, keys) = super::trust_inputs(args.policy.as_deref(), &args.key)?;
             let mut options = VerifyOptions::new(policy, keys);
             options.local = false;
             Some(options)

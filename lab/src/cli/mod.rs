@@ -258,6 +258,23 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+/// The trust policy (`--policy`, or the default one) and the public keys (`--key`) that `verify`, `mount` and
+/// `check` take, loaded and checked.
+fn trust_inputs(
+    policy: Option<&std::path::Path>,
+    keys: &[PathBuf],
+) -> Result<(crate::sign::policy::Policy, Vec<crate::sign::keys::PublicKey>), CliError> {
+    let policy = policy
+        .map(crate::sign::policy::Policy::load)
+        .transpose()?
+        .unwrap_or_default();
+    let keys = keys
+        .iter()
+        .map(|k| crate::sign::keys::load_public(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((policy, keys))
+}
+
 /// The store directory: `--store`, else [`crate::store::default_dir`].
 fn store_dir(arg: Option<PathBuf>) -> Result<PathBuf, CliError> {
     arg.map_or_else(crate::store::default_dir, Ok).map_err(CliError::from)

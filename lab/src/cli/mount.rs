@@ -5,11 +5,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CliError, store_dir};
+use super::{CliError, store_dir, trust_inputs};
 use crate::mount::{self, Trust};
 use crate::profile::{Backend, Profile};
-use crate::sign::keys;
-use crate::sign::policy::Policy;
 use crate::sign::verify::{VerifyOptions, verify_image};
 use crate::store::Store;
 
@@ -73,17 +71,7 @@ pub fn run_mount(args: &MountArgs) -> Result<(), CliError> {
     let trust = if args.key.is_empty() && args.policy.is_none() {
         Trust::Local(args.image.clone())
     } else {
-        let policy = args
-            .policy
-            .as_deref()
-            .map(Policy::load)
-            .transpose()?
-            .unwrap_or_default();
-        let keys = args
-            .key
-            .iter()
-            .map(|k| keys::load_public(k))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (policy, keys) = trust_inputs(args.policy.as_deref(), &args.key)?;
         let verified = verify_image(&store, &args.image, &VerifyOptions::new(policy, keys))?;
         Trust::Verified(Box::new(verified))
     };

@@ -17,8 +17,6 @@ use super::{CliError, store_dir};
 use crate::oci::Reference;
 use crate::oci::pull::store_name;
 use crate::oci::registry::ClientOptions;
-use crate::sign::keys;
-use crate::sign::policy::Policy;
 use crate::sign::verify::{self, DataCheck, Outcome, Report, VerifyError, VerifyOptions};
 use crate::store::Store;
 
@@ -76,15 +74,7 @@ impl TryFrom<VerifyArgs> for VerifyPlan {
         let reference: Reference = args.reference.parse().map_err(|e| CliError::Usage(format!("{e}")))?;
         let registry = reference.registry();
         super::check_plain_http(args.plain_http, registry, &reference)?;
-        let policy = match &args.policy {
-            Some(path) => Policy::load(path)?,
-            None => Policy::default(),
-        };
-        let keys = args
-            .key
-            .iter()
-            .map(|p| keys::load_public(p))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (policy, keys) = super::trust_inputs(args.policy.as_deref(), &args.key)?;
         if keys.is_empty() && policy.trusted_keys.is_empty() && policy.rules.iter().all(|r| r.keys.is_empty()) {
             return Err(CliError::Usage(
                 "no trusted key: give --key PUB or a --policy with trusted_keys".to_owned(),
