@@ -26,6 +26,34 @@ impl RootHashAnnotation {
     }
 }
 
+/// The stored manifest with layer `index`'s root-hash annotation set to `root_hash`: returns the annotation's
+/// key, its old value and the new manifest's bytes (not stored yet).
+pub(crate) fn set_annotation(
+    env: &dyn Env,
+    index: usize,
+    root_hash: &str,
+) -> Result<(String, Option<String>, Vec<u8>), AttackError> {
+    let bytes = env.manifest()?;
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| AttackError::env(format!("the stored manifest: {e}")))?;
+    let annotations = manifest
+        .get_mut("layers")
+        .and_then(|l| l.get_mut(index))
+        .and_then(|l| l.get_mut("annotations"))
+        .and_then(serde_json::Value::as_object_mut)
+        .ok_or_else(|| AttackError::env(format!("layer {index} of the manifest has no annotations")))?;
+    let key = annotations
+        .keys()
+        .find(|k| KEYS.contains(&k.as_str()) || k.ends_with("root-hash") || k.ends_with("roothash"))
+        .cloned()
+        .ok_or_else(|| AttackError::env(format!("layer {index} has no root-hash annotation")))?;
+    let old = annotations
+        .insert(key.clone(), serde_json::Value::String(root_hash.to_owned()))
+        .and_then(|v| v.as_str().map(str::to_owned));
+    let out = serde_json::to_vec(&manifest).map_err(AttackError::env)?;
+    Ok((key, old, out))
+}
+
 impl Attack for RootHashAnnotation {
     fn name(&self) -> &'static str {
         "root-hash-annotation"
@@ -41,26 +69,11 @@ impl Attack for RootHashAnnotation {
             Some(hash) => hash.clone(),
             None => env.trojan_root_hash(index)?,
         };
-        let bytes = env.manifest()?;
-        let mut manifest: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| AttackError::env(format!("the stored manifest: {e}")))?;
-        let annotations = manifest
-            .get_mut("layers")
-            .and_then(|l| l.get_mut(index))
-            .and_then(|l| l.get_mut("annotations"))
-            .and_then(serde_json::Value::as_object_mut)
-            .ok_or_else(|| AttackError::env(format!("layer {index} of the manifest has no annotations")))?;
-        let key = annotations
-            .keys()
-            .find(|k| KEYS.contains(&k.as_str()) || k.ends_with("root-hash") || k.ends_with("roothash"))
-            .cloned()
-            .ok_or_else(|| AttackError::env(format!("layer {index} has no root-hash annotation")))?;
-        let old = annotations.insert(key.clone(), serde_json::Value::String(new.clone()));
-        let out = serde_json::to_vec(&manifest).map_err(AttackError::env)?;
+        let (key, old, out) = set_annotation(env, index, &new)?;
         let digest = env.replace_manifest(&out, true)?;
         Ok(format!(
             "layer {index}: {key} {} -> {new}; the manifest is now {digest}, the original signature kept",
-            old.and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+            old.unwrap_or_default()
         ))
     }
 

@@ -5,12 +5,6 @@
 
 use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN};
 
-/// The annotation keys that carry a layer's root hash, in either scheme.
-const KEYS: &[&str] = &[
-    "org.veritylab.dm-verity.root-hash",
-    "io.deckhouse.delivery-kit.dm-verity-root-hash",
-];
-
 /// The attack.
 #[derive(Debug, Clone)]
 pub struct SelfDeclaredRootHash {
@@ -47,22 +41,7 @@ impl Attack for SelfDeclaredRootHash {
             .map_err(|e| AttackError::env(format!("copying over {}: {e}", layer.erofs.display())))?;
         env.rewrite_local_metadata(index, &trojan)?;
         let stripped = env.remove_signatures()?;
-        let bytes = env.manifest()?;
-        let mut manifest: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| AttackError::env(format!("the stored manifest: {e}")))?;
-        let annotations = manifest
-            .get_mut("layers")
-            .and_then(|l| l.get_mut(index))
-            .and_then(|l| l.get_mut("annotations"))
-            .and_then(serde_json::Value::as_object_mut)
-            .ok_or_else(|| AttackError::env(format!("layer {index} of the manifest has no annotations")))?;
-        let key = annotations
-            .keys()
-            .find(|k| KEYS.contains(&k.as_str()))
-            .cloned()
-            .ok_or_else(|| AttackError::env(format!("layer {index} has no root-hash annotation")))?;
-        annotations.insert(key.clone(), serde_json::Value::String(trojan.root_hash.clone()));
-        let out = serde_json::to_vec(&manifest).map_err(AttackError::env)?;
+        let (key, _, out) = crate::root_hash_annotation::set_annotation(env, index, &trojan.root_hash)?;
         let digest = env.replace_manifest(&out, false)?;
         let policy = env.allow_unsigned()?;
         Ok(format!(
