@@ -91,6 +91,14 @@ pub enum FecParamError {
         /// Length of the shared device.
         len: u64,
     },
+    /// The FEC device ends before the parity does.
+    #[error("FEC device of {len} bytes is too small: the parity ends at byte {needed}")]
+    FecDeviceTooSmall {
+        /// Bytes needed: FEC offset plus parity size.
+        needed: u64,
+        /// Bytes present.
+        len: u64,
+    },
     /// A size does not fit in 64 bits.
     #[error("{field} overflows 64 bits")]
     Overflow {
@@ -215,6 +223,17 @@ impl FecLayout {
         self.params.offset + self.parity_size()
     }
 
+    /// Checks that a FEC device of `len` bytes holds the whole parity.
+    pub fn check_fec_device(&self, len: u64) -> Result<(), FecParamError> {
+        if len < self.fec_device_size() {
+            return Err(FecParamError::FecDeviceTooSmall {
+                needed: self.fec_device_size(),
+                len,
+            });
+        }
+        Ok(())
+    }
+
     /// Where covered block `b` lives.
     pub fn covered(&self, b: u64) -> Covered {
         if b >= self.params.blocks {
@@ -224,11 +243,6 @@ impl FecLayout {
         } else {
             Covered::Hash(b - self.data_blocks + self.hash_start_block)
         }
-    }
-
-    /// The covered block number of a data block.
-    pub fn data_block(&self, block: u64) -> u64 {
-        block
     }
 
     /// The covered block number of an absolute hash-device block, if FEC covers it.

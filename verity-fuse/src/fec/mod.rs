@@ -286,3 +286,42 @@ pub fn repair_all<D: ReadAt + ?Sized, H: ReadAt + ?Sized, P: ReadAt + ?Sized>(
     for_each_round(repairer.layout.rounds, threads, &work)?;
     Ok(result.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
+
+/// A source with some whole blocks replaced by corrected bytes, kept in memory: how `verify` re-checks a
+/// repaired image without writing to the devices.
+pub struct Patched<'a, R: ?Sized> {
+    inner: &'a R,
+    block_size: u64,
+    blocks: BTreeMap<u64, &'a [u8]>,
+}
+
+impl<'a, R: ReadAt + ?Sized> Patched<'a, R> {
+    /// `inner` with block `n` (at byte `n × block_size`) replaced by `blocks[n]` (one block each).
+    pub fn new(inner: &'a R, block_size: usize, blocks: BTreeMap<u64, &'a [u8]>) -> Self {
+        Self {
+            inner,
+            block_size: block_size as u64,
+            blocks,
+        }
+    }
+}
+
+impl<R: ReadAt + ?Sized> ReadAt for Patched<'_, R> {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.inner.read_at(offset, buf)?;
+        let end = offset + buf.len() as u64;
+        let first = offset / self.block_size;
+        for (&n, bytes) in self.blocks.range(first..end.div_ceil(self.block_size)) {
+            let start = n * self.block_size;
+            let from = start.max(offset);
+            let to = (start + self.block_size).min(end);
+            buf[(from - offset) as usize..(to - offset) as usize]
+                .copy_from_slice(&bytes[(from - start) as usize..(to - start) as usize]);
+        }
+        Ok(())
+    }
+}
