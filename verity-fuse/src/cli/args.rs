@@ -154,7 +154,7 @@ impl FecArgs {
     ) -> Result<crate::fec::FecLayout> {
         use crate::fec::{FecLayout, FecParamError, FecParams, layout::covered_blocks};
         crate::fec::layout::check_roots(self.fec_roots)?;
-        let shares_hash = same_file(fec, hash);
+        let shares_hash = same_target(fec, hash);
         if shares_hash {
             let hash_end = geometry.hash_device_size();
             if self.fec_offset < hash_end {
@@ -172,7 +172,7 @@ impl FecArgs {
                 .into());
             }
         }
-        if data.is_some_and(|data| same_file(fec, data)) && self.fec_offset < geometry.data_size() {
+        if data.is_some_and(|data| same_target(fec, data)) && self.fec_offset < geometry.data_size() {
             return Err(FecParamError::OverlapsData {
                 offset: self.fec_offset,
                 data_end: geometry.data_size(),
@@ -235,6 +235,25 @@ pub(crate) fn root_hash(arg: Option<&str>, file: Option<&PathBuf>) -> Result<Vec
         (None, None) => bail!("no root hash: give it as an argument or with --root-hash-file"),
     };
     Ok(hex::decode("root hash", &text)?)
+}
+
+/// Whether two paths name the same file: the same device and inode when both exist, else the same name in
+/// the same directory (a file `format` is about to create).
+pub(crate) fn same_target(a: &Path, b: &Path) -> bool {
+    if a.exists() && b.exists() {
+        return same_file(a, b);
+    }
+    let absolute = |p: &Path| {
+        let parent = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        parent
+            .canonicalize()
+            .ok()
+            .map(|d| d.join(p.file_name().unwrap_or_default()))
+    };
+    matches!((absolute(a), absolute(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// Whether two paths name the same file (both must exist).

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::args::{FecArgs, ParamArgs, geometry, same_file};
+use super::args::{FecArgs, ParamArgs, geometry, same_file, same_target};
 use super::report::{FecHeader, Header, warn_lab_only};
 use crate::fec::{self, FecLayout};
 use crate::params::{Geometry, ParamError};
@@ -103,17 +103,24 @@ pub(crate) fn run(a: FormatArgs) -> Result<()> {
     )
     .with_context(|| format!("hashing {}", plan.data_path.display()))?;
     let image = HashImage::new(&plan, &tree);
+    // A hash file that will also hold the parity is written in place, keeping what lies past the tree.
+    let in_place = plan.shared
+        || a.fec
+            .fec_device
+            .as_deref()
+            .is_some_and(|fec| same_target(fec, &plan.hash_path))
+            && plan.hash_path.is_file();
     let fec_layout = match &a.fec.fec_device {
         Some(path) => Some(a.fec.layout(
             &plan.geometry,
             path,
             Some(&plan.data_path),
             &plan.hash_path,
-            image.len_after_write(&plan.hash_path, plan.shared)?,
+            image.len_after_write(&plan.hash_path, in_place)?,
         )?),
         None => None,
     };
-    if plan.shared {
+    if in_place {
         image.write_into_data_file(&plan.hash_path)?;
     } else {
         image.write_hash_file(&plan.hash_path)?;
@@ -147,7 +154,7 @@ fn write_parity(plan: &FormatPlan, path: &Path, layout: &FecLayout) -> Result<()
         offset: layout.params.offset,
         area: parity,
     };
-    if same_file(path, &plan.hash_path) || same_file(path, &plan.data_path) {
+    if same_target(path, &plan.hash_path) || same_target(path, &plan.data_path) {
         image.write_into_data_file(path)
     } else {
         image.write_hash_file(path)
@@ -193,11 +200,11 @@ impl HashImage {
         self.offset + self.area.len() as u64
     }
 
-    /// The length the file at `path` will have once this is written into it: a new regular file ends at
-    /// [`Self::end`]; the data file (`shared`) or a device keeps any longer length it has.
-    fn len_after_write(&self, path: &Path, shared: bool) -> Result<u64> {
+    /// The length the file at `path` will have once this is written into it: a replaced regular file ends at
+    /// [`Self::end`]; a file written in place or a device keeps any longer length it has.
+    fn len_after_write(&self, path: &Path, in_place: bool) -> Result<u64> {
         let existing = match std::fs::metadata(path) {
-            Ok(m) if shared || !m.is_file() => m.len(),
+            Ok(m) if in_place || !m.is_file() => m.len(),
             _ => 0,
         };
         Ok(self.end().max(existing))

@@ -61,16 +61,15 @@ fn read_covered<D: ReadAt + ?Sized, H: ReadAt + ?Sized>(
     out: &mut [u8],
 ) -> Result<(), VerityError> {
     let bs = layout.block_size as u64;
-    let (device, source, offset): (Device, &dyn Fn(u64, &mut [u8]) -> std::io::Result<()>, u64) =
-        match layout.covered(b) {
-            Covered::Zero => {
-                out.fill(0);
-                return Ok(());
-            }
-            Covered::Data(block) => (Device::Data, &|o, buf| data.read_at(o, buf), block * bs),
-            Covered::Hash(block) => (Device::Hash, &|o, buf| hash.read_at(o, buf), block * bs),
-        };
-    source(offset, out).map_err(|error| VerityError::Io { device, offset, error })
+    let (device, offset, read) = match layout.covered(b) {
+        Covered::Zero => {
+            out.fill(0);
+            return Ok(());
+        }
+        Covered::Data(block) => (Device::Data, block * bs, data.read_at(block * bs, out)),
+        Covered::Hash(block) => (Device::Hash, block * bs, hash.read_at(block * bs, out)),
+    };
+    read.map_err(|error| VerityError::Io { device, offset, error })
 }
 
 /// Calls `work(n)` for every round `n` on `threads` threads; after the first error no new round starts.
