@@ -227,7 +227,7 @@ fn the_grid_covers_roots_layouts_and_sizes_off_the_interleaving() {
     // Covered blocks (data plus tree) that are not a multiple of 255 - roots.
     assert!(cases.iter().any(|c| {
         let blocks = c.data_len as u64 / u64::from(c.block_size);
-        blocks > 255 && blocks % (255 - u64::from(c.roots)) != 0
+        blocks > 255 && !blocks.is_multiple_of(255 - u64::from(c.roots))
     }));
     assert!(cases.iter().any(|c| c.gap_blocks > 0 && c.layout == Layout::AllInData));
     assert!(cases.iter().any(|c| c.data_len % c.block_size as usize != 0));
