@@ -88,6 +88,8 @@ pub struct Codec {
     /// Multiplication tables by the generator's coefficients: `by_gen[j][x] = x · g_(roots-1-j)`, where
     /// g(x) = x^roots + Σ g_k x^k.
     by_gen: Vec<[u8; 256]>,
+    /// Multiplication tables by the generator's roots: `by_root[j][x] = x · α^j`, for the syndromes.
+    by_root: Vec<[u8; 256]>,
 }
 
 impl Codec {
@@ -118,7 +120,16 @@ impl Codec {
                 table
             })
             .collect();
-        Self { roots, by_gen }
+        let by_root = (0..roots)
+            .map(|j| {
+                let mut table = [0u8; 256];
+                for (x, slot) in table.iter_mut().enumerate() {
+                    *slot = mul(x as u8, alpha_pow(j));
+                }
+                table
+            })
+            .collect();
+        Self { roots, by_gen, by_root }
     }
 
     /// Parity symbols per codeword.
@@ -163,11 +174,10 @@ impl Codec {
         if erasures.len() > r {
             return Err(DecodeError::Uncorrectable);
         }
-        let syndromes: Vec<u8> = (0..r)
-            .map(|j| {
-                let x = alpha_pow(j);
-                codeword.iter().fold(0, |acc, &c| mul(acc, x) ^ c)
-            })
+        let syndromes: Vec<u8> = self
+            .by_root
+            .iter()
+            .map(|by| codeword.iter().fold(0, |acc, &c| by[acc as usize] ^ c))
             .collect();
         if syndromes.iter().all(|&s| s == 0) {
             return Ok(0);

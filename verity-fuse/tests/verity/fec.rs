@@ -405,3 +405,216 @@ fn bad_fec_parameters_are_refused_with_nothing_written() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("too small"));
 }
+
+mod device {
+    //! The verified device with parity: corrected blocks are served only once they match the tree.
+
+    use proptest::prelude::*;
+    use verity_fuse::ReadAt;
+    use verity_fuse::device::{Options, VerifiedDevice};
+    use verity_fuse::error::{BlockRef, VerityError};
+    use verity_fuse::fec::{self, FecLayout, FecParams, layout::covered_blocks};
+    use verity_fuse::params::VerityParams;
+
+    use crate::support::{Built, build, bytes};
+
+    /// A device image: data, tree (at offset 0 of the hash device, no superblock) and parity.
+    struct Fixture {
+        data: Vec<u8>,
+        built: Built,
+        params: FecParams,
+        parity: Vec<u8>,
+        rounds: u64,
+    }
+
+    fn fixture(blocks: u64, roots: u32) -> Fixture {
+        let data = bytes(blocks as usize * 4096, blocks ^ u64::from(roots));
+        let built = build(&data, VerityParams::new(blocks, vec![7; 32]));
+        let params = FecParams {
+            roots,
+            blocks: covered_blocks(&built.geometry, built.hash.len() as u64),
+            offset: 0,
+        };
+        let layout = FecLayout::new(&built.geometry, params).unwrap();
+        let parity = fec::encode(&layout, &data, &built.hash, 2).unwrap();
+        Fixture {
+            rounds: layout.rounds,
+            data,
+            built,
+            params,
+            parity,
+        }
+    }
+
+    type Device = VerifiedDevice<Vec<u8>, Vec<u8>>;
+
+    impl Fixture {
+        fn device(&self, data: Vec<u8>, hash: Vec<u8>) -> Device {
+            VerifiedDevice::new(
+                data,
+                hash,
+                self.built.geometry.clone(),
+                &self.built.root,
+                Options::default(),
+            )
+            .unwrap()
+            .with_fec(self.params, Box::new(self.parity.clone()))
+            .unwrap()
+        }
+
+        fn damaged(&self, blocks: &[u64]) -> Vec<u8> {
+            let mut data = self.data.clone();
+            for &b in blocks {
+                let at = b as usize * 4096;
+                data[at..at + 4096].copy_from_slice(&bytes(4096, 99 + b));
+            }
+            data
+        }
+    }
+
+    fn read_all(device: &Device) -> Result<Vec<u8>, VerityError> {
+        let mut out = vec![0u8; device.len() as usize];
+        device.read_verified(0, &mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn damaged_data_is_served_corrected_and_counted() {
+        let f = fixture(600, 8);
+        // Four whole blocks of one round (the most 8 roots correct without erasures) and a run of blocks.
+        let mut blocks: Vec<u64> = (0..4).map(|i| 3 + i * f.rounds).collect();
+        blocks.extend(301..304);
+        let device = f.device(f.damaged(&blocks), f.built.hash.clone());
+        assert!(read_all(&device).unwrap() == f.data);
+        let status = device.status();
+        assert_eq!(status.fec_corrected, blocks.len() as u64);
+        assert_eq!(status.fec_uncorrectable, 0);
+        assert_eq!(
+            status.corruptions, 0,
+            "a corrected block is not a corruption, as in the kernel"
+        );
+        let mut one = vec![0u8; 4096];
+        device.read_block(3, &mut one).unwrap();
+        assert!(one == f.data[3 * 4096..4 * 4096]);
+    }
+
+    #[test]
+    fn damaged_hash_blocks_are_corrected_before_they_are_trusted() {
+        let f = fixture(600, 2);
+        let mut hash = f.built.hash.clone();
+        // The top block and a leaf of another round (no superblock: the tree starts at block 0; covered
+        // blocks 600 and 602 of 3 rounds).
+        assert_eq!(f.rounds, 3);
+        for b in [0usize, 2] {
+            hash[b * 4096..(b + 1) * 4096].fill(0xEE);
+        }
+        let device = f.device(f.data.clone(), hash);
+        assert!(read_all(&device).unwrap() == f.data);
+        assert_eq!(device.status().fec_corrected, 2);
+    }
+
+    #[test]
+    fn erasures_located_by_the_tree_double_what_roots_correct_as_the_kernel_does() {
+        // Two blocks of one round with 2 roots: beyond error correction (one per codeword), within erasure
+        // correction once the tree names both blocks as wrong.
+        let f = fixture(600, 2);
+        let device = f.device(f.damaged(&[10, 10 + f.rounds]), f.built.hash.clone());
+        assert!(read_all(&device).unwrap() == f.data);
+        assert_eq!(device.status().fec_corrected, 2);
+    }
+
+    #[test]
+    fn damage_beyond_the_parity_is_refused_as_corruption() {
+        let f = fixture(600, 2);
+        let device = f.device(f.damaged(&[10, 10 + f.rounds, 10 + 2 * f.rounds]), f.built.hash.clone());
+        let err = read_all(&device).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                VerityError::HashMismatch {
+                    block: BlockRef::Data { block: 10 },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let status = device.status();
+        assert_eq!(status.fec_uncorrectable, 1);
+        assert_eq!(status.corruptions, 1);
+    }
+
+    #[test]
+    fn a_short_parity_device_or_bad_roots_are_refused_at_setup() {
+        let f = fixture(20, 2);
+        let device = || {
+            VerifiedDevice::new(
+                f.data.clone(),
+                f.built.hash.clone(),
+                f.built.geometry.clone(),
+                &f.built.root,
+                Options::default(),
+            )
+            .unwrap()
+        };
+        let short = f.parity[..f.parity.len() - 1].to_vec();
+        let err = device().with_fec(f.params, Box::new(short)).err().unwrap();
+        assert!(err.to_string().contains("too small"), "{err}");
+        for roots in [0, 1, 25, 200] {
+            let params = FecParams { roots, ..f.params };
+            let err = device().with_fec(params, Box::new(f.parity.clone())).err().unwrap();
+            assert!(err.to_string().contains("outside 2..=24"), "{err}");
+        }
+        let params = FecParams {
+            blocks: f.params.blocks + 1000,
+            ..f.params
+        };
+        assert!(device().with_fec(params, Box::new(f.parity.clone())).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+
+        /// Random byte damage over random blocks: whatever the parity can or cannot do, every read returns
+        /// either exactly the original bytes or an error; never other bytes.
+        #[test]
+        fn reads_are_original_bytes_or_refused(
+            roots in prop::sample::select(vec![2u32, 4, 8, 24]),
+            damage in prop::collection::vec((0u64..300, 0usize..4096, 1u8..=255), 1..40),
+        ) {
+            let f = fixture(300, roots);
+            let mut data = f.data.clone();
+            for &(block, at, x) in &damage {
+                data[block as usize * 4096 + at] ^= x;
+            }
+            let device = f.device(data, f.built.hash.clone());
+            for block in 0..300u64 {
+                let mut out = vec![0u8; 4096];
+                if device.read_block(block, &mut out).is_ok() {
+                    prop_assert!(out == f.data[block as usize * 4096..(block as usize + 1) * 4096]);
+                }
+            }
+        }
+
+        /// Damage within the parity's capacity (at most roots/2 blocks per round) always reads back whole.
+        #[test]
+        fn damage_within_capacity_always_repairs(
+            roots in prop::sample::select(vec![2u32, 8, 24]),
+            seed in any::<u64>(),
+        ) {
+            let f = fixture(300, roots);
+            let per_round = u64::from(roots / 2);
+            let mut blocks = Vec::new();
+            for n in 0..f.rounds {
+                for k in 0..per_round {
+                    let b = n + ((seed >> (k % 60)) % 40 + k * 41) % (300 / f.rounds) * f.rounds;
+                    if b < 300 && !blocks.contains(&b) {
+                        blocks.push(b);
+                    }
+                }
+            }
+            let device = f.device(f.damaged(&blocks), f.built.hash.clone());
+            prop_assert!(read_all(&device).unwrap() == f.data);
+            prop_assert_eq!(device.status().fec_corrected, blocks.len() as u64);
+        }
+    }
+}
