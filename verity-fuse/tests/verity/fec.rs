@@ -618,3 +618,79 @@ mod device {
         }
     }
 }
+
+#[test]
+fn data_blocks_short_of_a_larger_data_file_give_veritysetups_tree_and_parity() {
+    let veritysetup = testkit::require_tool!("veritysetup");
+    let mut outputs = Vec::new();
+    for checker in [None, Some(veritysetup.as_path())] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("data"), bytes(100 * 4096 + 5, 41)).unwrap();
+        let args = [
+            "format",
+            "--salt",
+            SALT,
+            "--uuid",
+            UUID,
+            "--data-blocks",
+            "60",
+            "--fec-device",
+            "fec",
+            "--fec-roots",
+            "8",
+            "data",
+            "hash",
+        ];
+        let out = match checker {
+            Some(v) => ok(tool(v, dir.path(), &args), "veritysetup format"),
+            None => ok(verity_fuse(dir.path(), &args), "verity-fuse format"),
+        };
+        assert_eq!(field(&out, "Data blocks"), "60");
+        let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+        outputs.push((field(&out, "Root hash"), read("hash"), read("fec")));
+    }
+    assert!(outputs[0] == outputs[1], "tree or parity differs with --data-blocks");
+}
+
+#[test]
+fn a_tree_past_4_gib_in_a_sparse_data_file_matches_veritysetups() {
+    let veritysetup = testkit::require_tool!("veritysetup");
+    const OFFSET: u64 = (9 << 29) + 4096; // 4.5 GiB and a block: past every 32-bit offset
+    let mut outputs = Vec::new();
+    for checker in [None, Some(veritysetup.as_path())] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        std::fs::write(&path, bytes(64 * 4096, 43)).unwrap();
+        let offset = OFFSET.to_string();
+        let args = [
+            "format",
+            "--salt",
+            SALT,
+            "--uuid",
+            UUID,
+            "--data-blocks",
+            "64",
+            "--hash-offset",
+            &offset,
+            "data",
+            "data",
+        ];
+        let out = match checker {
+            Some(v) => ok(tool(v, dir.path(), &args), "veritysetup format"),
+            None => ok(verity_fuse(dir.path(), &args), "verity-fuse format"),
+        };
+        let root = field(&out, "Root hash");
+        let file = std::fs::File::open(&path).unwrap();
+        let len = file.metadata().unwrap().len();
+        let mut tail = vec![0u8; (len - OFFSET) as usize];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut tail, OFFSET).unwrap();
+        // The other tool verifies what this one wrote.
+        let verify = ["verify", "--hash-offset", &offset, "data", "data", &root];
+        match checker {
+            Some(_) => ok(verity_fuse(dir.path(), &verify), "verity-fuse verify"),
+            None => ok(tool(&veritysetup, dir.path(), &verify), "veritysetup verify"),
+        };
+        outputs.push((root, len, tail));
+    }
+    assert!(outputs[0] == outputs[1], "tree past 4 GiB differs");
+}
