@@ -73,7 +73,7 @@ pub enum Backend {
     Kernel,
     /// The same steps as `kernel`, inside a throwaway VM booted with a kernel that has device-mapper (real
     /// dm-verity): the scenario runner runs its cells there in one boot; `mount` refuses it, since nothing
-    /// mounted in the VM outlives it (see [`crate::vm`]).
+    /// mounted in the VM outlives it (the `scenarios` crate's `vm` module).
     KernelVm,
     /// Unprivileged: one FUSE filesystem serving the merged rootfs from the EROFS reader over verified devices.
     Fuse,
@@ -108,7 +108,7 @@ impl Backend {
             Backend::Kernel => verity_fuse::backend::capabilities().kernel.clone().or_else(|_| fuse()),
             Backend::KernelVm => Err(
                 "the library does not boot VMs: `veritylab scenario run --backend kernel-vm` runs the kernel \
-                 backend's cells inside one (see veritylab::vm::run_scenarios)"
+                 backend's cells inside one (see scenarios::vm::run_scenarios)"
                     .to_owned(),
             ),
         }

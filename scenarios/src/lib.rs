@@ -23,6 +23,7 @@
 //! Finally it sets [`run::RunReport::duration_ms`] and renders the report.
 
 pub mod attack;
+pub mod cli;
 pub mod image;
 pub mod load;
 pub mod outcome;
@@ -33,6 +34,7 @@ pub mod run;
 pub mod runner;
 pub mod sandbox;
 pub mod schema;
+pub mod vm;
 
 pub use load::{LoadErrors, Problem};
 pub use schema::Scenario;

@@ -18,7 +18,7 @@ use super::outcome::{Expectation, Outcome};
 use super::schema::{
     AttackUse, EntryKind, EntrySpec, ImageSpec, LayerSpec, ParamValue, Reference, ReferenceKind, Scenario,
 };
-use crate::profile::{Backend, Profile};
+use veritylab::profile::{Backend, Profile};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded_scenarios.rs"));

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::oci::Digest;
+use veritylab::oci::Digest;
 
 /// The registry's executable, looked up on `PATH` (then `/usr/sbin`, `/sbin`).
 pub const BINARY: &str = "docker-registry";

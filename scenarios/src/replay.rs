@@ -13,11 +13,11 @@ use verity_fuse::identity::FileId;
 use verity_fuse::source::{FileSource, Window};
 
 use super::sandbox::{Container, Sandbox};
-use crate::erofs::OverlayNamespace;
-use crate::mount::emulated::{self, Layers, Rootfs, Source};
-use crate::mountinfo;
-use crate::profile::Backend;
-use crate::rootfs::Merged;
+use veritylab::erofs::OverlayNamespace;
+use veritylab::mount::emulated::{self, Layers, Rootfs, Source};
+use veritylab::mountinfo;
+use veritylab::profile::Backend;
+use veritylab::rootfs::Merged;
 
 /// How long the replay waits for the freed loop device to clear itself.
 const LOOP_CLEAR_TIMEOUT: Duration = Duration::from_secs(10);

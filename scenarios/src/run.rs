@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::outcome::{Difference, Expectation, Observation, Outcome, compare};
 use super::schema::Scenario;
-use crate::profile::{Backend, Profile};
+use veritylab::profile::{Backend, Profile};
 
 /// The version of the report's JSON schema; raised on any change that is not a new optional field.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -363,7 +363,7 @@ mod tests {
 
     #[test]
     fn an_inconclusive_cell_fails_the_run_whatever_it_expected() {
-        use crate::scenario::outcome::{Evidence, Expectation, Observation};
+        use crate::outcome::{Evidence, Expectation, Observation};
         let expected = Expectation {
             outcome: Outcome::Inconclusive,
             error: None,

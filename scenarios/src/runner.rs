@@ -18,7 +18,7 @@
 //!
 //! Backends: `kernel` (real mounts in the cell's holder namespace, reached through `/proc/HOLDER/root`
 //! and `nsenter`; root), `fuse` (the FUSE rootfs; root for the attacks' mounts) and `emulated` (in process,
-//! any user). A mount the backend refuses comes back as a typed [`crate::mount::Refusal`] carrying the
+//! any user). A mount the backend refuses comes back as a typed [`veritylab::mount::Refusal`] carrying the
 //! verified devices' status, so the evidence is the same whichever backend ran the cell.
 
 use std::fs;
@@ -37,27 +37,27 @@ use super::registry::{self, CellRegistry, LocalRegistry};
 use super::run::{BackendChoice, CellResult, HostInfo, RunReport, ScenarioResult};
 use super::sandbox::{MINIMUM, REPOSITORY, Sandbox};
 use super::schema::{ParamValue, Scenario};
-use crate::audit;
-use crate::convert::{self, ConvertError, VerityLayout};
-use crate::erofs::ReadError;
-use crate::mount::{self, MountError, RefusalKind, Trust};
-use crate::oci::Reference;
-use crate::oci::layout::LayoutError;
-use crate::oci::pull::{self, PullError, PullOptions};
-use crate::oci::reference::{self, RegistryRef};
-use crate::oci::registry::{ClientOptions, RegistryError};
-use crate::profile::{Backend, Profile};
-use crate::rootfs::{RootfsError, SnapshotError};
-use crate::sign::Scheme;
-use crate::sign::cosign;
-use crate::sign::image::SignReport;
-use crate::sign::policy::{Policy, Rule};
-use crate::sign::registry as sign_registry;
-use crate::sign::timestamp::Timestamp;
-use crate::sign::verify::{self, Finding as VerifyFinding, VerifyError, VerifyOptions};
-use crate::store::StoreError;
-use crate::watch::{self, WatchConfig};
 use verity_fuse::fuse::StatusReport;
+use veritylab::audit;
+use veritylab::convert::{self, ConvertError, VerityLayout};
+use veritylab::erofs::ReadError;
+use veritylab::mount::{self, MountError, RefusalKind, Trust};
+use veritylab::oci::Reference;
+use veritylab::oci::layout::LayoutError;
+use veritylab::oci::pull::{self, PullError, PullOptions};
+use veritylab::oci::reference::{self, RegistryRef};
+use veritylab::oci::registry::{ClientOptions, RegistryError};
+use veritylab::profile::{Backend, Profile};
+use veritylab::rootfs::{RootfsError, SnapshotError};
+use veritylab::sign::Scheme;
+use veritylab::sign::cosign;
+use veritylab::sign::image::SignReport;
+use veritylab::sign::policy::{Policy, Rule};
+use veritylab::sign::registry as sign_registry;
+use veritylab::sign::timestamp::Timestamp;
+use veritylab::sign::verify::{self, Finding as VerifyFinding, VerifyError, VerifyOptions};
+use veritylab::store::StoreError;
+use veritylab::watch::{self, WatchConfig};
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
@@ -443,7 +443,7 @@ const REGISTRY_REPOSITORY: &str = "veritylab/app";
 /// layout), lets the attack at it, and pulls it with the real pull code; `Ok(false)` when the pull refused.
 fn publish_and_pull(cell: &mut Cell<'_>, sandbox: &mut Sandbox, attack: &mut dyn Attack) -> Result<bool, Harness> {
     let harness = |e: &dyn std::fmt::Display| Harness(e.to_string());
-    let publisher = crate::store::Store::open(&sandbox.dir.path().join("publisher")).map_err(|e| harness(&e))?;
+    let publisher = veritylab::store::Store::open(&sandbox.dir.path().join("publisher")).map_err(|e| harness(&e))?;
     Sandbox::store_image(&publisher, &sandbox.name, &sandbox.layers).map_err(Harness)?;
     let signed = sandbox
         .sign(&publisher, &sandbox.name, &sandbox.key, super::sandbox::BUILT)
@@ -545,7 +545,7 @@ fn client_options(source: &Reference) -> ClientOptions {
 /// Pushes the signed image of `signed` from `publisher` to `target` with the lab's push code (as `veritylab
 /// sign --push` does: blobs, the manifest under its tag, then the cosign signature at `sha256-<hex>.sig`);
 /// returns what was pushed, for the timeline.
-fn publish(publisher: &crate::store::Store, signed: &SignReport, target: &RegistryRef) -> Result<String, Harness> {
+fn publish(publisher: &veritylab::store::Store, signed: &SignReport, target: &RegistryRef) -> Result<String, Harness> {
     let client = client_options(&Reference::Registry(target.clone()));
     sign_registry::push_signed(publisher, target, signed, &client)
         .map(|pushed| pushed.summary())
@@ -555,9 +555,9 @@ fn publish(publisher: &crate::store::Store, signed: &SignReport, target: &Regist
 /// Fetches the cosign signature of `manifest` from the registry with the real signature code and files it
 /// under [`REPOSITORY`], where the hardened check looks; `Ok(None)` when the registry has none.
 fn fetch_signature(
-    store: &crate::store::Store,
+    store: &veritylab::store::Store,
     source: &RegistryRef,
-    manifest: &crate::oci::Digest,
+    manifest: &veritylab::oci::Digest,
     client: &ClientOptions,
 ) -> Result<Option<String>, String> {
     let tag = cosign::signature_tag(manifest);
@@ -575,9 +575,9 @@ fn fetch_signature(
 /// Copies the cosign signature of `manifest` from the publisher's store (the OCI-layout registry carries
 /// only the image); `Ok(None)` when there is none.
 fn copy_signature(
-    publisher: &crate::store::Store,
-    store: &crate::store::Store,
-    manifest: &crate::oci::Digest,
+    publisher: &veritylab::store::Store,
+    store: &veritylab::store::Store,
+    manifest: &veritylab::oci::Digest,
 ) -> Result<Option<String>, String> {
     let Some(signatures) = cosign::load(publisher, REPOSITORY, manifest).map_err(|e| e.to_string())? else {
         return Ok(None);
@@ -815,8 +815,8 @@ pub fn snapshot_kind(e: &SnapshotError) -> Option<ErrorKind> {
 /// The refusal an error from a real mount's files is: `EIO` from a verified device, `EFSCORRUPTED` from EROFS.
 fn host_kind(e: &io::Error) -> Option<ErrorKind> {
     match e.raw_os_error() {
-        Some(crate::rootfs::error::EIO) => Some(ErrorKind::HashMismatch),
-        Some(crate::rootfs::error::EFSCORRUPTED) => Some(ErrorKind::MalformedImage),
+        Some(veritylab::rootfs::error::EIO) => Some(ErrorKind::HashMismatch),
+        Some(veritylab::rootfs::error::EFSCORRUPTED) => Some(ErrorKind::MalformedImage),
         _ => None,
     }
 }

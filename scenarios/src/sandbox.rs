@@ -13,20 +13,20 @@ use verity_fuse::fuse::StatusReport;
 use super::image;
 use super::registry::CellRegistry;
 use super::schema::{EntryKind, EntrySpec, LayerSpec};
-use crate::convert::{self, LayerConversion, VerityLayout, verity};
-use crate::erofs::{self, OverlayNamespace, Timestamp as ErofsTime, Whiteouts};
-use crate::mount::emulated::{self, Devices, Layers, Rootfs, TableEntry};
-use crate::mount::{self, MountError, Plan, Record};
-use crate::mountinfo::DeviceNumber;
-use crate::oci::manifest::Descriptor;
-use crate::oci::{Digest, media};
-use crate::profile::{Backend, Profile};
-use crate::rootfs::{Snapshot, SnapshotError};
-use crate::sign::image::{SignOptions, SignReport, sign_image};
-use crate::sign::keys::{self, PublicKey};
-use crate::sign::timestamp::Timestamp;
-use crate::sign::{Scheme, cosign, delivery_kit};
-use crate::store::{Store, write_atomically};
+use veritylab::convert::{self, LayerConversion, VerityLayout, verity};
+use veritylab::erofs::{self, OverlayNamespace, Timestamp as ErofsTime, Whiteouts};
+use veritylab::mount::emulated::{self, Devices, Layers, Rootfs, TableEntry};
+use veritylab::mount::{self, MountError, Plan, Record};
+use veritylab::mountinfo::DeviceNumber;
+use veritylab::oci::manifest::Descriptor;
+use veritylab::oci::{Digest, media};
+use veritylab::profile::{Backend, Profile};
+use veritylab::rootfs::{Snapshot, SnapshotError};
+use veritylab::sign::image::{SignOptions, SignReport, sign_image};
+use veritylab::sign::keys::{self, PublicKey};
+use veritylab::sign::timestamp::Timestamp;
+use veritylab::sign::{Scheme, cosign, delivery_kit};
+use veritylab::store::{Store, write_atomically};
 
 /// The repository every scenario image is published under (a name only: nothing is contacted).
 pub const REPOSITORY: &str = "lab.example/veritylab/app";
@@ -267,7 +267,7 @@ impl Sandbox {
             return Ok(false);
         };
         let before = list.len();
-        list.retain(|m| m["annotations"][crate::oci::manifest::REF_NAME] != name);
+        list.retain(|m| m["annotations"][veritylab::oci::manifest::REF_NAME] != name);
         let removed = list.len() != before;
         write_atomically(&path, &serde_json::to_vec(&index).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
         Ok(removed)
@@ -299,7 +299,7 @@ impl Sandbox {
             fs::copy(from.blob_path(&d), blobs.join(hex)).map_err(|e| format!("copying {digest}: {e}"))?;
         }
         let mut entry = serde_json::to_value(&descriptor).map_err(|e| e.to_string())?;
-        entry["annotations"] = serde_json::json!({ crate::oci::manifest::REF_NAME: tag });
+        entry["annotations"] = serde_json::json!({ veritylab::oci::manifest::REF_NAME: tag });
         let index = serde_json::json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [entry]});
         fs::write(
             dir.join("index.json"),
@@ -647,7 +647,7 @@ impl attacks::Env for Sandbox {
         Ok(format!(
             "serving the older signed build {} (built {}) in place of the current one",
             older.digest,
-            crate::scenario::run::rfc3339_utc(built)
+            crate::run::rfc3339_utc(built)
         ))
     }
 
@@ -764,7 +764,7 @@ impl attacks::Env for Sandbox {
         match &self.container {
             Some(Container::Emulated { .. }) => {
                 let table = emulated::Table::new(record);
-                let device = crate::audit::View::file_at(&table, &at).map(|(file, _)| DeviceNumber {
+                let device = veritylab::audit::View::file_at(&table, &at).map(|(file, _)| DeviceNumber {
                     major: file.major,
                     minor: file.minor,
                 });
@@ -790,7 +790,7 @@ impl attacks::Env for Sandbox {
                 let device = DeviceNumber::from_dev(path_dev);
                 let described = record
                     .holder
-                    .and_then(|pid| crate::mountinfo::read(pid).ok())
+                    .and_then(|pid| veritylab::mountinfo::read(pid).ok())
                     .unwrap_or_default()
                     .into_iter()
                     .rfind(|m| m.mount_point == at)
@@ -938,7 +938,7 @@ impl attacks::Env for Sandbox {
                         match std::os::unix::fs::FileExt::read_at(&file, &mut buf[read..], offset + read as u64) {
                             Ok(0) => break,
                             Ok(n) => read += n,
-                            Err(e) if e.raw_os_error() == Some(crate::rootfs::error::EIO) => {
+                            Err(e) if e.raw_os_error() == Some(veritylab::rootfs::error::EIO) => {
                                 return Err(AttackError::Refused {
                                     kind: Refusal::HashMismatch,
                                     message: format!("reading the verified device of layer {index} at {offset}: {e}"),
@@ -1099,7 +1099,7 @@ impl attacks::Env for Sandbox {
         for leak in &self.leaked {
             match &leak.squatter {
                 Some(child) => {
-                    let mounts = crate::mountinfo::read(child.id()).unwrap_or_default();
+                    let mounts = veritylab::mountinfo::read(child.id()).unwrap_or_default();
                     if let Some(m) = mounts.iter().find(|m| m.mount_point == leak.target) {
                         alive.push(format!(
                             "{} {} still mounted in the namespace pid {} keeps",

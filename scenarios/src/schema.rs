@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::outcome::Expectation;
-use crate::profile::{Backend, Profile};
+use veritylab::profile::{Backend, Profile};
 
 /// One scenario: an attack staged against some profiles, with the outcome expected of each.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -8,7 +8,7 @@
 //! backend sees `/dev/mapper/control` and opens every verified layer as a real dm-verity mapping.
 //!
 //! The VM is throwaway: it powers off when its script ends, so nothing it mounts outlives the batch. That is
-//! why `veritylab mount --backend kernel-vm` is refused ([`crate::mount::KERNEL_VM_MOUNTS`]) and kernel-vm
+//! why `veritylab mount --backend kernel-vm` is refused ([`veritylab::mount::KERNEL_VM_MOUNTS`]) and kernel-vm
 //! work is a batch: the scenario runner's cells ([`run_scenarios`]: one boot runs `veritylab scenario run
 //! --backend kernel --report json` inside, and its report comes back with the cells labelled `kernel-vm`) or
 //! the kernel tier's mount test. Timings
@@ -21,9 +21,9 @@ use std::time::Duration;
 
 use vmtest::{Vm, VmBuilder, VmError};
 
-use crate::profile::{Backend, Profile};
-use crate::scenario::Scenario;
-use crate::scenario::run::{BackendChoice, RunReport};
+use crate::Scenario;
+use crate::run::{BackendChoice, RunReport};
+use veritylab::profile::{Backend, Profile};
 
 /// Tools the `kernel` backend runs, copied from this host into the guest with their libraries.
 pub const TOOLS: &[&str] = &["unshare", "nsenter", "mount", "umount", "losetup", "dmsetup"];
@@ -203,7 +203,7 @@ fn relabel(mut report: RunReport, release: &str) -> RunReport {
             inner.join("; ")
         ),
     }];
-    let host = crate::scenario::run::HostInfo::probe().hostname;
+    let host = crate::run::HostInfo::probe().hostname;
     report.host.hostname = format!("kernel-vm guest on {host}");
     for cell in report.scenarios.iter_mut().flat_map(|s| s.cells.iter_mut()) {
         if cell.backend == Backend::Kernel {

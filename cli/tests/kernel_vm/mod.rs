@@ -7,11 +7,11 @@ mod scenario;
 
 /// Whether a kernel-vm batch can run here; otherwise reports `test` as skipped with the reason.
 fn vm_available(test: &str) -> bool {
-    if let Err(reason) = veritylab::vm::available() {
+    if let Err(reason) = scenarios::vm::available() {
         testkit::skip(test, &format!("no VM here: {reason}"));
         return false;
     }
-    for tool in veritylab::vm::TOOLS {
+    for tool in scenarios::vm::TOOLS {
         if testkit::find_tool(tool).is_none() {
             testkit::skip(
                 test,

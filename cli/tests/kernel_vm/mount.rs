@@ -158,7 +158,7 @@ fn the_kernel_backend_mounts_on_dm_verity_in_the_vm() {
         return;
     }
     let scratch = tempfile::tempdir().unwrap();
-    let out = veritylab::vm::guest(Path::new(env!("CARGO_BIN_EXE_veritylab")), scratch.path())
+    let out = scenarios::vm::guest(Path::new(env!("CARGO_BIN_EXE_veritylab")), scratch.path())
         .script(SCRIPT)
         .run()
         .unwrap_or_else(|e| panic!("VM run failed: {e}"));

@@ -36,11 +36,7 @@ fn scenario_cells_run_on_the_vms_kernel() {
         .iter()
         .map(|s| s["id"].as_str().unwrap())
         .collect();
-    let shipped: Vec<String> = veritylab::scenario::load::embedded()
-        .unwrap()
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    let shipped: Vec<String> = scenarios::load::embedded().unwrap().into_iter().map(|s| s.id).collect();
     assert_eq!(ids, shipped);
     for scenario in report["scenarios"].as_array().unwrap() {
         let cells = scenario["cells"].as_array().unwrap();

@@ -8,12 +8,12 @@ mod parity;
 
 use std::process::Command;
 
+use scenarios::outcome::{Difference, EffectState, ErrorKind, FindingKind, Outcome, TimelineStep};
+use scenarios::report::{self, Format};
+use scenarios::run::{CellResult, CellStatus, Verdict};
+use scenarios::runner::{self, Hooks, RunOptions};
+use scenarios::{Scenario, load};
 use veritylab::profile::Backend;
-use veritylab::scenario::outcome::{Difference, EffectState, ErrorKind, FindingKind, Outcome, TimelineStep};
-use veritylab::scenario::report::{self, Format};
-use veritylab::scenario::run::{CellResult, CellStatus, Verdict};
-use veritylab::scenario::runner::{self, Hooks, RunOptions};
-use veritylab::scenario::{Scenario, load};
 
 fn veritylab() -> Command {
     Command::new(env!("CARGO_BIN_EXE_veritylab"))
@@ -436,7 +436,7 @@ fn fuse_for_others() -> bool {
 
 #[test]
 fn every_attack_of_the_catalogue_has_an_implementation() {
-    let catalogue: Vec<&str> = veritylab::scenario::attack::ATTACKS.iter().map(|a| a.name).collect();
+    let catalogue: Vec<&str> = scenarios::attack::ATTACKS.iter().map(|a| a.name).collect();
     assert_eq!(catalogue, attacks::NAMES);
 }
 
@@ -552,7 +552,7 @@ fn read_errors_count_only_as_the_defence_that_raised_them() {
     assert_eq!(runner::snapshot_kind(&host(117)), Some(ErrorKind::MalformedImage));
 
     use verity_fuse::VerityError;
-    let refusal = |e| veritylab::scenario::sandbox::device_refusal(0, 4096, e);
+    let refusal = |e| scenarios::sandbox::device_refusal(0, 4096, e);
     assert!(matches!(
         refusal(VerityError::OutOfRange {
             offset: 4096,

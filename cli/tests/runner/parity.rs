@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeSet, HashSet};
 
+use scenarios::load;
+use scenarios::outcome::{DeviceState, ErrorKind, FindingKind, Outcome};
+use scenarios::run::{CellResult, CellStatus, RunReport, Verdict};
+use scenarios::runner::{self, Hooks, RunOptions};
 use veritylab::profile::{Backend, Profile};
-use veritylab::scenario::load;
-use veritylab::scenario::outcome::{DeviceState, ErrorKind, FindingKind, Outcome};
-use veritylab::scenario::run::{CellResult, CellStatus, RunReport, Verdict};
-use veritylab::scenario::runner::{self, Hooks, RunOptions};
 
 /// What a cell observed, reduced to what must agree across backends: the verdict, the outcome, and the kinds
 /// of errors, findings and device states seen (messages, paths and device numbers may differ).

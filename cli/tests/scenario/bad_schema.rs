@@ -1,6 +1,6 @@
 //! Each schema mistake gives one clear problem, located by file, line and column and naming the key.
 
-use veritylab::scenario::load;
+use scenarios::load;
 
 const BASE: &str = r#"id = "demo"
 title = "Demo"

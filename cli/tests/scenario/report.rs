@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use veritylab::scenario::report::{self, Format};
+use scenarios::report::{self, Format};
 
 use super::support::synthetic_report;
 

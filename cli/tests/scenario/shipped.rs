@@ -4,10 +4,10 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use scenarios::attack::ATTACKS;
+use scenarios::load;
+use scenarios::outcome::Outcome;
 use veritylab::profile::Profile;
-use veritylab::scenario::attack::ATTACKS;
-use veritylab::scenario::load;
-use veritylab::scenario::outcome::Outcome;
 
 fn folder() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")

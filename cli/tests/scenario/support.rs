@@ -1,11 +1,11 @@
 //! A fixed synthetic run report, so report renderings can be snapshot-tested without running attacks.
 
-use veritylab::profile::{Backend, Profile};
-use veritylab::scenario::outcome::{
+use scenarios::outcome::{
     DeviceSnapshot, DeviceState, EffectEvidence, EffectState, ErrorEvidence, ErrorKind, Evidence, Expectation,
     FindingEvidence, FindingKind, Observation, Outcome, Phase, TimelineStep,
 };
-use veritylab::scenario::run::{BackendChoice, CellResult, HostInfo, RunReport, SCHEMA_VERSION, ScenarioResult};
+use scenarios::run::{BackendChoice, CellResult, HostInfo, RunReport, SCHEMA_VERSION, ScenarioResult};
+use veritylab::profile::{Backend, Profile};
 
 fn expect(outcome: Outcome) -> Expectation {
     Expectation {

@@ -10,25 +10,27 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::CliError;
+use veritylab::cli::CliError;
+
+use super::CommandError;
 use super::scenario::{passed, run_and_report};
-use crate::audit;
-use crate::convert::{self, VerityLayout};
-use crate::mount::emulated::Table;
-use crate::mount::{self, Trust};
-use crate::oci::pull::{self, PullOptions};
-use crate::oci::reference;
-use crate::profile::{Backend, Profile};
-use crate::rootfs::Snapshot;
-use crate::scenario::image;
-use crate::scenario::load;
-use crate::scenario::report::{self, Format};
-use crate::scenario::runner::RunOptions;
-use crate::scenario::sandbox::{BUILT, Sandbox};
-use crate::sign::Scheme;
-use crate::sign::policy::Policy;
-use crate::sign::verify::{self, VerifyOptions};
-use crate::store::Store;
+use crate::image;
+use crate::load;
+use crate::report::{self, Format};
+use crate::runner::RunOptions;
+use crate::sandbox::{BUILT, Sandbox};
+use veritylab::audit;
+use veritylab::convert::{self, VerityLayout};
+use veritylab::mount::emulated::Table;
+use veritylab::mount::{self, Trust};
+use veritylab::oci::pull::{self, PullOptions};
+use veritylab::oci::reference;
+use veritylab::profile::{Backend, Profile};
+use veritylab::rootfs::Snapshot;
+use veritylab::sign::Scheme;
+use veritylab::sign::policy::Policy;
+use veritylab::sign::verify::{self, VerifyOptions};
+use veritylab::store::Store;
 
 /// Raw arguments of `veritylab demo`.
 #[derive(Args, Debug, Clone)]
@@ -43,7 +45,7 @@ fn fail(step: &str, e: impl std::fmt::Display) -> CliError {
 }
 
 /// Runs the demo.
-pub fn run(args: &DemoArgs) -> Result<(), CliError> {
+pub fn run(args: &DemoArgs) -> Result<(), CommandError> {
     let (backend, reason) = Backend::auto();
     println!("backend  {reason}");
     pipeline(backend)?;

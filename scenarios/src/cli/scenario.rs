@@ -9,13 +9,15 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::CliError;
-use crate::profile::{Backend, Profile};
-use crate::scenario::outcome::Outcome;
-use crate::scenario::report::{self, Format};
-use crate::scenario::run::RunReport;
-use crate::scenario::runner::{self, RunOptions};
-use crate::scenario::{Scenario, load};
+use veritylab::cli::CliError;
+
+use super::CommandError;
+use crate::outcome::Outcome;
+use crate::report::{self, Format};
+use crate::run::RunReport;
+use crate::runner::{self, RunOptions};
+use crate::{Scenario, load};
+use veritylab::profile::{Backend, Profile};
 
 /// `veritylab scenario` subcommands.
 #[derive(Subcommand, Debug, Clone)]
@@ -56,11 +58,11 @@ pub struct RunArgs {
 }
 
 fn parse_profile(text: &str) -> Result<Profile, String> {
-    text.parse().map_err(|e: crate::profile::UnknownName| e.to_string())
+    text.parse().map_err(|e: veritylab::profile::UnknownName| e.to_string())
 }
 
 fn parse_backend(text: &str) -> Result<Backend, String> {
-    text.parse().map_err(|e: crate::profile::UnknownName| e.to_string())
+    text.parse().map_err(|e: veritylab::profile::UnknownName| e.to_string())
 }
 
 /// Runs `scenarios` and writes the report as asked; returns it (see [`passed`] for the verdict).
@@ -69,7 +71,7 @@ pub fn run_and_report(
     options: &RunOptions,
     format: Format,
     out: Option<&std::path::Path>,
-) -> Result<RunReport, CliError> {
+) -> Result<RunReport, CommandError> {
     run_and_report_from(scenarios, None, options, format, out)
 }
 
@@ -81,9 +83,9 @@ fn run_and_report_from(
     options: &RunOptions,
     format: Format,
     out: Option<&std::path::Path>,
-) -> Result<RunReport, CliError> {
-    let bars = super::bars::Bars::new(format != Format::Text);
-    let mut progress = |line: &str| bars.report(crate::progress::Event::Step(line));
+) -> Result<RunReport, CommandError> {
+    let bars = veritylab::cli::bars::Bars::new(format != Format::Text);
+    let mut progress = |line: &str| bars.report(veritylab::progress::Event::Step(line));
     let report = match options.backend {
         Some(Backend::KernelVm) => {
             let exe = std::env::current_exe().map_err(|source| CliError::Io {
@@ -106,12 +108,12 @@ fn run_and_report_from(
 }
 
 /// `Ok` when every cell of `report` was as expected, else the count of those that were not.
-pub fn passed(report: &RunReport) -> Result<(), CliError> {
+pub fn passed(report: &RunReport) -> Result<(), CommandError> {
     if report.passed() {
         return Ok(());
     }
     let s = report.summary();
-    Err(CliError::ScenarioFailed {
+    Err(CommandError::Failed {
         failed: s.failed,
         errors: s.errors,
     })
@@ -170,7 +172,7 @@ impl From<&Scenario> for ListEntry {
 }
 
 /// Loads the scenarios `--dir` names, or the embedded ones.
-pub fn load_from(args: &DirArgs) -> Result<Vec<Scenario>, CliError> {
+pub fn load_from(args: &DirArgs) -> Result<Vec<Scenario>, CommandError> {
     Ok(match &args.dir {
         Some(dir) => load::load_dir(dir)?,
         None => load::embedded()?,
@@ -178,7 +180,7 @@ pub fn load_from(args: &DirArgs) -> Result<Vec<Scenario>, CliError> {
 }
 
 /// Runs a `scenario` subcommand.
-pub fn run(command: ScenarioCommand) -> Result<(), CliError> {
+pub fn run(command: ScenarioCommand) -> Result<(), CommandError> {
     match command {
         ScenarioCommand::List(args) => {
             let entries: Vec<ListEntry> = load_from(&args.dir)?.iter().map(ListEntry::from).collect();
@@ -235,12 +237,12 @@ pub fn run(command: ScenarioCommand) -> Result<(), CliError> {
             // kernel-vm cells run in a VM this command boots (see `run_and_report_from`), not in the runner.
             let available = |backend| match backend {
                 Backend::KernelVm => crate::vm::available(),
-                other => crate::scenario::runner::available(other),
+                other => crate::runner::available(other),
             };
             if let Some(backend) = args.backend
                 && let Err(reason) = available(backend)
             {
-                return Err(crate::mount::MountError::Unavailable { backend, reason }.into());
+                return Err(CliError::from(veritylab::mount::MountError::Unavailable { backend, reason }).into());
             }
             let options = RunOptions {
                 profile: args.profile,

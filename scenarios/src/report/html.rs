@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 
 use super::junit::escape;
 use super::{evidence_lines, rows, timeline_lines};
-use crate::profile::Profile;
-use crate::scenario::run::{CellResult, CellStatus, RunReport, Verdict};
+use crate::run::{CellResult, CellStatus, RunReport, Verdict};
+use veritylab::profile::Profile;
 
 const STYLE: &str = r#"
 :root { font-family: system-ui, sans-serif; color: #1b1f24; background: #f6f7f9; }

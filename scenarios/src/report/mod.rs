@@ -13,7 +13,7 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use super::run::{CellResult, CellStatus, RunReport, ScenarioResult};
-use crate::profile::Backend;
+use veritylab::profile::Backend;
 
 /// A report format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]

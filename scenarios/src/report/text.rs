@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use super::{evidence_lines, rows, timeline_lines};
-use crate::profile::Profile;
-use crate::scenario::run::{CellResult, CellStatus, RunReport, Verdict};
+use crate::run::{CellResult, CellStatus, RunReport, Verdict};
+use veritylab::profile::Profile;
 
 const GREEN: &str = "\x1b[32m";
 const RED: &str = "\x1b[1;31m";
