@@ -1,5 +1,5 @@
 //! The guest kernel: Debian's cloud kernel package, fetched once with `apt-get download`, unpacked with
-//! `dpkg -x` into `<target>/vmtest/kernels/<package>/` and reused by every later run.
+//! `dpkg -x` into `<target>/kernel-vm/kernels/<package>/` and reused by every later run.
 //!
 //! The package is the one `linux-image-cloud-amd64` depends on (`apt-cache depends`). Two test processes
 //! may fetch at once: each unpacks into its own hidden scratch directory and renames the finished tree into
@@ -137,10 +137,10 @@ impl Kernel {
     }
 }
 
-/// Where unpacked kernels are cached: `$CARGO_TARGET_DIR/vmtest/kernels`, else the target directory that
+/// Where unpacked kernels are cached: `$CARGO_TARGET_DIR/kernel-vm/kernels`, else the target directory that
 /// holds the running test executable (found by cargo's `CACHEDIR.TAG`), else `<workspace>/target`.
 pub fn cache_dir() -> PathBuf {
-    target_dir().join("vmtest").join("kernels")
+    target_dir().join("kernel-vm").join("kernels")
 }
 
 fn target_dir() -> PathBuf {

@@ -1,4 +1,5 @@
-//! vmtest: run checks against a real Linux kernel with dm-verity, in a throwaway qemu VM.
+//! kernel-vm: run work on a real Linux kernel with dm-verity, in a throwaway qemu VM: the scenario runner's
+//! `kernel-vm` backend and the kernel test tier.
 //!
 //! The host kernel has no device-mapper, so kernel-tier tests boot Debian's cloud kernel under
 //! `qemu-system-x86_64` (software emulation, TCG; about 3 s per boot) from an initramfs built for the test,
@@ -8,7 +9,7 @@
 //!
 //! 1. [`available`] probes once per process: `qemu-system-x86_64` (package `qemu-system-x86`), `busybox`
 //!    (`busybox-static`), and the kernel ([`kernel`]): the package `linux-image-cloud-amd64` depends on,
-//!    fetched with `apt-get download`, unpacked with `dpkg -x` into `<target>/vmtest/kernels/` and reused.
+//!    fetched with `apt-get download`, unpacked with `dpkg -x` into `<target>/kernel-vm/kernels/` and reused.
 //! 2. [`Vm::builder`] collects the script, data files, host binaries and extra modules.
 //! 3. [`VmBuilder::run`] resolves the modules' load order from their `depends=` metadata ([`modinfo`]),
 //!    writes a newc archive ([`cpio`]) laid out as [`initramfs`] describes, boots it with
@@ -19,8 +20,8 @@
 //! or fails to set up is a [`VmError`] carrying the last console lines.
 //!
 //! ```no_run
-//! # fn main() -> Result<(), vmtest::VmError> {
-//! let out = vmtest::Vm::builder()
+//! # fn main() -> Result<(), kernel_vm::VmError> {
+//! let out = kernel_vm::Vm::builder()
 //!     .binary("dmsetup")
 //!     .file("hello.txt", "hello\n")
 //!     .script("section greeting\ncat hello.txt\nmark modules $(wc -l < /proc/modules)\n")

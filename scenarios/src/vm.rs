@@ -1,6 +1,6 @@
 //! `kernel-vm`: the lab run on a real kernel with device-mapper, inside the kernel tier's throwaway VM.
 //!
-//! This host's kernel may have no device-mapper; Debian's cloud kernel, booted under qemu by [`vmtest`], has
+//! This host's kernel may have no device-mapper; Debian's cloud kernel, booted under qemu by [`kernel_vm`], has
 //! dm-verity. [`guest`] describes a VM holding the `veritylab` binary (stripped, when `strip` is installed,
 //! to keep the initramfs small) and the tools the `kernel` backend calls, from util-linux and dmsetup with
 //! their shared libraries: busybox's applets of the same names lack the flags it uses (`losetup --find
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use vmtest::{Vm, VmBuilder, VmError};
+use kernel_vm::{Vm, VmBuilder, VmError};
 
 use crate::Scenario;
 use crate::run::{BackendChoice, RunReport};
@@ -74,7 +74,7 @@ fn stripped(exe: &Path, scratch: &Path) -> PathBuf {
 
 /// Whether a kernel-vm batch can run here; the error says what is missing.
 pub fn available() -> Result<(), String> {
-    vmtest::available().map(drop).map_err(|e| e.to_string())
+    kernel_vm::available().map(drop).map_err(|e| e.to_string())
 }
 
 /// A kernel-vm batch that could not run or did not finish.
@@ -140,7 +140,7 @@ pub fn run_scenarios(
                 builder = builder.file(&format!("{GUEST_SCENARIOS}/{name}"), path);
             }
         }
-        command.push_str(&format!(" --dir {}/{GUEST_SCENARIOS}", vmtest::initramfs::DATA_DIR));
+        command.push_str(&format!(" --dir {}/{GUEST_SCENARIOS}", kernel_vm::initramfs::DATA_DIR));
     }
     if let Some(profile) = profile {
         command.push_str(&format!(" --profile {profile}"));
@@ -185,7 +185,7 @@ pub fn run_scenarios(
 
 /// The guest kernel's release, for the report.
 fn vmtest_release() -> String {
-    vmtest::available()
+    kernel_vm::available()
         .map(|host| host.kernel().release().to_owned())
         .unwrap_or_default()
 }

@@ -42,7 +42,7 @@ fn protect(dir: &Path, name: &str, tar: &[u8]) -> (Vec<u8>, Vec<u8>, String, u64
 #[test]
 fn our_layers_mount_from_kernel_dm_verity_and_stack_as_an_overlay() {
     const TEST: &str = "erofs::kernel_vm::overlay_on_dm_verity";
-    if let Err(reason) = vmtest::available() {
+    if let Err(reason) = kernel_vm::available() {
         testkit::skip(TEST, &format!("no VM here: {reason}"));
         return;
     }
@@ -83,7 +83,7 @@ fn our_layers_mount_from_kernel_dm_verity_and_stack_as_an_overlay() {
         open("lower.erofs", "lower", "lower.tree", lower_blocks, &lower_root),
         open("upper.erofs", "upper", "upper.tree", upper_blocks, &upper_root),
     );
-    let out = vmtest::Vm::builder()
+    let out = kernel_vm::Vm::builder()
         .binary("veritysetup")
         .binary("dmsetup")
         .file("lower.erofs", lower_img)

@@ -1,5 +1,5 @@
 //! Kernel tier (VM) of the lab: `veritylab` itself run on Debian's cloud kernel, which has device-mapper,
-//! in the `vmtest` throwaway VM (one boot per test). Without qemu or the kernel package the tests print
+//! in the `kernel-vm` crate's throwaway VM (one boot per test). Without qemu or the kernel package the tests print
 //! `SKIP` with the reason (and fail under `VERITYLAB_REQUIRE_ALL=1`).
 
 mod mount;

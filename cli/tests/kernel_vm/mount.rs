@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
+use kernel_vm::VmOutput;
 use serde_json::Value;
-use vmtest::VmOutput;
 
 const TEST: &str = "kernel_vm::mount::the_kernel_backend_mounts_on_dm_verity_in_the_vm";
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use vmtest::{Vm, VmError};
+use kernel_vm::{Vm, VmError};
 
 use crate::support::vm_available;
 
@@ -31,7 +31,7 @@ fn script_output_and_nonzero_exit_status_come_back() -> Result<()> {
         "{:?}",
         out.sections
     );
-    let release = vmtest::available()
+    let release = kernel_vm::available()
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .kernel()
         .release();
@@ -106,7 +106,7 @@ fn kernel_panic_is_a_boot_failure_with_the_console_tail() -> Result<()> {
             ensure!(reason.contains("did not finish"), "reason: {reason}");
             ensure!(reason.contains("Kernel panic - not syncing"), "reason: {reason}");
             ensure!(
-                console_tail.lines().count() == vmtest::output::TAIL_LINES,
+                console_tail.lines().count() == kernel_vm::output::TAIL_LINES,
                 "tail:\n{console_tail}"
             );
             Ok(())

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, ensure};
+use kernel_vm::{Vm, VmOutput};
 use verity_fuse::params::{Geometry, Placement, VerityParams};
 use verity_fuse::{hex, tree};
-use vmtest::{Vm, VmOutput};
 
 use crate::support::vm_available;
 
