@@ -69,12 +69,25 @@ pub struct RunOptions {
     /// The `veritylab` executable whose hidden `__hold` command holds kernel and FUSE mounts (`None`: this
     /// process's executable, right when the runner runs inside `veritylab`).
     pub exe: Option<PathBuf>,
-    /// Library-only switches that break the lab on purpose, for the runner's own tests.
+    /// Switches that break the lab on purpose, for the runner's own tests: only with the `test-hooks` cargo
+    /// feature, which the `veritylab` command never enables.
+    #[cfg(feature = "test-hooks")]
     pub hooks: Hooks,
 }
 
-/// Deliberate breakage, reachable only through the library (no command-line flag sets these): the runner's
-/// tests use them to show that a broken defence or a leak fails the run.
+impl RunOptions {
+    /// The breakage asked for: none unless the `test-hooks` feature is on and a test set some.
+    fn hooks(&self) -> Hooks {
+        #[cfg(feature = "test-hooks")]
+        let hooks = self.hooks;
+        #[cfg(not(feature = "test-hooks"))]
+        let hooks = Hooks::default();
+        hooks
+    }
+}
+
+/// Deliberate breakage, settable only with the `test-hooks` feature (no command-line flag sets these): the
+/// runner's tests use them to show that a broken defence or a leak fails the run.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Hooks {
     /// Run the hardened profile with signature verification disabled (root hashes from local metadata).
@@ -629,7 +642,7 @@ fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, 
         );
         return Ok(Some((sandbox.name.clone(), Trust::Local(sandbox.name.clone()))));
     }
-    if cell.options.hooks.disable_verification {
+    if cell.options.hooks().disable_verification {
         // Only the verifier makes signed root hashes, so the broken defence is modelled as one that signs
         // whatever the node's metadata says with the trusted key just before checking.
         let resigned = sandbox
@@ -963,7 +976,7 @@ fn teardown(cell: &mut Cell<'_>, mut sandbox: Sandbox) -> Result<(), Harness> {
         failed.get_or_insert(Harness(format!("releasing leaked mounts: {e}")));
     }
     if let Some((_, record)) = sandbox.mounted.take() {
-        if cell.options.hooks.leak_mount {
+        if cell.options.hooks().leak_mount {
             cell.step(Phase::Revert, "umount SKIPPED (test hook)", false, "");
         } else {
             match mount::umount(&sandbox.store, &record.target) {
