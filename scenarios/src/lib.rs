@@ -2,7 +2,7 @@
 //!
 //! Data flows in one direction:
 //! 1. [`load`] reads scenario files (TOML, schema in `scenarios/README.md`) into checked [`Scenario`]s; the
-//!    attack and its parameters are checked against the catalogue in [`attack`].
+//!    attack and its parameters are checked against [`attacks::CATALOGUE`].
 //! 2. A runner stages each scenario's attack for each (profile, backend) cell and records an
 //!    [`outcome::Observation`] with typed evidence (the product's refusals and findings, and the attack's own
 //!    look at the container, [`outcome::EffectEvidence`]) and the grounds of its outcome; [`outcome::compare`]
@@ -22,7 +22,6 @@
 //! backend is unavailable) or [`run::CellResult::error`] (the harness itself failed, including a leak).
 //! Finally it sets [`run::RunReport::duration_ms`] and renders the report.
 
-pub mod attack;
 pub mod cli;
 pub mod image;
 pub mod load;

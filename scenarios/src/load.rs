@@ -13,11 +13,11 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::attack::{self, ParamType};
 use super::outcome::{Expectation, Outcome};
 use super::schema::{
     AttackUse, EntryKind, EntrySpec, ImageSpec, LayerSpec, ParamValue, Reference, ReferenceKind, Scenario,
 };
+use attacks::catalogue::{self, ParamType};
 use veritylab::profile::{Backend, Profile};
 
 mod embedded {
@@ -71,7 +71,7 @@ pub fn embedded() -> Result<Vec<Scenario>, LoadErrors> {
     load_sources(&sources)
 }
 
-/// Loads every `*.toml` file of `dir` (not recursive), sorted by name.
+/// Loads every `*.toml` file of `dir` but a `Cargo.toml` (not recursive), sorted by name.
 pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, LoadErrors> {
     let whole = |message: String| {
         LoadErrors(vec![Problem {
@@ -87,7 +87,8 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, LoadErrors> {
         let path = entry
             .map_err(|e| whole(format!("cannot read the directory: {e}")))?
             .path();
-        if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+        // The shipped folder also holds the `scenarios` crate's manifest, which is no scenario.
+        if path.extension().is_some_and(|e| e == "toml") && !path.ends_with("Cargo.toml") && path.is_file() {
             paths.push(path);
         }
     }
@@ -486,8 +487,8 @@ fn check_relative_path(path: &str) -> Result<(), &'static str> {
 fn check_attack(loc: &Locator<'_>, raw: &RawAttack, problems: &mut Vec<Problem>) -> AttackUse {
     let name = raw.name.get_ref();
     let mut params = BTreeMap::new();
-    let Some(spec) = attack::find(name) else {
-        let known: Vec<_> = attack::ATTACKS.iter().map(|a| a.name).collect();
+    let Some(spec) = catalogue::find(name) else {
+        let known: Vec<_> = catalogue::CATALOGUE.iter().map(|a| a.name).collect();
         problems.push(loc.span(
             &raw.name,
             format!("attack.name: unknown attack `{name}` (known: {})", known.join(", ")),

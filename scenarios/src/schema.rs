@@ -133,7 +133,7 @@ pub enum EntryKind {
 /// The attack a scenario stages, with its parameters.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AttackUse {
-    /// A name from [`super::attack::ATTACKS`].
+    /// A name from [`attacks::CATALOGUE`].
     pub name: String,
     /// Parameters, checked against the attack's declared ones.
     pub params: BTreeMap<String, ParamValue>,

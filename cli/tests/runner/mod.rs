@@ -434,12 +434,6 @@ fn fuse_for_others() -> bool {
     device && testkit::find_tool("fusermount3").is_some_and(|p| verity_fuse::sys::is_setuid_root(&p))
 }
 
-#[test]
-fn every_attack_of_the_catalogue_has_an_implementation() {
-    let catalogue: Vec<&str> = scenarios::attack::ATTACKS.iter().map(|a| a.name).collect();
-    assert_eq!(catalogue, attacks::NAMES);
-}
-
 /// The attacker's own look at the container in `cell`, if the pipeline got that far.
 fn attacker_look(cell: &CellResult) -> Option<&TimelineStep> {
     let CellStatus::Observed { observation, .. } = &cell.status else {

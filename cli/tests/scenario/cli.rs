@@ -1,4 +1,4 @@
-//! `veritylab scenario list` and `validate`.
+//! `veritylab scenario list`, `attacks` and `validate`.
 
 use std::process::Command;
 
@@ -53,4 +53,22 @@ fn output_into_a_closed_pipe_ends_quietly_as_a_broken_pipe() {
     let out = veritylab().args(["scenario", "list"]).stdout(writer).output().unwrap();
     assert_eq!(out.status.code(), Some(verity_fuse::sys::BROKEN_PIPE_EXIT));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no panic message");
+}
+
+#[test]
+fn attacks_prints_every_catalogue_entry_with_its_parameters() {
+    let out = veritylab().args(["scenario", "attacks"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let named: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| l.split_once(": ").map(|(name, _)| name))
+        .collect();
+    let catalogue: Vec<&str> = attacks::CATALOGUE.iter().map(|a| a.name).collect();
+    assert_eq!(named, catalogue);
+    assert!(
+        text.contains("    path (a relative path, required): file whose data gets the flipped byte"),
+        "{text}"
+    );
 }

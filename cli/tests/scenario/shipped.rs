@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use scenarios::attack::ATTACKS;
+use attacks::CATALOGUE;
 use scenarios::load;
 use scenarios::outcome::Outcome;
 use veritylab::profile::Profile;
@@ -27,7 +27,7 @@ fn every_shipped_scenario_validates_and_the_embedded_set_is_the_folder() {
 fn every_catalogue_attack_has_a_scenario_named_after_it() {
     let scenarios = load::embedded().unwrap();
     let ids: BTreeSet<&str> = scenarios.iter().map(|s| s.id.as_str()).collect();
-    for attack in ATTACKS {
+    for attack in CATALOGUE {
         assert!(
             ids.contains(attack.name),
             "no scenarios/{}.toml for attack {}",
@@ -35,7 +35,7 @@ fn every_catalogue_attack_has_a_scenario_named_after_it() {
             attack.name
         );
     }
-    assert_eq!(ATTACKS.len(), 25, "the catalogue has 25 attacks");
+    assert_eq!(CATALOGUE.len(), 25, "the catalogue has 25 attacks");
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `veritylab scenario list|validate [--dir DIR]`: the scenario catalogue.
+//! `veritylab scenario list|attacks|validate|run`: the scenario catalogue, its attacks, and the runner.
 //!
 //! Without `--dir` the scenarios are the repository's `scenarios/` folder as embedded in the binary at build
 //! time, so the installed command works anywhere; `--dir DIR` reads `DIR/*.toml` instead.
@@ -24,6 +24,8 @@ use veritylab::profile::{Backend, Profile};
 pub enum ScenarioCommand {
     /// List the scenarios: id, attack, profiles and title.
     List(ListArgs),
+    /// List the attacks of the catalogue: name, what the attacker does, and the parameters each takes.
+    Attacks,
     /// Check scenario files: schema, attack parameters, expectations and unique ids; exit 3 on any problem.
     Validate(DirArgs),
     /// Stage scenarios for real, each cell in its own sandbox; exit 4 if any observed outcome differs from the
@@ -205,6 +207,16 @@ pub fn run(command: ScenarioCommand) -> Result<(), CommandError> {
                     profiles(e),
                     e.title
                 );
+            }
+            Ok(())
+        }
+        ScenarioCommand::Attacks => {
+            for spec in attacks::CATALOGUE {
+                println!("{}: {}", spec.name, spec.summary);
+                for param in spec.params {
+                    let required = if param.required { ", required" } else { "" };
+                    println!("    {} ({}{required}): {}", param.name, param.ty, param.doc);
+                }
             }
             Ok(())
         }
