@@ -2,7 +2,7 @@
 //! file read once, and the byte put back, so the layer on disk is genuine again when anyone looks.
 
 use crate::catalogue::{AttackSpec, LAYER, ParamType, req};
-use crate::{Attack, AttackError, Effect, Env, Params, Refusal, Stage, flip_byte};
+use crate::{Attack, AttackError, DefenceRefusal, Effect, Env, Params, Stage, flip_byte};
 
 /// The attack.
 #[derive(Debug, Clone)]
@@ -48,7 +48,7 @@ impl Attack for CorruptionThenRestore {
                 format!("the container read /{} ({} bytes)", self.path, seen.len())
             }
             Err(AttackError::Refused {
-                kind: Refusal::HashMismatch,
+                kind: DefenceRefusal::HashMismatch,
                 message,
             }) => format!("the container's read failed: {message}"),
             Err(other) => return Err(other),

@@ -23,7 +23,7 @@
 //! - [`Effect::Unobservable`]: nothing the container shows can tell; the cell is `inconclusive` and the run
 //!   fails.
 //!
-//! Refusals the attacker meets are [`AttackError::Refused`] with the typed [`Refusal`] the lab raised (a
+//! Refusals the attacker meets are [`AttackError::Refused`] with the typed [`DefenceRefusal`] the lab raised (a
 //! read-only filesystem, a read past the verified device, a block that failed verification): an attack never
 //! invents one. Anything else that fails is [`AttackError::Env`], and the cell ends in `error`. Porting an
 //! attack onto the contract: say what the attacker wants the container to see (keep it in the attack's
@@ -67,7 +67,7 @@ pub mod upperdir_write;
 use std::fmt;
 
 pub use catalogue::{AttackSpec, CATALOGUE, ParamSpec, ParamType, find};
-pub use env::{Env, LayerFiles, MountKind, Refusal, Scheme};
+pub use env::{DefenceRefusal, Env, LayerFiles, MountKind, Scheme};
 pub use params::Params;
 
 /// When in the pipeline the runner calls an attack's [`Attack::detonate`].
@@ -112,7 +112,7 @@ pub enum AttackError {
     #[error("{kind}: {message}")]
     Refused {
         /// What kind of refusal.
-        kind: Refusal,
+        kind: DefenceRefusal,
         /// The error's message.
         message: String,
     },
@@ -305,7 +305,7 @@ mod tests {
         assert!(matches!(
             attack.detonate(&mut read_only),
             Err(AttackError::Refused {
-                kind: Refusal::ReadOnly,
+                kind: DefenceRefusal::ReadOnly,
                 ..
             })
         ));

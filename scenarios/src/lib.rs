@@ -7,29 +7,29 @@
 //!    [`outcome::Observation`] with typed evidence (the product's refusals and findings, and the attack's own
 //!    look at the container, [`outcome::EffectEvidence`]) and the grounds of its outcome; [`outcome::compare`]
 //!    diffs it against the scenario's [`outcome::Expectation`]. An `inconclusive` outcome always fails.
-//! 3. The cells gather into a [`run::RunReport`], which [`report`] renders as a terminal matrix, JSON, JUnit
-//!    XML or a self-contained HTML page. [`run::RunReport::passed`] decides the exit status.
+//! 3. The cells gather into a [`results::RunReport`], which [`report`] renders as a terminal matrix, JSON, JUnit
+//!    XML or a self-contained HTML page. [`results::RunReport::passed`] decides the exit status.
 //!
 //! # The runner's interface (to be built on top of this module)
 //!
-//! The runner resolves the backends to use ([`run::BackendChoice`]: requested, used, and why), creates a
-//! [`run::RunReport`] with [`run::RunReport::new`], then for each scenario and each (profile, backend) of it:
+//! The runner resolves the backends to use ([`results::BackendChoice`]: requested, used, and why), creates a
+//! [`results::RunReport`] with [`results::RunReport::new`], then for each scenario and each (profile, backend) of it:
 //! looks the attack up by [`schema::AttackUse::name`], runs its lifecycle (prepare, detonate, observe, revert,
 //! then the leak check) in an isolated store and namespace, appends a [`outcome::TimelineStep`] per step,
 //! maps the pipeline's typed errors and audit findings onto [`outcome::ErrorKind`] and
 //! [`outcome::FindingKind`], concludes an [`outcome::Outcome`], and records the cell with
-//! [`run::CellResult::observed`] (which computes the differences), [`run::CellResult::skipped`] (the
-//! backend is unavailable) or [`run::CellResult::error`] (the harness itself failed, including a leak).
-//! Finally it sets [`run::RunReport::duration_ms`] and renders the report.
+//! [`results::CellResult::observed`] (which computes the differences), [`results::CellResult::skipped`] (the
+//! backend is unavailable) or [`results::CellResult::error`] (the harness itself failed, including a leak).
+//! Finally it sets [`results::RunReport::duration_ms`] and renders the report.
 
+pub mod cell_registry;
 pub mod cli;
 pub mod image;
 pub mod load;
 pub mod outcome;
-pub mod registry;
 mod replay;
 pub mod report;
-pub mod run;
+pub mod results;
 pub mod runner;
 pub mod sandbox;
 pub mod schema;

@@ -2,7 +2,7 @@
 //!
 //! A cell builds its image (the embedded sample or the scenario's inline layers) in a fresh store, signs it,
 //! and walks the pipeline a node would: publish to a registry and pull (registry-stage attacks only; the
-//! cell's own `docker-registry` on a loopback port where installed, else an OCI layout: [`super::registry`]),
+//! cell's own `docker-registry` on a loopback port where installed, else an OCI layout: [`super::cell_registry`]),
 //! convert, verify the signature (hardened only: its `--key` semantics, with the policy's rollback floor and
 //! single-signed-manifest rule), mount with the profile, read the whole rootfs, and run the profile's checks
 //! (hardened: the mount audit, one re-verification pass at rest and the cleanup helper). The attack's
@@ -25,16 +25,16 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use attacks::{Attack, AttackError, Effect, Refusal, Stage};
+use attacks::{Attack, AttackError, DefenceRefusal, Effect, Stage};
 use std::io;
 
+use super::cell_registry::{self, CellRegistry, LocalRegistry};
 use super::image;
 use super::outcome::{
     DeviceSnapshot, DeviceState, EffectEvidence, ErrorEvidence, ErrorKind, Evidence, FindingEvidence, FindingKind,
     Observation, Outcome, Phase, TimelineStep,
 };
-use super::registry::{self, CellRegistry, LocalRegistry};
-use super::run::{BackendChoice, CellResult, HostInfo, RunReport, ScenarioResult};
+use super::results::{BackendChoice, CellResult, HostInfo, RunReport, ScenarioResult};
 use super::sandbox::{MINIMUM, REPOSITORY, Sandbox};
 use super::schema::{ParamValue, Scenario};
 use verity_fuse::fuse::StatusReport;
@@ -249,9 +249,9 @@ impl Cell<'_> {
         match e {
             AttackError::Refused { kind, message } => {
                 let kind = match kind {
-                    Refusal::ReadOnly => ErrorKind::ReadOnly,
-                    Refusal::OutOfRange => ErrorKind::OutOfRange,
-                    Refusal::HashMismatch => ErrorKind::HashMismatch,
+                    DefenceRefusal::ReadOnly => ErrorKind::ReadOnly,
+                    DefenceRefusal::OutOfRange => ErrorKind::OutOfRange,
+                    DefenceRefusal::HashMismatch => ErrorKind::HashMismatch,
                 };
                 self.refused(phase, action, kind, message);
                 Ok(())
@@ -462,7 +462,7 @@ fn publish_and_pull(cell: &mut Cell<'_>, sandbox: &mut Sandbox, attack: &mut dyn
         .sign(&publisher, &sandbox.name, &sandbox.key, super::sandbox::BUILT)
         .map_err(Harness)?;
     let dir = sandbox.dir.path().join("registry");
-    let (source, published) = match verity_fuse::sys::find_tool(registry::BINARY) {
+    let (source, published) = match verity_fuse::sys::find_tool(cell_registry::BINARY) {
         Some(binary) => {
             let served = LocalRegistry::start(&binary, &dir)
                 .map_err(|e| Harness(format!("starting the cell's registry: {e}")))?;
@@ -1000,7 +1000,7 @@ fn teardown(cell: &mut Cell<'_>, mut sandbox: Sandbox) -> Result<(), Harness> {
             true,
             format!(
                 "{} at {} (pid {}) killed and reaped",
-                registry::BINARY,
+                cell_registry::BINARY,
                 served.host(),
                 served.pid()
             ),

@@ -6,12 +6,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use attacks::env::Trojan;
-use attacks::{AttackError, LayerFiles, MountKind, Refusal, Scheme as AttackScheme};
+use attacks::{AttackError, DefenceRefusal, LayerFiles, MountKind, Scheme as AttackScheme};
 use p256::ecdsa::SigningKey;
 use verity_fuse::fuse::StatusReport;
 
+use super::cell_registry::CellRegistry;
 use super::image;
-use super::registry::CellRegistry;
 use super::schema::{EntryKind, EntrySpec, LayerSpec};
 use veritylab::convert::{self, LayerConversion, VerityLayout, verity};
 use veritylab::erofs::{self, OverlayNamespace, Timestamp as ErofsTime, Whiteouts};
@@ -647,7 +647,7 @@ impl attacks::Env for Sandbox {
         Ok(format!(
             "serving the older signed build {} (built {}) in place of the current one",
             older.digest,
-            crate::run::rfc3339_utc(built)
+            crate::results::rfc3339_utc(built)
         ))
     }
 
@@ -831,7 +831,7 @@ impl attacks::Env for Sandbox {
         written.map_err(|e| {
             if e.raw_os_error() == Some(30) {
                 AttackError::Refused {
-                    kind: Refusal::ReadOnly,
+                    kind: DefenceRefusal::ReadOnly,
                     message: format!("writing /{path} in the container: {e}"),
                 }
             } else {
@@ -856,7 +856,7 @@ impl attacks::Env for Sandbox {
         read.map_err(|(verification, e)| {
             if verification {
                 AttackError::Refused {
-                    kind: Refusal::HashMismatch,
+                    kind: DefenceRefusal::HashMismatch,
                     message: format!("reading /{path}: {e}"),
                 }
             } else {
@@ -940,7 +940,7 @@ impl attacks::Env for Sandbox {
                             Ok(n) => read += n,
                             Err(e) if e.raw_os_error() == Some(veritylab::rootfs::error::EIO) => {
                                 return Err(AttackError::Refused {
-                                    kind: Refusal::HashMismatch,
+                                    kind: DefenceRefusal::HashMismatch,
                                     message: format!("reading the verified device of layer {index} at {offset}: {e}"),
                                 });
                             }
@@ -950,7 +950,7 @@ impl attacks::Env for Sandbox {
                     // The device ends where the tree's data blocks end: a read there meets end of file.
                     if read < len {
                         return Err(AttackError::Refused {
-                            kind: Refusal::OutOfRange,
+                            kind: DefenceRefusal::OutOfRange,
                             message: format!(
                                 "the verified device of layer {index} ends at byte {size}: a read of {len} bytes at \
                                  {offset} returned {read}"
@@ -1224,11 +1224,11 @@ pub fn device_refusal(index: usize, offset: u64, e: verity_fuse::VerityError) ->
     let message = format!("reading the verified device of layer {index} at {offset}: {e}");
     match e {
         V::OutOfRange { .. } => AttackError::Refused {
-            kind: Refusal::OutOfRange,
+            kind: DefenceRefusal::OutOfRange,
             message,
         },
         V::HashMismatch { .. } | V::NonZeroPadding { .. } | V::Halted { .. } => AttackError::Refused {
-            kind: Refusal::HashMismatch,
+            kind: DefenceRefusal::HashMismatch,
             message,
         },
         _ => AttackError::env(message),

@@ -22,7 +22,7 @@ use std::time::Duration;
 use kernel_vm::{Vm, VmBuilder, VmError};
 
 use crate::Scenario;
-use crate::run::{BackendChoice, RunReport};
+use crate::results::{BackendChoice, RunReport};
 use veritylab::profile::{Backend, Profile};
 
 /// Tools the `kernel` backend runs, copied from this host into the guest with their libraries.
@@ -203,7 +203,7 @@ fn relabel(mut report: RunReport, release: &str) -> RunReport {
             inner.join("; ")
         ),
     }];
-    let host = crate::run::HostInfo::probe().hostname;
+    let host = crate::results::HostInfo::probe().hostname;
     report.host.hostname = format!("kernel-vm guest on {host}");
     for cell in report.scenarios.iter_mut().flat_map(|s| s.cells.iter_mut()) {
         if cell.backend == Backend::Kernel {

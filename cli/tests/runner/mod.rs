@@ -10,7 +10,7 @@ use std::process::Command;
 
 use scenarios::outcome::{Difference, EffectState, ErrorKind, FindingKind, Outcome, TimelineStep};
 use scenarios::report::{self, Format};
-use scenarios::run::{CellResult, CellStatus, Verdict};
+use scenarios::results::{CellResult, CellStatus, Verdict};
 use scenarios::runner::{self, Hooks, RunOptions};
 use scenarios::{Scenario, load};
 use veritylab::profile::Backend;
@@ -554,7 +554,7 @@ fn read_errors_count_only_as_the_defence_that_raised_them() {
             size: 4096
         }),
         attacks::AttackError::Refused {
-            kind: attacks::Refusal::OutOfRange,
+            kind: attacks::DefenceRefusal::OutOfRange,
             ..
         }
     ));

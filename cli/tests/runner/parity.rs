@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use scenarios::load;
 use scenarios::outcome::{DeviceState, ErrorKind, FindingKind, Outcome};
-use scenarios::run::{CellResult, CellStatus, RunReport, Verdict};
+use scenarios::results::{CellResult, CellStatus, RunReport, Verdict};
 use scenarios::runner::{self, Hooks, RunOptions};
 use veritylab::profile::{Backend, Profile};
 

@@ -4,7 +4,7 @@ use scenarios::outcome::{
     DeviceSnapshot, DeviceState, EffectEvidence, EffectState, ErrorEvidence, ErrorKind, Evidence, Expectation,
     FindingEvidence, FindingKind, Observation, Outcome, Phase, TimelineStep,
 };
-use scenarios::run::{BackendChoice, CellResult, HostInfo, RunReport, SCHEMA_VERSION, ScenarioResult};
+use scenarios::results::{BackendChoice, CellResult, HostInfo, RunReport, SCHEMA_VERSION, ScenarioResult};
 use veritylab::profile::{Backend, Profile};
 
 fn expect(outcome: Outcome) -> Expectation {

@@ -14,7 +14,7 @@ use veritylab::cli::CliError;
 use super::CommandError;
 use crate::outcome::Outcome;
 use crate::report::{self, Format};
-use crate::run::RunReport;
+use crate::results::RunReport;
 use crate::runner::{self, RunOptions};
 use crate::{Scenario, load};
 use veritylab::profile::{Backend, Profile};

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use super::junit::escape;
 use super::{evidence_lines, rows, timeline_lines};
-use crate::run::{CellResult, CellStatus, RunReport, Verdict};
+use crate::results::{CellResult, CellStatus, RunReport, Verdict};
 use veritylab::profile::Profile;
 
 const STYLE: &str = r#"

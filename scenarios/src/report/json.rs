@@ -19,7 +19,7 @@
 //!
 //! Names (profiles, backends, outcomes, evidence kinds, phases) are the kebab-case names scenario files use.
 
-use crate::run::{RunReport, SCHEMA_VERSION};
+use crate::results::{RunReport, SCHEMA_VERSION};
 
 /// Renders the report as pretty JSON with a trailing newline.
 pub fn render(report: &RunReport) -> String {

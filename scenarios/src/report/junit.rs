@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::{evidence_lines, timeline_lines};
-use crate::run::{CellStatus, RunReport, Verdict};
+use crate::results::{CellStatus, RunReport, Verdict};
 
 /// Escapes text for XML element content and attribute values.
 pub fn escape(text: &str) -> String {

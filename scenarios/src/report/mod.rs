@@ -12,7 +12,7 @@ pub mod text;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
-use super::run::{CellResult, CellStatus, RunReport, ScenarioResult};
+use super::results::{CellResult, CellStatus, RunReport, ScenarioResult};
 use veritylab::profile::Backend;
 
 /// A report format.

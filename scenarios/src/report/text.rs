@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{evidence_lines, rows, timeline_lines};
-use crate::run::{CellResult, CellStatus, RunReport, Verdict};
+use crate::results::{CellResult, CellStatus, RunReport, Verdict};
 use veritylab::profile::Profile;
 
 const GREEN: &str = "\x1b[32m";
