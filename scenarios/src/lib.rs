@@ -22,6 +22,7 @@
 //! backend is unavailable) or [`results::CellResult::error`] (the harness itself failed, including a leak).
 //! Finally it sets [`results::RunReport::duration_ms`] and renders the report.
 
+pub mod backend;
 pub mod cell_registry;
 pub mod cli;
 pub mod image;
@@ -35,5 +36,6 @@ pub mod sandbox;
 pub mod schema;
 pub mod vm;
 
+pub use backend::RunnerBackend;
 pub use load::{LoadErrors, Problem};
 pub use schema::Scenario;

@@ -18,7 +18,9 @@ use super::schema::{
     AttackUse, EntryKind, EntrySpec, ImageSpec, LayerSpec, ParamValue, Reference, ReferenceKind, Scenario,
 };
 use attacks::catalogue::{self, ParamType};
-use veritylab::profile::{Backend, Profile};
+use veritylab::profile::Profile;
+
+use crate::backend::RunnerBackend;
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded_scenarios.rs"));
@@ -164,9 +166,9 @@ struct RawScenario {
     attack: RawAttack,
     profiles: Spanned<Vec<Spanned<Profile>>>,
     #[serde(default)]
-    backends: Option<Spanned<Vec<Spanned<Backend>>>>,
+    backends: Option<Spanned<Vec<Spanned<RunnerBackend>>>>,
     #[serde(default)]
-    needs_root: Option<Spanned<BTreeMap<Spanned<Backend>, Spanned<String>>>>,
+    needs_root: Option<Spanned<BTreeMap<Spanned<RunnerBackend>, Spanned<String>>>>,
     expect: Spanned<BTreeMap<Spanned<Profile>, Spanned<Expectation>>>,
 }
 
@@ -638,11 +640,11 @@ fn check_expectation(loc: &Locator<'_>, profile: Profile, e: &Spanned<Expectatio
 
 fn check_backends(
     loc: &Locator<'_>,
-    backends: Option<&Spanned<Vec<Spanned<Backend>>>>,
+    backends: Option<&Spanned<Vec<Spanned<RunnerBackend>>>>,
     problems: &mut Vec<Problem>,
-) -> Vec<Backend> {
+) -> Vec<RunnerBackend> {
     let Some(backends) = backends else {
-        return Backend::ALL.to_vec();
+        return RunnerBackend::ALL.to_vec();
     };
     if backends.get_ref().is_empty() {
         problems.push(loc.span(
@@ -661,16 +663,16 @@ fn check_backends(
 
 fn check_needs_root(
     loc: &Locator<'_>,
-    needs_root: Option<&Spanned<BTreeMap<Spanned<Backend>, Spanned<String>>>>,
-    backends: &[Backend],
+    needs_root: Option<&Spanned<BTreeMap<Spanned<RunnerBackend>, Spanned<String>>>>,
+    backends: &[RunnerBackend],
     problems: &mut Vec<Problem>,
-) -> BTreeMap<Backend, String> {
+) -> BTreeMap<RunnerBackend, String> {
     let Some(needs_root) = needs_root else {
         return BTreeMap::new();
     };
     for (backend, why) in needs_root.get_ref() {
         let name = backend.get_ref();
-        if matches!(name, Backend::Kernel | Backend::KernelVm) {
+        if matches!(name, RunnerBackend::Kernel | RunnerBackend::KernelVm) {
             problems.push(loc.span(
                 backend,
                 format!("needs_root: every `{name}` cell needs root already; list only fuse or emulated"),

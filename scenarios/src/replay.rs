@@ -38,7 +38,7 @@ pub(super) fn replay(
         Backend::Fuse => Err(AttackError::env(
             "the fuse backend serves the rootfs from its holder: there is no lowerdir mount to replay",
         )),
-        Backend::Kernel | Backend::KernelVm => real_replay(sandbox, index, trojan),
+        Backend::Kernel => real_replay(sandbox, index, trojan),
     }
 }
 

@@ -7,7 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::outcome::{Difference, Expectation, Observation, Outcome, compare};
 use super::schema::Scenario;
-use veritylab::profile::{Backend, Profile};
+use veritylab::profile::Profile;
+
+use crate::backend::RunnerBackend;
 
 /// The version of the report's JSON schema; raised on any change that is not a new optional field.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -48,9 +50,9 @@ pub struct HostInfo {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BackendChoice {
     /// What the user asked for (`None`: the best available).
-    pub requested: Option<Backend>,
+    pub requested: Option<RunnerBackend>,
     /// What was used.
-    pub used: Backend,
+    pub used: RunnerBackend,
     /// Why, e.g. "kernel: not root, using emulated".
     pub reason: String,
 }
@@ -74,7 +76,7 @@ pub struct CellResult {
     /// The profile.
     pub profile: Profile,
     /// The backend actually used.
-    pub backend: Backend,
+    pub backend: RunnerBackend,
     /// When the cell started, in milliseconds since the run started.
     pub started_ms: u64,
     /// How long it took.
@@ -127,7 +129,7 @@ impl CellResult {
     /// A cell whose attack ran; the differences are computed here.
     pub fn observed(
         profile: Profile,
-        backend: Backend,
+        backend: RunnerBackend,
         expected: Expectation,
         observation: Observation,
         started_ms: u64,
@@ -149,7 +151,7 @@ impl CellResult {
     }
 
     /// A cell that was not run.
-    pub fn skipped(profile: Profile, backend: Backend, expected: Expectation, reason: impl Into<String>) -> Self {
+    pub fn skipped(profile: Profile, backend: RunnerBackend, expected: Expectation, reason: impl Into<String>) -> Self {
         let status = CellStatus::Skipped { reason: reason.into() };
         CellResult {
             profile,
@@ -164,7 +166,7 @@ impl CellResult {
     /// A cell whose harness failed.
     pub fn error(
         profile: Profile,
-        backend: Backend,
+        backend: RunnerBackend,
         expected: Expectation,
         message: impl Into<String>,
         started_ms: u64,
@@ -273,9 +275,9 @@ impl RunReport {
         s.failed == 0 && s.errors == 0
     }
 
-    /// The backends any cell used, in [`Backend::ALL`] order.
-    pub fn backends_used(&self) -> Vec<Backend> {
-        let mut used: Vec<Backend> = self
+    /// The backends any cell used, in [`RunnerBackend::ALL`] order.
+    pub fn backends_used(&self) -> Vec<RunnerBackend> {
+        let mut used: Vec<RunnerBackend> = self
             .scenarios
             .iter()
             .flat_map(|s| &s.cells)
@@ -376,7 +378,7 @@ mod tests {
             grounds: "nothing the container shows can tell".to_owned(),
             evidence: Evidence::default(),
         };
-        let cell = CellResult::observed(Profile::Hardened, Backend::Emulated, expected, observation, 0, 0);
+        let cell = CellResult::observed(Profile::Hardened, RunnerBackend::Emulated, expected, observation, 0, 0);
         assert_eq!(cell.verdict(), Verdict::Fail);
         let mut report = RunReport::new(HostInfo::probe(), Vec::new());
         report.scenarios.push(ScenarioResult {

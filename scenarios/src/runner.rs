@@ -37,6 +37,7 @@ use super::outcome::{
 use super::results::{BackendChoice, CellResult, HostInfo, RunReport, ScenarioResult};
 use super::sandbox::{MINIMUM, REPOSITORY, Sandbox};
 use super::schema::{ParamValue, Scenario};
+use crate::backend::RunnerBackend;
 use verity_fuse::fuse::StatusReport;
 use veritylab::audit;
 use veritylab::convert::{self, ConvertError, VerityLayout};
@@ -64,8 +65,8 @@ use veritylab::watch::{self, WatchConfig};
 pub struct RunOptions {
     /// Run only this profile's cells.
     pub profile: Option<Profile>,
-    /// The backend asked for (`None`: the best available).
-    pub backend: Option<Backend>,
+    /// Where to run, as asked (`None`: the best mount backend available here).
+    pub backend: Option<RunnerBackend>,
     /// The `veritylab` executable whose hidden `__hold` command holds kernel and FUSE mounts (`None`: this
     /// process's executable, right when the runner runs inside `veritylab`).
     pub exe: Option<PathBuf>,
@@ -97,13 +98,16 @@ pub struct Hooks {
 }
 
 /// Resolves the backend to use and says why: the one asked for, else [`Backend::auto`]'s choice.
-pub fn choose_backend(requested: Option<Backend>) -> BackendChoice {
+pub fn choose_backend(requested: Option<RunnerBackend>) -> BackendChoice {
     let (used, reason) = match requested {
         Some(backend) => match available(backend) {
             Ok(()) => (backend, format!("{backend}: requested")),
             Err(why) => (backend, format!("{backend}: requested, but not available here: {why}")),
         },
-        None => Backend::auto(),
+        None => {
+            let (backend, reason) = Backend::auto();
+            (backend.into(), reason)
+        }
     };
     BackendChoice {
         requested,
@@ -112,9 +116,17 @@ pub fn choose_backend(requested: Option<Backend>) -> BackendChoice {
     }
 }
 
-/// Whether the runner can drive `backend` here, or why not.
-pub fn available(backend: Backend) -> Result<(), String> {
-    backend.available()
+/// Whether the runner can drive `backend` here, or why not: the runner stages cells on this host only
+/// (`kernel-vm` cells are [`crate::vm::run_scenarios`]'s).
+pub fn available(backend: RunnerBackend) -> Result<(), String> {
+    match backend {
+        RunnerBackend::KernelVm => Err(
+            "the runner boots no VM: `veritylab scenario run --backend kernel-vm` runs the kernel backend's cells \
+             inside one (see scenarios::vm::run_scenarios)"
+                .to_owned(),
+        ),
+        other => other.mount_backend().available(),
+    }
 }
 
 /// How a cell skipped for lack of root begins its reason (the scenario's `needs_root` says the rest).
@@ -294,7 +306,7 @@ impl Cell<'_> {
 fn run_cell(
     scenario: &Scenario,
     profile: Profile,
-    backend: Backend,
+    backend: RunnerBackend,
     expected: super::outcome::Expectation,
     options: &RunOptions,
     run_start: Instant,
@@ -324,7 +336,7 @@ fn run_cell(
         .clone()
         .or_else(|| std::env::current_exe().ok())
         .unwrap_or_default();
-    let result = Sandbox::new(profile, backend, layers, scheme, &exe)
+    let result = Sandbox::new(profile, backend.mount_backend(), layers, scheme, &exe)
         .map_err(Harness)
         .and_then(|mut sandbox| {
             let staged = stage(scenario, &mut cell, &mut sandbox);

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 
 use super::outcome::Expectation;
-use veritylab::profile::{Backend, Profile};
+use veritylab::profile::Profile;
+
+use crate::backend::RunnerBackend;
 
 /// One scenario: an attack staged against some profiles, with the outcome expected of each.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -27,10 +29,10 @@ pub struct Scenario {
     /// The profiles to run, in file order.
     pub profiles: Vec<Profile>,
     /// The backends to run on (all of them when the file names none; the runner uses those available).
-    pub backends: Vec<Backend>,
+    pub backends: Vec<RunnerBackend>,
     /// Backends on which the attack itself needs root (a real mount made by the attacker, say), with why: a run
     /// without root skips these cells with that reason.
-    pub needs_root: BTreeMap<Backend, String>,
+    pub needs_root: BTreeMap<RunnerBackend, String>,
     /// The expected outcome of each profile in `profiles`.
     pub expect: BTreeMap<Profile, Expectation>,
     /// The file it was loaded from.

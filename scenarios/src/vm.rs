@@ -8,11 +8,11 @@
 //! backend sees `/dev/mapper/control` and opens every verified layer as a real dm-verity mapping.
 //!
 //! The VM is throwaway: it powers off when its script ends, so nothing it mounts outlives the batch. That is
-//! why `veritylab mount --backend kernel-vm` is refused ([`veritylab::mount::KERNEL_VM_MOUNTS`]) and kernel-vm
-//! work is a batch: the scenario runner's cells ([`run_scenarios`]: one boot runs `veritylab scenario run
-//! --backend kernel --report json` inside, and its report comes back with the cells labelled `kernel-vm`) or
-//! the kernel tier's mount test. Timings
-//! measured inside the VM are emulated-CPU timings (software emulation, no KVM): never performance figures.
+//! why `kernel-vm` is a [`crate::RunnerBackend`], never one of the lab's mount backends, and kernel-vm work is
+//! a batch: the scenario runner's cells ([`run_scenarios`]: one boot runs `veritylab scenario run --backend
+//! kernel --report json` inside, and its report comes back with the cells labelled `kernel-vm`) or the kernel
+//! tier's mount test. Timings measured inside the VM are emulated-CPU timings (software emulation, no KVM):
+//! never performance figures.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,7 +23,9 @@ use kernel_vm::{Vm, VmBuilder, VmError};
 
 use crate::Scenario;
 use crate::results::{BackendChoice, RunReport};
-use veritylab::profile::{Backend, Profile};
+use veritylab::profile::Profile;
+
+use crate::backend::RunnerBackend;
 
 /// Tools the `kernel` backend runs, copied from this host into the guest with their libraries.
 pub const TOOLS: &[&str] = &["unshare", "nsenter", "mount", "umount", "losetup", "dmsetup"];
@@ -195,8 +197,8 @@ fn vmtest_release() -> String {
 fn relabel(mut report: RunReport, release: &str) -> RunReport {
     let inner: Vec<String> = report.backends.iter().map(|b| b.reason.clone()).collect();
     report.backends = vec![BackendChoice {
-        requested: Some(Backend::KernelVm),
-        used: Backend::KernelVm,
+        requested: Some(RunnerBackend::KernelVm),
+        used: RunnerBackend::KernelVm,
         reason: format!(
             "kernel-vm: the kernel backend inside a throwaway qemu VM (Debian cloud kernel {release}, real \
              dm-verity; software-emulated CPU, so its timings are not performance figures); inside: {}",
@@ -206,8 +208,8 @@ fn relabel(mut report: RunReport, release: &str) -> RunReport {
     let host = crate::results::HostInfo::probe().hostname;
     report.host.hostname = format!("kernel-vm guest on {host}");
     for cell in report.scenarios.iter_mut().flat_map(|s| s.cells.iter_mut()) {
-        if cell.backend == Backend::Kernel {
-            cell.backend = Backend::KernelVm;
+        if cell.backend == RunnerBackend::Kernel {
+            cell.backend = RunnerBackend::KernelVm;
         }
     }
     report

@@ -8,6 +8,7 @@ mod parity;
 
 use std::process::Command;
 
+use scenarios::RunnerBackend;
 use scenarios::outcome::{Difference, EffectState, ErrorKind, FindingKind, Outcome, TimelineStep};
 use scenarios::report::{self, Format};
 use scenarios::results::{CellResult, CellStatus, Verdict};
@@ -30,7 +31,7 @@ fn scenario(id: &str) -> Scenario {
 fn emulated(hooks: Hooks) -> RunOptions {
     RunOptions {
         profile: None,
-        backend: Some(Backend::Emulated),
+        backend: Some(RunnerBackend::Emulated),
         exe: None,
         hooks,
     }
@@ -38,7 +39,7 @@ fn emulated(hooks: Hooks) -> RunOptions {
 
 /// Runs every shipped scenario on `backend` (mounting with the built `veritylab` binary) and checks that
 /// each cell the scenario allows there was observed as expected, ending in a clean leak check.
-fn every_shipped_scenario_as_expected_on(backend: Backend) {
+fn every_shipped_scenario_as_expected_on(backend: RunnerBackend) {
     let scenarios = load::embedded().unwrap();
     let options = RunOptions {
         profile: None,
@@ -69,7 +70,7 @@ fn every_shipped_scenario_as_expected_on(backend: Backend) {
 
 /// How many cells of `scenarios` are skipped on `backend`: those the scenario does not run there, and without
 /// root those its attack needs root for there.
-fn excluded(scenarios: &[Scenario], backend: Backend, root: bool) -> usize {
+fn excluded(scenarios: &[Scenario], backend: RunnerBackend, root: bool) -> usize {
     scenarios
         .iter()
         .filter(|s| !s.backends.contains(&backend) || (!root && s.needs_root.contains_key(&backend)))
@@ -97,7 +98,7 @@ fn every_shipped_scenario_is_observed_as_expected_on_the_emulated_backend() {
     let summary = report.summary();
     assert_eq!(summary.skipped, 0, "{text}");
     assert_eq!(summary.cells, scenarios.iter().map(|s| s.profiles.len()).sum::<usize>());
-    assert_eq!(report.backends_used(), vec![Backend::Emulated]);
+    assert_eq!(report.backends_used(), vec![RunnerBackend::Emulated]);
     // Every cell carries a timeline that ends with a clean leak check.
     for cell in report.scenarios.iter().flat_map(|s| &s.cells) {
         let CellStatus::Observed { observation, .. } = &cell.status else {
@@ -118,7 +119,7 @@ fn every_shipped_scenario_is_observed_as_expected_on_the_kernel_backend() {
     if !testkit::fuse_available(module_path!()) {
         return;
     }
-    every_shipped_scenario_as_expected_on(Backend::Kernel);
+    every_shipped_scenario_as_expected_on(RunnerBackend::Kernel);
 }
 
 /// As root every cell runs; as a normal user the cells whose attack needs root on fuse skip, saying so.
@@ -130,7 +131,7 @@ fn every_shipped_scenario_is_observed_as_expected_on_the_fuse_backend() {
     if !testkit::fuse_available(module_path!()) {
         return;
     }
-    every_shipped_scenario_as_expected_on(Backend::Fuse);
+    every_shipped_scenario_as_expected_on(RunnerBackend::Fuse);
 }
 
 /// The timeline step of `action` in `cell`.
@@ -409,7 +410,11 @@ fn scenario_run_as_a_normal_user_runs_on_fuse_where_that_user_can_mount_it() {
     } else {
         verity_fuse::backend::capabilities().fuse.is_ok()
     };
-    let backend = if fuse { Backend::Fuse } else { Backend::Emulated };
+    let backend = if fuse {
+        RunnerBackend::Fuse
+    } else {
+        RunnerBackend::Emulated
+    };
     assert_eq!(report.backends_used(), vec![backend], "{:?}", report.backends);
     assert!(
         report.backends[0].reason.starts_with(&format!("{backend}: ")),

@@ -4,11 +4,12 @@
 
 use std::collections::{BTreeSet, HashSet};
 
+use scenarios::RunnerBackend;
 use scenarios::load;
 use scenarios::outcome::{DeviceState, ErrorKind, FindingKind, Outcome};
 use scenarios::results::{CellResult, CellStatus, RunReport, Verdict};
 use scenarios::runner::{self, Hooks, RunOptions};
-use veritylab::profile::{Backend, Profile};
+use veritylab::profile::Profile;
 
 /// What a cell observed, reduced to what must agree across backends: the verdict, the outcome, and the kinds
 /// of errors, findings and device states seen (messages, paths and device numbers may differ).
@@ -40,7 +41,7 @@ impl Seen {
     }
 }
 
-fn run_on(backend: Backend) -> RunReport {
+fn run_on(backend: RunnerBackend) -> RunReport {
     let options = RunOptions {
         profile: None,
         backend: Some(backend),
@@ -68,10 +69,10 @@ fn every_shipped_scenario_is_observed_the_same_on_the_emulated_and_kernel_backen
     if !testkit::fuse_available(module_path!()) {
         return;
     }
-    let emulated = run_on(Backend::Emulated);
-    let kernel = run_on(Backend::Kernel);
-    assert_eq!(emulated.backends_used(), vec![Backend::Emulated]);
-    assert_eq!(kernel.backends_used(), vec![Backend::Kernel]);
+    let emulated = run_on(RunnerBackend::Emulated);
+    let kernel = run_on(RunnerBackend::Kernel);
+    assert_eq!(emulated.backends_used(), vec![RunnerBackend::Emulated]);
+    assert_eq!(kernel.backends_used(), vec![RunnerBackend::Kernel]);
     let (emulated, kernel) = (cells(&emulated), cells(&kernel));
     let keys = |cells: &[((String, Profile), &CellResult)]| cells.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
     assert_eq!(keys(&emulated), keys(&kernel), "the same cells in the same order");

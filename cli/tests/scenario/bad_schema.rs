@@ -303,7 +303,7 @@ fn needs_root_names_backends_of_the_scenario_and_says_why() {
     assert_eq!(
         scenario
             .needs_root
-            .get(&veritylab::profile::Backend::Fuse)
+            .get(&scenarios::RunnerBackend::Fuse)
             .map(String::as_str),
         Some("the attacker mounts")
     );

@@ -1,11 +1,12 @@
 //! A fixed synthetic run report, so report renderings can be snapshot-tested without running attacks.
 
+use scenarios::RunnerBackend;
 use scenarios::outcome::{
     DeviceSnapshot, DeviceState, EffectEvidence, EffectState, ErrorEvidence, ErrorKind, Evidence, Expectation,
     FindingEvidence, FindingKind, Observation, Outcome, Phase, TimelineStep,
 };
 use scenarios::results::{BackendChoice, CellResult, HostInfo, RunReport, SCHEMA_VERSION, ScenarioResult};
-use veritylab::profile::{Backend, Profile};
+use veritylab::profile::Profile;
 
 fn expect(outcome: Outcome) -> Expectation {
     Expectation {
@@ -116,7 +117,7 @@ pub(crate) fn synthetic_report() -> RunReport {
         };
         swap.cells.push(CellResult::observed(
             profile,
-            Backend::Emulated,
+            RunnerBackend::Emulated,
             expected,
             observation,
             start,
@@ -132,7 +133,7 @@ pub(crate) fn synthetic_report() -> RunReport {
     };
     upper.cells.push(CellResult::observed(
         Profile::Vanilla,
-        Backend::Emulated,
+        RunnerBackend::Emulated,
         undetected.clone(),
         observed(Outcome::Undetected, plain(160)),
         160,
@@ -143,7 +144,7 @@ pub(crate) fn synthetic_report() -> RunReport {
     read_only.why = Some("There is no upperdir: the overlay is read-only & the write fails with EROFS.".to_owned());
     upper.cells.push(CellResult::observed(
         Profile::Hardened,
-        Backend::Emulated,
+        RunnerBackend::Emulated,
         read_only,
         observed(Outcome::Undetected, plain(200)),
         200,
@@ -160,7 +161,7 @@ pub(crate) fn synthetic_report() -> RunReport {
     detected.findings = vec![FindingKind::Overmount];
     over.cells.push(CellResult::observed(
         Profile::Hardened,
-        Backend::Emulated,
+        RunnerBackend::Emulated,
         detected.clone(),
         observed(
             Outcome::Detected,
@@ -179,7 +180,7 @@ pub(crate) fn synthetic_report() -> RunReport {
     ));
     over.cells.push(CellResult::error(
         Profile::Vanilla,
-        Backend::Emulated,
+        RunnerBackend::Emulated,
         undetected.clone(),
         "leak check: mount /tmp/veritylab-run/rootfs remained after revert",
         280,
@@ -187,13 +188,13 @@ pub(crate) fn synthetic_report() -> RunReport {
     ));
     over.cells.push(CellResult::skipped(
         Profile::Hardened,
-        Backend::Kernel,
+        RunnerBackend::Kernel,
         detected,
         "kernel: not root",
     ));
     over.cells.push(CellResult::skipped(
         Profile::Vanilla,
-        Backend::Kernel,
+        RunnerBackend::Kernel,
         undetected,
         "kernel: not root",
     ));
@@ -212,12 +213,12 @@ pub(crate) fn synthetic_report() -> RunReport {
         backends: vec![
             BackendChoice {
                 requested: None,
-                used: Backend::Emulated,
+                used: RunnerBackend::Emulated,
                 reason: "kernel: not root, using emulated".to_owned(),
             },
             BackendChoice {
-                requested: Some(Backend::Kernel),
-                used: Backend::Kernel,
+                requested: Some(RunnerBackend::Kernel),
+                used: RunnerBackend::Kernel,
                 reason: "asked for; cells skipped: not root".to_owned(),
             },
         ],

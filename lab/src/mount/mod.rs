@@ -30,13 +30,6 @@ use crate::store::{Store, StoreError, write_atomically};
 
 pub use record::{Record, RecordError};
 
-/// Why `veritylab mount --backend kernel-vm` is refused: the VM is throwaway, so nothing it mounts can stay
-/// mounted on this host.
-pub const KERNEL_VM_MOUNTS: &str = "a kernel-vm mount would live in a throwaway VM that powers off when its \
-batch of work ends, so it cannot stay mounted on this host; stage attacks on the VM's kernel with `veritylab \
-scenario run --backend kernel-vm`, or run the kernel tier's mount test (`cargo test -p veritylab --test main \
-kernel_vm::mount`), which mounts, audits, tampers and unmounts inside one VM boot";
-
 /// One layer as a mount uses it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerSpec {
@@ -251,12 +244,6 @@ pub fn prepare(
     profile: Profile,
     backend: Backend,
 ) -> Result<Plan, MountError> {
-    if backend == Backend::KernelVm {
-        return Err(MountError::Unavailable {
-            backend,
-            reason: KERNEL_VM_MOUNTS.to_owned(),
-        });
-    }
     let target = absolute_target(target)?;
     let (manifest, signature, planned) = match trust {
         Trust::Local(_) if profile == Profile::Hardened => return Err(MountError::Unsigned),
@@ -385,10 +372,6 @@ pub fn mount(store: &Store, plan: &Plan, exe: &Path) -> Result<Record, MountErro
     let result = match plan.backend {
         Backend::Kernel | Backend::Fuse => kernel::start(plan, exe),
         Backend::Emulated => emulated::start(plan),
-        Backend::KernelVm => Err(MountError::Unavailable {
-            backend: Backend::KernelVm,
-            reason: KERNEL_VM_MOUNTS.to_owned(),
-        }),
     };
     let result = result.and_then(|record| match differs_from_plan(plan, &record) {
         None => Ok(record),

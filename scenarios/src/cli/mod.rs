@@ -24,6 +24,14 @@ pub enum CommandError {
         /// Cells whose harness failed.
         errors: usize,
     },
+    /// The backend asked for cannot run here.
+    #[error("backend {backend} is not available here: {reason}")]
+    Unavailable {
+        /// The backend.
+        backend: crate::RunnerBackend,
+        /// Why.
+        reason: String,
+    },
     /// A `kernel-vm` batch could not run or finish.
     #[error(transparent)]
     KernelVm(#[from] crate::vm::KernelVmError),
@@ -31,13 +39,14 @@ pub enum CommandError {
 
 impl CommandError {
     /// The process exit code: a pipeline error's own ([`CliError::exit_code`]), 3 for scenario files that do
-    /// not load, 4 when a run's cells differ from their expectation, 1 for a `kernel-vm` batch that failed.
+    /// not load, 4 when a run's cells differ from their expectation, 1 for a backend not available here or a
+    /// `kernel-vm` batch that failed.
     pub fn exit_code(&self) -> u8 {
         match self {
             CommandError::Lab(e) => e.exit_code(),
             CommandError::Load(_) => 3,
             CommandError::Failed { .. } => 4,
-            CommandError::KernelVm(_) => 1,
+            CommandError::Unavailable { .. } | CommandError::KernelVm(_) => 1,
         }
     }
 }

@@ -17,7 +17,9 @@ use crate::report::{self, Format};
 use crate::results::RunReport;
 use crate::runner::{self, RunOptions};
 use crate::{Scenario, load};
-use veritylab::profile::{Backend, Profile};
+use veritylab::profile::Profile;
+
+use crate::backend::RunnerBackend;
 
 /// `veritylab scenario` subcommands.
 #[derive(Subcommand, Debug, Clone)]
@@ -47,7 +49,7 @@ pub struct RunArgs {
     pub profile: Option<Profile>,
     /// The backend (default: the best available; the report says which and why).
     #[arg(long, value_name = "BACKEND", value_parser = parse_backend)]
-    pub backend: Option<Backend>,
+    pub backend: Option<RunnerBackend>,
     /// The report's format.
     #[arg(long, value_enum, default_value = "text")]
     pub report: Format,
@@ -63,7 +65,7 @@ fn parse_profile(text: &str) -> Result<Profile, String> {
     text.parse().map_err(|e: veritylab::profile::UnknownName| e.to_string())
 }
 
-fn parse_backend(text: &str) -> Result<Backend, String> {
+fn parse_backend(text: &str) -> Result<RunnerBackend, String> {
     text.parse().map_err(|e: veritylab::profile::UnknownName| e.to_string())
 }
 
@@ -89,7 +91,7 @@ fn run_and_report_from(
     let bars = veritylab::cli::bars::Bars::new(format != Format::Text);
     let mut progress = |line: &str| bars.report(veritylab::progress::Event::Step(line));
     let report = match options.backend {
-        Some(Backend::KernelVm) => {
+        Some(RunnerBackend::KernelVm) => {
             let exe = std::env::current_exe().map_err(|source| CliError::Io {
                 what: "finding the veritylab executable".to_owned(),
                 source,
@@ -152,7 +154,7 @@ pub struct ListEntry {
     /// The profiles it runs.
     pub profiles: Vec<Profile>,
     /// The backends it may run on.
-    pub backends: Vec<Backend>,
+    pub backends: Vec<RunnerBackend>,
     /// The outcome expected of each profile.
     pub expect: BTreeMap<Profile, Outcome>,
     /// The file it came from.
@@ -248,13 +250,13 @@ pub fn run(command: ScenarioCommand) -> Result<(), CommandError> {
             };
             // kernel-vm cells run in a VM this command boots (see `run_and_report_from`), not in the runner.
             let available = |backend| match backend {
-                Backend::KernelVm => crate::vm::available(),
+                RunnerBackend::KernelVm => crate::vm::available(),
                 other => crate::runner::available(other),
             };
             if let Some(backend) = args.backend
                 && let Err(reason) = available(backend)
             {
-                return Err(CliError::from(veritylab::mount::MountError::Unavailable { backend, reason }).into());
+                return Err(CommandError::Unavailable { backend, reason });
             }
             let options = RunOptions {
                 profile: args.profile,

@@ -13,7 +13,7 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use super::results::{CellResult, CellStatus, RunReport, ScenarioResult};
-use veritylab::profile::Backend;
+use crate::backend::RunnerBackend;
 
 /// A report format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -58,11 +58,11 @@ pub fn stdout_wants_color() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// The matrix's rows: one per scenario and backend its cells used, in run order then [`Backend::ALL`] order.
-pub(crate) fn rows(report: &RunReport) -> Vec<(&ScenarioResult, Backend)> {
+/// The matrix's rows: one per scenario and backend its cells used, in run order then [`RunnerBackend::ALL`] order.
+pub(crate) fn rows(report: &RunReport) -> Vec<(&ScenarioResult, RunnerBackend)> {
     let mut rows = Vec::new();
     for scenario in &report.scenarios {
-        for backend in Backend::ALL {
+        for backend in RunnerBackend::ALL {
             if scenario.cells.iter().any(|c| c.backend == backend) {
                 rows.push((scenario, backend));
             }
