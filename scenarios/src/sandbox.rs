@@ -19,6 +19,7 @@ use veritylab::mount::emulated::{self, Devices, Layers, Rootfs, TableEntry};
 use veritylab::mount::{self, MountError, Plan, Record};
 use veritylab::mountinfo::DeviceNumber;
 use veritylab::oci::manifest::Descriptor;
+use veritylab::oci::push::{self, PushDestination, PushOptions, PushSource};
 use veritylab::oci::{Digest, media};
 use veritylab::profile::{Backend, Profile};
 use veritylab::rootfs::{Snapshot, SnapshotError};
@@ -260,17 +261,7 @@ impl Sandbox {
 
     /// Removes the tag `name` from `store`'s index.
     pub fn untag(store: &Store, name: &str) -> Result<bool, String> {
-        let path = store.root().join("index.json");
-        let bytes = fs::read(&path).map_err(|e| e.to_string())?;
-        let mut index: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-        let Some(list) = index.get_mut("manifests").and_then(serde_json::Value::as_array_mut) else {
-            return Ok(false);
-        };
-        let before = list.len();
-        list.retain(|m| m["annotations"][veritylab::oci::manifest::REF_NAME] != name);
-        let removed = list.len() != before;
-        write_atomically(&path, &serde_json::to_vec(&index).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-        Ok(removed)
+        store.untag(name).map_err(|e| e.to_string())
     }
 
     /// The stored manifest of `name` as JSON.
@@ -281,31 +272,20 @@ impl Sandbox {
     }
 
     /// Copies the image `name` (manifest, config, layers) from `from` into the image layout at `dir`, tagged
-    /// `tag` (the registry of a cell without `docker-registry`; the signature stays in `from`).
+    /// `tag`, with the lab's own push (the registry of a cell without `docker-registry`; the signature stays in
+    /// `from`).
     pub fn export(from: &Store, name: &str, dir: &Path, tag: &str) -> Result<(), String> {
-        let blobs = dir.join("blobs").join("sha256");
-        fs::create_dir_all(&blobs).map_err(|e| e.to_string())?;
-        fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(|e| e.to_string())?;
-        let descriptor = from.lookup(name).map_err(|e| e.to_string())?;
-        let manifest = Self::manifest_json(from, name)?;
-        let mut digests = vec![descriptor.digest.to_string()];
-        digests.push(manifest["config"]["digest"].as_str().unwrap_or_default().to_owned());
-        for layer in manifest["layers"].as_array().into_iter().flatten() {
-            digests.push(layer["digest"].as_str().unwrap_or_default().to_owned());
-        }
-        for digest in digests {
-            let d: Digest = digest.parse().map_err(|e| format!("{digest}: {e}"))?;
-            let hex = digest.trim_start_matches("sha256:");
-            fs::copy(from.blob_path(&d), blobs.join(hex)).map_err(|e| format!("copying {digest}: {e}"))?;
-        }
-        let mut entry = serde_json::to_value(&descriptor).map_err(|e| e.to_string())?;
-        entry["annotations"] = serde_json::json!({ veritylab::oci::manifest::REF_NAME: tag });
-        let index = serde_json::json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [entry]});
-        fs::write(
-            dir.join("index.json"),
-            serde_json::to_vec(&index).map_err(|e| e.to_string())?,
-        )
-        .map_err(|e| e.to_string())
+        let source = PushSource::Store {
+            root: from.root().to_owned(),
+            name: name.to_owned(),
+        };
+        let destination = PushDestination::Layout {
+            dir: dir.to_owned(),
+            tag: tag.to_owned(),
+        };
+        push::push(&source, &destination, &PushOptions::default(), &|_| {})
+            .map(drop)
+            .map_err(|e| format!("exporting {name} to {}: {e}", dir.display()))
     }
 
     /// The trusted root hashes of the mounted layers, by layer name (for the audit).
