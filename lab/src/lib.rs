@@ -11,6 +11,7 @@
 //! - [`mount`]: mounting an image's rootfs by profile and backend, and taking it down.
 //! - [`audit`]: the mount audit (layers traced to trusted root hashes, overmounts, the overlay's shape).
 //! - [`profile`]: the defence profiles and mount backends every part names.
+//! - [`defence`]: the defences the profiles claim, each of which the mutation test can turn off.
 //! - [`sign`]: root hashes in signed manifests (cosign or delivery-kit), keys, the trust policy, verification.
 //! - [`watch`]: periodic re-verification of converted layers at rest, within a CPU budget.
 //! - [`progress`]: what long operations report (steps and byte counts), drawn as bars by the command.
@@ -21,6 +22,7 @@
 pub mod audit;
 pub mod cli;
 pub mod convert;
+pub mod defence;
 pub mod erofs;
 pub mod mount;
 pub mod mountinfo;

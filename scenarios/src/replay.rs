@@ -174,7 +174,11 @@ fn emulated_replay(sandbox: &mut Sandbox, index: usize, trojan: &Trojan) -> Resu
     let merged = Merged::from_sources(sources, OverlayNamespace::Trusted).map_err(env("merging"))?;
     let upper = record.upperdir.clone();
     sandbox.container = Some(Container::Emulated {
-        rootfs: Box::new(Rootfs { merged, upper }),
+        rootfs: Box::new(Rootfs {
+            merged,
+            upper,
+            read_only: plan.read_only(),
+        }),
         devices,
     });
     Ok(format!(

@@ -41,6 +41,7 @@ use crate::backend::RunnerBackend;
 use verity_fuse::fuse::StatusReport;
 use veritylab::audit;
 use veritylab::convert::{self, ConvertError, VerityLayout};
+use veritylab::defence::{self, Defence};
 use veritylab::erofs::ReadError;
 use veritylab::mount::{self, MountError, RefusalKind, Trust};
 use veritylab::oci::Reference;
@@ -87,12 +88,11 @@ impl RunOptions {
     }
 }
 
-/// Deliberate breakage, settable only with the `test-hooks` feature (no command-line flag sets these): the
-/// runner's tests use them to show that a broken defence or a leak fails the run.
+/// Deliberate breakage of the harness, settable only with the `test-hooks` feature (no command-line flag sets
+/// it): the runner's tests use it to show that a leak fails the run. Defences are turned off with
+/// [`veritylab::defence::mutation`] instead (the lab's `mutation` feature).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Hooks {
-    /// Run the hardened profile with signature verification disabled (root hashes from local metadata).
-    pub disable_verification: bool,
     /// Leave the mount behind after each cell instead of taking it down.
     pub leak_mount: bool,
 }
@@ -654,21 +654,14 @@ fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, 
         );
         return Ok(Some((sandbox.name.clone(), Trust::Local(sandbox.name.clone()))));
     }
-    if cell.options.hooks().disable_verification {
-        // Only the verifier makes signed root hashes, so the broken defence is modelled as one that signs
-        // whatever the node's metadata says with the trusted key just before checking.
-        let resigned = sandbox
-            .sign(&sandbox.store, &sandbox.name, &sandbox.key, super::sandbox::BUILT)
-            .map_err(Harness)?;
+    if !defence::on(Defence::SignatureCheck) {
         cell.step(
             Phase::Setup,
-            "signature check DISABLED (test hook)",
+            "signature check OFF (mutation test)",
             true,
-            format!(
-                "root hashes taken from local metadata: re-signed as {} with the trusted key",
-                resigned.manifest.digest
-            ),
+            "root hashes taken from the node's local metadata; mounting the image the tag names now",
         );
+        return Ok(Some((sandbox.name.clone(), Trust::Local(sandbox.name.clone()))));
     }
     let policy = Policy {
         rules: vec![Rule {

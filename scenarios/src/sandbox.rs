@@ -306,6 +306,7 @@ impl Sandbox {
                 rootfs: Box::new(Rootfs {
                     merged,
                     upper: record.upperdir.clone(),
+                    read_only: plan.read_only(),
                 }),
                 devices,
             });
