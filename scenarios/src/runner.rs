@@ -90,7 +90,7 @@ impl RunOptions {
 
 /// Deliberate breakage of the harness, settable only with the `test-hooks` feature (no command-line flag sets
 /// it): the runner's tests use it to show that a leak fails the run. Defences are turned off with
-/// [`veritylab::defence::mutation`] instead (the lab's `mutation` feature).
+/// `veritylab::defence::mutation` instead (the lab's `mutation` feature).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Hooks {
     /// Leave the mount behind after each cell instead of taking it down.
