@@ -375,8 +375,6 @@ pub fn status_report(mapping: &Mapping) -> Option<StatusReport> {
         unchecked_reads: 0,
         corruptions: 0,
         io_errors: 0,
-        fec_corrected: 0,
-        fec_uncorrectable: 0,
         first_corrupted: None,
         first_corrupted_block: None,
         halted: None,

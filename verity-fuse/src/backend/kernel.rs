@@ -125,28 +125,9 @@ pub struct FecFile<'a> {
     pub is_hash: bool,
 }
 
-/// Sets up read-only loop devices for `data` and `hash` and creates the mapping `name`; on failure every
-/// step already taken is undone.
+/// Sets up read-only loop devices for the files (one per distinct file) and creates the mapping `name`, with
+/// forward error correction when `files.fec` is given; on failure every step already taken is undone.
 pub fn open(
-    name: &str,
-    data: &Path,
-    hash: &Path,
-    same_file: bool,
-    geometry: &Geometry,
-    root: &Digest,
-    options: &Options,
-) -> Result<Mapping, ToolError> {
-    let files = Files {
-        data,
-        hash,
-        hash_is_data: same_file,
-        fec: None,
-    };
-    open_files(name, files, geometry, root, options)
-}
-
-/// [`open`] for any set of files, with forward error correction when `files.fec` is given.
-pub fn open_files(
     name: &str,
     files: Files<'_>,
     geometry: &Geometry,

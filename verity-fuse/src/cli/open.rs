@@ -212,7 +212,7 @@ fn open_kernel(a: &OpenArgs, plan: &OpenPlan, entry: &Entry) -> Result<()> {
             is_hash: same_file(path, &plan.hash),
         }),
     };
-    let mapping = kernel::open_files(&a.name, files, &plan.geometry, &plan.root, &plan.options)?;
+    let mapping = kernel::open(&a.name, files, &plan.geometry, &plan.root, &plan.options)?;
     let info = Info {
         name: a.name.clone(),
         backend: Backend::Kernel,

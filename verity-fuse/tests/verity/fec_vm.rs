@@ -1,5 +1,5 @@
 //! FEC differential in the VM: kernel dm-verity with `use_fec_from_device` against our FUSE device with the
-//! same parity, on one grid of damage (vmtest, as in `differential`).
+//! same parity, on one grid of damage (kernel-vm, as in `differential`).
 //!
 //! One image of 600 blocks is formatted with 4 parity roots (606 covered blocks in 3 rounds: blocks `n`,
 //! `n + 3`, … share codewords). Each row damages the data or the tree, opens the damaged files with
@@ -230,7 +230,7 @@ struct Observed {
     letter: char,
 }
 
-fn observed(out: &vmtest::VmOutput, label: &str, row: &Row) -> Observed {
+fn observed(out: &kernel_vm::VmOutput, label: &str, row: &Row) -> Observed {
     let mark = |name: &str| {
         out.mark(name)
             .unwrap_or_else(|| panic!("no mark {name}:\n{}", out.script_output))
@@ -304,7 +304,7 @@ fn describe(obs: &Observed, pristine: &[String]) -> String {
 #[test]
 fn kernel_fec_and_fuse_fec_agree_on_every_damage() {
     const TEST: &str = "fec_vm::kernel_fec_and_fuse_fec_agree";
-    if let Err(reason) = vmtest::available() {
+    if let Err(reason) = kernel_vm::available() {
         testkit::skip(TEST, &format!("no VM here: {reason}"));
         return;
     }
@@ -312,7 +312,7 @@ fn kernel_fec_and_fuse_fec_agree_on_every_damage() {
         testkit::require_tool!(tool);
     }
     let fixture = fixture();
-    let mut vm = vmtest::Vm::builder()
+    let mut vm = kernel_vm::Vm::builder()
         .binary_at(env!("CARGO_BIN_EXE_verity-fuse"))
         .binary("dmsetup")
         .binary("losetup")
