@@ -3,16 +3,17 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use veritylab::cli::{self, Cli};
+use veritylab::cli::{self, VeritylabExit};
 
 fn main() -> ExitCode {
-    verity_fuse::sys::exit_quietly_on_broken_pipe();
-    match cli::run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+    match cli::run(cli::parse()) {
+        Ok(()) => VeritylabExit::Success.into(),
         Err(err) => {
-            eprintln!("veritylab: {err}");
-            ExitCode::from(err.exit_code())
+            let exit = err.exit();
+            if exit != VeritylabExit::BrokenPipe {
+                eprintln!("veritylab: {err}");
+            }
+            exit.into()
         }
     }
 }

@@ -31,6 +31,7 @@ use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use verity_fuse::ErrorClass;
 use verity_fuse::identity::MountId;
 
 /// `path` (absolute in a namespace) as reached through `root`: `/` for this process's namespace,
@@ -333,6 +334,13 @@ pub enum LineError {
     },
 }
 
+impl LineError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
+}
+
 /// A malformed mountinfo line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("mountinfo line {line}: {error}")]
@@ -341,6 +349,13 @@ pub struct ParseError {
     pub line: usize,
     /// What is wrong.
     pub error: LineError,
+}
+
+impl ParseError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
 }
 
 /// Reading mountinfo failed.
@@ -371,6 +386,16 @@ pub enum ReadError {
         #[source]
         source: ParseError,
     },
+}
+
+impl ReadError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Io { .. } => ErrorClass::Io,
+            Self::TooLarge { .. } | Self::Parse { .. } => ErrorClass::BadInput,
+        }
+    }
 }
 
 /// Parses a whole mountinfo file. Lines end with `\n`; the text after the last one, if any, is a line too.

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod erofs;
+mod exit_codes;
 mod kernel_vm;
 mod mount;
 mod mountinfo;

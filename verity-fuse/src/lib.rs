@@ -12,10 +12,12 @@
 //! - [`device`]: [`VerifiedDevice`], which checks every block a read touches, with the kernel's error modes.
 //! - [`identity`]: identities an attacker cannot hand back (unique mount ids, a loop device's backing
 //!   file as device and inode), for audits of what is mounted.
+//! - [`ErrorClass`]: what kind of failure an error is; every error type's `class()` says it.
 //! - [`cli`]: the `verity-fuse` command.
 #![deny(unsafe_code)]
 
 pub mod backend;
+mod class;
 pub mod cli;
 pub mod device;
 pub mod error;
@@ -31,6 +33,7 @@ pub mod superblock;
 pub mod sys;
 pub mod tree;
 
+pub use class::ErrorClass;
 pub use device::VerifiedDevice;
 pub use error::{BlockRef, VerityError};
 pub use hash::{Algorithm, Digest};

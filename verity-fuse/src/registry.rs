@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::backend::Backend;
+use crate::class::ErrorClass;
 use crate::fuse::{DEVICE_FILE, STATUS_FILE};
 use crate::sys;
 
@@ -40,6 +41,18 @@ pub enum RegistryError {
         /// The error.
         error: std::io::Error,
     },
+}
+
+impl RegistryError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::BadName(_) | Self::NotFound(_) => ErrorClass::BadInput,
+            Self::NoRuntimeDir => ErrorClass::Usage,
+            Self::Exists(_) => ErrorClass::Busy,
+            Self::Io { .. } => ErrorClass::Io,
+        }
+    }
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RegistryError {

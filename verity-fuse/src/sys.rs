@@ -1,6 +1,7 @@
 //! The host: tools on the `PATH`, processes, mounts and loop devices, read from `/proc` and `/sys` or
 //! driven through their command-line tools. Every outside program verity-fuse runs is run from here.
 
+use crate::class::ErrorClass;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,6 +36,17 @@ pub enum ToolError {
         /// Why it could not start.
         error: std::io::Error,
     },
+}
+
+impl ToolError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Missing { .. } => ErrorClass::Unavailable,
+            Self::Failed { .. } => ErrorClass::Io,
+            Self::Spawn { .. } => ErrorClass::Unavailable,
+        }
+    }
 }
 
 /// Finds an executable on `PATH`, then in `/usr/sbin` and `/sbin` (where a non-root `PATH` often does not
@@ -210,30 +222,6 @@ pub fn loops_backed_by(file: &Path) -> Vec<PathBuf> {
         .collect();
     found.sort();
     found
-}
-
-/// The exit status of a command whose output pipe closed, as a shell reports one killed by `SIGPIPE`.
-pub const BROKEN_PIPE_EXIT: i32 = 128 + 13;
-
-/// Makes a command end quietly when the reader of its standard output goes away (`veritylab ... | head`).
-///
-/// Rust ignores `SIGPIPE`, so `println!` panics on `EPIPE`; restoring the signal's default needs `unsafe`.
-/// This panic hook turns exactly that panic into exit status [`BROKEN_PIPE_EXIT`] without a message, and
-/// leaves every other panic to the previous hook.
-pub fn exit_quietly_on_broken_pipe() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let message = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or_default();
-        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
-            std::process::exit(BROKEN_PIPE_EXIT);
-        }
-        previous(info);
-    }));
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use verity_fuse::sys::run_tool;
 use super::LayerSpec;
 use crate::convert::verity::geometry_for;
 use crate::mountinfo::DeviceNumber;
+use verity_fuse::ErrorClass;
 
 /// The prefix of every mapping veritylab makes.
 pub const PREFIX: &str = "veritylab-";
@@ -257,6 +258,13 @@ pub struct TableError {
     pub line: String,
     /// What is wrong.
     pub reason: &'static str,
+}
+
+impl TableError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
 }
 
 impl Table {

@@ -9,6 +9,7 @@ use super::Plan;
 use crate::mountinfo::DeviceNumber;
 use crate::profile::{Backend, Profile};
 use crate::store::Store;
+use verity_fuse::ErrorClass;
 pub use verity_fuse::identity::MountId;
 
 /// The plan's file name in a mount's state directory.
@@ -31,6 +32,13 @@ pub struct RecordError {
     pub path: PathBuf,
     /// Why.
     pub reason: String,
+}
+
+impl RecordError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
 }
 
 /// A layer as it was mounted.

@@ -18,6 +18,7 @@ use crate::convert::LayerConversion;
 use crate::oci::Digest;
 use crate::oci::manifest::ImageManifest;
 use crate::root_hash::RootHash;
+use verity_fuse::ErrorClass;
 
 /// Default layer annotation carrying the root hash (hex).
 pub const ROOT_HASH: &str = "org.veritylab.dm-verity.root-hash";
@@ -130,6 +131,16 @@ pub enum AnnotationError {
     },
 }
 
+impl AnnotationError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Missing { .. } => ErrorClass::NotTrusted,
+            Self::Malformed { .. } => ErrorClass::BadInput,
+        }
+    }
+}
+
 /// Why a manifest cannot be annotated.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -155,6 +166,13 @@ pub enum AnnotateError {
         /// Conversions given.
         converted: usize,
     },
+}
+
+impl AnnotateError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
 }
 
 /// A copy of `manifest` (JSON bytes) whose layer descriptors carry the root hash and tree parameters of

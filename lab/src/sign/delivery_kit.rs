@@ -20,6 +20,7 @@ use super::cosign;
 use super::keys::{self, PublicKey};
 use crate::oci::Digest;
 use crate::oci::manifest::ImageManifest;
+use verity_fuse::ErrorClass;
 
 /// Layer annotation with the root hash.
 pub const ROOT_HASH: &str = "io.deckhouse.delivery-kit.dm-verity-root-hash";
@@ -55,6 +56,13 @@ pub fn payload(manifest: &ImageManifest) -> String {
 #[derive(Debug, thiserror::Error)]
 #[error("the manifest is not an image manifest: {0}")]
 pub struct EmbedError(String);
+
+impl EmbedError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
+}
 
 /// Signs the manifest JSON `bytes` and returns it with [`SIGNATURE`] and [`CERT`] set (any earlier values
 /// replaced). Every other field is kept.

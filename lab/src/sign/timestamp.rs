@@ -3,6 +3,7 @@
 //! build passes to `mkfs.erofs -T`). Pure conversions, no clock except [`Timestamp::now`].
 
 use std::fmt;
+use verity_fuse::ErrorClass;
 
 /// Seconds since 1970-01-01T00:00:00Z.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -14,6 +15,13 @@ pub struct Timestamp(pub u64);
 pub struct TimestampError {
     /// The text.
     pub text: String,
+}
+
+impl TimestampError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
 }
 
 impl Timestamp {

@@ -8,6 +8,7 @@ use verity_fuse::error::{BlockRef, Device, VerityError};
 
 use super::target::PinSource;
 use crate::convert::VerityLayout;
+use verity_fuse::ErrorClass;
 
 /// A problem found with a layer at rest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -102,6 +103,23 @@ pub enum Finding {
         /// What failed.
         reason: String,
     },
+}
+
+impl Finding {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Mismatch { .. }
+            | Self::NonZeroPadding { .. }
+            | Self::Truncated { .. }
+            | Self::Superblock { .. }
+            | Self::Sidecar { .. } => ErrorClass::VerificationFailed,
+            Self::Missing { .. } | Self::NotConverted { .. } => ErrorClass::BadInput,
+            Self::Io { .. } => ErrorClass::Io,
+            Self::Untrusted { .. } => ErrorClass::NotTrusted,
+            Self::Other { .. } => ErrorClass::Internal,
+        }
+    }
 }
 
 impl Finding {

@@ -28,6 +28,7 @@ use crate::oci::manifest::{self, Manifest};
 use crate::root_hash::RootHash;
 use crate::sign::verify::VerifiedImage;
 use crate::store::Store;
+use verity_fuse::ErrorClass;
 
 /// The largest image manifest read back from the store.
 const MANIFEST_LIMIT: u64 = 4 << 20;
@@ -121,6 +122,17 @@ pub enum TargetError {
         /// The image name.
         name: String,
     },
+}
+
+impl TargetError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Convert(e) => e.class(),
+            Self::Record { .. } | Self::NotAnImage { .. } => ErrorClass::BadInput,
+            Self::NotSigned { .. } => ErrorClass::NotTrusted,
+        }
+    }
 }
 
 impl LayerTarget {

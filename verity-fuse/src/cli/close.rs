@@ -3,11 +3,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::Busy;
+use super::Failure;
 use crate::backend::{Backend, kernel};
+use crate::class::ErrorClass;
 use crate::registry::{Entry, Info, Liveness, Registry};
 use crate::sys;
 
@@ -29,13 +30,7 @@ pub(crate) fn run(a: CloseArgs) -> Result<()> {
     let entry = registry.open_entry(&a.name)?;
     match entry.liveness() {
         (Liveness::Active, Some(info)) if info.backend == Backend::Kernel => {
-            kernel::close(&a.name, &info.loops).map_err(|e| {
-                if e.to_string().contains("busy") {
-                    anyhow::Error::new(Busy(format!("device `{}` is in use: {e}", a.name)))
-                } else {
-                    e.into()
-                }
-            })?;
+            kernel::close(&a.name, &info.loops).with_context(|| format!("closing device `{}`", a.name))?;
             entry.remove()?;
         }
         (Liveness::Active, Some(info)) => close_fuse(&entry, &info)?,
@@ -75,19 +70,25 @@ fn holders(entry: &Entry) -> Vec<String> {
 fn close_fuse(entry: &Entry, info: &Info) -> Result<()> {
     let held = holders(entry);
     if !held.is_empty() {
-        return Err(Busy(format!(
-            "device `{}` is in use by {}: unmount and detach those first",
-            entry.name,
-            held.join("; ")
-        ))
+        return Err(Failure::new(
+            ErrorClass::Busy,
+            format!(
+                "device `{}` is in use by {}: unmount and detach those first",
+                entry.name,
+                held.join("; ")
+            ),
+        )
         .into());
     }
     let mount_point = entry.mount_point();
     if let Err(e) = sys::run_tool("fusermount3", "fuse3", ["-u".as_ref(), mount_point.as_os_str()]) {
-        return Err(Busy(format!(
-            "device `{}` could not be unmounted (is a file on it open?): {e}",
-            entry.name
-        ))
+        return Err(Failure::new(
+            ErrorClass::Busy,
+            format!(
+                "device `{}` could not be unmounted (is a file on it open?): {e}",
+                entry.name
+            ),
+        )
         .into());
     }
     let started = Instant::now();

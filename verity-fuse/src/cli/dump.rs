@@ -25,6 +25,6 @@ pub(crate) struct DumpArgs {
 pub(crate) fn run(a: DumpArgs) -> Result<()> {
     let sb = read_superblock(&a.hash, a.hash_offset)?;
     let geometry = Geometry::new(sb.params, Placement::with_superblock(a.hash_offset))?;
-    Header::new(&a.hash.display().to_string(), &geometry, Some(&sb.uuid)).print(a.json);
+    Header::new(&a.hash.display().to_string(), &geometry, Some(&sb.uuid)).print(a.json)?;
     Ok(())
 }

@@ -71,10 +71,10 @@ pub(crate) fn run(a: VerifyArgs) -> Result<()> {
             expected,
             found,
         };
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&outcome).expect("outcome serialises")
-        );
+        )?;
     }
     result.context("verification failed")
 }
