@@ -2,7 +2,8 @@
 //!
 //! This crate grows one module folder per concept; the verity core lives in the `verity-fuse` crate.
 //! - [`erofs`]: the streaming tar-to-EROFS writer and the userspace reader.
-//! - [`oci`]: image references, manifests, and pulls from registries and image layouts.
+//! - [`image_spec`]: the OCI image-spec types (digests, media types, manifests), without I/O.
+//! - [`oci`]: image references, and pulls from and pushes to registries and image layouts.
 //! - [`store`]: the content store (an OCI image layout plus converted layers).
 //! - [`convert`]: each layer to `layer.erofs` plus a dm-verity tree, in containerd's or a separate layout.
 //! - [`mountinfo`]: a typed parser of `/proc/PID/mountinfo`.
@@ -22,6 +23,7 @@ pub mod audit;
 pub mod cli;
 pub mod convert;
 pub mod erofs;
+pub mod image_spec;
 pub mod mount;
 pub mod mountinfo;
 pub mod oci;

@@ -4,6 +4,7 @@
 mod erofs;
 mod exit_codes;
 mod kernel_vm;
+mod module_graph;
 mod mount;
 mod mountinfo;
 mod oci;

@@ -15,6 +15,7 @@ pub mod emulated;
 pub mod kernel;
 pub mod pinned;
 pub mod record;
+pub mod view;
 
 use std::fs;
 use std::path::{Path, PathBuf};

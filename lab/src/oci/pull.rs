@@ -109,6 +109,15 @@ pub enum PullError {
     },
 }
 
+impl From<super::archive::ArchiveError> for PullError {
+    fn from(e: super::archive::ArchiveError) -> Self {
+        PullError::Archive {
+            path: e.path,
+            reason: e.reason,
+        }
+    }
+}
+
 impl PullError {
     /// What kind of failure this is.
     pub fn class(&self) -> ErrorClass {

@@ -22,10 +22,7 @@ use crate::oci::Digest;
 use crate::oci::manifest::ImageManifest;
 use verity_fuse::ErrorClass;
 
-/// Layer annotation with the root hash.
-pub const ROOT_HASH: &str = "io.deckhouse.delivery-kit.dm-verity-root-hash";
-/// Manifest annotation with the build timestamp (seconds since the epoch).
-pub const BUILD_TIMESTAMP: &str = "io.deckhouse.delivery-kit.build-timestamp";
+pub use super::annotate::{DELIVERY_KIT_BUILD_TIMESTAMP as BUILD_TIMESTAMP, DELIVERY_KIT_ROOT_HASH as ROOT_HASH};
 /// Manifest annotation with the base64 signature.
 pub const SIGNATURE: &str = "io.deckhouse.delivery-kit.signature";
 /// Manifest annotation with the signer's certificate (here: the base64 of its public key PEM).

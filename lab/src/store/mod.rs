@@ -19,9 +19,9 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::oci::digest::{Digest, HashingReader, VerifyError};
-use crate::oci::manifest::{Descriptor, Index, REF_NAME};
-use crate::oci::media;
+use crate::image_spec::digest::{Digest, HashingReader, VerifyError};
+use crate::image_spec::manifest::{Descriptor, Index, REF_NAME};
+use crate::image_spec::media;
 use verity_fuse::ErrorClass;
 
 /// The `oci-layout` file's content.

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use verity_fuse::error::{BlockRef, Device, VerityError};
 
-use super::target::PinSource;
 use crate::convert::VerityLayout;
+use crate::image_spec::Digest as OciDigest;
 use verity_fuse::ErrorClass;
 
 /// A problem found with a layer at rest.
@@ -243,6 +243,44 @@ pub fn rfc3339(time: SystemTime) -> String {
         rest % 60,
         since.subsec_millis()
     )
+}
+
+/// Where a target's pinned root hash came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "from", rename_all = "kebab-case")]
+pub enum PinSource {
+    /// The node's `conversion.json` (as trustworthy as the node's disk).
+    ConversionRecord,
+    /// A signature verified at start with a trusted key.
+    Signature {
+        /// The verified manifest.
+        manifest: OciDigest,
+        /// The key's fingerprint.
+        key: String,
+    },
+    /// The plan of a mount made from a verified signature.
+    MountPlan {
+        /// The mount's id.
+        mount: String,
+        /// The verified manifest.
+        manifest: OciDigest,
+        /// The key's fingerprint.
+        key: String,
+    },
+}
+
+impl std::fmt::Display for PinSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PinSource::ConversionRecord => f.write_str("conversion.json (the node's record, not signed)"),
+            PinSource::Signature { manifest, key } => {
+                write!(f, "the signature of {manifest} by key {key}")
+            }
+            PinSource::MountPlan { mount, manifest, key } => {
+                write!(f, "mount {mount}'s plan (signature of {manifest} by key {key})")
+            }
+        }
+    }
 }
 
 #[cfg(test)]
