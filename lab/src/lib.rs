@@ -6,7 +6,7 @@
 //! - [`oci`]: image references, and pulls from and pushes to registries and image layouts.
 //! - [`store`]: the content store (an OCI image layout plus converted layers).
 //! - [`convert`]: each layer to `layer.erofs` plus a dm-verity tree, in containerd's or a separate layout.
-//! - [`mountinfo`]: a typed parser of `/proc/PID/mountinfo`.
+//! - [`mountinfo`]: the typed parser of `/proc/PID/mountinfo`, from [`verity_fuse::host`].
 //! - [`root_hash`]: dm-verity root hashes as typed bytes.
 //! - [`rootfs`]: the merged read-only view of a layer stack (overlay semantics), its snapshot, and its FUSE server.
 //! - [`mount`]: mounting an image's rootfs by profile and backend, and taking it down.
@@ -25,7 +25,6 @@ pub mod convert;
 pub mod erofs;
 pub mod image_spec;
 pub mod mount;
-pub mod mountinfo;
 pub mod oci;
 pub mod profile;
 pub mod progress;
@@ -38,3 +37,4 @@ pub mod vm;
 pub mod watch;
 
 pub use verity_fuse;
+pub use verity_fuse::host::mountinfo;

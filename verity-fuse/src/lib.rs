@@ -13,6 +13,7 @@
 //! - [`identity`]: identities an attacker cannot hand back (unique mount ids, a loop device's backing
 //!   file as device and inode), for audits of what is mounted.
 //! - [`ErrorClass`]: what kind of failure an error is; every error type's `class()` says it.
+//! - [`host`]: the host's mount table, loop devices and processes, read in one place.
 //! - [`cli`]: the `verity-fuse` command.
 #![deny(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod error;
 pub mod fuse;
 pub mod hash;
 pub mod hex;
+pub mod host;
 #[allow(unsafe_code)]
 pub mod identity;
 pub mod params;

@@ -178,7 +178,7 @@ impl Record {
     /// Whether the holder process is still running.
     pub fn holder_alive(&self) -> bool {
         self.holder
-            .is_some_and(|pid| verity_fuse::sys::process_alive(pid, "veritylab"))
+            .is_some_and(|pid| verity_fuse::host::process_alive(pid, "veritylab"))
     }
 
     /// Whether the audit's check for added mounts covers a mount at `mount_point`: every mount of a kernel

@@ -48,14 +48,14 @@ pub(crate) fn run(a: CloseArgs) -> Result<()> {
 
 /// Says who holds a FUSE device: loop devices backed by it, and where those are mounted.
 fn holders(entry: &Entry) -> Vec<String> {
-    let mounts = sys::mounts();
-    sys::loops_backed_by(&entry.device_file())
+    let mounts = crate::host::mountinfo::read_self().unwrap_or_default();
+    crate::host::loops_backed_by(&entry.device_file())
         .into_iter()
         .map(|l| {
             let source = l.to_string_lossy();
             let at: Vec<String> = mounts
                 .iter()
-                .filter(|m| m.source == source)
+                .filter(|m| m.source == l.as_os_str())
                 .map(|m| format!("mounted at {}", m.mount_point.display()))
                 .collect();
             if at.is_empty() {
@@ -92,7 +92,10 @@ fn close_fuse(entry: &Entry, info: &Info) -> Result<()> {
         .into());
     }
     let started = Instant::now();
-    while info.pid.is_some_and(|pid| sys::process_alive(pid, "verity-fuse")) {
+    while info
+        .pid
+        .is_some_and(|pid| crate::host::process_alive(pid, "verity-fuse"))
+    {
         if started.elapsed() > EXIT_TIMEOUT {
             bail!("the FUSE server (pid {:?}) did not exit after the unmount", info.pid);
         }

@@ -31,8 +31,8 @@ use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-use verity_fuse::ErrorClass;
-use verity_fuse::identity::MountId;
+use crate::class::ErrorClass;
+use crate::identity::MountId;
 
 /// `path` (absolute in a namespace) as reached through `root`: `/` for this process's namespace,
 /// `/proc/PID/root` for another process's.
@@ -44,7 +44,7 @@ pub fn under(root: &Path, path: &Path) -> PathBuf {
 /// where the kernel has them and `m` is the mount its mount point leads to; its mountinfo id otherwise (a
 /// kernel before 6.8, or a mount hidden under another).
 pub fn identify(root: &Path, m: &MountInfo) -> MountId {
-    match verity_fuse::identity::stat(&under(root, &m.mount_point)) {
+    match crate::identity::stat(&under(root, &m.mount_point)) {
         Ok(stat) if stat.reusable == m.mount_id => stat.mount,
         _ => MountId::Reusable(m.mount_id),
     }
