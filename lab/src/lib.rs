@@ -15,6 +15,7 @@
 //! - [`scenario`]: scenario files, the attack catalogue, outcomes and the run reports.
 //! - [`sign`]: root hashes in signed manifests (cosign or delivery-kit), keys, the trust policy, verification.
 //! - [`watch`]: periodic re-verification of converted layers at rest, within a CPU budget.
+//! - [`utc`]: RFC 3339 date-times in UTC, the one formatter every report and annotation uses.
 //! - [`progress`]: what long operations report (steps and byte counts), drawn as bars by the command.
 //! - [`cli`]: the `veritylab` command's subcommands as library functions.
 #![forbid(unsafe_code)]
@@ -33,6 +34,7 @@ pub mod rootfs;
 pub mod scenario;
 pub mod sign;
 pub mod store;
+pub mod utc;
 pub mod vm;
 pub mod watch;
 
