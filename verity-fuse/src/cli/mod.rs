@@ -149,6 +149,7 @@ fn class_of_cause(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClas
         registry::RegistryError,
         sys::ToolError,
         backend::Unavailable,
+        backend::kernel::CloseError,
         device::OpenError,
         params::ParamError,
         superblock::SuperblockError,
