@@ -12,17 +12,19 @@
 //! - [`mount`]: mounting an image's rootfs by profile and backend, and taking it down.
 //! - [`audit`]: the mount audit (layers traced to trusted root hashes, overmounts, the overlay's shape).
 //! - [`profile`]: the defence profiles and mount backends every part names.
-//! - [`scenario`]: scenario files, the attack catalogue, outcomes and the run reports.
+//! - [`defence`]: the defences the profiles claim, each of which the mutation test can turn off.
 //! - [`sign`]: root hashes in signed manifests (cosign or delivery-kit), keys, the trust policy, verification.
 //! - [`watch`]: periodic re-verification of converted layers at rest, within a CPU budget.
 //! - [`utc`]: RFC 3339 date-times in UTC, the one formatter every report and annotation uses.
 //! - [`progress`]: what long operations report (steps and byte counts), drawn as bars by the command.
-//! - [`cli`]: the `veritylab` command's subcommands as library functions.
+//! - [`cli`]: the `veritylab` command's pipeline subcommands as library functions (the scenario harness and
+//!   `demo` are the `scenarios` crate's; the `veritylab` package's binary joins both).
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod cli;
 pub mod convert;
+pub mod defence;
 pub mod erofs;
 pub mod image_spec;
 pub mod mount;
@@ -31,11 +33,9 @@ pub mod profile;
 pub mod progress;
 pub mod root_hash;
 pub mod rootfs;
-pub mod scenario;
 pub mod sign;
 pub mod store;
 pub mod utc;
-pub mod vm;
 pub mod watch;
 
 pub use verity_fuse;

@@ -1,11 +1,12 @@
 //! The `veritylab` command as library code: argument types, validation into plans, and the subcommands.
 //!
-//! `main.rs` only parses [`Cli`] (with [`parse`], which adds the exit codes to every `--help`), calls [`run`]
-//! and turns a [`CliError`] into a [`VeritylabExit`] with [`CliError::exit`], which depends on the error's
-//! [`ErrorClass`] alone. Each subcommand validates its raw arguments into a plan before doing any work; output
-//! goes through `out!`, so a closed pipe is an error the command returns, never a panic.
+//! The `veritylab` binary (package `veritylab`) parses [`Cli`] among its subcommands, calls [`run`] and turns a
+//! [`CliError`] into a [`VeritylabExit`] with [`CliError::exit`], which depends on the error's [`ErrorClass`]
+//! alone. Each subcommand validates its raw arguments into a plan before doing any work; output goes through
+//! `out!` ([`write_line`]), so a closed pipe is an error the command returns, never a panic.
 
 /// `println!` that returns a [`CliError::Output`] instead of panicking when standard output fails.
+#[macro_export]
 macro_rules! out {
     ($($arg:tt)*) => {
         $crate::cli::write_line(format_args!($($arg)*))
@@ -13,10 +14,9 @@ macro_rules! out {
 }
 
 pub mod audit;
-mod bars;
+pub mod bars;
 pub mod check;
 pub mod convert;
-pub mod demo;
 pub mod erofs;
 mod exit;
 pub mod image;
@@ -26,21 +26,19 @@ pub mod mkfs;
 pub mod mount;
 pub mod pull;
 pub mod push;
-pub mod scenario;
 pub mod sign;
 pub mod verify;
 
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::Subcommand;
 use verity_fuse::ErrorClass;
 
 pub use exit::VeritylabExit;
 
-/// veritylab: a lab for container-image integrity.
-#[derive(Parser, Debug)]
-#[command(version, about)]
+/// The pipeline's subcommands of `veritylab`.
+#[derive(Subcommand, Debug)]
 pub enum Cli {
     /// Build an EROFS image from a directory or a tar stream (arguments in mkfs.erofs order).
     Mkfs(mkfs::MkfsArgs),
@@ -75,12 +73,6 @@ pub enum Cli {
     /// Audit a mount (layers traced to trusted root hashes, no overmount) and re-verify layers at rest, once or
     /// periodically within a CPU budget.
     Check(check::CheckArgs),
-    /// List, validate and run the attack scenarios.
-    #[command(subcommand)]
-    Scenario(scenario::ScenarioCommand),
-    /// The guided tour: build the sample image, pull, convert, sign, mount and check it, then stage every attack
-    /// against all four profiles and print the matrix. No network, no root needed.
-    Demo(demo::DemoArgs),
     /// Internal: the holder of a kernel-backend mount's namespace.
     #[command(name = "__hold", hide = true)]
     Hold {
@@ -129,17 +121,6 @@ pub enum CliError {
     /// A umount left things behind (listed on stdout).
     #[error("{0} leftover(s) after umount")]
     Leftovers(usize),
-    /// Scenario files failed to load or validate.
-    #[error(transparent)]
-    Scenario(#[from] crate::scenario::LoadErrors),
-    /// A scenario run observed outcomes other than the expected ones (the report lists the differences).
-    #[error("{failed} cell(s) differ from their expected outcome, {errors} cell(s) failed to run")]
-    ScenarioFailed {
-        /// Cells whose observation differs.
-        failed: usize,
-        /// Cells whose harness failed.
-        errors: usize,
-    },
     /// A key cannot be made or read.
     #[error(transparent)]
     Key(#[from] crate::sign::keys::KeyError),
@@ -155,9 +136,6 @@ pub enum CliError {
     /// Verification failed or could not run.
     #[error(transparent)]
     Verify(#[from] crate::sign::verify::VerifyError),
-    /// A `kernel-vm` batch could not run or finish.
-    #[error(transparent)]
-    KernelVm(#[from] crate::vm::KernelVmError),
     /// A watched layer cannot be set up from its conversion record.
     #[error(transparent)]
     WatchTarget(#[from] crate::watch::target::TargetError),
@@ -197,14 +175,12 @@ impl CliError {
             CliError::Manifest(e) => e.class(),
             CliError::Mount(e) => e.class(),
             CliError::Leftovers(_) => ErrorClass::Busy,
-            CliError::Scenario(_) => ErrorClass::BadInput,
-            CliError::ScenarioFailed { .. } | CliError::CheckFailed { .. } => ErrorClass::Findings,
+            CliError::CheckFailed { .. } => ErrorClass::Findings,
             CliError::Key(e) => e.class(),
             CliError::Policy(e) => e.class(),
             CliError::Sign(e) => e.class(),
             CliError::Transfer(e) => e.class(),
             CliError::Verify(e) => e.class(),
-            CliError::KernelVm(e) => e.class(),
             CliError::WatchTarget(e) => e.class(),
             CliError::Io { .. } => ErrorClass::Io,
             CliError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ErrorClass::OutputClosed,
@@ -218,17 +194,9 @@ impl CliError {
     }
 }
 
-/// Parses the command line, with the table of exit codes at the end of every command's `--help`.
-pub fn parse() -> Cli {
-    let command = Cli::command()
-        .after_help(VeritylabExit::help())
-        .mut_subcommands(|sub| sub.after_help(VeritylabExit::help()));
-    let matches = command.get_matches();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
-}
-
-/// Writes `args` and a newline to standard output, returning the error instead of panicking.
-pub(crate) fn write_line(args: std::fmt::Arguments<'_>) -> Result<(), CliError> {
+/// Writes `args` and a newline to standard output, returning the error instead of panicking (what `out!`
+/// expands to).
+pub fn write_line(args: std::fmt::Arguments<'_>) -> Result<(), CliError> {
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_fmt(args)
@@ -249,8 +217,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cli::Ps(args) => mount::run_ps(&args),
         Cli::Cleanup(args) => mount::run_cleanup(&args),
         Cli::Hold { plan } => Ok(crate::mount::kernel::hold(&plan)?),
-        Cli::Scenario(cmd) => scenario::run(cmd),
-        Cli::Demo(args) => demo::run(&args),
         Cli::Keygen(args) => keygen::run(&args),
         Cli::Sign(args) => sign::run(&sign::SignPlan::try_from(args)?),
         Cli::Verify(args) => verify::run(&verify::VerifyPlan::try_from(args)?),

@@ -23,6 +23,31 @@ pub(crate) struct Header {
     pub(crate) hash_offset: u64,
     pub(crate) superblock: bool,
     pub(crate) hash_device_size: Option<u64>,
+    pub(crate) fec: Option<FecHeader>,
+}
+
+/// The FEC lines veritysetup adds when given a FEC device.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct FecHeader {
+    pub(crate) roots: u32,
+    /// Blocks covered (`fec_blocks` in the table).
+    pub(crate) covered_blocks: u64,
+    /// Blocks of parity (veritysetup's "FEC blocks").
+    pub(crate) parity_blocks: u64,
+    pub(crate) offset: u64,
+    pub(crate) fec_device_size: u64,
+}
+
+impl FecHeader {
+    pub(crate) fn new(layout: &crate::fec::FecLayout) -> Self {
+        Self {
+            roots: layout.params.roots,
+            covered_blocks: layout.params.blocks,
+            parity_blocks: layout.parity_blocks(),
+            offset: layout.params.offset,
+            fec_device_size: layout.parity_size(),
+        }
+    }
 }
 
 impl Header {
@@ -47,6 +72,7 @@ impl Header {
             hash_offset: geometry.placement.hash_offset,
             superblock: geometry.placement.superblock,
             hash_device_size: None,
+            fec: None,
         }
     }
 
@@ -63,12 +89,19 @@ impl Header {
         out!("Hash blocks:     \t{}", self.hash_blocks)?;
         out!("Hash block size: \t{}", self.hash_block_size)?;
         out!("Hash algorithm:  \t{}", self.hash_algorithm)?;
+        if let Some(fec) = &self.fec {
+            out!("FEC RS roots:   \t{}", fec.roots)?;
+            out!("FEC blocks:     \t{}", fec.parity_blocks)?;
+        }
         out!("Salt:            \t{}", self.salt)?;
         if let Some(root) = &self.root_hash {
             out!("Root hash:      \t{root}")?;
         }
         if let Some(size) = self.hash_device_size {
             out!("Hash device size: \t{size} [bytes]")?;
+        }
+        if let Some(fec) = &self.fec {
+            out!("FEC device size: \t{} [bytes]", fec.fec_device_size)?;
         }
         Ok(())
     }

@@ -4,6 +4,7 @@ mod cli;
 mod corruption;
 mod differential;
 mod exit_codes;
+mod fec;
 mod fuse_device;
 mod kernel_backend;
 mod known_answers;
