@@ -92,7 +92,7 @@ impl Drop for Mounted {
         // Dropping the session unmounts the device; its serving threads end once the kernel lets go. Nothing
         // waits for them, so a mount that failed to go cannot hang the bench.
         drop(self.session.take());
-        if sys::mounts().iter().any(|m| m.mount_point == self.point) {
+        if verity_fuse::host::is_mount_point(&self.point) {
             eprintln!(
                 "{NAME}: {} is still mounted (busy?): detaching it lazily",
                 self.point.display()

@@ -1,4 +1,5 @@
-//! The `veritylab` command: parses arguments, runs the library, maps errors to exit codes.
+//! The `veritylab` command: parses arguments, runs the library, maps each error's class to an exit code
+//! ([`VeritylabExit`], listed at the end of every `--help`).
 //!
 //! A thin binary over two libraries: the pipeline's subcommands come from `lab` ([`veritylab::cli`]), the
 //! scenario harness and `demo` from `scenarios` ([`scenarios::cli`]), which itself builds on `lab`. The binary
@@ -7,9 +8,9 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use scenarios::cli::{CommandError, demo, scenario};
-use veritylab::cli::{self as pipeline, Cli as PipelineCommand};
+use veritylab::cli::{self as pipeline, Cli as PipelineCommand, VeritylabExit};
 
 /// veritylab: a lab for container-image integrity.
 #[derive(Parser, Debug)]
@@ -26,17 +27,25 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    verity_fuse::sys::exit_quietly_on_broken_pipe();
-    let result = match Command::parse() {
+    let help = VeritylabExit::help();
+    let matches = Command::command()
+        .after_help(&help)
+        .mut_subcommands(|sub| sub.after_help(&help))
+        .get_matches();
+    let command = Command::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let result = match command {
         Command::Pipeline(command) => pipeline::run(command).map_err(CommandError::from),
         Command::Scenario(command) => scenario::run(command),
         Command::Demo(args) => demo::run(&args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => VeritylabExit::Success.into(),
         Err(err) => {
-            eprintln!("veritylab: {err}");
-            ExitCode::from(err.exit_code())
+            let exit = err.exit();
+            if exit != VeritylabExit::BrokenPipe {
+                eprintln!("veritylab: {err}");
+            }
+            exit.into()
         }
     }
 }

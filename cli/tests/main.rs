@@ -2,7 +2,9 @@
 #![forbid(unsafe_code)]
 
 mod erofs;
+mod exit_codes;
 mod kernel_vm;
+mod module_graph;
 mod mount;
 mod mountinfo;
 mod oci;

@@ -2,10 +2,11 @@
 //!
 //! This crate grows one module folder per concept; the verity core lives in the `verity-fuse` crate.
 //! - [`erofs`]: the streaming tar-to-EROFS writer and the userspace reader.
-//! - [`oci`]: image references, manifests, and pulls from registries and image layouts.
+//! - [`image_spec`]: the OCI image-spec types (digests, media types, manifests), without I/O.
+//! - [`oci`]: image references, and pulls from and pushes to registries and image layouts.
 //! - [`store`]: the content store (an OCI image layout plus converted layers).
 //! - [`convert`]: each layer to `layer.erofs` plus a dm-verity tree, in containerd's or a separate layout.
-//! - [`mountinfo`]: a typed parser of `/proc/PID/mountinfo`.
+//! - [`mountinfo`]: the typed parser of `/proc/PID/mountinfo`, from [`verity_fuse::host`].
 //! - [`root_hash`]: dm-verity root hashes as typed bytes.
 //! - [`rootfs`]: the merged read-only view of a layer stack (overlay semantics), its snapshot, and its FUSE server.
 //! - [`mount`]: mounting an image's rootfs by profile and backend, and taking it down.
@@ -14,6 +15,7 @@
 //! - [`defence`]: the defences the profiles claim, each of which the mutation test can turn off.
 //! - [`sign`]: root hashes in signed manifests (cosign or delivery-kit), keys, the trust policy, verification.
 //! - [`watch`]: periodic re-verification of converted layers at rest, within a CPU budget.
+//! - [`utc`]: RFC 3339 date-times in UTC, the one formatter every report and annotation uses.
 //! - [`progress`]: what long operations report (steps and byte counts), drawn as bars by the command.
 //! - [`cli`]: the `veritylab` command's pipeline subcommands as library functions (the scenario harness and
 //!   `demo` are the `scenarios` crate's; the `veritylab` package's binary joins both).
@@ -24,8 +26,8 @@ pub mod cli;
 pub mod convert;
 pub mod defence;
 pub mod erofs;
+pub mod image_spec;
 pub mod mount;
-pub mod mountinfo;
 pub mod oci;
 pub mod profile;
 pub mod progress;
@@ -33,6 +35,8 @@ pub mod root_hash;
 pub mod rootfs;
 pub mod sign;
 pub mod store;
+pub mod utc;
 pub mod watch;
 
 pub use verity_fuse;
+pub use verity_fuse::host::mountinfo;

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use verity_fuse::ErrorClass;
 
 /// A defence profile: what a node checks when it mounts and runs an image.
 #[derive(
@@ -168,6 +169,13 @@ pub struct UnknownName {
     pub given: String,
     /// The names accepted, comma-separated.
     pub expected: String,
+}
+
+impl UnknownName {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::Usage
+    }
 }
 
 impl FromStr for Profile {

@@ -10,6 +10,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use verity_fuse::Digest;
+use verity_fuse::ErrorClass;
 use verity_fuse::hash::MAX_DIGEST_SIZE;
 
 /// A dm-verity root hash (the digest of the tree's top block, or of the only data block).
@@ -24,6 +25,13 @@ pub struct RootHashError {
     pub text: String,
     /// What is wrong.
     pub reason: &'static str,
+}
+
+impl RootHashError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
 }
 
 impl RootHash {

@@ -1084,15 +1084,12 @@ fn leak_check(sandbox: &Sandbox, root: &Path) -> Vec<String> {
             ));
         }
     }
-    for entry in fs::read_dir("/sys/block").into_iter().flatten().filter_map(Result::ok) {
-        let backing = entry.path().join("loop/backing_file");
-        if let Ok(file) = fs::read_to_string(&backing)
-            && PathBuf::from(file.trim()).starts_with(root)
-        {
+    for device in verity_fuse::host::loop_devices() {
+        if let Some(file) = device.backing_path.filter(|b| b.starts_with(root)) {
             leaks.push(format!(
                 "{} backed by {}",
-                entry.file_name().to_string_lossy(),
-                file.trim()
+                device.path.file_name().unwrap_or_default().to_string_lossy(),
+                file.display()
             ));
         }
     }

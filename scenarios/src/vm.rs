@@ -108,6 +108,17 @@ pub enum KernelVmError {
     },
 }
 
+impl KernelVmError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> verity_fuse::ErrorClass {
+        match self {
+            Self::Unavailable(_) => verity_fuse::ErrorClass::Unavailable,
+            Self::Vm(_) | Self::Io { .. } => verity_fuse::ErrorClass::Io,
+            Self::Guest { .. } => verity_fuse::ErrorClass::Internal,
+        }
+    }
+}
+
 /// Where a `--dir` scenario folder goes in the guest (under the data directory, the script's cwd).
 const GUEST_SCENARIOS: &str = "scenarios";
 

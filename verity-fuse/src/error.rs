@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 
+use crate::class::ErrorClass;
 use crate::hash::Digest;
 
 /// A block of the data device or of the tree.
@@ -122,6 +123,19 @@ pub enum VerityError {
         /// Size of the device.
         size: u64,
     },
+}
+
+impl VerityError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::HashMismatch { .. } | Self::NonZeroPadding { .. } | Self::Halted { .. } => {
+                ErrorClass::VerificationFailed
+            }
+            Self::Truncated { .. } | Self::OutOfRange { .. } => ErrorClass::BadInput,
+            Self::Io { .. } => ErrorClass::Io,
+        }
+    }
 }
 
 impl VerityError {

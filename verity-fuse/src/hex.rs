@@ -1,5 +1,6 @@
 //! Lower-case hexadecimal, as veritysetup prints root hashes and salts.
 
+use crate::class::ErrorClass;
 use std::fmt::Write;
 
 /// Why a string is not the hex a field needs.
@@ -24,6 +25,13 @@ pub enum HexError {
         /// Its position in the string.
         position: usize,
     },
+}
+
+impl HexError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
 }
 
 /// Encodes bytes as lower-case hex.

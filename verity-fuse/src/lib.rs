@@ -13,10 +13,13 @@
 //! - [`device`]: [`VerifiedDevice`], which checks every block a read touches, with the kernel's error modes.
 //! - [`identity`]: identities an attacker cannot hand back (unique mount ids, a loop device's backing
 //!   file as device and inode), for audits of what is mounted.
+//! - [`ErrorClass`]: what kind of failure an error is; every error type's `class()` says it.
+//! - [`host`]: the host's mount table, loop devices and processes, read in one place.
 //! - [`cli`]: the `verity-fuse` command.
 #![deny(unsafe_code)]
 
 pub mod backend;
+mod class;
 pub mod cli;
 pub mod device;
 pub mod error;
@@ -24,6 +27,7 @@ pub mod fec;
 pub mod fuse;
 pub mod hash;
 pub mod hex;
+pub mod host;
 #[allow(unsafe_code)]
 pub mod identity;
 pub mod params;
@@ -33,6 +37,7 @@ pub mod superblock;
 pub mod sys;
 pub mod tree;
 
+pub use class::ErrorClass;
 pub use device::VerifiedDevice;
 pub use error::{BlockRef, VerityError};
 pub use hash::{Algorithm, Digest};

@@ -2,6 +2,5 @@
 #![forbid(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
-    verity_fuse::sys::exit_quietly_on_broken_pipe();
     verity_fuse::cli::run(std::env::args_os())
 }

@@ -11,6 +11,7 @@
 //! `hash_start_block = ceil((hash_offset + 512) / hash_block_size)` with a superblock and
 //! `hash_offset / hash_block_size` without. Levels are stored top first; level 0 (the leaves) comes last.
 
+use crate::class::ErrorClass;
 use crate::hash::{Algorithm, BlockHasher};
 
 /// Smallest block size dm-verity accepts.
@@ -167,6 +168,13 @@ pub enum ParamError {
         /// Bytes given.
         found: usize,
     },
+}
+
+impl ParamError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
 }
 
 fn check_block_size(field: &'static str, value: u32) -> Result<(), ParamError> {

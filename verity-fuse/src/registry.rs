@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::backend::Backend;
+use crate::class::ErrorClass;
 use crate::fuse::{DEVICE_FILE, STATUS_FILE};
 use crate::sys;
 
@@ -40,6 +41,18 @@ pub enum RegistryError {
         /// The error.
         error: std::io::Error,
     },
+}
+
+impl RegistryError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::BadName(_) | Self::NotFound(_) => ErrorClass::BadInput,
+            Self::NoRuntimeDir => ErrorClass::Usage,
+            Self::Exists(_) => ErrorClass::Busy,
+            Self::Io { .. } => ErrorClass::Io,
+        }
+    }
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RegistryError {
@@ -204,7 +217,7 @@ impl Entry {
     /// Whether the FUSE mount of this entry is in the mount table.
     pub fn is_mounted(&self) -> bool {
         let mp = self.mount_point();
-        sys::mounts().iter().any(|m| m.mount_point == mp)
+        crate::host::is_mount_point(&mp)
     }
 
     /// Removes the entry's directory and everything in it (the mount must be gone).
@@ -245,7 +258,11 @@ impl Entry {
             return (if young { Liveness::Opening } else { Liveness::Stale }, None);
         };
         let alive = match info.backend {
-            Backend::Fuse => info.pid.is_some_and(|pid| sys::process_alive(pid, "verity-fuse")) && self.is_mounted(),
+            Backend::Fuse => {
+                info.pid
+                    .is_some_and(|pid| crate::host::process_alive(pid, "verity-fuse"))
+                    && self.is_mounted()
+            }
             Backend::Kernel => info.device.exists(),
         };
         (if alive { Liveness::Active } else { Liveness::Stale }, Some(info))

@@ -19,6 +19,7 @@
 //! All integers are little-endian. The kernel never reads this block: user space parses it to build the
 //! table, so every field is attacker-controlled unless the parameters come from an authenticated source.
 
+use crate::class::ErrorClass;
 use crate::hash::Algorithm;
 use crate::params::{HashType, MAX_SALT_SIZE, VerityParams};
 
@@ -88,6 +89,13 @@ pub enum SuperblockError {
     /// Data blocks is zero.
     #[error("superblock declares 0 data blocks")]
     NoDataBlocks,
+}
+
+impl SuperblockError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
 }
 
 fn u32_at(b: &[u8], off: usize) -> u32 {

@@ -1,6 +1,7 @@
 //! The host: tools on the `PATH`, processes, mounts and loop devices, read from `/proc` and `/sys` or
 //! driven through their command-line tools. Every outside program verity-fuse runs is run from here.
 
+use crate::class::ErrorClass;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,6 +36,17 @@ pub enum ToolError {
         /// Why it could not start.
         error: std::io::Error,
     },
+}
+
+impl ToolError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Missing { .. } => ErrorClass::Unavailable,
+            Self::Failed { .. } => ErrorClass::Io,
+            Self::Spawn { .. } => ErrorClass::Unavailable,
+        }
+    }
 }
 
 /// Finds an executable on `PATH`, then in `/usr/sbin` and `/sbin` (where a non-root `PATH` often does not
@@ -108,132 +120,16 @@ where
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Whether process `pid` is alive and runs an executable called `name`.
-pub fn process_alive(pid: u32, name: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let comm = stat.split_once('(')?.1.rsplit_once(')')?;
-            let state = comm.1.split_whitespace().next()?;
-            Some(comm.0 == &name[..name.len().min(15)] && state != "Z")
-        })
-        .unwrap_or(false)
-}
-
-/// One line of `/proc/self/mountinfo`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    /// The `major:minor` of the mounted filesystem.
-    pub device: String,
-    /// Where it is mounted.
-    pub mount_point: PathBuf,
-    /// Filesystem type (`erofs`, `fuse.verity-fuse`, ...).
-    pub fs_type: String,
-    /// Mount source (`/dev/loop3`, the FUSE fs name, ...).
-    pub source: String,
-}
-
-/// Undoes the octal escapes (`\040` for a space) of mountinfo fields.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
-            let value = d.iter().try_fold(0u16, |acc, c| {
-                (b'0'..=b'7').contains(c).then(|| acc * 8 + u16::from(c - b'0'))
-            })?;
-            u8::try_from(value).ok()
-        });
-        match (bytes[i], octal) {
-            (b'\\', Some(byte)) => {
-                out.push(byte);
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Parses mountinfo text; malformed lines are skipped.
-pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
-    text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mut left = left.split(' ');
-            let device = left.nth(2)?.to_owned();
-            let mount_point = left.nth(1)?;
-            let mut right = right.split(' ');
-            Some(Mount {
-                device,
-                mount_point: PathBuf::from(unescape(mount_point)),
-                fs_type: right.next()?.to_owned(),
-                source: unescape(right.next()?),
-            })
-        })
-        .collect()
-}
-
-/// The mounts this process sees.
-pub fn mounts() -> Vec<Mount> {
-    parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
-}
-
 /// Sets the kernel's readahead for the filesystem mounted at `mount_point` (its backing device info in
 /// sysfs; root only). Larger readahead keeps more FUSE reads in flight, so every serving thread has work.
 pub fn set_readahead_kib(mount_point: &Path, kib: u32) -> std::io::Result<()> {
-    let device = mounts()
+    let device = crate::host::mountinfo::read_self()
+        .map_err(std::io::Error::other)?
         .into_iter()
         .find(|m| m.mount_point == mount_point)
         .map(|m| m.device)
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "not mounted"))?;
     std::fs::write(format!("/sys/class/bdi/{device}/read_ahead_kb"), kib.to_string())
-}
-
-/// Loop devices whose backing file is `file`, as `/dev/loopN`.
-pub fn loops_backed_by(file: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir("/sys/block") else {
-        return Vec::new();
-    };
-    let mut found: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("loop"))
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("loop/backing_file"))
-                .is_ok_and(|b| Path::new(b.trim_end().trim_end_matches(" (deleted)")) == file)
-        })
-        .map(|e| Path::new("/dev").join(e.file_name()))
-        .collect();
-    found.sort();
-    found
-}
-
-/// The exit status of a command whose output pipe closed, as a shell reports one killed by `SIGPIPE`.
-pub const BROKEN_PIPE_EXIT: i32 = 128 + 13;
-
-/// Makes a command end quietly when the reader of its standard output goes away (`veritylab ... | head`).
-///
-/// Rust ignores `SIGPIPE`, so `println!` panics on `EPIPE`; restoring the signal's default needs `unsafe`.
-/// This panic hook turns exactly that panic into exit status [`BROKEN_PIPE_EXIT`] without a message, and
-/// leaves every other panic to the previous hook.
-pub fn exit_quietly_on_broken_pipe() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let message = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or_default();
-        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
-            std::process::exit(BROKEN_PIPE_EXIT);
-        }
-        previous(info);
-    }));
 }
 
 #[cfg(test)]
@@ -248,40 +144,5 @@ mod tests {
         ));
         assert!(!fuse_conf_allows_other("user_allow_other_not\n"));
         assert!(fuse_conf_allows_other("mount_max = 10\n  user_allow_other \n"));
-    }
-
-    #[test]
-    fn mountinfo_lines_parse_with_escapes_and_optional_fields() {
-        let text = "36 35 98:0 / /mnt/a\\040b rw,noatime master:1 - erofs /dev/loop3 ro\n\
-                    40 35 0:50 / /run/x rw shared:5 other:7 - fuse.verity-fuse verity-fuse:x ro\n\
-                    garbage\n";
-        let m = parse_mountinfo(text);
-        assert_eq!(m.len(), 2);
-        assert_eq!(m[0].mount_point, Path::new("/mnt/a b"));
-        assert_eq!((m[0].fs_type.as_str(), m[0].source.as_str()), ("erofs", "/dev/loop3"));
-        assert_eq!(m[1].fs_type, "fuse.verity-fuse");
-        assert_eq!((m[0].device.as_str(), m[1].device.as_str()), ("98:0", "0:50"));
-        assert_eq!(unescape("a\\1"), "a\\1");
-        assert_eq!(
-            unescape("\\777\\134x"),
-            "\\777\\x",
-            "out-of-range escapes stay as they are"
-        );
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn mountinfo_parsing_never_panics(text in "[ -~\\n\\\\]{0,400}") {
-            let _ = parse_mountinfo(&text);
-        }
-    }
-
-    #[test]
-    fn this_process_is_alive_and_pid_zero_is_not() {
-        let me = std::process::id();
-        let name = std::fs::read_to_string(format!("/proc/{me}/comm")).unwrap();
-        assert!(process_alive(me, name.trim()));
-        assert!(!process_alive(0, "x"));
-        assert!(!process_alive(me, "surely-not-this-name"));
     }
 }

@@ -51,7 +51,10 @@ fn output_into_a_closed_pipe_ends_quietly_as_a_broken_pipe() {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
     let out = veritylab().args(["scenario", "list"]).stdout(writer).output().unwrap();
-    assert_eq!(out.status.code(), Some(verity_fuse::sys::BROKEN_PIPE_EXIT));
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(veritylab::cli::VeritylabExit::BrokenPipe.code()))
+    );
     assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no panic message");
 }
 

@@ -26,20 +26,21 @@ pub fn audit_record(record: &Record) -> Report {
 }
 
 /// Prints what the audit checked and found.
-pub fn print(report: &Report) {
-    println!(
+pub fn print(report: &Report) -> Result<(), CliError> {
+    out!(
         "audit of {} (mount {}, profile {})",
         report.target.display(),
         report.id,
         report.profile
-    );
+    )?;
     for line in &report.checked {
-        println!("  checked: {line}");
+        out!("  checked: {line}")?;
     }
     for finding in &report.findings {
-        println!("  FINDING {}: {finding}", finding.kind());
+        out!("  FINDING {}: {finding}", finding.kind())?;
     }
     if report.passed() {
-        println!("  passed");
+        out!("  passed")?;
     }
+    Ok(())
 }

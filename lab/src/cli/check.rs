@@ -153,23 +153,24 @@ pub fn run(plan: &CheckPlan) -> Result<(), CliError> {
     let (targets, unchecked) = pinned_targets(&store, plan, record.as_ref(), &images)?;
     let watcher = Watcher::new(targets, unchecked, plan.config.clone()).map_err(|e| CliError::Usage(e.to_string()))?;
     let mut findings = 0usize;
-    watcher.run(|report| {
+    watcher.try_run(|report| {
         findings += report.all_findings().count();
         if plan.json {
-            println!("{}", serde_json::to_string(report).unwrap_or_default());
+            out!("{}", serde_json::to_string(report).unwrap_or_default())?;
         } else {
-            print_report(report);
+            print_report(report)?;
         }
         if let Some(record) = &record {
             let audited = audit::audit_record(record);
             findings += audited.findings.len();
             if plan.json {
-                println!("{}", serde_json::to_string(&audited).unwrap_or_default());
+                out!("{}", serde_json::to_string(&audited).unwrap_or_default())?;
             } else {
-                audit::print(&audited);
+                audit::print(&audited)?;
             }
         }
-    });
+        Ok::<(), CliError>(())
+    })?;
     match findings {
         0 => Ok(()),
         findings => Err(CliError::CheckFailed { findings }),
@@ -225,8 +226,8 @@ fn pinned_targets(
     Ok((targets, findings))
 }
 
-fn print_report(report: &PassReport) {
-    println!(
+fn print_report(report: &PassReport) -> Result<(), CliError> {
+    out!(
         "pass {} at {}: {} layer check(s), {:.1} MiB in {:.2} s, CPU {:.3} s ({:.1}% of one core, budget {}%): {}",
         report.pass,
         report.started,
@@ -237,9 +238,9 @@ fn print_report(report: &PassReport) {
         report.cpu_percent,
         report.budget_percent,
         if report.clean() { "clean" } else { "FINDINGS" }
-    );
+    )?;
     for finding in &report.findings {
-        println!("  FINDING  {finding}");
+        out!("  FINDING  {finding}")?;
     }
     for layer in &report.layers {
         let state = match (layer.complete, layer.findings.is_empty()) {
@@ -247,7 +248,7 @@ fn print_report(report: &PassReport) {
             (true, true) => "ok",
             (false, true) => "stopped",
         };
-        println!(
+        out!(
             "  {state:<8} {} {:<10} {:.1} MiB in {:.2} s, CPU {:.3} s, root hash pinned from {}",
             layer.layer,
             layer.layout.name(),
@@ -255,11 +256,12 @@ fn print_report(report: &PassReport) {
             layer.duration.as_secs_f64(),
             layer.cpu.as_secs_f64(),
             layer.pinned
-        );
+        )?;
         for finding in &layer.findings {
-            println!("           {finding}");
+            out!("           {finding}")?;
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

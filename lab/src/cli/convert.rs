@@ -62,21 +62,21 @@ pub fn run(plan: &ConvertPlan) -> Result<(), CliError> {
     let bars = Bars::new(plan.json);
     let report = convert::convert_image(&store, &plan.name, plan.layout, &|e| bars.report(e))?;
     if plan.json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(&report).unwrap_or_default())?;
         return Ok(());
     }
-    println!("converted {} ({})", report.name, report.manifest);
+    out!("converted {} ({})", report.name, report.manifest)?;
     for layer in &report.layers {
         let c = &layer.conversion;
-        println!(
+        out!(
             "  {} {} roothash {} hashoffset {}{}",
             c.layer,
             c.layout,
             c.roothash,
             c.hashoffset,
             if layer.reused { " (already converted)" } else { "" }
-        );
-        println!("    {}", c.dir.display());
+        )?;
+        out!("    {}", c.dir.display())?;
     }
     Ok(())
 }

@@ -55,10 +55,7 @@ fn open(path: &Path) -> Result<Image<FileSource>, CliError> {
 }
 
 fn out_err(source: io::Error) -> CliError {
-    CliError::Io {
-        what: "writing to stdout".into(),
-        source,
-    }
+    CliError::Output(source)
 }
 
 /// One `ls -l`-like line for an inode.

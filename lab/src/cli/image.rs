@@ -110,14 +110,14 @@ fn build_image(plan: &BuildPlan) -> Result<(), CliError> {
     let bars = Bars::new(plan.json);
     let report = build::build(&plan.dirs, &plan.out, &plan.tag, &plan.options, &|e| bars.report(e))?;
     if plan.json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(&report).unwrap_or_default())?;
         return Ok(());
     }
-    println!("built oci:{}:{}", report.layout.display(), report.tag);
-    println!("  manifest: {} ({})", report.manifest, report.platform);
-    println!("  config:   {}", report.config);
+    out!("built oci:{}:{}", report.layout.display(), report.tag)?;
+    out!("  manifest: {} ({})", report.manifest, report.platform)?;
+    out!("  config:   {}", report.config)?;
     for (i, layer) in report.layers.iter().enumerate() {
-        println!(
+        out!(
             "  layer {}:  {} {} bytes, {} entries, {} whiteouts, from {}",
             i + 1,
             layer.digest,
@@ -125,7 +125,7 @@ fn build_image(plan: &BuildPlan) -> Result<(), CliError> {
             layer.entries,
             layer.whiteouts,
             layer.source.display()
-        );
+        )?;
     }
     Ok(())
 }

@@ -86,20 +86,20 @@ pub fn run(args: &ImagesArgs) -> Result<(), CliError> {
     let store = Store::open(&store_dir(args.store.clone())?)?;
     let images = list(&store)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&images).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(&images).unwrap_or_default())?;
         return Ok(());
     }
     for image in &images {
-        println!("{}  {}", image.name, image.manifest);
+        out!("{}  {}", image.name, image.manifest)?;
         for layer in &image.layers {
             let show = |r: &Option<String>| r.clone().unwrap_or_else(|| "-".to_owned());
-            println!(
+            out!(
                 "  {} {:>10} containerd {} separate {}",
                 layer.digest,
                 layer.size,
                 show(&layer.containerd_roothash),
                 show(&layer.separate_roothash)
-            );
+            )?;
         }
     }
     Ok(())

@@ -35,12 +35,12 @@ pub fn run(args: &KeygenArgs) -> Result<(), CliError> {
     }
     let files = keys::write_pair(&args.prefix, passphrase.as_deref(), args.force)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&files).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(&files).unwrap_or_default())?;
         return Ok(());
     }
     let state = if files.encrypted { "encrypted" } else { "not encrypted" };
-    println!("private key: {} (mode 0600, {state})", files.private.display());
-    println!("public key:  {}", files.public.display());
-    println!("fingerprint: {}", files.fingerprint);
+    out!("private key: {} (mode 0600, {state})", files.private.display())?;
+    out!("public key:  {}", files.public.display())?;
+    out!("fingerprint: {}", files.fingerprint)?;
     Ok(())
 }

@@ -1,13 +1,24 @@
 //! The `veritylab` command as library code: argument types, validation into plans, and the subcommands.
 //!
 //! The `veritylab` binary (package `veritylab`) parses [`Cli`] among its subcommands, calls [`run`] and turns a
-//! [`CliError`] into an exit code with [`CliError::exit_code`]. Each subcommand validates its raw arguments into a plan before doing any work.
+//! [`CliError`] into a [`VeritylabExit`] with [`CliError::exit`], which depends on the error's [`ErrorClass`]
+//! alone. Each subcommand validates its raw arguments into a plan before doing any work; output goes through
+//! `out!` ([`write_line`]), so a closed pipe is an error the command returns, never a panic.
+
+/// `println!` that returns a [`CliError::Output`] instead of panicking when standard output fails.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_line(format_args!($($arg)*))
+    };
+}
 
 pub mod audit;
 pub mod bars;
 pub mod check;
 pub mod convert;
 pub mod erofs;
+mod exit;
 pub mod image;
 pub mod images;
 pub mod keygen;
@@ -18,9 +29,13 @@ pub mod push;
 pub mod sign;
 pub mod verify;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::Subcommand;
+use verity_fuse::ErrorClass;
+
+pub use exit::VeritylabExit;
 
 /// The pipeline's subcommands of `veritylab`.
 #[derive(Subcommand, Debug)]
@@ -130,7 +145,10 @@ pub enum CliError {
         /// How many findings, over all passes.
         findings: usize,
     },
-    /// Another I/O failure (opening the image, writing to stdout).
+    /// Writing to standard output failed (a closed pipe is [`ErrorClass::OutputClosed`]).
+    #[error("writing to standard output: {0}")]
+    Output(#[source] std::io::Error),
+    /// Another I/O failure (opening the image, writing a file).
     #[error("{what}: {source}")]
     Io {
         /// What was being done.
@@ -142,71 +160,48 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// The process exit code: 2 for usage errors (also `hardened` without `--key`, and no `--store` where this
-    /// user has no default store), 3 for bad input (a malformed image or archive, a missing path, content that
-    /// does not match its digest, an unusable manifest, a failed verification, an image `hardened` will not take
-    /// unsigned, a layer a mount refused, a mount that differs from what was verified, an unusable key or
-    /// policy), 4 when `check` found something (audit findings, tampered, missing or unreadable layers), 5 when
-    /// `umount` or `cleanup` left something behind, 1 for anything else.
-    pub fn exit_code(&self) -> u8 {
-        use crate::erofs::{ExtractError, WriteError};
+    /// What kind of failure this is: the class of the wrapped error, or of the command's own outcome.
+    pub fn class(&self) -> ErrorClass {
         match self {
-            CliError::Usage(_)
-            | CliError::Mount(crate::mount::MountError::Unsigned)
-            | CliError::Store(crate::store::StoreError::NoDefaultDir { .. }) => 2,
-            CliError::CheckFailed { .. } => 4,
-            CliError::Leftovers(_) => 5,
-            CliError::Read(_) | CliError::Extract(ExtractError::Read(_)) => 3,
-            CliError::Write(WriteError::Create { .. } | WriteError::Output(_) | WriteError::BlockSize(_)) => 1,
-            CliError::Write(_) => 3,
-            CliError::Pull(
-                crate::oci::PullError::Verify { .. }
-                | crate::oci::PullError::Manifest(_)
-                | crate::oci::PullError::NestedIndex { .. }
-                | crate::oci::PullError::Archive { .. }
-                | crate::oci::PullError::Store(crate::store::StoreError::Verify(_))
-                | crate::oci::PullError::Registry(
-                    crate::oci::registry::RegistryError::Verify { .. }
-                    | crate::oci::registry::RegistryError::ContentDigestHeader { .. }
-                    | crate::oci::registry::RegistryError::ManifestTooLarge { .. },
-                ),
-            )
-            | CliError::Build(
-                crate::oci::build::BuildError::NotADirectory { .. }
-                | crate::oci::build::BuildError::Unsupported { .. }
-                | crate::oci::build::BuildError::WhiteoutName { .. }
-                | crate::oci::build::BuildError::NotALayout { .. },
-            )
-            | CliError::Push(
-                crate::oci::push::PushError::Verify { .. }
-                | crate::oci::push::PushError::Manifest(_)
-                | crate::oci::push::PushError::IncompleteIndex { .. }
-                | crate::oci::push::PushError::NestedIndex { .. }
-                | crate::oci::push::PushError::Layout(crate::oci::layout::LayoutError::Verify { .. })
-                | crate::oci::push::PushError::Store(crate::store::StoreError::Verify(_))
-                | crate::oci::push::PushError::Registry(crate::oci::registry::RegistryError::Verify { .. }),
-            )
-            | CliError::Convert(
-                crate::convert::ConvertError::LayerChanged { .. } | crate::convert::ConvertError::Erofs { .. },
-            )
-            | CliError::Manifest(_)
-            | CliError::Mount(
-                crate::mount::MountError::Refused { .. }
-                | crate::mount::MountError::NotSigned { .. }
-                | crate::mount::MountError::NotAsVerified { .. }
-                | crate::mount::MountError::MissingRootHash { .. }
-                | crate::mount::MountError::PinnedMismatch { .. },
-            )
-            | CliError::Verify(crate::sign::verify::VerifyError::Rejected { .. })
-            | CliError::Key(
-                crate::sign::keys::KeyError::Permissions { .. }
-                | crate::sign::keys::KeyError::Format { .. }
-                | crate::sign::keys::KeyError::Decrypt { .. },
-            )
-            | CliError::Policy(_) => 3,
-            _ => 1,
+            CliError::Usage(_) => ErrorClass::Usage,
+            CliError::Write(e) => e.class(),
+            CliError::Read(e) => e.class(),
+            CliError::Extract(e) => e.class(),
+            CliError::Pull(e) => e.class(),
+            CliError::Push(e) => e.class(),
+            CliError::Build(e) => e.class(),
+            CliError::Convert(e) => e.class(),
+            CliError::Store(e) => e.class(),
+            CliError::Manifest(e) => e.class(),
+            CliError::Mount(e) => e.class(),
+            CliError::Leftovers(_) => ErrorClass::Busy,
+            CliError::CheckFailed { .. } => ErrorClass::Findings,
+            CliError::Key(e) => e.class(),
+            CliError::Policy(e) => e.class(),
+            CliError::Sign(e) => e.class(),
+            CliError::Transfer(e) => e.class(),
+            CliError::Verify(e) => e.class(),
+            CliError::WatchTarget(e) => e.class(),
+            CliError::Io { .. } => ErrorClass::Io,
+            CliError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ErrorClass::OutputClosed,
+            CliError::Output(_) => ErrorClass::Io,
         }
     }
+
+    /// How the process ends for this error, from its [`class`](Self::class) alone.
+    pub fn exit(&self) -> VeritylabExit {
+        VeritylabExit::from_class(self.class())
+    }
+}
+
+/// Writes `args` and a newline to standard output, returning the error instead of panicking (what `out!`
+/// expands to).
+pub fn write_line(args: std::fmt::Arguments<'_>) -> Result<(), CliError> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .map_err(CliError::Output)
 }
 
 /// Runs one parsed command.

@@ -90,9 +90,9 @@ pub fn run_mount(args: &MountArgs) -> Result<(), CliError> {
     })?;
     let record = mount::mount(&store, &plan, &exe)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&record).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(&record).unwrap_or_default())?;
     } else {
-        println!(
+        out!(
             "mounted {} at {} (profile {}, backend {}, mount {}{})",
             record.image,
             record.target.display(),
@@ -104,7 +104,7 @@ pub fn run_mount(args: &MountArgs) -> Result<(), CliError> {
                 (_, Some(pid)) => format!(", namespace of pid {pid}"),
                 (_, None) => String::new(),
             }
-        );
+        )?;
     }
     Ok(())
 }
@@ -114,11 +114,11 @@ pub fn run_umount(args: &UmountArgs) -> Result<(), CliError> {
     let store = Store::open(&store_dir(args.store.clone())?)?;
     let report = mount::umount(&store, &args.target)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(&report).unwrap_or_default())?;
     } else {
-        println!("unmounted {} (mount {})", report.target.display(), report.id);
+        out!("unmounted {} (mount {})", report.target.display(), report.id)?;
         for left in &report.leftovers {
-            println!("left behind: {left}");
+            out!("left behind: {left}")?;
         }
     }
     if report.leftovers.is_empty() {
@@ -133,7 +133,7 @@ pub fn run_ps(args: &PsArgs) -> Result<(), CliError> {
     let store = Store::open(&store_dir(args.store.clone())?)?;
     let records = mount::list(&store)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&records).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(&records).unwrap_or_default())?;
         return Ok(());
     }
     for r in &records {
@@ -142,7 +142,7 @@ pub fn run_ps(args: &PsArgs) -> Result<(), CliError> {
             (false, true) => "mounting",
             (_, false) => "dead (umount cleans up)",
         };
-        println!(
+        out!(
             "{}  {}  {}  {}  {}  {}",
             r.id,
             r.target.display(),
@@ -150,7 +150,7 @@ pub fn run_ps(args: &PsArgs) -> Result<(), CliError> {
             r.profile,
             r.backend,
             state
-        );
+        )?;
     }
     Ok(())
 }
@@ -160,21 +160,21 @@ pub fn run_cleanup(args: &PsArgs) -> Result<(), CliError> {
     let store = Store::open(&store_dir(args.store.clone())?)?;
     let cleaned = crate::mount::cleanup::cleanup(&store)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&cleaned).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(&cleaned).unwrap_or_default())?;
     } else {
         if cleaned.is_empty() {
-            println!("no dead mounts");
+            out!("no dead mounts")?;
         }
         for c in &cleaned {
-            println!("cleaned mount {} at {}", c.id, c.target.display());
+            out!("cleaned mount {} at {}", c.id, c.target.display())?;
             for (pid, comm) in &c.holders {
-                println!("  namespace still held by pid {pid} ({comm})");
+                out!("  namespace still held by pid {pid} ({comm})")?;
             }
             for m in &c.unmounted {
-                println!("  unmounted {m}");
+                out!("  unmounted {m}")?;
             }
             for left in &c.leftovers {
-                println!("  left behind: {left}");
+                out!("  left behind: {left}")?;
             }
         }
     }

@@ -84,20 +84,20 @@ pub fn run(plan: &PullPlan) -> Result<(), CliError> {
         eprintln!("veritylab: warning: pulled over plain HTTP (no TLS) from a loopback registry (--plain-http)");
     }
     if plan.json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(&report).unwrap_or_default())?;
         return Ok(());
     }
-    println!("pulled {}", report.name);
-    println!("  transport: {}", report.transport);
-    println!("  resolved:  {}", report.resolved);
+    out!("pulled {}", report.name)?;
+    out!("  transport: {}", report.transport)?;
+    out!("  resolved:  {}", report.resolved)?;
     match &report.platform {
-        Some(platform) => println!("  manifest:  {} ({platform})", report.manifest),
-        None => println!("  manifest:  {}", report.manifest),
-    }
-    println!("  config:    {}", report.config);
+        Some(platform) => out!("  manifest:  {} ({platform})", report.manifest),
+        None => out!("  manifest:  {}", report.manifest),
+    }?;
+    out!("  config:    {}", report.config)?;
     for (i, layer) in report.layers.iter().enumerate() {
         let state = if layer.reused { "already stored" } else { "stored" };
-        println!("  layer {}:   {} {} bytes, {state}", i + 1, layer.digest, layer.size);
+        out!("  layer {}:   {} {} bytes, {state}", i + 1, layer.digest, layer.size)?;
     }
     Ok(())
 }

@@ -126,15 +126,15 @@ pub fn run(plan: &PushPlan) -> Result<(), CliError> {
         eprintln!("veritylab: warning: pushed over plain HTTP (no TLS) to a loopback registry (--plain-http)");
     }
     if plan.json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(&report).unwrap_or_default())?;
         return Ok(());
     }
-    println!("pushed {} to {}", report.source, report.destination);
-    println!("  transport: {}", report.transport);
-    println!("  digest:    {} ({})", report.digest, report.media_type);
+    out!("pushed {} to {}", report.source, report.destination)?;
+    out!("  transport: {}", report.transport)?;
+    out!("  digest:    {} ({})", report.digest, report.media_type)?;
     for blob in &report.blobs {
         let state = if blob.skipped { "already there" } else { "copied" };
-        println!("  blob:      {} {} bytes, {state}", blob.digest, blob.size);
+        out!("  blob:      {} {} bytes, {state}", blob.digest, blob.size)?;
     }
     Ok(())
 }

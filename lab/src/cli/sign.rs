@@ -136,24 +136,26 @@ pub fn run(plan: &SignPlan) -> Result<(), CliError> {
     };
     if plan.json {
         let value = serde_json::json!({ "signed": report, "pushed": pushed });
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(&value).unwrap_or_default())?;
         return Ok(());
     }
-    println!("signed {} ({} scheme)", report.name, report.scheme);
-    println!("  manifest:  {} (was {})", report.manifest.digest, report.source);
-    println!("  built:     {}", report.built);
-    println!("  key:       {}", report.key);
+    out!("signed {} ({} scheme)", report.name, report.scheme)?;
+    out!("  manifest:  {} (was {})", report.manifest.digest, report.source)?;
+    out!("  built:     {}", report.built)?;
+    out!("  key:       {}", report.key)?;
     for (i, layer) in report.layers.iter().enumerate() {
-        println!("  layer {}:   {} root hash {}", i + 1, layer.digest, layer.root_hash);
+        out!("  layer {}:   {} root hash {}", i + 1, layer.digest, layer.root_hash)?;
     }
     if let Some(sig) = &report.cosign {
-        println!(
+        out!(
             "  signature: {} ({}, payload {})",
-            sig.name, sig.manifest.digest, sig.payload
-        );
+            sig.name,
+            sig.manifest.digest,
+            sig.payload
+        )?;
     }
     if let Some(pushed) = &pushed {
-        println!("  pushed:    {}", pushed.summary());
+        out!("  pushed:    {}", pushed.summary())?;
         if plan.plain_http {
             eprintln!("veritylab: warning: pushed over plain HTTP (no TLS) to a loopback registry (--plain-http)");
         }

@@ -123,12 +123,12 @@ pub fn run(plan: &VerifyPlan) -> Result<(), CliError> {
             "report": report,
             "image": result.as_ref().ok(),
         });
-        println!("{value}");
+        out!("{value}")?;
     } else {
-        print_report(report);
+        print_report(report)?;
         if let Ok(image) = &result {
             for (i, layer) in image.layers().iter().enumerate() {
-                println!(
+                out!(
                     "  layer {}: {} root hash {}{}",
                     i + 1,
                     layer.digest(),
@@ -138,36 +138,37 @@ pub fn run(plan: &VerifyPlan) -> Result<(), CliError> {
                     } else {
                         " (unsigned: the image's own claim)"
                     }
-                );
+                )?;
             }
         }
     }
     result.map(|_| ()).map_err(CliError::from)
 }
 
-fn print_report(report: &Report) {
+fn print_report(report: &Report) -> Result<(), CliError> {
     let manifest = report.manifest.map(|d| format!(" ({d})")).unwrap_or_default();
-    println!("verify {}{manifest}, scheme {}", report.image, report.scheme);
+    out!("verify {}{manifest}, scheme {}", report.image, report.scheme)?;
     for check in &report.checks {
         let mark = match check.outcome {
             Outcome::Passed => "ok  ",
             Outcome::Failed => "FAIL",
             Outcome::Skipped => "skip",
         };
-        println!("  {mark} {:<22} {}", check.check.to_string(), check.detail);
+        out!("  {mark} {:<22} {}", check.check.to_string(), check.detail)?;
         for finding in &check.findings {
-            println!("       - {finding}");
+            out!("       - {finding}")?;
         }
     }
     if report.verified && report.signed {
-        println!("verified: the root hashes above come from the signed manifest");
+        out!("verified: the root hashes above come from the signed manifest")?;
     } else if report.verified {
-        println!(
+        out!(
             "accepted by the policy, but NOT SIGNED: no trusted signature covers this manifest, so its root hashes \
              are the image's own claims (the hardened profile refuses it)"
-        );
+        )?;
     } else {
         let failed = report.checks.iter().filter(|c| c.outcome == Outcome::Failed).count();
-        println!("NOT verified: {failed} check(s) failed; nothing is trusted");
+        out!("NOT verified: {failed} check(s) failed; nothing is trusted")?;
     }
+    Ok(())
 }

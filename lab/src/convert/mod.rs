@@ -26,6 +26,7 @@ use crate::oci::digest::{Digest, HashingReader, VerifyError};
 use crate::oci::manifest::{self, Manifest, ManifestError};
 use crate::progress::{self, Event, Reader};
 use crate::store::{Store, StoreError, write_atomically};
+use verity_fuse::ErrorClass;
 
 pub use verity::VerityLayout;
 
@@ -94,6 +95,21 @@ pub enum ConvertError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+impl ConvertError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Store(e) => e.class(),
+            Self::Manifest(e) => e.class(),
+            Self::NotAnImage { .. } => ErrorClass::BadInput,
+            Self::Erofs { source, .. } => source.class(),
+            Self::LayerChanged { source, .. } => source.class(),
+            Self::Verity { .. } => ErrorClass::Internal,
+            Self::Record { .. } => ErrorClass::Io,
+        }
+    }
 }
 
 /// What one converted layer is, as `conversion.json` records it.

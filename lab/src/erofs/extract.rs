@@ -19,6 +19,7 @@ use verity_fuse::ReadAt;
 use super::hostfs::{self, Special};
 use super::reader::{FileKind, Image, Inode, ReadError};
 use super::writer::Timestamp;
+use verity_fuse::ErrorClass;
 
 /// Errors of [`extract`].
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,16 @@ pub enum ExtractError {
         #[source]
         source: io::Error,
     },
+}
+
+impl ExtractError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Read(e) => e.class(),
+            Self::Write { .. } => ErrorClass::Io,
+        }
+    }
 }
 
 /// Options of [`extract`].

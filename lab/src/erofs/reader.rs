@@ -18,6 +18,7 @@ use super::format::{
     INCOMPAT_SUPPORTED, INODE_SLOT, Layout, NAME_LEN_MAX, NULL_ADDR, SUPERBLOCK_OFFSET, Superblock,
     XATTR_ENTRY_HEADER_SIZE, XATTR_HEADER_SIZE, mode,
 };
+use verity_fuse::ErrorClass;
 
 /// Longest symlink target the reader accepts (Linux `PATH_MAX`).
 pub const SYMLINK_MAX: u64 = 4096;
@@ -54,6 +55,13 @@ pub enum DirCorruption {
         /// Index of the entry in its block.
         entry: usize,
     },
+}
+
+impl DirCorruption {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
 }
 
 /// Errors reading an EROFS image.
@@ -227,6 +235,16 @@ pub enum ReadError {
         /// The nid reached again.
         nid: u64,
     },
+}
+
+impl ReadError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Io { .. } => ErrorClass::Io,
+            _ => ErrorClass::BadInput,
+        }
+    }
 }
 
 /// An extended attribute: full name and value.

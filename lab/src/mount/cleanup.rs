@@ -13,6 +13,7 @@
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+use verity_fuse::host;
 
 use serde::Serialize;
 
@@ -78,14 +79,14 @@ pub fn cleanup(store: &Store) -> Result<Vec<Cleaned>, MountError> {
     }
     let mut cleaned = Vec::new();
     for r in record::all(store)? {
-        let emulated_live = r.backend == Backend::Emulated && r.holder.is_none_or(process_alive);
+        let emulated_live = r.backend == Backend::Emulated && r.holder.is_none_or(host::process_exists);
         if emulated_live || (r.backend != Backend::Emulated && r.holder_alive()) {
             continue;
         }
         // Only a kernel-backend holder has a private namespace; the fuse backend mounts in its caller's, which
         // every other process shares, and its umount takes the FUSE mounts down.
         let holders = match (r.backend, r.namespace.as_deref()) {
-            (Backend::Kernel, Some(namespace)) => processes_in(namespace),
+            (Backend::Kernel, Some(namespace)) => host::processes_in_mount_namespace(namespace),
             _ => Vec::new(),
         };
         let pids: Vec<u32> = holders.iter().map(|&(pid, _)| pid).collect();
@@ -105,34 +106,11 @@ pub fn cleanup(store: &Store) -> Result<Vec<Cleaned>, MountError> {
     Ok(cleaned)
 }
 
-/// Whether process `pid` exists.
-fn process_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Processes whose mount namespace is `namespace` (`mnt:[INODE]`).
-fn processes_in(namespace: &str) -> Vec<(u32, String)> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut found: Vec<(u32, String)> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok_and(|l| l.to_string_lossy() == namespace))
-        .map(|pid| {
-            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            (pid, comm.trim_end().to_owned())
-        })
-        .collect();
-    found.sort();
-    found
-}
-
 /// Unmounts, inside the namespace the processes `pids` hold, the target and every mount under the record's
 /// state directory, newest first; returns what was unmounted. Any of the processes may exit meanwhile (the
 /// FUSE auto-unmount watchers do), so each step uses the first one still there.
 fn unmount_inside(pids: &[u32], record: &Record) -> Vec<String> {
-    let Some(mounts) = pids.iter().find_map(|&pid| crate::mountinfo::read(pid).ok()) else {
+    let Some(mounts) = pids.iter().find_map(|&pid| host::mountinfo::read(pid).ok()) else {
         return Vec::new();
     };
     let mut ours: Vec<_> = mounts

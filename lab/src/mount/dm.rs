@@ -27,6 +27,7 @@ use verity_fuse::sys::run_tool;
 use super::LayerSpec;
 use crate::convert::verity::geometry_for;
 use crate::mountinfo::DeviceNumber;
+use verity_fuse::ErrorClass;
 
 /// The prefix of every mapping veritylab makes.
 pub const PREFIX: &str = "veritylab-";
@@ -159,16 +160,13 @@ fn stale_loops(mapping: &Mapping) -> Vec<PathBuf> {
         .loops
         .iter()
         .filter(|device| {
-            let Some(name) = device.file_name().and_then(|n| n.to_str()) else {
+            let Some(found) = verity_fuse::host::loop_device(device) else {
                 return false;
             };
-            let sys = Path::new("/sys/block").join(name);
-            let backing = fs::read_to_string(sys.join("loop/backing_file")).unwrap_or_default();
             let ours = [&mapping.data_file, &mapping.hash_file]
                 .iter()
-                .any(|f| Path::new(backing.trim_end()) == f.as_path());
-            let unused = fs::read_dir(sys.join("holders")).is_ok_and(|mut h| h.next().is_none());
-            ours && unused
+                .any(|f| found.backing_path.as_deref() == Some(f.as_path()));
+            ours && !found.held
         })
         .cloned()
         .collect()
@@ -262,6 +260,13 @@ pub struct TableError {
     pub line: String,
     /// What is wrong.
     pub reason: &'static str,
+}
+
+impl TableError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
 }
 
 impl Table {
@@ -386,8 +391,7 @@ pub fn status_report(mapping: &Mapping) -> Option<StatusReport> {
 }
 
 fn backing_file(device: DeviceNumber) -> Option<PathBuf> {
-    let text = fs::read_to_string(format!("/sys/dev/block/{device}/loop/backing_file")).ok()?;
-    Some(PathBuf::from(text.trim_end()))
+    verity_fuse::host::loop_backing_path(device)
 }
 
 #[cfg(test)]

@@ -18,7 +18,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use verity_fuse::ReadAt;
 use verity_fuse::device::{Options, VerifiedDevice};
 use verity_fuse::fuse::StatusReport;
@@ -26,8 +25,8 @@ use verity_fuse::identity::FileId;
 use verity_fuse::source::{FileSource, Window};
 
 use super::record::{BaselineMount, MountId, MountedLayer, RECORD_FILE, Record};
+use super::view::View;
 use super::{MountError, Plan, Refusal, RefusalKind};
-use crate::audit::View;
 use crate::convert::verity::geometry_for;
 use crate::defence::{self, Defence};
 use crate::erofs::OverlayNamespace;
@@ -46,30 +45,7 @@ const FIRST_UNIQUE: u64 = 1 << 32;
 /// Inode number of a file inside an emulated mount (its root is inode 1).
 const FILE_INODE: u64 = 2;
 
-/// One entry of an emulated mount table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TableEntry {
-    /// Mount id.
-    pub id: u64,
-    /// Where.
-    pub mount_point: PathBuf,
-    /// Filesystem type.
-    pub fs_type: String,
-    /// Self-declared source.
-    pub source: String,
-    /// Device number.
-    pub device: DeviceNumber,
-    /// Per-mount options.
-    pub options: Vec<String>,
-    /// Superblock options.
-    pub super_options: Vec<String>,
-    /// For an emulated loop device's EROFS mount: the loop's backing file.
-    pub backing: Option<PathBuf>,
-    /// Unique mount id; `None` models a kernel without unique mount ids.
-    pub unique: Option<u64>,
-    /// For an emulated loop device: its backing file as device and inode.
-    pub backing_file: Option<FileId>,
-}
+pub use super::record::TableEntry;
 
 impl TableEntry {
     /// The entry's mount identity: unique where it has a unique id.

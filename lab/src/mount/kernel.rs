@@ -516,16 +516,13 @@ pub fn leftovers(record: &Record) -> Vec<String> {
         found.push(format!("holder process {}", record.holder.unwrap_or_default()));
     }
     found.extend(dm::leftovers(&record.id, &mappings(record)));
-    if let Ok(entries) = fs::read_dir("/sys/block") {
-        for entry in entries.filter_map(Result::ok) {
-            let backing = fs::read_to_string(entry.path().join("loop/backing_file")).unwrap_or_default();
-            if Path::new(backing.trim_end()).starts_with(&record.state) {
-                found.push(format!(
-                    "loop device /dev/{} backed by {}",
-                    entry.file_name().to_string_lossy(),
-                    backing.trim_end()
-                ));
-            }
+    for device in verity_fuse::host::loop_devices() {
+        if let Some(backing) = device.backing_path.filter(|b| b.starts_with(&record.state)) {
+            found.push(format!(
+                "loop device {} backed by {}",
+                device.path.display(),
+                backing.display()
+            ));
         }
     }
     for m in mountinfo::read_self().unwrap_or_default() {

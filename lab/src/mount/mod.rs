@@ -15,6 +15,7 @@ pub mod emulated;
 pub mod kernel;
 pub mod pinned;
 pub mod record;
+pub mod view;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ use crate::profile::{Backend, Profile};
 use crate::root_hash::RootHash;
 use crate::sign::verify::{SignedRootHash, VerifiedImage};
 use crate::store::{Store, StoreError, write_atomically};
+use verity_fuse::ErrorClass;
 
 pub use record::{Record, RecordError};
 
@@ -138,6 +140,16 @@ pub enum RefusalKind {
     Malformed,
 }
 
+impl RefusalKind {
+    /// What kind of failure a refusal of this kind is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::RootHash | Self::Verification => ErrorClass::VerificationFailed,
+            Self::Malformed => ErrorClass::BadInput,
+        }
+    }
+}
+
 /// A layer a backend refused to bring up, with the state of the verified devices at that moment (a holder
 /// writes it to [`record::REFUSAL_FILE`] before it exits, so the evidence outlives it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,6 +254,26 @@ pub enum MountError {
         /// What was built.
         found: String,
     },
+}
+
+impl MountError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Store(e) => e.class(),
+            Self::Convert(e) => e.class(),
+            Self::Record(e) => e.class(),
+            Self::Unsigned => ErrorClass::Usage,
+            Self::NotSigned { .. } | Self::NotAsVerified { .. } | Self::MissingRootHash { .. } => {
+                ErrorClass::NotTrusted
+            }
+            Self::Refused { refusal, .. } => refusal.kind.class(),
+            Self::Target { .. } | Self::NotMounted { .. } => ErrorClass::BadInput,
+            Self::Unavailable { .. } => ErrorClass::Unavailable,
+            Self::Setup { .. } => ErrorClass::Io,
+            Self::PinnedMismatch { .. } => ErrorClass::VerificationFailed,
+        }
+    }
 }
 
 /// Plans mounting `trust`'s image at `target`: converts its layers if needed and picks root hashes. A

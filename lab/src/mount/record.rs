@@ -9,6 +9,8 @@ use super::Plan;
 use crate::mountinfo::DeviceNumber;
 use crate::profile::{Backend, Profile};
 use crate::store::Store;
+use verity_fuse::ErrorClass;
+use verity_fuse::identity::FileId;
 pub use verity_fuse::identity::MountId;
 
 /// The plan's file name in a mount's state directory.
@@ -31,6 +33,13 @@ pub struct RecordError {
     pub path: PathBuf,
     /// Why.
     pub reason: String,
+}
+
+impl RecordError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
 }
 
 /// A layer as it was mounted.
@@ -109,7 +118,7 @@ pub struct Record {
     pub namespace: Option<String>,
     /// The emulated mount table (emulated backend only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub emulated: Option<Vec<super::emulated::TableEntry>>,
+    pub emulated: Option<Vec<TableEntry>>,
 }
 
 impl Record {
@@ -169,7 +178,7 @@ impl Record {
     /// Whether the holder process is still running.
     pub fn holder_alive(&self) -> bool {
         self.holder
-            .is_some_and(|pid| verity_fuse::sys::process_alive(pid, "veritylab"))
+            .is_some_and(|pid| verity_fuse::host::process_alive(pid, "veritylab"))
     }
 
     /// Whether the audit's check for added mounts covers a mount at `mount_point`: every mount of a kernel
@@ -231,4 +240,29 @@ pub fn all(store: &Store) -> Result<Vec<Record>, RecordError> {
 /// The record of the mount at `target`, if any.
 pub fn find(store: &Store, target: &Path) -> Result<Option<Record>, RecordError> {
     Ok(all(store)?.into_iter().find(|r| r.target == target))
+}
+
+/// One entry of an emulated mount table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableEntry {
+    /// Mount id.
+    pub id: u64,
+    /// Where.
+    pub mount_point: PathBuf,
+    /// Filesystem type.
+    pub fs_type: String,
+    /// Self-declared source.
+    pub source: String,
+    /// Device number.
+    pub device: DeviceNumber,
+    /// Per-mount options.
+    pub options: Vec<String>,
+    /// Superblock options.
+    pub super_options: Vec<String>,
+    /// For an emulated loop device's EROFS mount: the loop's backing file.
+    pub backing: Option<PathBuf>,
+    /// Unique mount id; `None` models a kernel without unique mount ids.
+    pub unique: Option<u64>,
+    /// For an emulated loop device: its backing file as device and inode.
+    pub backing_file: Option<FileId>,
 }

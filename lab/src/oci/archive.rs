@@ -7,12 +7,28 @@
 use std::fs::File;
 use std::path::Path;
 
-use super::pull::PullError;
 use crate::store::Store;
 
+/// An `oci-archive:` file that could not be unpacked.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {reason}", path.display())]
+pub struct ArchiveError {
+    /// The archive.
+    pub path: std::path::PathBuf,
+    /// What went wrong.
+    pub reason: String,
+}
+
+impl ArchiveError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> verity_fuse::ErrorClass {
+        verity_fuse::ErrorClass::BadInput
+    }
+}
+
 /// Unpacks the archive at `path` into a fresh temporary directory in the store.
-pub fn unpack(path: &Path, store: &Store) -> Result<tempfile::TempDir, PullError> {
-    let fail = |reason: String| PullError::Archive {
+pub fn unpack(path: &Path, store: &Store) -> Result<tempfile::TempDir, ArchiveError> {
+    let fail = |reason: String| ArchiveError {
         path: path.to_owned(),
         reason,
     };

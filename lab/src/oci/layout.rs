@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::digest::{Digest, VerifyError};
 use super::manifest::{Descriptor, Index, REF_NAME};
+use verity_fuse::ErrorClass;
 
 /// A layout source failure, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,17 @@ pub enum LayoutError {
         #[source]
         source: VerifyError,
     },
+}
+
+impl LayoutError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Io { .. } => ErrorClass::Io,
+            Self::Index { .. } | Self::NoSuchTag { .. } => ErrorClass::BadInput,
+            Self::Verify { source, .. } => source.class(),
+        }
+    }
 }
 
 /// An image layout opened for reading.

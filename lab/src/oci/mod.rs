@@ -1,8 +1,7 @@
 //! OCI images: references, digests, media types, manifests, and pulling from registries and image layouts.
 //!
 //! - [`reference`](mod@reference): `HOST[:PORT]/REPO[:TAG][@DIGEST]` and `oci:DIR[:TAG]`, parsed as pure functions.
-//! - [`digest`]: sha256 digests and checking bytes or streams against a descriptor (digest and size).
-//! - [`media`] and [`manifest`]: the media types we accept and the manifest, index and descriptor types.
+//! - [`digest`], [`media`] and [`manifest`]: the image-spec types, which live in [`crate::image_spec`].
 //! - [`auth`]: `WWW-Authenticate` challenges and credentials.
 //! - [`registry`]: a small blocking distribution-API client.
 //! - [`layout`]: an image layout directory as a source; [`archive`]: unpacking an `oci-archive:` tar into one.
@@ -13,15 +12,12 @@
 pub mod archive;
 pub mod auth;
 pub mod build;
-pub mod digest;
 pub mod layout;
-pub mod manifest;
-pub mod media;
 pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod registry;
 
-pub use digest::Digest;
+pub use crate::image_spec::{Digest, digest, manifest, media};
 pub use pull::{PullError, PullOptions, PullReport, pull};
 pub use reference::Reference;

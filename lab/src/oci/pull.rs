@@ -19,6 +19,7 @@ use super::reference::{LayoutRef, Reference};
 use super::registry::{Client, ClientOptions, FetchedManifest, RegistryError};
 use crate::progress::{self, Event, Reader};
 use crate::store::{Staged, Store, StoreError};
+use verity_fuse::ErrorClass;
 
 /// The annotation recording the index an image manifest was picked from.
 pub const FROM_INDEX: &str = "io.veritylab.image.index.digest";
@@ -106,6 +107,29 @@ pub enum PullError {
         /// The inner one.
         nested: Digest,
     },
+}
+
+impl From<super::archive::ArchiveError> for PullError {
+    fn from(e: super::archive::ArchiveError) -> Self {
+        PullError::Archive {
+            path: e.path,
+            reason: e.reason,
+        }
+    }
+}
+
+impl PullError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Registry(e) => e.class(),
+            Self::Layout(e) => e.class(),
+            Self::Manifest(e) => e.class(),
+            Self::Store(e) => e.class(),
+            Self::Verify { source, .. } => source.class(),
+            Self::Archive { .. } | Self::NestedIndex { .. } => ErrorClass::BadInput,
+        }
+    }
 }
 
 /// How the image was reached.

@@ -18,6 +18,7 @@ use super::reference::{LayoutRef, RegistryRef};
 use super::registry::{Client, ClientOptions, RegistryError};
 use crate::progress::{self, Event, Reader};
 use crate::store::{Store, StoreError};
+use verity_fuse::ErrorClass;
 
 /// Where a push reads from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +118,20 @@ pub enum PushError {
         /// The inner one.
         nested: Digest,
     },
+}
+
+impl PushError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Layout(e) => e.class(),
+            Self::Store(e) => e.class(),
+            Self::Registry(e) => e.class(),
+            Self::Manifest(e) => e.class(),
+            Self::Verify { source, .. } => source.class(),
+            Self::IncompleteIndex { .. } | Self::NestedIndex { .. } => ErrorClass::BadInput,
+        }
+    }
 }
 
 /// One blob of a push.

@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::digest::{Digest, DigestError};
+use verity_fuse::ErrorClass;
 
 /// A parsed image reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +94,13 @@ pub enum ReferenceError {
         #[source]
         source: DigestError,
     },
+}
+
+impl ReferenceError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
 }
 
 impl std::str::FromStr for Reference {

@@ -13,6 +13,7 @@ use ureq::http::Method;
 use super::auth::{self, Challenge, Credentials};
 use super::digest::{Digest, HashingReader, VerifyError};
 use super::reference::RegistryRef;
+use verity_fuse::ErrorClass;
 
 /// How a client talks to a registry.
 #[derive(Debug, Clone)]
@@ -130,6 +131,20 @@ pub enum RegistryError {
         /// What was wrong.
         reason: String,
     },
+}
+
+impl RegistryError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::PlainHttpNotLoopback { .. } => ErrorClass::Usage,
+            Self::Transport { .. } | Self::Status { .. } | Self::Upload { .. } | Self::Token { .. } => ErrorClass::Io,
+            Self::NotFound { .. } => ErrorClass::BadInput,
+            Self::Unauthorized { .. } => ErrorClass::NotTrusted,
+            Self::Verify { .. } | Self::ContentDigestHeader { .. } => ErrorClass::VerificationFailed,
+            Self::ManifestTooLarge { .. } => ErrorClass::BadInput,
+        }
+    }
 }
 
 /// A manifest fetched and checked.

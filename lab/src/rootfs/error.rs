@@ -9,6 +9,7 @@ use std::io;
 use verity_fuse::VerityError;
 
 use crate::erofs::ReadError;
+use verity_fuse::ErrorClass;
 
 /// `ENOENT`.
 pub const ENOENT: i32 = 2;
@@ -118,6 +119,26 @@ pub enum RootfsError {
         #[source]
         source: ReadError,
     },
+}
+
+impl RootfsError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Verification { source, .. } => source.class(),
+            Self::Layer { source, .. } => source.class(),
+            Self::StaleInode { .. } => ErrorClass::Internal,
+            Self::NoLayers
+            | Self::TooManyLayers { .. }
+            | Self::NotFound { .. }
+            | Self::NotADirectory { .. }
+            | Self::IsADirectory { .. }
+            | Self::NotAFile { .. }
+            | Self::TooLarge { .. }
+            | Self::NotASymlink { .. }
+            | Self::Cycle { .. } => ErrorClass::BadInput,
+        }
+    }
 }
 
 /// Result alias of the view.

@@ -32,6 +32,7 @@ use verity_fuse::ReadAt;
 use super::error::{EROFS, RootfsError};
 use super::merge::{Entry, Merged, Node, Stat};
 use crate::erofs::FileKind;
+use verity_fuse::ErrorClass;
 
 /// How long the kernel may keep entries and attributes: the tree never changes.
 const TTL: Duration = Duration::from_secs(3600);
@@ -89,6 +90,13 @@ pub enum FuseError {
         #[source]
         source: io::Error,
     },
+}
+
+impl FuseError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::Io
+    }
 }
 
 /// A mounted FUSE rootfs; dropping it unmounts.

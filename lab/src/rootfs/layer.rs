@@ -19,6 +19,7 @@ use verity_fuse::params::ParamError;
 use verity_fuse::source::{FileSource, Window};
 
 use crate::convert::{self, LAYER_FILE, LayerConversion, VERITY_FILE, VerityLayout};
+use verity_fuse::ErrorClass;
 
 /// A converted layer read through a verified device: the data file and the hash file.
 pub type VerifiedLayer = VerifiedDevice<FileSource, FileSource>;
@@ -69,6 +70,18 @@ pub enum LayerError {
         #[source]
         source: OpenError,
     },
+}
+
+impl LayerError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Open { .. } => ErrorClass::Io,
+            Self::Parameters { .. } => ErrorClass::VerificationFailed,
+            Self::Geometry { source, .. } => source.class(),
+            Self::Device { source, .. } => source.class(),
+        }
+    }
 }
 
 fn open(path: PathBuf) -> Result<FileSource, LayerError> {

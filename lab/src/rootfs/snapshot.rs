@@ -32,6 +32,7 @@ use verity_fuse::ReadAt;
 use super::error::RootfsError;
 use super::merge::Merged;
 use crate::erofs::{FileKind, hostfs};
+use verity_fuse::ErrorClass;
 
 /// Deepest directory nesting a host walk follows (a path of `PATH_MAX` bytes holds at most 2048 levels).
 pub const MAX_DEPTH: usize = 2048;
@@ -75,6 +76,17 @@ pub enum SnapshotError {
         /// The host path.
         path: PathBuf,
     },
+}
+
+impl SnapshotError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Merged(e) => e.class(),
+            Self::Host { .. } => ErrorClass::Io,
+            Self::TooDeep { .. } | Self::UmociJson { .. } | Self::RootlessXattr { .. } => ErrorClass::BadInput,
+        }
+    }
 }
 
 /// The kind of a snapshot entry.

@@ -18,6 +18,12 @@ use crate::convert::LayerConversion;
 use crate::oci::Digest;
 use crate::oci::manifest::ImageManifest;
 use crate::root_hash::RootHash;
+use verity_fuse::ErrorClass;
+
+/// The delivery-kit scheme's layer annotation with the root hash.
+pub const DELIVERY_KIT_ROOT_HASH: &str = "io.deckhouse.delivery-kit.dm-verity-root-hash";
+/// The delivery-kit scheme's manifest annotation with the build timestamp (seconds since the epoch).
+pub const DELIVERY_KIT_BUILD_TIMESTAMP: &str = "io.deckhouse.delivery-kit.build-timestamp";
 
 /// Default layer annotation carrying the root hash (hex).
 pub const ROOT_HASH: &str = "org.veritylab.dm-verity.root-hash";
@@ -52,11 +58,7 @@ impl AnnotationKeys {
     pub fn for_scheme(scheme: Scheme, root_hash: Option<&str>) -> Self {
         let (default_root, build_timestamp, timestamp_in_seconds) = match scheme {
             Scheme::Cosign => (ROOT_HASH, BUILD_TIMESTAMP, false),
-            Scheme::DeliveryKit => (
-                super::delivery_kit::ROOT_HASH,
-                super::delivery_kit::BUILD_TIMESTAMP,
-                true,
-            ),
+            Scheme::DeliveryKit => (DELIVERY_KIT_ROOT_HASH, DELIVERY_KIT_BUILD_TIMESTAMP, true),
         };
         Self {
             root_hash: root_hash.unwrap_or(default_root).to_owned(),
@@ -130,6 +132,16 @@ pub enum AnnotationError {
     },
 }
 
+impl AnnotationError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Missing { .. } => ErrorClass::NotTrusted,
+            Self::Malformed { .. } => ErrorClass::BadInput,
+        }
+    }
+}
+
 /// Why a manifest cannot be annotated.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -155,6 +167,13 @@ pub enum AnnotateError {
         /// Conversions given.
         converted: usize,
     },
+}
+
+impl AnnotateError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
 }
 
 /// A copy of `manifest` (JSON bytes) whose layer descriptors carry the root hash and tree parameters of

@@ -20,6 +20,7 @@ use crate::oci::Digest;
 use crate::oci::manifest::{Descriptor, ImageManifest};
 use crate::oci::media;
 use crate::store::{Store, StoreError};
+use verity_fuse::ErrorClass;
 
 /// The media type of a simple-signing payload layer.
 pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -130,6 +131,16 @@ pub enum SignatureError {
     },
 }
 
+impl SignatureError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Base64 { .. } | Self::Der { .. } => ErrorClass::BadInput,
+            Self::NoTrustedKey { .. } => ErrorClass::NotTrusted,
+        }
+    }
+}
+
 /// Checks a base64 DER signature over `message` against `keys`; returns the key that verifies it.
 pub fn verify<'k>(keys: &'k [PublicKey], message: &[u8], signature_b64: &str) -> Result<&'k PublicKey, SignatureError> {
     let der = STANDARD
@@ -233,6 +244,16 @@ pub enum SignatureStoreError {
         /// What is wrong.
         reason: String,
     },
+}
+
+impl SignatureStoreError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Store(e) => e.class(),
+            Self::Manifest { .. } => ErrorClass::BadInput,
+        }
+    }
 }
 
 /// Parses a signature manifest's JSON into its layer descriptors of type [`SIMPLE_SIGNING`].

@@ -20,11 +20,9 @@ use super::cosign;
 use super::keys::{self, PublicKey};
 use crate::oci::Digest;
 use crate::oci::manifest::ImageManifest;
+use verity_fuse::ErrorClass;
 
-/// Layer annotation with the root hash.
-pub const ROOT_HASH: &str = "io.deckhouse.delivery-kit.dm-verity-root-hash";
-/// Manifest annotation with the build timestamp (seconds since the epoch).
-pub const BUILD_TIMESTAMP: &str = "io.deckhouse.delivery-kit.build-timestamp";
+pub use super::annotate::{DELIVERY_KIT_BUILD_TIMESTAMP as BUILD_TIMESTAMP, DELIVERY_KIT_ROOT_HASH as ROOT_HASH};
 /// Manifest annotation with the base64 signature.
 pub const SIGNATURE: &str = "io.deckhouse.delivery-kit.signature";
 /// Manifest annotation with the signer's certificate (here: the base64 of its public key PEM).
@@ -55,6 +53,13 @@ pub fn payload(manifest: &ImageManifest) -> String {
 #[derive(Debug, thiserror::Error)]
 #[error("the manifest is not an image manifest: {0}")]
 pub struct EmbedError(String);
+
+impl EmbedError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
+}
 
 /// Signs the manifest JSON `bytes` and returns it with [`SIGNATURE`] and [`CERT`] set (any earlier values
 /// replaced). Every other field is kept.

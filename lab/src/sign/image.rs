@@ -14,6 +14,7 @@ use crate::oci::Digest;
 use crate::oci::manifest::{self, Descriptor, ImageManifest, Manifest, ManifestError};
 use crate::oci::reference::ReferenceError;
 use crate::store::{Store, StoreError};
+use verity_fuse::ErrorClass;
 
 /// The largest image manifest read.
 pub(crate) const MANIFEST_LIMIT: u64 = 4 << 20;
@@ -74,6 +75,22 @@ pub enum SignError {
         /// The image name.
         name: String,
     },
+}
+
+impl SignError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Reference(e) => e.class(),
+            Self::Store(e) => e.class(),
+            Self::Manifest(e) => e.class(),
+            Self::Convert(e) => e.class(),
+            Self::Annotate(e) => e.class(),
+            Self::Embed(e) => e.class(),
+            Self::Signatures(e) => e.class(),
+            Self::NotAnImage { .. } | Self::NoTag { .. } => ErrorClass::BadInput,
+        }
+    }
 }
 
 /// One signed layer.

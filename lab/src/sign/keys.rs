@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use p256::ecdsa::{SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use rand::RngCore;
+use verity_fuse::ErrorClass;
 
 /// PBKDF2 iterations for an encrypted private key.
 const PBKDF2_ROUNDS: u32 = 600_000;
@@ -75,6 +76,18 @@ pub enum KeyError {
         /// The file.
         path: PathBuf,
     },
+}
+
+impl KeyError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Io { .. } => ErrorClass::Io,
+            Self::Permissions { .. } | Self::Format { .. } | Self::Decrypt { .. } => ErrorClass::BadInput,
+            Self::PassphraseNeeded { .. } => ErrorClass::Unavailable,
+            Self::Exists { .. } => ErrorClass::Busy,
+        }
+    }
 }
 
 /// A trusted public key and where it came from.

@@ -27,6 +27,7 @@ use super::Scheme;
 use super::keys::{self, KeyError, PublicKey};
 use super::timestamp::Timestamp;
 use crate::defence::{self, Defence};
+use verity_fuse::ErrorClass;
 
 /// The largest policy file read.
 const POLICY_LIMIT: u64 = 1 << 20;
@@ -105,6 +106,17 @@ pub enum PolicyError {
         #[source]
         source: KeyError,
     },
+}
+
+impl PolicyError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Io { .. } => ErrorClass::Io,
+            Self::Parse { .. } | Self::Pattern { .. } => ErrorClass::BadInput,
+            Self::Key { source, .. } => source.class(),
+        }
+    }
 }
 
 /// One repository rule, its keys loaded.

@@ -14,6 +14,7 @@ use crate::oci::media;
 use crate::oci::reference::RegistryRef;
 use crate::oci::registry::{Client, ClientOptions, RegistryError};
 use crate::store::{Store, StoreError};
+use verity_fuse::ErrorClass;
 
 /// Why a signature cannot be fetched or pushed.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,18 @@ pub enum SignatureTransferError {
         /// What went wrong.
         reason: String,
     },
+}
+
+impl SignatureTransferError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Registry(e) => e.class(),
+            Self::Store(e) => e.class(),
+            Self::Signature(e) => e.class(),
+            Self::Blob { .. } => ErrorClass::BadInput,
+        }
+    }
 }
 
 fn client_for(reference: &RegistryRef, options: &ClientOptions) -> Result<Client, RegistryError> {

@@ -4,6 +4,9 @@
 
 use std::fmt;
 
+use crate::utc;
+use verity_fuse::ErrorClass;
+
 /// Seconds since 1970-01-01T00:00:00Z.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub u64);
@@ -14,6 +17,13 @@ pub struct Timestamp(pub u64);
 pub struct TimestampError {
     /// The text.
     pub text: String,
+}
+
+impl TimestampError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
 }
 
 impl Timestamp {
@@ -55,13 +65,13 @@ impl Timestamp {
         };
         let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
         let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        if year < 1970 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        if year < 1970 || !(1..=12).contains(&month) || day == 0 || day > utc::days_in_month(year, month) {
             return Err(err());
         }
         if hour > 23 || minute > 59 || second > 59 {
             return Err(err());
         }
-        let days = days_from_civil(year, month, day);
+        let days = utc::days_from_civil(year, month, day);
         Ok(Self(days * 86_400 + hour * 3600 + minute * 60 + second))
     }
 
@@ -73,15 +83,7 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (days, rest) = (self.0 / 86_400, self.0 % 86_400);
-        let (year, month, day) = civil_from_days(days);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-            rest / 3600,
-            rest % 3600 / 60,
-            rest % 60
-        )
+        f.write_str(&utc::rfc3339(self.0))
     }
 }
 
@@ -96,45 +98,6 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
         let text = String::deserialize(d)?;
         Self::parse(&text).map_err(serde::de::Error::custom)
     }
-}
-
-fn is_leap(year: u64) -> bool {
-    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
-}
-
-fn days_in_month(year: u64, month: u64) -> u64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a date in or after 1970 (the proleptic Gregorian calendar).
-fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
-    let before_year: u64 = (1970..year).map(|y| if is_leap(y) { 366 } else { 365 }).sum();
-    let before_month: u64 = (1..month).map(|m| days_in_month(year, m)).sum();
-    before_year + before_month + day - 1
-}
-
-/// The date of a day count since 1970-01-01.
-fn civil_from_days(mut days: u64) -> (u64, u64, u64) {
-    let mut year = 1970;
-    loop {
-        let len = if is_leap(year) { 366 } else { 365 };
-        if days < len {
-            break;
-        }
-        days -= len;
-        year += 1;
-    }
-    let mut month = 1;
-    while days >= days_in_month(year, month) {
-        days -= days_in_month(year, month);
-        month += 1;
-    }
-    (year, month, days + 1)
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ use crate::oci::reference::ReferenceError;
 use crate::oci::registry::ClientOptions;
 use crate::root_hash::RootHash;
 use crate::store::{Store, StoreError};
+use verity_fuse::ErrorClass;
 use verity_fuse::error::BlockRef;
 use verity_fuse::source::FileSource;
 use verity_fuse::{Geometry, Placement};
@@ -289,6 +290,32 @@ pub enum Finding {
     },
 }
 
+impl Finding {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::ManifestUnusable { .. }
+            | Self::PayloadMalformed { .. }
+            | Self::PayloadType { .. }
+            | Self::TimestampMalformed { .. } => ErrorClass::BadInput,
+            Self::SignatureFetch { .. } => ErrorClass::Io,
+            Self::Annotation(e) => e.class(),
+            Self::RootHashMismatch { .. } | Self::ParamsMismatch { .. } | Self::LayerData { .. } => {
+                ErrorClass::VerificationFailed
+            }
+            Self::TagReference { .. }
+            | Self::NoTrustedKeys
+            | Self::SignatureMissing { .. }
+            | Self::BadSignature { .. }
+            | Self::PayloadDigest { .. }
+            | Self::PayloadIdentity { .. }
+            | Self::TimestampMissing { .. }
+            | Self::Rollback { .. }
+            | Self::MixAndMatch { .. } => ErrorClass::NotTrusted,
+        }
+    }
+}
+
 /// A layer found in another signed manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LayerSource {
@@ -515,6 +542,25 @@ pub enum VerifyError {
     /// The store failed or does not hold the image.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl VerifyError {
+    /// What kind of failure this is: for a rejection, verification failed when any finding says so, else the
+    /// class of the first finding.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Rejected { report } => {
+                let classes: Vec<ErrorClass> = report.findings().map(Finding::class).collect();
+                if classes.contains(&ErrorClass::VerificationFailed) {
+                    ErrorClass::VerificationFailed
+                } else {
+                    classes.first().copied().unwrap_or(ErrorClass::NotTrusted)
+                }
+            }
+            Self::Reference(e) => e.class(),
+            Self::Store(e) => e.class(),
+        }
+    }
 }
 
 fn first_finding(report: &Report) -> String {

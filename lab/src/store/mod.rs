@@ -19,9 +19,10 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::oci::digest::{Digest, HashingReader, VerifyError};
-use crate::oci::manifest::{Descriptor, Index, REF_NAME};
-use crate::oci::media;
+use crate::image_spec::digest::{Digest, HashingReader, VerifyError};
+use crate::image_spec::manifest::{Descriptor, Index, REF_NAME};
+use crate::image_spec::media;
+use verity_fuse::ErrorClass;
 
 /// The `oci-layout` file's content.
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -87,6 +88,18 @@ pub enum StoreError {
         /// The store root.
         store: PathBuf,
     },
+}
+
+impl StoreError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Io { .. } | Self::Read { .. } => ErrorClass::Io,
+            Self::Verify(e) => e.class(),
+            Self::IndexJson { .. } | Self::Layout { .. } | Self::NotFound { .. } => ErrorClass::BadInput,
+            Self::NoDefaultDir { .. } => ErrorClass::Usage,
+        }
+    }
 }
 
 /// Result alias of the store.

@@ -20,6 +20,7 @@ pub mod target;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use verity_fuse::ErrorClass;
 use verity_fuse::tree::{Checker, Step};
 
 use crate::defence::{self, Defence};
@@ -76,6 +77,13 @@ pub enum ConfigError {
     NoStep,
 }
 
+impl ConfigError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::Usage
+    }
+}
+
 /// Re-verifies a fixed set of layers in passes, within a CPU budget.
 #[derive(Debug)]
 pub struct Watcher {
@@ -116,16 +124,26 @@ impl Watcher {
 
     /// Runs passes until `passes` are done or `until` comes, handing each report to `on_pass` as it ends.
     pub fn run(&self, mut on_pass: impl FnMut(&PassReport)) {
+        let done: Result<(), std::convert::Infallible> = self.try_run(|report| {
+            on_pass(report);
+            Ok(())
+        });
+        let Ok(()) = done;
+    }
+
+    /// [`Watcher::run`] with an `on_pass` that may fail (printing to a closed pipe): the first error ends the
+    /// passes and is returned.
+    pub fn try_run<E>(&self, mut on_pass: impl FnMut(&PassReport) -> Result<(), E>) -> Result<(), E> {
         let mut pass = 0u64;
         loop {
             if self.config.passes.is_some_and(|n| pass >= n) || self.past_deadline() {
-                return;
+                return Ok(());
             }
             pass += 1;
             let start = Instant::now();
-            on_pass(&self.pass(pass));
+            on_pass(&self.pass(pass))?;
             if self.config.passes.is_some_and(|n| pass >= n) {
-                return;
+                return Ok(());
             }
             let next = start + self.config.interval;
             let wake = self.config.until.map_or(next, |until| until.min(next));

@@ -1,13 +1,14 @@
 //! What a pass found: typed findings per layer, and per-pass totals of work and CPU.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use verity_fuse::error::{BlockRef, Device, VerityError};
 
-use super::target::PinSource;
 use crate::convert::VerityLayout;
+use crate::image_spec::Digest as OciDigest;
+use verity_fuse::ErrorClass;
 
 /// A problem found with a layer at rest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -102,6 +103,23 @@ pub enum Finding {
         /// What failed.
         reason: String,
     },
+}
+
+impl Finding {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Mismatch { .. }
+            | Self::NonZeroPadding { .. }
+            | Self::Truncated { .. }
+            | Self::Superblock { .. }
+            | Self::Sidecar { .. } => ErrorClass::VerificationFailed,
+            Self::Missing { .. } | Self::NotConverted { .. } => ErrorClass::BadInput,
+            Self::Io { .. } => ErrorClass::Io,
+            Self::Untrusted { .. } => ErrorClass::NotTrusted,
+            Self::Other { .. } => ErrorClass::Internal,
+        }
+    }
 }
 
 impl Finding {
@@ -205,30 +223,51 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 
 /// `time` as RFC 3339 in UTC with milliseconds (`2026-11-23T17:40:00.123Z`).
 pub fn rfc3339(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm, for the proleptic Gregorian calendar).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60,
-        since.subsec_millis()
-    )
+    crate::utc::rfc3339_millis(time)
+}
+
+/// Where a target's pinned root hash came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "from", rename_all = "kebab-case")]
+pub enum PinSource {
+    /// The node's `conversion.json` (as trustworthy as the node's disk).
+    ConversionRecord,
+    /// A signature verified at start with a trusted key.
+    Signature {
+        /// The verified manifest.
+        manifest: OciDigest,
+        /// The key's fingerprint.
+        key: String,
+    },
+    /// The plan of a mount made from a verified signature.
+    MountPlan {
+        /// The mount's id.
+        mount: String,
+        /// The verified manifest.
+        manifest: OciDigest,
+        /// The key's fingerprint.
+        key: String,
+    },
+}
+
+impl std::fmt::Display for PinSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PinSource::ConversionRecord => f.write_str("conversion.json (the node's record, not signed)"),
+            PinSource::Signature { manifest, key } => {
+                write!(f, "the signature of {manifest} by key {key}")
+            }
+            PinSource::MountPlan { mount, manifest, key } => {
+                write!(f, "mount {mount}'s plan (signature of {manifest} by key {key})")
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     #[test]

@@ -18,8 +18,6 @@ use verity_fuse::source::FileSource;
 use verity_fuse::superblock::Superblock;
 use verity_fuse::{Digest, Geometry};
 
-use serde::Serialize;
-
 use super::report::Finding;
 use crate::convert::{self, LayerConversion, SIDECAR_FILE, VERITY_FILE, VerityLayout, verity};
 use crate::mount::Plan;
@@ -28,6 +26,7 @@ use crate::oci::manifest::{self, Manifest};
 use crate::root_hash::RootHash;
 use crate::sign::verify::VerifiedImage;
 use crate::store::Store;
+use verity_fuse::ErrorClass;
 
 /// The largest image manifest read back from the store.
 const MANIFEST_LIMIT: u64 = 4 << 20;
@@ -56,43 +55,7 @@ pub struct LayerTarget {
 /// Layers to check, and findings about layers that cannot be checked (no conversion).
 pub type Targets = (Vec<LayerTarget>, Vec<Finding>);
 
-/// Where a target's pinned root hash came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "from", rename_all = "kebab-case")]
-pub enum PinSource {
-    /// The node's `conversion.json` (as trustworthy as the node's disk).
-    ConversionRecord,
-    /// A signature verified at start with a trusted key.
-    Signature {
-        /// The verified manifest.
-        manifest: OciDigest,
-        /// The key's fingerprint.
-        key: String,
-    },
-    /// The plan of a mount made from a verified signature.
-    MountPlan {
-        /// The mount's id.
-        mount: String,
-        /// The verified manifest.
-        manifest: OciDigest,
-        /// The key's fingerprint.
-        key: String,
-    },
-}
-
-impl std::fmt::Display for PinSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PinSource::ConversionRecord => f.write_str("conversion.json (the node's record, not signed)"),
-            PinSource::Signature { manifest, key } => {
-                write!(f, "the signature of {manifest} by key {key}")
-            }
-            PinSource::MountPlan { mount, manifest, key } => {
-                write!(f, "mount {mount}'s plan (signature of {manifest} by key {key})")
-            }
-        }
-    }
-}
+pub use super::report::PinSource;
 
 /// A target that cannot be set up from its record.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +84,17 @@ pub enum TargetError {
         /// The image name.
         name: String,
     },
+}
+
+impl TargetError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Convert(e) => e.class(),
+            Self::Record { .. } | Self::NotAnImage { .. } => ErrorClass::BadInput,
+            Self::NotSigned { .. } => ErrorClass::NotTrusted,
+        }
+    }
 }
 
 impl LayerTarget {

@@ -25,6 +25,7 @@ use veritylab::mount::emulated::Table;
 use veritylab::mount::{self, Trust};
 use veritylab::oci::pull::{self, PullOptions};
 use veritylab::oci::reference;
+use veritylab::out;
 use veritylab::profile::{Backend, Profile};
 use veritylab::rootfs::Snapshot;
 use veritylab::sign::Scheme;
@@ -47,24 +48,24 @@ fn fail(step: &str, e: impl std::fmt::Display) -> CliError {
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> Result<(), CommandError> {
     let (backend, reason) = Backend::auto();
-    println!("backend  {reason}");
+    out!("backend  {reason}")?;
     pipeline(backend)?;
-    println!();
-    println!("== every attack of the catalogue against every profile ({backend} backend) ==");
+    out!("")?;
+    out!("== every attack of the catalogue against every profile ({backend} backend) ==")?;
     let scenarios = load::embedded()?;
     // No backend asked for: the run makes the same choice and reports it with its reason.
     let report = run_and_report(&scenarios, &RunOptions::default(), Format::Text, None)?;
     if let Some(path) = &args.html {
         report::write_atomic(path, &report::render(&report, Format::Html, false))
             .map_err(|e| fail("writing the HTML report", e))?;
-        println!("HTML report: {}", path.display());
+        out!("HTML report: {}", path.display())?;
     }
     passed(&report)
 }
 
 /// The pipeline on the sample image on `backend`: pull, convert, sign, verify, mount, check.
 fn pipeline(backend: Backend) -> Result<(), CliError> {
-    println!("== the pipeline on the sample image ==");
+    out!("== the pipeline on the sample image ==")?;
     let exe = std::env::current_exe().map_err(|e| fail("finding the veritylab executable", e))?;
     let sandbox = Sandbox::new(Profile::Hardened, backend, image::sample(), Scheme::Cosign, &exe)
         .map_err(|e| fail("creating a sandbox", e))?;
@@ -73,44 +74,46 @@ fn pipeline(backend: Backend) -> Result<(), CliError> {
     Sandbox::store_image(&publisher, &sandbox.name, &sandbox.layers).map_err(|e| fail("build", e))?;
     let layout = dir.join("registry");
     Sandbox::export(&publisher, &sandbox.name, &layout, "v1").map_err(|e| fail("publish", e))?;
-    println!(
+    out!(
         "build    the sample image ({} layers) as an OCI layout at {}",
         sandbox.layers.len(),
         layout.display()
-    );
+    )?;
 
     let reference = reference::parse(&format!("oci:{}:v1", layout.display())).map_err(|e| fail("pull", e))?;
     let pulled = pull::pull(&reference, &sandbox.store, &PullOptions::default(), &|_| {})?;
     let descriptor = sandbox.store.lookup(&pulled.name)?;
     sandbox.store.tag(&sandbox.name, descriptor)?;
-    println!(
+    out!(
         "pull     {} -> {} (every blob checked against its digest)",
-        pulled.name, pulled.manifest
-    );
+        pulled.name,
+        pulled.manifest
+    )?;
 
     let converted = convert::convert_image(&sandbox.store, &sandbox.name, VerityLayout::Containerd, &|_| {})?;
     for layer in &converted.layers {
-        println!(
+        out!(
             "convert  {} -> EROFS + dm-verity tree, root hash {}",
-            layer.conversion.layer, layer.conversion.roothash
-        );
+            layer.conversion.layer,
+            layer.conversion.roothash
+        )?;
     }
 
     sandbox
         .sign(&sandbox.store, &sandbox.name, &sandbox.key, BUILT)
         .map_err(|e| fail("sign", e))?;
-    println!(
+    out!(
         "sign     {} with a fresh P-256 key (cosign, root hashes as annotations)",
         sandbox.name
-    );
+    )?;
 
     let mut options = VerifyOptions::new(Policy::default(), vec![sandbox.public.clone()]);
     options.scheme = Scheme::Cosign;
     let verified = verify::verify_image(&sandbox.store, &sandbox.name, &options).map_err(|e| fail("verify", e))?;
-    println!(
+    out!(
         "verify   signature, root hashes and local trees of {}: ok",
         verified.manifest().digest
-    );
+    )?;
 
     let target = dir.join("rootfs");
     std::fs::create_dir_all(&target).map_err(|e| fail("mount", e))?;
@@ -146,11 +149,11 @@ fn pipeline(backend: Backend) -> Result<(), CliError> {
         Backend::Fuse => "fuse backend, a read-only FUSE rootfs over verified FUSE devices",
         _ => "kernel backend, an overlay over verified devices",
     };
-    println!(
+    out!(
         "mount    hardened profile, {how}: {} entries read, every block verified",
         snapshot.entries.len()
-    );
-    println!(
+    )?;
+    out!(
         "check    mount audit: {} checks, {}",
         audit.checked.len(),
         if audit.passed() {
@@ -158,7 +161,7 @@ fn pipeline(backend: Backend) -> Result<(), CliError> {
         } else {
             format!("{} findings", audit.findings.len())
         }
-    );
+    )?;
     let umounted = mount::umount(&sandbox.store, &record.target)?;
     if !umounted.leftovers.is_empty() {
         return Err(fail(

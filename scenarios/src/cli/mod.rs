@@ -1,10 +1,10 @@
-//! The `veritylab scenario` and `veritylab demo` subcommands as library code, with their error and its exit
-//! code; the `veritylab` binary joins them to the pipeline's subcommands of [`veritylab::cli`].
+//! The `veritylab scenario` and `veritylab demo` subcommands as library code, with their error and its class; the `veritylab` binary joins them to the pipeline's subcommands of [`veritylab::cli`].
 
 pub mod demo;
 pub mod scenario;
 
-use veritylab::cli::CliError;
+use verity_fuse::ErrorClass;
+use veritylab::cli::{CliError, VeritylabExit};
 
 /// A failed `scenario` or `demo` command.
 #[derive(Debug, thiserror::Error)]
@@ -38,15 +38,21 @@ pub enum CommandError {
 }
 
 impl CommandError {
-    /// The process exit code: a pipeline error's own ([`CliError::exit_code`]), 3 for scenario files that do
-    /// not load, 4 when a run's cells differ from their expectation, 1 for a backend not available here or a
-    /// `kernel-vm` batch that failed.
-    pub fn exit_code(&self) -> u8 {
+    /// What kind of failure this is: a pipeline error's own class, bad input for scenario files that do not
+    /// load, findings when a run's cells differ from their expectation, unavailable for a backend this host
+    /// lacks, and a `kernel-vm` batch's own class.
+    pub fn class(&self) -> ErrorClass {
         match self {
-            CommandError::Lab(e) => e.exit_code(),
-            CommandError::Load(_) => 3,
-            CommandError::Failed { .. } => 4,
-            CommandError::Unavailable { .. } | CommandError::KernelVm(_) => 1,
+            CommandError::Lab(e) => e.class(),
+            CommandError::Load(_) => ErrorClass::BadInput,
+            CommandError::Failed { .. } => ErrorClass::Findings,
+            CommandError::Unavailable { .. } => ErrorClass::Unavailable,
+            CommandError::KernelVm(e) => e.class(),
         }
+    }
+
+    /// How the process ends for this error, from its [`class`](Self::class) alone.
+    pub fn exit(&self) -> VeritylabExit {
+        VeritylabExit::from_class(self.class())
     }
 }

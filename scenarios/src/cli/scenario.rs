@@ -4,6 +4,7 @@
 //! time, so the installed command works anywhere; `--dir DIR` reads `DIR/*.toml` instead.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
@@ -20,6 +21,7 @@ use crate::{Scenario, load};
 use veritylab::profile::Profile;
 
 use crate::backend::RunnerBackend;
+use veritylab::out;
 
 /// `veritylab scenario` subcommands.
 #[derive(Subcommand, Debug, Clone)]
@@ -106,7 +108,13 @@ fn run_and_report_from(
         Some(path) => {
             report::write_atomic(path, &text).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?
         }
-        None => print!("{text}"),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .map_err(CliError::Output)?
+        }
     }
     Ok(report)
 }
@@ -189,7 +197,7 @@ pub fn run(command: ScenarioCommand) -> Result<(), CommandError> {
         ScenarioCommand::List(args) => {
             let entries: Vec<ListEntry> = load_from(&args.dir)?.iter().map(ListEntry::from).collect();
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&entries).unwrap_or_default());
+                out!("{}", serde_json::to_string_pretty(&entries).unwrap_or_default())?;
                 return Ok(());
             }
             let width = |f: fn(&ListEntry) -> usize| entries.iter().map(f).max().unwrap_or(0);
@@ -197,27 +205,29 @@ pub fn run(command: ScenarioCommand) -> Result<(), CommandError> {
             let attack_width = width(|e| e.attack.len()).max(6);
             let profiles = |e: &ListEntry| e.profiles.iter().map(|p| p.name()).collect::<Vec<_>>().join(",");
             let profiles_width = entries.iter().map(|e| profiles(e).len()).max().unwrap_or(0).max(8);
-            println!(
+            out!(
                 "{:id_width$}  {:attack_width$}  {:profiles_width$}  TITLE",
-                "ID", "ATTACK", "PROFILES"
-            );
+                "ID",
+                "ATTACK",
+                "PROFILES"
+            )?;
             for e in &entries {
-                println!(
+                out!(
                     "{:id_width$}  {:attack_width$}  {:profiles_width$}  {}",
                     e.id,
                     e.attack,
                     profiles(e),
                     e.title
-                );
+                )?;
             }
             Ok(())
         }
         ScenarioCommand::Attacks => {
             for spec in attacks::CATALOGUE {
-                println!("{}: {}", spec.name, spec.summary);
+                out!("{}: {}", spec.name, spec.summary)?;
                 for param in spec.params {
                     let required = if param.required { ", required" } else { "" };
-                    println!("    {} ({}{required}): {}", param.name, param.ty, param.doc);
+                    out!("    {} ({}{required}): {}", param.name, param.ty, param.doc)?;
                 }
             }
             Ok(())
@@ -228,10 +238,10 @@ pub fn run(command: ScenarioCommand) -> Result<(), CommandError> {
                 .dir
                 .map_or_else(|| "embedded scenarios/".to_owned(), |d| d.display().to_string());
             let cells: usize = scenarios.iter().map(|s| s.profiles.len()).sum();
-            println!(
+            out!(
                 "{} scenarios valid ({cells} profile expectations) in {from}",
                 scenarios.len()
-            );
+            )?;
             Ok(())
         }
         ScenarioCommand::Run(args) => {

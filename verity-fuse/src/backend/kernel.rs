@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::class::ErrorClass;
 use crate::device::Options;
 use crate::fec::FecParams;
 use crate::hash::Digest;
@@ -201,12 +202,55 @@ pub fn table(name: &str) -> Result<String, ToolError> {
     Ok(run_tool("dmsetup", "dmsetup", ["table", name])?.trim().to_owned())
 }
 
-/// Removes mapping `name` and detaches its loop devices.
-pub fn close(name: &str, loops: &[PathBuf]) -> Result<(), ToolError> {
+/// Why a mapping could not be closed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloseError {
+    /// Something holds the mapping exclusively (a mounted filesystem, another mapping): opening it with
+    /// `O_EXCL` failed with `EBUSY`.
+    #[error("{} is in use: {error}", device.display())]
+    Busy {
+        /// `/dev/mapper/NAME`.
+        device: PathBuf,
+        /// The error of the exclusive open.
+        error: std::io::Error,
+    },
+    /// `dmsetup` or `losetup` failed.
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+}
+
+impl CloseError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Busy { .. } => ErrorClass::Busy,
+            Self::Tool(e) => e.class(),
+        }
+    }
+}
+
+/// Fails with [`CloseError::Busy`] when the block device at `device` is held exclusively: the kernel answers an
+/// `O_EXCL` open of a block device with `EBUSY` while a filesystem is mounted on it or a mapping sits on it.
+fn check_not_held(device: &Path) -> Result<(), CloseError> {
+    use rustix::fs::{Mode, OFlags};
+    match rustix::fs::open(device, OFlags::RDONLY | OFlags::EXCL | OFlags::CLOEXEC, Mode::empty()) {
+        Err(errno) if errno == rustix::io::Errno::BUSY => Err(CloseError::Busy {
+            device: device.to_owned(),
+            error: errno.into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Removes mapping `name` and detaches its loop devices; refuses with [`CloseError::Busy`] while something
+/// holds the mapping.
+pub fn close(name: &str, loops: &[PathBuf]) -> Result<(), CloseError> {
+    check_not_held(&Path::new("/dev/mapper").join(name))?;
     run_tool("dmsetup", "dmsetup", ["remove", name])?;
     // Without udev the node stays behind: have dmsetup drop nodes of mappings that no longer exist.
     run_tool("dmsetup", "dmsetup", ["mknodes"])?;
-    detach(loops)
+    Ok(detach(loops)?)
 }
 
 #[cfg(test)]

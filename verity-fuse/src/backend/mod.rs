@@ -8,6 +8,7 @@ pub mod kernel;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use crate::class::ErrorClass;
 use crate::sys;
 
 /// A backend that serves verified devices.
@@ -97,6 +98,13 @@ pub struct Unavailable {
     pub backend: Backend,
     /// What is missing.
     pub reason: String,
+}
+
+impl Unavailable {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::Unavailable
+    }
 }
 
 impl Backend {

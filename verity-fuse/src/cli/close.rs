@@ -3,11 +3,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::Busy;
+use super::Failure;
 use crate::backend::{Backend, kernel};
+use crate::class::ErrorClass;
 use crate::registry::{Entry, Info, Liveness, Registry};
 use crate::sys;
 
@@ -29,13 +30,7 @@ pub(crate) fn run(a: CloseArgs) -> Result<()> {
     let entry = registry.open_entry(&a.name)?;
     match entry.liveness() {
         (Liveness::Active, Some(info)) if info.backend == Backend::Kernel => {
-            kernel::close(&a.name, &info.loops).map_err(|e| {
-                if e.to_string().contains("busy") {
-                    anyhow::Error::new(Busy(format!("device `{}` is in use: {e}", a.name)))
-                } else {
-                    e.into()
-                }
-            })?;
+            kernel::close(&a.name, &info.loops).with_context(|| format!("closing device `{}`", a.name))?;
             entry.remove()?;
         }
         (Liveness::Active, Some(info)) => close_fuse(&entry, &info)?,
@@ -53,14 +48,14 @@ pub(crate) fn run(a: CloseArgs) -> Result<()> {
 
 /// Says who holds a FUSE device: loop devices backed by it, and where those are mounted.
 fn holders(entry: &Entry) -> Vec<String> {
-    let mounts = sys::mounts();
-    sys::loops_backed_by(&entry.device_file())
+    let mounts = crate::host::mountinfo::read_self().unwrap_or_default();
+    crate::host::loops_backed_by(&entry.device_file())
         .into_iter()
         .map(|l| {
             let source = l.to_string_lossy();
             let at: Vec<String> = mounts
                 .iter()
-                .filter(|m| m.source == source)
+                .filter(|m| m.source == l.as_os_str())
                 .map(|m| format!("mounted at {}", m.mount_point.display()))
                 .collect();
             if at.is_empty() {
@@ -75,23 +70,32 @@ fn holders(entry: &Entry) -> Vec<String> {
 fn close_fuse(entry: &Entry, info: &Info) -> Result<()> {
     let held = holders(entry);
     if !held.is_empty() {
-        return Err(Busy(format!(
-            "device `{}` is in use by {}: unmount and detach those first",
-            entry.name,
-            held.join("; ")
-        ))
+        return Err(Failure::new(
+            ErrorClass::Busy,
+            format!(
+                "device `{}` is in use by {}: unmount and detach those first",
+                entry.name,
+                held.join("; ")
+            ),
+        )
         .into());
     }
     let mount_point = entry.mount_point();
     if let Err(e) = sys::run_tool("fusermount3", "fuse3", ["-u".as_ref(), mount_point.as_os_str()]) {
-        return Err(Busy(format!(
-            "device `{}` could not be unmounted (is a file on it open?): {e}",
-            entry.name
-        ))
+        return Err(Failure::new(
+            ErrorClass::Busy,
+            format!(
+                "device `{}` could not be unmounted (is a file on it open?): {e}",
+                entry.name
+            ),
+        )
         .into());
     }
     let started = Instant::now();
-    while info.pid.is_some_and(|pid| sys::process_alive(pid, "verity-fuse")) {
+    while info
+        .pid
+        .is_some_and(|pid| crate::host::process_alive(pid, "verity-fuse"))
+    {
         if started.elapsed() > EXIT_TIMEOUT {
             bail!("the FUSE server (pid {:?}) did not exit after the unmount", info.pid);
         }

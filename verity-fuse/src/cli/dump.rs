@@ -33,6 +33,6 @@ pub(crate) fn run(a: DumpArgs) -> Result<()> {
         let hash_len = std::fs::metadata(&a.hash)?.len();
         header.fec = Some(FecHeader::new(&a.fec.layout(&geometry, fec, None, &a.hash, hash_len)?));
     }
-    header.print(a.json);
+    header.print(a.json)?;
     Ok(())
 }

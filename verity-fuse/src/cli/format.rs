@@ -140,7 +140,7 @@ pub(crate) fn run(a: FormatArgs) -> Result<()> {
     header.root_hash = Some(tree.root);
     header.hash_device_size = Some(plan.geometry.hash_device_size());
     header.fec = fec_layout.as_ref().map(FecHeader::new);
-    header.print(a.json);
+    header.print(a.json)?;
     Ok(())
 }
 

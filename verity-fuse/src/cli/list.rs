@@ -61,7 +61,7 @@ pub(crate) fn run(a: ListArgs) -> Result<()> {
         });
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rows).expect("serialises"));
+        out!("{}", serde_json::to_string_pretty(&rows).expect("serialises"))?;
         return Ok(());
     }
     for r in rows {
@@ -77,7 +77,7 @@ pub(crate) fn run(a: ListArgs) -> Result<()> {
             Liveness::Stale => "stale".into(),
         };
         let device = r.device.map(|d| d.display().to_string()).unwrap_or_default();
-        println!("{:<24} {backend:<7} {state:<20} {device}", r.name);
+        out!("{:<24} {backend:<7} {state:<20} {device}", r.name)?;
     }
     Ok(())
 }

@@ -1,12 +1,15 @@
 //! The `verity-fuse` command: arguments become validated plans, plans call the library, and every error
 //! maps to an exit code in [`run`].
 //!
-//! Exit codes follow veritysetup: 0 success, 1 wrong parameters or bad input, 2 verification failed,
-//! 4 a device or file could not be read or written, 5 the device is busy or already exists.
+//! Exit codes follow veritysetup ([`VerityFuseExit`]): each is derived from the [`ErrorClass`] of the failure,
+//! never from its message.
 
+#[macro_use]
+mod output;
 mod args;
 mod close;
 mod dump;
+mod exit;
 mod format;
 mod list;
 mod open;
@@ -14,10 +17,14 @@ mod report;
 mod status;
 mod verify;
 
+pub use exit::VerityFuseExit;
+pub use output::OutputError;
+
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::class::ErrorClass;
 use crate::error::VerityError;
 
 /// Userspace dm-verity: hash trees byte-identical to veritysetup's, and verified block devices.
@@ -46,19 +53,31 @@ enum Command {
     List(list::ListArgs),
 }
 
-/// The device is held by a loop device, a mount or an open file.
+/// A failure the command itself detects, with its class (a device still held, a request made at the wrong
+/// time).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct Busy(pub(crate) String);
+#[error("{message}")]
+pub(crate) struct Failure {
+    /// What kind of failure it is.
+    pub(crate) class: ErrorClass,
+    /// What to tell the user.
+    pub(crate) message: String,
+}
 
-/// Exit code for bad parameters or input.
-pub const EXIT_INPUT: u8 = 1;
-/// Exit code for a failed verification.
-pub const EXIT_VERIFY: u8 = 2;
-/// Exit code for a device or file that could not be read or written.
-pub const EXIT_IO: u8 = 4;
-/// Exit code for a device that is busy or already exists.
-pub const EXIT_BUSY: u8 = 5;
+impl Failure {
+    /// A failure of `class` saying `message`.
+    pub(crate) fn new(class: ErrorClass, message: impl Into<String>) -> Failure {
+        Failure {
+            class,
+            message: message.into(),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub(crate) fn class(&self) -> ErrorClass {
+        self.class
+    }
+}
 
 /// Runs the command line `args` (including the program name) and returns the exit code.
 pub fn run<I, T>(args: I) -> ExitCode
@@ -67,11 +86,22 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let argv: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
-    let cli = match Cli::try_parse_from(&argv) {
+    let command = Cli::command()
+        .after_help(VerityFuseExit::help())
+        .mut_subcommands(|sub| sub.after_help(VerityFuseExit::help()));
+    let cli = match command
+        .try_get_matches_from(&argv)
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_INPUT } else { 0 });
+            return if e.use_stderr() {
+                VerityFuseExit::Invalid
+            } else {
+                VerityFuseExit::Success
+            }
+            .into();
         }
     };
     let result = match cli.command {
@@ -84,35 +114,47 @@ where
         Command::List(a) => list::run(a),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => VerityFuseExit::Success.into(),
         Err(e) => {
-            eprintln!("verity-fuse: {e:#}");
-            ExitCode::from(exit_code(&e))
+            let exit = VerityFuseExit::from_class(class_of(&e));
+            if exit != VerityFuseExit::BrokenPipe {
+                eprintln!("verity-fuse: {e:#}");
+            }
+            exit.into()
         }
     }
 }
 
-/// The exit code for an error, decided once here from its typed cause.
-fn exit_code(e: &anyhow::Error) -> u8 {
-    for cause in e.chain() {
-        if cause.downcast_ref::<Busy>().is_some()
-            || matches!(
-                cause.downcast_ref::<crate::registry::RegistryError>(),
-                Some(crate::registry::RegistryError::Exists(_))
-            )
-        {
-            return EXIT_BUSY;
-        }
-        if let Some(v) = cause.downcast_ref::<VerityError>() {
-            return match v {
-                VerityError::HashMismatch { .. } | VerityError::NonZeroPadding { .. } => EXIT_VERIFY,
-                VerityError::Io { .. } => EXIT_IO,
-                _ => EXIT_INPUT,
-            };
-        }
-        if cause.downcast_ref::<std::io::Error>().is_some() {
-            return EXIT_IO;
-        }
+/// The class of a failure: that of the outermost error in its chain that has one. A failure none of whose
+/// causes is classified is a refused request ([`ErrorClass::BadInput`], exit 1 as veritysetup's "wrong
+/// parameters").
+pub fn class_of(e: &anyhow::Error) -> ErrorClass {
+    e.chain().find_map(class_of_cause).unwrap_or(ErrorClass::BadInput)
+}
+
+/// The class of one error of the chain, when it is a type that has one.
+fn class_of_cause(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
+    use crate::{backend, device, hash, hex, params, registry, superblock, sys};
+    macro_rules! classes {
+        ($($ty:ty),* $(,)?) => {
+            $(if let Some(e) = cause.downcast_ref::<$ty>() {
+                return Some(e.class());
+            })*
+        };
     }
-    EXIT_INPUT
+    classes!(
+        Failure,
+        OutputError,
+        VerityError,
+        registry::RegistryError,
+        sys::ToolError,
+        backend::Unavailable,
+        backend::kernel::CloseError,
+        device::OpenError,
+        params::ParamError,
+        superblock::SuperblockError,
+        hash::UnknownAlgorithm,
+        hex::HexError,
+    );
+    cause.downcast_ref::<std::io::Error>().map(|_| ErrorClass::Io)
 }

@@ -159,7 +159,7 @@ struct Opened<'a> {
     table: &'a str,
 }
 
-fn report(info: &Info, json: bool) {
+fn report(info: &Info, json: bool) -> Result<(), super::output::OutputError> {
     if json {
         let opened = Opened {
             name: &info.name,
@@ -167,10 +167,11 @@ fn report(info: &Info, json: bool) {
             device: &info.device,
             table: &info.table,
         };
-        println!("{}", serde_json::to_string_pretty(&opened).expect("serialises"));
+        out!("{}", serde_json::to_string_pretty(&opened).expect("serialises"))?;
     } else {
-        println!("{}", info.device.display());
+        out!("{}", info.device.display())?;
     }
+    Ok(())
 }
 
 pub(crate) fn run(a: OpenArgs, argv: &[std::ffi::OsString]) -> Result<()> {
@@ -225,7 +226,7 @@ fn open_kernel(a: &OpenArgs, plan: &OpenPlan, entry: &Entry) -> Result<()> {
         loops: mapping.loops,
     };
     entry.write_info(&info)?;
-    report(&info, a.json);
+    report(&info, a.json)?;
     Ok(())
 }
 
@@ -287,9 +288,11 @@ fn serve(a: &OpenArgs, plan: OpenPlan, entry: &Entry) -> Result<()> {
         loops: Vec::new(),
     };
     entry.write_info(&info)?;
-    report(&info, a.json);
-    let served = session.run();
+    // A reader that went away before the path was printed ends the server before it serves anything.
+    let reported = report(&info, a.json);
+    let served = if reported.is_ok() { session.run() } else { Ok(()) };
     entry.remove()?;
+    reported?;
     served.context("serving FUSE requests")
 }
 
@@ -311,7 +314,7 @@ fn detach(a: &OpenArgs, entry: &Entry, argv: &[std::ffi::OsString]) -> Result<()
     let started = Instant::now();
     loop {
         if let Some(info) = entry.info().filter(|i| i.pid == Some(child.id())) {
-            report(&info, a.json);
+            report(&info, a.json)?;
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {

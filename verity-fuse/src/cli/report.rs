@@ -1,5 +1,6 @@
 //! What `format` and `dump` print: veritysetup's header lines, or one JSON object with `--json`.
 
+use super::output::OutputError;
 use crate::hash::Digest;
 use crate::hex;
 use crate::params::Geometry;
@@ -76,33 +77,33 @@ impl Header {
     }
 
     /// Prints the header as veritysetup does, or as JSON.
-    pub(crate) fn print(&self, json: bool) {
+    pub(crate) fn print(&self, json: bool) -> Result<(), OutputError> {
         if json {
-            println!("{}", serde_json::to_string_pretty(self).expect("header serialises"));
-            return;
+            return out!("{}", serde_json::to_string_pretty(self).expect("header serialises"));
         }
-        println!("VERITY header information for {}", self.device);
-        println!("UUID:            \t{}", self.uuid.as_deref().unwrap_or(""));
-        println!("Hash type:       \t{}", self.hash_type);
-        println!("Data blocks:     \t{}", self.data_blocks);
-        println!("Data block size: \t{}", self.data_block_size);
-        println!("Hash blocks:     \t{}", self.hash_blocks);
-        println!("Hash block size: \t{}", self.hash_block_size);
-        println!("Hash algorithm:  \t{}", self.hash_algorithm);
+        out!("VERITY header information for {}", self.device)?;
+        out!("UUID:            \t{}", self.uuid.as_deref().unwrap_or(""))?;
+        out!("Hash type:       \t{}", self.hash_type)?;
+        out!("Data blocks:     \t{}", self.data_blocks)?;
+        out!("Data block size: \t{}", self.data_block_size)?;
+        out!("Hash blocks:     \t{}", self.hash_blocks)?;
+        out!("Hash block size: \t{}", self.hash_block_size)?;
+        out!("Hash algorithm:  \t{}", self.hash_algorithm)?;
         if let Some(fec) = &self.fec {
-            println!("FEC RS roots:   \t{}", fec.roots);
-            println!("FEC blocks:     \t{}", fec.parity_blocks);
+            out!("FEC RS roots:   \t{}", fec.roots)?;
+            out!("FEC blocks:     \t{}", fec.parity_blocks)?;
         }
-        println!("Salt:            \t{}", self.salt);
+        out!("Salt:            \t{}", self.salt)?;
         if let Some(root) = &self.root_hash {
-            println!("Root hash:      \t{root}");
+            out!("Root hash:      \t{root}")?;
         }
         if let Some(size) = self.hash_device_size {
-            println!("Hash device size: \t{size} [bytes]");
+            out!("Hash device size: \t{size} [bytes]")?;
         }
         if let Some(fec) = &self.fec {
-            println!("FEC device size: \t{} [bytes]", fec.fec_device_size);
+            out!("FEC device size: \t{} [bytes]", fec.fec_device_size)?;
         }
+        Ok(())
     }
 }
 

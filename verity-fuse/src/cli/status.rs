@@ -73,40 +73,40 @@ pub(crate) fn run(a: StatusArgs) -> Result<()> {
         counters,
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&out).expect("serialises"));
+        out!("{}", serde_json::to_string_pretty(&out).expect("serialises"))?;
         return Ok(());
     }
-    println!("{} is active.", out.device.display());
-    println!("  type:        VERITY");
-    println!(
+    out!("{} is active.", out.device.display())?;
+    out!("  type:        VERITY")?;
+    out!(
         "  backend:     {}",
         if out.backend == Backend::Fuse { "fuse" } else { "kernel" }
-    );
-    println!("  status:      {}", out.status);
-    println!("  data device: {}", out.data.display());
-    println!("  hash device: {}", out.hash.display());
-    println!("  root hash:   {}", out.root_hash);
+    )?;
+    out!("  status:      {}", out.status)?;
+    out!("  data device: {}", out.data.display())?;
+    out!("  hash device: {}", out.hash.display())?;
+    out!("  root hash:   {}", out.root_hash)?;
     if let Some(c) = &out.counters {
-        println!("  verified:    {} blocks", c.blocks_verified);
-        println!("  corruptions: {}", c.corruptions);
+        out!("  verified:    {} blocks", c.blocks_verified)?;
+        out!("  corruptions: {}", c.corruptions)?;
         if let Some(first) = &c.first_corrupted {
-            println!("  first corrupted: {first}");
+            out!("  first corrupted: {first}")?;
         }
         if c.zero_blocks > 0 {
-            println!("  zero blocks: {}", c.zero_blocks);
+            out!("  zero blocks: {}", c.zero_blocks)?;
         }
         if c.unchecked_reads > 0 {
-            println!("  unchecked reads: {}", c.unchecked_reads);
+            out!("  unchecked reads: {}", c.unchecked_reads)?;
         }
         if c.fec_corrected > 0 || c.fec_uncorrectable > 0 {
-            println!("  FEC corrected: {} blocks", c.fec_corrected);
-            println!("  FEC uncorrectable: {} blocks", c.fec_uncorrectable);
+            out!("  FEC corrected: {} blocks", c.fec_corrected)?;
+            out!("  FEC uncorrectable: {} blocks", c.fec_uncorrectable)?;
         }
         if c.io_errors > 0 {
-            println!("  I/O errors:  {}", c.io_errors);
+            out!("  I/O errors:  {}", c.io_errors)?;
         }
         if let Some(h) = &c.halted {
-            println!("  halted:      the kernel would {h} here");
+            out!("  halted:      the kernel would {h} here")?;
         }
     }
     Ok(())

@@ -156,10 +156,10 @@ pub(crate) fn run(a: VerifyArgs) -> Result<()> {
             found,
             fec: fec_outcome,
         };
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&outcome).expect("outcome serialises")
-        );
+        )?;
     }
     result.context("verification failed")
 }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ReadAt;
+use crate::class::ErrorClass;
 use crate::error::{BlockRef, Device, HaltAction, VerityError};
 use crate::hash::{BlockHasher, Digest};
 use crate::params::{Geometry, ParamError};
@@ -60,6 +61,16 @@ pub enum OpenError {
         /// Bytes present.
         len: u64,
     },
+}
+
+impl OpenError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Param(e) => e.class(),
+            Self::TooSmall { .. } => ErrorClass::BadInput,
+        }
+    }
 }
 
 impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {

@@ -15,6 +15,7 @@ mod sha256x2;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::class::ErrorClass;
 use sha1::Sha1;
 use sha2::{Digest as _, Sha256, Sha512};
 use sha256x2::{Engine, Lanes};
@@ -75,6 +76,13 @@ impl fmt::Display for Algorithm {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unsupported hash algorithm `{0}` (supported: sha256, sha1, sha512, and lab-only blake3)")]
 pub struct UnknownAlgorithm(pub String);
+
+impl UnknownAlgorithm {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
+}
 
 impl FromStr for Algorithm {
     type Err = UnknownAlgorithm;

@@ -171,7 +171,7 @@ fn server_pid(lab: &Lab, name: &str) -> u32 {
 /// Whether the server `pid` exits within `limit`.
 fn gone_within(pid: u32, limit: Duration) -> bool {
     let started = Instant::now();
-    while verity_fuse::sys::process_alive(pid, "verity-fuse") {
+    while verity_fuse::host::process_alive(pid, "verity-fuse") {
         if started.elapsed() > limit {
             return false;
         }
@@ -183,7 +183,7 @@ fn gone_within(pid: u32, limit: Duration) -> bool {
 fn no_leftovers(lab: &Lab, names: &[&str], pids: &[u32]) {
     for pid in pids {
         assert!(
-            !verity_fuse::sys::process_alive(*pid, "verity-fuse"),
+            !verity_fuse::host::process_alive(*pid, "verity-fuse"),
             "server {pid} still runs"
         );
     }
@@ -196,7 +196,7 @@ fn no_leftovers(lab: &Lab, names: &[&str], pids: &[u32]) {
     );
     for name in names {
         assert!(!reg.join(name).exists(), "registry entry {name} left behind");
-        let loops = verity_fuse::sys::loops_backed_by(&reg.join(name).join("mnt/device"));
+        let loops = verity_fuse::host::loops_backed_by(&reg.join(name).join("mnt/device"));
         assert!(loops.is_empty(), "loop devices left: {loops:?}");
     }
 }

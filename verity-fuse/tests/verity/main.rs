@@ -3,6 +3,7 @@
 mod cli;
 mod corruption;
 mod differential;
+mod exit_codes;
 mod fec;
 mod fec_vm;
 mod fuse_device;

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use tree::{Attrs, FileData, Kind, Node, NodeId, Tree, TreeError};
 
 use super::format::{self, EXTENDED_INODE_SIZE, NAME_LEN_MAX};
+use verity_fuse::ErrorClass;
 
 /// A modification time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -255,6 +256,17 @@ pub enum WriteError {
         /// Inode count.
         inodes: u64,
     },
+}
+
+impl WriteError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::BlockSize(_) => ErrorClass::Usage,
+            Self::Create { .. } | Self::Output(_) => ErrorClass::Io,
+            _ => ErrorClass::BadInput,
+        }
+    }
 }
 
 /// Result alias of the writer.

@@ -32,6 +32,7 @@ use super::manifest::{Descriptor, ImageManifest, Platform};
 use super::media;
 use crate::progress::Event;
 use crate::store::{Store, StoreError};
+use verity_fuse::ErrorClass;
 
 /// The media type of the layers we write.
 pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -107,6 +108,22 @@ pub enum BuildError {
     /// Writing the output layout failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl BuildError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Io { .. } => ErrorClass::Io,
+            Self::NotADirectory { .. }
+            | Self::Unsupported { .. }
+            | Self::WhiteoutName { .. }
+            | Self::FileChanged { .. }
+            | Self::NotALayout { .. }
+            | Self::NoLayers => ErrorClass::BadInput,
+            Self::Store(e) => e.class(),
+        }
+    }
 }
 
 /// One layer written.

@@ -7,6 +7,7 @@ use std::fmt;
 use std::io::{self, Read};
 
 use sha2::{Digest as _, Sha256};
+use verity_fuse::ErrorClass;
 
 /// A sha256 content digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -30,6 +31,13 @@ pub enum DigestError {
         /// The digest as written.
         digest: String,
     },
+}
+
+impl DigestError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
 }
 
 /// Bytes that are not what their descriptor promised.
@@ -66,6 +74,13 @@ pub enum VerifyError {
         /// What kind of content (`manifest`, `blob`).
         what: &'static str,
     },
+}
+
+impl VerifyError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::VerificationFailed
+    }
 }
 
 impl Digest {

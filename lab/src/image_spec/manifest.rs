@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::digest::Digest;
 use super::media::{self, ManifestKind};
+use verity_fuse::ErrorClass;
 
 /// The annotation an image layout uses for a tag.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -156,6 +157,13 @@ pub enum ManifestError {
         /// The platforms it offers, comma separated.
         available: String,
     },
+}
+
+impl ManifestError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
 }
 
 /// Reads the `mediaType` field of a JSON document, if it has one (used when a server gives no usable

@@ -31,7 +31,8 @@ use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-use verity_fuse::identity::MountId;
+use crate::class::ErrorClass;
+use crate::identity::MountId;
 
 /// `path` (absolute in a namespace) as reached through `root`: `/` for this process's namespace,
 /// `/proc/PID/root` for another process's.
@@ -43,7 +44,7 @@ pub fn under(root: &Path, path: &Path) -> PathBuf {
 /// where the kernel has them and `m` is the mount its mount point leads to; its mountinfo id otherwise (a
 /// kernel before 6.8, or a mount hidden under another).
 pub fn identify(root: &Path, m: &MountInfo) -> MountId {
-    match verity_fuse::identity::stat(&under(root, &m.mount_point)) {
+    match crate::identity::stat(&under(root, &m.mount_point)) {
         Ok(stat) if stat.reusable == m.mount_id => stat.mount,
         _ => MountId::Reusable(m.mount_id),
     }
@@ -333,6 +334,13 @@ pub enum LineError {
     },
 }
 
+impl LineError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
+}
+
 /// A malformed mountinfo line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("mountinfo line {line}: {error}")]
@@ -341,6 +349,13 @@ pub struct ParseError {
     pub line: usize,
     /// What is wrong.
     pub error: LineError,
+}
+
+impl ParseError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::BadInput
+    }
 }
 
 /// Reading mountinfo failed.
@@ -371,6 +386,16 @@ pub enum ReadError {
         #[source]
         source: ParseError,
     },
+}
+
+impl ReadError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Io { .. } => ErrorClass::Io,
+            Self::TooLarge { .. } | Self::Parse { .. } => ErrorClass::BadInput,
+        }
+    }
 }
 
 /// Parses a whole mountinfo file. Lines end with `\n`; the text after the last one, if any, is a line too.
