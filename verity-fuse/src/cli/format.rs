@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::args::{ParamArgs, geometry, same_file};
+use super::args::{EngineArgs, ParamArgs, geometry, same_file};
 use super::report::{Header, warn_lab_only};
 use crate::params::{Geometry, ParamError};
 use crate::source::FileSource;
@@ -34,6 +34,8 @@ pub(crate) struct FormatArgs {
     /// Threads hashing data [default: every core].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Print one JSON object instead of veritysetup's lines.
     #[arg(long)]
     json: bool,
@@ -88,6 +90,7 @@ fn plan(a: &FormatArgs) -> Result<FormatPlan> {
 
 pub(crate) fn run(a: FormatArgs) -> Result<()> {
     let plan = plan(&a)?;
+    a.engine.apply()?;
     warn_lab_only(&plan.geometry);
     let tree = tree::build(
         &plan.data,
@@ -113,6 +116,7 @@ pub(crate) fn run(a: FormatArgs) -> Result<()> {
     );
     header.root_hash = Some(tree.root);
     header.hash_device_size = Some(plan.geometry.hash_device_size());
+    header.engine = Some(plan.geometry.params.hasher().engine());
     header.print(a.json);
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! What `format` and `dump` print: veritysetup's header lines, or one JSON object with `--json`.
 
-use crate::hash::Digest;
+use crate::hash::{Digest, EngineName};
 use crate::hex;
 use crate::params::Geometry;
 use crate::superblock::format_uuid;
@@ -22,6 +22,9 @@ pub(crate) struct Header {
     pub(crate) hash_offset: u64,
     pub(crate) superblock: bool,
     pub(crate) hash_device_size: Option<u64>,
+    /// The SHA-256 engine that built the tree (`format` only; in the JSON alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) engine: Option<EngineName>,
 }
 
 impl Header {
@@ -46,6 +49,7 @@ impl Header {
             hash_offset: geometry.placement.hash_offset,
             superblock: geometry.placement.superblock,
             hash_device_size: None,
+            engine: None,
         }
     }
 
