@@ -36,7 +36,13 @@ pub struct VerifiedDevice<D, H> {
     cache: HashCache,
     checked_once: Option<Vec<AtomicU64>>,
     counters: Counters,
+    /// One past the last data block of the latest read, to recognise sequential reads.
+    last_read_end: AtomicU64,
 }
+
+/// Bytes of data fetched ahead of a sequential read, at most; the hint never exceeds this however large the
+/// reads are.
+const READ_AHEAD_MAX: u64 = 8 << 20;
 
 /// Why a verified device could not be set up (the kernel refuses the table for these).
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +95,7 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
             zero_digest,
             checked_once,
             counters: Counters::default(),
+            last_read_end: AtomicU64::new(u64::MAX),
             options,
             geometry,
         })
@@ -168,33 +175,60 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
         if let Some((action, cause)) = self.counters.halted() {
             return Err(VerityError::Halted { action, cause });
         }
+        let count = (out.len() / self.geometry.data_block_size()) as u64;
+        self.prefetch(first, count);
         self.read_data(first, out)?;
-        // Blocks are settled in order and the read stops at the first failure, as the kernel walks a bio. A
-        // block to check is hashed together with the next one when that needs checking too.
-        let mut blocks = out
+        // The blocks still to check are hashed together, as many at once as the engine has lanes; then they are
+        // settled in order and the read stops at the first failure, as the kernel walks a bio.
+        let (blocks, indices): (Vec<&[u8]>, Vec<u64>) = out
             .chunks_exact(self.geometry.data_block_size())
             .zip(first..)
-            .peekable();
-        while let Some((block, index)) = blocks.next() {
-            if self.was_checked(index) {
-                Counters::bump(&self.counters.unchecked_reads);
-                continue;
-            }
-            let (found, next) = match blocks.next_if(|&(_, next)| !self.was_checked(next)) {
-                Some((other, next)) => {
-                    let [found, other_found] = self.hasher.digest_pair(block, other);
-                    (found, Some((next, other_found)))
+            .filter(|&(_, index)| {
+                let checked = self.was_checked(index);
+                if checked {
+                    Counters::bump(&self.counters.unchecked_reads);
                 }
-                None => (self.hasher.digest(block), None),
-            };
+                !checked
+            })
+            .unzip();
+        let mut found = Vec::with_capacity(blocks.len());
+        self.hasher.digest_many(blocks, |_, digest| found.push(digest));
+        for (index, found) in indices.into_iter().zip(found) {
             let want = self.expected_digest(index)?;
             self.settle(index, want, found)?;
-            if let Some((next, found)) = next {
-                let want = self.expected_digest(next)?;
-                self.settle(next, want, found)?;
-            }
         }
         Ok(())
+    }
+
+    /// Hints the sources about what this read and the next will need, so that their I/O overlaps: the hash
+    /// blocks on the paths of data blocks `first..first + count` that are not cached (fetched while the data is
+    /// read), and, when the read continues the one before, the data that follows it and its hash blocks
+    /// (fetched while this read is hashed). Hints only: every byte served is still read and checked.
+    fn prefetch(&self, first: u64, count: u64) {
+        self.prefetch_hash_paths(first, count);
+        let end = first + count;
+        let previous_end = self.last_read_end.swap(end, Ordering::Relaxed);
+        let dbs = self.geometry.data_block_size() as u64;
+        let ahead = (4 * count).min(READ_AHEAD_MAX / dbs).min(self.geometry.params.data_blocks - end);
+        if ahead > 0 && first.abs_diff(previous_end) <= 4 * count {
+            self.data.prefetch(end * dbs, ahead * dbs);
+            self.prefetch_hash_paths(end, ahead);
+        }
+    }
+
+    /// Hints the hash source to fetch the hash blocks on the paths of data blocks `first..first + count`, on
+    /// every level where one of them is not cached.
+    fn prefetch_hash_paths(&self, first: u64, count: u64) {
+        let hbs = self.geometry.hash_block_size() as u64;
+        let last = first + count - 1;
+        for level in 0..self.geometry.levels.len() {
+            let shift = self.geometry.hashes_per_block_bits as u64 * level as u64;
+            let (a, _) = self.geometry.digest_position(level, first >> shift);
+            let (b, _) = self.geometry.digest_position(level, last >> shift);
+            if self.cache.get(a).is_none() || self.cache.get(b).is_none() {
+                self.hash.prefetch(a * hbs, (b - a + 1) * hbs);
+            }
+        }
     }
 
     /// Reads and verifies data block `index` into `out` (one data block long).
