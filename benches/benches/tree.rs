@@ -27,7 +27,9 @@ fn digests(c: &mut Criterion) {
 /// CPU runs.
 fn engines(c: &mut Criterion) {
     let mut group = c.benchmark_group("sha256_engine_run_64x4k");
-    let data: Vec<u8> = (0..64 * 4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..64 * 4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     group.throughput(Throughput::Bytes(data.len() as u64));
     for salt_first in [true, false] {
         let hash_type = if salt_first { "hash_type_1" } else { "hash_type_0" };
@@ -60,9 +62,10 @@ fn tree_build(c: &mut Criterion) {
     for engine in Engine::supported() {
         set_process_engine(engine);
         for threads in [1, tree::default_threads()] {
-            group.bench_function(BenchmarkId::new(engine.name().as_str(), format!("threads_{threads}")), |b| {
-                b.iter(|| tree::build(&data, &geometry, threads, &|_| {}).unwrap())
-            });
+            group.bench_function(
+                BenchmarkId::new(engine.name().as_str(), format!("threads_{threads}")),
+                |b| b.iter(|| tree::build(&data, &geometry, threads, &|_| {}).unwrap()),
+            );
         }
     }
     set_process_engine(Engine::fastest());

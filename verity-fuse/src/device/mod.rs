@@ -209,7 +209,9 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
         let end = first + count;
         let previous_end = self.last_read_end.swap(end, Ordering::Relaxed);
         let dbs = self.geometry.data_block_size() as u64;
-        let ahead = (4 * count).min(READ_AHEAD_MAX / dbs).min(self.geometry.params.data_blocks - end);
+        let ahead = (4 * count)
+            .min(READ_AHEAD_MAX / dbs)
+            .min(self.geometry.params.data_blocks - end);
         if ahead > 0 && first.abs_diff(previous_end) <= 4 * count {
             self.data.prefetch(end * dbs, ahead * dbs);
             self.prefetch_hash_paths(end, ahead);

@@ -164,7 +164,7 @@ mod x8 {
             // One round: `d` and `h` take the new values, and the callers rotate the names.
             macro_rules! round {
                 ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident, $t:expr) => {
-                    let t = $t;
+                    let t: usize = $t;
                     if t >= 16 {
                         let w15 = w[(t + 1) % 16];
                         let w2 = w[(t + 14) % 16];
@@ -196,16 +196,28 @@ mod x8 {
                     $h = _mm256_add_epi32(t1, _mm256_add_epi32(big_sigma0, maj));
                 };
             }
-            for t in (0..64).step_by(8) {
-                round!(a, b, c, d, e, f, g, h, t);
-                round!(h, a, b, c, d, e, f, g, t + 1);
-                round!(g, h, a, b, c, d, e, f, t + 2);
-                round!(f, g, h, a, b, c, d, e, t + 3);
-                round!(e, f, g, h, a, b, c, d, t + 4);
-                round!(d, e, f, g, h, a, b, c, t + 5);
-                round!(c, d, e, f, g, h, a, b, t + 6);
-                round!(b, c, d, e, f, g, h, a, t + 7);
+            // Eight rounds from round `$t`, the names back where they started. Written out for every `$t` so
+            // that each message word index is a constant and the sixteen words stay in registers.
+            macro_rules! eight_rounds {
+                ($t:literal) => {
+                    round!(a, b, c, d, e, f, g, h, $t);
+                    round!(h, a, b, c, d, e, f, g, $t + 1);
+                    round!(g, h, a, b, c, d, e, f, $t + 2);
+                    round!(f, g, h, a, b, c, d, e, $t + 3);
+                    round!(e, f, g, h, a, b, c, d, $t + 4);
+                    round!(d, e, f, g, h, a, b, c, $t + 5);
+                    round!(c, d, e, f, g, h, a, b, $t + 6);
+                    round!(b, c, d, e, f, g, h, a, $t + 7);
+                };
             }
+            eight_rounds!(0);
+            eight_rounds!(8);
+            eight_rounds!(16);
+            eight_rounds!(24);
+            eight_rounds!(32);
+            eight_rounds!(40);
+            eight_rounds!(48);
+            eight_rounds!(56);
             s = [a, b, c, d, e, f, g, h];
             for (x, y) in s.iter_mut().zip(saved) {
                 *x = _mm256_add_epi32(*x, y);
