@@ -38,6 +38,8 @@ pub struct VerifiedDevice<D, H> {
     counters: Counters,
     /// One past the last data block of the latest read, to recognise sequential reads.
     last_read_end: AtomicU64,
+    /// One past the last data block already hinted to the sources, so each block is hinted once.
+    hinted_end: AtomicU64,
 }
 
 /// Bytes of data fetched ahead of a sequential read, at most; the hint never exceeds this however large the
@@ -96,6 +98,7 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
             checked_once,
             counters: Counters::default(),
             last_read_end: AtomicU64::new(u64::MAX),
+            hinted_end: AtomicU64::new(0),
             options,
             geometry,
         })
@@ -205,16 +208,28 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
     /// read), and, when the read continues the one before, the data that follows it and its hash blocks
     /// (fetched while this read is hashed). Hints only: every byte served is still read and checked.
     fn prefetch(&self, first: u64, count: u64) {
-        self.prefetch_hash_paths(first, count);
         let end = first + count;
         let previous_end = self.last_read_end.swap(end, Ordering::Relaxed);
         let dbs = self.geometry.data_block_size() as u64;
-        let ahead = (4 * count)
-            .min(READ_AHEAD_MAX / dbs)
-            .min(self.geometry.params.data_blocks - end);
-        if ahead > 0 && first.abs_diff(previous_end) <= 4 * count {
-            self.data.prefetch(end * dbs, ahead * dbs);
-            self.prefetch_hash_paths(end, ahead);
+        let sequential = first.abs_diff(previous_end) <= 4 * count;
+        let ahead_end = if sequential {
+            (end + (4 * count).min(READ_AHEAD_MAX / dbs)).min(self.geometry.params.data_blocks)
+        } else {
+            end
+        };
+        // Only blocks no earlier read hinted: a sequential reader hints each block once.
+        let hinted = self.hinted_end.swap(ahead_end, Ordering::Relaxed);
+        let from = if (first..ahead_end).contains(&hinted) {
+            hinted
+        } else {
+            first
+        };
+        if from < ahead_end {
+            self.prefetch_hash_paths(from, ahead_end - from);
+        }
+        let data_from = from.max(end);
+        if data_from < ahead_end {
+            self.data.prefetch(data_from * dbs, (ahead_end - data_from) * dbs);
         }
     }
 
