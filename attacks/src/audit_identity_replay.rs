@@ -2,6 +2,7 @@
 //! identity that the kernel hands out again (mount ids, the loop minor, the overlay's device number, the
 //! loop's backing path) comes back the same and only identities that are never reused tell them apart.
 
+use crate::catalogue::{AttackSpec, LAYER, TROJAN_CONTENT, TROJAN_PATH};
 use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN};
 
 /// The attack.
@@ -27,7 +28,7 @@ impl AuditIdentityReplay {
 
 impl Attack for AuditIdentityReplay {
     fn name(&self) -> &'static str {
-        "audit-identity-replay"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -55,3 +56,12 @@ impl Attack for AuditIdentityReplay {
         Ok(())
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "audit-identity-replay",
+    summary: "replace a layer's mount and the rootfs in the running container by ones made alike over a trojaned \
+              copy, on the same loop device, mount ids and device numbers",
+    params: &[LAYER, TROJAN_PATH, TROJAN_CONTENT],
+    create: |params| Ok(Box::new(AuditIdentityReplay::new(params))),
+};

@@ -1,6 +1,7 @@
 //! `check-at-most-once-tamper`: under `check_at_most_once`, a block changed on disk after its first verified
 //! read.
 
+use crate::catalogue::{AttackSpec, LAYER, ParamType, req};
 use crate::{Attack, AttackError, Effect, Env, Params, Stage, flip_byte};
 
 /// The attack.
@@ -24,7 +25,7 @@ impl CheckAtMostOnceTamper {
 
 impl Attack for CheckAtMostOnceTamper {
     fn name(&self) -> &'static str {
-        "check-at-most-once-tamper"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -64,3 +65,18 @@ impl Attack for CheckAtMostOnceTamper {
         })
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "check-at-most-once-tamper",
+    summary: "under check_at_most_once, change a block on disk after its first verified read",
+    params: &[
+        LAYER,
+        req(
+            "path",
+            ParamType::Path,
+            "file whose data block is changed after it was read once",
+        ),
+    ],
+    create: |params| Ok(Box::new(CheckAtMostOnceTamper::new(params)?)),
+};

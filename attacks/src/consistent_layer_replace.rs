@@ -4,6 +4,7 @@
 //! records now all agree with each other: a check at rest pinned to them says clean, and the next container
 //! started from this image runs the trojan. Only a check pinned to the signed root hashes sees it.
 
+use crate::catalogue::{AttackSpec, LAYER, TROJAN_CONTENT, TROJAN_PATH};
 use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN};
 
 /// The attack.
@@ -27,7 +28,7 @@ impl ConsistentLayerReplace {
 
 impl Attack for ConsistentLayerReplace {
     fn name(&self) -> &'static str {
-        "consistent-layer-replace"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -70,3 +71,11 @@ impl Attack for ConsistentLayerReplace {
         })
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "consistent-layer-replace",
+    summary: "while the container runs, rename a trojaned layer, its sidecar and its conversion record into place, all consistent",
+    params: &[LAYER, TROJAN_PATH, TROJAN_CONTENT],
+    create: |params| Ok(Box::new(ConsistentLayerReplace::new(params))),
+};

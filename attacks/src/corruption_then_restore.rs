@@ -1,7 +1,8 @@
 //! `corruption-then-restore`: a byte of a file's data changed in a stored layer while the container runs, the
 //! file read once, and the byte put back, so the layer on disk is genuine again when anyone looks.
 
-use crate::{Attack, AttackError, Effect, Env, Params, Refusal, Stage, flip_byte};
+use crate::catalogue::{AttackSpec, LAYER, ParamType, req};
+use crate::{Attack, AttackError, DefenceRefusal, Effect, Env, Params, Stage, flip_byte};
 
 /// The attack.
 #[derive(Debug, Clone)]
@@ -24,7 +25,7 @@ impl CorruptionThenRestore {
 
 impl Attack for CorruptionThenRestore {
     fn name(&self) -> &'static str {
-        "corruption-then-restore"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -47,7 +48,7 @@ impl Attack for CorruptionThenRestore {
                 format!("the container read /{} ({} bytes)", self.path, seen.len())
             }
             Err(AttackError::Refused {
-                kind: Refusal::HashMismatch,
+                kind: DefenceRefusal::HashMismatch,
                 message,
             }) => format!("the container's read failed: {message}"),
             Err(other) => return Err(other),
@@ -75,3 +76,19 @@ impl Attack for CorruptionThenRestore {
         })
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "corruption-then-restore",
+    summary: "change a byte of a stored layer while the container runs, let it read the file, then put the byte \
+              back",
+    params: &[
+        LAYER,
+        req(
+            "path",
+            ParamType::Path,
+            "file whose first data byte is changed and restored",
+        ),
+    ],
+    create: |params| Ok(Box::new(CorruptionThenRestore::new(params)?)),
+};

@@ -8,7 +8,7 @@ use crate::AttackError;
 
 /// The kind of a refusal an attack met, named as scenario files name errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Refusal {
+pub enum DefenceRefusal {
     /// A write failed because the filesystem is read-only.
     ReadOnly,
     /// A read past the end of the verified device (its bounds check: the device ends where the tree's data
@@ -18,12 +18,12 @@ pub enum Refusal {
     HashMismatch,
 }
 
-impl fmt::Display for Refusal {
+impl fmt::Display for DefenceRefusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Refusal::ReadOnly => "read-only",
-            Refusal::OutOfRange => "out-of-range",
-            Refusal::HashMismatch => "hash-mismatch",
+            DefenceRefusal::ReadOnly => "read-only",
+            DefenceRefusal::OutOfRange => "out-of-range",
+            DefenceRefusal::HashMismatch => "hash-mismatch",
         })
     }
 }

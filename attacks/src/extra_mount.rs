@@ -1,6 +1,7 @@
 //! `extra-mount`: a mount that is not on a verified device, added at a fresh path inside the container
 //! (the same lifecycle as [`overmount`](crate::overmount), another place and filesystem).
 
+use crate::catalogue::{AttackSpec, ParamType, opt, req};
 use crate::overmount::AddedMount;
 use crate::{AttackError, MountKind, Params};
 
@@ -10,5 +11,20 @@ pub fn new(params: &Params) -> Result<AddedMount, AttackError> {
         Some("tmpfs") => MountKind::Tmpfs,
         _ => MountKind::UnverifiedErofs,
     };
-    Ok(AddedMount::new("extra-mount", params.required("path")?, kind))
+    Ok(AddedMount::new(SPEC.name, params.required("path")?, kind))
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "extra-mount",
+    summary: "add a mount that is not on a verified device inside the container",
+    params: &[
+        req("path", ParamType::Path, "where it is mounted"),
+        opt(
+            "fs",
+            ParamType::Choice(&["tmpfs", "unverified-erofs"]),
+            "what is mounted (default: unverified-erofs)",
+        ),
+    ],
+    create: |params| Ok(Box::new(new(params)?)),
+};

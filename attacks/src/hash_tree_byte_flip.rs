@@ -1,5 +1,6 @@
 //! `hash-tree-byte-flip`: one byte flipped in a layer's dm-verity hash tree.
 
+use crate::catalogue::{AttackSpec, LAYER, ParamType, opt};
 use crate::{Attack, AttackError, Effect, Env, Params, Stage, flip_byte};
 
 /// The attack.
@@ -25,7 +26,7 @@ impl HashTreeByteFlip {
 
 impl Attack for HashTreeByteFlip {
     fn name(&self) -> &'static str {
-        "hash-tree-byte-flip"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -68,3 +69,23 @@ impl Attack for HashTreeByteFlip {
         )))
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "hash-tree-byte-flip",
+    summary: "flip one byte in a layer's dm-verity hash tree",
+    params: &[
+        LAYER,
+        opt(
+            "level",
+            ParamType::Integer,
+            "tree level, 0 = the level that hashes data blocks (default: 0)",
+        ),
+        opt(
+            "offset",
+            ParamType::Integer,
+            "byte offset inside that level (default: 0)",
+        ),
+    ],
+    create: |params| Ok(Box::new(HashTreeByteFlip::new(params))),
+};

@@ -3,6 +3,7 @@
 //! [`LayerSwap`] is also the `layer-and-tree-replace` attack, which additionally writes the copy's root hash
 //! into the node's local metadata.
 
+use crate::catalogue::{AttackSpec, LAYER, TROJAN_CONTENT, TROJAN_PATH};
 use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN};
 
 /// A layer file swapped for a trojaned copy with a correct tree of its own.
@@ -31,7 +32,7 @@ impl LayerSwap {
 
 /// `host-layer-swap` from the scenario's parameters.
 pub fn new(params: &Params) -> LayerSwap {
-    LayerSwap::new("host-layer-swap", false, params)
+    LayerSwap::new(SPEC.name, false, params)
 }
 
 impl Attack for LayerSwap {
@@ -68,3 +69,11 @@ impl Attack for LayerSwap {
         Ok(Effect::read(&self.path, &seen, self.content.as_bytes()))
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "host-layer-swap",
+    summary: "replace a layer's files on the node disk with a trojaned copy, keeping its metadata",
+    params: &[LAYER, TROJAN_PATH, TROJAN_CONTENT],
+    create: |params| Ok(Box::new(new(params))),
+};

@@ -1,5 +1,6 @@
 //! `layer-byte-flip`: one byte of a file's data flipped inside a stored layer.
 
+use crate::catalogue::{AttackSpec, LAYER, ParamType, opt, req};
 use crate::{Attack, AttackError, Effect, Env, Params, Stage, flip_byte};
 
 /// The attack.
@@ -25,7 +26,7 @@ impl LayerByteFlip {
 
 impl Attack for LayerByteFlip {
     fn name(&self) -> &'static str {
-        "layer-byte-flip"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -63,3 +64,19 @@ impl Attack for LayerByteFlip {
         })
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "layer-byte-flip",
+    summary: "flip one byte of a file's data inside a stored layer",
+    params: &[
+        LAYER,
+        req("path", ParamType::Path, "file whose data gets the flipped byte"),
+        opt(
+            "offset",
+            ParamType::Integer,
+            "byte offset inside that file (default: 0)",
+        ),
+    ],
+    create: |params| Ok(Box::new(LayerByteFlip::new(params)?)),
+};

@@ -1,5 +1,6 @@
 //! `leaked-mounts`: a process kept in a stopped container's mount namespace, so its mounts stay pinned.
 
+use crate::catalogue::{AttackSpec, ParamType, opt};
 use crate::{Attack, AttackError, Effect, Env, Params, Stage};
 
 /// The attack.
@@ -19,7 +20,7 @@ impl LeakedMounts {
 
 impl Attack for LeakedMounts {
     fn name(&self) -> &'static str {
-        "leaked-mounts"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -47,3 +48,11 @@ impl Attack for LeakedMounts {
         env.release_leaks()
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "leaked-mounts",
+    summary: "keep a process in a stopped container's mount namespace so its mounts stay pinned",
+    params: &[opt("mounts", ParamType::Integer, "mounts left behind (default: 1)")],
+    create: |params| Ok(Box::new(LeakedMounts::new(params))),
+};

@@ -7,7 +7,8 @@
 //! the store's files, the registry, the signatures and the container's mount namespace, through the narrow
 //! [`Env`] trait the lab implements for one sandboxed run.
 //!
-//! - [`create`] builds an attack by its catalogue name (the names the lab's scenario files use).
+//! - [`catalogue`]: every attack's name, summary, parameters and constructor, declared once by the attack's
+//!   module as its `SPEC`; [`create`] builds an attack by its catalogue name (the names scenario files use).
 //!
 //! # The observed-effect contract
 //!
@@ -22,7 +23,7 @@
 //! - [`Effect::Unobservable`]: nothing the container shows can tell; the cell is `inconclusive` and the run
 //!   fails.
 //!
-//! Refusals the attacker meets are [`AttackError::Refused`] with the typed [`Refusal`] the lab raised (a
+//! Refusals the attacker meets are [`AttackError::Refused`] with the typed [`DefenceRefusal`] the lab raised (a
 //! read-only filesystem, a read past the verified device, a block that failed verification): an attack never
 //! invents one. Anything else that fails is [`AttackError::Env`], and the cell ends in `error`. Porting an
 //! attack onto the contract: say what the attacker wants the container to see (keep it in the attack's
@@ -32,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit_identity_replay;
+pub mod catalogue;
 pub mod check_at_most_once_tamper;
 pub mod consistent_layer_replace;
 pub mod corruption_then_restore;
@@ -64,7 +66,8 @@ pub mod upperdir_write;
 
 use std::fmt;
 
-pub use env::{Env, LayerFiles, MountKind, Refusal, Scheme};
+pub use catalogue::{AttackSpec, CATALOGUE, ParamSpec, ParamType, find};
+pub use env::{DefenceRefusal, Env, LayerFiles, MountKind, Scheme};
 pub use params::Params;
 
 /// When in the pipeline the runner calls an attack's [`Attack::detonate`].
@@ -109,7 +112,7 @@ pub enum AttackError {
     #[error("{kind}: {message}")]
     Refused {
         /// What kind of refusal.
-        kind: Refusal,
+        kind: DefenceRefusal,
         /// The error's message.
         message: String,
     },
@@ -199,70 +202,13 @@ pub trait Attack {
     }
 }
 
-/// The names of every attack [`create`] knows, in catalogue order.
-pub const NAMES: &[&str] = &[
-    "host-layer-swap",
-    "layer-byte-flip",
-    "hash-tree-byte-flip",
-    "layer-and-tree-replace",
-    "root-hash-annotation",
-    "signature-stripped",
-    "signature-other-key",
-    "registry-blob-substitution",
-    "tag-moved-after-verify",
-    "rollback",
-    "mixed-layers",
-    "overmount",
-    "upperdir-write",
-    "extra-mount",
-    "pinned-layer-replace",
-    "unverified-tail",
-    "check-at-most-once-tamper",
-    "malformed-erofs",
-    "leaked-mounts",
-    "audit-identity-replay",
-    "corruption-then-restore",
-    "tag-race-at-mount",
-    "self-declared-root-hash",
-    "consistent-layer-replace",
-    "malformed-whiteout",
-];
-
-/// Builds the attack called `name` with `params` (names as in the lab's catalogue).
+/// Builds the attack called `name` with `params`: its [`CATALOGUE`] entry's constructor.
 pub fn create(name: &str, params: &Params) -> Result<Box<dyn Attack>, AttackError> {
-    Ok(match name {
-        "host-layer-swap" => Box::new(host_layer_swap::new(params)),
-        "layer-byte-flip" => Box::new(layer_byte_flip::LayerByteFlip::new(params)?),
-        "hash-tree-byte-flip" => Box::new(hash_tree_byte_flip::HashTreeByteFlip::new(params)),
-        "layer-and-tree-replace" => Box::new(layer_and_tree_replace::new(params)),
-        "root-hash-annotation" => Box::new(root_hash_annotation::RootHashAnnotation::new(params)),
-        "signature-stripped" => Box::new(signature_stripped::SignatureStripped),
-        "signature-other-key" => Box::new(signature_other_key::SignatureOtherKey),
-        "registry-blob-substitution" => Box::new(registry_blob_substitution::RegistryBlobSubstitution::new(params)),
-        "tag-moved-after-verify" => Box::new(tag_moved_after_verify::TagMovedAfterVerify::new(params)),
-        "rollback" => Box::new(rollback::Rollback::new(params)),
-        "mixed-layers" => Box::new(mixed_layers::MixedLayers::new(params)),
-        "overmount" => Box::new(overmount::new(params)?),
-        "upperdir-write" => Box::new(upperdir_write::UpperdirWrite::new(params)?),
-        "extra-mount" => Box::new(extra_mount::new(params)?),
-        "pinned-layer-replace" => Box::new(pinned_layer_replace::PinnedLayerReplace::new(params)),
-        "unverified-tail" => Box::new(unverified_tail::UnverifiedTail::new(params)),
-        "check-at-most-once-tamper" => Box::new(check_at_most_once_tamper::CheckAtMostOnceTamper::new(params)?),
-        "malformed-erofs" => Box::new(malformed_erofs::MalformedErofs::new(params)?),
-        "leaked-mounts" => Box::new(leaked_mounts::LeakedMounts::new(params)),
-        "audit-identity-replay" => Box::new(audit_identity_replay::AuditIdentityReplay::new(params)),
-        "corruption-then-restore" => Box::new(corruption_then_restore::CorruptionThenRestore::new(params)?),
-        "tag-race-at-mount" => Box::new(tag_race_at_mount::TagRaceAtMount::new(params)?),
-        "self-declared-root-hash" => Box::new(self_declared_root_hash::SelfDeclaredRootHash::new(params)),
-        "consistent-layer-replace" => Box::new(consistent_layer_replace::ConsistentLayerReplace::new(params)),
-        "malformed-whiteout" => Box::new(malformed_whiteout::MalformedWhiteout::new(params)?),
-        other => {
-            return Err(AttackError::Param {
-                name: "name".to_owned(),
-                reason: format!("no attack called {other:?}"),
-            });
-        }
-    })
+    let spec = find(name).ok_or_else(|| AttackError::Param {
+        name: "name".to_owned(),
+        reason: format!("no attack called {name:?}"),
+    })?;
+    (spec.create)(params)
 }
 
 /// The default content a trojaned file gets.
@@ -304,9 +250,9 @@ mod tests {
             ("content", Param::String("#!/bin/sh\n".to_owned())),
             ("dir", Param::String("etc".to_owned())),
         ]);
-        for name in NAMES {
-            let attack = create(name, &params).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(attack.name(), *name);
+        for spec in CATALOGUE {
+            let attack = create(spec.name, &params).unwrap_or_else(|e| panic!("{}: {e}", spec.name));
+            assert_eq!(attack.name(), spec.name);
         }
         assert!(matches!(create("nope", &params), Err(AttackError::Param { .. })));
         assert!(matches!(
@@ -359,7 +305,7 @@ mod tests {
         assert!(matches!(
             attack.detonate(&mut read_only),
             Err(AttackError::Refused {
-                kind: Refusal::ReadOnly,
+                kind: DefenceRefusal::ReadOnly,
                 ..
             })
         ));

@@ -7,6 +7,7 @@
 //! `i_xattr_icount` at +2, `i_size` at +8, the data block address at +16, the data layout in bits 1..3),
 //! directory entries of 12 bytes (`nameoff` at +8).
 
+use crate::catalogue::{AttackSpec, ParamType, opt};
 use crate::{Attack, AttackError, Effect, Env, Params, Stage};
 
 const SUPERBLOCK: usize = 1024;
@@ -105,7 +106,7 @@ pub fn malform(image: &mut [u8], field: &str) -> Result<String, AttackError> {
 
 impl Attack for MalformedErofs {
     fn name(&self) -> &'static str {
-        "malformed-erofs"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -146,3 +147,21 @@ impl Attack for MalformedErofs {
         })
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "malformed-erofs",
+    summary: "hand the EROFS reader a crafted image with consistent verity metadata",
+    params: &[opt(
+        "field",
+        ParamType::Choice(&[
+            "dirent-nameoff",
+            "inode-size",
+            "root-nid",
+            "xattr-count",
+            "superblock-blocks",
+        ]),
+        "which structure is malformed (default: dirent-nameoff)",
+    )],
+    create: |params| Ok(Box::new(MalformedErofs::new(params)?)),
+};

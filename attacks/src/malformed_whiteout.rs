@@ -3,6 +3,7 @@
 //! `.wh..`, `.wh...`), and signs the image. Converted naively, each becomes a directory entry called ``, `.`
 //! or `..`: an EROFS image that `fsck.erofs` rejects and the kernel cannot list, under a valid signature.
 
+use crate::catalogue::{AttackSpec, ParamType, opt, req};
 use crate::{Attack, AttackError, Effect, Env, Params, Stage};
 
 /// The attack.
@@ -32,7 +33,7 @@ impl MalformedWhiteout {
 
 impl Attack for MalformedWhiteout {
     fn name(&self) -> &'static str {
-        "malformed-whiteout"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -59,3 +60,18 @@ impl Attack for MalformedWhiteout {
         })
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "malformed-whiteout",
+    summary: "ship, signed, a layer whose whiteout hides an empty name, `.` or `..` (`.wh.`, `.wh..`, `.wh...`)",
+    params: &[
+        req("dir", ParamType::Path, "the directory holding the whiteout"),
+        opt(
+            "hidden",
+            ParamType::String,
+            "the name the whiteout hides: \"\", \".\" or \"..\" (default: \".\")",
+        ),
+    ],
+    create: |params| Ok(Box::new(MalformedWhiteout::new(params)?)),
+};

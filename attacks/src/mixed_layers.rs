@@ -1,5 +1,6 @@
 //! `mixed-layers`: an image assembled from the layers of two correctly signed images.
 
+use crate::catalogue::{AttackSpec, ParamType, opt};
 use crate::{Attack, AttackError, Effect, Env, Params, Stage};
 
 /// The file every layer of the second image carries.
@@ -26,7 +27,7 @@ impl MixedLayers {
 
 impl Attack for MixedLayers {
     fn name(&self) -> &'static str {
-        "mixed-layers"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -42,3 +43,15 @@ impl Attack for MixedLayers {
         Ok(Effect::read(FOREIGN_FILE, &seen, FOREIGN_CONTENT.as_bytes()))
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "mixed-layers",
+    summary: "assemble an image from the layers of two correctly signed images",
+    params: &[opt(
+        "foreign-layers",
+        ParamType::Integer,
+        "layers taken from the second image (default: 1)",
+    )],
+    create: |params| Ok(Box::new(MixedLayers::new(params))),
+};

@@ -3,6 +3,7 @@
 //! [`AddedMount`] is also the `extra-mount` attack: both add one mount in the container and take it away on
 //! revert; they differ in where it goes and what is mounted.
 
+use crate::catalogue::{AttackSpec, ParamType, opt, req};
 use crate::{Attack, AttackError, Effect, Env, MountKind, Params, Stage};
 
 /// A mount added inside the running container.
@@ -32,7 +33,7 @@ pub fn new(params: &Params) -> Result<AddedMount, AttackError> {
         Some("bind") => MountKind::Bind,
         _ => MountKind::Tmpfs,
     };
-    Ok(AddedMount::new("overmount", params.required("path")?, kind))
+    Ok(AddedMount::new(SPEC.name, params.required("path")?, kind))
 }
 
 impl Attack for AddedMount {
@@ -65,3 +66,18 @@ impl Attack for AddedMount {
         Ok(())
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "overmount",
+    summary: "mount over a path inside the running container's rootfs, in its mount namespace",
+    params: &[
+        req("path", ParamType::Path, "the path covered"),
+        opt(
+            "fs",
+            ParamType::Choice(&["tmpfs", "bind"]),
+            "what is mounted over it (default: tmpfs)",
+        ),
+    ],
+    create: |params| Ok(Box::new(new(params)?)),
+};

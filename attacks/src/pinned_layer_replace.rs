@@ -1,5 +1,6 @@
 //! `pinned-layer-replace`: the pinned standard-mountpoints layer replaced by one that changes a file.
 
+use crate::catalogue::{AttackSpec, ParamType, opt};
 use crate::{Attack, AttackError, Effect, Env, Params, Stage};
 
 /// The attacker's resolver, written into the replacement layer.
@@ -22,7 +23,7 @@ impl PinnedLayerReplace {
 
 impl Attack for PinnedLayerReplace {
     fn name(&self) -> &'static str {
-        "pinned-layer-replace"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -38,3 +39,15 @@ impl Attack for PinnedLayerReplace {
         Ok(Effect::read(&self.path, &seen, RESOLVER.as_bytes()))
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "pinned-layer-replace",
+    summary: "replace the pinned standard-mountpoints layer with one that changes a file",
+    params: &[opt(
+        "path",
+        ParamType::Path,
+        "file the replacement changes (default: etc/resolv.conf)",
+    )],
+    create: |params| Ok(Box::new(PinnedLayerReplace::new(params))),
+};

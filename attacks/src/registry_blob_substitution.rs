@@ -1,5 +1,6 @@
 //! `registry-blob-substitution`: the registry serves other bytes for a blob than its digest names.
 
+use crate::catalogue::{AttackSpec, LAYER, ParamType, opt};
 use crate::{Attack, AttackError, Effect, Env, Params, Stage};
 
 /// The attack.
@@ -21,7 +22,7 @@ impl RegistryBlobSubstitution {
 
 impl Attack for RegistryBlobSubstitution {
     fn name(&self) -> &'static str {
-        "registry-blob-substitution"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -60,3 +61,18 @@ impl Attack for RegistryBlobSubstitution {
         ))
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "registry-blob-substitution",
+    summary: "make the registry serve other bytes for a blob than its digest names",
+    params: &[
+        opt(
+            "blob",
+            ParamType::Choice(&["layer", "config"]),
+            "which blob is substituted (default: layer)",
+        ),
+        LAYER,
+    ],
+    create: |params| Ok(Box::new(RegistryBlobSubstitution::new(params))),
+};

@@ -1,5 +1,6 @@
 //! `rollback`: an older, correctly signed image of the same repository served instead of the current one.
 
+use crate::catalogue::{AttackSpec, ParamType, opt};
 use crate::{Attack, AttackError, Effect, Env, Params, Stage};
 
 /// The file whose content tells the older build from the current one.
@@ -24,7 +25,7 @@ impl Rollback {
 
 impl Attack for Rollback {
     fn name(&self) -> &'static str {
-        "rollback"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -40,3 +41,15 @@ impl Attack for Rollback {
         Ok(Effect::read(VERSION_FILE, &seen, OLDER_VERSION.as_bytes()))
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "rollback",
+    summary: "serve an older, correctly signed image of the same repository",
+    params: &[opt(
+        "within-window",
+        ParamType::Bool,
+        "whether the older image's build timestamp still meets the policy's minimum (default: false)",
+    )],
+    create: |params| Ok(Box::new(Rollback::new(params))),
+};

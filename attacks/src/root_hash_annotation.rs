@@ -1,6 +1,7 @@
 //! `root-hash-annotation`: a layer descriptor's root-hash annotation changed in the stored manifest, the
 //! original signature kept.
 
+use crate::catalogue::{AttackSpec, LAYER, ParamType, SCHEME, opt};
 use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN};
 
 /// The annotation keys that carry a layer's root hash, in either scheme.
@@ -56,7 +57,7 @@ pub(crate) fn set_annotation(
 
 impl Attack for RootHashAnnotation {
     fn name(&self) -> &'static str {
-        "root-hash-annotation"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -84,3 +85,19 @@ impl Attack for RootHashAnnotation {
         Ok(Effect::read("bin/app", &seen, TROJAN.as_bytes()))
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "root-hash-annotation",
+    summary: "change a layer descriptor's root-hash annotation in the manifest, keeping the original signature",
+    params: &[
+        LAYER,
+        SCHEME,
+        opt(
+            "root-hash",
+            ParamType::Hex,
+            "the new root hash (default: that of a trojaned copy of the layer)",
+        ),
+    ],
+    create: |params| Ok(Box::new(RootHashAnnotation::new(params))),
+};

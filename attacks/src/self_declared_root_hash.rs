@@ -3,6 +3,7 @@
 //! the signature is gone, and the node's policy is edited to stop requiring signatures for the repository.
 //! A profile that takes root hashes from whatever verification accepted mounts the trojan.
 
+use crate::catalogue::{AttackSpec, LAYER, TROJAN_CONTENT, TROJAN_PATH};
 use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN};
 
 /// The attack.
@@ -26,7 +27,7 @@ impl SelfDeclaredRootHash {
 
 impl Attack for SelfDeclaredRootHash {
     fn name(&self) -> &'static str {
-        "self-declared-root-hash"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -55,3 +56,11 @@ impl Attack for SelfDeclaredRootHash {
         Ok(Effect::read(&self.path, &seen, self.content.as_bytes()))
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "self-declared-root-hash",
+    summary: "trojan a layer, declare its root hash in an unsigned manifest and edit the policy to allow unsigned images",
+    params: &[LAYER, TROJAN_PATH, TROJAN_CONTENT],
+    create: |params| Ok(Box::new(SelfDeclaredRootHash::new(params))),
+};

@@ -1,5 +1,6 @@
 //! `signature-other-key`: a modified image signed with a key the node does not trust.
 
+use crate::catalogue::{AttackSpec, SCHEME};
 use crate::{Attack, AttackError, Effect, Env, Stage, TROJAN};
 
 /// The attack.
@@ -8,7 +9,7 @@ pub struct SignatureOtherKey;
 
 impl Attack for SignatureOtherKey {
     fn name(&self) -> &'static str {
-        "signature-other-key"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -24,3 +25,11 @@ impl Attack for SignatureOtherKey {
         Ok(Effect::read("bin/app", &seen, TROJAN.as_bytes()))
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "signature-other-key",
+    summary: "serve a modified image signed with a key the node does not trust",
+    params: &[SCHEME],
+    create: |_| Ok(Box::new(SignatureOtherKey)),
+};

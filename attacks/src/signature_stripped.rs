@@ -1,5 +1,6 @@
 //! `signature-stripped`: a modified image served with no signature at all.
 
+use crate::catalogue::{AttackSpec, SCHEME};
 use crate::{Attack, AttackError, Effect, Env, Stage, TROJAN};
 
 /// The attack.
@@ -8,7 +9,7 @@ pub struct SignatureStripped;
 
 impl Attack for SignatureStripped {
     fn name(&self) -> &'static str {
-        "signature-stripped"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -26,3 +27,11 @@ impl Attack for SignatureStripped {
         Ok(Effect::read("bin/app", &seen, TROJAN.as_bytes()))
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "signature-stripped",
+    summary: "serve a modified image with its signature deleted",
+    params: &[SCHEME],
+    create: |_| Ok(Box::new(SignatureStripped)),
+};

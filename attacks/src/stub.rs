@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::env::Trojan;
-use crate::{AttackError, Env, LayerFiles, MountKind, Refusal, Scheme};
+use crate::{AttackError, DefenceRefusal, Env, LayerFiles, MountKind, Scheme};
 
 /// The stand-in lab.
 #[derive(Debug, Default)]
@@ -150,7 +150,7 @@ impl Env for Stub {
     fn write_in_container(&mut self, path: &str, bytes: &[u8]) -> Result<(), AttackError> {
         if self.read_only {
             return Err(AttackError::Refused {
-                kind: Refusal::ReadOnly,
+                kind: DefenceRefusal::ReadOnly,
                 message: format!("writing /{path}: read-only file system"),
             });
         }

@@ -1,5 +1,6 @@
 //! `tag-moved-after-verify`: the tag moved to the attacker's image between verification and use (TOCTOU).
 
+use crate::catalogue::{AttackSpec, ParamType, opt};
 use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN};
 
 /// The attack.
@@ -19,7 +20,7 @@ impl TagMovedAfterVerify {
 
 impl Attack for TagMovedAfterVerify {
     fn name(&self) -> &'static str {
-        "tag-moved-after-verify"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -35,3 +36,11 @@ impl Attack for TagMovedAfterVerify {
         Ok(Effect::read("bin/app", &seen, TROJAN.as_bytes()))
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "tag-moved-after-verify",
+    summary: "move the tag to the attacker's image between signature verification and pull (TOCTOU)",
+    params: &[opt("tag", ParamType::String, "the tag that moves (default: v1)")],
+    create: |params| Ok(Box::new(TagMovedAfterVerify::new(params))),
+};

@@ -2,6 +2,7 @@
 //! manifest of the same signed layers in another order (the base layer on top undoes a later layer's fix).
 //! Every layer and root hash is genuine; only the order is the attacker's.
 
+use crate::catalogue::{AttackSpec, ParamType, opt, req};
 use crate::{Attack, AttackError, Effect, Env, Params, Stage};
 
 /// The attack.
@@ -24,7 +25,7 @@ impl TagRaceAtMount {
 
 impl Attack for TagRaceAtMount {
     fn name(&self) -> &'static str {
-        "tag-race-at-mount"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -52,3 +53,22 @@ impl Attack for TagRaceAtMount {
         Ok(Effect::read(&self.path, &seen, self.content.as_bytes()))
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "tag-race-at-mount",
+    summary: "move the tag between signature check and mount to the signed layers in another order, unsigned",
+    params: &[
+        opt(
+            "path",
+            ParamType::Path,
+            "a file a later layer changes (default: bin/app)",
+        ),
+        req(
+            "content",
+            ParamType::String,
+            "that file as the base layer has it: what the container shows when the race is won",
+        ),
+    ],
+    create: |params| Ok(Box::new(TagRaceAtMount::new(params)?)),
+};

@@ -1,5 +1,6 @@
 //! `unverified-tail`: data appended past the blocks the hash tree covers, then read for through the device.
 
+use crate::catalogue::{AttackSpec, LAYER, ParamType, opt};
 use std::io::Write;
 
 use crate::{Attack, AttackError, Effect, Env, Params, Stage};
@@ -29,7 +30,7 @@ impl UnverifiedTail {
 
 impl Attack for UnverifiedTail {
     fn name(&self) -> &'static str {
-        "unverified-tail"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -78,3 +79,14 @@ impl Attack for UnverifiedTail {
         })
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "unverified-tail",
+    summary: "append data past the data blocks the hash tree covers and read for it through the verified device",
+    params: &[
+        LAYER,
+        opt("bytes", ParamType::Integer, "bytes appended (default: 4096)"),
+    ],
+    create: |params| Ok(Box::new(UnverifiedTail::new(params))),
+};

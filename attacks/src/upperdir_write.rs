@@ -1,5 +1,6 @@
 //! `upperdir-write`: a file written into the container's overlay upperdir from the host.
 
+use crate::catalogue::{AttackSpec, ParamType, opt, req};
 use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN};
 
 /// The attack.
@@ -21,7 +22,7 @@ impl UpperdirWrite {
 
 impl Attack for UpperdirWrite {
     fn name(&self) -> &'static str {
-        "upperdir-write"
+        SPEC.name
     }
 
     fn stage(&self) -> Stage {
@@ -49,3 +50,14 @@ impl Attack for UpperdirWrite {
         Ok(Effect::read(&self.path, &seen, self.content.as_bytes()))
     }
 }
+
+/// The catalogue entry: name, summary, parameters and constructor.
+pub const SPEC: AttackSpec = AttackSpec {
+    name: "upperdir-write",
+    summary: "write a file into the container's overlay upperdir from the host",
+    params: &[
+        req("path", ParamType::Path, "the file written"),
+        opt("content", ParamType::String, "its content (default: a marker script)"),
+    ],
+    create: |params| Ok(Box::new(UpperdirWrite::new(params)?)),
+};

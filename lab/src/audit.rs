@@ -38,6 +38,7 @@ use serde::Serialize;
 
 use verity_fuse::identity::{FileId, MountId};
 
+use crate::defence::{self, Defence};
 use crate::mount::dm;
 use crate::mount::record::{MountedLayer, Record};
 use crate::mountinfo::{self, DeviceNumber, MountInfo};
@@ -342,6 +343,14 @@ pub fn audit_record(record: &Record, trusted: &BTreeMap<String, String>) -> Repo
 /// Audits `record` through `view`. `trusted` gives the root hash each layer must have (by layer name);
 /// layers missing from it are held to the root hash they were mounted with.
 pub fn audit(record: &Record, view: &dyn View, trusted: &BTreeMap<String, String>) -> Report {
+    let mut report = audit_mounts(record, view, trusted);
+    if !defence::on(Defence::Audit) {
+        report.findings.clear();
+    }
+    report
+}
+
+fn audit_mounts(record: &Record, view: &dyn View, trusted: &BTreeMap<String, String>) -> Report {
     let mut report = Report {
         id: record.id.clone(),
         target: record.target.clone(),

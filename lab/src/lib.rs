@@ -11,16 +11,18 @@
 //! - [`mount`]: mounting an image's rootfs by profile and backend, and taking it down.
 //! - [`audit`]: the mount audit (layers traced to trusted root hashes, overmounts, the overlay's shape).
 //! - [`profile`]: the defence profiles and mount backends every part names.
-//! - [`scenario`]: scenario files, the attack catalogue, outcomes and the run reports.
+//! - [`defence`]: the defences the profiles claim, each of which the mutation test can turn off.
 //! - [`sign`]: root hashes in signed manifests (cosign or delivery-kit), keys, the trust policy, verification.
 //! - [`watch`]: periodic re-verification of converted layers at rest, within a CPU budget.
 //! - [`progress`]: what long operations report (steps and byte counts), drawn as bars by the command.
-//! - [`cli`]: the `veritylab` command's subcommands as library functions.
+//! - [`cli`]: the `veritylab` command's pipeline subcommands as library functions (the scenario harness and
+//!   `demo` are the `scenarios` crate's; the `veritylab` package's binary joins both).
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod cli;
 pub mod convert;
+pub mod defence;
 pub mod erofs;
 pub mod mount;
 pub mod mountinfo;
@@ -29,10 +31,8 @@ pub mod profile;
 pub mod progress;
 pub mod root_hash;
 pub mod rootfs;
-pub mod scenario;
 pub mod sign;
 pub mod store;
-pub mod vm;
 pub mod watch;
 
 pub use verity_fuse;

@@ -71,10 +71,6 @@ pub enum Backend {
     /// This host's kernel, as root: verified devices (verity-fuse or dm-verity), loop, EROFS and overlay mounts
     /// inside a private mount namespace.
     Kernel,
-    /// The same steps as `kernel`, inside a throwaway VM booted with a kernel that has device-mapper (real
-    /// dm-verity): the scenario runner runs its cells there in one boot; `mount` refuses it, since nothing
-    /// mounted in the VM outlives it (see [`crate::vm`]).
-    KernelVm,
     /// Unprivileged: one FUSE filesystem serving the merged rootfs from the EROFS reader over verified devices.
     Fuse,
     /// In-process, no mounts at all: the same merged view and an emulated mount table; runs anywhere.
@@ -83,13 +79,12 @@ pub enum Backend {
 
 impl Backend {
     /// Every backend, from the most real to the most portable.
-    pub const ALL: [Backend; 4] = [Backend::Kernel, Backend::KernelVm, Backend::Fuse, Backend::Emulated];
+    pub const ALL: [Backend; 3] = [Backend::Kernel, Backend::Fuse, Backend::Emulated];
 
     /// The name used on the command line, in files and in reports.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Kernel => "kernel",
-            Backend::KernelVm => "kernel-vm",
             Backend::Fuse => "fuse",
             Backend::Emulated => "emulated",
         }
@@ -106,11 +101,6 @@ impl Backend {
             Backend::Kernel if !verity_fuse::sys::is_root() => Err("mounts need root".to_owned()),
             // Verified devices are dm-verity mappings where device-mapper exists, else served over FUSE.
             Backend::Kernel => verity_fuse::backend::capabilities().kernel.clone().or_else(|_| fuse()),
-            Backend::KernelVm => Err(
-                "the library does not boot VMs: `veritylab scenario run --backend kernel-vm` runs the kernel \
-                 backend's cells inside one (see veritylab::vm::run_scenarios)"
-                    .to_owned(),
-            ),
         }
     }
 

@@ -9,6 +9,7 @@
 //! - [`params`]: tree parameters, validated into a [`Geometry`] that fixes every offset.
 //! - [`superblock`]: the 512-byte on-disk superblock.
 //! - [`tree`]: building a whole tree (`format`) and checking one (`verify`).
+//! - [`fec`]: Reed-Solomon forward error correction, parity byte-identical to `veritysetup --fec-device`.
 //! - [`device`]: [`VerifiedDevice`], which checks every block a read touches, with the kernel's error modes.
 //! - [`identity`]: identities an attacker cannot hand back (unique mount ids, a loop device's backing
 //!   file as device and inode), for audits of what is mounted.
@@ -19,6 +20,7 @@ pub mod backend;
 pub mod cli;
 pub mod device;
 pub mod error;
+pub mod fec;
 pub mod fuse;
 pub mod hash;
 pub mod hex;

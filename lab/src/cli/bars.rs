@@ -10,14 +10,14 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::progress::Event;
 
 /// Draws progress events, or ignores them when drawing is off.
-pub(crate) struct Bars {
+pub struct Bars {
     multi: Option<MultiProgress>,
     current: RefCell<Option<ProgressBar>>,
 }
 
 impl Bars {
     /// Bars on stderr when it is a terminal and `json` is false; otherwise nothing is drawn.
-    pub(crate) fn new(json: bool) -> Self {
+    pub fn new(json: bool) -> Self {
         let draw = !json && std::io::stderr().is_terminal();
         Self {
             multi: draw.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
@@ -26,7 +26,7 @@ impl Bars {
     }
 
     /// Handles one event.
-    pub(crate) fn report(&self, event: Event<'_>) {
+    pub fn report(&self, event: Event<'_>) {
         let Some(multi) = &self.multi else {
             return;
         };

@@ -1,13 +1,12 @@
 //! The `veritylab` command as library code: argument types, validation into plans, and the subcommands.
 //!
-//! `main.rs` only parses [`Cli`], calls [`run`] and turns a [`CliError`] into an exit code with
-//! [`CliError::exit_code`]. Each subcommand validates its raw arguments into a plan before doing any work.
+//! The `veritylab` binary (package `veritylab`) parses [`Cli`] among its subcommands, calls [`run`] and turns a
+//! [`CliError`] into an exit code with [`CliError::exit_code`]. Each subcommand validates its raw arguments into a plan before doing any work.
 
 pub mod audit;
-mod bars;
+pub mod bars;
 pub mod check;
 pub mod convert;
-pub mod demo;
 pub mod erofs;
 pub mod image;
 pub mod images;
@@ -16,17 +15,15 @@ pub mod mkfs;
 pub mod mount;
 pub mod pull;
 pub mod push;
-pub mod scenario;
 pub mod sign;
 pub mod verify;
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::Subcommand;
 
-/// veritylab: a lab for container-image integrity.
-#[derive(Parser, Debug)]
-#[command(version, about)]
+/// The pipeline's subcommands of `veritylab`.
+#[derive(Subcommand, Debug)]
 pub enum Cli {
     /// Build an EROFS image from a directory or a tar stream (arguments in mkfs.erofs order).
     Mkfs(mkfs::MkfsArgs),
@@ -61,12 +58,6 @@ pub enum Cli {
     /// Audit a mount (layers traced to trusted root hashes, no overmount) and re-verify layers at rest, once or
     /// periodically within a CPU budget.
     Check(check::CheckArgs),
-    /// List, validate and run the attack scenarios.
-    #[command(subcommand)]
-    Scenario(scenario::ScenarioCommand),
-    /// The guided tour: build the sample image, pull, convert, sign, mount and check it, then stage every attack
-    /// against all four profiles and print the matrix. No network, no root needed.
-    Demo(demo::DemoArgs),
     /// Internal: the holder of a kernel-backend mount's namespace.
     #[command(name = "__hold", hide = true)]
     Hold {
@@ -115,17 +106,6 @@ pub enum CliError {
     /// A umount left things behind (listed on stdout).
     #[error("{0} leftover(s) after umount")]
     Leftovers(usize),
-    /// Scenario files failed to load or validate.
-    #[error(transparent)]
-    Scenario(#[from] crate::scenario::LoadErrors),
-    /// A scenario run observed outcomes other than the expected ones (the report lists the differences).
-    #[error("{failed} cell(s) differ from their expected outcome, {errors} cell(s) failed to run")]
-    ScenarioFailed {
-        /// Cells whose observation differs.
-        failed: usize,
-        /// Cells whose harness failed.
-        errors: usize,
-    },
     /// A key cannot be made or read.
     #[error(transparent)]
     Key(#[from] crate::sign::keys::KeyError),
@@ -141,9 +121,6 @@ pub enum CliError {
     /// Verification failed or could not run.
     #[error(transparent)]
     Verify(#[from] crate::sign::verify::VerifyError),
-    /// A `kernel-vm` batch could not run or finish.
-    #[error(transparent)]
-    KernelVm(#[from] crate::vm::KernelVmError),
     /// A watched layer cannot be set up from its conversion record.
     #[error(transparent)]
     WatchTarget(#[from] crate::watch::target::TargetError),
@@ -220,7 +197,6 @@ impl CliError {
                 | crate::mount::MountError::MissingRootHash { .. }
                 | crate::mount::MountError::PinnedMismatch { .. },
             )
-            | CliError::Scenario(_)
             | CliError::Verify(crate::sign::verify::VerifyError::Rejected { .. })
             | CliError::Key(
                 crate::sign::keys::KeyError::Permissions { .. }
@@ -228,7 +204,6 @@ impl CliError {
                 | crate::sign::keys::KeyError::Decrypt { .. },
             )
             | CliError::Policy(_) => 3,
-            CliError::ScenarioFailed { .. } => 4,
             _ => 1,
         }
     }
@@ -247,8 +222,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cli::Ps(args) => mount::run_ps(&args),
         Cli::Cleanup(args) => mount::run_cleanup(&args),
         Cli::Hold { plan } => Ok(crate::mount::kernel::hold(&plan)?),
-        Cli::Scenario(cmd) => scenario::run(cmd),
-        Cli::Demo(args) => demo::run(&args),
         Cli::Keygen(args) => keygen::run(&args),
         Cli::Sign(args) => sign::run(&sign::SignPlan::try_from(args)?),
         Cli::Verify(args) => verify::run(&verify::VerifyPlan::try_from(args)?),

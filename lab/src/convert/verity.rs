@@ -127,7 +127,7 @@ impl HashArea {
 }
 
 /// Pads the EROFS image at `path` to a whole number of blocks and builds its tree.
-pub(crate) fn build(path: &Path, uuid: [u8; 16]) -> Result<HashArea, String> {
+pub fn build(path: &Path, uuid: [u8; 16]) -> Result<HashArea, String> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)

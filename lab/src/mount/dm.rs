@@ -85,8 +85,13 @@ pub fn open(layer: &LayerSpec, name: &str, root: &str, options: &Options) -> Res
         .ok_or_else(|| format!("root hash {root:?} is not a hex digest"))?;
     let geometry = geometry_for(layer.erofs_size, layer.hashoffset).map_err(|e| e.to_string())?;
     let same_file = layer.erofs == layer.hash;
-    let made = kernel::open(name, &layer.erofs, &layer.hash, same_file, &geometry, &digest, options)
-        .map_err(|e| e.to_string())?;
+    let files = kernel::Files {
+        data: &layer.erofs,
+        hash: &layer.hash,
+        hash_is_data: same_file,
+        fec: None,
+    };
+    let made = kernel::open(name, files, &geometry, &digest, options).map_err(|e| e.to_string())?;
     let device = device_number(&made.device).inspect_err(|_| {
         let _ = kernel::close(name, &made.loops);
     })?;
@@ -373,6 +378,8 @@ pub fn status_report(mapping: &Mapping) -> Option<StatusReport> {
         first_corrupted: None,
         first_corrupted_block: None,
         halted: None,
+        fec_corrected: 0,
+        fec_uncorrectable: 0,
         size: table.sectors * 512,
         root_hash: table.root_hash,
     })

@@ -29,6 +29,7 @@ use super::record::{BaselineMount, MountId, MountedLayer, RECORD_FILE, Record};
 use super::{MountError, Plan, Refusal, RefusalKind};
 use crate::audit::View;
 use crate::convert::verity::geometry_for;
+use crate::defence::{self, Defence};
 use crate::erofs::OverlayNamespace;
 use crate::mountinfo::{self, DeviceNumber, MountInfo};
 use crate::rootfs::{Merged, RootfsError};
@@ -168,7 +169,6 @@ pub(super) fn start(plan: &Plan) -> Result<Record, MountError> {
         .map(|l| l.lowerdir.display().to_string())
         .collect();
     let mut super_options = vec![format!("lowerdir={}", lowerdirs.join(":"))];
-    let mut options = vec!["ro".to_owned()];
     if let (Some(upper), Some(work)) = (plan.upperdir(), plan.workdir()) {
         for dir in [&upper, &work] {
             fs::create_dir_all(dir).map_err(|e| MountError::Setup {
@@ -178,8 +178,8 @@ pub(super) fn start(plan: &Plan) -> Result<Record, MountError> {
         }
         super_options.push(format!("upperdir={}", upper.display()));
         super_options.push(format!("workdir={}", work.display()));
-        options = vec!["rw".to_owned()];
     }
+    let options = vec![if plan.read_only() { "ro" } else { "rw" }.to_owned()];
     super_options.insert(0, options[0].clone());
     let overlay_dev = next(FUSE_MAJOR);
     table.push(TableEntry {
@@ -280,7 +280,7 @@ impl Layers {
             };
             let file = FileSource::open(&layer.erofs).map_err(|e| fail(format!("{}: {e}", layer.erofs.display())))?;
             let data = Window::new(file, 0, layer.erofs_size).map_err(|e| fail(e.to_string()))?;
-            let Some(root) = &layer.root_hash else {
+            let Some(root) = layer.root_hash.filter(|_| defence::on(Defence::VerifiedReads)) else {
                 layers.sources.push(Box::new(data));
                 continue;
             };
@@ -356,6 +356,7 @@ pub fn open_view(record: &Record, plan: &Plan) -> Result<Rootfs, MountError> {
     Ok(Rootfs {
         merged,
         upper: record.upperdir.clone(),
+        read_only: plan.read_only(),
     })
 }
 
@@ -364,8 +365,10 @@ pub fn open_view(record: &Record, plan: &Plan) -> Result<Rootfs, MountError> {
 pub struct Rootfs {
     /// The merged layers.
     pub merged: Merged<Source>,
-    /// The writable upper directory on the host, for profiles that have one.
+    /// The upper directory on the host, for profiles that have one.
     pub upper: Option<PathBuf>,
+    /// Mounted read-only: writes are refused even with an upperdir.
+    pub read_only: bool,
 }
 
 impl Rootfs {
@@ -380,9 +383,10 @@ impl Rootfs {
         self.merged.read_file(rel.as_bytes(), limit)
     }
 
-    /// Writes a file, as a process in the container would: into the upperdir, or refused (EROFS).
+    /// Writes a file, as a process in the container would: into the upperdir, or refused (EROFS) on a read-only
+    /// mount or an overlay without one.
     pub fn write(&self, path: &str, bytes: &[u8]) -> Result<(), std::io::Error> {
-        let Some(upper) = &self.upper else {
+        let Some(upper) = self.upper.as_ref().filter(|_| !self.read_only) else {
             return Err(std::io::Error::from_raw_os_error(30));
         };
         let dest = upper.join(path.trim_start_matches('/'));

@@ -339,13 +339,13 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
             .collect::<Vec<_>>()
             .join(":")
     );
-    match (plan.upperdir(), plan.workdir()) {
-        (Some(upper), Some(work)) => {
-            fs::create_dir_all(&upper).map_err(|e| fail("creating the upperdir", &e))?;
-            fs::create_dir_all(&work).map_err(|e| fail("creating the workdir", &e))?;
-            options = format!("{options},upperdir={},workdir={}", upper.display(), work.display());
-        }
-        _ => options = format!("ro,{options}"),
+    if let (Some(upper), Some(work)) = (plan.upperdir(), plan.workdir()) {
+        fs::create_dir_all(&upper).map_err(|e| fail("creating the upperdir", &e))?;
+        fs::create_dir_all(&work).map_err(|e| fail("creating the workdir", &e))?;
+        options = format!("{options},upperdir={},workdir={}", upper.display(), work.display());
+    }
+    if plan.read_only() {
+        options = format!("ro,{options}");
     }
     mount_tool(&["-t", "overlay", "-o", &options], Path::new("overlay"), &plan.target)
         .map_err(|e| fail("mounting the overlay", &e))?;

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::convert::{self, ConvertError, VerityLayout};
+use crate::defence::{self, Defence};
 use crate::oci::digest::Digest;
 use crate::profile::{Backend, Profile};
 use crate::root_hash::RootHash;
@@ -29,13 +30,6 @@ use crate::sign::verify::{SignedRootHash, VerifiedImage};
 use crate::store::{Store, StoreError, write_atomically};
 
 pub use record::{Record, RecordError};
-
-/// Why `veritylab mount --backend kernel-vm` is refused: the VM is throwaway, so nothing it mounts can stay
-/// mounted on this host.
-pub const KERNEL_VM_MOUNTS: &str = "a kernel-vm mount would live in a throwaway VM that powers off when its \
-batch of work ends, so it cannot stay mounted on this host; stage attacks on the VM's kernel with `veritylab \
-scenario run --backend kernel-vm`, or run the kernel tier's mount test (`cargo test -p veritylab --test main \
-kernel_vm::mount`), which mounts, audits, tampers and unmounts inside one VM boot";
 
 /// One layer as a mount uses it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,12 +79,21 @@ pub struct Plan {
 impl Plan {
     /// Where the writable upper directory goes, for profiles that have one.
     pub fn upperdir(&self) -> Option<PathBuf> {
-        self.profile.writable().then(|| self.state.join("upper"))
+        self.has_upperdir().then(|| self.state.join("upper"))
     }
 
     /// The overlay's work directory, for profiles with an upperdir.
     pub fn workdir(&self) -> Option<PathBuf> {
-        self.profile.writable().then(|| self.state.join("work"))
+        self.has_upperdir().then(|| self.state.join("work"))
+    }
+
+    fn has_upperdir(&self) -> bool {
+        self.profile.writable() || !defence::on(Defence::NoUpperdir)
+    }
+
+    /// True when the rootfs is mounted read-only (`hardened`), whether or not it has an upperdir.
+    pub fn read_only(&self) -> bool {
+        !self.profile.writable() && defence::on(Defence::ReadOnlyRootfs)
     }
 }
 
@@ -251,15 +254,11 @@ pub fn prepare(
     profile: Profile,
     backend: Backend,
 ) -> Result<Plan, MountError> {
-    if backend == Backend::KernelVm {
-        return Err(MountError::Unavailable {
-            backend,
-            reason: KERNEL_VM_MOUNTS.to_owned(),
-        });
-    }
     let target = absolute_target(target)?;
     let (manifest, signature, planned) = match trust {
-        Trust::Local(_) if profile == Profile::Hardened => return Err(MountError::Unsigned),
+        Trust::Local(_) if profile == Profile::Hardened && defence::on(Defence::SignatureCheck) => {
+            return Err(MountError::Unsigned);
+        }
         Trust::Local(name) => {
             let conversion = convert::convert_image(store, name, VerityLayout::Containerd, &|_| {})?;
             let planned = conversion
@@ -340,7 +339,7 @@ fn plan_verified(
         manifest: image.manifest().digest,
         key: by.key.clone(),
     });
-    let roots: Vec<Option<RootHash>> = if profile == Profile::Hardened {
+    let roots: Vec<Option<RootHash>> = if profile == Profile::Hardened && defence::on(Defence::SignatureCheck) {
         let signed = image.signed_layers().ok_or_else(|| MountError::NotSigned {
             image: image.name().to_owned(),
         })?;
@@ -385,10 +384,6 @@ pub fn mount(store: &Store, plan: &Plan, exe: &Path) -> Result<Record, MountErro
     let result = match plan.backend {
         Backend::Kernel | Backend::Fuse => kernel::start(plan, exe),
         Backend::Emulated => emulated::start(plan),
-        Backend::KernelVm => Err(MountError::Unavailable {
-            backend: Backend::KernelVm,
-            reason: KERNEL_VM_MOUNTS.to_owned(),
-        }),
     };
     let result = result.and_then(|record| match differs_from_plan(plan, &record) {
         None => Ok(record),

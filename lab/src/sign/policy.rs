@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::Scheme;
 use super::keys::{self, KeyError, PublicKey};
 use super::timestamp::Timestamp;
+use crate::defence::{self, Defence};
 
 /// The largest policy file read.
 const POLICY_LIMIT: u64 = 1 << 20;
@@ -242,6 +243,15 @@ impl Policy {
                 keys
             }
         };
+        if !defence::on(Defence::Policy) {
+            return Requirements {
+                rule: None,
+                require_signature: false,
+                require_pull_by_digest: false,
+                min_build_timestamp: None,
+                keys,
+            };
+        }
         Requirements {
             rule: rule.map(|r| r.pattern.clone()),
             require_signature: rule.is_none_or(|r| r.require_signature),

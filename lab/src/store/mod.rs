@@ -339,6 +339,24 @@ impl Store {
         write_atomically(&self.index_path(), &to_json(&index))
     }
 
+    /// Removes the entry recorded under `name`, if any; says whether there was one. The blobs stay.
+    pub fn untag(&self, name: &str) -> Result<bool> {
+        let lock_path = self.root.join(".index.lock");
+        let lock = File::create(&lock_path).map_err(io_err("creating", &lock_path))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io_err("locking", &lock_path)(e.into()))?;
+        let mut index = self.index()?;
+        let before = index.manifests.len();
+        index
+            .manifests
+            .retain(|d| d.annotations.get(REF_NAME).map(String::as_str) != Some(name));
+        if index.manifests.len() == before {
+            return Ok(false);
+        }
+        write_atomically(&self.index_path(), &to_json(&index))?;
+        Ok(true)
+    }
+
     /// Images in the store: name and descriptor, in `index.json` order.
     pub fn images(&self) -> Result<Vec<(String, Descriptor)>> {
         Ok(self
@@ -503,7 +521,7 @@ mod tests {
     }
 
     #[test]
-    fn tags_replace_older_entries_of_the_same_name() {
+    fn tags_replace_older_entries_of_the_same_name_and_untag_removes_only_the_entry() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let descriptor = |content: &[u8]| {
@@ -530,6 +548,11 @@ mod tests {
             ..descriptor(b"one")
         };
         assert!(store.tag("x", unstored).is_err());
+        assert!(store.untag("example.com/b:1").unwrap());
+        assert!(!store.untag("example.com/b:1").unwrap());
+        let names: Vec<String> = store.images().unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["example.com/a:1"]);
+        assert!(store.has_blob(&Digest::of(b"two"), 3), "untag keeps the blob");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::device::Options;
+use crate::fec::FecParams;
 use crate::hash::Digest;
 use crate::hex;
 use crate::params::Geometry;
@@ -17,6 +18,20 @@ use crate::sys::{ToolError, run_tool};
 /// `<start> <sectors> verity <version> <data_dev> <hash_dev> <data_block_size> <hash_block_size>
 /// <num_data_blocks> <hash_start_block> <algorithm> <root_digest> <salt or -> [<#opt> <opt>...]`
 pub fn table_line(geometry: &Geometry, data_dev: &str, hash_dev: &str, root: &Digest, options: &Options) -> String {
+    table_line_with_fec(geometry, data_dev, hash_dev, root, options, None)
+}
+
+/// [`table_line`] with forward error correction from `fec` (the FEC device and its parameters): the optional
+/// arguments end with `use_fec_from_device <dev> fec_blocks <n> fec_start <n> fec_roots <n>`, in the order
+/// the kernel prints them back, `fec_start` counted in blocks.
+pub fn table_line_with_fec(
+    geometry: &Geometry,
+    data_dev: &str,
+    hash_dev: &str,
+    root: &Digest,
+    options: &Options,
+    fec: Option<(&str, &FecParams)>,
+) -> String {
     let p = &geometry.params;
     let sectors = geometry.data_size() / 512;
     let salt = if p.salt.is_empty() {
@@ -33,7 +48,20 @@ pub fn table_line(geometry: &Geometry, data_dev: &str, hash_dev: &str, root: &Di
         geometry.hash_start_block,
         p.algorithm,
     );
-    let args = options.table_args();
+    let mut args: Vec<String> = options.table_args().into_iter().map(str::to_owned).collect();
+    if let Some((device, f)) = fec {
+        let start = f.offset / u64::from(p.data_block_size);
+        args.extend([
+            "use_fec_from_device".to_owned(),
+            device.to_owned(),
+            "fec_blocks".to_owned(),
+            f.blocks.to_string(),
+            "fec_start".to_owned(),
+            start.to_string(),
+            "fec_roots".to_owned(),
+            f.roots.to_string(),
+        ]);
+    }
     if !args.is_empty() {
         line.push_str(&format!(" {} {}", args.len(), args.join(" ")));
     }
@@ -45,7 +73,7 @@ pub fn table_line(geometry: &Geometry, data_dev: &str, hash_dev: &str, root: &Di
 pub struct Mapping {
     /// `/dev/mapper/NAME`.
     pub device: PathBuf,
-    /// The loop devices it sits on (one when data and hash share a file).
+    /// The loop devices it sits on (one per distinct file).
     pub loops: Vec<PathBuf>,
     /// The table line loaded.
     pub table: String,
@@ -71,34 +99,72 @@ fn detach(loops: &[PathBuf]) -> Result<(), ToolError> {
         .try_for_each(|l| run_tool("losetup", "mount", ["--detach".as_ref(), l.as_os_str()]).map(drop))
 }
 
-/// Sets up read-only loop devices for `data` and `hash` and creates the mapping `name`; on failure every
-/// step already taken is undone.
+/// The files a mapping is made of: the hash and FEC files may be the data file itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Files<'a> {
+    /// The data file.
+    pub data: &'a Path,
+    /// The hash file.
+    pub hash: &'a Path,
+    /// Whether the hash file is the data file.
+    pub hash_is_data: bool,
+    /// The FEC file and parameters, with whether it is the data file or the hash file.
+    pub fec: Option<FecFile<'a>>,
+}
+
+/// A FEC file of a mapping.
+#[derive(Debug, Clone, Copy)]
+pub struct FecFile<'a> {
+    /// The parity file.
+    pub path: &'a Path,
+    /// Its parameters.
+    pub params: &'a FecParams,
+    /// Whether it is the data file.
+    pub is_data: bool,
+    /// Whether it is the hash file.
+    pub is_hash: bool,
+}
+
+/// Sets up read-only loop devices for the files and creates the mapping `name`; on failure every step
+/// already taken is undone.
 pub fn open(
     name: &str,
-    data: &Path,
-    hash: &Path,
-    same_file: bool,
+    files: Files<'_>,
     geometry: &Geometry,
     root: &Digest,
     options: &Options,
 ) -> Result<Mapping, ToolError> {
-    let mut loops = vec![attach_read_only(data)?];
-    if !same_file {
-        match attach_read_only(hash) {
-            Ok(l) => loops.push(l),
-            Err(e) => {
-                let _ = detach(&loops);
-                return Err(e);
-            }
+    let mut loops = vec![attach_read_only(files.data)?];
+    let attach = |path: &Path, loops: &mut Vec<PathBuf>| match attach_read_only(path) {
+        Ok(l) => {
+            loops.push(l.clone());
+            Ok(l)
         }
-    }
+        Err(e) => {
+            let _ = detach(loops);
+            Err(e)
+        }
+    };
+    let hash_loop = if files.hash_is_data {
+        loops[0].clone()
+    } else {
+        attach(files.hash, &mut loops)?
+    };
+    let fec_loop = match files.fec {
+        None => None,
+        Some(f) if f.is_data => Some(loops[0].clone()),
+        Some(f) if f.is_hash => Some(hash_loop.clone()),
+        Some(f) => Some(attach(f.path, &mut loops)?),
+    };
     let dev = |p: &PathBuf| p.to_string_lossy().into_owned();
-    let table = table_line(
+    let fec_dev = fec_loop.as_ref().map(dev);
+    let table = table_line_with_fec(
         geometry,
         &dev(&loops[0]),
-        &dev(loops.last().expect("one loop")),
+        &dev(&hash_loop),
         root,
         options,
+        fec_dev.as_deref().zip(files.fec.map(|f| f.params)),
     );
     if let Err(e) = run_tool("dmsetup", "dmsetup", ["create", name, "--readonly", "--table", &table]) {
         let _ = detach(&loops);
@@ -181,6 +247,30 @@ mod tests {
         assert!(
             line.ends_with(" - 3 restart_on_corruption ignore_zero_blocks check_at_most_once"),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn fec_arguments_follow_the_options_with_the_start_in_blocks() {
+        // veritysetup format over 1000 data blocks with roots 2 covers 1009 blocks (1000 data, 9 tree).
+        let g = Geometry::new(VerityParams::new(1000, vec![0]), Placement::with_superblock(0)).unwrap();
+        let root = Digest::from_slice(&[0x22; 32]).unwrap();
+        let fec = FecParams {
+            roots: 2,
+            blocks: 1009,
+            offset: 40960,
+        };
+        let options = Options {
+            ignore_zero_blocks: true,
+            ..Options::default()
+        };
+        assert_eq!(
+            table_line_with_fec(&g, "7:0", "7:1", &root, &options, Some(("7:1", &fec))),
+            format!(
+                "0 8000 verity 1 7:0 7:1 4096 4096 1000 1 sha256 {} 00 9 ignore_zero_blocks \
+                 use_fec_from_device 7:1 fec_blocks 1009 fec_start 10 fec_roots 2",
+                "22".repeat(32)
+            )
         );
     }
 

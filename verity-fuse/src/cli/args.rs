@@ -160,6 +160,73 @@ impl EngineArgs {
     }
 }
 
+/// FEC flags, named as veritysetup names them.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct FecArgs {
+    /// Reed-Solomon parity device (file): written by `format`, used to repair by `verify` and `open`; may be
+    /// the hash or data file with --fec-offset past what they hold.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) fec_device: Option<PathBuf>,
+    /// Byte offset of the parity on the FEC device (a multiple of the block size).
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    pub(crate) fec_offset: u64,
+    /// Parity bytes per 255-byte codeword, 2 to 24.
+    #[arg(long, value_name = "N", default_value_t = crate::fec::DEFAULT_ROOTS)]
+    pub(crate) fec_roots: u32,
+}
+
+impl FecArgs {
+    /// The FEC layout over `geometry` for a FEC device at `fec`, whose hash device `hash` is `hash_len` bytes
+    /// long (once written): the parity covers the data and the hash device from the tree's start to its end,
+    /// or to the FEC offset when parity shares the hash device, as veritysetup computes `fec_blocks`.
+    /// `data` is the data file (when known), whose data area the parity must not overlap when it shares that file.
+    pub(crate) fn layout(
+        &self,
+        geometry: &Geometry,
+        fec: &Path,
+        data: Option<&Path>,
+        hash: &Path,
+        hash_len: u64,
+    ) -> Result<crate::fec::FecLayout> {
+        use crate::fec::{FecLayout, FecParamError, FecParams, layout::covered_blocks};
+        crate::fec::layout::check_roots(self.fec_roots)?;
+        let shares_hash = same_target(fec, hash);
+        if shares_hash {
+            let hash_end = geometry.hash_device_size();
+            if self.fec_offset < hash_end {
+                return Err(FecParamError::OverlapsHash {
+                    offset: self.fec_offset,
+                    hash_end,
+                }
+                .into());
+            }
+            if self.fec_offset > hash_len {
+                return Err(FecParamError::PastDeviceEnd {
+                    offset: self.fec_offset,
+                    len: hash_len,
+                }
+                .into());
+            }
+        }
+        if data.is_some_and(|data| same_target(fec, data)) && self.fec_offset < geometry.data_size() {
+            return Err(FecParamError::OverlapsData {
+                offset: self.fec_offset,
+                data_end: geometry.data_size(),
+            }
+            .into());
+        }
+        let end = if shares_hash { self.fec_offset } else { hash_len };
+        Ok(FecLayout::new(
+            geometry,
+            FecParams {
+                roots: self.fec_roots,
+                blocks: covered_blocks(geometry, end),
+                offset: self.fec_offset,
+            },
+        )?)
+    }
+}
+
 /// Reads and parses the superblock at `offset` in the file at `path`.
 pub(crate) fn read_superblock(path: &Path, offset: u64) -> Result<Superblock> {
     use crate::ReadAt;
@@ -204,6 +271,25 @@ pub(crate) fn root_hash(arg: Option<&str>, file: Option<&PathBuf>) -> Result<Vec
         (None, None) => bail!("no root hash: give it as an argument or with --root-hash-file"),
     };
     Ok(hex::decode("root hash", &text)?)
+}
+
+/// Whether two paths name the same file: the same device and inode when both exist, else the same name in
+/// the same directory (a file `format` is about to create).
+pub(crate) fn same_target(a: &Path, b: &Path) -> bool {
+    if a.exists() && b.exists() {
+        return same_file(a, b);
+    }
+    let absolute = |p: &Path| {
+        let parent = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        parent
+            .canonicalize()
+            .ok()
+            .map(|d| d.join(p.file_name().unwrap_or_default()))
+    };
+    matches!((absolute(a), absolute(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// Whether two paths name the same file (both must exist).

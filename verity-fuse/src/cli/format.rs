@@ -3,6 +3,9 @@
 //! A separate hash file is written to a temporary file beside it and renamed into place when complete. A
 //! tree that shares the data file (`--hash-offset`) is computed in full first and then written at the
 //! offset; if that write fails, the bytes it replaced are put back and the file is cut to its old length.
+//! With `--fec-device`, the FEC layout is validated before anything is written; the parity is computed from
+//! the data and the hash device as written, then written the same way (its own file atomically, or at
+//! `--fec-offset` inside the hash or data file).
 
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
@@ -13,8 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::args::{EngineArgs, ParamArgs, geometry, same_file};
-use super::report::{Header, warn_lab_only};
+use super::args::{EngineArgs, FecArgs, ParamArgs, geometry, same_file, same_target};
+use super::report::{FecHeader, Header, warn_lab_only};
+use crate::fec::{self, FecLayout};
 use crate::params::{Geometry, ParamError};
 use crate::source::FileSource;
 use crate::superblock::{parse_uuid, random_uuid};
@@ -25,6 +29,8 @@ use crate::tree::{self, Tree};
 pub(crate) struct FormatArgs {
     #[command(flatten)]
     params: ParamArgs,
+    #[command(flatten)]
+    fec: FecArgs,
     /// UUID stored in the superblock [default: random].
     #[arg(long, value_name = "UUID")]
     uuid: Option<String>,
@@ -100,10 +106,30 @@ pub(crate) fn run(a: FormatArgs) -> Result<()> {
     )
     .with_context(|| format!("hashing {}", plan.data_path.display()))?;
     let image = HashImage::new(&plan, &tree);
-    if plan.shared {
+    // A hash file that will also hold the parity is written in place, keeping what lies past the tree.
+    let in_place = plan.shared
+        || a.fec
+            .fec_device
+            .as_deref()
+            .is_some_and(|fec| same_target(fec, &plan.hash_path))
+            && plan.hash_path.is_file();
+    let fec_layout = match &a.fec.fec_device {
+        Some(path) => Some(a.fec.layout(
+            &plan.geometry,
+            path,
+            Some(&plan.data_path),
+            &plan.hash_path,
+            image.len_after_write(&plan.hash_path, in_place)?,
+        )?),
+        None => None,
+    };
+    if in_place {
         image.write_into_data_file(&plan.hash_path)?;
     } else {
         image.write_hash_file(&plan.hash_path)?;
+    }
+    if let (Some(path), Some(layout)) = (&a.fec.fec_device, &fec_layout) {
+        write_parity(&plan, path, layout)?;
     }
     if let Some(path) = &a.root_hash_file {
         write_atomically(path, tree.root.to_hex().as_bytes())
@@ -117,8 +143,27 @@ pub(crate) fn run(a: FormatArgs) -> Result<()> {
     header.root_hash = Some(tree.root);
     header.hash_device_size = Some(plan.geometry.hash_device_size());
     header.engine = Some(plan.geometry.params.hasher().engine());
+    header.fec = fec_layout.as_ref().map(FecHeader::new);
     header.print(a.json);
     Ok(())
+}
+
+/// Computes the parity over the data and the hash device as written, and writes it at the FEC offset.
+fn write_parity(plan: &FormatPlan, path: &Path, layout: &FecLayout) -> Result<()> {
+    let hash = FileSource::open(&plan.hash_path)
+        .with_context(|| format!("opening hash device {}", plan.hash_path.display()))?;
+    let parity = fec::encode(layout, &plan.data, &hash, plan.threads)
+        .with_context(|| format!("computing FEC parity for {}", plan.data_path.display()))?;
+    let image = HashImage {
+        offset: layout.params.offset,
+        area: parity,
+    };
+    if same_target(path, &plan.hash_path) || same_target(path, &plan.data_path) {
+        image.write_into_data_file(path)
+    } else {
+        image.write_hash_file(path)
+    }
+    .with_context(|| format!("writing FEC parity to {}", path.display()))
 }
 
 /// Prints hashing progress on stderr when it is a terminal.
@@ -140,7 +185,7 @@ fn progress_printer(geometry: &Geometry) -> impl Fn(u64) + Sync {
     }
 }
 
-/// The bytes `format` writes on the hash device, from the hash offset on.
+/// Bytes `format` writes at an offset: the hash area on the hash device, or the parity on the FEC device.
 struct HashImage {
     offset: u64,
     area: Vec<u8>,
@@ -157,6 +202,16 @@ impl HashImage {
     /// The end of what is written on the hash device.
     fn end(&self) -> u64 {
         self.offset + self.area.len() as u64
+    }
+
+    /// The length the file at `path` will have once this is written into it: a replaced regular file ends at
+    /// [`Self::end`]; a file written in place or a device keeps any longer length it has.
+    fn len_after_write(&self, path: &Path, in_place: bool) -> Result<u64> {
+        let existing = match std::fs::metadata(path) {
+            Ok(m) if in_place || !m.is_file() => m.len(),
+            _ => 0,
+        };
+        Ok(self.end().max(existing))
     }
 
     /// Writes the hash area into `file` (which is at least `offset` long).

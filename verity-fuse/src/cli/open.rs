@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::args::{ParamArgs, existing_geometry, root_hash, same_file};
+use super::args::{FecArgs, ParamArgs, existing_geometry, root_hash, same_file};
 use super::report::warn_lab_only;
 use crate::backend::{self, Backend, Choice, kernel};
 use crate::device::{CorruptionMode, IoErrorMode, Options, VerifiedDevice};
+use crate::fec::FecParams;
 use crate::fuse::{DeviceFs, MountConfig, fuser_config};
 use crate::hash::Digest;
 use crate::params::Geometry;
@@ -34,6 +35,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct OpenArgs {
     #[command(flatten)]
     params: ParamArgs,
+    #[command(flatten)]
+    fec: FecArgs,
     /// Read the root hash from this file instead of the argument.
     #[arg(long, value_name = "FILE")]
     root_hash_file: Option<PathBuf>,
@@ -93,6 +96,8 @@ struct OpenPlan {
     options: Options,
     data: PathBuf,
     hash: PathBuf,
+    /// The FEC file and its parameters.
+    fec: Option<(PathBuf, FecParams)>,
 }
 
 fn plan(a: &OpenArgs) -> Result<OpenPlan> {
@@ -100,6 +105,22 @@ fn plan(a: &OpenArgs) -> Result<OpenPlan> {
     let data = FileSource::open(&a.data).with_context(|| format!("opening data device {}", a.data.display()))?;
     let geometry = existing_geometry(&a.params, crate::ReadAt::len(&data), &a.hash)?;
     geometry.check_root_hash(&root)?;
+    let fec = match &a.fec.fec_device {
+        Some(path) => {
+            let hash_len = std::fs::metadata(&a.hash)
+                .with_context(|| format!("opening hash device {}", a.hash.display()))?
+                .len();
+            let layout = a.fec.layout(&geometry, path, Some(&a.data), &a.hash, hash_len)?;
+            let fec_len = std::fs::metadata(path)
+                .with_context(|| format!("opening FEC device {}", path.display()))?
+                .len();
+            layout
+                .check_fec_device(fec_len)
+                .with_context(|| format!("FEC device {}", path.display()))?;
+            Some((absolute(path)?, layout.params))
+        }
+        None => None,
+    };
     let options = Options {
         on_corruption: match (a.ignore_corruption, a.restart_on_corruption, a.panic_on_corruption) {
             (true, _, _) => CorruptionMode::Ignore,
@@ -122,6 +143,7 @@ fn plan(a: &OpenArgs) -> Result<OpenPlan> {
         options,
         data: absolute(&a.data)?,
         hash: absolute(&a.hash)?,
+        fec,
     })
 }
 
@@ -179,16 +201,18 @@ pub(crate) fn run(a: OpenArgs, argv: &[std::ffi::OsString]) -> Result<()> {
 }
 
 fn open_kernel(a: &OpenArgs, plan: &OpenPlan, entry: &Entry) -> Result<()> {
-    let shared = same_file(&plan.data, &plan.hash);
-    let mapping = kernel::open(
-        &a.name,
-        &plan.data,
-        &plan.hash,
-        shared,
-        &plan.geometry,
-        &plan.root,
-        &plan.options,
-    )?;
+    let files = kernel::Files {
+        data: &plan.data,
+        hash: &plan.hash,
+        hash_is_data: same_file(&plan.data, &plan.hash),
+        fec: plan.fec.as_ref().map(|(path, params)| kernel::FecFile {
+            path,
+            params,
+            is_data: same_file(path, &plan.data),
+            is_hash: same_file(path, &plan.hash),
+        }),
+    };
+    let mapping = kernel::open(&a.name, files, &plan.geometry, &plan.root, &plan.options)?;
     let info = Info {
         name: a.name.clone(),
         backend: Backend::Kernel,
@@ -209,14 +233,20 @@ fn open_kernel(a: &OpenArgs, plan: &OpenPlan, entry: &Entry) -> Result<()> {
 fn serve(a: &OpenArgs, plan: OpenPlan, entry: &Entry) -> Result<()> {
     let data = FileSource::open(&plan.data).with_context(|| format!("opening {}", plan.data.display()))?;
     let hash = FileSource::open(&plan.hash).with_context(|| format!("opening {}", plan.hash.display()))?;
-    let table = kernel::table_line(
+    let fec_path = plan.fec.as_ref().map(|(path, _)| path.to_string_lossy().into_owned());
+    let table = kernel::table_line_with_fec(
         &plan.geometry,
         &plan.data.to_string_lossy(),
         &plan.hash.to_string_lossy(),
         &plan.root,
         &plan.options,
+        fec_path.as_deref().zip(plan.fec.as_ref().map(|(_, params)| params)),
     );
-    let device = VerifiedDevice::new(data, hash, plan.geometry, plan.root.as_bytes(), plan.options)?;
+    let mut device = VerifiedDevice::new(data, hash, plan.geometry, plan.root.as_bytes(), plan.options)?;
+    if let Some((path, params)) = &plan.fec {
+        let parity = FileSource::open(path).with_context(|| format!("opening {}", path.display()))?;
+        device = device.with_fec(*params, Box::new(parity))?;
+    }
     let config = MountConfig {
         threads: a.threads.unwrap_or_else(tree::default_threads),
         // Others read the device where they may (root's loop devices over a user's device).

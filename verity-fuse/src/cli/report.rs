@@ -22,9 +22,34 @@ pub(crate) struct Header {
     pub(crate) hash_offset: u64,
     pub(crate) superblock: bool,
     pub(crate) hash_device_size: Option<u64>,
+    pub(crate) fec: Option<FecHeader>,
     /// The SHA-256 engine that built the tree (`format` only; in the JSON alone).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) engine: Option<EngineName>,
+}
+
+/// The FEC lines veritysetup adds when given a FEC device.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct FecHeader {
+    pub(crate) roots: u32,
+    /// Blocks covered (`fec_blocks` in the table).
+    pub(crate) covered_blocks: u64,
+    /// Blocks of parity (veritysetup's "FEC blocks").
+    pub(crate) parity_blocks: u64,
+    pub(crate) offset: u64,
+    pub(crate) fec_device_size: u64,
+}
+
+impl FecHeader {
+    pub(crate) fn new(layout: &crate::fec::FecLayout) -> Self {
+        Self {
+            roots: layout.params.roots,
+            covered_blocks: layout.params.blocks,
+            parity_blocks: layout.parity_blocks(),
+            offset: layout.params.offset,
+            fec_device_size: layout.parity_size(),
+        }
+    }
 }
 
 impl Header {
@@ -50,6 +75,7 @@ impl Header {
             superblock: geometry.placement.superblock,
             hash_device_size: None,
             engine: None,
+            fec: None,
         }
     }
 
@@ -67,12 +93,19 @@ impl Header {
         println!("Hash blocks:     \t{}", self.hash_blocks);
         println!("Hash block size: \t{}", self.hash_block_size);
         println!("Hash algorithm:  \t{}", self.hash_algorithm);
+        if let Some(fec) = &self.fec {
+            println!("FEC RS roots:   \t{}", fec.roots);
+            println!("FEC blocks:     \t{}", fec.parity_blocks);
+        }
         println!("Salt:            \t{}", self.salt);
         if let Some(root) = &self.root_hash {
             println!("Root hash:      \t{root}");
         }
         if let Some(size) = self.hash_device_size {
             println!("Hash device size: \t{size} [bytes]");
+        }
+        if let Some(fec) = &self.fec {
+            println!("FEC device size: \t{} [bytes]", fec.fec_device_size);
         }
     }
 }

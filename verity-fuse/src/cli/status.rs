@@ -98,6 +98,10 @@ pub(crate) fn run(a: StatusArgs) -> Result<()> {
         if c.unchecked_reads > 0 {
             println!("  unchecked reads: {}", c.unchecked_reads);
         }
+        if c.fec_corrected > 0 || c.fec_uncorrectable > 0 {
+            println!("  FEC corrected: {} blocks", c.fec_corrected);
+            println!("  FEC uncorrectable: {} blocks", c.fec_uncorrectable);
+        }
         if c.io_errors > 0 {
             println!("  I/O errors:  {}", c.io_errors);
         }

@@ -1,15 +1,23 @@
 //! `verity-fuse verify`: check data and tree against a root hash, as `veritysetup verify` does.
+//!
+//! With `--fec-device`, a failed check is followed, as in veritysetup, by decoding every codeword from the
+//! parity. Where veritysetup then reports success, we also re-check the whole tree over the corrected blocks
+//! (held in memory; the devices are not written) and succeed only if that check passes, listing the blocks
+//! that were repaired.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::args::{EngineArgs, ParamArgs, existing_geometry, root_hash};
+use super::args::{EngineArgs, FecArgs, ParamArgs, existing_geometry, root_hash};
 use super::report::warn_lab_only;
 use crate::ReadAt;
-use crate::error::VerityError;
+use crate::error::{BlockRef, VerityError};
+use crate::fec::{self, FecLayout, Patched, Repairer, layout::Covered};
 use crate::hash::{Digest, EngineName};
+use crate::params::Geometry;
 use crate::source::FileSource;
 use crate::tree;
 
@@ -18,6 +26,8 @@ use crate::tree;
 pub(crate) struct VerifyArgs {
     #[command(flatten)]
     params: ParamArgs,
+    #[command(flatten)]
+    fec: FecArgs,
     /// Read the root hash from this file instead of the argument.
     #[arg(long, value_name = "FILE")]
     root_hash_file: Option<PathBuf>,
@@ -42,11 +52,25 @@ struct Outcome<'a> {
     verified: bool,
     root_hash: String,
     error: Option<String>,
-    block: Option<crate::error::BlockRef>,
+    block: Option<BlockRef>,
     expected: Option<&'a Digest>,
     found: Option<&'a Digest>,
     /// The SHA-256 engine that hashed.
     engine: EngineName,
+    fec: Option<FecOutcome>,
+}
+
+/// What FEC did after a failed check.
+#[derive(serde::Serialize)]
+struct FecOutcome {
+    /// Whether every codeword decoded and the corrected image verified.
+    repaired: bool,
+    /// Symbols corrected (veritysetup's "repairable errors").
+    symbols_corrected: u64,
+    /// Data and tree blocks whose bytes the parity corrected.
+    blocks: Vec<BlockRef>,
+    /// Why the repair failed.
+    error: Option<String>,
 }
 
 pub(crate) fn run(a: VerifyArgs) -> Result<()> {
@@ -57,9 +81,69 @@ pub(crate) fn run(a: VerifyArgs) -> Result<()> {
     let geometry = existing_geometry(&a.params, data.len(), &a.hash)?;
     geometry.check_root_hash(&root)?;
     warn_lab_only(&geometry);
+    let fec = match &a.fec.fec_device {
+        Some(path) => {
+            let layout = a.fec.layout(&geometry, path, Some(&a.data), &a.hash, hash.len())?;
+            let parity = FileSource::open(path).with_context(|| format!("opening FEC device {}", path.display()))?;
+            layout
+                .check_fec_device(parity.len())
+                .with_context(|| format!("FEC device {}", path.display()))?;
+            Some((layout, parity))
+        }
+        None => None,
+    };
     let root = Digest::from_slice(&root).expect("length checked");
     let threads = a.threads.unwrap_or_else(tree::default_threads).max(1);
-    let result = tree::check(&data, &hash, &geometry, &root, threads);
+    let mut result = tree::check(&data, &hash, &geometry, &root, threads);
+    let mut fec_outcome = None;
+    if let (Err(VerityError::HashMismatch { .. } | VerityError::NonZeroPadding { .. }), Some((layout, parity))) =
+        (&result, &fec)
+    {
+        if !a.json {
+            eprintln!("verity-fuse: {}", result.as_ref().expect_err("failed"));
+        }
+        let repairer = Repairer::new(layout, &data, &hash, parity);
+        let outcome = match fec::repair_all(&repairer, threads) {
+            Ok(full) => {
+                let blocks = full.block_refs(layout, |block| tree_level(&geometry, block));
+                let recheck = recheck(&data, &hash, &geometry, layout, &full.blocks, &root, threads);
+                FecOutcome {
+                    repaired: recheck.is_ok(),
+                    symbols_corrected: full.symbols_corrected,
+                    blocks,
+                    error: recheck
+                        .as_ref()
+                        .err()
+                        .map(|e| format!("the corrected image does not verify: {e}")),
+                }
+            }
+            Err(e) => FecOutcome {
+                repaired: false,
+                symbols_corrected: 0,
+                blocks: Vec::new(),
+                error: Some(e.to_string()),
+            },
+        };
+        if !a.json {
+            if outcome.repaired {
+                let names: Vec<String> = outcome.blocks.iter().map(ToString::to_string).collect();
+                eprintln!(
+                    "Found {} repairable errors with FEC device; corrected and verified in memory: {}",
+                    outcome.symbols_corrected,
+                    names.join(", ")
+                );
+            } else {
+                eprintln!(
+                    "Errors cannot be repaired with FEC device: {}",
+                    outcome.error.as_deref().unwrap_or("")
+                );
+            }
+        }
+        if outcome.repaired {
+            result = Ok(());
+        }
+        fec_outcome = Some(outcome);
+    }
     if a.json {
         let (error, block, expected, found) = match &result {
             Ok(()) => (None, None, None, None),
@@ -76,6 +160,7 @@ pub(crate) fn run(a: VerifyArgs) -> Result<()> {
             expected,
             found,
             engine: geometry.params.hasher().engine(),
+            fec: fec_outcome,
         };
         println!(
             "{}",
@@ -83,4 +168,42 @@ pub(crate) fn run(a: VerifyArgs) -> Result<()> {
         );
     }
     result.context("verification failed")
+}
+
+/// The tree level of absolute hash block `block` (one past the top for blocks after the tree).
+fn tree_level(geometry: &Geometry, block: u64) -> usize {
+    geometry
+        .levels
+        .iter()
+        .position(|l| (l.first_block..l.first_block + l.blocks).contains(&block))
+        .unwrap_or(geometry.levels.len())
+}
+
+/// Checks the whole tree again with the corrected blocks in place of the stored ones.
+fn recheck(
+    data: &FileSource,
+    hash: &FileSource,
+    geometry: &Geometry,
+    layout: &FecLayout,
+    corrected: &BTreeMap<u64, Vec<u8>>,
+    root: &Digest,
+    threads: usize,
+) -> Result<(), VerityError> {
+    let mut data_blocks = BTreeMap::new();
+    let mut hash_blocks = BTreeMap::new();
+    for (&b, bytes) in corrected {
+        match layout.covered(b) {
+            Covered::Data(n) => data_blocks.insert(n, bytes.as_slice()),
+            Covered::Hash(n) => hash_blocks.insert(n, bytes.as_slice()),
+            Covered::Zero => None,
+        };
+    }
+    let bs = layout.block_size();
+    tree::check(
+        &Patched::new(data, bs, data_blocks),
+        &Patched::new(hash, bs, hash_blocks),
+        geometry,
+        root,
+        threads,
+    )
 }

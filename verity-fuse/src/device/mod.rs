@@ -4,13 +4,17 @@
 //! `data_blocks × data_block_size` bytes; bytes past that on the data source (the unverified tail) are not
 //! reachable through it. For each data block a read touches, the device finds the expected digest by walking
 //! the hash blocks from the root down (verified hash blocks are cached, bounded), then reads and checks the
-//! data block. What happens on a mismatch or an I/O error follows the kernel's options ([`Options`]).
+//! data block. What happens on a mismatch or an I/O error follows the kernel's options ([`Options`]); with
+//! parity ([`VerifiedDevice::with_fec`]) a block that fails its digest is first corrected from the parity
+//! and served only if the corrected bytes match the tree.
 
 mod cache;
 mod mode;
+mod repair;
 mod status;
 
 pub use mode::{CorruptionMode, IoErrorMode, Options};
+pub use repair::{FecSetupError, MAX_DEPTH};
 pub use status::{Event, MAX_EVENTS, State, Status};
 
 use std::io;
@@ -40,6 +44,7 @@ pub struct VerifiedDevice<D, H> {
     last_read_end: AtomicU64,
     /// One past the last data block already hinted to the sources, so each block is hinted once.
     hinted_end: AtomicU64,
+    fec: Option<repair::DeviceFec>,
 }
 
 /// Bytes of data fetched ahead of a sequential read, at most; the hint never exceeds this however large the
@@ -99,6 +104,7 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
             counters: Counters::default(),
             last_read_end: AtomicU64::new(u64::MAX),
             hinted_end: AtomicU64::new(0),
+            fec: None,
             options,
             geometry,
         })
@@ -182,7 +188,8 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
         self.prefetch(first, count);
         self.read_data(first, out)?;
         // The blocks still to check are hashed together, as many at once as the engine has lanes; then they are
-        // settled in order and the read stops at the first failure, as the kernel walks a bio.
+        // settled in order and the read stops at the first failure, as the kernel walks a bio. Blocks corrected
+        // from parity replace what was read once the walk is done.
         let (blocks, indices): (Vec<&[u8]>, Vec<u64>) = out
             .chunks_exact(self.geometry.data_block_size())
             .zip(first..)
@@ -196,9 +203,15 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
             .unzip();
         let mut found = Vec::with_capacity(blocks.len());
         self.hasher.digest_many(blocks, |_, digest| found.push(digest));
+        let mut corrected = Vec::new();
         for (index, found) in indices.into_iter().zip(found) {
             let want = self.expected_digest(index)?;
-            self.settle(index, want, found)?;
+            corrected.extend(self.settle(index, want, found)?.map(|bytes| (index, bytes)));
+        }
+        let dbs = self.geometry.data_block_size();
+        for (index, bytes) in corrected {
+            let at = (index - first) as usize * dbs;
+            out[at..at + dbs].copy_from_slice(&bytes);
         }
         Ok(())
     }
@@ -265,17 +278,27 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
             return Ok(());
         }
         self.read_data(index, out)?;
-        self.settle(index, want, self.hasher.digest(out))
+        if let Some(bytes) = self.settle(index, want, self.hasher.digest(out))? {
+            out.copy_from_slice(&bytes);
+        }
+        Ok(())
     }
 
-    /// Settles data block `index`, whose digest is `found`, against the digest the tree holds.
-    fn settle(&self, index: u64, want: Digest, found: Digest) -> Result<(), VerityError> {
+    /// Settles data block `index`, whose digest is `found`, against the digest the tree holds. On a mismatch
+    /// the bytes corrected from parity are returned, if any; `Ok(None)` means the bytes as read stand.
+    fn settle(&self, index: u64, want: Digest, found: Digest) -> Result<Option<Vec<u8>>, VerityError> {
         if found == want {
             Counters::bump(&self.counters.blocks_verified);
             self.mark_checked(index);
-            return Ok(());
+            return Ok(None);
         }
-        self.corrupted(BlockRef::Data { block: index }, want, found)
+        let block = BlockRef::Data { block: index };
+        if let Some(bytes) = self.repair(block, want) {
+            Counters::bump(&self.counters.blocks_verified);
+            self.mark_checked(index);
+            return Ok(Some(bytes));
+        }
+        self.corrupted(block, want, found).map(|()| None)
     }
 
     fn was_checked(&self, index: u64) -> bool {
@@ -373,13 +396,17 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
         self.hash
             .read_at(offset, &mut bytes)
             .map_err(|source| self.io_error(block_ref, Device::Hash, offset, source))?;
-        let bytes: Arc<[u8]> = Arc::from(bytes);
+        let mut bytes: Arc<[u8]> = Arc::from(bytes);
         let found = self.hasher.digest(&bytes);
-        if found == want {
-            self.cache.insert(block, bytes.clone());
-        } else {
+        if found != want
+            && let Some(repaired) = self.repair(block_ref, want)
+        {
+            bytes = Arc::from(repaired);
+        } else if found != want {
             self.corrupted(block_ref, want, found)?;
+            return Ok(bytes);
         }
+        self.cache.insert(block, bytes.clone());
         Ok(bytes)
     }
 

@@ -39,6 +39,11 @@ pub enum Event {
         /// Whether the data was returned anyway.
         returned_data: bool,
     },
+    /// A block failed its digest and was corrected from parity; the corrected bytes matched the tree.
+    Corrected {
+        /// The corrected block.
+        block: BlockRef,
+    },
     /// Reading a block failed.
     IoError {
         /// The block being read.
@@ -68,6 +73,10 @@ pub struct Status {
     pub corruptions: u64,
     /// I/O errors of the underlying devices.
     pub io_errors: u64,
+    /// Blocks (data and hash) corrected from parity and verified.
+    pub fec_corrected: u64,
+    /// Blocks whose correction from parity failed (then handled as corruptions).
+    pub fec_uncorrectable: u64,
     /// The first corrupted block.
     pub first_corrupted: Option<BlockRef>,
     /// Set once the emulated kernel restarted or panicked.
@@ -81,6 +90,8 @@ pub(crate) struct Counters {
     pub(crate) unchecked_reads: AtomicU64,
     pub(crate) corruptions: AtomicU64,
     pub(crate) io_errors: AtomicU64,
+    pub(crate) fec_corrected: AtomicU64,
+    pub(crate) fec_uncorrectable: AtomicU64,
     pub(crate) first_corrupted: Mutex<Option<BlockRef>>,
     pub(crate) halted: Mutex<Option<(HaltAction, BlockRef)>>,
     pub(crate) events: Mutex<Vec<Event>>,
@@ -134,6 +145,8 @@ impl Counters {
             unchecked_reads: self.unchecked_reads.load(Ordering::Relaxed),
             corruptions,
             io_errors: self.io_errors.load(Ordering::Relaxed),
+            fec_corrected: self.fec_corrected.load(Ordering::Relaxed),
+            fec_uncorrectable: self.fec_uncorrectable.load(Ordering::Relaxed),
             first_corrupted: *lock(&self.first_corrupted),
             halted: self.halted().map(|(action, _)| action),
         }

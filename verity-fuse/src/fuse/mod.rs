@@ -54,6 +54,12 @@ pub struct StatusReport {
     pub corruptions: u64,
     /// I/O errors of the underlying devices.
     pub io_errors: u64,
+    /// Blocks corrected from parity (and verified).
+    #[serde(default)]
+    pub fec_corrected: u64,
+    /// Blocks the parity could not correct.
+    #[serde(default)]
+    pub fec_uncorrectable: u64,
     /// The first corrupted block, as text (`data block 7`, `hash block 3 (tree level 0)`).
     pub first_corrupted: Option<String>,
     /// The first corrupted block as structured data.
@@ -82,6 +88,8 @@ impl StatusReport {
             unchecked_reads: status.unchecked_reads,
             corruptions: status.corruptions,
             io_errors: status.io_errors,
+            fec_corrected: status.fec_corrected,
+            fec_uncorrectable: status.fec_uncorrectable,
             first_corrupted: status.first_corrupted.map(|b| b.to_string()),
             first_corrupted_block: status
                 .first_corrupted

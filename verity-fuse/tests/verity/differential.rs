@@ -1,4 +1,4 @@
-//! Differential tests: real kernel dm-verity against our FUSE device, inside one VM (vmtest).
+//! Differential tests: real kernel dm-verity against our FUSE device, inside one VM (kernel-vm).
 //!
 //! One image (a zero block, random blocks, and a tail past `data_blocks` that no device may reach) and its
 //! tree (512-byte hash blocks, so the 20 data blocks hang off two leaves under one top block) are tampered
@@ -15,10 +15,10 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use kernel_vm::VmOutput;
 use sha2::{Digest as _, Sha256};
 use verity_fuse::backend::kernel::parse_status;
 use verity_fuse::params::{Geometry, Placement, VerityParams};
-use vmtest::VmOutput;
 
 use crate::support::{bytes, field, ok, verity_fuse};
 
@@ -562,7 +562,7 @@ fn table_lines_doc(out: &VmOutput) -> String {
 #[test]
 fn kernel_and_fuse_agree_on_every_tampering_in_every_mode() {
     const TEST: &str = "differential::kernel_and_fuse_agree";
-    if let Err(reason) = vmtest::available() {
+    if let Err(reason) = kernel_vm::available() {
         testkit::skip(TEST, &format!("no VM here: {reason}"));
         return;
     }
@@ -571,7 +571,7 @@ fn kernel_and_fuse_agree_on_every_tampering_in_every_mode() {
     }
 
     let fixture = fixture();
-    let mut vm = vmtest::Vm::builder()
+    let mut vm = kernel_vm::Vm::builder()
         .binary_at(env!("CARGO_BIN_EXE_verity-fuse"))
         .binary("veritysetup")
         .binary("dmsetup")

@@ -1,4 +1,4 @@
-//! The kernel backend against real kernel dm-verity, in a VM (vmtest): `verity-fuse open --backend kernel`
+//! The kernel backend against real kernel dm-verity, in a VM (kernel-vm): `verity-fuse open --backend kernel`
 //! loads the same table line `veritysetup open` loads, the kernel mounts EROFS from it, `status` reads the
 //! kernel's `V`/`C`, `close` refuses while mounted and then leaves no mapping or loop device behind.
 
@@ -21,7 +21,7 @@ fn without_devices(table: &str) -> Vec<String> {
 #[test]
 fn kernel_backend_loads_veritysetups_table_and_its_lifecycle_works() {
     const TEST: &str = "kernel_backend::lifecycle";
-    if let Err(reason) = vmtest::available() {
+    if let Err(reason) = kernel_vm::available() {
         testkit::skip(TEST, &format!("no VM here: {reason}"));
         return;
     }
@@ -98,7 +98,7 @@ dmsetup table opts
 vf close opts
 "#
     );
-    let out = vmtest::Vm::builder()
+    let out = kernel_vm::Vm::builder()
         .binary_at(env!("CARGO_BIN_EXE_verity-fuse"))
         .binary("veritysetup")
         .binary("dmsetup")

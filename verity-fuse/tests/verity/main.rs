@@ -3,6 +3,7 @@
 mod cli;
 mod corruption;
 mod differential;
+mod fec;
 mod fuse_device;
 mod kernel_backend;
 mod known_answers;

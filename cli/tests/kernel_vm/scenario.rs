@@ -1,0 +1,68 @@
+//! `veritylab scenario run --all --backend kernel-vm` from this host: one VM boot runs every shipped
+//! scenario's cells on the kernel backend inside (real dm-verity), and the report comes back with every cell
+//! labelled `kernel-vm` and as expected.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const TEST: &str = "kernel_vm::scenario::scenario_cells_run_on_the_vms_kernel";
+
+#[test]
+fn scenario_cells_run_on_the_vms_kernel() {
+    if !super::vm_available(TEST) {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_veritylab"))
+        .args(["scenario", "run", "--all", "--backend", "kernel-vm", "--report", "json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}:\n{stdout}"));
+    let choice = &report["backends"][0];
+    assert_eq!(choice["used"], "kernel-vm", "{choice:#}");
+    let reason = choice["reason"].as_str().unwrap();
+    assert!(reason.contains("not performance figures"), "{reason}");
+    assert!(
+        report["host"]["kernel"].as_str().unwrap().contains("cloud"),
+        "{:#}",
+        report["host"]
+    );
+    let ids: Vec<&str> = report["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    let shipped: Vec<String> = scenarios::load::embedded().unwrap().into_iter().map(|s| s.id).collect();
+    assert_eq!(ids, shipped);
+    for scenario in report["scenarios"].as_array().unwrap() {
+        let cells = scenario["cells"].as_array().unwrap();
+        assert!(!cells.is_empty(), "{scenario:#}");
+        for cell in cells {
+            assert_eq!(cell["backend"], "kernel-vm", "{cell:#}");
+            assert_eq!(cell["status"], "observed", "{}: {cell:#}", scenario["id"]);
+            assert_eq!(
+                cell["differences"],
+                serde_json::json!([]),
+                "{}: {cell:#}",
+                scenario["id"]
+            );
+        }
+    }
+    // The refused mounts were refused by the kernel's dm-verity, not by our FUSE device.
+    let flip = report["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "hash-tree-byte-flip")
+        .unwrap();
+    for cell in flip["cells"].as_array().unwrap() {
+        let evidence = &cell["observation"]["evidence"];
+        let message = evidence["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("from its dm-verity mapping veritylab-"), "{cell:#}");
+        assert_eq!(evidence["devices"][0]["state"], "corrupted", "{cell:#}");
+    }
+}

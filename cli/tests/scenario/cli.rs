@@ -1,0 +1,74 @@
+//! `veritylab scenario list`, `attacks` and `validate`.
+
+use std::process::Command;
+
+fn veritylab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_veritylab"))
+}
+
+#[test]
+fn list_prints_the_embedded_scenarios_and_json_for_scripts() {
+    let out = veritylab().args(["scenario", "list", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = entries.as_array().unwrap();
+    let swap = entries
+        .iter()
+        .find(|e| e["id"] == "host-layer-swap")
+        .expect("host-layer-swap listed");
+    assert_eq!(swap["attack"], "host-layer-swap");
+    assert_eq!(
+        swap["profiles"],
+        serde_json::json!(["vanilla", "erofs", "verity", "hardened"])
+    );
+    assert_eq!(swap["expect"]["vanilla"], "undetected");
+    let text = veritylab().args(["scenario", "list"]).output().unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.starts_with("ID "), "{text}");
+    assert_eq!(text.lines().count(), entries.len() + 1);
+}
+
+#[test]
+fn validate_passes_on_the_shipped_set_and_exits_3_with_located_problems() {
+    let out = veritylab().args(["scenario", "validate"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("scenarios valid"));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("x.toml"), "id = \"x\"\nsurprise = 1\n").unwrap();
+    let out = veritylab()
+        .args(["scenario", "validate", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("x.toml:2:1: unknown field `surprise`"), "{stderr}");
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_as_a_broken_pipe() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = veritylab().args(["scenario", "list"]).stdout(writer).output().unwrap();
+    assert_eq!(out.status.code(), Some(verity_fuse::sys::BROKEN_PIPE_EXIT));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no panic message");
+}
+
+#[test]
+fn attacks_prints_every_catalogue_entry_with_its_parameters() {
+    let out = veritylab().args(["scenario", "attacks"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let named: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| l.split_once(": ").map(|(name, _)| name))
+        .collect();
+    let catalogue: Vec<&str> = attacks::CATALOGUE.iter().map(|a| a.name).collect();
+    assert_eq!(named, catalogue);
+    assert!(
+        text.contains("    path (a relative path, required): file whose data gets the flipped byte"),
+        "{text}"
+    );
+}

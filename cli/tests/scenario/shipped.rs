@@ -1,0 +1,87 @@
+//! The scenarios in the repository's `scenarios/` folder: they validate, embedded and from the folder, and
+//! tell the seed talk's story.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use attacks::CATALOGUE;
+use scenarios::load;
+use scenarios::outcome::Outcome;
+use veritylab::profile::Profile;
+
+fn folder() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+}
+
+#[test]
+fn every_shipped_scenario_validates_and_the_embedded_set_is_the_folder() {
+    let embedded = load::embedded().unwrap_or_else(|e| panic!("{e}"));
+    let from_dir = load::load_dir(&folder()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(embedded.len(), from_dir.len());
+    for (a, b) in embedded.iter().zip(&from_dir) {
+        assert_eq!((&a.id, &a.attack, &a.expect), (&b.id, &b.attack, &b.expect));
+    }
+}
+
+#[test]
+fn every_catalogue_attack_has_a_scenario_named_after_it() {
+    let scenarios = load::embedded().unwrap();
+    let ids: BTreeSet<&str> = scenarios.iter().map(|s| s.id.as_str()).collect();
+    for attack in CATALOGUE {
+        assert!(
+            ids.contains(attack.name),
+            "no scenarios/{}.toml for attack {}",
+            attack.name,
+            attack.name
+        );
+    }
+    assert_eq!(CATALOGUE.len(), 25, "the catalogue has 25 attacks");
+}
+
+#[test]
+fn the_matrix_tells_the_seed_talks_story() {
+    let scenarios = load::embedded().unwrap();
+    let expected = |id: &str, profile: Profile| {
+        let scenario = scenarios
+            .iter()
+            .find(|s| s.id == id)
+            .unwrap_or_else(|| panic!("no scenario {id}"));
+        scenario.expect.get(&profile).map(|e| e.outcome)
+    };
+    for id in ["host-layer-swap", "upperdir-write", "overmount"] {
+        assert_eq!(
+            expected(id, Profile::Vanilla),
+            Some(Outcome::Undetected),
+            "vanilla must miss {id}"
+        );
+    }
+    for scenario in &scenarios {
+        let hardened = scenario
+            .expect
+            .get(&Profile::Hardened)
+            .expect("every scenario runs the hardened profile");
+        if hardened.outcome == Outcome::Undetected {
+            assert!(
+                hardened.why.as_deref().is_some_and(|w| w.len() > 40),
+                "{}: say why",
+                scenario.id
+            );
+        }
+    }
+    let undetected: Vec<&str> = scenarios
+        .iter()
+        .filter(|s| s.expect[&Profile::Hardened].outcome == Outcome::Undetected)
+        .map(|s| s.id.as_str())
+        .collect();
+    assert_eq!(undetected, ["rollback-within-window"]);
+}
+
+#[test]
+fn the_readme_schema_example_is_a_valid_scenario() {
+    let readme = std::fs::read_to_string(folder().join("README.md")).unwrap();
+    let start = readme.find("```toml\n").expect("a toml example") + "```toml\n".len();
+    let example = &readme[start..start + readme[start..].find("```").unwrap()];
+    let scenario = load::parse("layer-byte-flip.toml", example).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(scenario.profiles, [Profile::Vanilla, Profile::Hardened]);
+    assert_eq!(scenario.attack.integer("offset"), Some(20));
+}

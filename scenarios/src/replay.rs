@@ -1,0 +1,196 @@
+//! The `audit-identity-replay` attack's work in a cell: a layer's EROFS mount and the rootfs replaced by
+//! ones made alike over the attacker's file, for real inside the holder's namespace, or in the emulated
+//! mount table and the in-process rootfs.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use attacks::AttackError;
+use attacks::env::Trojan;
+use verity_fuse::identity::FileId;
+use verity_fuse::source::{FileSource, Window};
+
+use super::sandbox::{Container, Sandbox};
+use veritylab::erofs::OverlayNamespace;
+use veritylab::mount::emulated::{self, Layers, Rootfs, Source};
+use veritylab::mountinfo;
+use veritylab::profile::Backend;
+use veritylab::rootfs::Merged;
+
+/// How long the replay waits for the freed loop device to clear itself.
+const LOOP_CLEAR_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn env<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> AttackError + '_ {
+    move |e| AttackError::env(format!("{what}: {e}"))
+}
+
+/// Replays layer `index`'s mount over `trojan` (see [`attacks::Env::replay_layer_mount`]); returns what was
+/// done and the loop device the lab's teardown will not detach.
+pub(super) fn replay(
+    sandbox: &mut Sandbox,
+    index: usize,
+    trojan: &Trojan,
+) -> Result<(String, Option<PathBuf>), AttackError> {
+    match sandbox.backend {
+        Backend::Emulated => emulated_replay(sandbox, index, trojan).map(|done| (done, None)),
+        Backend::Fuse => Err(AttackError::env(
+            "the fuse backend serves the rootfs from its holder: there is no lowerdir mount to replay",
+        )),
+        Backend::Kernel => real_replay(sandbox, index, trojan),
+    }
+}
+
+fn real_replay(sandbox: &Sandbox, index: usize, trojan: &Trojan) -> Result<(String, Option<PathBuf>), AttackError> {
+    let (_, record) = sandbox
+        .mounted
+        .as_ref()
+        .ok_or_else(|| AttackError::env("nothing is mounted"))?;
+    let holder = record
+        .holder
+        .ok_or_else(|| AttackError::env("the mount has no holder"))?;
+    let layer = record
+        .layers
+        .get(index)
+        .ok_or_else(|| AttackError::env(format!("no layer {index}")))?;
+    let mounts = mountinfo::read(holder).map_err(env("reading the container's mounts"))?;
+    let overlay = mounts
+        .iter()
+        .rev()
+        .find(|m| m.mount_point == record.target && m.fs_type == "overlay")
+        .ok_or_else(|| AttackError::env("no overlay at the target"))?;
+    let mut options = vec![if overlay.is_read_only() { "ro" } else { "rw" }.to_owned()];
+    for key in ["lowerdir", "upperdir", "workdir"] {
+        if let Some(value) = overlay.super_options.get(key) {
+            options.push(format!("{key}={}", value.to_string_lossy()));
+        }
+    }
+    let erofs = mounts
+        .iter()
+        .rev()
+        .find(|m| m.mount_point == layer.lowerdir)
+        .ok_or_else(|| AttackError::env(format!("nothing is mounted at {}", layer.lowerdir.display())))?;
+    let block = fs::read_link(format!("/sys/dev/block/{}", erofs.device)).map_err(env("the lowerdir's device"))?;
+    let block = block
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+
+    sandbox.mount_inside(&["umount".as_ref(), record.target.as_os_str()])?;
+    sandbox.mount_inside(&["umount".as_ref(), layer.lowerdir.as_os_str()])?;
+    // The attacker's file sits where the verified device is, in the host's namespace, where that path is a
+    // plain directory; without a verified device, anywhere.
+    let file = match &layer.device_dir {
+        Some(dir) => dir.join(verity_fuse::fuse::DEVICE_FILE),
+        None => sandbox.scratch().join("replayed.erofs"),
+    };
+    fs::copy(&trojan.erofs, &file).map_err(env(&format!("copying to {}", file.display())))?;
+    let sizelimit = trojan.data_size.to_string();
+    let mut losetup: Vec<&std::ffi::OsStr> = vec!["-r".as_ref(), "--sizelimit".as_ref(), sizelimit.as_ref()];
+    let device = if block.starts_with("loop") {
+        // The EROFS mount was the loop's last user: autoclear frees it, and the same minor is attached again.
+        let backing = PathBuf::from(format!("/sys/block/{block}/loop/backing_file"));
+        let started = Instant::now();
+        while backing.exists() {
+            if started.elapsed() > LOOP_CLEAR_TIMEOUT {
+                return Err(AttackError::env(format!("/dev/{block} did not clear itself")));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        PathBuf::from(format!("/dev/{block}"))
+    } else {
+        // A dm-verity mapping stays: the replacement goes on a free loop device.
+        let free = verity_fuse::sys::run_tool("losetup", "mount", ["-f"]).map_err(env("finding a free loop"))?;
+        PathBuf::from(free.trim())
+    };
+    losetup.push(device.as_os_str());
+    losetup.push(file.as_os_str());
+    verity_fuse::sys::run_tool("losetup", "mount", losetup).map_err(env("attaching the loop"))?;
+    sandbox.mount_inside(&[
+        "mount".as_ref(),
+        "-t".as_ref(),
+        "erofs".as_ref(),
+        "-o".as_ref(),
+        "ro".as_ref(),
+        device.as_os_str(),
+        layer.lowerdir.as_os_str(),
+    ])?;
+    let options = options.join(",");
+    sandbox.mount_inside(&[
+        "mount".as_ref(),
+        "-t".as_ref(),
+        "overlay".as_ref(),
+        "-o".as_ref(),
+        options.as_ref(),
+        "overlay".as_ref(),
+        record.target.as_os_str(),
+    ])?;
+    Ok((
+        format!(
+            "unmounted the rootfs and layer {index}'s EROFS inside the container, attached {} to {} from the \
+             host's namespace, and mounted both again the same way",
+            device.display(),
+            file.display()
+        ),
+        Some(device),
+    ))
+}
+
+fn emulated_replay(sandbox: &mut Sandbox, index: usize, trojan: &Trojan) -> Result<String, AttackError> {
+    let (plan, record) = sandbox
+        .mounted
+        .as_mut()
+        .ok_or_else(|| AttackError::env("nothing is mounted"))?;
+    let table = record.emulated.clone().unwrap_or_default();
+    let lowerdir = record
+        .layers
+        .get(index)
+        .map(|l| l.lowerdir.clone())
+        .ok_or_else(|| AttackError::env(format!("no layer {index}")))?;
+    let meta = fs::metadata(&trojan.erofs).map_err(env("the attacker's file"))?;
+    let mut erofs = table
+        .iter()
+        .find(|e| e.mount_point == lowerdir)
+        .cloned()
+        .ok_or_else(|| AttackError::env(format!("nothing is mounted at {}", lowerdir.display())))?;
+    erofs.backing_file = Some(FileId::from_dev(meta.dev(), meta.ino()));
+    emulated::replace_mount(record, &lowerdir, erofs).map_err(env("replacing the EROFS mount"))?;
+    let target = record.target.clone();
+    let overlay = table
+        .iter()
+        .find(|e| e.mount_point == target)
+        .cloned()
+        .ok_or_else(|| AttackError::env("no rootfs in the table"))?;
+    emulated::replace_mount(record, &target, overlay).map_err(env("replacing the overlay"))?;
+    // The container now reads the layer from the attacker's file, unverified.
+    let Layers { mut sources, devices } = Layers::open(plan).map_err(env("opening the layers"))?;
+    let file = FileSource::open(&trojan.erofs).map_err(env("the attacker's file"))?;
+    let window = Window::new(file, 0, trojan.data_size).map_err(env("the attacker's file"))?;
+    let slot = sources
+        .get_mut(index)
+        .ok_or_else(|| AttackError::env(format!("no layer {index}")))?;
+    *slot = Box::new(window) as Source;
+    let merged = Merged::from_sources(sources, OverlayNamespace::Trusted).map_err(env("merging"))?;
+    let upper = record.upperdir.clone();
+    sandbox.container = Some(Container::Emulated {
+        rootfs: Box::new(Rootfs {
+            merged,
+            upper,
+            read_only: plan.read_only(),
+        }),
+        devices,
+    });
+    Ok(format!(
+        "replaced layer {index}'s EROFS mount and the overlay in the emulated table with the same ids and devices, \
+         the loop now reading {}",
+        trojan.erofs.display()
+    ))
+}
+
+/// Detaches `device` (the kernel detaches it when its last user, the replayed EROFS mount, goes).
+pub(super) fn release(device: &Path) -> Result<(), AttackError> {
+    verity_fuse::sys::run_tool("losetup", "mount", ["-d".as_ref(), device.as_os_str()])
+        .map(drop)
+        .map_err(env("detaching the replayed loop"))
+}
