@@ -1,11 +1,12 @@
-//! Criterion benchmarks of the hashing load: block digests (and the two-way sha256 path against `sha2` one
-//! block at a time) and whole-tree builds, one thread and all.
+//! Criterion benchmarks of the hashing load: block digests per algorithm, runs of sha256 blocks through each
+//! engine this CPU runs (portable `sha2`, two-way SHA-NI, eight-lane AVX2, sixteen-lane AVX-512), and
+//! whole-tree builds per engine, one thread and all.
 #![expect(missing_docs, reason = "criterion_group! generates an undocumented public function")]
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use verity_fuse::hash::BlockHasher;
+use verity_fuse::hash::{BlockHasher, Engine, set_process_engine};
 use verity_fuse::params::{Geometry, Placement, VerityParams};
 use verity_fuse::{Algorithm, tree};
 
@@ -22,30 +23,31 @@ fn digests(c: &mut Criterion) {
     group.finish();
 }
 
-/// Two 4 KiB blocks per iteration: `sha2` one block at a time against the two-way SHA-NI path.
-fn two_way(c: &mut Criterion) {
-    let mut group = c.benchmark_group("sha256_pair_4k");
-    let (a, b) = (vec![0x5au8; 4096], vec![0xa5u8; 4096]);
-    group.throughput(Throughput::Bytes(2 * 4096));
+/// A run of 64 blocks of 4 KiB (a 256 KiB read, or a slice of a tree level) through each sha256 engine this
+/// CPU runs.
+fn engines(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sha256_engine_run_64x4k");
+    let data: Vec<u8> = (0..64 * 4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    group.throughput(Throughput::Bytes(data.len() as u64));
     for salt_first in [true, false] {
-        let hasher = BlockHasher::new(Algorithm::Sha256, &[7u8; 32], salt_first);
-        let portable = hasher.clone().portable();
         let hash_type = if salt_first { "hash_type_1" } else { "hash_type_0" };
-        group.bench_function(BenchmarkId::new("sha2_one_at_a_time", hash_type), |bench| {
-            bench.iter(|| [portable.digest(black_box(&a)), portable.digest(black_box(&b))])
-        });
-        let name = if hasher.is_two_way() {
-            "two_way_sha_ni"
-        } else {
-            "two_way_unavailable_portable"
-        };
-        group.bench_function(BenchmarkId::new(name, hash_type), |bench| {
-            bench.iter(|| hasher.digest_pair(black_box(&a), black_box(&b)))
-        });
+        for engine in Engine::supported() {
+            let hasher = BlockHasher::new(Algorithm::Sha256, &[7u8; 32], salt_first).with_engine(engine);
+            group.bench_function(BenchmarkId::new(engine.name().as_str(), hash_type), |bench| {
+                bench.iter(|| {
+                    let mut last = None;
+                    hasher.digest_many(black_box(&data).chunks_exact(4096), |_, d| last = Some(d));
+                    last
+                })
+            });
+        }
     }
     group.finish();
 }
 
+/// A whole tree over 64 MiB with each engine, on one thread and on every core.
 fn tree_build(c: &mut Criterion) {
     let size = 64u64 << 20;
     let data: Vec<u8> = (0..size).map(|i| ((i * 2654435761) >> 13) as u8).collect();
@@ -57,13 +59,18 @@ fn tree_build(c: &mut Criterion) {
     let mut group = c.benchmark_group("tree_build_64MiB_sha256");
     group.throughput(Throughput::Bytes(size));
     group.sample_size(10);
-    for threads in [1, tree::default_threads()] {
-        group.bench_function(BenchmarkId::new("threads", threads), |b| {
-            b.iter(|| tree::build(&data, &geometry, threads, &|_| {}).unwrap())
-        });
+    for engine in Engine::supported() {
+        set_process_engine(engine);
+        for threads in [1, tree::default_threads()] {
+            group.bench_function(
+                BenchmarkId::new(engine.name().as_str(), format!("threads_{threads}")),
+                |b| b.iter(|| tree::build(&data, &geometry, threads, &|_| {}).unwrap()),
+            );
+        }
     }
+    set_process_engine(Engine::fastest());
     group.finish();
 }
 
-criterion_group!(benches, digests, two_way, tree_build);
+criterion_group!(benches, digests, engines, tree_build);
 criterion_main!(benches);

@@ -26,6 +26,13 @@ pub trait ReadAt: Send + Sync {
     /// Fills `buf` with the bytes at `offset..offset + buf.len()`; fails if that range is not entirely inside
     /// the source.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+
+    /// Hints that `len` bytes at `offset` will be read soon, so a source backed by storage can start
+    /// fetching them while the caller works on what it already has. Only a hint: nothing is checked or
+    /// returned, and the default does nothing.
+    fn prefetch(&self, offset: u64, len: u64) {
+        let _ = (offset, len);
+    }
 }
 
 /// Checks that `offset..offset + len` lies inside a source of `size` bytes.
@@ -70,6 +77,10 @@ impl<T: ReadAt + ?Sized> ReadAt for &T {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         (**self).read_at(offset, buf)
     }
+
+    fn prefetch(&self, offset: u64, len: u64) {
+        (**self).prefetch(offset, len)
+    }
 }
 
 impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
@@ -80,6 +91,10 @@ impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         (**self).read_at(offset, buf)
     }
+
+    fn prefetch(&self, offset: u64, len: u64) {
+        (**self).prefetch(offset, len)
+    }
 }
 
 impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
@@ -89,6 +104,10 @@ impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         (**self).read_at(offset, buf)
+    }
+
+    fn prefetch(&self, offset: u64, len: u64) {
+        (**self).prefetch(offset, len)
     }
 }
 
@@ -122,6 +141,15 @@ impl ReadAt for FileSource {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         check_range(self.len, offset, buf.len())?;
         self.file.read_exact_at(buf, offset)
+    }
+
+    /// Asks the kernel to start reading the range into the page cache (`POSIX_FADV_WILLNEED`).
+    fn prefetch(&self, offset: u64, len: u64) {
+        let len = len.min(self.len.saturating_sub(offset));
+        if let Some(len) = std::num::NonZeroU64::new(len) {
+            // A failed hint costs only the overlap it would have given: the read that follows still happens.
+            let _ = rustix::fs::fadvise(&self.file, offset, Some(len), rustix::fs::Advice::WillNeed);
+        }
     }
 }
 
@@ -166,6 +194,13 @@ impl<R: ReadAt> ReadAt for Window<R> {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         check_range(self.len, offset, buf.len())?;
         self.inner.read_at(self.offset + offset, buf)
+    }
+
+    fn prefetch(&self, offset: u64, len: u64) {
+        let len = len.min(self.len.saturating_sub(offset));
+        if len > 0 {
+            self.inner.prefetch(self.offset + offset, len);
+        }
     }
 }
 

@@ -4,8 +4,10 @@
 //!
 //! - `verity-fuse format` vs `veritysetup format` (same salt and UUID; the outputs are checked identical)
 //! - `verity-fuse verify` vs `veritysetup verify`
+//! - `verity-fuse format` on one thread with each SHA-256 engine this CPU runs (`--engine`)
 //! - sequential reads of the `verity-fuse open` FUSE device vs an unverified FUSE passthrough of the same file
-//!   (`bindfs`) and a plain read of the file, cold (page cache dropped) and warm (needs root for the mounts)
+//!   (`bindfs`) and a plain read of the file: cold (page cache dropped), backing cached (only the FUSE file's
+//!   cache dropped) and warm (needs root for the mounts)
 //!
 //! Each command runs once to warm the page cache, then `--runs` times; the median is reported. `--fuse-only`
 //! runs only the FUSE read comparison (the input is still formatted once by `veritysetup`, untimed).
@@ -114,6 +116,19 @@ fn main() -> Result<()> {
         args.size_mib,
     );
 
+    for engine in verity_fuse::hash::Engine::supported() {
+        let mut forced = one_thread.clone();
+        forced.insert(1, format!("--engine={}", engine.name()));
+        let t = Timing::measure(&ours, &refs(&forced), args.runs)?;
+        row(
+            &format!("format (1 thread, engine {})", engine.name()),
+            t,
+            t_peer,
+            "veritysetup",
+            args.size_mib,
+        );
+    }
+
     let root = root_hash(&veritysetup, Path::new(&d), Path::new(&h_peer))?;
     let v = |hash: &str| vec!["verify".to_owned(), d.clone(), hash.to_owned(), root.clone()];
     let (v_ours, v_peer) = (v(&h_ours), v(&h_peer));
@@ -187,16 +202,30 @@ fn fuse_reads(ours: &Path, dir: &Path, data: &str, hash: &str, root: &str, mib: 
     let via_bindfs = passthrough.join("data");
     let data = Path::new(data);
     let result = (|| -> Result<()> {
-        for cold in [true, false] {
-            let label = if cold { "cold" } else { "warm" };
-            if !cold {
-                read_seconds(&device, &[], false)?;
-                read_seconds(&via_bindfs, &[], false)?;
+        // Cold: nothing cached. Backing cached: the file is in the page cache but the FUSE file's own cache is
+        // dropped, so every read goes through the FUSE server (and, for verity-fuse, verification) without the
+        // disk's noise. Warm: both cached.
+        for (label, drop_fuse, drop_data) in [
+            ("cold", true, true),
+            ("backing cached", true, false),
+            ("warm", false, false),
+        ] {
+            if !drop_data {
                 read_seconds(data, &[], false)?;
             }
-            let ours = median_read(&device, &[&device, data], cold, runs)?;
-            let peer = median_read(&via_bindfs, &[&via_bindfs, data], cold, runs)?;
-            let plain = median_read(data, &[data], cold, runs)?;
+            if !drop_fuse {
+                read_seconds(&device, &[], false)?;
+                read_seconds(&via_bindfs, &[], false)?;
+            }
+            let plain_dropped: Vec<&Path> = if drop_data { vec![data] } else { Vec::new() };
+            let ours = median_read(&device, &to_drop(&device, data, drop_fuse, drop_data), true, runs)?;
+            let peer = median_read(
+                &via_bindfs,
+                &to_drop(&via_bindfs, data, drop_fuse, drop_data),
+                true,
+                runs,
+            )?;
+            let plain = median_read(data, &plain_dropped, true, runs)?;
             println!(
                 "fuse read {label:<22} verity-fuse {ours:>8.3} s ({:>7.0} MiB/s)   bindfs {peer:>8.3} s ({:>7.0} MiB/s)   \
                  ratio {:.2}x of bindfs; plain read {plain:.3} s ({:.0} MiB/s)",
@@ -216,6 +245,14 @@ fn fuse_reads(ours: &Path, dir: &Path, data: &str, hash: &str, root: &str, mib: 
         .args(["close", "--dir", &reg, "bench"])
         .status();
     result
+}
+
+/// The files whose page cache a read of `fuse_file` drops first: the FUSE file itself and the backing `data`.
+fn to_drop<'a>(fuse_file: &'a Path, data: &'a Path, drop_fuse: bool, drop_data: bool) -> Vec<&'a Path> {
+    [(drop_fuse, fuse_file), (drop_data, data)]
+        .into_iter()
+        .filter_map(|(drop, p)| drop.then_some(p))
+        .collect()
 }
 
 fn refs(v: &[String]) -> Vec<&str> {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::hash::Algorithm;
+use crate::hash::{Algorithm, Calibration, Engine, EngineChoice, EngineName, set_process_engine};
 use crate::hex;
 use crate::params::{Geometry, HashType, Placement, VerityParams};
 use crate::superblock::Superblock;
@@ -121,6 +121,42 @@ impl ParamArgs {
         } else {
             bail!("parameters disagree with the superblock: {}", disagreements.join("; "))
         }
+    }
+}
+
+/// The SHA-256 engine flags of the commands that hash whole trees.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct EngineArgs {
+    /// SHA-256 engine: auto (the fastest this CPU runs, by features and a short calibration), portable,
+    /// sha-ni-x2, avx2-x8 or avx512-x16.
+    #[arg(long, value_name = "ENGINE", default_value = "auto")]
+    pub(crate) engine: EngineChoice,
+    /// Say on stderr which SHA-256 engine hashes, and what the calibration measured.
+    #[arg(long, short = 'v')]
+    pub(crate) verbose: bool,
+}
+
+impl EngineArgs {
+    /// Makes the engine asked for the process's engine and returns its name; an engine this CPU does not
+    /// run is refused.
+    pub(crate) fn apply(&self) -> Result<EngineName> {
+        let engine = Engine::choose(self.engine)?;
+        set_process_engine(engine);
+        if self.verbose {
+            let how = match self.engine {
+                EngineChoice::Auto => {
+                    let rates: Vec<String> = Calibration::get()
+                        .rates
+                        .iter()
+                        .map(|(name, rate)| format!("{name} {:.2} GB/s", rate / 1e9))
+                        .collect();
+                    format!("fastest in calibration: {}", rates.join(", "))
+                }
+                EngineChoice::Named(_) => "forced by --engine".to_owned(),
+            };
+            eprintln!("verity-fuse: sha256 engine {} ({how})", engine.name());
+        }
+        Ok(engine.name())
     }
 }
 

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::args::{FecArgs, ParamArgs, geometry, same_file, same_target};
+use super::args::{EngineArgs, FecArgs, ParamArgs, geometry, same_file, same_target};
 use super::report::{FecHeader, Header, warn_lab_only};
 use crate::fec::{self, FecLayout};
 use crate::params::{Geometry, ParamError};
@@ -40,6 +40,8 @@ pub(crate) struct FormatArgs {
     /// Threads hashing data [default: every core].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Print one JSON object instead of veritysetup's lines.
     #[arg(long)]
     json: bool,
@@ -94,6 +96,7 @@ fn plan(a: &FormatArgs) -> Result<FormatPlan> {
 
 pub(crate) fn run(a: FormatArgs) -> Result<()> {
     let plan = plan(&a)?;
+    a.engine.apply()?;
     warn_lab_only(&plan.geometry);
     let tree = tree::build(
         &plan.data,
@@ -139,6 +142,7 @@ pub(crate) fn run(a: FormatArgs) -> Result<()> {
     );
     header.root_hash = Some(tree.root);
     header.hash_device_size = Some(plan.geometry.hash_device_size());
+    header.engine = Some(plan.geometry.params.hasher().engine());
     header.fec = fec_layout.as_ref().map(FecHeader::new);
     header.print(a.json)?;
     Ok(())

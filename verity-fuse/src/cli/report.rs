@@ -1,7 +1,7 @@
 //! What `format` and `dump` print: veritysetup's header lines, or one JSON object with `--json`.
 
 use super::output::OutputError;
-use crate::hash::Digest;
+use crate::hash::{Digest, EngineName};
 use crate::hex;
 use crate::params::Geometry;
 use crate::superblock::format_uuid;
@@ -24,6 +24,9 @@ pub(crate) struct Header {
     pub(crate) superblock: bool,
     pub(crate) hash_device_size: Option<u64>,
     pub(crate) fec: Option<FecHeader>,
+    /// The SHA-256 engine that built the tree (`format` only; in the JSON alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) engine: Option<EngineName>,
 }
 
 /// The FEC lines veritysetup adds when given a FEC device.
@@ -72,6 +75,7 @@ impl Header {
             hash_offset: geometry.placement.hash_offset,
             superblock: geometry.placement.superblock,
             hash_device_size: None,
+            engine: None,
             fec: None,
         }
     }

@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::args::{FecArgs, ParamArgs, existing_geometry, root_hash};
+use super::args::{EngineArgs, FecArgs, ParamArgs, existing_geometry, root_hash};
 use super::report::warn_lab_only;
 use crate::ReadAt;
 use crate::error::{BlockRef, VerityError};
 use crate::fec::{self, FecLayout, Patched, Repairer, layout::Covered};
-use crate::hash::Digest;
+use crate::hash::{Digest, EngineName};
 use crate::params::Geometry;
 use crate::source::FileSource;
 use crate::tree;
@@ -34,6 +34,8 @@ pub(crate) struct VerifyArgs {
     /// Threads hashing data [default: every core].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Print one JSON object with the outcome.
     #[arg(long)]
     json: bool,
@@ -53,6 +55,8 @@ struct Outcome<'a> {
     block: Option<BlockRef>,
     expected: Option<&'a Digest>,
     found: Option<&'a Digest>,
+    /// The SHA-256 engine that hashed.
+    engine: EngineName,
     fec: Option<FecOutcome>,
 }
 
@@ -71,6 +75,7 @@ struct FecOutcome {
 
 pub(crate) fn run(a: VerifyArgs) -> Result<()> {
     let root = root_hash(a.root_hash.as_deref(), a.root_hash_file.as_ref())?;
+    a.engine.apply()?;
     let data = FileSource::open(&a.data).with_context(|| format!("opening data device {}", a.data.display()))?;
     let hash = FileSource::open(&a.hash).with_context(|| format!("opening hash device {}", a.hash.display()))?;
     let geometry = existing_geometry(&a.params, data.len(), &a.hash)?;
@@ -154,6 +159,7 @@ pub(crate) fn run(a: VerifyArgs) -> Result<()> {
             block,
             expected,
             found,
+            engine: geometry.params.hasher().engine(),
             fec: fec_outcome,
         };
         out!(

@@ -41,8 +41,16 @@ pub struct VerifiedDevice<D, H> {
     cache: HashCache,
     checked_once: Option<Vec<AtomicU64>>,
     counters: Counters,
+    /// One past the last data block of the latest read, to recognise sequential reads.
+    last_read_end: AtomicU64,
+    /// One past the last data block already hinted to the sources, so each block is hinted once.
+    hinted_end: AtomicU64,
     fec: Option<repair::DeviceFec>,
 }
+
+/// Bytes of data fetched ahead of a sequential read, at most; the hint never exceeds this however large the
+/// reads are.
+const READ_AHEAD_MAX: u64 = 8 << 20;
 
 /// Why a verified device could not be set up (the kernel refuses the table for these).
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +113,8 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
             zero_digest,
             checked_once,
             counters: Counters::default(),
+            last_read_end: AtomicU64::new(u64::MAX),
+            hinted_end: AtomicU64::new(0),
             fec: None,
             options,
             geometry,
@@ -185,33 +195,29 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
         if let Some((action, cause)) = self.counters.halted() {
             return Err(VerityError::Halted { action, cause });
         }
+        let count = (out.len() / self.geometry.data_block_size()) as u64;
+        self.prefetch(first, count);
         self.read_data(first, out)?;
-        // Blocks are settled in order and the read stops at the first failure, as the kernel walks a bio. A
-        // block to check is hashed together with the next one when that needs checking too. Blocks corrected
+        // The blocks still to check are hashed together, as many at once as the engine has lanes; then they are
+        // settled in order and the read stops at the first failure, as the kernel walks a bio. Blocks corrected
         // from parity replace what was read once the walk is done.
-        let mut corrected = Vec::new();
-        let mut blocks = out
+        let (blocks, indices): (Vec<&[u8]>, Vec<u64>) = out
             .chunks_exact(self.geometry.data_block_size())
             .zip(first..)
-            .peekable();
-        while let Some((block, index)) = blocks.next() {
-            if self.was_checked(index) {
-                Counters::bump(&self.counters.unchecked_reads);
-                continue;
-            }
-            let (found, next) = match blocks.next_if(|&(_, next)| !self.was_checked(next)) {
-                Some((other, next)) => {
-                    let [found, other_found] = self.hasher.digest_pair(block, other);
-                    (found, Some((next, other_found)))
+            .filter(|&(_, index)| {
+                let checked = self.was_checked(index);
+                if checked {
+                    Counters::bump(&self.counters.unchecked_reads);
                 }
-                None => (self.hasher.digest(block), None),
-            };
+                !checked
+            })
+            .unzip();
+        let mut found = Vec::with_capacity(blocks.len());
+        self.hasher.digest_many(blocks, |_, digest| found.push(digest));
+        let mut corrected = Vec::new();
+        for (index, found) in indices.into_iter().zip(found) {
             let want = self.expected_digest(index)?;
             corrected.extend(self.settle(index, want, found)?.map(|bytes| (index, bytes)));
-            if let Some((next, found)) = next {
-                let want = self.expected_digest(next)?;
-                corrected.extend(self.settle(next, want, found)?.map(|bytes| (next, bytes)));
-            }
         }
         let dbs = self.geometry.data_block_size();
         for (index, bytes) in corrected {
@@ -219,6 +225,51 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
             out[at..at + dbs].copy_from_slice(&bytes);
         }
         Ok(())
+    }
+
+    /// Hints the sources about what this read and the next will need, so that their I/O overlaps: the hash
+    /// blocks on the paths of data blocks `first..first + count` that are not cached (fetched while the data is
+    /// read), and, when the read continues the one before, the data that follows it and its hash blocks
+    /// (fetched while this read is hashed). Hints only: every byte served is still read and checked.
+    fn prefetch(&self, first: u64, count: u64) {
+        let end = first + count;
+        let previous_end = self.last_read_end.swap(end, Ordering::Relaxed);
+        let dbs = self.geometry.data_block_size() as u64;
+        let sequential = first.abs_diff(previous_end) <= 4 * count;
+        let ahead_end = if sequential {
+            (end + (4 * count).min(READ_AHEAD_MAX / dbs)).min(self.geometry.params.data_blocks)
+        } else {
+            end
+        };
+        // Only blocks no earlier read hinted: a sequential reader hints each block once.
+        let hinted = self.hinted_end.swap(ahead_end, Ordering::Relaxed);
+        let from = if (first..ahead_end).contains(&hinted) {
+            hinted
+        } else {
+            first
+        };
+        if from < ahead_end {
+            self.prefetch_hash_paths(from, ahead_end - from);
+        }
+        let data_from = from.max(end);
+        if data_from < ahead_end {
+            self.data.prefetch(data_from * dbs, (ahead_end - data_from) * dbs);
+        }
+    }
+
+    /// Hints the hash source to fetch the hash blocks on the paths of data blocks `first..first + count`, on
+    /// every level where one of them is not cached.
+    fn prefetch_hash_paths(&self, first: u64, count: u64) {
+        let hbs = self.geometry.hash_block_size() as u64;
+        let last = first + count - 1;
+        for level in 0..self.geometry.levels.len() {
+            let shift = self.geometry.hashes_per_block_bits as u64 * level as u64;
+            let (a, _) = self.geometry.digest_position(level, first >> shift);
+            let (b, _) = self.geometry.digest_position(level, last >> shift);
+            if self.cache.get(a).is_none() || self.cache.get(b).is_none() {
+                self.hash.prefetch(a * hbs, (b - a + 1) * hbs);
+            }
+        }
     }
 
     /// Reads and verifies data block `index` into `out` (one data block long).

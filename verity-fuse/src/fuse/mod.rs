@@ -214,11 +214,15 @@ impl<D: ReadAt + 'static, H: ReadAt + 'static> Filesystem for DeviceFs<D, H> {
             DEVICE => {
                 let len = self.device.len();
                 let n = (size as u64).min(len.saturating_sub(offset)) as usize;
-                let mut buf = vec![0u8; n];
-                match self.device.read_verified(offset, &mut buf) {
-                    Ok(()) => reply.data(&buf),
-                    Err(_) => reply.error(Errno::EIO),
-                }
+                // Each serving thread keeps its buffer: a fresh one per request would fault in every page of
+                // it (up to 1 MiB) again. Its bytes are overwritten by the read before any is sent.
+                READ_BUFFER.with_borrow_mut(|buf| {
+                    buf.resize(n, 0);
+                    match self.device.read_verified(offset, &mut buf[..n]) {
+                        Ok(()) => reply.data(&buf[..n]),
+                        Err(_) => reply.error(Errno::EIO),
+                    }
+                });
             }
             STATUS => {
                 let json = self.status_json();
@@ -251,6 +255,11 @@ impl<D: ReadAt + 'static, H: ReadAt + 'static> Filesystem for DeviceFs<D, H> {
 
 /// The access mode bits of open(2) flags: anything but `O_RDONLY` is refused on this read-only device.
 const O_ACCMODE: i32 = 0o3;
+
+thread_local! {
+    /// The buffer a serving thread reads device requests into.
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// How the FUSE session is mounted.
 #[derive(Debug, Clone)]

@@ -77,6 +77,7 @@ pub(crate) fn hash_level<R: ReadAt + ?Sized>(
     let chunk = per_job_hash_blocks * job.hash_block_size;
     let jobs = Mutex::new(out.chunks_mut(chunk).enumerate());
     let done = std::sync::atomic::AtomicU64::new(0);
+    let threads = threads.max(1);
     let worker = || -> Result<(), VerityError> {
         let mut buf = vec![0u8; (per_job_hash_blocks as u64 * job.per_block).min(job.count) as usize * job.block_size];
         loop {
@@ -84,7 +85,17 @@ pub(crate) fn hash_level<R: ReadAt + ?Sized>(
             let Some((index, out_chunk)) = next else {
                 return Ok(());
             };
-            let first = index as u64 * per_job_hash_blocks as u64 * job.per_block;
+            let job_blocks = per_job_hash_blocks as u64 * job.per_block;
+            let first = index as u64 * job_blocks;
+            // The job a worker takes after this round of jobs: its bytes arrive while this one is hashed.
+            let ahead = first + threads as u64 * job_blocks;
+            if ahead < job.count {
+                let ahead_blocks = (job.count - ahead).min(job_blocks);
+                src.prefetch(
+                    job.offset + ahead * job.block_size as u64,
+                    ahead_blocks * job.block_size as u64,
+                );
+            }
             let n = (job.count - first).min(per_job_hash_blocks as u64 * job.per_block);
             let bytes = n as usize * job.block_size;
             let offset = job.offset + first * job.block_size as u64;
@@ -105,7 +116,6 @@ pub(crate) fn hash_level<R: ReadAt + ?Sized>(
             progress(total);
         }
     };
-    let threads = threads.max(1);
     std::thread::scope(|s| {
         let handles: Vec<_> = (1..threads).map(|_| s.spawn(worker)).collect();
         let mine = worker();
