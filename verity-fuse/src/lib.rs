@@ -12,6 +12,7 @@
 //! - [`device`]: [`VerifiedDevice`], which checks every block a read touches, with the kernel's error modes.
 //! - [`identity`]: identities an attacker cannot hand back (unique mount ids, a loop device's backing
 //!   file as device and inode), for audits of what is mounted.
+//! - [`signature`]: root-hash signatures (detached PKCS#7) checked against a keyring as the kernel does.
 //! - [`cli`]: the `verity-fuse` command.
 #![deny(unsafe_code)]
 
@@ -26,6 +27,7 @@ pub mod hex;
 pub mod identity;
 pub mod params;
 pub mod registry;
+pub mod signature;
 pub mod source;
 pub mod superblock;
 pub mod sys;

@@ -17,6 +17,19 @@ use crate::sys::{ToolError, run_tool};
 /// `<start> <sectors> verity <version> <data_dev> <hash_dev> <data_block_size> <hash_block_size>
 /// <num_data_blocks> <hash_start_block> <algorithm> <root_digest> <salt or -> [<#opt> <opt>...]`
 pub fn table_line(geometry: &Geometry, data_dev: &str, hash_dev: &str, root: &Digest, options: &Options) -> String {
+    signed_table_line(geometry, data_dev, hash_dev, root, options, None)
+}
+
+/// [`table_line`] with, when `signature_key` names a `user` key holding the root hash's PKCS#7 signature,
+/// the optional arguments `root_hash_sig_key_desc <description>` last, as veritysetup loads them.
+pub fn signed_table_line(
+    geometry: &Geometry,
+    data_dev: &str,
+    hash_dev: &str,
+    root: &Digest,
+    options: &Options,
+    signature_key: Option<&str>,
+) -> String {
     let p = &geometry.params;
     let sectors = geometry.data_size() / 512;
     let salt = if p.salt.is_empty() {
@@ -33,7 +46,10 @@ pub fn table_line(geometry: &Geometry, data_dev: &str, hash_dev: &str, root: &Di
         geometry.hash_start_block,
         p.algorithm,
     );
-    let args = options.table_args();
+    let mut args: Vec<&str> = options.table_args();
+    if let Some(description) = signature_key {
+        args.extend(["root_hash_sig_key_desc", description]);
+    }
     if !args.is_empty() {
         line.push_str(&format!(" {} {}", args.len(), args.join(" ")));
     }
@@ -82,6 +98,90 @@ pub fn open(
     root: &Digest,
     options: &Options,
 ) -> Result<Mapping, ToolError> {
+    open_signed(name, data, hash, same_file, geometry, root, options, None)
+}
+
+/// The description of the `user` key holding mapping `name`'s root-hash signature while its table loads.
+pub fn signature_key_description(name: &str) -> String {
+    format!("verity-fuse:{name}")
+}
+
+/// Adds `payload` as a `user` key called `description` to the session keyring (`keyctl padd`), where the
+/// kernel finds it while `dmsetup` loads the table; returns the key's serial number.
+pub fn add_user_key(description: &str, payload: &[u8]) -> Result<String, ToolError> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let tool = "keyctl";
+    let path = crate::sys::find_tool(tool).ok_or(ToolError::Missing {
+        tool,
+        package: "keyutils",
+    })?;
+    let spawn = |error| ToolError::Spawn { tool, error };
+    let mut child = Command::new(path)
+        .args(["padd", "user", description, "@s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn)?;
+    let written = child.stdin.take().expect("piped").write_all(payload);
+    let out = child.wait_with_output().map_err(spawn)?;
+    written.map_err(spawn)?;
+    if !out.status.success() {
+        return Err(ToolError::Failed {
+            command: format!("keyctl padd user {description} @s"),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// [`open`] with a root-hash signature: it is loaded as a `user` key for as long as the table loads (the
+/// kernel copies it then), and the table names it, so the kernel checks it against its trusted keyrings.
+#[allow(clippy::too_many_arguments)]
+pub fn open_signed(
+    name: &str,
+    data: &Path,
+    hash: &Path,
+    same_file: bool,
+    geometry: &Geometry,
+    root: &Digest,
+    options: &Options,
+    signature: Option<&[u8]>,
+) -> Result<Mapping, ToolError> {
+    let description = signature_key_description(name);
+    let key = match signature {
+        Some(bytes) => Some(add_user_key(&description, bytes)?),
+        None => None,
+    };
+    let made = create(
+        name,
+        data,
+        hash,
+        same_file,
+        geometry,
+        root,
+        options,
+        key.as_ref().map(|_| description.as_str()),
+    );
+    if let Some(key) = key {
+        let _ = run_tool("keyctl", "keyutils", ["unlink", key.as_str(), "@s"]);
+    }
+    made
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create(
+    name: &str,
+    data: &Path,
+    hash: &Path,
+    same_file: bool,
+    geometry: &Geometry,
+    root: &Digest,
+    options: &Options,
+    signature_key: Option<&str>,
+) -> Result<Mapping, ToolError> {
     let mut loops = vec![attach_read_only(data)?];
     if !same_file {
         match attach_read_only(hash) {
@@ -93,12 +193,13 @@ pub fn open(
         }
     }
     let dev = |p: &PathBuf| p.to_string_lossy().into_owned();
-    let table = table_line(
+    let table = signed_table_line(
         geometry,
         &dev(&loops[0]),
         &dev(loops.last().expect("one loop")),
         root,
         options,
+        signature_key,
     );
     if let Err(e) = run_tool("dmsetup", "dmsetup", ["create", name, "--readonly", "--table", &table]) {
         let _ = detach(&loops);
@@ -181,6 +282,28 @@ mod tests {
         assert!(
             line.ends_with(" - 3 restart_on_corruption ignore_zero_blocks check_at_most_once"),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn a_signature_key_is_named_last_in_the_table_as_veritysetup_names_it() {
+        let g = Geometry::new(VerityParams::new(37, vec![0xab, 0xcd]), Placement::with_superblock(0)).unwrap();
+        let root = Digest::from_slice(&[0x11; 32]).unwrap();
+        let desc = signature_key_description("layer1");
+        assert_eq!(
+            signed_table_line(&g, "7:1", "7:0", &root, &Options::default(), Some(&desc)),
+            format!(
+                "0 296 verity 1 7:1 7:0 4096 4096 37 1 sha256 {} abcd 2 root_hash_sig_key_desc verity-fuse:layer1",
+                "11".repeat(32)
+            )
+        );
+        let options = Options {
+            check_at_most_once: true,
+            ..Options::default()
+        };
+        assert!(
+            signed_table_line(&g, "7:1", "7:0", &root, &options, Some(&desc))
+                .ends_with(" abcd 3 check_at_most_once root_hash_sig_key_desc verity-fuse:layer1")
         );
     }
 

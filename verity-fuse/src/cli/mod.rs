@@ -103,6 +103,10 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         {
             return EXIT_BUSY;
         }
+        // veritysetup exits 4 when the kernel refuses a root hash signature ("Required key not available").
+        if cause.downcast_ref::<crate::signature::SignatureError>().is_some() {
+            return EXIT_IO;
+        }
         if let Some(v) = cause.downcast_ref::<VerityError>() {
             return match v {
                 VerityError::HashMismatch { .. } | VerityError::NonZeroPadding { .. } => EXIT_VERIFY,

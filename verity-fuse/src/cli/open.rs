@@ -18,7 +18,8 @@ use crate::device::{CorruptionMode, IoErrorMode, Options, VerifiedDevice};
 use crate::fuse::{DeviceFs, MountConfig, fuser_config};
 use crate::hash::Digest;
 use crate::params::Geometry;
-use crate::registry::{Entry, Info, Registry};
+use crate::registry::{Entry, Info, Registry, SignatureCheck};
+use crate::signature::{self, Keyring};
 use crate::source::FileSource;
 use crate::sys;
 use crate::tree;
@@ -37,6 +38,17 @@ pub(crate) struct OpenArgs {
     /// Read the root hash from this file instead of the argument.
     #[arg(long, value_name = "FILE")]
     root_hash_file: Option<PathBuf>,
+    /// A detached PKCS#7 (DER) signature over the root hash as lowercase hex, checked as the kernel checks
+    /// it: against --keyring on the FUSE backend, against the kernel's trusted keyrings on the kernel backend.
+    #[arg(long, value_name = "FILE")]
+    root_hash_signature: Option<PathBuf>,
+    /// Trusted X.509 certificates (a PEM or DER file, or a directory of them) for --root-hash-signature;
+    /// without it nothing is trusted, as with an empty kernel keyring.
+    #[arg(long, value_name = "FILE|DIR")]
+    keyring: Option<PathBuf>,
+    /// Refuse a device without a root hash signature (the kernel's `dm_verity.require_signatures=1`).
+    #[arg(long)]
+    require_signatures: bool,
     /// On corruption, log it and return the data anyway (kernel `ignore_corruption`).
     #[arg(long, group = "corruption")]
     ignore_corruption: bool,
@@ -93,6 +105,44 @@ struct OpenPlan {
     options: Options,
     data: PathBuf,
     hash: PathBuf,
+    /// The signature's bytes, for the kernel backend to hand to the kernel.
+    signature: Option<Vec<u8>>,
+}
+
+/// Reads the signature and keyring `a` names and checks the signature over `root` as the kernel would; on
+/// the kernel backend the kernel itself checks it later against its own keyrings.
+fn check_signature(a: &OpenArgs, root: &Digest, backend: Backend) -> Result<(Option<Vec<u8>>, SignatureCheck)> {
+    let signature = match &a.root_hash_signature {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("reading root hash signature {}", path.display()))?)
+        }
+        None => None,
+    };
+    let refused = |e: signature::SignatureError| {
+        let errno = e.errno();
+        anyhow::Error::new(e).context(format!("activation of {} refused: {errno}", a.name))
+    };
+    if backend == Backend::Kernel {
+        if a.keyring.is_some() {
+            bail!("--keyring applies to the fuse backend: the kernel checks signatures against its own keyrings");
+        }
+        return match signature {
+            None if a.require_signatures => Err(refused(signature::SignatureError::Required)),
+            None => Ok((None, SignatureCheck::None)),
+            Some(bytes) => Ok((Some(bytes), SignatureCheck::Kernel)),
+        };
+    }
+    let keyring = match &a.keyring {
+        Some(path) => Keyring::load(path)?,
+        None => Keyring::empty(),
+    };
+    let signer =
+        signature::verify_root_hash_signature(&root.to_hex(), signature.as_deref(), &keyring, a.require_signatures)
+            .map_err(refused)?;
+    Ok((
+        signature,
+        signer.map_or(SignatureCheck::None, |signer| SignatureCheck::Keyring { signer }),
+    ))
 }
 
 fn plan(a: &OpenArgs) -> Result<OpenPlan> {
@@ -122,6 +172,7 @@ fn plan(a: &OpenArgs) -> Result<OpenPlan> {
         options,
         data: absolute(&a.data)?,
         hash: absolute(&a.hash)?,
+        signature: None,
     })
 }
 
@@ -152,10 +203,12 @@ fn report(info: &Info, json: bool) {
 }
 
 pub(crate) fn run(a: OpenArgs, argv: &[std::ffi::OsString]) -> Result<()> {
-    let plan = plan(&a)?;
+    let mut plan = plan(&a)?;
     warn_lab_only(&plan.geometry);
     let registry = Registry::new(a.dir.as_deref())?;
     let backend = Backend::resolve(a.backend, backend::capabilities())?;
+    let (signature, check) = check_signature(&a, &plan.root, backend)?;
+    plan.signature = signature;
     if a.backend == Choice::Auto && !a.foreground {
         let why = match backend {
             Backend::Kernel => "device-mapper is available".to_owned(),
@@ -168,8 +221,8 @@ pub(crate) fn run(a: OpenArgs, argv: &[std::ffi::OsString]) -> Result<()> {
     }
     let entry = registry.create(&a.name)?;
     let result = match backend {
-        Backend::Kernel => open_kernel(&a, &plan, &entry),
-        Backend::Fuse if a.foreground => serve(&a, plan, &entry),
+        Backend::Kernel => open_kernel(&a, &plan, &entry, check),
+        Backend::Fuse if a.foreground => serve(&a, plan, &entry, check),
         Backend::Fuse => detach(&a, &entry, argv),
     };
     if result.is_err() && entry.info().is_none() {
@@ -178,9 +231,9 @@ pub(crate) fn run(a: OpenArgs, argv: &[std::ffi::OsString]) -> Result<()> {
     result
 }
 
-fn open_kernel(a: &OpenArgs, plan: &OpenPlan, entry: &Entry) -> Result<()> {
+fn open_kernel(a: &OpenArgs, plan: &OpenPlan, entry: &Entry, signature: SignatureCheck) -> Result<()> {
     let shared = same_file(&plan.data, &plan.hash);
-    let mapping = kernel::open(
+    let mapping = kernel::open_signed(
         &a.name,
         &plan.data,
         &plan.hash,
@@ -188,6 +241,7 @@ fn open_kernel(a: &OpenArgs, plan: &OpenPlan, entry: &Entry) -> Result<()> {
         &plan.geometry,
         &plan.root,
         &plan.options,
+        plan.signature.as_deref(),
     )?;
     let info = Info {
         name: a.name.clone(),
@@ -199,6 +253,7 @@ fn open_kernel(a: &OpenArgs, plan: &OpenPlan, entry: &Entry) -> Result<()> {
         root_hash: plan.root.to_hex(),
         table: mapping.table,
         loops: mapping.loops,
+        signature,
     };
     entry.write_info(&info)?;
     report(&info, a.json);
@@ -206,7 +261,7 @@ fn open_kernel(a: &OpenArgs, plan: &OpenPlan, entry: &Entry) -> Result<()> {
 }
 
 /// Mounts the FUSE device and serves it until it is unmounted or a signal asks to stop.
-fn serve(a: &OpenArgs, plan: OpenPlan, entry: &Entry) -> Result<()> {
+fn serve(a: &OpenArgs, plan: OpenPlan, entry: &Entry, signature: SignatureCheck) -> Result<()> {
     let data = FileSource::open(&plan.data).with_context(|| format!("opening {}", plan.data.display()))?;
     let hash = FileSource::open(&plan.hash).with_context(|| format!("opening {}", plan.hash.display()))?;
     let table = kernel::table_line(
@@ -255,6 +310,7 @@ fn serve(a: &OpenArgs, plan: OpenPlan, entry: &Entry) -> Result<()> {
         root_hash: plan.root.to_hex(),
         table,
         loops: Vec::new(),
+        signature,
     };
     entry.write_info(&info)?;
     report(&info, a.json);

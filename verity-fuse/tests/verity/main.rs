@@ -8,4 +8,5 @@ mod kernel_backend;
 mod known_answers;
 mod modes;
 mod oracle;
+pub(crate) mod signatures;
 mod support;
