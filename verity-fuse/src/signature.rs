@@ -9,7 +9,10 @@
 //!    `ContentInfo` of type `signedData`, version 1 (PKCS#7) or 3 (CMS), detached `id-data` content, at least
 //!    one signer, every signer with signed attributes or none.
 //! 2. Each signer's digest is SHA-256 of the hex text; with signed attributes, their `messageDigest` must equal
-//!    it and the signature covers the attributes' DER `SET OF` instead (as the kernel does, which accepts them).
+//!    it and the signature covers the attributes' DER `SET OF` instead. The kernel accepts signed attributes,
+//!    but rejects S/MIME capabilities and Microsoft's Authenticode attributes outside Authenticode, so a
+//!    plain `openssl smime -sign` (which adds S/MIME capabilities) is rejected, and one with `-nosmimecap`
+//!    is not.
 //! 3. Each signer is looked up in the keyring by issuer and serial number only (the kernel's direct-key
 //!    lookup; certificates inside the message are not a trust path here). A signer with no trusted key is
 //!    skipped; a trusted key whose signature does not verify rejects the whole message; none trusted refuses.
@@ -50,6 +53,14 @@ const ECDSA_WITH: [ObjectIdentifier; 5] = [
 ];
 const ATTR_CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
 const ATTR_MESSAGE_DIGEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
+/// Signed attributes the kernel allows only in Authenticode (`msIndirectData`) messages: S/MIME capabilities
+/// (which `openssl smime` adds unless told `-noattr` or `-nosmimecap`), Microsoft's SpOpusInfo and
+/// StatementType. Any of them rejects a root-hash signature.
+const AUTHENTICODE_ONLY_ATTRS: [ObjectIdentifier; 3] = [
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.15"),
+    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.1.12"),
+    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.1.11"),
+];
 
 /// The error number the kernel returns for a refusal, as `dmsetup`/`veritysetup` report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -128,6 +139,18 @@ pub enum SignatureError {
         /// The content type's OID.
         oid: String,
     },
+    /// A signed attribute the kernel permits only in Authenticode messages.
+    #[error("signed attribute {oid} is allowed only in Authenticode signatures")]
+    AuthenticodeOnlyAttribute {
+        /// The attribute's OID.
+        oid: String,
+    },
+    /// A signed attribute the kernel reads appears twice or with several values.
+    #[error("signed attribute {oid} is repeated or multi-valued")]
+    RepeatedAttribute {
+        /// The attribute's OID.
+        oid: String,
+    },
     /// The signed `messageDigest` attribute is not the digest of the root hash text.
     #[error("the signed message digest is not that of the root hash {root_hash}")]
     MessageDigestMismatch {
@@ -155,9 +178,11 @@ impl SignatureError {
     pub fn errno(&self) -> KernelErrno {
         match self {
             Self::Required | Self::NoTrustedKey { .. } => KernelErrno::Enokey,
-            Self::WrongContentType { .. } | Self::MessageDigestMismatch { .. } | Self::BadSignature { .. } => {
-                KernelErrno::Ekeyrejected
-            }
+            Self::WrongContentType { .. }
+            | Self::AuthenticodeOnlyAttribute { .. }
+            | Self::RepeatedAttribute { .. }
+            | Self::MessageDigestMismatch { .. }
+            | Self::BadSignature { .. } => KernelErrno::Ekeyrejected,
             Self::Malformed { .. } => KernelErrno::Ebadmsg,
             Self::TooLarge { .. } | Self::NotDetached | Self::Inconsistent { .. } => KernelErrno::Einval,
             Self::Unsupported { .. } => KernelErrno::Enopkg,
@@ -494,6 +519,11 @@ fn parse_signer(s: &SignerInfo, version: u8) -> Result<ParsedSigner, SignatureEr
             let mut content_type = None;
             let mut digest = None;
             for attr in attrs.iter() {
+                if AUTHENTICODE_ONLY_ATTRS.contains(&attr.oid) {
+                    return Err(SignatureError::AuthenticodeOnlyAttribute {
+                        oid: attr.oid.to_string(),
+                    });
+                }
                 let slot = if attr.oid == ATTR_CONTENT_TYPE {
                     &mut content_type
                 } else if attr.oid == ATTR_MESSAGE_DIGEST {
@@ -502,7 +532,9 @@ fn parse_signer(s: &SignerInfo, version: u8) -> Result<ParsedSigner, SignatureEr
                     continue;
                 };
                 if slot.is_some() || attr.values.len() != 1 {
-                    return Err(inconsistent("a repeated or multi-valued signed attribute"));
+                    return Err(SignatureError::RepeatedAttribute {
+                        oid: attr.oid.to_string(),
+                    });
                 }
                 *slot = attr.values.iter().next().cloned();
             }

@@ -129,6 +129,9 @@ pub enum CliError {
     /// A key cannot be made or read.
     #[error(transparent)]
     Key(#[from] crate::sign::keys::KeyError),
+    /// A certificate or root-hash signature cannot be made.
+    #[error(transparent)]
+    KernelSignature(#[from] crate::sign::kernel_signature::KernelSignatureError),
     /// The policy file is unusable.
     #[error(transparent)]
     Policy(#[from] crate::sign::policy::PolicyError),

@@ -106,8 +106,10 @@ pub fn signature_key_description(name: &str) -> String {
     format!("verity-fuse:{name}")
 }
 
-/// Adds `payload` as a `user` key called `description` to the session keyring (`keyctl padd`), where the
-/// kernel finds it while `dmsetup` loads the table; returns the key's serial number.
+/// Adds `payload` as a `user` key called `description` to the user keyring (`keyctl padd ... @u`), where the
+/// kernel's `request_key` finds it while `dmsetup` loads the table (through the user-session keyring, which
+/// links it, or a session keyring linking it); returns the key's serial number. The session keyring will
+/// not do: where a process has none, `keyctl` would join a new one that ends with it.
 pub fn add_user_key(description: &str, payload: &[u8]) -> Result<String, ToolError> {
     use std::io::Write;
     use std::process::{Command, Stdio};
@@ -118,7 +120,7 @@ pub fn add_user_key(description: &str, payload: &[u8]) -> Result<String, ToolErr
     })?;
     let spawn = |error| ToolError::Spawn { tool, error };
     let mut child = Command::new(path)
-        .args(["padd", "user", description, "@s"])
+        .args(["padd", "user", description, "@u"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -129,7 +131,7 @@ pub fn add_user_key(description: &str, payload: &[u8]) -> Result<String, ToolErr
     written.map_err(spawn)?;
     if !out.status.success() {
         return Err(ToolError::Failed {
-            command: format!("keyctl padd user {description} @s"),
+            command: format!("keyctl padd user {description} @u"),
             status: out.status.to_string(),
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         });
@@ -166,7 +168,7 @@ pub fn open_signed(
         key.as_ref().map(|_| description.as_str()),
     );
     if let Some(key) = key {
-        let _ = run_tool("keyctl", "keyutils", ["unlink", key.as_str(), "@s"]);
+        let _ = run_tool("keyctl", "keyutils", ["unlink", key.as_str(), "@u"]);
     }
     made
 }

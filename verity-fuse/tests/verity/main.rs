@@ -9,4 +9,5 @@ mod known_answers;
 mod modes;
 mod oracle;
 pub(crate) mod signatures;
+mod signatures_vm;
 mod support;

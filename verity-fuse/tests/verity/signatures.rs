@@ -61,13 +61,22 @@ impl Pki {
         ok(tool(&self.openssl, &self.dir, args), &format!("openssl {args:?}"));
     }
 
-    /// Signs the file `content` with key `key` as the kernel wants (`-noattr`), or with signed attributes.
+    /// Signs the file `content` with key `key` as the kernel wants (`-nocerts -noattr`), or with openssl's
+    /// default signed attributes (content type, signing time, S/MIME capabilities, message digest).
     pub(crate) fn sign(&self, key: &str, content: &str, out: &str, attributes: bool) -> PathBuf {
+        let flags: &[&str] = if attributes {
+            &["-nocerts"]
+        } else {
+            &["-nocerts", "-noattr"]
+        };
+        self.sign_with(key, content, out, flags)
+    }
+
+    /// `openssl smime -sign` of `content` with key `key` and these `flags`.
+    pub(crate) fn sign_with(&self, key: &str, content: &str, out: &str, flags: &[&str]) -> PathBuf {
         let (inkey, signer) = (format!("{key}.key"), format!("{key}.crt"));
-        let mut args = vec!["smime", "-sign", "-nocerts", "-binary", "-in", content];
-        if !attributes {
-            args.push("-noattr");
-        }
+        let mut args = vec!["smime", "-sign", "-binary", "-in", content];
+        args.extend_from_slice(flags);
         args.extend([
             "-inkey", &inkey, "-signer", &signer, "-md", "sha256", "-outform", "der", "-out", out,
         ]);
@@ -134,10 +143,28 @@ impl Pki {
             ),
             case("truncated DER", Some(self.dir.join("truncated.p7s")), false, false),
             case(
-                "signed attributes present",
+                "signed attributes (openssl's default set)",
                 Some(self.sign("ec", "root.hex", "attrs.p7s", true)),
                 false,
+                false,
+            ),
+            case(
+                "signed attributes without S/MIME capabilities",
+                Some(self.sign_with("rsa", "root.hex", "attrs-nosmimecap.p7s", &["-nocerts", "-nosmimecap"])),
+                false,
                 true,
+            ),
+            case(
+                "signer's certificate included",
+                Some(self.sign_with("ec", "root.hex", "with-cert.p7s", &["-noattr"])),
+                false,
+                true,
+            ),
+            case(
+                "another key's, its certificate included",
+                Some(self.sign_with("other", "root.hex", "other-with-cert.p7s", &["-noattr"])),
+                false,
+                false,
             ),
             case("none, not required", None, false, true),
             case("none, required", None, true, false),
@@ -188,6 +215,11 @@ fn each_refusal_carries_the_kernels_error_number_and_each_acceptance_its_signer(
     assert_eq!(errno("over the binary digest"), KernelErrno::Ekeyrejected);
     assert_eq!(errno("over another root hash"), KernelErrno::Ekeyrejected);
     assert_eq!(errno("truncated DER"), KernelErrno::Ebadmsg);
+    assert_eq!(
+        errno("signed attributes (openssl's default set)"),
+        KernelErrno::Ekeyrejected
+    );
+    assert_eq!(errno("another key's, its certificate included"), KernelErrno::Enokey);
     let rsa = by_name("good RSA 2048").unwrap().unwrap();
     assert_eq!(rsa.subject, "CN=veritylab test rsa");
     let der = std::fs::read(dir.path().join("rsa.crt")).unwrap();
@@ -302,7 +334,7 @@ fn every_truncation_of_a_good_signature_is_refused_without_panicking() {
     let pki = Pki::new(dir.path(), openssl);
     let keyring = keyring(&pki);
     pki.cases(ROOT);
-    for name in ["rsa.p7s", "ec.p7s", "attrs.p7s"] {
+    for name in ["rsa.p7s", "ec.p7s", "attrs-nosmimecap.p7s", "with-cert.p7s"] {
         let good = std::fs::read(dir.path().join(name)).unwrap();
         assert!(signature::verify_root_hash_signature(ROOT, Some(&good), &keyring, true).is_ok());
         for len in 1..good.len() {
