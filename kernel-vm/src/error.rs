@@ -20,6 +20,12 @@ pub enum VmError {
         /// The Debian package that provides it.
         package: String,
     },
+    /// The UEFI firmware or its variable store could not be prepared.
+    #[error("UEFI firmware: {detail}")]
+    Firmware {
+        /// What failed.
+        detail: String,
+    },
     /// A binary asked for by name is not installed on the host.
     #[error("binary `{name}` for the VM not found on PATH, in /usr/sbin or in /sbin")]
     BinaryMissing {

@@ -22,6 +22,34 @@ pub const METAPACKAGE: &str = "linux-image-cloud-amd64";
 /// Time allowed for `apt-cache`, `apt-get download` (about 27 MB) and `dpkg -x`, each.
 const FETCH_LIMIT: Duration = Duration::from_secs(300);
 
+/// Which Debian cloud kernel a VM boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Series {
+    /// Bookworm's own (6.1): dm-verity with root-hash signatures against the secondary keyring only, no IPE,
+    /// no ECDSA keys.
+    #[default]
+    Bookworm,
+    /// bookworm-backports (6.12): root-hash signatures also against the `.platform` keyring (filled from the
+    /// UEFI `db`), ECDSA keys, IPE. Its modules ship as `.ko.xz`, decompressed when the package is unpacked.
+    Backports,
+}
+
+impl Series {
+    /// The argument of `apt-cache depends` naming the metapackage in this series.
+    fn metapackage(self) -> String {
+        match self {
+            Self::Bookworm => METAPACKAGE.to_owned(),
+            Self::Backports => format!("{METAPACKAGE}/bookworm-backports"),
+        }
+    }
+
+    /// Whether a cached package belongs to this series (6.1 versus 6.12 kernels).
+    fn owns(self, package: &str) -> bool {
+        let backports = package.starts_with("linux-image-6.12.");
+        backports == (self == Self::Backports)
+    }
+}
+
 /// An unpacked kernel package: the bootable image and its modules.
 #[derive(Debug, Clone)]
 pub struct Kernel {
@@ -32,13 +60,13 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// Returns the cached kernel, fetching and unpacking it first if needed.
-    pub(crate) fn obtain() -> Result<Self, VmError> {
+    /// Returns the cached kernel of `series`, fetching and unpacking it first if needed.
+    pub(crate) fn obtain(series: Series) -> Result<Self, VmError> {
         let cache = cache_dir();
-        let package = match kernel_package() {
+        let package = match kernel_package(series) {
             Ok(package) => package,
             // Without apt (no lists, no apt-cache) a kernel cached earlier still boots.
-            Err(error) => return cached_any(&cache).ok_or(error)?,
+            Err(error) => return cached_any(&cache, series).ok_or(error)?,
         };
         let tree = cache.join(&package);
         if tree.is_dir() {
@@ -157,11 +185,17 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"))
 }
 
-/// The package `linux-image-cloud-amd64` depends on, from `apt-cache depends`.
-fn kernel_package() -> Result<String, VmError> {
-    let step = "apt-cache depends linux-image-cloud-amd64";
+/// The package `linux-image-cloud-amd64` depends on in `series`, from `apt-cache depends`.
+fn kernel_package(series: Series) -> Result<String, VmError> {
+    let step = match series {
+        Series::Bookworm => "apt-cache depends linux-image-cloud-amd64",
+        Series::Backports => "apt-cache depends linux-image-cloud-amd64/bookworm-backports",
+    };
     let apt_cache = host::require("apt-cache", "apt")?;
-    let out = process::run(Command::new(apt_cache).args(["depends", METAPACKAGE]), FETCH_LIMIT)?;
+    let out = process::run(
+        Command::new(apt_cache).args(["depends", &series.metapackage()]),
+        FETCH_LIMIT,
+    )?;
     if !out.success() {
         return Err(VmError::Kernel {
             step,
@@ -186,12 +220,12 @@ fn parse_depends(output: &str) -> Option<String> {
 }
 
 /// Any kernel already in the cache (the newest name wins), for hosts where apt cannot answer.
-fn cached_any(cache: &Path) -> Option<Result<Kernel, VmError>> {
+fn cached_any(cache: &Path, series: Series) -> Option<Result<Kernel, VmError>> {
     let package = fs::read_dir(cache)
         .ok()?
         .filter_map(Result::ok)
         .filter_map(|entry| entry.file_name().into_string().ok())
-        .filter(|name| name.starts_with("linux-image-"))
+        .filter(|name| name.starts_with("linux-image-") && series.owns(name))
         .max()?;
     Some(Kernel::from_tree(&package, &cache.join(&package)))
 }
@@ -237,6 +271,7 @@ fn fetch(cache: &Path, package: &str) -> Result<Kernel, VmError> {
             detail: out.describe(),
         });
     }
+    decompress_modules(&tree)?;
     Kernel::from_tree(package, &tree)?;
     let target = cache.join(package);
     if let Err(error) = fs::rename(&tree, &target) {
@@ -250,6 +285,37 @@ fn fetch(cache: &Path, package: &str) -> Result<Kernel, VmError> {
     Kernel::from_tree(package, &target)
 }
 
+/// Decompresses every `.ko.xz` module under `tree` in place (`xz -d`), so the module lists' `.ko` names
+/// are the files and busybox `insmod` can load them.
+fn decompress_modules(tree: &Path) -> Result<(), VmError> {
+    let mut compressed = Vec::new();
+    let mut dirs = vec![tree.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).map_err(VmError::io(format!("listing {}", dir.display())))? {
+            let path = entry.map_err(VmError::io(format!("listing {}", dir.display())))?.path();
+            if path.is_dir() && !path.is_symlink() {
+                dirs.push(path);
+            } else if path.to_string_lossy().ends_with(".ko.xz") {
+                compressed.push(path);
+            }
+        }
+    }
+    if compressed.is_empty() {
+        return Ok(());
+    }
+    let xz = host::require("xz", "xz-utils")?;
+    for batch in compressed.chunks(256) {
+        let out = process::run(Command::new(&xz).arg("-d").args(batch), FETCH_LIMIT)?;
+        if !out.success() {
+            return Err(VmError::Kernel {
+                step: "xz -d of the modules",
+                detail: out.describe(),
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +325,9 @@ mod tests {
         let out = "linux-image-cloud-amd64\n  Depends: linux-image-6.1.0-56-cloud-amd64\n";
         assert_eq!(parse_depends(out).as_deref(), Some("linux-image-6.1.0-56-cloud-amd64"));
         assert_eq!(parse_depends("linux-image-cloud-amd64\n"), None);
+        assert!(Series::Backports.owns("linux-image-6.12.95+deb12-cloud-amd64"));
+        assert!(!Series::Bookworm.owns("linux-image-6.12.95+deb12-cloud-amd64"));
+        assert!(Series::Bookworm.owns("linux-image-6.1.0-56-cloud-amd64"));
         assert_eq!(
             parse_depends("x\n |Depends: linux-image-a\n  Depends: linux-image-b\n").as_deref(),
             Some("linux-image-a")

@@ -39,6 +39,7 @@
 
 pub mod cpio;
 pub mod error;
+pub mod firmware;
 mod host;
 pub mod initramfs;
 pub mod kernel;
@@ -52,7 +53,7 @@ use std::sync::OnceLock;
 
 pub use error::VmError;
 pub use initramfs::FileSource;
-pub use kernel::Kernel;
+pub use kernel::{Kernel, Series};
 pub use output::VmOutput;
 pub use vm::{Vm, VmBuilder};
 
@@ -65,11 +66,11 @@ pub struct Host {
 }
 
 impl Host {
-    fn probe() -> Result<Self, VmError> {
+    fn probe(series: Series) -> Result<Self, VmError> {
         Ok(Self {
             qemu: host::require("qemu-system-x86_64", "qemu-system-x86")?,
             busybox: host::require("busybox", "busybox-static")?,
-            kernel: Kernel::obtain()?,
+            kernel: Kernel::obtain(series)?,
         })
     }
 
@@ -92,6 +93,16 @@ impl Host {
 /// Whether a VM can run here, probed once per process (the first call may download the kernel package).
 /// The error says what is missing and which Debian package provides it.
 pub fn available() -> Result<&'static Host, &'static VmError> {
-    static HOST: OnceLock<Result<Host, VmError>> = OnceLock::new();
-    HOST.get_or_init(Host::probe).as_ref()
+    available_series(Series::Bookworm)
+}
+
+/// [`available`] for the kernel of `series`.
+pub fn available_series(series: Series) -> Result<&'static Host, &'static VmError> {
+    static BOOKWORM: OnceLock<Result<Host, VmError>> = OnceLock::new();
+    static BACKPORTS: OnceLock<Result<Host, VmError>> = OnceLock::new();
+    let cell = match series {
+        Series::Bookworm => &BOOKWORM,
+        Series::Backports => &BACKPORTS,
+    };
+    cell.get_or_init(|| Host::probe(series)).as_ref()
 }

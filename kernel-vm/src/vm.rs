@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crate::error::VmError;
 use crate::initramfs::{self, Contents, FileSource};
+use crate::kernel::Series;
 use crate::output::{self, Parsed, VmOutput};
-use crate::{Host, process};
+use crate::{Host, firmware, process};
 
 /// Modules every VM loads: device-mapper and dm-verity, EROFS, loop devices, overlayfs and FUSE. Their
 /// dependencies (`reed_solomon`, `dm-bufio`, `libcrc32c`, ...) are found from the modules themselves.
@@ -41,6 +42,8 @@ impl Vm {
             script: String::new(),
             memory_mib: DEFAULT_MEMORY_MIB,
             timeout: DEFAULT_TIMEOUT,
+            series: Series::default(),
+            db_certificates: None,
         }
     }
 }
@@ -56,6 +59,9 @@ pub struct VmBuilder {
     script: String,
     memory_mib: u32,
     timeout: Duration,
+    series: Series,
+    /// Boot through OVMF with these certificates enrolled in `db`, when set.
+    db_certificates: Option<Vec<PathBuf>>,
 }
 
 impl VmBuilder {
@@ -98,6 +104,19 @@ impl VmBuilder {
         self
     }
 
+    /// Boots the kernel of `series` instead of bookworm's.
+    pub fn kernel_series(mut self, series: Series) -> Self {
+        self.series = series;
+        self
+    }
+
+    /// Boots through UEFI firmware (OVMF, machine q35) with the certificate file `cert` (PEM or DER)
+    /// enrolled in `db`, so the kernel's `.platform` keyring holds it; call again to enroll more.
+    pub fn uefi_db_certificate(mut self, cert: impl Into<PathBuf>) -> Self {
+        self.db_certificates.get_or_insert_with(Vec::new).push(cert.into());
+        self
+    }
+
     /// Wall-clock limit for the whole boot; qemu is killed when it passes.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -106,7 +125,7 @@ impl VmBuilder {
 
     /// Builds the initramfs, boots it and returns what the script reported. Needs [`crate::available`].
     pub fn run(self) -> Result<VmOutput, VmError> {
-        let host = crate::available().map_err(|error| VmError::Unavailable {
+        let host = crate::available_series(self.series).map_err(|error| VmError::Unavailable {
             reason: error.to_string(),
         })?;
         let initramfs = self.initramfs(host)?;
@@ -124,7 +143,11 @@ impl VmBuilder {
             .map_err(VmError::io("creating a scratch directory"))?;
         let initrd = scratch.path().join("initramfs.cpio");
         fs::write(&initrd, &initramfs).map_err(VmError::io(format!("writing {}", initrd.display())))?;
-        self.boot(host, &initrd, initramfs.len())
+        let vars = match &self.db_certificates {
+            Some(certs) => Some(firmware::enrolled_vars(scratch.path(), certs)?),
+            None => None,
+        };
+        self.boot(host, &initrd, initramfs.len(), vars.as_deref())
     }
 
     fn initramfs(&self, host: &Host) -> Result<Vec<u8>, VmError> {
@@ -154,8 +177,24 @@ impl VmBuilder {
         })
     }
 
-    fn boot(&self, host: &Host, initrd: &Path, initramfs_bytes: usize) -> Result<VmOutput, VmError> {
+    fn boot(
+        &self,
+        host: &Host,
+        initrd: &Path,
+        initramfs_bytes: usize,
+        vars: Option<&Path>,
+    ) -> Result<VmOutput, VmError> {
         let mut qemu = Command::new(&host.qemu);
+        if let Some(vars) = vars {
+            let mut code = std::ffi::OsString::from("if=pflash,format=raw,readonly=on,file=");
+            code.push(firmware::OVMF_CODE);
+            let mut store = std::ffi::OsString::from("if=pflash,format=raw,file=");
+            store.push(vars);
+            qemu.args(["-machine", "q35", "-drive"])
+                .arg(code)
+                .arg("-drive")
+                .arg(store);
+        }
         qemu.args([
             "-nographic",
             "-nodefaults",

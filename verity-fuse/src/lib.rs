@@ -15,6 +15,7 @@
 //!   file as device and inode), for audits of what is mounted.
 //! - [`ErrorClass`]: what kind of failure an error is; every error type's `class()` says it.
 //! - [`host`]: the host's mount table, loop devices and processes, read in one place.
+//! - [`signature`]: root-hash signatures (detached PKCS#7) checked against a keyring as the kernel does.
 //! - [`cli`]: the `verity-fuse` command.
 #![deny(unsafe_code)]
 
@@ -32,6 +33,7 @@ pub mod host;
 pub mod identity;
 pub mod params;
 pub mod registry;
+pub mod signature;
 pub mod source;
 pub mod superblock;
 pub mod sys;

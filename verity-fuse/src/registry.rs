@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::backend::Backend;
 use crate::class::ErrorClass;
 use crate::fuse::{DEVICE_FILE, STATUS_FILE};
+use crate::signature::Signer;
 use crate::sys;
 
 /// A problem with the registry of open devices.
@@ -81,6 +82,25 @@ pub struct Info {
     pub table: String,
     /// Loop devices the kernel backend attached.
     pub loops: Vec<PathBuf>,
+    /// Whether and by whom the root hash's signature was checked.
+    #[serde(default)]
+    pub signature: SignatureCheck,
+}
+
+/// Whether a device's root hash was signature-checked when it opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "checked", rename_all = "lowercase")]
+pub enum SignatureCheck {
+    /// No signature was given (and none was required).
+    #[default]
+    None,
+    /// Our check verified the signature with a certificate of the keyring.
+    Keyring {
+        /// The certificate that verified it.
+        signer: Signer,
+    },
+    /// The signature went to the kernel, which checked it against its own trusted keyrings.
+    Kernel,
 }
 
 /// The directory holding every open device.
@@ -326,6 +346,7 @@ mod tests {
             root_hash: "00".into(),
             table: String::new(),
             loops: vec![],
+            signature: SignatureCheck::None,
         };
         e.write_info(&info).unwrap();
         assert_eq!(e.info(), Some(info));

@@ -124,6 +124,9 @@ pub enum CliError {
     /// A key cannot be made or read.
     #[error(transparent)]
     Key(#[from] crate::sign::keys::KeyError),
+    /// A certificate or root-hash signature cannot be made.
+    #[error(transparent)]
+    KernelSignature(#[from] crate::sign::kernel_signature::KernelSignatureError),
     /// The policy file is unusable.
     #[error(transparent)]
     Policy(#[from] crate::sign::policy::PolicyError),
@@ -179,6 +182,7 @@ impl CliError {
             CliError::Key(e) => e.class(),
             CliError::Policy(e) => e.class(),
             CliError::Sign(e) => e.class(),
+            CliError::KernelSignature(e) => e.class(),
             CliError::Transfer(e) => e.class(),
             CliError::Verify(e) => e.class(),
             CliError::WatchTarget(e) => e.class(),

@@ -19,19 +19,29 @@ use crate::sys::{ToolError, run_tool};
 /// `<start> <sectors> verity <version> <data_dev> <hash_dev> <data_block_size> <hash_block_size>
 /// <num_data_blocks> <hash_start_block> <algorithm> <root_digest> <salt or -> [<#opt> <opt>...]`
 pub fn table_line(geometry: &Geometry, data_dev: &str, hash_dev: &str, root: &Digest, options: &Options) -> String {
-    table_line_with_fec(geometry, data_dev, hash_dev, root, options, None)
+    table_line_with(geometry, data_dev, hash_dev, root, options, TableExtras::default())
 }
 
-/// [`table_line`] with forward error correction from `fec` (the FEC device and its parameters): the optional
-/// arguments end with `use_fec_from_device <dev> fec_blocks <n> fec_start <n> fec_roots <n>`, in the order
-/// the kernel prints them back, `fec_start` counted in blocks.
-pub fn table_line_with_fec(
+/// What a table line may carry besides the options: forward error correction and a root-hash signature.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TableExtras<'a> {
+    /// The FEC device and its parameters: `use_fec_from_device <dev> fec_blocks <n> fec_start <n> fec_roots
+    /// <n>`, `fec_start` counted in blocks.
+    pub fec: Option<(&'a str, &'a FecParams)>,
+    /// The description of a `user` key holding the root hash's PKCS#7 signature: `root_hash_sig_key_desc
+    /// <description>`, as veritysetup loads it.
+    pub signature_key: Option<&'a str>,
+}
+
+/// [`table_line`] with `extras` after the options, in the order the kernel prints them back (FEC, then the
+/// signature key).
+pub fn table_line_with(
     geometry: &Geometry,
     data_dev: &str,
     hash_dev: &str,
     root: &Digest,
     options: &Options,
-    fec: Option<(&str, &FecParams)>,
+    extras: TableExtras<'_>,
 ) -> String {
     let p = &geometry.params;
     let sectors = geometry.data_size() / 512;
@@ -50,7 +60,7 @@ pub fn table_line_with_fec(
         p.algorithm,
     );
     let mut args: Vec<String> = options.table_args().into_iter().map(str::to_owned).collect();
-    if let Some((device, f)) = fec {
+    if let Some((device, f)) = extras.fec {
         let start = f.offset / u64::from(p.data_block_size);
         args.extend([
             "use_fec_from_device".to_owned(),
@@ -62,6 +72,9 @@ pub fn table_line_with_fec(
             "fec_roots".to_owned(),
             f.roots.to_string(),
         ]);
+    }
+    if let Some(description) = extras.signature_key {
+        args.extend(["root_hash_sig_key_desc".to_owned(), description.to_owned()]);
     }
     if !args.is_empty() {
         line.push_str(&format!(" {} {}", args.len(), args.join(" ")));
@@ -135,6 +148,84 @@ pub fn open(
     root: &Digest,
     options: &Options,
 ) -> Result<Mapping, ToolError> {
+    open_signed(name, files, geometry, root, options, None)
+}
+
+/// The description of the `user` key holding mapping `name`'s root-hash signature while its table loads.
+pub fn signature_key_description(name: &str) -> String {
+    format!("verity-fuse:{name}")
+}
+
+/// Adds `payload` as a `user` key called `description` to the user keyring (`keyctl padd ... @u`), where the
+/// kernel's `request_key` finds it while `dmsetup` loads the table (through the user-session keyring, which
+/// links it, or a session keyring linking it); returns the key's serial number. The session keyring will
+/// not do: where a process has none, `keyctl` would join a new one that ends with it.
+pub fn add_user_key(description: &str, payload: &[u8]) -> Result<String, ToolError> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let tool = "keyctl";
+    let path = crate::sys::find_tool(tool).ok_or(ToolError::Missing {
+        tool,
+        package: "keyutils",
+    })?;
+    let spawn = |error| ToolError::Spawn { tool, error };
+    let mut child = Command::new(path)
+        .args(["padd", "user", description, "@u"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn)?;
+    let written = child.stdin.take().expect("piped").write_all(payload);
+    let out = child.wait_with_output().map_err(spawn)?;
+    written.map_err(spawn)?;
+    if !out.status.success() {
+        return Err(ToolError::Failed {
+            command: format!("keyctl padd user {description} @u"),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// [`open`] with a root-hash signature: it is loaded as a `user` key for as long as the table loads (the
+/// kernel copies it then), and the table names it, so the kernel checks it against its trusted keyrings.
+pub fn open_signed(
+    name: &str,
+    files: Files<'_>,
+    geometry: &Geometry,
+    root: &Digest,
+    options: &Options,
+    signature: Option<&[u8]>,
+) -> Result<Mapping, ToolError> {
+    let description = signature_key_description(name);
+    let key = match signature {
+        Some(bytes) => Some(add_user_key(&description, bytes)?),
+        None => None,
+    };
+    let made = create(
+        name,
+        files,
+        geometry,
+        root,
+        options,
+        key.as_ref().map(|_| description.as_str()),
+    );
+    if let Some(key) = key {
+        let _ = run_tool("keyctl", "keyutils", ["unlink", key.as_str(), "@u"]);
+    }
+    made
+}
+
+fn create(
+    name: &str,
+    files: Files<'_>,
+    geometry: &Geometry,
+    root: &Digest,
+    options: &Options,
+    signature_key: Option<&str>,
+) -> Result<Mapping, ToolError> {
     let mut loops = vec![attach_read_only(files.data)?];
     let attach = |path: &Path, loops: &mut Vec<PathBuf>| match attach_read_only(path) {
         Ok(l) => {
@@ -159,13 +250,16 @@ pub fn open(
     };
     let dev = |p: &PathBuf| p.to_string_lossy().into_owned();
     let fec_dev = fec_loop.as_ref().map(dev);
-    let table = table_line_with_fec(
+    let table = table_line_with(
         geometry,
         &dev(&loops[0]),
         &dev(&hash_loop),
         root,
         options,
-        fec_dev.as_deref().zip(files.fec.map(|f| f.params)),
+        TableExtras {
+            fec: fec_dev.as_deref().zip(files.fec.map(|f| f.params)),
+            signature_key,
+        },
     );
     if let Err(e) = run_tool("dmsetup", "dmsetup", ["create", name, "--readonly", "--table", &table]) {
         let _ = detach(&loops);
@@ -309,12 +403,51 @@ mod tests {
             ..Options::default()
         };
         assert_eq!(
-            table_line_with_fec(&g, "7:0", "7:1", &root, &options, Some(("7:1", &fec))),
+            table_line_with(
+                &g,
+                "7:0",
+                "7:1",
+                &root,
+                &options,
+                TableExtras {
+                    fec: Some(("7:1", &fec)),
+                    signature_key: None
+                }
+            ),
             format!(
                 "0 8000 verity 1 7:0 7:1 4096 4096 1000 1 sha256 {} 00 9 ignore_zero_blocks \
                  use_fec_from_device 7:1 fec_blocks 1009 fec_start 10 fec_roots 2",
                 "22".repeat(32)
             )
+        );
+    }
+
+    fn signed(description: &str) -> TableExtras<'_> {
+        TableExtras {
+            fec: None,
+            signature_key: Some(description),
+        }
+    }
+
+    #[test]
+    fn a_signature_key_is_named_last_in_the_table_as_veritysetup_names_it() {
+        let g = Geometry::new(VerityParams::new(37, vec![0xab, 0xcd]), Placement::with_superblock(0)).unwrap();
+        let root = Digest::from_slice(&[0x11; 32]).unwrap();
+        let desc = signature_key_description("layer1");
+        assert_eq!(
+            table_line_with(&g, "7:1", "7:0", &root, &Options::default(), signed(&desc)),
+            format!(
+                "0 296 verity 1 7:1 7:0 4096 4096 37 1 sha256 {} abcd 2 root_hash_sig_key_desc verity-fuse:layer1",
+                "11".repeat(32)
+            )
+        );
+        let options = Options {
+            check_at_most_once: true,
+            ..Options::default()
+        };
+        assert!(
+            table_line_with(&g, "7:1", "7:0", &root, &options, signed(&desc))
+                .ends_with(" abcd 3 check_at_most_once root_hash_sig_key_desc verity-fuse:layer1")
         );
     }
 

@@ -15,7 +15,7 @@ pub enum VerityFuseExit {
     Invalid,
     /// Verification failed: a block does not match the tree or the root hash.
     VerificationFailed,
-    /// A device or file could not be read or written.
+    /// A device or file could not be read or written, or the root hash signature was refused.
     Io,
     /// The device is busy or already exists.
     Busy,
@@ -52,7 +52,7 @@ impl VerityFuseExit {
             Self::Success => "success",
             Self::Invalid => "wrong parameters or bad input, or something this host lacks",
             Self::VerificationFailed => "verification failed (a block differs from the tree or the root hash)",
-            Self::Io => "a device or file could not be read or written",
+            Self::Io => "a device or file could not be read or written, or the root hash signature was refused",
             Self::Busy => "the device is busy or already exists",
             Self::BrokenPipe => "the reader of the output went away (as a shell reports SIGPIPE)",
         }
@@ -62,12 +62,12 @@ impl VerityFuseExit {
     pub fn from_class(class: ErrorClass) -> VerityFuseExit {
         match class {
             ErrorClass::VerificationFailed => Self::VerificationFailed,
-            ErrorClass::Io => Self::Io,
+            // veritysetup exits 4 when the kernel refuses a root hash signature, and so does the emulation.
+            ErrorClass::Io | ErrorClass::NotTrusted => Self::Io,
             ErrorClass::Busy => Self::Busy,
             ErrorClass::OutputClosed => Self::BrokenPipe,
             ErrorClass::Usage
             | ErrorClass::BadInput
-            | ErrorClass::NotTrusted
             | ErrorClass::Unavailable
             | ErrorClass::Findings
             | ErrorClass::Internal => Self::Invalid,

@@ -134,7 +134,7 @@ pub fn class_of(e: &anyhow::Error) -> ErrorClass {
 
 /// The class of one error of the chain, when it is a type that has one.
 fn class_of_cause(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
-    use crate::{backend, device, hash, hex, params, registry, superblock, sys};
+    use crate::{backend, device, hash, hex, params, registry, signature, superblock, sys};
     macro_rules! classes {
         ($($ty:ty),* $(,)?) => {
             $(if let Some(e) = cause.downcast_ref::<$ty>() {
@@ -155,6 +155,9 @@ fn class_of_cause(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClas
         superblock::SuperblockError,
         hash::UnknownAlgorithm,
         hex::HexError,
+        hash::EngineUnavailable,
+        signature::SignatureError,
+        signature::KeyringError,
     );
     cause.downcast_ref::<std::io::Error>().map(|_| ErrorClass::Io)
 }

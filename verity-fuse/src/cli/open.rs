@@ -19,7 +19,8 @@ use crate::fec::FecParams;
 use crate::fuse::{DeviceFs, MountConfig, fuser_config};
 use crate::hash::Digest;
 use crate::params::Geometry;
-use crate::registry::{Entry, Info, Registry};
+use crate::registry::{Entry, Info, Registry, SignatureCheck};
+use crate::signature::{self, Keyring};
 use crate::source::FileSource;
 use crate::sys;
 use crate::tree;
@@ -40,6 +41,17 @@ pub(crate) struct OpenArgs {
     /// Read the root hash from this file instead of the argument.
     #[arg(long, value_name = "FILE")]
     root_hash_file: Option<PathBuf>,
+    /// A detached PKCS#7 (DER) signature over the root hash as lowercase hex, checked as the kernel checks
+    /// it: against --keyring on the FUSE backend, against the kernel's trusted keyrings on the kernel backend.
+    #[arg(long, value_name = "FILE")]
+    root_hash_signature: Option<PathBuf>,
+    /// Trusted X.509 certificates (a PEM or DER file, or a directory of them) for --root-hash-signature;
+    /// without it nothing is trusted, as with an empty kernel keyring.
+    #[arg(long, value_name = "FILE|DIR")]
+    keyring: Option<PathBuf>,
+    /// Refuse a device without a root hash signature (the kernel's `dm_verity.require_signatures=1`).
+    #[arg(long)]
+    require_signatures: bool,
     /// On corruption, log it and return the data anyway (kernel `ignore_corruption`).
     #[arg(long, group = "corruption")]
     ignore_corruption: bool,
@@ -98,6 +110,44 @@ struct OpenPlan {
     hash: PathBuf,
     /// The FEC file and its parameters.
     fec: Option<(PathBuf, FecParams)>,
+    /// The signature's bytes, for the kernel backend to hand to the kernel.
+    signature: Option<Vec<u8>>,
+}
+
+/// Reads the signature and keyring `a` names and checks the signature over `root` as the kernel would; on
+/// the kernel backend the kernel itself checks it later against its own keyrings.
+fn check_signature(a: &OpenArgs, root: &Digest, backend: Backend) -> Result<(Option<Vec<u8>>, SignatureCheck)> {
+    let signature = match &a.root_hash_signature {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("reading root hash signature {}", path.display()))?)
+        }
+        None => None,
+    };
+    let refused = |e: signature::SignatureError| {
+        let errno = e.errno();
+        anyhow::Error::new(e).context(format!("activation of {} refused: {errno}", a.name))
+    };
+    if backend == Backend::Kernel {
+        if a.keyring.is_some() {
+            bail!("--keyring applies to the fuse backend: the kernel checks signatures against its own keyrings");
+        }
+        return match signature {
+            None if a.require_signatures => Err(refused(signature::SignatureError::Required)),
+            None => Ok((None, SignatureCheck::None)),
+            Some(bytes) => Ok((Some(bytes), SignatureCheck::Kernel)),
+        };
+    }
+    let keyring = match &a.keyring {
+        Some(path) => Keyring::load(path)?,
+        None => Keyring::empty(),
+    };
+    let signer =
+        signature::verify_root_hash_signature(&root.to_hex(), signature.as_deref(), &keyring, a.require_signatures)
+            .map_err(refused)?;
+    Ok((
+        signature,
+        signer.map_or(SignatureCheck::None, |signer| SignatureCheck::Keyring { signer }),
+    ))
 }
 
 fn plan(a: &OpenArgs) -> Result<OpenPlan> {
@@ -144,6 +194,7 @@ fn plan(a: &OpenArgs) -> Result<OpenPlan> {
         data: absolute(&a.data)?,
         hash: absolute(&a.hash)?,
         fec,
+        signature: None,
     })
 }
 
@@ -175,10 +226,12 @@ fn report(info: &Info, json: bool) -> Result<(), super::output::OutputError> {
 }
 
 pub(crate) fn run(a: OpenArgs, argv: &[std::ffi::OsString]) -> Result<()> {
-    let plan = plan(&a)?;
+    let mut plan = plan(&a)?;
     warn_lab_only(&plan.geometry);
     let registry = Registry::new(a.dir.as_deref())?;
     let backend = Backend::resolve(a.backend, backend::capabilities())?;
+    let (signature, check) = check_signature(&a, &plan.root, backend)?;
+    plan.signature = signature;
     if a.backend == Choice::Auto && !a.foreground {
         let why = match backend {
             Backend::Kernel => "device-mapper is available".to_owned(),
@@ -191,8 +244,8 @@ pub(crate) fn run(a: OpenArgs, argv: &[std::ffi::OsString]) -> Result<()> {
     }
     let entry = registry.create(&a.name)?;
     let result = match backend {
-        Backend::Kernel => open_kernel(&a, &plan, &entry),
-        Backend::Fuse if a.foreground => serve(&a, plan, &entry),
+        Backend::Kernel => open_kernel(&a, &plan, &entry, check),
+        Backend::Fuse if a.foreground => serve(&a, plan, &entry, check),
         Backend::Fuse => detach(&a, &entry, argv),
     };
     if result.is_err() && entry.info().is_none() {
@@ -201,7 +254,7 @@ pub(crate) fn run(a: OpenArgs, argv: &[std::ffi::OsString]) -> Result<()> {
     result
 }
 
-fn open_kernel(a: &OpenArgs, plan: &OpenPlan, entry: &Entry) -> Result<()> {
+fn open_kernel(a: &OpenArgs, plan: &OpenPlan, entry: &Entry, signature: SignatureCheck) -> Result<()> {
     let files = kernel::Files {
         data: &plan.data,
         hash: &plan.hash,
@@ -213,7 +266,14 @@ fn open_kernel(a: &OpenArgs, plan: &OpenPlan, entry: &Entry) -> Result<()> {
             is_hash: same_file(path, &plan.hash),
         }),
     };
-    let mapping = kernel::open(&a.name, files, &plan.geometry, &plan.root, &plan.options)?;
+    let mapping = kernel::open_signed(
+        &a.name,
+        files,
+        &plan.geometry,
+        &plan.root,
+        &plan.options,
+        plan.signature.as_deref(),
+    )?;
     let info = Info {
         name: a.name.clone(),
         backend: Backend::Kernel,
@@ -224,6 +284,7 @@ fn open_kernel(a: &OpenArgs, plan: &OpenPlan, entry: &Entry) -> Result<()> {
         root_hash: plan.root.to_hex(),
         table: mapping.table,
         loops: mapping.loops,
+        signature,
     };
     entry.write_info(&info)?;
     report(&info, a.json)?;
@@ -231,17 +292,20 @@ fn open_kernel(a: &OpenArgs, plan: &OpenPlan, entry: &Entry) -> Result<()> {
 }
 
 /// Mounts the FUSE device and serves it until it is unmounted or a signal asks to stop.
-fn serve(a: &OpenArgs, plan: OpenPlan, entry: &Entry) -> Result<()> {
+fn serve(a: &OpenArgs, plan: OpenPlan, entry: &Entry, signature: SignatureCheck) -> Result<()> {
     let data = FileSource::open(&plan.data).with_context(|| format!("opening {}", plan.data.display()))?;
     let hash = FileSource::open(&plan.hash).with_context(|| format!("opening {}", plan.hash.display()))?;
     let fec_path = plan.fec.as_ref().map(|(path, _)| path.to_string_lossy().into_owned());
-    let table = kernel::table_line_with_fec(
+    let table = kernel::table_line_with(
         &plan.geometry,
         &plan.data.to_string_lossy(),
         &plan.hash.to_string_lossy(),
         &plan.root,
         &plan.options,
-        fec_path.as_deref().zip(plan.fec.as_ref().map(|(_, params)| params)),
+        kernel::TableExtras {
+            fec: fec_path.as_deref().zip(plan.fec.as_ref().map(|(_, params)| params)),
+            signature_key: None,
+        },
     );
     let mut device = VerifiedDevice::new(data, hash, plan.geometry, plan.root.as_bytes(), plan.options)?;
     if let Some((path, params)) = &plan.fec {
@@ -286,6 +350,7 @@ fn serve(a: &OpenArgs, plan: OpenPlan, entry: &Entry) -> Result<()> {
         root_hash: plan.root.to_hex(),
         table,
         loops: Vec::new(),
+        signature,
     };
     entry.write_info(&info)?;
     // A reader that went away before the path was printed ends the server before it serves anything.

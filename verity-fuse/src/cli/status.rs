@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::backend::{Backend, kernel};
 use crate::fuse::StatusReport;
-use crate::registry::{Info, Liveness, Registry};
+use crate::registry::{Info, Liveness, Registry, SignatureCheck};
 
 /// Arguments of `status`.
 #[derive(Args, Debug)]
@@ -30,6 +30,7 @@ struct StatusOutput<'a> {
     data: &'a std::path::Path,
     hash: &'a std::path::Path,
     root_hash: &'a str,
+    signature: &'a SignatureCheck,
     table: &'a str,
     status: String,
     counters: Option<StatusReport>,
@@ -68,6 +69,7 @@ pub(crate) fn run(a: StatusArgs) -> Result<()> {
         data: &info.data,
         hash: &info.hash,
         root_hash: &info.root_hash,
+        signature: &info.signature,
         table: &info.table,
         status,
         counters,
@@ -86,6 +88,14 @@ pub(crate) fn run(a: StatusArgs) -> Result<()> {
     out!("  data device: {}", out.data.display())?;
     out!("  hash device: {}", out.hash.display())?;
     out!("  root hash:   {}", out.root_hash)?;
+    match out.signature {
+        SignatureCheck::None => out!("  signature:   none")?,
+        SignatureCheck::Keyring { signer } => {
+            out!("  signature:   verified by {}", signer.subject)?;
+            out!("  signer sha256: {}", signer.fingerprint)?;
+        }
+        SignatureCheck::Kernel => out!("  signature:   checked by the kernel's trusted keyrings")?,
+    }
     if let Some(c) = &out.counters {
         out!("  verified:    {} blocks", c.blocks_verified)?;
         out!("  corruptions: {}", c.corruptions)?;

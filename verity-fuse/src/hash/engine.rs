@@ -106,6 +106,13 @@ pub struct EngineUnavailable {
     pub engine: EngineName,
 }
 
+impl EngineUnavailable {
+    /// What kind of failure this is: the engine is not available on this host.
+    pub fn class(&self) -> crate::class::ErrorClass {
+        crate::class::ErrorClass::Unavailable
+    }
+}
+
 /// A SHA-256 engine this CPU runs: only [`Engine::new`] makes one, after probing the CPU.
 #[derive(Debug, Clone, Copy)]
 pub struct Engine(Kind);

@@ -11,4 +11,6 @@ mod kernel_backend;
 mod known_answers;
 mod modes;
 mod oracle;
+pub(crate) mod signatures;
+mod signatures_vm;
 mod support;
