@@ -230,7 +230,7 @@ const CALIBRATION_BUDGET: Duration = Duration::from_millis(50);
 
 impl Calibration {
     /// The calibration of this process, measured on first use: each engine this CPU runs hashes
-    /// [`CALIBRATION_BLOCKS`] 4 KiB blocks a few times (a few milliseconds in all, never more than about
+    /// 32 4 KiB blocks a few times (a few milliseconds in all, never more than about
     /// 50 ms), and the fastest rate wins. With one engine there is nothing to measure.
     pub fn get() -> &'static Calibration {
         static CALIBRATION: OnceLock<Calibration> = OnceLock::new();
