@@ -143,6 +143,18 @@ mod x16 {
             let mut w = transpose(rows);
             let saved = s;
             let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = s;
+            // `$x`, opaque to the compiler's reordering of additions (no instruction is emitted).
+            macro_rules! fence {
+                ($x:expr) => {{
+                    let mut x: __m512i = $x;
+                    // SAFETY: the assembly is empty: it reads and writes only the register holding `x`,
+                    // leaving its value as it was, and touches no memory, stack or flags.
+                    unsafe {
+                        std::arch::asm!("/* {0} */", inout(zmm_reg) x, options(pure, nomem, nostack, preserves_flags))
+                    };
+                    x
+                }};
+            }
             // One round: `d` and `h` take the new values, and the callers rotate the names.
             macro_rules! round {
                 ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident, $t:expr) => {
@@ -171,8 +183,12 @@ mod x16 {
                         _mm512_ror_epi32::<25>($e),
                     );
                     let ch = _mm512_ternarylogic_epi32::<0xCA>($e, $f, $g);
-                    let kw = _mm512_add_epi32(w[t % 16], _mm512_set1_epi32(K[t] as i32));
-                    let t1 = _mm512_add_epi32(_mm512_add_epi32($h, kw), _mm512_add_epi32(big_sigma1, ch));
+                    // `h + K + W` is ready before `e`, `Ch` comes one instruction after `e` and `Σ1` two, so
+                    // they are added in that order: the chain from one round's `e` to the next is then a
+                    // rotate, a three-way XOR and two additions. Left to itself the compiler adds `Ch` first
+                    // and the round constant last, four additions on that chain; the fences keep the order.
+                    let hkw = fence!(_mm512_add_epi32($h, _mm512_add_epi32(w[t % 16], _mm512_set1_epi32(K[t] as i32))));
+                    let t1 = _mm512_add_epi32(fence!(_mm512_add_epi32(hkw, ch)), big_sigma1);
                     let big_sigma0 = _mm512_ternarylogic_epi32::<0x96>(
                         _mm512_ror_epi32::<2>($a),
                         _mm512_ror_epi32::<13>($a),
@@ -180,7 +196,7 @@ mod x16 {
                     );
                     let maj = _mm512_ternarylogic_epi32::<0xE8>($a, $b, $c);
                     $d = _mm512_add_epi32($d, t1);
-                    $h = _mm512_add_epi32(t1, _mm512_add_epi32(big_sigma0, maj));
+                    $h = _mm512_add_epi32(_mm512_add_epi32(t1, maj), big_sigma0);
                 };
             }
             // Eight rounds from round `$t`, the names back where they started. Written out for every `$t` so
