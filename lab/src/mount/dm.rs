@@ -27,7 +27,6 @@ use verity_fuse::sys::run_tool;
 use super::LayerSpec;
 use crate::convert::verity::geometry_for;
 use crate::mountinfo::DeviceNumber;
-use verity_fuse::ErrorClass;
 
 /// The prefix of every mapping veritylab makes.
 pub const PREFIX: &str = "veritylab-";
@@ -248,44 +247,22 @@ pub struct Table {
     pub root_hash: String,
     /// The salt, hex (`-` for none).
     pub salt: String,
-    /// Optional arguments (`ignore_corruption`, `check_at_most_once`, ...).
+    /// Mode flags among the optional arguments (`ignore_corruption`, `check_at_most_once`, ...).
     pub options: Vec<String>,
 }
 
-/// A table line that is not a dm-verity one we can read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a dm-verity table line ({reason}): {line:?}")]
-pub struct TableError {
-    /// The line.
-    pub line: String,
-    /// What is wrong.
-    pub reason: &'static str,
-}
-
-impl TableError {
-    /// What kind of failure this is.
-    pub fn class(&self) -> ErrorClass {
-        ErrorClass::BadInput
-    }
-}
+pub use verity_fuse::backend::table::TableError;
 
 impl Table {
     /// Parses `0 <sectors> verity <version> <data maj:min> <hash maj:min> <data bs> <hash bs> <blocks>
-    /// <hash start> <alg> <root> <salt> [<#opts> <opt>...]`.
+    /// <hash start> <alg> <root> <salt> [<#opts> <opt>...]` with [`verity_fuse::backend::table::Table::parse`],
+    /// then reads both devices as `MAJOR:MINOR`.
     pub fn parse(line: &str) -> Result<Table, TableError> {
-        let line = line.trim();
+        let t = verity_fuse::backend::table::Table::parse(line)?;
         let err = |reason| TableError {
-            line: line.to_owned(),
+            line: line.trim().to_owned(),
             reason,
         };
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 13 {
-            return Err(err("too few fields"));
-        }
-        if f[2] != "verity" {
-            return Err(err("target is not verity"));
-        }
-        let number = |s: &str| s.parse::<u64>().map_err(|_| err("bad number"));
         let device = |s: &str| {
             let (major, minor) = s.split_once(':').ok_or(err("device is not MAJOR:MINOR"))?;
             Ok::<_, TableError>(DeviceNumber {
@@ -293,26 +270,15 @@ impl Table {
                 minor: minor.parse().map_err(|_| err("bad minor"))?,
             })
         };
-        let options = match f.get(13) {
-            None => Vec::new(),
-            Some(count) => {
-                let count = usize::try_from(number(count)?).map_err(|_| err("bad option count"))?;
-                let rest = &f[14..];
-                if rest.len() != count {
-                    return Err(err("option count disagrees with the options"));
-                }
-                rest.iter().map(|s| (*s).to_owned()).collect()
-            }
-        };
         Ok(Table {
-            sectors: number(f[1])?,
-            data_device: device(f[4])?,
-            hash_device: device(f[5])?,
-            data_blocks: number(f[8])?,
-            algorithm: f[10].to_owned(),
-            root_hash: f[11].to_owned(),
-            salt: f[12].to_owned(),
-            options,
+            sectors: t.sectors,
+            data_device: device(&t.data_device)?,
+            hash_device: device(&t.hash_device)?,
+            data_blocks: t.data_blocks,
+            algorithm: t.algorithm,
+            root_hash: t.root_hash,
+            salt: t.salt,
+            options: t.flags,
         })
     }
 }

@@ -4,6 +4,7 @@
 //! process ([`capabilities`]) and is shared with the lab.
 
 pub mod kernel;
+pub mod table;
 
 use std::path::Path;
 use std::sync::OnceLock;

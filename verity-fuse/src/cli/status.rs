@@ -1,12 +1,19 @@
 //! `verity-fuse status`: is the device verified or corrupted, with its counters (dm-verity's `V`/`C`).
+//!
+//! The text output starts with the fields `veritysetup status` prints, in its order and wording, read from
+//! the table line the device loaded (for the FUSE backend, the line the kernel would load with the files as
+//! devices), so a script reading veritysetup's output reads ours; the backend, the signature and the FUSE
+//! device's counters follow. `--json` prints the record and counters as they are.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
+use crate::backend::table::Table;
 use crate::backend::{Backend, kernel};
 use crate::fuse::StatusReport;
+use crate::host;
 use crate::registry::{Info, Liveness, Registry, SignatureCheck};
 
 /// Arguments of `status`.
@@ -80,14 +87,17 @@ pub(crate) fn run(a: StatusArgs) -> Result<()> {
     }
     out!("{} is active.", out.device.display())?;
     out!("  type:        VERITY")?;
+    let signed = if matches!(out.signature, SignatureCheck::None) {
+        ""
+    } else {
+        " (with signature)"
+    };
+    out!("  status:      {}{signed}", out.status)?;
+    print_table(out.table)?;
     out!(
         "  backend:     {}",
         if out.backend == Backend::Fuse { "fuse" } else { "kernel" }
     )?;
-    out!("  status:      {}", out.status)?;
-    out!("  data device: {}", out.data.display())?;
-    out!("  hash device: {}", out.hash.display())?;
-    out!("  root hash:   {}", out.root_hash)?;
     match out.signature {
         SignatureCheck::None => out!("  signature:   none")?,
         SignatureCheck::Keyring { signer } => {
@@ -118,6 +128,41 @@ pub(crate) fn run(a: StatusArgs) -> Result<()> {
         if let Some(h) = &c.halted {
             out!("  halted:      the kernel would {h} here")?;
         }
+    }
+    Ok(())
+}
+
+/// Prints the table's fields as `veritysetup status` does: sizes and offsets in 512-byte sectors, and each
+/// loop device's backing file after it.
+fn print_table(line: &str) -> Result<()> {
+    let table = Table::parse(line)?;
+    let loop_line = |label: &str, device: &str| -> Result<()> {
+        if let Some(file) = host::loop_device(Path::new(device)).and_then(|l| l.backing_path) {
+            out!("  {label} {}", file.display())?;
+        }
+        Ok(())
+    };
+    out!("  hash type:   {}", table.version)?;
+    out!("  data block:  {}", table.data_block_size)?;
+    out!("  hash block:  {}", table.hash_block_size)?;
+    out!("  hash name:   {}", table.algorithm)?;
+    out!("  salt:        {}", table.salt)?;
+    out!("  data device: {}", table.data_device)?;
+    loop_line("data loop:  ", &table.data_device)?;
+    out!("  size:        {} sectors", table.sectors)?;
+    out!("  mode:        readonly")?;
+    out!("  hash device: {}", table.hash_device)?;
+    loop_line("hash loop:  ", &table.hash_device)?;
+    out!("  hash offset: {} sectors", table.hash_offset_bytes() / 512)?;
+    if let Some(fec) = &table.fec {
+        out!("  FEC device:  {}", fec.device)?;
+        loop_line("FEC loop:   ", &fec.device)?;
+        out!("  FEC offset:  {} sectors", fec.offset_bytes(&table) / 512)?;
+        out!("  FEC roots:   {}", fec.roots)?;
+    }
+    out!("  root hash:   {}", table.root_hash)?;
+    if !table.flags.is_empty() {
+        out!("  flags:       {}", table.flags.join(" "))?;
     }
     Ok(())
 }

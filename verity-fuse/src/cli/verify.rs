@@ -1,5 +1,10 @@
 //! `verity-fuse verify`: check data and tree against a root hash, as `veritysetup verify` does.
 //!
+//! Where veritysetup stops at the first difference ("Verification failed at position P."), the check goes on
+//! and names every corrupted block, one line each in veritysetup's wording, then a count; blocks under a
+//! corrupted hash block cannot be checked and are counted apart. The error (and exit code) is that of the
+//! first.
+//!
 //! With `--fec-device`, a failed check is followed, as in veritysetup, by decoding every codeword from the
 //! parity. Where veritysetup then reports success, we also re-check the whole tree over the corrected blocks
 //! (held in memory; the devices are not written) and succeed only if that check passes, listing the blocks
@@ -19,7 +24,7 @@ use crate::fec::{self, FecLayout, Patched, Repairer, layout::Covered};
 use crate::hash::{Digest, EngineName};
 use crate::params::Geometry;
 use crate::source::FileSource;
-use crate::tree;
+use crate::tree::{self, Finding, Survey};
 
 /// Arguments of `verify`.
 #[derive(Args, Debug)]
@@ -55,9 +60,45 @@ struct Outcome<'a> {
     block: Option<BlockRef>,
     expected: Option<&'a Digest>,
     found: Option<&'a Digest>,
+    /// Every corrupted block, top-down, the first being the one `error` names.
+    corrupted: Vec<Corrupted<'a>>,
+    /// Blocks under a corrupted hash block, which could not be checked.
+    unchecked_blocks: u64,
+    /// Data blocks among `unchecked_blocks`.
+    unchecked_data_blocks: u64,
     /// The SHA-256 engine that hashed.
     engine: EngineName,
     fec: Option<FecOutcome>,
+}
+
+/// One corrupted block in the JSON report.
+#[derive(serde::Serialize)]
+struct Corrupted<'a> {
+    block: BlockRef,
+    /// Byte position of the block on its device.
+    position: u64,
+    /// The digest the tree expects, when the block's digest differs.
+    expected: Option<&'a Digest>,
+    /// The block's digest, when it differs.
+    found: Option<&'a Digest>,
+    /// Offset of the first non-zero byte where no digest goes, when that is what is wrong.
+    padding_offset: Option<usize>,
+}
+
+impl<'a> Corrupted<'a> {
+    fn new(finding: &'a Finding, geometry: &Geometry) -> Self {
+        let (expected, found, padding_offset) = match finding {
+            Finding::Mismatch { expected, found, .. } => (Some(expected), Some(found), None),
+            Finding::NonZeroPadding { offset, .. } => (None, None, Some(*offset)),
+        };
+        Self {
+            block: finding.block(),
+            position: finding.position(geometry),
+            expected,
+            found,
+            padding_offset,
+        }
+    }
 }
 
 /// What FEC did after a failed check.
@@ -94,14 +135,20 @@ pub(crate) fn run(a: VerifyArgs) -> Result<()> {
     };
     let root = Digest::from_slice(&root).expect("length checked");
     let threads = a.threads.unwrap_or_else(tree::default_threads).max(1);
-    let mut result = tree::check(&data, &hash, &geometry, &root, threads);
+    let (survey, mut result) = match tree::survey(&data, &hash, &geometry, &root, threads) {
+        Ok(survey) => {
+            let result = survey.result();
+            (survey, result)
+        }
+        Err(e) => (Survey::default(), Err(e)),
+    };
+    if !a.json {
+        print_findings(&survey, &geometry);
+    }
     let mut fec_outcome = None;
     if let (Err(VerityError::HashMismatch { .. } | VerityError::NonZeroPadding { .. }), Some((layout, parity))) =
         (&result, &fec)
     {
-        if !a.json {
-            eprintln!("verity-fuse: {}", result.as_ref().expect_err("failed"));
-        }
         let repairer = Repairer::new(layout, &data, &hash, parity);
         let outcome = match fec::repair_all(&repairer, threads) {
             Ok(full) => {
@@ -159,6 +206,9 @@ pub(crate) fn run(a: VerifyArgs) -> Result<()> {
             block,
             expected,
             found,
+            corrupted: survey.findings.iter().map(|f| Corrupted::new(f, &geometry)).collect(),
+            unchecked_blocks: survey.unchecked,
+            unchecked_data_blocks: survey.unchecked_data,
             engine: geometry.params.hasher().engine(),
             fec: fec_outcome,
         };
@@ -168,6 +218,42 @@ pub(crate) fn run(a: VerifyArgs) -> Result<()> {
         )?;
     }
     result.context("verification failed")
+}
+
+/// Prints every corrupted block on stderr, one line each as veritysetup words its first, then the count.
+fn print_findings(survey: &Survey, geometry: &Geometry) {
+    if survey.is_clean() {
+        return;
+    }
+    for finding in &survey.findings {
+        let device = match finding.block() {
+            BlockRef::Data { .. } => "",
+            BlockRef::Hash { .. } => " of the hash device",
+        };
+        eprintln!(
+            "Verification failed at position {}{device}: {}",
+            finding.position(geometry),
+            finding.to_error()
+        );
+    }
+    let data = survey
+        .findings
+        .iter()
+        .filter(|f| matches!(f.block(), BlockRef::Data { .. }))
+        .count();
+    let unchecked = if survey.unchecked > 0 {
+        format!(
+            "; {} more not checked under a corrupted hash block ({} of them data)",
+            survey.unchecked, survey.unchecked_data
+        )
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "Verification of data area failed: corrupted blocks: {} ({data} data, {} hash){unchecked}.",
+        survey.findings.len(),
+        survey.findings.len() - data,
+    );
 }
 
 /// The tree level of absolute hash block `block` (one past the top for blocks after the tree).

@@ -5,7 +5,7 @@ use crate::error::{Device, VerityError};
 use crate::hash::Digest;
 use crate::params::Geometry;
 use crate::superblock::Superblock;
-use crate::tree::{LevelJob, hash_level, require_len};
+use crate::tree::{LevelJob, hash_level, require_len, top};
 
 /// A built tree: the root hash and the hash blocks from the top level to the leaves, as they go on disk at
 /// [`Geometry::tree_offset`].
@@ -84,17 +84,9 @@ pub fn build<R: ReadAt + ?Sized>(
             )?;
         }
     }
-    let root = if geometry.levels.is_empty() {
-        let mut block = vec![0u8; geometry.data_block_size()];
-        data.read_at(0, &mut block).map_err(|error| VerityError::Io {
-            device: Device::Data,
-            offset: 0,
-            error,
-        })?;
+    let root = top(data, &blocks, geometry, &hasher)?.1;
+    if geometry.levels.is_empty() {
         progress(1);
-        hasher.digest(&block)
-    } else {
-        hasher.digest(&blocks[..hbs])
-    };
+    }
     Ok(Tree { root, blocks })
 }

@@ -7,11 +7,12 @@
 //! [`Checker`] does the same work in steps of a bounded number of hashed blocks, so a caller can pace it (a
 //! CPU budget) or stop between steps; [`check()`] runs it to the end in one go.
 
+use super::survey::block_findings;
 use crate::ReadAt;
-use crate::error::{BlockRef, Device, VerityError};
+use crate::error::{Device, VerityError};
 use crate::hash::{BlockHasher, Digest};
 use crate::params::Geometry;
-use crate::tree::{LevelJob, hash_level, require_len};
+use crate::tree::{LevelJob, hash_level, read_stored, top};
 
 /// Checks that `hash` holds, at the geometry's placement, the tree of `data` with root hash `root`.
 pub fn check<D: ReadAt + ?Sized, H: ReadAt + ?Sized>(
@@ -71,17 +72,7 @@ impl<'a, D: ReadAt + ?Sized> Checker<'a, D> {
         root: &Digest,
         threads: usize,
     ) -> Result<Self, VerityError> {
-        require_len(Device::Data, geometry.data_size(), data.len())?;
-        require_len(Device::Hash, geometry.hash_bytes_needed(), hash.len())?;
-        let mut stored = vec![0u8; geometry.tree_blocks() as usize * geometry.hash_block_size()];
-        let offset = geometry.tree_offset();
-        if !stored.is_empty() {
-            hash.read_at(offset, &mut stored).map_err(|error| VerityError::Io {
-                device: Device::Hash,
-                offset,
-                error,
-            })?;
-        }
+        let stored = read_stored(data, hash, geometry)?;
         Ok(Self {
             data,
             geometry,
@@ -130,24 +121,7 @@ impl<'a, D: ReadAt + ?Sized> Checker<'a, D> {
         match self.stage {
             Stage::Done => Ok(Step::Done),
             Stage::Top => {
-                let top = match geometry.levels.len() {
-                    0 => {
-                        let mut block = vec![0u8; geometry.data_block_size()];
-                        self.data.read_at(0, &mut block).map_err(|error| VerityError::Io {
-                            device: Device::Data,
-                            offset: 0,
-                            error,
-                        })?;
-                        (BlockRef::Data { block: 0 }, self.hasher.digest(&block))
-                    }
-                    n => (
-                        BlockRef::Hash {
-                            level: n - 1,
-                            block: geometry.levels[n - 1].first_block,
-                        },
-                        self.hasher.digest(&self.stored[..hbs]),
-                    ),
-                };
+                let top = top(self.data, &self.stored, geometry, &self.hasher)?;
                 self.blocks_done += 1;
                 self.bytes_done += if geometry.levels.is_empty() {
                     geometry.data_block_size() as u64
@@ -205,8 +179,17 @@ impl<'a, D: ReadAt + ?Sized> Checker<'a, D> {
                 self.blocks_done += count;
                 self.bytes_done += count * block_size as u64;
                 let expected = &self.stored[start..start + computed.len()];
-                if let Some(at) = computed.iter().zip(expected).position(|(a, b)| a != b) {
-                    return Err(mismatch(geometry, parent, next, at, &computed, expected));
+                let differing = computed.chunks(hbs).zip(expected.chunks(hbs)).position(|(a, b)| a != b);
+                if let Some(i) = differing {
+                    let range = i * hbs..(i + 1) * hbs;
+                    let findings = block_findings(
+                        geometry,
+                        parent,
+                        next + i as u64,
+                        &computed[range.clone()],
+                        &expected[range],
+                    );
+                    return Err(findings.first().expect("the blocks differ").to_error());
                 }
                 self.stage = match (next + take < level_blocks, parent) {
                     (true, _) => Stage::Level {
@@ -225,65 +208,11 @@ impl<'a, D: ReadAt + ?Sized> Checker<'a, D> {
     }
 }
 
-/// Names the first difference between the computed and stored bytes of level `parent`, both starting at the
-/// level's hash block `first` (`at` is relative to it).
-fn mismatch(geometry: &Geometry, parent: usize, first: u64, at: usize, computed: &[u8], stored: &[u8]) -> VerityError {
-    let hbs = geometry.hash_block_size();
-    let hash_block = first + (at / hbs) as u64;
-    let within = at % hbs;
-    let slot = within / geometry.digest_stride;
-    let child = hash_block * geometry.hashes_per_block() + slot as u64;
-    let children = if parent == 0 {
-        geometry.params.data_blocks
-    } else {
-        geometry.levels[parent - 1].blocks
-    };
-    let digest_bytes =
-        slot < geometry.hashes_per_block() as usize && within % geometry.digest_stride < geometry.digest_size;
-    if !digest_bytes || child >= children {
-        return VerityError::NonZeroPadding {
-            block: geometry.levels[parent].first_block + hash_block,
-            offset: within,
-        };
-    }
-    let digest_at = (at / hbs) * hbs + slot * geometry.digest_stride;
-    let digest =
-        |bytes: &[u8]| Digest::from_slice(&bytes[digest_at..digest_at + geometry.digest_size]).expect("digest size");
-    let block = if parent == 0 {
-        BlockRef::Data { block: child }
-    } else {
-        BlockRef::Hash {
-            level: parent - 1,
-            block: geometry.levels[parent - 1].first_block + child,
-        }
-    };
-    VerityError::HashMismatch {
-        block,
-        expected: Box::new(digest(stored)),
-        found: Box::new(digest(computed)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::params::{Placement, VerityParams};
-    use crate::tree::build;
+    use crate::tree::tests::sample as built;
     use proptest::prelude::*;
-
-    fn built(blocks: u64) -> (Vec<u8>, Vec<u8>, Geometry, Digest) {
-        let data: Vec<u8> = (0..blocks * 4096).map(|i| (i * 31 % 251) as u8).collect();
-        let geometry = Geometry::new(
-            VerityParams::new(blocks, vec![1; 32]),
-            Placement {
-                hash_offset: 0,
-                superblock: false,
-            },
-        )
-        .unwrap();
-        let tree = build(&data[..], &geometry, 1, &|_| {}).unwrap();
-        (data, tree.blocks, geometry, tree.root)
-    }
 
     fn stepped(data: &[u8], hash: &[u8], geometry: &Geometry, root: &Digest, max: u64) -> Result<u64, VerityError> {
         let mut checker = Checker::new(data, hash, geometry, root, 1)?;

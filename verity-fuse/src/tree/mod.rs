@@ -2,20 +2,24 @@
 //!
 //! Both walk levels: the digests of a run of blocks (data blocks for the leaves, hash blocks above) are
 //! packed into hash blocks by `hash_level`, which spreads the work over threads. [`build()`] writes the
-//! levels bottom-up; [`check()`] compares them top-down so the first failure names the block that is wrong, and
-//! [`Checker`] does the same check in bounded steps for callers that pace it.
+//! levels bottom-up; [`check()`] compares them top-down so the first failure names the block that is wrong,
+//! [`Checker`] does the same check in bounded steps for callers that pace it, and [`survey()`] goes on past
+//! the first failure to name every corrupted block.
 
 mod build;
 mod check;
+mod survey;
 
 pub use build::{Tree, build};
 pub use check::{Checker, Step, check};
+pub use survey::{Finding, Survey, survey};
 
 use std::sync::Mutex;
 
 use crate::ReadAt;
-use crate::error::{Device, VerityError};
-use crate::hash::BlockHasher;
+use crate::error::{BlockRef, Device, VerityError};
+use crate::hash::{BlockHasher, Digest};
+use crate::params::Geometry;
 
 /// Bytes of input one worker hashes per job.
 const JOB_BYTES: usize = 4 << 20;
@@ -36,7 +40,7 @@ pub(crate) struct LevelJob<'a> {
 impl<'a> LevelJob<'a> {
     /// Digests of `count` blocks of `block_size` at `offset`, packed as `geometry` packs them.
     pub(crate) fn new(
-        geometry: &crate::params::Geometry,
+        geometry: &Geometry,
         hasher: &'a BlockHasher,
         device: Device,
         offset: u64,
@@ -126,7 +130,76 @@ pub(crate) fn hash_level<R: ReadAt + ?Sized>(
     })
 }
 
+/// Reads the whole stored tree of `geometry` from `hash`, after checking that both devices are long enough.
+pub(crate) fn read_stored<D: ReadAt + ?Sized, H: ReadAt + ?Sized>(
+    data: &D,
+    hash: &H,
+    geometry: &Geometry,
+) -> Result<Vec<u8>, VerityError> {
+    require_len(Device::Data, geometry.data_size(), data.len())?;
+    require_len(Device::Hash, geometry.hash_bytes_needed(), hash.len())?;
+    let mut stored = vec![0u8; geometry.tree_blocks() as usize * geometry.hash_block_size()];
+    let offset = geometry.tree_offset();
+    if !stored.is_empty() {
+        hash.read_at(offset, &mut stored).map_err(|error| VerityError::Io {
+            device: Device::Hash,
+            offset,
+            error,
+        })?;
+    }
+    Ok(stored)
+}
+
+/// The top block's name and digest: the data block when the tree has no levels, else the top hash block.
+pub(crate) fn top<D: ReadAt + ?Sized>(
+    data: &D,
+    stored: &[u8],
+    geometry: &Geometry,
+    hasher: &BlockHasher,
+) -> Result<(BlockRef, Digest), VerityError> {
+    match geometry.levels.len() {
+        0 => {
+            let mut block = vec![0u8; geometry.data_block_size()];
+            data.read_at(0, &mut block).map_err(|error| VerityError::Io {
+                device: Device::Data,
+                offset: 0,
+                error,
+            })?;
+            Ok((BlockRef::Data { block: 0 }, hasher.digest(&block)))
+        }
+        n => Ok((
+            BlockRef::Hash {
+                level: n - 1,
+                block: geometry.levels[n - 1].first_block,
+            },
+            hasher.digest(&stored[..geometry.hash_block_size()]),
+        )),
+    }
+}
+
 /// Threads to use by default: every core the process may run on.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::params::{Placement, VerityParams};
+
+    /// `blocks` data blocks of a fixed pattern with their tree (no superblock, tree at offset 0): data,
+    /// tree, geometry and root hash.
+    pub(crate) fn sample(blocks: u64) -> (Vec<u8>, Vec<u8>, Geometry, Digest) {
+        let data: Vec<u8> = (0..blocks * 4096).map(|i| (i * 31 % 251) as u8).collect();
+        let geometry = Geometry::new(
+            VerityParams::new(blocks, vec![1; 32]),
+            Placement {
+                hash_offset: 0,
+                superblock: false,
+            },
+        )
+        .unwrap();
+        let tree = build(&data[..], &geometry, 1, &|_| {}).unwrap();
+        (data, tree.blocks, geometry, tree.root)
+    }
 }

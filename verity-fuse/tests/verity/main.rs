@@ -13,4 +13,6 @@ mod modes;
 mod oracle;
 pub(crate) mod signatures;
 mod signatures_vm;
+mod status_vm;
 mod support;
+mod verify_report;
