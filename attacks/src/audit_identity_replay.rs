@@ -7,7 +7,7 @@ use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN};
 
 /// The attack.
 #[derive(Debug, Clone)]
-pub struct AuditIdentityReplay {
+pub(crate) struct AuditIdentityReplay {
     layer: Option<usize>,
     path: String,
     content: String,
@@ -16,7 +16,7 @@ pub struct AuditIdentityReplay {
 
 impl AuditIdentityReplay {
     /// From the scenario's parameters (`layer`, `path`, `content`).
-    pub fn new(params: &Params) -> Self {
+    pub(crate) fn new(params: &Params) -> Self {
         Self {
             layer: params.layer(),
             path: params.string("path").unwrap_or("bin/app").to_owned(),
@@ -37,7 +37,7 @@ impl Attack for AuditIdentityReplay {
 
     fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
         let index = self.layer.unwrap_or(env.layer_count().saturating_sub(1));
-        let trojan = env.trojan_layer(index, &self.path, self.content.as_bytes())?;
+        let trojan = crate::steps::trojan_layer(env, index, &self.path, self.content.as_bytes())?;
         let done = env.replay_layer_mount(index, &trojan)?;
         self.replayed = true;
         Ok(done)
@@ -58,7 +58,7 @@ impl Attack for AuditIdentityReplay {
 }
 
 /// The catalogue entry: name, summary, parameters and constructor.
-pub const SPEC: AttackSpec = AttackSpec {
+pub(crate) const SPEC: AttackSpec = AttackSpec {
     name: "audit-identity-replay",
     summary: "replace a layer's mount and the rootfs in the running container by ones made alike over a trojaned \
               copy, on the same loop device, mount ids and device numbers",

@@ -6,7 +6,7 @@ use crate::{Attack, AttackError, Effect, Env, Params, Stage, flip_byte};
 
 /// The attack.
 #[derive(Debug, Clone)]
-pub struct CheckAtMostOnceTamper {
+pub(crate) struct CheckAtMostOnceTamper {
     layer: Option<usize>,
     path: String,
     flipped: Option<u8>,
@@ -14,7 +14,7 @@ pub struct CheckAtMostOnceTamper {
 
 impl CheckAtMostOnceTamper {
     /// From the scenario's parameters (`layer`, `path`).
-    pub fn new(params: &Params) -> Result<Self, AttackError> {
+    pub(crate) fn new(params: &Params) -> Result<Self, AttackError> {
         Ok(Self {
             layer: params.layer(),
             path: params.required("path")?,
@@ -40,7 +40,7 @@ impl Attack for CheckAtMostOnceTamper {
     fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
         let index = self.layer.unwrap_or(env.layer_count().saturating_sub(1));
         let layer = env.layer(index)?;
-        let at = env.file_offset(index, &self.path)?;
+        let at = crate::steps::file_offset(env, index, &self.path)?;
         let (old, new) = flip_byte(&layer.erofs, at)?;
         self.flipped = Some(new);
         let dropped = env.drop_caches()?;
@@ -67,7 +67,7 @@ impl Attack for CheckAtMostOnceTamper {
 }
 
 /// The catalogue entry: name, summary, parameters and constructor.
-pub const SPEC: AttackSpec = AttackSpec {
+pub(crate) const SPEC: AttackSpec = AttackSpec {
     name: "check-at-most-once-tamper",
     summary: "under check_at_most_once, change a block on disk after its first verified read",
     params: &[

@@ -9,7 +9,7 @@ use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN};
 
 /// The attack.
 #[derive(Debug, Clone)]
-pub struct ConsistentLayerReplace {
+pub(crate) struct ConsistentLayerReplace {
     layer: Option<usize>,
     path: String,
     content: String,
@@ -17,7 +17,7 @@ pub struct ConsistentLayerReplace {
 
 impl ConsistentLayerReplace {
     /// From the scenario's parameters (`layer`, `path`, `content`).
-    pub fn new(params: &Params) -> Self {
+    pub(crate) fn new(params: &Params) -> Self {
         Self {
             layer: params.layer(),
             path: params.string("path").unwrap_or("bin/app").to_owned(),
@@ -38,7 +38,7 @@ impl Attack for ConsistentLayerReplace {
     fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
         let index = self.layer.unwrap_or(env.layer_count().saturating_sub(1));
         let layer = env.layer(index)?;
-        let trojan = env.trojan_layer(index, &self.path, self.content.as_bytes())?;
+        let trojan = crate::steps::trojan_layer(env, index, &self.path, self.content.as_bytes())?;
         let staged = layer.erofs.with_extension("erofs.attacker");
         let io = |what: &str, e: std::io::Error| AttackError::env(format!("{what}: {e}"));
         std::fs::copy(&trojan.erofs, &staged).map_err(|e| io("staging the trojaned layer", e))?;
@@ -73,7 +73,7 @@ impl Attack for ConsistentLayerReplace {
 }
 
 /// The catalogue entry: name, summary, parameters and constructor.
-pub const SPEC: AttackSpec = AttackSpec {
+pub(crate) const SPEC: AttackSpec = AttackSpec {
     name: "consistent-layer-replace",
     summary: "while the container runs, rename a trojaned layer, its sidecar and its conversion record into place, all consistent",
     params: &[LAYER, TROJAN_PATH, TROJAN_CONTENT],

@@ -6,7 +6,7 @@ use crate::{Attack, AttackError, DefenceRefusal, Effect, Env, Params, Stage, fli
 
 /// The attack.
 #[derive(Debug, Clone)]
-pub struct CorruptionThenRestore {
+pub(crate) struct CorruptionThenRestore {
     layer: Option<usize>,
     path: String,
     reached: bool,
@@ -14,7 +14,7 @@ pub struct CorruptionThenRestore {
 
 impl CorruptionThenRestore {
     /// From the scenario's parameters (`layer`, `path`).
-    pub fn new(params: &Params) -> Result<Self, AttackError> {
+    pub(crate) fn new(params: &Params) -> Result<Self, AttackError> {
         Ok(Self {
             layer: params.layer(),
             path: params.required("path")?,
@@ -36,7 +36,7 @@ impl Attack for CorruptionThenRestore {
         let index = self.layer.unwrap_or(env.layer_count().saturating_sub(1));
         let layer = env.layer(index)?;
         let genuine = env.read_in_container(&self.path)?;
-        let at = env.file_offset(index, &self.path)?;
+        let at = crate::steps::file_offset(env, index, &self.path)?;
         let (old, new) = flip_byte(&layer.erofs, at)?;
         env.drop_caches()?;
         let read = env.read_in_container(&self.path);
@@ -78,7 +78,7 @@ impl Attack for CorruptionThenRestore {
 }
 
 /// The catalogue entry: name, summary, parameters and constructor.
-pub const SPEC: AttackSpec = AttackSpec {
+pub(crate) const SPEC: AttackSpec = AttackSpec {
     name: "corruption-then-restore",
     summary: "change a byte of a stored layer while the container runs, let it read the file, then put the byte \
               back",

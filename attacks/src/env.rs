@@ -1,8 +1,13 @@
-//! The lab as an attack sees it: the narrow interface through which attacks touch one sandboxed run's real
-//! objects. The lab implements it; every path it returns is inside that run's sandbox.
+//! The lab as an attack sees it: the primitives through which attacks touch one sandboxed run's real objects.
+//! The scenario sandbox implements them; every path they return is inside that run's sandbox.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use veritylab::oci::Digest;
+use veritylab::oci::manifest::ImageManifest;
+use veritylab::sign::Scheme;
+use veritylab::store::Store;
 
 use crate::AttackError;
 
@@ -28,13 +33,22 @@ impl fmt::Display for DefenceRefusal {
     }
 }
 
-/// The signature scheme an image is signed with.
+/// The key [`Env::sign`] signs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    /// A cosign signature stored beside the image.
-    Cosign,
-    /// The signature embedded in the manifest (the seed talk's delivery kit).
-    DeliveryKit,
+pub enum SigningKey {
+    /// The publisher's key, the one the node trusts.
+    Trusted,
+    /// A fresh key the node does not trust.
+    Untrusted,
+}
+
+/// The image's build time and the policy's floor for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildTimes {
+    /// When the image under test was built (seconds since the epoch).
+    pub built: u64,
+    /// The policy's minimum build time for the repository (the hardened profile's rollback floor).
+    pub minimum: u64,
 }
 
 /// One converted layer's files on the node disk.
@@ -52,21 +66,21 @@ pub struct LayerFiles {
     pub levels: Vec<u64>,
 }
 
-/// What is mounted by [`Env::add_mount`].
+/// What [`Env::mount_in_container`] mounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MountKind {
     /// An empty tmpfs.
     Tmpfs,
-    /// A bind mount of a host directory holding the attacker's files.
+    /// A bind mount of a host directory holding the attacker's files (the mount's source).
     Bind,
-    /// An EROFS image with the attacker's files, on no verified device.
+    /// An EROFS image with the attacker's files (the mount's source), on no verified device.
     UnverifiedErofs,
 }
 
-/// A trojaned copy of a layer, built by [`Env::trojan_layer`].
+/// A layer file the attacker built: EROFS data with a correct dm-verity tree appended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trojan {
-    /// Its `layer.erofs` (EROFS data and a correct tree for it).
+    /// The file (EROFS data and a correct tree for it, laid out as `layer.erofs`).
     pub erofs: PathBuf,
     /// The tree's root hash.
     pub root_hash: String,
@@ -74,87 +88,60 @@ pub struct Trojan {
     pub data_size: u64,
 }
 
-/// What an attack may do to the lab's objects. Errors are harness failures unless they are
-/// [`AttackError::Refused`].
+/// The primitives through which an attack touches one sandboxed run of the lab: the node's store, signing,
+/// the registry's blobs, the node's converted layers and verified devices, and the running container. Every
+/// attack's logic is written on these (and on the lab's own functions over the files they return); errors
+/// are harness failures unless they are [`AttackError::Refused`].
 pub trait Env {
-    /// How many layers the image has.
-    fn layer_count(&self) -> usize;
+    /// The node's content store: manifests, blobs and tags, through the lab's [`Store`] API.
+    fn store(&self) -> &Store;
 
-    /// Layer `index`'s converted files (0 = base).
-    fn layer(&self, index: usize) -> Result<LayerFiles, AttackError>;
-
-    /// Offset in layer `index`'s `layer.erofs` of the first data byte of the file at `path`.
-    fn file_offset(&self, index: usize, path: &str) -> Result<u64, AttackError>;
-
-    /// Builds, from layer `index`'s genuine content with the file at `path` replaced by `content`, a new
-    /// EROFS image with a correct tree, in the attacker's scratch space.
-    fn trojan_layer(&mut self, index: usize, path: &str, content: &[u8]) -> Result<Trojan, AttackError>;
-
-    /// Builds a tree for the EROFS data `erofs` (an attacker's crafted image), in the scratch space.
-    fn build_tree(&mut self, erofs: &[u8]) -> Result<Trojan, AttackError>;
-
-    /// Rewrites layer `index`'s local metadata (conversion record and dm-verity sidecar) to describe `trojan`.
-    fn rewrite_local_metadata(&mut self, index: usize, trojan: &Trojan) -> Result<(), AttackError>;
-
-    /// The image's manifest bytes as the node stores them.
-    fn manifest(&self) -> Result<Vec<u8>, AttackError>;
-
-    /// Replaces the image's manifest on the node with `bytes` (tagged in its place). With `keep_signature`,
-    /// the original cosign signature is attached to the new manifest as well, as an attacker copying it would.
-    fn replace_manifest(&mut self, bytes: &[u8], keep_signature: bool) -> Result<String, AttackError>;
-
-    /// The root hash a trojaned layer `index` would have (for a forged annotation).
-    fn trojan_root_hash(&mut self, index: usize) -> Result<String, AttackError>;
+    /// The image's name in the node's store (`repository:tag`).
+    fn image(&self) -> &str;
 
     /// The scheme the image is signed with.
     fn scheme(&self) -> Scheme;
 
-    /// Deletes every signature of the image (cosign objects, or the embedded delivery-kit signature).
-    fn remove_signatures(&mut self) -> Result<String, AttackError>;
+    /// Signs the image `name` in the node's store with `key`, as built at `built` (seconds since the epoch);
+    /// returns the signed manifest's digest.
+    fn sign(&mut self, name: &str, key: SigningKey, built: u64) -> Result<Digest, AttackError>;
 
-    /// Replaces the image on the node with a modified copy (the file at `path` given `content` by an added top
-    /// layer), unsigned.
-    fn modify_image(&mut self, path: &str, content: &[u8]) -> Result<String, AttackError>;
-
-    /// Replaces the image with a modified copy ([`Env::modify_image`] of `path` and `content`) signed with a
-    /// fresh key the node does not trust.
-    fn sign_with_other_key(&mut self, path: &str, content: &[u8]) -> Result<String, AttackError>;
-
-    /// The file holding blob `digest` in the registry's storage (only for [`crate::Stage::Registry`]).
-    fn registry_blob(&self, digest: &str) -> Result<PathBuf, AttackError>;
-
-    /// Digests of the image's config and layers, as the registry holds them.
-    fn registry_image(&self) -> Result<(String, Vec<String>), AttackError>;
+    /// The image's build time and the policy's minimum.
+    fn build_times(&self) -> BuildTimes;
 
     /// Edits the node's trust policy so the image's repository no longer requires a signature; returns what
     /// was changed.
     fn allow_unsigned(&mut self) -> Result<String, AttackError>;
 
-    /// Publishes an attacker's image (layer `index` trojaned, unsigned) and points the node's `tag` at it.
-    fn move_tag(&mut self, tag: &str) -> Result<String, AttackError>;
+    /// The image's manifest as the registry holds it (only for [`crate::Stage::Registry`]).
+    fn registry_manifest(&self) -> Result<ImageManifest, AttackError>;
 
-    /// Replaces the image with an older, correctly signed build of the same repository, whose
-    /// [`crate::rollback::VERSION_FILE`] reads [`crate::rollback::OLDER_VERSION`]; `within_window` chooses a
-    /// build time still at or above the policy's minimum.
-    fn serve_older(&mut self, within_window: bool) -> Result<String, AttackError>;
+    /// The file holding blob `digest` in the registry's storage (only for [`crate::Stage::Registry`]).
+    fn registry_blob(&self, digest: &Digest) -> Result<PathBuf, AttackError>;
 
-    /// Replaces the image with one assembled from its layers and `foreign` top layers of a second, correctly
-    /// signed image (no signature covers the mix); each layer of the second image has
-    /// [`crate::mixed_layers::FOREIGN_FILE`] reading [`crate::mixed_layers::FOREIGN_CONTENT`].
-    fn mix_layers(&mut self, foreign: usize) -> Result<String, AttackError>;
+    /// The attacker's scratch directory (inside the sandbox).
+    fn scratch(&self) -> PathBuf;
 
-    /// Mounts `kind` at `path` inside the container's mount namespace.
-    fn add_mount(&mut self, path: &str, kind: MountKind) -> Result<String, AttackError>;
+    /// How many layers the node converted.
+    fn layer_count(&self) -> usize;
 
-    /// What covers `path` in the container's mount table when it is not the rootfs itself (a device number
-    /// and filesystem), as the container sees it; `None` when `path` is on the rootfs.
-    fn mount_at(&self, path: &str) -> Result<Option<String>, AttackError>;
+    /// Layer `index`'s converted files (0 = base).
+    fn layer(&self, index: usize) -> Result<LayerFiles, AttackError>;
 
-    /// Removes what [`Env::add_mount`] mounted at `path`.
-    fn remove_mount(&mut self, path: &str) -> Result<(), AttackError>;
+    /// Rewrites layer `index`'s local metadata (conversion record and dm-verity sidecar) to describe `built`.
+    fn rewrite_local_metadata(&mut self, index: usize, built: &Trojan) -> Result<(), AttackError>;
 
-    /// The container's overlay upperdir on the host, if its profile has one.
-    fn upperdir(&self) -> Option<PathBuf>;
+    /// The pinned standard-mountpoints layer's file, present only for profiles that use it.
+    fn pinned_layer(&self) -> Option<PathBuf>;
+
+    /// Opens the verified devices with `check_at_most_once` (before the mount).
+    fn set_check_at_most_once(&mut self);
+
+    /// Reads `len` bytes at `offset` of layer `index`'s device as the profile opens it (verified or not).
+    fn read_device(&mut self, index: usize, offset: u64, len: usize) -> Result<Vec<u8>, AttackError>;
+
+    /// Drops the container's cached pages and hash blocks, as memory pressure would; says what was dropped.
+    fn drop_caches(&mut self) -> Result<String, AttackError>;
 
     /// Writes a file as a process in the container would.
     fn write_in_container(&mut self, path: &str, bytes: &[u8]) -> Result<(), AttackError>;
@@ -166,28 +153,21 @@ pub trait Env {
     /// directory holds entries of those names).
     fn list_in_container(&mut self, path: &str) -> Result<Vec<String>, AttackError>;
 
-    /// Replaces the image on the node with a copy whose added top layer holds the OCI whiteout `.wh.HIDDEN`
-    /// in `dir`, exactly as named (no path normalisation), and has the publisher sign it with the node's
-    /// trusted key; where the publisher's signer refuses the layer, the image ships unsigned.
-    fn publish_whiteout(&mut self, dir: &str, hidden: &str) -> Result<String, AttackError>;
+    /// The container's overlay upperdir on the host, if its profile has one.
+    fn upperdir(&self) -> Option<PathBuf>;
 
-    /// Reads `len` bytes at `offset` of layer `index`'s device as the profile opens it (verified or not).
-    fn read_device(&mut self, index: usize, offset: u64, len: usize) -> Result<Vec<u8>, AttackError>;
+    /// Mounts `kind` from `source` (unused for a tmpfs) at `path` inside the container's mount namespace.
+    fn mount_in_container(&mut self, path: &str, kind: MountKind, source: &Path) -> Result<String, AttackError>;
 
-    /// Opens the verified devices with `check_at_most_once` (before the mount).
-    fn set_check_at_most_once(&mut self);
+    /// Removes what [`Env::mount_in_container`] mounted at `path`.
+    fn unmount_in_container(&mut self, path: &str) -> Result<(), AttackError>;
 
-    /// Drops the container's cached pages and hash blocks, as memory pressure would; says what was dropped.
-    fn drop_caches(&mut self) -> Result<String, AttackError>;
+    /// What covers `path` in the container's mount table when it is not the rootfs itself (a device number
+    /// and filesystem), as the container sees it; `None` when `path` is on the rootfs.
+    fn mount_at(&self, path: &str) -> Result<Option<String>, AttackError>;
 
-    /// The pinned standard-mountpoints layer's file, present only for profiles that use it.
-    fn pinned_layer(&self) -> Option<PathBuf>;
-
-    /// Replaces the pinned layer with one whose file `path` has `content`, with a correct tree of its own.
-    fn replace_pinned(&mut self, path: &str, content: &[u8]) -> Result<String, AttackError>;
-
-    /// Leaves `count` mounts of the stopped container alive (a process keeping its namespace, or a record
-    /// nobody removed).
+    /// Stops `count` containers mounted as this one was without taking their mounts down (a process keeping
+    /// the namespace, or a record nobody removed).
     fn leak_mounts(&mut self, count: u64) -> Result<String, AttackError>;
 
     /// The mounts [`Env::leak_mounts`] left that are still there, one line each (where, held by what).

@@ -6,7 +6,7 @@ use crate::overmount::AddedMount;
 use crate::{AttackError, MountKind, Params};
 
 /// `extra-mount` from the scenario's parameters (`path`, `fs`: `tmpfs` or an unverified EROFS by default).
-pub fn new(params: &Params) -> Result<AddedMount, AttackError> {
+pub(crate) fn new(params: &Params) -> Result<AddedMount, AttackError> {
     let kind = match params.string("fs") {
         Some("tmpfs") => MountKind::Tmpfs,
         _ => MountKind::UnverifiedErofs,
@@ -15,7 +15,7 @@ pub fn new(params: &Params) -> Result<AddedMount, AttackError> {
 }
 
 /// The catalogue entry: name, summary, parameters and constructor.
-pub const SPEC: AttackSpec = AttackSpec {
+pub(crate) const SPEC: AttackSpec = AttackSpec {
     name: "extra-mount",
     summary: "add a mount that is not on a verified device inside the container",
     params: &[

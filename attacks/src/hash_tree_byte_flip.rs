@@ -5,7 +5,7 @@ use crate::{Attack, AttackError, Effect, Env, Params, Stage, flip_byte};
 
 /// The attack.
 #[derive(Debug, Clone)]
-pub struct HashTreeByteFlip {
+pub(crate) struct HashTreeByteFlip {
     layer: Option<usize>,
     level: u64,
     offset: u64,
@@ -14,7 +14,7 @@ pub struct HashTreeByteFlip {
 
 impl HashTreeByteFlip {
     /// From the scenario's parameters (`layer`, `level`, `offset`).
-    pub fn new(params: &Params) -> Self {
+    pub(crate) fn new(params: &Params) -> Self {
         Self {
             layer: params.layer(),
             level: params.integer("level").unwrap_or(0),
@@ -71,7 +71,7 @@ impl Attack for HashTreeByteFlip {
 }
 
 /// The catalogue entry: name, summary, parameters and constructor.
-pub const SPEC: AttackSpec = AttackSpec {
+pub(crate) const SPEC: AttackSpec = AttackSpec {
     name: "hash-tree-byte-flip",
     summary: "flip one byte in a layer's dm-verity hash tree",
     params: &[

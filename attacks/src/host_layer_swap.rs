@@ -8,7 +8,7 @@ use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN};
 
 /// A layer file swapped for a trojaned copy with a correct tree of its own.
 #[derive(Debug, Clone)]
-pub struct LayerSwap {
+pub(crate) struct LayerSwap {
     name: &'static str,
     rewrite_metadata: bool,
     layer: Option<usize>,
@@ -19,7 +19,7 @@ pub struct LayerSwap {
 impl LayerSwap {
     /// The attack `name` from the scenario's parameters (`layer`, `path`, `content`); with
     /// `rewrite_metadata` the local metadata is made to describe the copy.
-    pub fn new(name: &'static str, rewrite_metadata: bool, params: &Params) -> Self {
+    pub(crate) fn new(name: &'static str, rewrite_metadata: bool, params: &Params) -> Self {
         Self {
             name,
             rewrite_metadata,
@@ -31,7 +31,7 @@ impl LayerSwap {
 }
 
 /// `host-layer-swap` from the scenario's parameters.
-pub fn new(params: &Params) -> LayerSwap {
+pub(crate) fn new(params: &Params) -> LayerSwap {
     LayerSwap::new(SPEC.name, false, params)
 }
 
@@ -47,7 +47,7 @@ impl Attack for LayerSwap {
     fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
         let index = self.layer.unwrap_or(env.layer_count().saturating_sub(1));
         let layer = env.layer(index)?;
-        let trojan = env.trojan_layer(index, &self.path, self.content.as_bytes())?;
+        let trojan = crate::steps::trojan_layer(env, index, &self.path, self.content.as_bytes())?;
         std::fs::copy(&trojan.erofs, &layer.erofs)
             .map_err(|e| AttackError::env(format!("copying over {}: {e}", layer.erofs.display())))?;
         if !self.rewrite_metadata {
@@ -71,7 +71,7 @@ impl Attack for LayerSwap {
 }
 
 /// The catalogue entry: name, summary, parameters and constructor.
-pub const SPEC: AttackSpec = AttackSpec {
+pub(crate) const SPEC: AttackSpec = AttackSpec {
     name: "host-layer-swap",
     summary: "replace a layer's files on the node disk with a trojaned copy, keeping its metadata",
     params: &[LAYER, TROJAN_PATH, TROJAN_CONTENT],

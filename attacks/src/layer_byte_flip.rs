@@ -5,7 +5,7 @@ use crate::{Attack, AttackError, Effect, Env, Params, Stage, flip_byte};
 
 /// The attack.
 #[derive(Debug, Clone)]
-pub struct LayerByteFlip {
+pub(crate) struct LayerByteFlip {
     layer: Option<usize>,
     path: String,
     offset: u64,
@@ -14,7 +14,7 @@ pub struct LayerByteFlip {
 
 impl LayerByteFlip {
     /// From the scenario's parameters (`layer`, `path`, `offset`).
-    pub fn new(params: &Params) -> Result<Self, AttackError> {
+    pub(crate) fn new(params: &Params) -> Result<Self, AttackError> {
         Ok(Self {
             layer: params.layer(),
             path: params.required("path")?,
@@ -36,7 +36,7 @@ impl Attack for LayerByteFlip {
     fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
         let index = self.layer.unwrap_or(env.layer_count().saturating_sub(1));
         let layer = env.layer(index)?;
-        let at = env.file_offset(index, &self.path)? + self.offset;
+        let at = crate::steps::file_offset(env, index, &self.path)? + self.offset;
         let (old, new) = flip_byte(&layer.erofs, at)?;
         self.flipped = Some(new);
         Ok(format!(
@@ -66,7 +66,7 @@ impl Attack for LayerByteFlip {
 }
 
 /// The catalogue entry: name, summary, parameters and constructor.
-pub const SPEC: AttackSpec = AttackSpec {
+pub(crate) const SPEC: AttackSpec = AttackSpec {
     name: "layer-byte-flip",
     summary: "flip one byte of a file's data inside a stored layer",
     params: &[

@@ -5,13 +5,13 @@ use crate::{Attack, AttackError, Effect, Env, Params, Stage};
 
 /// The attack.
 #[derive(Debug, Clone)]
-pub struct LeakedMounts {
+pub(crate) struct LeakedMounts {
     count: u64,
 }
 
 impl LeakedMounts {
     /// From the scenario's parameters (`mounts`).
-    pub fn new(params: &Params) -> Self {
+    pub(crate) fn new(params: &Params) -> Self {
         Self {
             count: params.integer("mounts").unwrap_or(1),
         }
@@ -50,7 +50,7 @@ impl Attack for LeakedMounts {
 }
 
 /// The catalogue entry: name, summary, parameters and constructor.
-pub const SPEC: AttackSpec = AttackSpec {
+pub(crate) const SPEC: AttackSpec = AttackSpec {
     name: "leaked-mounts",
     summary: "keep a process in a stopped container's mount namespace so its mounts stay pinned",
     params: &[opt("mounts", ParamType::Integer, "mounts left behind (default: 1)")],

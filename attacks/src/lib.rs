@@ -2,13 +2,16 @@
 //!
 //! Each attack is a type implementing [`Attack`], a lifecycle after Stratus Red Team's: `prepare` (before the
 //! image is mounted), `detonate` (at the attack's [`Stage`] of the pipeline), `observe` (what the attacker
-//! sees afterwards) and `revert` (undo anything the lab's own teardown would not). Attacks never depend on the
-//! lab's crate (the lab depends on this one, to run them from its CLI): they reach the lab's real objects,
-//! the store's files, the registry, the signatures and the container's mount namespace, through the narrow
-//! [`Env`] trait the lab implements for one sandboxed run.
+//! sees afterwards) and `revert` (undo anything the lab's own teardown would not). Each attack's logic lives in
+//! its module here. It reaches one sandboxed run of the lab through [`Env`]'s primitives (the node's store, a
+//! signature with the trusted or another key, the registry's blobs, the converted layers and devices, reads,
+//! writes and mounts in the container), and works on what they return with the lab's own API (typed
+//! manifests, the store's tags, cosign and delivery-kit signatures, the EROFS writer and tree builder). The
+//! scenario sandbox implements [`Env`]; attacks know nothing of the runner.
 //!
-//! - [`catalogue`]: every attack's name, summary, parameters and constructor, declared once by the attack's
+//! - [`CATALOGUE`]: every attack's name, summary, parameters and constructor, declared once by the attack's
 //!   module as its `SPEC`; [`create`] builds an attack by its catalogue name (the names scenario files use).
+//! - [`layer_tar`]: layer tars written and edited deterministically (the scenario images' layers too).
 //!
 //! # The observed-effect contract
 //!
@@ -32,43 +35,46 @@
 //!   would, so the verifier sees exactly what a tampered file would show it.
 #![forbid(unsafe_code)]
 
-pub mod audit_identity_replay;
-pub mod catalogue;
-pub mod check_at_most_once_tamper;
-pub mod consistent_layer_replace;
-pub mod corruption_then_restore;
-pub mod env;
-pub mod extra_mount;
-pub mod hash_tree_byte_flip;
-pub mod host_layer_swap;
-pub mod layer_and_tree_replace;
-pub mod layer_byte_flip;
-pub mod leaked_mounts;
-pub mod malformed_erofs;
-pub mod malformed_whiteout;
-pub mod mixed_layers;
-pub mod overmount;
-pub mod params;
-pub mod pinned_layer_replace;
-pub mod registry_blob_substitution;
-pub mod rollback;
-pub mod root_hash_annotation;
-pub mod self_declared_root_hash;
-pub mod signature_other_key;
-pub mod signature_stripped;
+mod audit_identity_replay;
+mod catalogue;
+mod check_at_most_once_tamper;
+mod consistent_layer_replace;
+mod corruption_then_restore;
+mod env;
+mod extra_mount;
+mod hash_tree_byte_flip;
+mod host_layer_swap;
+mod layer_and_tree_replace;
+mod layer_byte_flip;
+pub mod layer_tar;
+mod leaked_mounts;
+mod malformed_erofs;
+mod malformed_whiteout;
+mod mixed_layers;
+mod overmount;
+mod params;
+mod pinned_layer_replace;
+mod registry_blob_substitution;
+mod rollback;
+mod root_hash_annotation;
+mod self_declared_root_hash;
+mod signature_other_key;
+mod signature_stripped;
 #[cfg(test)]
 mod stub;
-pub mod tag_moved_after_verify;
-pub mod tag_race_at_mount;
+mod tag_moved_after_verify;
+mod tag_race_at_mount;
 pub mod tamper;
-pub mod unverified_tail;
-pub mod upperdir_write;
+mod unverified_tail;
+mod upperdir_write;
+
+mod steps;
 
 use std::fmt;
 
 pub use catalogue::{AttackSpec, CATALOGUE, ParamSpec, ParamType, find};
-pub use env::{DefenceRefusal, Env, LayerFiles, MountKind, Scheme};
-pub use params::Params;
+pub use env::{BuildTimes, DefenceRefusal, Env, LayerFiles, MountKind, SigningKey, Trojan};
+pub use params::{Param, Params};
 
 /// When in the pipeline the runner calls an attack's [`Attack::detonate`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -130,6 +136,25 @@ pub enum AttackError {
 }
 
 impl AttackError {
+    /// What kind of failure this is: a refusal is the defence's verdict on the attacker's change (a block
+    /// that failed verification, a read past the verified device, a write to a read-only filesystem), a bad
+    /// parameter is bad input, and an environment failure is the harness's own.
+    pub fn class(&self) -> verity_fuse::ErrorClass {
+        use verity_fuse::ErrorClass;
+        match self {
+            AttackError::Refused {
+                kind: DefenceRefusal::HashMismatch | DefenceRefusal::OutOfRange,
+                ..
+            } => ErrorClass::VerificationFailed,
+            AttackError::Refused {
+                kind: DefenceRefusal::ReadOnly,
+                ..
+            } => ErrorClass::NotTrusted,
+            AttackError::Param { .. } => ErrorClass::BadInput,
+            AttackError::Env(_) => ErrorClass::Internal,
+        }
+    }
+
     /// A harness failure with `message`.
     pub fn env(message: impl fmt::Display) -> Self {
         AttackError::Env(message.to_string())
@@ -326,6 +351,7 @@ mod tests {
                 reads_through,
                 ..stub::Stub::default()
             };
+            lab.publish().unwrap();
             let mut attack = create("check-at-most-once-tamper", &params).unwrap();
             attack.detonate(&mut lab).unwrap();
             let effect = attack.observe(&mut lab).unwrap();

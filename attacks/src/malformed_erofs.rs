@@ -15,7 +15,7 @@ const FLAT_INLINE: u16 = 2;
 
 /// The attack.
 #[derive(Debug, Clone)]
-pub struct MalformedErofs {
+pub(crate) struct MalformedErofs {
     field: String,
     layer: Option<usize>,
     crafted: Option<usize>,
@@ -23,7 +23,7 @@ pub struct MalformedErofs {
 
 impl MalformedErofs {
     /// From the scenario's parameters (`field`).
-    pub fn new(params: &Params) -> Result<Self, AttackError> {
+    pub(crate) fn new(params: &Params) -> Result<Self, AttackError> {
         Ok(Self {
             field: params.string("field").unwrap_or("dirent-nameoff").to_owned(),
             layer: params.layer(),
@@ -48,7 +48,7 @@ fn put(b: &mut [u8], at: usize, bytes: &[u8]) -> Result<(), AttackError> {
 }
 
 /// Malforms `field` of the EROFS image `image`; returns what was changed.
-pub fn malform(image: &mut [u8], field: &str) -> Result<String, AttackError> {
+pub(crate) fn malform(image: &mut [u8], field: &str) -> Result<String, AttackError> {
     let bad = || AttackError::env("the layer is not an EROFS image this attack understands");
     let bits = image.get(SUPERBLOCK + 12).copied().ok_or_else(bad)?;
     let block = 1usize
@@ -124,7 +124,7 @@ impl Attack for MalformedErofs {
             .ok_or_else(|| AttackError::env("the layer file is truncated"))?
             .to_vec();
         let what = malform(&mut image, &self.field)?;
-        let crafted = env.build_tree(&image)?;
+        let crafted = crate::steps::build_tree(env, &image)?;
         std::fs::copy(&crafted.erofs, &layer.erofs)
             .map_err(|e| AttackError::env(format!("copying over {}: {e}", layer.erofs.display())))?;
         env.rewrite_local_metadata(index, &crafted)?;
@@ -149,7 +149,7 @@ impl Attack for MalformedErofs {
 }
 
 /// The catalogue entry: name, summary, parameters and constructor.
-pub const SPEC: AttackSpec = AttackSpec {
+pub(crate) const SPEC: AttackSpec = AttackSpec {
     name: "malformed-erofs",
     summary: "hand the EROFS reader a crafted image with consistent verity metadata",
     params: &[opt(

@@ -4,11 +4,11 @@
 //! or `..`: an EROFS image that `fsck.erofs` rejects and the kernel cannot list, under a valid signature.
 
 use crate::catalogue::{AttackSpec, ParamType, opt, req};
-use crate::{Attack, AttackError, Effect, Env, Params, Stage};
+use crate::{Attack, AttackError, Effect, Env, Params, SigningKey, Stage, layer_tar, steps};
 
 /// The attack.
 #[derive(Debug, Clone)]
-pub struct MalformedWhiteout {
+pub(crate) struct MalformedWhiteout {
     dir: String,
     hidden: String,
 }
@@ -16,7 +16,7 @@ pub struct MalformedWhiteout {
 impl MalformedWhiteout {
     /// From the scenario's parameters (`dir`, the directory holding the whiteout, and `hidden`, the name it
     /// hides: empty, `.` or `..`).
-    pub fn new(params: &Params) -> Result<Self, AttackError> {
+    pub(crate) fn new(params: &Params) -> Result<Self, AttackError> {
         let hidden = params.string("hidden").unwrap_or(".").to_owned();
         if !matches!(hidden.as_str(), "" | "." | "..") {
             return Err(AttackError::Param {
@@ -41,7 +41,25 @@ impl Attack for MalformedWhiteout {
     }
 
     fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
-        env.publish_whiteout(&self.dir, &self.hidden)
+        let mut tars = steps::layer_tars(env)?;
+        let mut top = layer_tar::Builder::new(Vec::new());
+        layer_tar::append_whiteout(&mut top, &format!("{}/{}", self.dir, self.hidden))
+            .map_err(|e| AttackError::env(format!("the whiteout layer: {e}")))?;
+        tars.push(layer_tar::finish(top).map_err(|e| AttackError::env(format!("the whiteout layer: {e}")))?);
+        let published = steps::publish(env, "whiteout", &tars)?;
+        steps::retag(env, published.clone())?;
+        // The publisher signs with the trusted key, as its pipeline would; the signer converts each layer to
+        // find its root hash, so it may refuse the layer, and then the image ships unsigned.
+        let image = env.image().to_owned();
+        let built = env.build_times().built;
+        let signed = match env.sign(&image, SigningKey::Trusted, built) {
+            Ok(digest) => format!("signed with the trusted key as {digest}"),
+            Err(refused) => format!("unsigned: the publisher's `veritylab sign` refused it ({refused})"),
+        };
+        Ok(format!(
+            "{image} now names {}, whose top layer holds the whiteout {}/.wh.{}; {signed}",
+            published.digest, self.dir, self.hidden
+        ))
     }
 
     fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
@@ -62,7 +80,7 @@ impl Attack for MalformedWhiteout {
 }
 
 /// The catalogue entry: name, summary, parameters and constructor.
-pub const SPEC: AttackSpec = AttackSpec {
+pub(crate) const SPEC: AttackSpec = AttackSpec {
     name: "malformed-whiteout",
     summary: "ship, signed, a layer whose whiteout hides an empty name, `.` or `..` (`.wh.`, `.wh..`, `.wh...`)",
     params: &[

@@ -4,11 +4,32 @@
 //! revert; they differ in where it goes and what is mounted.
 
 use crate::catalogue::{AttackSpec, ParamType, opt, req};
-use crate::{Attack, AttackError, Effect, Env, MountKind, Params, Stage};
+use std::fs;
+use std::path::PathBuf;
+
+use crate::{Attack, AttackError, Effect, Env, MountKind, Params, Stage, TROJAN, layer_tar, steps};
+
+/// The attacker's files for a mount of `kind` in the scratch directory: a directory holding `plugin.so`, or
+/// for an unverified EROFS an image of it (with a tree, as a layer file, which no device checks).
+fn attacker_files(env: &dyn Env, kind: MountKind) -> Result<PathBuf, AttackError> {
+    let io = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |e: std::io::Error| AttackError::env(format!("{path}: {e}"))
+    };
+    let dir = env.scratch().join("plugins");
+    fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let plugin = dir.join("plugin.so");
+    fs::write(&plugin, TROJAN).map_err(io(&plugin))?;
+    if kind != MountKind::UnverifiedErofs {
+        return Ok(dir);
+    }
+    let tar = layer_tar::single_file("plugin.so", TROJAN.as_bytes())?;
+    Ok(steps::build_layer(env, &tar, "plugins.erofs")?.erofs)
+}
 
 /// A mount added inside the running container.
 #[derive(Debug, Clone)]
-pub struct AddedMount {
+pub(crate) struct AddedMount {
     name: &'static str,
     path: String,
     kind: MountKind,
@@ -17,7 +38,7 @@ pub struct AddedMount {
 
 impl AddedMount {
     /// The attack `name`, mounting `kind` at `path`.
-    pub fn new(name: &'static str, path: String, kind: MountKind) -> Self {
+    pub(crate) fn new(name: &'static str, path: String, kind: MountKind) -> Self {
         Self {
             name,
             path,
@@ -28,7 +49,7 @@ impl AddedMount {
 }
 
 /// `overmount` from the scenario's parameters (`path`, `fs`: `bind` or tmpfs by default).
-pub fn new(params: &Params) -> Result<AddedMount, AttackError> {
+pub(crate) fn new(params: &Params) -> Result<AddedMount, AttackError> {
     let kind = match params.string("fs") {
         Some("bind") => MountKind::Bind,
         _ => MountKind::Tmpfs,
@@ -46,7 +67,8 @@ impl Attack for AddedMount {
     }
 
     fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
-        let done = env.add_mount(&self.path, self.kind)?;
+        let source = attacker_files(env, self.kind)?;
+        let done = env.mount_in_container(&self.path, self.kind, &source)?;
         self.mounted = true;
         Ok(done)
     }
@@ -60,7 +82,7 @@ impl Attack for AddedMount {
 
     fn revert(&mut self, env: &mut dyn Env) -> Result<(), AttackError> {
         if self.mounted {
-            env.remove_mount(&self.path)?;
+            env.unmount_in_container(&self.path)?;
             self.mounted = false;
         }
         Ok(())
@@ -68,7 +90,7 @@ impl Attack for AddedMount {
 }
 
 /// The catalogue entry: name, summary, parameters and constructor.
-pub const SPEC: AttackSpec = AttackSpec {
+pub(crate) const SPEC: AttackSpec = AttackSpec {
     name: "overmount",
     summary: "mount over a path inside the running container's rootfs, in its mount namespace",
     params: &[

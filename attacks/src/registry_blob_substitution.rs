@@ -5,14 +5,14 @@ use crate::{Attack, AttackError, Effect, Env, Params, Stage};
 
 /// The attack.
 #[derive(Debug, Clone)]
-pub struct RegistryBlobSubstitution {
+pub(crate) struct RegistryBlobSubstitution {
     config: bool,
     layer: Option<usize>,
 }
 
 impl RegistryBlobSubstitution {
     /// From the scenario's parameters (`blob`, `layer`).
-    pub fn new(params: &Params) -> Self {
+    pub(crate) fn new(params: &Params) -> Self {
         Self {
             config: params.string("blob") == Some("config"),
             layer: params.layer(),
@@ -30,14 +30,15 @@ impl Attack for RegistryBlobSubstitution {
     }
 
     fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
-        let (config, layers) = env.registry_image()?;
+        let manifest = env.registry_manifest()?;
         let digest = if self.config {
-            config
+            manifest.config.digest
         } else {
+            let layers = &manifest.layers;
             let index = self.layer.unwrap_or(layers.len().saturating_sub(1));
             layers
                 .get(index)
-                .cloned()
+                .map(|l| l.digest)
                 .ok_or_else(|| AttackError::env(format!("the image has {} layers", layers.len())))?
         };
         let path = env.registry_blob(&digest)?;
@@ -63,7 +64,7 @@ impl Attack for RegistryBlobSubstitution {
 }
 
 /// The catalogue entry: name, summary, parameters and constructor.
-pub const SPEC: AttackSpec = AttackSpec {
+pub(crate) const SPEC: AttackSpec = AttackSpec {
     name: "registry-blob-substitution",
     summary: "make the registry serve other bytes for a blob than its digest names",
     params: &[

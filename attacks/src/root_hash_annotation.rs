@@ -2,7 +2,8 @@
 //! original signature kept.
 
 use crate::catalogue::{AttackSpec, LAYER, ParamType, SCHEME, opt};
-use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN};
+use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN, steps};
+use veritylab::oci::manifest::ImageManifest;
 
 /// The annotation keys that carry a layer's root hash, in either scheme.
 const KEYS: &[&str] = &[
@@ -12,14 +13,14 @@ const KEYS: &[&str] = &[
 
 /// The attack.
 #[derive(Debug, Clone)]
-pub struct RootHashAnnotation {
+pub(crate) struct RootHashAnnotation {
     layer: Option<usize>,
     root_hash: Option<String>,
 }
 
 impl RootHashAnnotation {
     /// From the scenario's parameters (`layer`, `root-hash`; `scheme` is the image's, set up by the lab).
-    pub fn new(params: &Params) -> Self {
+    pub(crate) fn new(params: &Params) -> Self {
         Self {
             layer: params.layer(),
             root_hash: params.string("root-hash").map(str::to_owned),
@@ -29,30 +30,27 @@ impl RootHashAnnotation {
 
 /// The stored manifest with layer `index`'s root-hash annotation set to `root_hash`: returns the annotation's
 /// key, its old value and the new manifest's bytes (not stored yet).
+/// The image's manifest with layer `index`'s root-hash annotation set to `root_hash`; returns the key, its old
+/// value and the manifest.
 pub(crate) fn set_annotation(
     env: &dyn Env,
     index: usize,
     root_hash: &str,
-) -> Result<(String, Option<String>, Vec<u8>), AttackError> {
-    let bytes = env.manifest()?;
-    let mut manifest: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| AttackError::env(format!("the stored manifest: {e}")))?;
+) -> Result<(String, Option<String>, ImageManifest), AttackError> {
+    let mut manifest = steps::manifest(env)?;
     let annotations = manifest
-        .get_mut("layers")
-        .and_then(|l| l.get_mut(index))
-        .and_then(|l| l.get_mut("annotations"))
-        .and_then(serde_json::Value::as_object_mut)
+        .layers
+        .get_mut(index)
+        .map(|l| &mut l.annotations)
+        .filter(|a| !a.is_empty())
         .ok_or_else(|| AttackError::env(format!("layer {index} of the manifest has no annotations")))?;
     let key = annotations
         .keys()
         .find(|k| KEYS.contains(&k.as_str()) || k.ends_with("root-hash") || k.ends_with("roothash"))
         .cloned()
         .ok_or_else(|| AttackError::env(format!("layer {index} has no root-hash annotation")))?;
-    let old = annotations
-        .insert(key.clone(), serde_json::Value::String(root_hash.to_owned()))
-        .and_then(|v| v.as_str().map(str::to_owned));
-    let out = serde_json::to_vec(&manifest).map_err(AttackError::env)?;
-    Ok((key, old, out))
+    let old = annotations.insert(key.clone(), root_hash.to_owned());
+    Ok((key, old, manifest))
 }
 
 impl Attack for RootHashAnnotation {
@@ -68,10 +66,10 @@ impl Attack for RootHashAnnotation {
         let index = self.layer.unwrap_or(env.layer_count().saturating_sub(1));
         let new = match &self.root_hash {
             Some(hash) => hash.clone(),
-            None => env.trojan_root_hash(index)?,
+            None => steps::trojan_layer(env, index, "bin/app", TROJAN.as_bytes())?.root_hash,
         };
-        let (key, old, out) = set_annotation(env, index, &new)?;
-        let digest = env.replace_manifest(&out, true)?;
+        let (key, old, manifest) = set_annotation(env, index, &new)?;
+        let digest = steps::replace_manifest(env, &manifest, true)?;
         Ok(format!(
             "layer {index}: {key} {} -> {new}; the manifest is now {digest}, the original signature kept",
             old.unwrap_or_default()
@@ -87,7 +85,7 @@ impl Attack for RootHashAnnotation {
 }
 
 /// The catalogue entry: name, summary, parameters and constructor.
-pub const SPEC: AttackSpec = AttackSpec {
+pub(crate) const SPEC: AttackSpec = AttackSpec {
     name: "root-hash-annotation",
     summary: "change a layer descriptor's root-hash annotation in the manifest, keeping the original signature",
     params: &[

@@ -8,7 +8,7 @@ use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN};
 
 /// The attack.
 #[derive(Debug, Clone)]
-pub struct SelfDeclaredRootHash {
+pub(crate) struct SelfDeclaredRootHash {
     layer: Option<usize>,
     path: String,
     content: String,
@@ -16,7 +16,7 @@ pub struct SelfDeclaredRootHash {
 
 impl SelfDeclaredRootHash {
     /// From the scenario's parameters (`layer`, `path`, `content`).
-    pub fn new(params: &Params) -> Self {
+    pub(crate) fn new(params: &Params) -> Self {
         Self {
             layer: params.layer(),
             path: params.string("path").unwrap_or("bin/app").to_owned(),
@@ -37,13 +37,13 @@ impl Attack for SelfDeclaredRootHash {
     fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
         let index = self.layer.unwrap_or(env.layer_count().saturating_sub(1));
         let layer = env.layer(index)?;
-        let trojan = env.trojan_layer(index, &self.path, self.content.as_bytes())?;
+        let trojan = crate::steps::trojan_layer(env, index, &self.path, self.content.as_bytes())?;
         std::fs::copy(&trojan.erofs, &layer.erofs)
             .map_err(|e| AttackError::env(format!("copying over {}: {e}", layer.erofs.display())))?;
         env.rewrite_local_metadata(index, &trojan)?;
-        let stripped = env.remove_signatures()?;
-        let (key, _, out) = crate::root_hash_annotation::set_annotation(env, index, &trojan.root_hash)?;
-        let digest = env.replace_manifest(&out, false)?;
+        let stripped = crate::signature_stripped::remove_signatures(env)?;
+        let (key, _, manifest) = crate::root_hash_annotation::set_annotation(env, index, &trojan.root_hash)?;
+        let digest = crate::steps::replace_manifest(env, &manifest, false)?;
         let policy = env.allow_unsigned()?;
         Ok(format!(
             "layer {index} trojaned with its own tree; {stripped}; the unsigned manifest {digest} declares {key} = {}; {policy}",
@@ -58,7 +58,7 @@ impl Attack for SelfDeclaredRootHash {
 }
 
 /// The catalogue entry: name, summary, parameters and constructor.
-pub const SPEC: AttackSpec = AttackSpec {
+pub(crate) const SPEC: AttackSpec = AttackSpec {
     name: "self-declared-root-hash",
     summary: "trojan a layer, declare its root hash in an unsigned manifest and edit the policy to allow unsigned images",
     params: &[LAYER, TROJAN_PATH, TROJAN_CONTENT],

@@ -1,11 +1,11 @@
 //! `signature-other-key`: a modified image signed with a key the node does not trust.
 
 use crate::catalogue::{AttackSpec, SCHEME};
-use crate::{Attack, AttackError, Effect, Env, Stage, TROJAN};
+use crate::{Attack, AttackError, Effect, Env, SigningKey, Stage, TROJAN, steps};
 
 /// The attack.
 #[derive(Debug, Clone, Copy)]
-pub struct SignatureOtherKey;
+pub(crate) struct SignatureOtherKey;
 
 impl Attack for SignatureOtherKey {
     fn name(&self) -> &'static str {
@@ -17,7 +17,13 @@ impl Attack for SignatureOtherKey {
     }
 
     fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
-        env.sign_with_other_key("bin/app", TROJAN.as_bytes())
+        let modified = steps::modify_image(env, "bin/app", TROJAN.as_bytes())?;
+        let image = env.image().to_owned();
+        let built = env.build_times().built;
+        let signed = env.sign(&image, SigningKey::Untrusted, built)?;
+        Ok(format!(
+            "{modified}; signed it as {signed} with a key the node does not trust"
+        ))
     }
 
     fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
@@ -27,7 +33,7 @@ impl Attack for SignatureOtherKey {
 }
 
 /// The catalogue entry: name, summary, parameters and constructor.
-pub const SPEC: AttackSpec = AttackSpec {
+pub(crate) const SPEC: AttackSpec = AttackSpec {
     name: "signature-other-key",
     summary: "serve a modified image signed with a key the node does not trust",
     params: &[SCHEME],

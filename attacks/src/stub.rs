@@ -1,15 +1,27 @@
-//! A stand-in [`Env`] for the attacks' own tests: a container whose files are a map, one layer file on disk,
-//! and switches for what the lab would refuse. Every method the tests do not need is a harness error.
+//! A stand-in [`Env`] for the attacks' own tests: a real store holding a one-layer image built from the
+//! container's files, a container whose files are a map, one layer file on disk, and switches for what the
+//! lab would refuse. Every primitive the tests do not need is a harness error.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use veritylab::oci::Digest;
+use veritylab::oci::manifest::ImageManifest;
+use veritylab::sign::Scheme;
+use veritylab::store::Store;
 
 use crate::env::Trojan;
-use crate::{AttackError, DefenceRefusal, Env, LayerFiles, MountKind, Scheme};
+use crate::{AttackError, BuildTimes, DefenceRefusal, Env, LayerFiles, MountKind, SigningKey, layer_tar};
+
+/// The image's name in the stub's store.
+const IMAGE: &str = "lab.example/stub:v1";
 
 /// The stand-in lab.
-#[derive(Debug, Default)]
 pub(crate) struct Stub {
+    /// The directory holding the store and the scratch space.
+    pub(crate) dir: tempfile::TempDir,
+    /// The store.
+    pub(crate) store: Store,
     /// The container's files by path.
     pub(crate) files: BTreeMap<String, Vec<u8>>,
     /// Whether a write through the container is refused as on a read-only rootfs.
@@ -22,11 +34,74 @@ pub(crate) struct Stub {
     pub(crate) reads_through: bool,
 }
 
+impl Default for Stub {
+    fn default() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = Store::open(&dir.path().join("store")).expect("a store");
+        Self {
+            dir,
+            store,
+            files: BTreeMap::new(),
+            read_only: false,
+            layer: None,
+            offsets: BTreeMap::new(),
+            reads_through: false,
+        }
+    }
+}
+
+impl Stub {
+    /// Stores a one-layer image of the container's files as [`Env::image`].
+    pub(crate) fn publish(&self) -> Result<(), AttackError> {
+        let mut tar = layer_tar::finish(layer_tar::Builder::new(Vec::new())).map_err(AttackError::env)?;
+        for (path, content) in &self.files {
+            tar = layer_tar::with_file(&tar, path, content)?;
+        }
+        crate::steps::publish(self, "v1", &[tar]).map(drop)
+    }
+}
+
 fn no(what: &str) -> AttackError {
     AttackError::env(format!("the stub lab does not {what}"))
 }
 
 impl Env for Stub {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn image(&self) -> &str {
+        IMAGE
+    }
+
+    fn scheme(&self) -> Scheme {
+        Scheme::Cosign
+    }
+
+    fn sign(&mut self, _: &str, _: SigningKey, _: u64) -> Result<Digest, AttackError> {
+        Err(no("sign"))
+    }
+
+    fn build_times(&self) -> BuildTimes {
+        BuildTimes { built: 0, minimum: 0 }
+    }
+
+    fn allow_unsigned(&mut self) -> Result<String, AttackError> {
+        Err(no("edit its policy"))
+    }
+
+    fn registry_manifest(&self) -> Result<ImageManifest, AttackError> {
+        Err(no("run a registry"))
+    }
+
+    fn registry_blob(&self, _: &Digest) -> Result<PathBuf, AttackError> {
+        Err(no("run a registry"))
+    }
+
+    fn scratch(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
     fn layer_count(&self) -> usize {
         usize::from(self.layer.is_some())
     }
@@ -47,104 +122,22 @@ impl Env for Stub {
         })
     }
 
-    fn file_offset(&self, _index: usize, path: &str) -> Result<u64, AttackError> {
-        self.offsets.get(path).copied().ok_or_else(|| no("know that file"))
-    }
-
-    fn trojan_layer(&mut self, _: usize, _: &str, _: &[u8]) -> Result<Trojan, AttackError> {
-        Err(no("build layers"))
-    }
-
-    fn build_tree(&mut self, _: &[u8]) -> Result<Trojan, AttackError> {
-        Err(no("build trees"))
-    }
-
-    fn replay_layer_mount(&mut self, _: usize, _: &Trojan) -> Result<String, AttackError> {
-        Err(no("replay mounts"))
-    }
-
-    fn release_replay(&mut self) -> Result<(), AttackError> {
-        Ok(())
-    }
-
-    fn allow_unsigned(&mut self) -> Result<String, AttackError> {
-        Err(no("have a policy"))
-    }
-
-    fn list_in_container(&mut self, _: &str) -> Result<Vec<String>, AttackError> {
-        Err(no("list directories"))
-    }
-
-    fn publish_whiteout(&mut self, _: &str, _: &str) -> Result<String, AttackError> {
-        Err(no("publish images"))
-    }
-
     fn rewrite_local_metadata(&mut self, _: usize, _: &Trojan) -> Result<(), AttackError> {
-        Err(no("keep metadata"))
+        Err(no("keep local metadata"))
     }
 
-    fn manifest(&self) -> Result<Vec<u8>, AttackError> {
-        Err(no("keep manifests"))
-    }
-
-    fn replace_manifest(&mut self, _: &[u8], _: bool) -> Result<String, AttackError> {
-        Err(no("keep manifests"))
-    }
-
-    fn trojan_root_hash(&mut self, _: usize) -> Result<String, AttackError> {
-        Err(no("build layers"))
-    }
-
-    fn scheme(&self) -> Scheme {
-        Scheme::Cosign
-    }
-
-    fn remove_signatures(&mut self) -> Result<String, AttackError> {
-        Err(no("sign"))
-    }
-
-    fn modify_image(&mut self, _: &str, _: &[u8]) -> Result<String, AttackError> {
-        Err(no("keep images"))
-    }
-
-    fn sign_with_other_key(&mut self, _: &str, _: &[u8]) -> Result<String, AttackError> {
-        Err(no("sign"))
-    }
-
-    fn registry_blob(&self, _: &str) -> Result<PathBuf, AttackError> {
-        Err(no("run a registry"))
-    }
-
-    fn registry_image(&self) -> Result<(String, Vec<String>), AttackError> {
-        Err(no("run a registry"))
-    }
-
-    fn move_tag(&mut self, _: &str) -> Result<String, AttackError> {
-        Err(no("keep tags"))
-    }
-
-    fn serve_older(&mut self, _: bool) -> Result<String, AttackError> {
-        Err(no("keep images"))
-    }
-
-    fn mix_layers(&mut self, _: usize) -> Result<String, AttackError> {
-        Err(no("keep images"))
-    }
-
-    fn add_mount(&mut self, _: &str, _: MountKind) -> Result<String, AttackError> {
-        Err(no("mount"))
-    }
-
-    fn mount_at(&self, _: &str) -> Result<Option<String>, AttackError> {
-        Ok(None)
-    }
-
-    fn remove_mount(&mut self, _: &str) -> Result<(), AttackError> {
-        Err(no("mount"))
-    }
-
-    fn upperdir(&self) -> Option<PathBuf> {
+    fn pinned_layer(&self) -> Option<PathBuf> {
         None
+    }
+
+    fn set_check_at_most_once(&mut self) {}
+
+    fn read_device(&mut self, _: usize, _: u64, _: usize) -> Result<Vec<u8>, AttackError> {
+        Err(no("open devices"))
+    }
+
+    fn drop_caches(&mut self) -> Result<String, AttackError> {
+        Ok("nothing cached".to_owned())
     }
 
     fn write_in_container(&mut self, path: &str, bytes: &[u8]) -> Result<(), AttackError> {
@@ -170,26 +163,28 @@ impl Env for Stub {
         self.files.get(path).cloned().ok_or_else(|| no("have that file"))
     }
 
-    fn read_device(&mut self, _: usize, _: u64, _: usize) -> Result<Vec<u8>, AttackError> {
-        Err(no("open devices"))
+    fn list_in_container(&mut self, _: &str) -> Result<Vec<String>, AttackError> {
+        Err(no("list directories"))
     }
 
-    fn set_check_at_most_once(&mut self) {}
-
-    fn drop_caches(&mut self) -> Result<String, AttackError> {
-        Ok("nothing cached".to_owned())
-    }
-
-    fn pinned_layer(&self) -> Option<PathBuf> {
+    fn upperdir(&self) -> Option<PathBuf> {
         None
     }
 
-    fn replace_pinned(&mut self, _: &str, _: &[u8]) -> Result<String, AttackError> {
-        Err(no("pin layers"))
+    fn mount_in_container(&mut self, _: &str, _: MountKind, _: &Path) -> Result<String, AttackError> {
+        Err(no("mount"))
+    }
+
+    fn unmount_in_container(&mut self, _: &str) -> Result<(), AttackError> {
+        Err(no("mount"))
+    }
+
+    fn mount_at(&self, _: &str) -> Result<Option<String>, AttackError> {
+        Ok(None)
     }
 
     fn leak_mounts(&mut self, _: u64) -> Result<String, AttackError> {
-        Err(no("mount"))
+        Err(no("leak mounts"))
     }
 
     fn leaks_alive(&self) -> Result<Vec<String>, AttackError> {
@@ -197,6 +192,14 @@ impl Env for Stub {
     }
 
     fn release_leaks(&mut self) -> Result<(), AttackError> {
+        Ok(())
+    }
+
+    fn replay_layer_mount(&mut self, _: usize, _: &Trojan) -> Result<String, AttackError> {
+        Err(no("replay mounts"))
+    }
+
+    fn release_replay(&mut self) -> Result<(), AttackError> {
         Ok(())
     }
 }

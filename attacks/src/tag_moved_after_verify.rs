@@ -1,17 +1,17 @@
 //! `tag-moved-after-verify`: the tag moved to the attacker's image between verification and use (TOCTOU).
 
 use crate::catalogue::{AttackSpec, ParamType, opt};
-use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN};
+use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN, layer_tar, steps};
 
 /// The attack.
 #[derive(Debug, Clone)]
-pub struct TagMovedAfterVerify {
+pub(crate) struct TagMovedAfterVerify {
     tag: String,
 }
 
 impl TagMovedAfterVerify {
     /// From the scenario's parameters (`tag`).
-    pub fn new(params: &Params) -> Self {
+    pub(crate) fn new(params: &Params) -> Self {
         Self {
             tag: params.string("tag").unwrap_or("v1").to_owned(),
         }
@@ -28,7 +28,17 @@ impl Attack for TagMovedAfterVerify {
     }
 
     fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
-        env.move_tag(&self.tag)
+        let mut tars = steps::layer_tars(env)?;
+        tars.push(layer_tar::single_file("bin/app", TROJAN.as_bytes())?);
+        let attacker = steps::publish(env, "attacker", &tars)?;
+        let name = format!("{}:{}", steps::repository(env), self.tag);
+        env.store()
+            .tag(&name, attacker.clone())
+            .map_err(|e| AttackError::env(format!("tagging: {e}")))?;
+        Ok(format!(
+            "{name} now names the attacker's unsigned image {} (trojaned bin/app)",
+            attacker.digest
+        ))
     }
 
     fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError> {
@@ -38,7 +48,7 @@ impl Attack for TagMovedAfterVerify {
 }
 
 /// The catalogue entry: name, summary, parameters and constructor.
-pub const SPEC: AttackSpec = AttackSpec {
+pub(crate) const SPEC: AttackSpec = AttackSpec {
     name: "tag-moved-after-verify",
     summary: "move the tag to the attacker's image between signature verification and pull (TOCTOU)",
     params: &[opt("tag", ParamType::String, "the tag that moves (default: v1)")],

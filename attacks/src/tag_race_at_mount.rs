@@ -7,7 +7,7 @@ use crate::{Attack, AttackError, Effect, Env, Params, Stage};
 
 /// The attack.
 #[derive(Debug, Clone)]
-pub struct TagRaceAtMount {
+pub(crate) struct TagRaceAtMount {
     path: String,
     content: String,
 }
@@ -15,7 +15,7 @@ pub struct TagRaceAtMount {
 impl TagRaceAtMount {
     /// From the scenario's parameters (`path`, and `content`: what the container shows when the race is won,
     /// the file as the base layer has it).
-    pub fn new(params: &Params) -> Result<Self, AttackError> {
+    pub(crate) fn new(params: &Params) -> Result<Self, AttackError> {
         Ok(Self {
             path: params.string("path").unwrap_or("bin/app").to_owned(),
             content: params.required("content")?,
@@ -33,16 +33,9 @@ impl Attack for TagRaceAtMount {
     }
 
     fn detonate(&mut self, env: &mut dyn Env) -> Result<String, AttackError> {
-        let bytes = env.manifest()?;
-        let mut manifest: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| AttackError::env(format!("the stored manifest: {e}")))?;
-        let layers = manifest
-            .get_mut("layers")
-            .and_then(serde_json::Value::as_array_mut)
-            .ok_or_else(|| AttackError::env("the stored manifest has no layers"))?;
-        layers.reverse();
-        let out = serde_json::to_vec(&manifest).map_err(AttackError::env)?;
-        let digest = env.replace_manifest(&out, false)?;
+        let mut manifest = crate::steps::manifest(env)?;
+        manifest.layers.reverse();
+        let digest = crate::steps::replace_manifest(env, &manifest, false)?;
         Ok(format!(
             "after verification, the tag now names {digest}: the signed layers in reverse order, unsigned"
         ))
@@ -55,7 +48,7 @@ impl Attack for TagRaceAtMount {
 }
 
 /// The catalogue entry: name, summary, parameters and constructor.
-pub const SPEC: AttackSpec = AttackSpec {
+pub(crate) const SPEC: AttackSpec = AttackSpec {
     name: "tag-race-at-mount",
     summary: "move the tag between signature check and mount to the signed layers in another order, unsigned",
     params: &[

@@ -7,7 +7,7 @@ use crate::{Attack, AttackError, Effect, Env, Params, Stage};
 
 /// The attack.
 #[derive(Debug, Clone)]
-pub struct UnverifiedTail {
+pub(crate) struct UnverifiedTail {
     layer: Option<usize>,
     bytes: u64,
     index: usize,
@@ -17,7 +17,7 @@ pub struct UnverifiedTail {
 
 impl UnverifiedTail {
     /// From the scenario's parameters (`layer`, `bytes`).
-    pub fn new(params: &Params) -> Self {
+    pub(crate) fn new(params: &Params) -> Self {
         Self {
             layer: params.layer(),
             bytes: params.integer("bytes").unwrap_or(4096),
@@ -81,7 +81,7 @@ impl Attack for UnverifiedTail {
 }
 
 /// The catalogue entry: name, summary, parameters and constructor.
-pub const SPEC: AttackSpec = AttackSpec {
+pub(crate) const SPEC: AttackSpec = AttackSpec {
     name: "unverified-tail",
     summary: "append data past the data blocks the hash tree covers and read for it through the verified device",
     params: &[

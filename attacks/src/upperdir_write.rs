@@ -5,14 +5,14 @@ use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN};
 
 /// The attack.
 #[derive(Debug, Clone)]
-pub struct UpperdirWrite {
+pub(crate) struct UpperdirWrite {
     path: String,
     content: String,
 }
 
 impl UpperdirWrite {
     /// From the scenario's parameters (`path`, `content`).
-    pub fn new(params: &Params) -> Result<Self, AttackError> {
+    pub(crate) fn new(params: &Params) -> Result<Self, AttackError> {
         Ok(Self {
             path: params.required("path")?,
             content: params.string("content").unwrap_or(TROJAN).to_owned(),
@@ -52,7 +52,7 @@ impl Attack for UpperdirWrite {
 }
 
 /// The catalogue entry: name, summary, parameters and constructor.
-pub const SPEC: AttackSpec = AttackSpec {
+pub(crate) const SPEC: AttackSpec = AttackSpec {
     name: "upperdir-write",
     summary: "write a file into the container's overlay upperdir from the host",
     params: &[

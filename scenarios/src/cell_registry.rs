@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use veritylab::oci::Digest;
 
 /// The registry's executable, looked up on `PATH` (then `/usr/sbin`, `/sbin`).
-pub const BINARY: &str = "docker-registry";
+pub(crate) const BINARY: &str = "docker-registry";
 /// The longest wait for a started registry to listen.
-pub const READY_WITHIN: Duration = Duration::from_secs(10);
+pub(crate) const READY_WITHIN: Duration = Duration::from_secs(10);
 /// How many ports are tried when the one picked is taken before the registry binds it.
 const PORT_ATTEMPTS: usize = 3;
 /// The log line distribution prints once its listener is bound (`listening on 127.0.0.1:PORT`).
@@ -29,7 +29,7 @@ const LISTENING: &str = "listening on ";
 /// Why the cell's registry could not be started.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum StartError {
+pub(crate) enum StartError {
     /// Writing the registry's directory or configuration failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -73,7 +73,7 @@ pub enum StartError {
 
 /// A running `docker-registry` on a loopback port; killed (and reaped) on [`LocalRegistry::stop`] or drop.
 #[derive(Debug)]
-pub struct LocalRegistry {
+pub(crate) struct LocalRegistry {
     child: Option<Child>,
     pid: u32,
     port: u16,
@@ -83,7 +83,7 @@ pub struct LocalRegistry {
 impl LocalRegistry {
     /// Starts `binary` with its configuration, log and storage in `dir` (created) and waits, at most
     /// [`READY_WITHIN`], until it says it listens and accepts a connection.
-    pub fn start(binary: &Path, dir: &Path) -> Result<Self, StartError> {
+    pub(crate) fn start(binary: &Path, dir: &Path) -> Result<Self, StartError> {
         let io_at = |path: &Path| {
             let path = path.to_owned();
             move |source| StartError::Io { path, source }
@@ -154,22 +154,22 @@ impl LocalRegistry {
     }
 
     /// `127.0.0.1:PORT`.
-    pub fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     /// The registry process's id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.pid
     }
 
     /// The root of its filesystem storage.
-    pub fn storage(&self) -> PathBuf {
+    pub(crate) fn storage(&self) -> PathBuf {
         self.dir.join("storage")
     }
 
     /// The file holding blob `digest` in the storage: `docker/registry/v2/blobs/sha256/<2 hex>/<hex>/data`.
-    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+    pub(crate) fn blob_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
         self.storage()
             .join("docker/registry/v2/blobs/sha256")
@@ -192,7 +192,7 @@ impl LocalRegistry {
 
     /// Kills the registry and reaps it (SIGKILL, so the wait returns at once); nothing happens when it is
     /// already stopped.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -232,7 +232,7 @@ fn yaml_quoted(text: &str) -> String {
 
 /// The registry a registry-stage cell publishes to.
 #[derive(Debug)]
-pub enum CellRegistry {
+pub(crate) enum CellRegistry {
     /// A `docker-registry` of the cell's own.
     Served(LocalRegistry),
     /// An OCI image layout directory (`docker-registry` is not installed).
@@ -241,7 +241,7 @@ pub enum CellRegistry {
 
 impl CellRegistry {
     /// The file holding blob `digest` in the registry's storage.
-    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+    pub(crate) fn blob_path(&self, digest: &Digest) -> PathBuf {
         match self {
             CellRegistry::Served(registry) => registry.blob_path(digest),
             CellRegistry::Layout(dir) => dir.join("blobs/sha256").join(digest.hex()),
@@ -249,7 +249,7 @@ impl CellRegistry {
     }
 
     /// Which registry this is, for the cell's timeline.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             CellRegistry::Served(registry) => format!(
                 "{BINARY} at {} (pid {}, storage in {})",

@@ -1,5 +1,10 @@
 //! Scenarios: staged supply-chain attacks, each run against defence profiles, with expected outcomes.
 //!
+//! The public API: the subcommands ([`cli`]), the loader ([`load`]), outcomes and evidence ([`outcome`]), the
+//! runner ([`runner`]) and its [`RunnerBackend`]s with the VM one ([`vm`]), the run's results ([`results`]) and
+//! their renderings ([`report`]), and the schema's types re-exported here. The sandbox each cell runs in (the
+//! implementation of [`attacks::Env`]), the cell's registry and the image builder are private.
+//!
 //! Data flows in one direction:
 //! 1. [`load`] reads scenario files (TOML, schema in `scenarios/README.md`) into checked [`Scenario`]s; the
 //!    attack and its parameters are checked against [`attacks::CATALOGUE`].
@@ -10,11 +15,11 @@
 //! 3. The cells gather into a [`results::RunReport`], which [`report`] renders as a terminal matrix, JSON, JUnit
 //!    XML or a self-contained HTML page. [`results::RunReport::passed`] decides the exit status.
 //!
-//! # The runner's interface (to be built on top of this module)
+//! # The runner
 //!
 //! The runner resolves the backends to use ([`results::BackendChoice`]: requested, used, and why), creates a
 //! [`results::RunReport`] with [`results::RunReport::new`], then for each scenario and each (profile, backend) of it:
-//! looks the attack up by [`schema::AttackUse::name`], runs its lifecycle (prepare, detonate, observe, revert,
+//! looks the attack up by [`AttackUse::name`], runs its lifecycle (prepare, detonate, observe, revert,
 //! then the leak check) in an isolated store and namespace, appends a [`outcome::TimelineStep`] per step,
 //! maps the pipeline's typed errors and audit findings onto [`outcome::ErrorKind`] and
 //! [`outcome::FindingKind`], concludes an [`outcome::Outcome`], and records the cell with
@@ -22,20 +27,23 @@
 //! backend is unavailable) or [`results::CellResult::error`] (the harness itself failed, including a leak).
 //! Finally it sets [`results::RunReport::duration_ms`] and renders the report.
 
-pub mod backend;
-pub mod cell_registry;
+mod backend;
+mod cell_registry;
 pub mod cli;
-pub mod image;
+mod image;
 pub mod load;
 pub mod outcome;
 mod replay;
 pub mod report;
 pub mod results;
 pub mod runner;
-pub mod sandbox;
-pub mod schema;
+mod sandbox;
+mod schema;
 pub mod vm;
 
 pub use backend::RunnerBackend;
 pub use load::{LoadErrors, Problem};
-pub use schema::Scenario;
+pub use sandbox::{SandboxError, device_refusal};
+pub use schema::{
+    AttackUse, EntryKind, EntrySpec, ImageSpec, LayerSpec, ParamValue, Reference, ReferenceKind, Scenario,
+};

@@ -17,7 +17,7 @@ use super::outcome::{Expectation, Outcome};
 use super::schema::{
     AttackUse, EntryKind, EntrySpec, ImageSpec, LayerSpec, ParamValue, Reference, ReferenceKind, Scenario,
 };
-use attacks::catalogue::{self, ParamType};
+use attacks::ParamType;
 use veritylab::profile::Profile;
 
 use crate::backend::RunnerBackend;
@@ -489,8 +489,8 @@ fn check_relative_path(path: &str) -> Result<(), &'static str> {
 fn check_attack(loc: &Locator<'_>, raw: &RawAttack, problems: &mut Vec<Problem>) -> AttackUse {
     let name = raw.name.get_ref();
     let mut params = BTreeMap::new();
-    let Some(spec) = catalogue::find(name) else {
-        let known: Vec<_> = catalogue::CATALOGUE.iter().map(|a| a.name).collect();
+    let Some(spec) = attacks::find(name) else {
+        let known: Vec<_> = attacks::CATALOGUE.iter().map(|a| a.name).collect();
         problems.push(loc.span(
             &raw.name,
             format!("attack.name: unknown attack `{name}` (known: {})", known.join(", ")),

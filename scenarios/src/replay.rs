@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use attacks::AttackError;
-use attacks::env::Trojan;
+use attacks::Trojan;
 use verity_fuse::identity::FileId;
 use verity_fuse::source::{FileSource, Window};
 

@@ -242,7 +242,7 @@ impl RunReport {
         RunReport {
             schema_version: SCHEMA_VERSION,
             run_id: format!("{}-{:08x}", compact_utc(secs), random_u32()),
-            started_at: rfc3339_utc(secs),
+            started_at: veritylab::utc::rfc3339(secs),
             duration_ms: 0,
             host,
             backends,
@@ -320,35 +320,10 @@ fn random_u32() -> u32 {
     (hasher.finish() & 0xffff_ffff) as u32
 }
 
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-fn utc_parts(secs: u64) -> (i64, u32, u32, u64, u64, u64) {
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Seconds since the epoch as RFC 3339 UTC, e.g. `2026-11-23T17:20:00Z`.
-pub fn rfc3339_utc(secs: u64) -> String {
-    let (y, mo, d, h, mi, s) = utc_parts(secs);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
-}
-
+/// Seconds since the epoch as a compact UTC stamp for run ids, e.g. `20261123T172000Z` (the lab's RFC 3339
+/// formatter without separators).
 fn compact_utc(secs: u64) -> String {
-    let (y, mo, d, h, mi, s) = utc_parts(secs);
-    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+    veritylab::utc::rfc3339(secs).replace(['-', ':'], "")
 }
 
 #[cfg(test)]
@@ -357,9 +332,6 @@ mod tests {
 
     #[test]
     fn utc_formatting_matches_known_dates() {
-        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339_utc(1_795_454_400), "2026-11-23T17:20:00Z");
         assert_eq!(compact_utc(1_795_454_400), "20261123T172000Z");
     }
 

@@ -35,7 +35,7 @@ use super::outcome::{
     Observation, Outcome, Phase, TimelineStep,
 };
 use super::results::{BackendChoice, CellResult, HostInfo, RunReport, ScenarioResult};
-use super::sandbox::{MINIMUM, REPOSITORY, Sandbox};
+use super::sandbox::{MINIMUM, REPOSITORY, Sandbox, SandboxError};
 use super::schema::{ParamValue, Scenario};
 use crate::backend::RunnerBackend;
 use verity_fuse::fuse::StatusReport;
@@ -199,9 +199,9 @@ fn params(scenario: &Scenario) -> attacks::Params {
             .iter()
             .map(|(k, v)| {
                 let v = match v {
-                    ParamValue::Integer(i) => attacks::params::Param::Integer(*i),
-                    ParamValue::String(s) => attacks::params::Param::String(s.clone()),
-                    ParamValue::Bool(b) => attacks::params::Param::Bool(*b),
+                    ParamValue::Integer(i) => attacks::Param::Integer(*i),
+                    ParamValue::String(s) => attacks::Param::String(s.clone()),
+                    ParamValue::Bool(b) => attacks::Param::Bool(*b),
                 };
                 (k.clone(), v)
             })
@@ -219,6 +219,12 @@ struct Cell<'a> {
 
 /// A harness failure: the cell ends in `error`.
 struct Harness(String);
+
+impl From<SandboxError> for Harness {
+    fn from(e: SandboxError) -> Self {
+        Harness(e.to_string())
+    }
+}
 
 impl Cell<'_> {
     fn step(&mut self, phase: Phase, action: &str, ok: bool, detail: impl Into<String>) {
@@ -337,7 +343,7 @@ fn run_cell(
         .or_else(|| std::env::current_exe().ok())
         .unwrap_or_default();
     let result = Sandbox::new(profile, backend.mount_backend(), layers, scheme, &exe)
-        .map_err(Harness)
+        .map_err(Harness::from)
         .and_then(|mut sandbox| {
             let staged = stage(scenario, &mut cell, &mut sandbox);
             let cleaned = teardown(&mut cell, sandbox);
@@ -379,10 +385,10 @@ fn stage(scenario: &Scenario, cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Res
             return Ok(());
         }
     } else {
-        Sandbox::store_image(&sandbox.store, &sandbox.name, &sandbox.layers).map_err(Harness)?;
+        Sandbox::store_image(&sandbox.store, &sandbox.name, &sandbox.layers).map_err(Harness::from)?;
         sandbox
             .sign(&sandbox.store, &sandbox.name, &sandbox.key, super::sandbox::BUILT)
-            .map_err(Harness)?;
+            .map_err(Harness::from)?;
         cell.step(
             Phase::Setup,
             "build and sign",
@@ -469,10 +475,10 @@ const REGISTRY_REPOSITORY: &str = "veritylab/app";
 fn publish_and_pull(cell: &mut Cell<'_>, sandbox: &mut Sandbox, attack: &mut dyn Attack) -> Result<bool, Harness> {
     let harness = |e: &dyn std::fmt::Display| Harness(e.to_string());
     let publisher = veritylab::store::Store::open(&sandbox.dir.path().join("publisher")).map_err(|e| harness(&e))?;
-    Sandbox::store_image(&publisher, &sandbox.name, &sandbox.layers).map_err(Harness)?;
+    Sandbox::store_image(&publisher, &sandbox.name, &sandbox.layers).map_err(Harness::from)?;
     let signed = sandbox
         .sign(&publisher, &sandbox.name, &sandbox.key, super::sandbox::BUILT)
-        .map_err(Harness)?;
+        .map_err(Harness::from)?;
     let dir = sandbox.dir.path().join("registry");
     let (source, published) = match verity_fuse::sys::find_tool(cell_registry::BINARY) {
         Some(binary) => {
@@ -490,7 +496,7 @@ fn publish_and_pull(cell: &mut Cell<'_>, sandbox: &mut Sandbox, attack: &mut dyn
             (Reference::Registry(target), pushed)
         }
         None => {
-            Sandbox::export(&publisher, &sandbox.name, &dir, "v1").map_err(Harness)?;
+            Sandbox::export(&publisher, &sandbox.name, &dir, "v1").map_err(Harness::from)?;
             sandbox.registry = Some(CellRegistry::Layout(dir.clone()));
             let reference = reference::parse(&format!("oci:{}:v1", dir.display())).map_err(|e| harness(&e))?;
             let published = format!("{reference} (the image only; the signature stays with the publisher)");

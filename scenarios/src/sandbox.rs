@@ -5,39 +5,39 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use attacks::env::Trojan;
-use attacks::{AttackError, DefenceRefusal, LayerFiles, MountKind, Scheme as AttackScheme};
+use attacks::{AttackError, BuildTimes, DefenceRefusal, LayerFiles, MountKind, Trojan};
 use p256::ecdsa::SigningKey;
+use verity_fuse::ErrorClass;
 use verity_fuse::fuse::StatusReport;
 
 use super::cell_registry::CellRegistry;
 use super::image;
-use super::schema::{EntryKind, EntrySpec, LayerSpec};
+use super::schema::LayerSpec;
 use veritylab::convert::{self, LayerConversion, VerityLayout, verity};
-use veritylab::erofs::{self, OverlayNamespace, Timestamp as ErofsTime, Whiteouts};
 use veritylab::mount::emulated::{self, Devices, Layers, Rootfs, TableEntry};
 use veritylab::mount::{self, MountError, Plan, Record};
 use veritylab::mountinfo::DeviceNumber;
-use veritylab::oci::manifest::Descriptor;
-use veritylab::oci::push::{self, PushDestination, PushOptions, PushSource};
-use veritylab::oci::{Digest, media};
+use veritylab::oci::Digest;
+use veritylab::oci::build::store_tars;
+use veritylab::oci::manifest::{Descriptor, ImageManifest, Platform};
+use veritylab::oci::push::{self, PushDestination, PushError, PushOptions, PushSource};
 use veritylab::profile::{Backend, Profile};
 use veritylab::rootfs::{Snapshot, SnapshotError};
-use veritylab::sign::image::{SignOptions, SignReport, sign_image};
+use veritylab::sign::Scheme;
+use veritylab::sign::image::{SignError, SignOptions, SignReport, read_image, sign_image};
 use veritylab::sign::keys::{self, PublicKey};
 use veritylab::sign::timestamp::Timestamp;
-use veritylab::sign::{Scheme, cosign, delivery_kit};
-use veritylab::store::{Store, write_atomically};
+use veritylab::store::{Store, StoreError};
 
 /// The repository every scenario image is published under (a name only: nothing is contacted).
-pub const REPOSITORY: &str = "lab.example/veritylab/app";
+pub(crate) const REPOSITORY: &str = "lab.example/veritylab/app";
 /// The build time of the image under test; the rollback floor sits 30 days before it.
-pub const BUILT: u64 = 1_800_000_000;
+pub(crate) const BUILT: u64 = 1_800_000_000;
 /// The policy's minimum build timestamp for the repository (the hardened profile's rollback floor).
-pub const MINIMUM: u64 = BUILT - 30 * 86_400;
+pub(crate) const MINIMUM: u64 = BUILT - 30 * 86_400;
 
 /// The running container, as the runner reaches it.
-pub enum Container {
+pub(crate) enum Container {
     /// The emulated backend: the rootfs and the verified devices, in this process.
     Emulated {
         /// The rootfs as the container reads it.
@@ -58,7 +58,7 @@ pub enum Container {
 
 impl Container {
     /// Reads every entry of the rootfs as the container would.
-    pub fn snapshot(&self) -> Result<Snapshot, SnapshotError> {
+    pub(crate) fn snapshot(&self) -> Result<Snapshot, SnapshotError> {
         match self {
             Container::Emulated { rootfs, .. } => Snapshot::of_merged(&rootfs.merged),
             Container::Real { root, .. } => Snapshot::of_dir(root),
@@ -66,7 +66,7 @@ impl Container {
     }
 
     /// The status of each verified device now.
-    pub fn statuses(&self) -> Vec<(String, StatusReport)> {
+    pub(crate) fn statuses(&self) -> Vec<(String, StatusReport)> {
         match self {
             Container::Emulated { devices, .. } => devices
                 .iter()
@@ -89,56 +89,56 @@ impl Container {
 }
 
 /// One cell's sandbox.
-pub struct Sandbox {
+pub(crate) struct Sandbox {
     /// The temporary directory holding everything.
-    pub dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
     /// The node's store.
-    pub store: Store,
+    pub(crate) store: Store,
     /// The profile.
-    pub profile: Profile,
+    pub(crate) profile: Profile,
     /// The backend.
-    pub backend: Backend,
+    pub(crate) backend: Backend,
     /// The image's name in the node's store.
-    pub name: String,
+    pub(crate) name: String,
     /// The image's layers as built.
-    pub layers: Vec<LayerSpec>,
+    pub(crate) layers: Vec<LayerSpec>,
     /// The signature scheme.
-    pub scheme: Scheme,
+    pub(crate) scheme: Scheme,
     /// The trusted signing key.
-    pub key: SigningKey,
+    pub(crate) key: SigningKey,
     /// Its public half, the key the node trusts.
-    pub public: PublicKey,
+    pub(crate) public: PublicKey,
     /// The registry the node pulls from (a `docker-registry` of the cell's own, or an OCI layout where that is
     /// not installed), for registry-stage attacks; the runner drops it (stopping the registry) before the
     /// leak check.
-    pub registry: Option<CellRegistry>,
+    pub(crate) registry: Option<CellRegistry>,
     /// Open verified devices with `check_at_most_once`.
-    pub check_at_most_once: bool,
+    pub(crate) check_at_most_once: bool,
     /// The converted layers, base first.
-    pub conversions: Vec<LayerConversion>,
+    pub(crate) conversions: Vec<LayerConversion>,
     /// The mount's plan and record, once mounted.
-    pub mounted: Option<(Plan, Record)>,
+    pub(crate) mounted: Option<(Plan, Record)>,
     /// The container, once mounted.
-    pub container: Option<Container>,
+    pub(crate) container: Option<Container>,
     /// The `veritylab` executable that holds kernel and FUSE mounts.
-    pub exe: PathBuf,
+    pub(crate) exe: PathBuf,
     /// Mounts of a stopped container the attack left behind.
-    pub leaked: Vec<Leak>,
+    pub(crate) leaked: Vec<Leak>,
     /// The loop device a replayed layer mount uses, to detach on revert.
-    pub replayed: Option<PathBuf>,
+    pub(crate) replayed: Option<PathBuf>,
     /// Whether the node's policy requires a signature for the image's repository (an attacker may edit it).
-    pub policy_requires_signature: bool,
+    pub(crate) policy_requires_signature: bool,
 }
 
 /// One stopped container's mount left behind by [`attacks::Env::leak_mounts`].
 #[derive(Debug)]
-pub struct Leak {
+pub(crate) struct Leak {
     /// The mount's target.
-    pub target: PathBuf,
+    pub(crate) target: PathBuf,
     /// Its id.
-    pub id: String,
+    pub(crate) id: String,
     /// The process still in its namespace after its holder was killed (kernel and fuse backends).
-    pub squatter: Option<std::process::Child>,
+    pub(crate) squatter: Option<std::process::Child>,
 }
 
 fn env_err<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> AttackError + '_ {
@@ -149,21 +149,74 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> AttackError + '_ {
     move |e| AttackError::env(format!("{}: {e}", path.display()))
 }
 
+/// A sandbox step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// Creating the sandbox's directories failed.
+    #[error("creating the sandbox: {0}")]
+    Create(#[source] std::io::Error),
+    /// The node's or the publisher's store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Signing failed.
+    #[error("signing {name}: {source}")]
+    Sign {
+        /// The image.
+        name: String,
+        /// Why.
+        #[source]
+        source: Box<SignError>,
+    },
+    /// Copying the image into an image layout failed.
+    #[error("exporting {name} to {}: {source}", dir.display())]
+    Export {
+        /// The image.
+        name: String,
+        /// The layout.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<PushError>,
+    },
+    /// A layer of the scenario's image cannot be written as a tar.
+    #[error("the scenario's layer {index}: {source}")]
+    Layer {
+        /// Which layer.
+        index: usize,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl SandboxError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SandboxError::Create(_) => ErrorClass::Io,
+            SandboxError::Store(e) => e.class(),
+            SandboxError::Sign { source, .. } => source.class(),
+            SandboxError::Export { source, .. } => source.class(),
+            SandboxError::Layer { .. } => ErrorClass::BadInput,
+        }
+    }
+}
+
 impl Sandbox {
     /// A fresh sandbox for one cell.
-    pub fn new(
+    pub(crate) fn new(
         profile: Profile,
         backend: Backend,
         layers: Vec<LayerSpec>,
         scheme: Scheme,
         exe: &Path,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SandboxError> {
         let dir = tempfile::Builder::new()
             .prefix("veritylab-scenario-")
             .tempdir()
-            .map_err(|e| format!("creating the sandbox: {e}"))?;
-        let store = Store::open(&dir.path().join("store")).map_err(|e| e.to_string())?;
-        fs::create_dir_all(dir.path().join("scratch")).map_err(|e| e.to_string())?;
+            .map_err(SandboxError::Create)?;
+        let store = Store::open(&dir.path().join("store"))?;
+        fs::create_dir_all(dir.path().join("scratch")).map_err(SandboxError::Create)?;
         let key = keys::generate();
         let public = PublicKey::new(*key.verifying_key(), Path::new("scenario.pub"));
         Ok(Self {
@@ -189,65 +242,29 @@ impl Sandbox {
     }
 
     /// The attacker's scratch directory.
-    pub fn scratch(&self) -> PathBuf {
+    pub(crate) fn scratch(&self) -> PathBuf {
         self.dir.path().join("scratch")
     }
 
-    /// Stores an unsigned image of `layers` in `store` under `name`; returns its manifest descriptor.
-    pub fn store_image(store: &Store, name: &str, layers: &[LayerSpec]) -> Result<Descriptor, String> {
-        let put = |bytes: &[u8]| -> Result<Digest, String> {
-            let digest = Digest::of(bytes);
-            store
-                .put_bytes(&digest, bytes.len() as u64, bytes)
-                .map_err(|e| e.to_string())?;
-            Ok(digest)
-        };
-        let mut descriptors = Vec::new();
-        let mut diff_ids = Vec::new();
-        for layer in layers {
-            let bytes = image::tar(layer);
-            let digest = put(&bytes)?;
-            diff_ids.push(digest.to_string());
-            descriptors.push(serde_json::json!({
-                "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                "digest": digest.to_string(),
-                "size": bytes.len(),
-            }));
-        }
-        let config = serde_json::to_vec(&serde_json::json!({
-            "architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}
-        }))
-        .map_err(|e| e.to_string())?;
-        let config_digest = put(&config)?;
-        let manifest = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": media::OCI_MANIFEST,
-            "config": {"mediaType": media::OCI_CONFIG, "digest": config_digest.to_string(), "size": config.len()},
-            "layers": descriptors,
-        }))
-        .map_err(|e| e.to_string())?;
-        Self::tag_bytes(store, name, &manifest)
-    }
-
-    /// Stores manifest `bytes` and tags them `name`.
-    pub fn tag_bytes(store: &Store, name: &str, bytes: &[u8]) -> Result<Descriptor, String> {
-        let digest = Digest::of(bytes);
-        store
-            .put_bytes(&digest, bytes.len() as u64, bytes)
-            .map_err(|e| e.to_string())?;
-        let descriptor = Descriptor {
-            media_type: media::OCI_MANIFEST.to_owned(),
-            digest,
-            size: bytes.len() as u64,
-            platform: None,
-            annotations: BTreeMap::new(),
-        };
-        store.tag(name, descriptor.clone()).map_err(|e| e.to_string())?;
-        Ok(descriptor)
+    /// Stores an unsigned image of `layers` in `store` under `name` (the lab's [`store_tars`]); returns its
+    /// manifest descriptor.
+    pub(crate) fn store_image(store: &Store, name: &str, layers: &[LayerSpec]) -> Result<Descriptor, SandboxError> {
+        let tars = layers
+            .iter()
+            .enumerate()
+            .map(|(index, layer)| image::tar(layer).map_err(|source| SandboxError::Layer { index, source }))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(store_tars(store, name, &Platform::host(), &tars)?)
     }
 
     /// Signs `name` in `store` with `key`, built at `built`; returns what was signed.
-    pub fn sign(&self, store: &Store, name: &str, key: &SigningKey, built: u64) -> Result<SignReport, String> {
+    pub(crate) fn sign(
+        &self,
+        store: &Store,
+        name: &str,
+        key: &SigningKey,
+        built: u64,
+    ) -> Result<SignReport, SandboxError> {
         let options = SignOptions {
             key: key.clone(),
             scheme: self.scheme,
@@ -256,25 +273,16 @@ impl Sandbox {
             built: Timestamp(built),
             layout: VerityLayout::Containerd,
         };
-        sign_image(store, name, &options, &|_| {}).map_err(|e| format!("signing {name}: {e}"))
-    }
-
-    /// Removes the tag `name` from `store`'s index.
-    pub fn untag(store: &Store, name: &str) -> Result<bool, String> {
-        store.untag(name).map_err(|e| e.to_string())
-    }
-
-    /// The stored manifest of `name` as JSON.
-    pub fn manifest_json(store: &Store, name: &str) -> Result<serde_json::Value, String> {
-        let d = store.lookup(name).map_err(|e| e.to_string())?;
-        let bytes = fs::read(store.blob_path(&d.digest)).map_err(|e| e.to_string())?;
-        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+        sign_image(store, name, &options, &|_| {}).map_err(|source| SandboxError::Sign {
+            name: name.to_owned(),
+            source: Box::new(source),
+        })
     }
 
     /// Copies the image `name` (manifest, config, layers) from `from` into the image layout at `dir`, tagged
     /// `tag`, with the lab's own push (the registry of a cell without `docker-registry`; the signature stays in
     /// `from`).
-    pub fn export(from: &Store, name: &str, dir: &Path, tag: &str) -> Result<(), String> {
+    pub(crate) fn export(from: &Store, name: &str, dir: &Path, tag: &str) -> Result<(), SandboxError> {
         let source = PushSource::Store {
             root: from.root().to_owned(),
             name: name.to_owned(),
@@ -285,11 +293,15 @@ impl Sandbox {
         };
         push::push(&source, &destination, &PushOptions::default(), &|_| {})
             .map(drop)
-            .map_err(|e| format!("exporting {name} to {}: {e}", dir.display()))
+            .map_err(|source| SandboxError::Export {
+                name: name.to_owned(),
+                dir: dir.to_owned(),
+                source: Box::new(source),
+            })
     }
 
     /// The trusted root hashes of the mounted layers, by layer name (for the audit).
-    pub fn trusted(&self) -> BTreeMap<String, String> {
+    pub(crate) fn trusted(&self) -> BTreeMap<String, String> {
         self.mounted
             .iter()
             .flat_map(|(plan, _)| &plan.layers)
@@ -299,7 +311,7 @@ impl Sandbox {
 
     /// Opens the container `record` mounted: in process for the emulated backend (the layers opened as the
     /// plan says), through the holder's namespace otherwise.
-    pub fn open_container(&self, plan: &Plan, record: &Record) -> Result<Container, MountError> {
+    pub(crate) fn open_container(&self, plan: &Plan, record: &Record) -> Result<Container, MountError> {
         if record.backend == Backend::Emulated {
             let (merged, devices) = Layers::open(plan)?.merge(plan)?;
             return Ok(Container::Emulated {
@@ -335,54 +347,6 @@ impl Sandbox {
         })
     }
 
-    /// Builds an EROFS image from `tar` at `dest` the way conversion does, with its tree appended.
-    fn build_layer_file(tar: &[u8], dest: &Path) -> Result<Trojan, AttackError> {
-        let options = erofs::Options {
-            block_size: 4096,
-            inline_data: false,
-            build_time: Some(ErofsTime { secs: 0, nanos: 0 }),
-            uuid: [7; 16],
-        };
-        let _ = fs::remove_file(dest);
-        erofs::build_from_tar(dest, tar, options, Whiteouts::Aufs(OverlayNamespace::Trusted))
-            .map_err(env_err("building the attacker's layer"))?;
-        Self::append_tree(dest)
-    }
-
-    fn append_tree(dest: &Path) -> Result<Trojan, AttackError> {
-        let area = verity::build(dest, [7; 16]).map_err(|e| AttackError::env(format!("building a tree: {e}")))?;
-        area.write(dest, VerityLayout::Containerd, Path::new("/nonexistent"))
-            .map_err(io(dest))?;
-        Ok(Trojan {
-            erofs: dest.to_owned(),
-            root_hash: area.root_hex(),
-            data_size: area.data_size(),
-        })
-    }
-
-    fn scratch_file(&self, name: &str) -> PathBuf {
-        self.scratch().join(name)
-    }
-
-    /// Publishes a variant of the image (layers changed by `edit`) under `name`, signed with `key` at `built`
-    /// when given; returns the stored descriptor.
-    fn variant(
-        &self,
-        name: &str,
-        layers: &[LayerSpec],
-        signed: Option<(&SigningKey, u64)>,
-    ) -> Result<Descriptor, AttackError> {
-        Self::store_image(&self.store, name, layers).map_err(AttackError::env)?;
-        if let Some((key, built)) = signed {
-            self.sign(&self.store, name, key, built).map_err(AttackError::env)?;
-        }
-        self.store.lookup(name).map_err(env_err(name))
-    }
-
-    fn retag(&self, descriptor: Descriptor) -> Result<(), AttackError> {
-        self.store.tag(&self.name, descriptor).map_err(env_err("tagging"))
-    }
-
     /// Runs `mount args` inside the container's mount namespace.
     pub(super) fn mount_inside(&self, args: &[&std::ffi::OsStr]) -> Result<(), AttackError> {
         let holder = self
@@ -396,28 +360,55 @@ impl Sandbox {
             .map(drop)
             .map_err(env_err("inside the container's namespace"))
     }
-
-    /// The attacker's files for a mount of `kind`: a directory, or an EROFS image of it.
-    fn attacker_files(&self, kind: MountKind) -> Result<PathBuf, AttackError> {
-        let dir = self.scratch_file("plugins");
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let plugin = dir.join("plugin.so");
-        fs::write(&plugin, attacks::TROJAN).map_err(io(&plugin))?;
-        if kind != MountKind::UnverifiedErofs {
-            return Ok(dir);
-        }
-        let image = self.scratch_file("plugins.erofs");
-        let tar = image::tar(&image::with_file(
-            &LayerSpec { files: Vec::new() },
-            "plugin.so",
-            attacks::TROJAN.as_bytes(),
-        ));
-        Self::build_layer_file(&tar, &image)?;
-        Ok(image)
-    }
 }
 
 impl attacks::Env for Sandbox {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn image(&self) -> &str {
+        &self.name
+    }
+
+    fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    fn sign(&mut self, name: &str, key: attacks::SigningKey, built: u64) -> Result<Digest, AttackError> {
+        let key = match key {
+            attacks::SigningKey::Trusted => self.key.clone(),
+            attacks::SigningKey::Untrusted => keys::generate(),
+        };
+        let signed = Sandbox::sign(self, &self.store, name, &key, built).map_err(AttackError::env)?;
+        Ok(signed.manifest.digest)
+    }
+
+    fn build_times(&self) -> BuildTimes {
+        BuildTimes {
+            built: BUILT,
+            minimum: MINIMUM,
+        }
+    }
+
+    fn registry_manifest(&self) -> Result<ImageManifest, AttackError> {
+        let publisher = Store::open(&self.dir.path().join("publisher")).map_err(env_err("publisher"))?;
+        let (_, _, manifest) = read_image(&publisher, &self.name).map_err(env_err("the published manifest"))?;
+        Ok(manifest)
+    }
+
+    fn registry_blob(&self, digest: &Digest) -> Result<PathBuf, AttackError> {
+        let registry = self
+            .registry
+            .as_ref()
+            .ok_or_else(|| AttackError::env("this cell has no registry"))?;
+        Ok(registry.blob_path(digest))
+    }
+
+    fn scratch(&self) -> PathBuf {
+        Sandbox::scratch(self)
+    }
+
     fn layer_count(&self) -> usize {
         self.conversions.len()
     }
@@ -435,250 +426,27 @@ impl attacks::Env for Sandbox {
         })
     }
 
-    fn file_offset(&self, index: usize, path: &str) -> Result<u64, AttackError> {
-        let layer = self
-            .layers
-            .get(index)
-            .ok_or_else(|| AttackError::env(format!("no layer {index}")))?;
-        let content = layer
-            .files
-            .iter()
-            .find_map(|e| match &e.kind {
-                super::schema::EntryKind::File { content } if e.path == path => Some(content.clone()),
-                _ => None,
-            })
-            .ok_or_else(|| AttackError::env(format!("layer {index} has no file {path}")))?;
-        let c = self.conversion(index)?;
-        let file = c.dir.join(convert::LAYER_FILE);
-        let bytes = fs::read(&file).map_err(io(&file))?;
-        let data = &bytes[..bytes.len().min(c.erofs_size as usize)];
-        let needle = content.as_bytes();
-        if needle.is_empty() {
-            return Err(AttackError::env(format!("{path} is empty")));
-        }
-        data.windows(needle.len())
-            .position(|w| w == needle)
-            .map(|p| p as u64)
-            .ok_or_else(|| AttackError::env(format!("{path}'s data is not stored contiguously in layer {index}")))
-    }
-
-    fn trojan_layer(&mut self, index: usize, path: &str, content: &[u8]) -> Result<Trojan, AttackError> {
-        let layer = self
-            .layers
-            .get(index)
-            .ok_or_else(|| AttackError::env(format!("no layer {index}")))?;
-        let tar = image::tar(&image::with_file(layer, path, content));
-        Self::build_layer_file(&tar, &self.scratch_file(&format!("trojan-{index}.erofs")))
-    }
-
-    fn build_tree(&mut self, erofs: &[u8]) -> Result<Trojan, AttackError> {
-        let dest = self.scratch_file("crafted.erofs");
-        fs::write(&dest, erofs).map_err(io(&dest))?;
-        Self::append_tree(&dest)
-    }
-
-    fn rewrite_local_metadata(&mut self, index: usize, trojan: &Trojan) -> Result<(), AttackError> {
-        let c = self.conversion(index)?.clone();
-        let mut record = c.clone();
-        record.roothash = trojan.root_hash.clone();
-        record.erofs_size = trojan.data_size;
-        record.hashoffset = trojan.data_size;
-        record.data_blocks = trojan.data_size / verity::BLOCK;
-        let bytes = serde_json::to_vec_pretty(&record).map_err(env_err("record"))?;
-        write_atomically(&c.dir.join(convert::RECORD_FILE), &bytes).map_err(env_err("record"))?;
-        let sidecar = serde_json::json!({ "roothash": record.roothash, "hashoffset": record.hashoffset });
-        write_atomically(&c.dir.join(convert::SIDECAR_FILE), sidecar.to_string().as_bytes())
-            .map_err(env_err("sidecar"))?;
+    fn rewrite_local_metadata(&mut self, index: usize, built: &Trojan) -> Result<(), AttackError> {
+        let mut record = self.conversion(index)?.clone();
+        record.roothash = built.root_hash.clone();
+        record.erofs_size = built.data_size;
+        record.hashoffset = built.data_size;
+        record.data_blocks = built.data_size / verity::BLOCK;
+        convert::write_metadata(&record.dir, &record).map_err(env_err("the layer's local metadata"))?;
         self.conversions[index] = record;
         Ok(())
     }
-
-    fn manifest(&self) -> Result<Vec<u8>, AttackError> {
-        let d = self.store.lookup(&self.name).map_err(env_err("manifest"))?;
-        let path = self.store.blob_path(&d.digest);
-        fs::read(&path).map_err(io(&path))
-    }
-
-    fn replace_manifest(&mut self, bytes: &[u8], keep_signature: bool) -> Result<String, AttackError> {
-        let old = self.store.lookup(&self.name).map_err(env_err("manifest"))?;
-        let new = Self::tag_bytes(&self.store, &self.name, bytes).map_err(AttackError::env)?;
-        if keep_signature
-            && let Some(signatures) =
-                cosign::load(&self.store, REPOSITORY, &old.digest).map_err(env_err("signatures"))?
-        {
-            cosign::save(
-                &self.store,
-                REPOSITORY,
-                &new.digest,
-                &cosign::SignatureImage::new(&signatures),
-            )
-            .map_err(env_err("signatures"))?;
-        }
-        Ok(new.digest.to_string())
-    }
-
-    fn trojan_root_hash(&mut self, index: usize) -> Result<String, AttackError> {
-        Ok(self
-            .trojan_layer(index, "bin/app", attacks::TROJAN.as_bytes())?
-            .root_hash)
-    }
-
-    fn scheme(&self) -> AttackScheme {
-        match self.scheme {
-            Scheme::Cosign => AttackScheme::Cosign,
-            _ => AttackScheme::DeliveryKit,
-        }
-    }
-
-    fn remove_signatures(&mut self) -> Result<String, AttackError> {
-        let d = self.store.lookup(&self.name).map_err(env_err("manifest"))?;
-        if self.scheme == Scheme::Cosign {
-            let tag = format!("{REPOSITORY}:{}", cosign::signature_tag(&d.digest));
-            Self::untag(&self.store, &tag).map_err(AttackError::env)?;
-            return Ok(format!("deleted the cosign signature {tag}"));
-        }
-        let mut manifest: serde_json::Value = serde_json::from_slice(&self.manifest()?).map_err(env_err("manifest"))?;
-        if let Some(a) = manifest["annotations"].as_object_mut() {
-            a.remove(delivery_kit::SIGNATURE);
-        }
-        let digest = self.replace_manifest(&serde_json::to_vec(&manifest).map_err(env_err("manifest"))?, false)?;
-        Ok(format!(
-            "removed the embedded {} annotation; the manifest is now {digest}",
-            delivery_kit::SIGNATURE
-        ))
-    }
-
-    fn modify_image(&mut self, path: &str, content: &[u8]) -> Result<String, AttackError> {
-        let mut layers = self.layers.clone();
-        layers.push(image::with_file(&LayerSpec { files: Vec::new() }, path, content));
-        let modified = self.variant(&format!("{REPOSITORY}:modified"), &layers, None)?;
-        self.retag(modified.clone())?;
-        Ok(format!(
-            "{} now names the modified image {} (/{path} changed by an added layer), unsigned",
-            self.name, modified.digest
-        ))
-    }
-
-    fn sign_with_other_key(&mut self, path: &str, content: &[u8]) -> Result<String, AttackError> {
-        let modified = self.modify_image(path, content)?;
-        let other = keys::generate();
-        let signed = self
-            .sign(&self.store, &self.name, &other, BUILT)
-            .map_err(AttackError::env)?;
-        Ok(format!(
-            "{modified}; signed it as {} with a key the node does not trust",
-            signed.manifest.digest
-        ))
-    }
-
-    fn registry_blob(&self, digest: &str) -> Result<PathBuf, AttackError> {
-        let registry = self
-            .registry
-            .as_ref()
-            .ok_or_else(|| AttackError::env("this cell has no registry"))?;
-        let digest: Digest = digest.parse().map_err(env_err(digest))?;
-        Ok(registry.blob_path(&digest))
-    }
-
-    fn registry_image(&self) -> Result<(String, Vec<String>), AttackError> {
-        let publisher = Store::open(&self.dir.path().join("publisher")).map_err(env_err("publisher"))?;
-        let manifest = Self::manifest_json(&publisher, &self.name).map_err(AttackError::env)?;
-        let config = manifest["config"]["digest"].as_str().unwrap_or_default().to_owned();
-        let layers = manifest["layers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|l| l["digest"].as_str().map(str::to_owned))
-            .collect();
-        Ok((config, layers))
-    }
-
-    fn move_tag(&mut self, tag: &str) -> Result<String, AttackError> {
-        let mut layers = self.layers.clone();
-        layers.push(image::with_file(
-            &LayerSpec { files: Vec::new() },
-            "bin/app",
-            attacks::TROJAN.as_bytes(),
-        ));
-        let name = format!("{REPOSITORY}:{tag}");
-        let attacker = self.variant(&format!("{REPOSITORY}:attacker"), &layers, None)?;
-        self.store.tag(&name, attacker.clone()).map_err(env_err("tagging"))?;
-        Ok(format!(
-            "{name} now names the attacker's unsigned image {} (trojaned bin/app)",
-            attacker.digest
-        ))
-    }
-
-    fn serve_older(&mut self, within_window: bool) -> Result<String, AttackError> {
-        let built = if within_window {
-            MINIMUM + 86_400
-        } else {
-            MINIMUM - 365 * 86_400
-        };
-        let mut layers = self.layers.clone();
-        if let Some(top) = layers.last_mut() {
-            *top = image::with_file(
-                top,
-                attacks::rollback::VERSION_FILE,
-                attacks::rollback::OLDER_VERSION.as_bytes(),
-            );
-        }
-        let older = self.variant(&format!("{REPOSITORY}:old"), &layers, Some((&self.key.clone(), built)))?;
-        self.retag(older.clone())?;
-        Ok(format!(
-            "serving the older signed build {} (built {}) in place of the current one",
-            older.digest,
-            crate::results::rfc3339_utc(built)
-        ))
-    }
-
-    fn mix_layers(&mut self, foreign: usize) -> Result<String, AttackError> {
-        let mut second = self.layers.clone();
-        for layer in &mut second {
-            *layer = image::with_file(
-                layer,
-                attacks::mixed_layers::FOREIGN_FILE,
-                attacks::mixed_layers::FOREIGN_CONTENT.as_bytes(),
-            );
-        }
-        let other = format!("{REPOSITORY}:other");
-        self.variant(&other, &second, Some((&self.key.clone(), BUILT)))?;
-        let current = self.store.lookup(&self.name).map_err(env_err("manifest"))?;
-        self.store
-            .tag(&format!("{REPOSITORY}:previous"), current)
-            .map_err(env_err("tagging"))?;
-        let ours = Self::manifest_json(&self.store, &self.name).map_err(AttackError::env)?;
-        let theirs = Self::manifest_json(&self.store, &other).map_err(AttackError::env)?;
-        let (Some(a), Some(b)) = (ours["layers"].as_array(), theirs["layers"].as_array()) else {
-            return Err(AttackError::env("manifests without layers"));
-        };
-        let keep = a.len().saturating_sub(foreign.min(b.len()));
-        let mut mixed: Vec<serde_json::Value> = a[..keep].to_vec();
-        mixed.extend_from_slice(&b[keep..]);
-        let mut manifest = ours.clone();
-        manifest["layers"] = serde_json::Value::Array(mixed);
-        if let Some(annotations) = manifest["annotations"].as_object_mut() {
-            annotations.remove(delivery_kit::SIGNATURE);
-        }
-        let digest = self.replace_manifest(&serde_json::to_vec(&manifest).map_err(env_err("manifest"))?, false)?;
-        Ok(format!(
-            "assembled {digest}: {keep} layers of the image and {} of a second signed image; no signature covers it",
-            a.len() - keep
-        ))
-    }
-
-    fn add_mount(&mut self, path: &str, kind: MountKind) -> Result<String, AttackError> {
+    fn mount_in_container(&mut self, path: &str, kind: MountKind, source: &Path) -> Result<String, AttackError> {
         if self.backend != Backend::Emulated {
             let target = self
                 .mounted
                 .as_ref()
                 .map(|(_, r)| r.target.join(path))
                 .ok_or_else(|| AttackError::env("nothing is mounted"))?;
-            let files = self.attacker_files(kind)?;
             let (fs_type, options, source) = match kind {
-                MountKind::Tmpfs => ("tmpfs", "rw", Path::new("tmpfs").to_owned()),
-                MountKind::Bind => ("none", "bind", files),
-                MountKind::UnverifiedErofs => ("erofs", "ro,loop", files),
+                MountKind::Tmpfs => ("tmpfs", "rw", Path::new("tmpfs")),
+                MountKind::Bind => ("none", "bind", source),
+                MountKind::UnverifiedErofs => ("erofs", "ro,loop", source),
             };
             self.mount_inside(&[
                 "mount".as_ref(),
@@ -699,13 +467,10 @@ impl attacks::Env for Sandbox {
             return Err(AttackError::env("nothing is mounted"));
         };
         let mount_point = record.target.join(path);
-        let (fs_type, source, backing) = match kind {
-            MountKind::Tmpfs => ("tmpfs", "tmpfs".to_owned(), None),
-            MountKind::Bind => ("ext4", "/dev/attacker".to_owned(), None),
-            MountKind::UnverifiedErofs => {
-                let file = self.dir.path().join("scratch").join("plugins.erofs");
-                ("erofs", "/dev/loop4999".to_owned(), Some(file))
-            }
+        let (fs_type, device_name, backing) = match kind {
+            MountKind::Tmpfs => ("tmpfs", "tmpfs", None),
+            MountKind::Bind => ("ext4", "/dev/attacker", None),
+            MountKind::UnverifiedErofs => ("erofs", "/dev/loop4999", Some(source.to_owned())),
         };
         let device = DeviceNumber {
             major: if backing.is_some() { 7 } else { 0 },
@@ -717,7 +482,7 @@ impl attacks::Env for Sandbox {
                 id: 0,
                 mount_point: mount_point.clone(),
                 fs_type: fs_type.to_owned(),
-                source,
+                source: device_name.to_owned(),
                 device,
                 options: vec!["rw".to_owned()],
                 super_options: vec!["rw".to_owned()],
@@ -785,7 +550,7 @@ impl attacks::Env for Sandbox {
         }
     }
 
-    fn remove_mount(&mut self, path: &str) -> Result<(), AttackError> {
+    fn unmount_in_container(&mut self, path: &str) -> Result<(), AttackError> {
         let Some((_, record)) = self.mounted.as_mut() else {
             return Ok(());
         };
@@ -867,29 +632,6 @@ impl attacks::Env for Sandbox {
             None => return Err(AttackError::env("nothing is mounted")),
         };
         Ok(names.into_iter().filter(|n| n != "." && n != "..").collect())
-    }
-
-    fn publish_whiteout(&mut self, dir: &str, hidden: &str) -> Result<String, AttackError> {
-        let mut layers = self.layers.clone();
-        layers.push(LayerSpec {
-            files: vec![EntrySpec {
-                path: format!("{dir}/{hidden}"),
-                kind: EntryKind::Whiteout,
-                mode: None,
-            }],
-        });
-        let published = self.variant(&format!("{REPOSITORY}:whiteout"), &layers, None)?;
-        self.retag(published.clone())?;
-        // The publisher signs with the trusted key, as its pipeline would; the signer converts each layer to
-        // find its root hash, so it may refuse the layer, and then the image ships unsigned.
-        let signed = match self.sign(&self.store, &self.name, &self.key, BUILT) {
-            Ok(report) => format!("signed with the trusted key as {}", report.manifest.digest),
-            Err(refused) => format!("unsigned: the publisher's `veritylab sign` refused it ({refused})"),
-        };
-        Ok(format!(
-            "{} now names {}, whose top layer holds the whiteout {dir}/.wh.{hidden}; {signed}",
-            self.name, published.digest
-        ))
     }
 
     fn read_device(&mut self, index: usize, offset: u64, len: usize) -> Result<Vec<u8>, AttackError> {
@@ -986,39 +728,6 @@ impl attacks::Env for Sandbox {
 
     fn pinned_layer(&self) -> Option<PathBuf> {
         (self.profile == Profile::Hardened).then(|| self.store.root().join("pinned/mountpoints/layer.erofs"))
-    }
-
-    fn replace_pinned(&mut self, path: &str, content: &[u8]) -> Result<String, AttackError> {
-        let Some(file) = self.pinned_layer() else {
-            return Ok("the profile has no pinned layer".to_owned());
-        };
-        mount::pinned::ensure(&self.store).map_err(env_err("the pinned layer"))?;
-        let mut builder = tar::Builder::new(Vec::new());
-        let genuine = mount::pinned::tar();
-        let mut archive = tar::Archive::new(&genuine[..]);
-        let entries = archive.entries().map_err(env_err("the pinned layer's tar"))?;
-        for entry in entries {
-            let mut entry = entry.map_err(env_err("the pinned layer's tar"))?;
-            let entry_path = entry.path().map_err(env_err("tar"))?.to_string_lossy().into_owned();
-            let mut header = entry.header().clone();
-            if entry_path.trim_end_matches('/') == path {
-                header.set_size(content.len() as u64);
-                header.set_cksum();
-                builder.append(&header, content).map_err(env_err("tar"))?;
-            } else {
-                let mut data = Vec::new();
-                std::io::Read::read_to_end(&mut entry, &mut data).map_err(env_err("tar"))?;
-                builder.append(&header, &data[..]).map_err(env_err("tar"))?;
-            }
-        }
-        let tar = builder.into_inner().map_err(env_err("tar"))?;
-        let built = Self::build_layer_file(&tar, &self.scratch_file("pinned.erofs"))?;
-        fs::copy(&built.erofs, &file).map_err(io(&file))?;
-        Ok(format!(
-            "replaced {} with a layer whose /{path} points at the attacker's resolver (root hash {})",
-            file.display(),
-            built.root_hash
-        ))
     }
 
     fn leak_mounts(&mut self, count: u64) -> Result<String, AttackError> {
@@ -1138,7 +847,7 @@ fn stop_emulated(mut record: Record) -> Result<(), AttackError> {
     emulated::save(&record).map_err(env_err("stopping the emulated container"))
 }
 
-/// Stops a kernel or fuse container the way the seed design's leak happens: a process enters its mount
+/// Stops a kernel or fuse container so that its mounts leak: a process enters its mount
 /// namespace, then the holder is killed (no teardown), so the namespace and every mount in it stay alive,
 /// held by that process alone. Returns the process.
 fn stop_leaving_a_squatter(record: &Record) -> Result<std::process::Child, AttackError> {

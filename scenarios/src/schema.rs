@@ -66,7 +66,7 @@ pub enum ReferenceKind {
     Slsa,
     /// A CVE (its id must look like `CVE-YYYY-NNNN`).
     Cve,
-    /// The seed talk's hardened design (Deckhouse integrity control).
+    /// The hardened design of Deckhouse's container-integrity talk (dm-verity layers, signed root hashes).
     SeedTalk,
     /// The kernel's documentation (dm-verity, EROFS, overlayfs).
     KernelDoc,

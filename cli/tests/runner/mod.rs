@@ -520,7 +520,7 @@ fn read_errors_count_only_as_the_defence_that_raised_them() {
     assert_eq!(runner::snapshot_kind(&host(117)), Some(ErrorKind::MalformedImage));
 
     use verity_fuse::VerityError;
-    let refusal = |e| scenarios::sandbox::device_refusal(0, 4096, e);
+    let refusal = |e| scenarios::device_refusal(0, 4096, e);
     assert!(matches!(
         refusal(VerityError::OutOfRange {
             offset: 4096,

@@ -269,17 +269,23 @@ pub fn convert_layer_reporting(
         salt: verity_fuse::hex::encode(&verity::SALT),
         dir: final_dir.clone(),
     };
-    if layout == VerityLayout::Containerd {
-        let sidecar = serde_json::json!({ "roothash": conversion.roothash, "hashoffset": hashoffset });
-        write_atomically(&tmp.path().join(SIDECAR_FILE), sidecar.to_string().as_bytes())?;
-    }
-    let record = serde_json::to_vec_pretty(&conversion).unwrap_or_default();
-    write_atomically(&tmp.path().join(RECORD_FILE), &record)?;
+    write_metadata(tmp.path(), &conversion)?;
     publish(tmp.path(), &final_dir)?;
     Ok(ConvertedLayer {
         conversion,
         reused: false,
     })
+}
+
+/// Writes `conversion`'s record and, in the containerd layout, its dm-verity sidecar (root hash and hash
+/// offset) into `dir`, each file replaced whole.
+pub fn write_metadata(dir: &Path, conversion: &LayerConversion) -> Result<(), StoreError> {
+    if conversion.layout == VerityLayout::Containerd {
+        let sidecar = serde_json::json!({ "roothash": conversion.roothash, "hashoffset": conversion.hashoffset });
+        write_atomically(&dir.join(SIDECAR_FILE), sidecar.to_string().as_bytes())?;
+    }
+    let record = serde_json::to_vec_pretty(conversion).unwrap_or_default();
+    write_atomically(&dir.join(RECORD_FILE), &record)
 }
 
 /// Renames a finished temporary directory into place; if another conversion got there first, keeps that one.

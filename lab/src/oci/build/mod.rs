@@ -242,43 +242,12 @@ pub fn build(
         lower = upper;
     }
 
+    let blobs: Vec<(Descriptor, Digest)> = layers
+        .iter()
+        .map(|l| (descriptor(LAYER_MEDIA_TYPE, l.digest, l.size), l.diff_id))
+        .collect();
     let platform = &options.platform;
-    let config = Config {
-        architecture: &platform.architecture,
-        os: &platform.os,
-        variant: platform.variant.as_deref(),
-        config: serde_json::Map::new(),
-        rootfs: RootFs {
-            kind: "layers",
-            diff_ids: layers.iter().map(|l| l.diff_id).collect(),
-        },
-        history: (1..=layers.len())
-            .map(|i| History {
-                created_by: format!("veritylab image build: layer {i}"),
-            })
-            .collect(),
-    };
-    let config_bytes = to_json(&config);
-    let config_digest = Digest::of(&config_bytes);
-    store.put_bytes(&config_digest, config_bytes.len() as u64, &config_bytes)?;
-    let manifest = ImageManifest {
-        schema_version: 2,
-        media_type: Some(media::OCI_MANIFEST.to_owned()),
-        config: descriptor(media::OCI_CONFIG, config_digest, config_bytes.len() as u64),
-        layers: layers
-            .iter()
-            .map(|l| descriptor(LAYER_MEDIA_TYPE, l.digest, l.size))
-            .collect(),
-        annotations: Default::default(),
-    };
-    let manifest_bytes = to_json(&manifest);
-    let manifest_digest = Digest::of(&manifest_bytes);
-    store.put_bytes(&manifest_digest, manifest_bytes.len() as u64, &manifest_bytes)?;
-    let top = Descriptor {
-        platform: Some(platform.clone()),
-        ..descriptor(media::OCI_MANIFEST, manifest_digest, manifest_bytes.len() as u64)
-    };
-    store.tag(tag, top)?;
+    let (manifest_digest, config_digest) = store_image(&store, tag, platform, &blobs, "veritylab image build")?;
     drop(store);
     if let Some(fresh) = fresh {
         // The store's lock files mean nothing in a layout no process has open yet.
@@ -301,6 +270,64 @@ pub fn build(
         platform: platform.to_string(),
         layers,
     })
+}
+
+/// Stores uncompressed layer tars (bottom first) as an image in `store`, with their config and manifest, and
+/// tags it `tag`; returns the manifest's descriptor as tagged. Each tar is its own `diff_id`.
+pub fn store_tars(store: &Store, tag: &str, platform: &Platform, tars: &[Vec<u8>]) -> Result<Descriptor, StoreError> {
+    let mut blobs = Vec::with_capacity(tars.len());
+    for tar in tars {
+        let digest = Digest::of(tar);
+        store.put_bytes(&digest, tar.len() as u64, tar)?;
+        blobs.push((descriptor(media::OCI_LAYER, digest, tar.len() as u64), digest));
+    }
+    store_image(store, tag, platform, &blobs, "veritylab store-tars")?;
+    store.lookup(tag)
+}
+
+/// Writes the config and the manifest of an image of `layers` (each blob's descriptor and `diff_id`) into
+/// `store` and, last, its tag; returns the manifest's and the config's digests.
+fn store_image(
+    store: &Store,
+    tag: &str,
+    platform: &Platform,
+    layers: &[(Descriptor, Digest)],
+    history: &str,
+) -> Result<(Digest, Digest), StoreError> {
+    let config = Config {
+        architecture: &platform.architecture,
+        os: &platform.os,
+        variant: platform.variant.as_deref(),
+        config: serde_json::Map::new(),
+        rootfs: RootFs {
+            kind: "layers",
+            diff_ids: layers.iter().map(|(_, diff_id)| *diff_id).collect(),
+        },
+        history: (1..=layers.len())
+            .map(|i| History {
+                created_by: format!("{history}: layer {i}"),
+            })
+            .collect(),
+    };
+    let config_bytes = to_json(&config);
+    let config_digest = Digest::of(&config_bytes);
+    store.put_bytes(&config_digest, config_bytes.len() as u64, &config_bytes)?;
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(media::OCI_MANIFEST.to_owned()),
+        config: descriptor(media::OCI_CONFIG, config_digest, config_bytes.len() as u64),
+        layers: layers.iter().map(|(blob, _)| blob.clone()).collect(),
+        annotations: Default::default(),
+    };
+    let manifest_bytes = to_json(&manifest);
+    let manifest_digest = Digest::of(&manifest_bytes);
+    store.put_bytes(&manifest_digest, manifest_bytes.len() as u64, &manifest_bytes)?;
+    let top = Descriptor {
+        platform: Some(platform.clone()),
+        ..descriptor(media::OCI_MANIFEST, manifest_digest, manifest_bytes.len() as u64)
+    };
+    store.tag(tag, top)?;
+    Ok((manifest_digest, config_digest))
 }
 
 fn descriptor(media_type: &str, digest: Digest, size: u64) -> Descriptor {
