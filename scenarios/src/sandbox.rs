@@ -255,6 +255,7 @@ impl Sandbox {
             tag: None,
             built: Timestamp(built),
             layout: VerityLayout::Containerd,
+            kernel_certificate: None,
         };
         sign_image(store, name, &options, &|_| {}).map_err(|e| format!("signing {name}: {e}"))
     }
