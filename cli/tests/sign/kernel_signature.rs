@@ -21,6 +21,18 @@ fn openssl(openssl: &Path, dir: &Path, args: &[&str]) -> Output {
     Command::new(openssl).args(args).current_dir(dir).output().unwrap()
 }
 
+/// `openssl cms -verify` of the DER message `p7s` against `ca`: over the file `content` when the message is
+/// detached (nothing is printed), else printing the content the message carries.
+fn cms_verify(openssl_path: &Path, dir: &Path, p7s: &str, content: Option<&str>, ca: &str) -> Output {
+    let mut args = vec![
+        "cms", "-verify", "-binary", "-inform", "DER", "-in", p7s, "-CAfile", ca, "-purpose", "any",
+    ];
+    if let Some(content) = content {
+        args.extend(["-content", content, "-out", "/dev/null"]);
+    }
+    openssl(openssl_path, dir, &args)
+}
+
 fn ok(out: Output, what: &str) -> String {
     assert!(
         out.status.success(),
@@ -102,29 +114,7 @@ fn root_hash_signatures_pass_openssl_cms_verify_and_the_kernel_emulation() {
     let signature = kernel_signature::root_hash_signature(&key, &der, &root).unwrap();
     fs::write(dir.path().join("root.p7s"), &signature).unwrap();
     fs::write(dir.path().join("root.hex"), root.to_string()).unwrap();
-    let verify = |content: &str| {
-        openssl(
-            &tool,
-            dir.path(),
-            &[
-                "cms",
-                "-verify",
-                "-binary",
-                "-inform",
-                "DER",
-                "-in",
-                "root.p7s",
-                "-content",
-                content,
-                "-CAfile",
-                "lab.crt",
-                "-purpose",
-                "any",
-                "-out",
-                "/dev/null",
-            ],
-        )
-    };
+    let verify = |content: &str| cms_verify(&tool, dir.path(), "root.p7s", Some(content), "lab.crt");
     ok(verify("root.hex"), "openssl cms -verify");
     // The signature covers the hex text exactly: a newline after it, or the binary digest, fails.
     fs::write(dir.path().join("root-newline.hex"), format!("{root}\n")).unwrap();
@@ -199,27 +189,7 @@ fn sign_annotates_each_layer_with_the_kernels_root_hash_signature_and_verify_rep
     fs::write(dir.path().join("annotation.p7s"), &der).unwrap();
     for p7s in ["annotation.p7s", file.to_str().unwrap()] {
         ok(
-            openssl(
-                &tool,
-                dir.path(),
-                &[
-                    "cms",
-                    "-verify",
-                    "-binary",
-                    "-inform",
-                    "DER",
-                    "-in",
-                    p7s,
-                    "-content",
-                    "root.hex",
-                    "-CAfile",
-                    "lab.crt",
-                    "-purpose",
-                    "any",
-                    "-out",
-                    "/dev/null",
-                ],
-            ),
+            cms_verify(&tool, dir.path(), p7s, Some("root.hex"), "lab.crt"),
             "openssl cms -verify",
         );
     }
@@ -311,23 +281,7 @@ fn ipe_policy_writes_the_text_and_a_pkcs7_that_carries_it_signed() {
     );
     // openssl finds the text inside the message and the signature over it good.
     let carried = ok(
-        openssl(
-            &tool,
-            dir.path(),
-            &[
-                "cms",
-                "-verify",
-                "-binary",
-                "-inform",
-                "DER",
-                "-in",
-                "node-1.ipe.p7s",
-                "-CAfile",
-                "lab.crt",
-                "-purpose",
-                "any",
-            ],
-        ),
+        cms_verify(&tool, dir.path(), "node-1.ipe.p7s", None, "lab.crt"),
         "openssl cms -verify (attached)",
     );
     assert_eq!(carried, text);
