@@ -11,5 +11,5 @@ mod oci;
 mod rootfs;
 mod runner;
 mod scenario;
-mod sign;
+pub(crate) mod sign;
 mod watch;

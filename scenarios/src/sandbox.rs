@@ -272,6 +272,7 @@ impl Sandbox {
             tag: None,
             built: Timestamp(built),
             layout: VerityLayout::Containerd,
+            kernel_certificate: None,
         };
         sign_image(store, name, &options, &|_| {}).map_err(|source| SandboxError::Sign {
             name: name.to_owned(),

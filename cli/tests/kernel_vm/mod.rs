@@ -2,6 +2,7 @@
 //! in the `kernel-vm` crate's throwaway VM (one boot per test). Without qemu or the kernel package the tests print
 //! `SKIP` with the reason (and fail under `VERITYLAB_REQUIRE_ALL=1`).
 
+mod ipe;
 mod mount;
 mod scenario;
 

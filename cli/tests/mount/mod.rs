@@ -25,6 +25,7 @@ fn signed(store: &Store, name: &str) -> Trust {
         tag: None,
         built: Timestamp(1_800_000_000),
         layout: veritylab::convert::VerityLayout::Containerd,
+        kernel_certificate: None,
     };
     sign_image(store, name, &options, &|_| {}).unwrap();
     let verified = verify_image(store, name, &VerifyOptions::new(Policy::default(), vec![public])).unwrap();

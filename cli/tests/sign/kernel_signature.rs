@@ -21,6 +21,18 @@ fn openssl(openssl: &Path, dir: &Path, args: &[&str]) -> Output {
     Command::new(openssl).args(args).current_dir(dir).output().unwrap()
 }
 
+/// `openssl cms -verify` of the DER message `p7s` against `ca`: over the file `content` when the message is
+/// detached (nothing is printed), else printing the content the message carries.
+fn cms_verify(openssl_path: &Path, dir: &Path, p7s: &str, content: Option<&str>, ca: &str) -> Output {
+    let mut args = vec![
+        "cms", "-verify", "-binary", "-inform", "DER", "-in", p7s, "-CAfile", ca, "-purpose", "any",
+    ];
+    if let Some(content) = content {
+        args.extend(["-content", content, "-out", "/dev/null"]);
+    }
+    openssl(openssl_path, dir, &args)
+}
+
 fn ok(out: Output, what: &str) -> String {
     assert!(
         out.status.success(),
@@ -103,29 +115,7 @@ fn root_hash_signatures_pass_openssl_cms_verify_and_the_kernel_emulation() {
     let signature = kernel_signature::root_hash_signature(&key, &der, &root).unwrap();
     fs::write(dir.path().join("root.p7s"), &signature).unwrap();
     fs::write(dir.path().join("root.hex"), root.to_string()).unwrap();
-    let verify = |content: &str| {
-        openssl(
-            &tool,
-            dir.path(),
-            &[
-                "cms",
-                "-verify",
-                "-binary",
-                "-inform",
-                "DER",
-                "-in",
-                "root.p7s",
-                "-content",
-                content,
-                "-CAfile",
-                "lab.crt",
-                "-purpose",
-                "any",
-                "-out",
-                "/dev/null",
-            ],
-        )
-    };
+    let verify = |content: &str| cms_verify(&tool, dir.path(), "root.p7s", Some(content), "lab.crt");
     ok(verify("root.hex"), "openssl cms -verify");
     // The signature covers the hex text exactly: a newline after it, or the binary digest, fails.
     fs::write(dir.path().join("root-newline.hex"), format!("{root}\n")).unwrap();
@@ -159,4 +149,177 @@ fn root_hash_signatures_pass_openssl_cms_verify_and_the_kernel_emulation() {
 fn pem_to_der(pem: &[u8]) -> Vec<u8> {
     let (_, der) = der::pem::decode_vec(pem).unwrap();
     der
+}
+
+/// Builds a one-layer image of `rootfs` into an OCI layout, pulls it into `store` and signs it with `lab.key`
+/// (whose `lab.crt` is beside it); returns `sign --json`.
+pub(crate) fn signed_image(dir: &Path, rootfs: &str) -> serde_json::Value {
+    let image = format!("oci:{}:v1", dir.join("layout").display());
+    let store = dir.join("store");
+    let store = store.to_str().unwrap();
+    ok(veritylab(dir, &["keygen", "lab"]), "keygen");
+    ok(
+        veritylab(dir, &["image", "build", rootfs, "--tag", &image]),
+        "image build",
+    );
+    ok(veritylab(dir, &["pull", &image, "--store", store]), "pull");
+    let out = ok(
+        veritylab(dir, &["sign", &image, "--key", "lab.key", "--store", store, "--json"]),
+        "sign",
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn sign_annotates_each_layer_with_the_kernels_root_hash_signature_and_verify_reports_it() {
+    let tool = testkit::require_tool!("openssl");
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("rootfs/etc")).unwrap();
+    fs::write(dir.path().join("rootfs/etc/greeting"), "hello\n").unwrap();
+    let signed = signed_image(dir.path(), "rootfs");
+    let layer = &signed["signed"]["layers"][0];
+    let root = layer["root_hash"].as_str().unwrap();
+    let file = Path::new(layer["root_hash_signature"].as_str().unwrap());
+    assert!(file.ends_with("layer.erofs.roothash.p7s"), "{file:?}");
+    assert!(file.with_file_name("layer.erofs").exists());
+    fs::write(dir.path().join("root.hex"), root).unwrap();
+    // The annotation in the signed manifest holds the same bytes as the file beside the layer.
+    let store = veritylab::store::Store::open(&dir.path().join("store")).unwrap();
+    let name = signed["signed"]["name"].as_str().unwrap();
+    let (_, _, manifest) = veritylab::sign::image::read_image(&store, name).unwrap();
+    let annotation = &manifest.layers[0].annotations[veritylab::sign::kernel_annotation::ROOT_HASH_SIGNATURE];
+    let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, annotation).unwrap();
+    assert_eq!(der, fs::read(file).unwrap());
+    fs::write(dir.path().join("annotation.p7s"), &der).unwrap();
+    for p7s in ["annotation.p7s", file.to_str().unwrap()] {
+        ok(
+            cms_verify(&tool, dir.path(), p7s, Some("root.hex"), "lab.crt"),
+            "openssl cms -verify",
+        );
+    }
+    let text = ok(
+        veritylab(dir.path(), &["verify", name, "--key", "lab.pub", "--store", "store"]),
+        "verify",
+    );
+    assert!(
+        text.contains("root-hash signature: ") && text.contains("by CN=veritylab lab"),
+        "{text}"
+    );
+    assert!(text.contains("verifies over this root hash"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&ok(
+        veritylab(
+            dir.path(),
+            &["verify", name, "--key", "lab.pub", "--store", "store", "--json"],
+        ),
+        "verify --json",
+    ))
+    .unwrap();
+    assert_eq!(json["root_hash_signatures"][0]["signer"]["subject"], "CN=veritylab lab");
+    assert_eq!(json["root_hash_signatures"][0]["len"], der.len());
+}
+
+#[test]
+fn sign_refuses_a_certificate_of_another_key_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("rootfs")).unwrap();
+    fs::write(dir.path().join("rootfs/f"), "x").unwrap();
+    signed_image(dir.path(), "rootfs");
+    ok(veritylab(dir.path(), &["keygen", "other"]), "keygen other");
+    let image = format!("oci:{}:v1", dir.path().join("layout").display());
+    let out = veritylab(
+        dir.path(),
+        &[
+            "sign",
+            &image,
+            "--key",
+            "lab.key",
+            "--cert",
+            "other.crt",
+            "--store",
+            "store",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("other.crt") && stderr.contains("not the signing key"),
+        "{stderr}"
+    );
+    fs::write(
+        dir.path().join("junk.crt"),
+        "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let out = veritylab(
+        dir.path(),
+        &[
+            "sign", &image, "--key", "lab.key", "--cert", "junk.crt", "--store", "store",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("junk.crt"));
+}
+
+#[test]
+fn ipe_policy_writes_the_text_and_a_pkcs7_that_carries_it_signed() {
+    let tool = testkit::require_tool!("openssl");
+    let dir = tempfile::tempdir().unwrap();
+    ok(veritylab(dir.path(), &["keygen", "lab"]), "keygen");
+    let out = ok(
+        veritylab(
+            dir.path(),
+            &[
+                "ipe", "policy", "--cert", "lab.crt", "--key", "lab.key", "--name", "node-1", "--json",
+            ],
+        ),
+        "ipe policy",
+    );
+    let files: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(files["signed"], "./node-1.ipe.p7s");
+    let text = fs::read_to_string(dir.path().join("node-1.ipe")).unwrap();
+    assert!(text.starts_with("policy_name=node-1 policy_version=0.0.1\n"), "{text}");
+    assert!(text.contains("\nDEFAULT op=EXECUTE action=DENY\n"), "{text}");
+    assert!(
+        text.contains("\nop=EXECUTE dmverity_signature=TRUE action=ALLOW\n"),
+        "{text}"
+    );
+    // openssl finds the text inside the message and the signature over it good.
+    let carried = ok(
+        cms_verify(&tool, dir.path(), "node-1.ipe.p7s", None, "lab.crt"),
+        "openssl cms -verify (attached)",
+    );
+    assert_eq!(carried, text);
+    let again = veritylab(
+        dir.path(),
+        &[
+            "ipe", "policy", "--cert", "lab.crt", "--key", "lab.key", "--name", "node-1",
+        ],
+    );
+    assert!(
+        !again.status.success(),
+        "an existing policy was replaced without --force"
+    );
+    for bad in ["two words", "a/b", "x#y", ".."] {
+        let out = veritylab(
+            dir.path(),
+            &["ipe", "policy", "--cert", "lab.crt", "--key", "lab.key", "--name", bad],
+        );
+        assert_eq!(out.status.code(), Some(3), "{bad}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("IPE policy name") && stderr.contains(bad), "{stderr}");
+    }
+    let out = veritylab(
+        dir.path(),
+        &[
+            "ipe",
+            "policy",
+            "--cert",
+            "lab.crt",
+            "--key",
+            "lab.key",
+            "--policy-version",
+            "1.2",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
 }

@@ -5,7 +5,7 @@
 mod bad_input;
 mod cli;
 mod interop;
-mod kernel_signature;
+pub(crate) mod kernel_signature;
 mod policy;
 mod registry;
 mod schemes;

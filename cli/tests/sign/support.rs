@@ -110,6 +110,7 @@ pub(super) fn sign(store: &Store, name: &str, key: &p256::ecdsa::SigningKey, sch
         tag: None,
         built: Timestamp(built),
         layout: veritylab::convert::VerityLayout::Containerd,
+        kernel_certificate: None,
     };
     image::sign_image(store, name, &options, &|_| {}).unwrap()
 }

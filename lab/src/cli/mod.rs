@@ -21,6 +21,7 @@ pub mod erofs;
 mod exit;
 pub mod image;
 pub mod images;
+pub mod ipe;
 pub mod keygen;
 pub mod mkfs;
 pub mod mount;
@@ -62,6 +63,9 @@ pub enum Cli {
     Sign(sign::SignArgs),
     /// Check an image's signature, root hashes and local trees against keys and a policy.
     Verify(verify::VerifyArgs),
+    /// Kernel-enforced execution (the IPE LSM): write a signed policy.
+    #[command(subcommand)]
+    Ipe(ipe::IpeCommand),
     /// Mount an image's rootfs with a defence profile (vanilla, erofs, verity, hardened) and a backend.
     Mount(mount::MountArgs),
     /// Take down a mount made by `veritylab mount`, reporting anything left behind.
@@ -127,6 +131,12 @@ pub enum CliError {
     /// A certificate or root-hash signature cannot be made.
     #[error(transparent)]
     KernelSignature(#[from] crate::sign::kernel_signature::KernelSignatureError),
+    /// A layer's root-hash signature annotation is unusable.
+    #[error(transparent)]
+    LayerSignature(Box<crate::sign::kernel_annotation::LayerSignatureError>),
+    /// An IPE policy cannot be made.
+    #[error(transparent)]
+    Ipe(#[from] crate::ipe::IpeError),
     /// The policy file is unusable.
     #[error(transparent)]
     Policy(#[from] crate::sign::policy::PolicyError),
@@ -180,6 +190,8 @@ impl CliError {
             CliError::Leftovers(_) => ErrorClass::Busy,
             CliError::CheckFailed { .. } => ErrorClass::Findings,
             CliError::Key(e) => e.class(),
+            CliError::LayerSignature(e) => e.class(),
+            CliError::Ipe(e) => e.class(),
             CliError::Policy(e) => e.class(),
             CliError::Sign(e) => e.class(),
             CliError::KernelSignature(e) => e.class(),
@@ -195,6 +207,12 @@ impl CliError {
     /// How the process ends for this error, from its [`class`](Self::class) alone.
     pub fn exit(&self) -> VeritylabExit {
         VeritylabExit::from_class(self.class())
+    }
+}
+
+impl From<crate::sign::kernel_annotation::LayerSignatureError> for CliError {
+    fn from(e: crate::sign::kernel_annotation::LayerSignatureError) -> Self {
+        Self::LayerSignature(Box::new(e))
     }
 }
 
@@ -227,6 +245,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cli::Check(args) => check::run(&check::CheckPlan::try_from(args)?),
         Cli::Push(args) => push::run(&push::PushPlan::try_from(args)?),
         Cli::Image(command) => image::run(command),
+        Cli::Ipe(command) => ipe::run(command),
     }
 }
 

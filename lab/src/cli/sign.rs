@@ -1,7 +1,11 @@
-//! `veritylab sign REF --key KEY [--scheme cosign|delivery-kit] [--annotation-key K] [--tag TAG]
+//! `veritylab sign REF --key KEY [--cert CRT] [--scheme cosign|delivery-kit] [--annotation-key K] [--tag TAG]
 //! [--timestamp T] [--push [--plain-http]] [--store DIR] [--json]`: converts the image's layers if needed,
 //! stores a copy of its manifest annotated with each layer's root hash, signs it, and optionally pushes the
 //! signed image and its signature to the image's registry repository.
+//!
+//! With the key's certificate (`--cert`, else `KEY` with the extension `.crt` when it exists, as `keygen`
+//! writes it) each layer also gets the kernel's root-hash signature: in its descriptor's
+//! `org.veritylab.dm-verity.root-hash-signature` annotation and as `layer.erofs.roothash.p7s` beside the layer.
 
 use std::path::PathBuf;
 
@@ -14,7 +18,7 @@ use crate::oci::Reference;
 use crate::oci::pull::store_name;
 use crate::sign::image::{self, SignOptions};
 use crate::sign::timestamp::Timestamp;
-use crate::sign::{Scheme, keys, registry};
+use crate::sign::{Scheme, kernel_annotation, kernel_signature, keys, registry};
 use crate::store::Store;
 
 /// Raw arguments of `veritylab sign`.
@@ -25,6 +29,10 @@ pub struct SignArgs {
     /// The private key (PKCS#8 PEM, mode 0600), as `keygen` writes it.
     #[arg(long, value_name = "FILE")]
     pub key: PathBuf,
+    /// The key's X.509 certificate (PEM or DER) for the kernel's root-hash signatures [default: KEY with the
+    /// extension .crt, when it exists].
+    #[arg(long, value_name = "CRT")]
+    pub cert: Option<PathBuf>,
     /// The passphrase of an encrypted key: the first line of this file (else VERITYLAB_PASSPHRASE).
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
@@ -68,6 +76,8 @@ pub struct SignPlan {
     pub reference: Reference,
     /// Signing options (with the key loaded).
     pub options: SignOptions,
+    /// The certificate the root-hash signatures are made with, if any.
+    pub certificate: Option<PathBuf>,
     /// Push afterwards.
     pub push: bool,
     /// Plain HTTP for the push.
@@ -96,6 +106,23 @@ impl TryFrom<SignArgs> for SignPlan {
         };
         let passphrase = keys::passphrase(args.passphrase_file.as_deref())?;
         let key = keys::load_private(&args.key, passphrase.as_deref())?;
+        let certificate = args.cert.clone().or_else(|| {
+            let beside = kernel_signature::certificate_path(&args.key);
+            beside.exists().then_some(beside)
+        });
+        let kernel_certificate = match &certificate {
+            Some(path) => {
+                let der = kernel_signature::read_certificate(path)?;
+                kernel_signature::check_certificate_key(&key, &der).map_err(|e| {
+                    kernel_signature::KernelSignatureError::CertificateFile {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                Some(der)
+            }
+            None => None,
+        };
         let options = SignOptions {
             key,
             scheme: args.scheme.parse::<Scheme>().map_err(CliError::Usage)?,
@@ -103,11 +130,13 @@ impl TryFrom<SignArgs> for SignPlan {
             tag: args.tag,
             built,
             layout: args.layout.parse::<VerityLayout>().map_err(CliError::Usage)?,
+            kernel_certificate,
         };
         Ok(Self {
             name: store_name(&reference),
             reference,
             options,
+            certificate,
             push: args.push,
             plain_http: args.plain_http,
             store: store_dir(args.store)?,
@@ -145,6 +174,19 @@ pub fn run(plan: &SignPlan) -> Result<(), CliError> {
     out!("  key:       {}", report.key)?;
     for (i, layer) in report.layers.iter().enumerate() {
         out!("  layer {}:   {} root hash {}", i + 1, layer.digest, layer.root_hash)?;
+        if let Some(file) = &layer.root_hash_signature {
+            out!("    root-hash signature: {}", file.display())?;
+        }
+    }
+    match &plan.certificate {
+        Some(cert) => out!(
+            "  root-hash signatures: made with {} (annotation {})",
+            cert.display(),
+            kernel_annotation::ROOT_HASH_SIGNATURE
+        )?,
+        None => {
+            out!("  root-hash signatures: none (no certificate: give --cert, or `veritylab keygen --cert-for KEY`)")?
+        }
     }
     if let Some(sig) = &report.cosign {
         out!(

@@ -7,7 +7,12 @@
 //! A cosign signature missing from the store is fetched from the image's registry (unless `--offline`).
 //! Exit status 0 when the image is trusted, 3 when a check failed (the report still goes to stdout). `--json`
 //! prints `{"verified", "report": {checks with typed findings}, "image": {manifest, layers with root hashes
-//! and tree parameters} or null}`.
+//! and tree parameters} or null, "root_hash_signatures": [per layer: null, {layer, len, signer} or {error}]}`.
+//!
+//! A layer's root-hash signature annotation (the kernel's format, see [`crate::sign::kernel_annotation`]) is
+//! reported per layer: its size and the certificate inside it that verifies it over the layer's root hash.
+//! One that is not base64, not a PKCS#7 the kernel parses, too large, or over another root hash fails the
+//! command, naming the layer.
 
 use std::path::PathBuf;
 
@@ -17,7 +22,7 @@ use super::{CliError, store_dir};
 use crate::oci::Reference;
 use crate::oci::pull::store_name;
 use crate::oci::registry::ClientOptions;
-use crate::sign::verify::{self, DataCheck, Outcome, Report, VerifyError, VerifyOptions};
+use crate::sign::verify::{self, DataCheck, Outcome, Report, VerifiedLayer, VerifyError, VerifyOptions};
 use crate::store::Store;
 
 /// Raw arguments of `veritylab verify`.
@@ -117,11 +122,22 @@ pub fn run(plan: &VerifyPlan) -> Result<(), CliError> {
         Err(VerifyError::Rejected { report }) => report.as_ref(),
         Err(_) => return result.map(|_| ()).map_err(CliError::from),
     };
+    let signatures: Vec<_> = result
+        .as_ref()
+        .map(|image| image.layers().iter().map(VerifiedLayer::root_hash_signature).collect())
+        .unwrap_or_default();
     if plan.json {
         let value = serde_json::json!({
             "verified": report.verified,
             "report": report,
             "image": result.as_ref().ok(),
+            "root_hash_signatures": signatures
+                .iter()
+                .map(|s| match s {
+                    Ok(found) => serde_json::json!(found),
+                    Err(e) => serde_json::json!({ "error": e.to_string() }),
+                })
+                .collect::<Vec<_>>(),
         });
         out!("{value}")?;
     } else {
@@ -139,10 +155,26 @@ pub fn run(plan: &VerifyPlan) -> Result<(), CliError> {
                         " (unsigned: the image's own claim)"
                     }
                 )?;
+                match &signatures[i] {
+                    Ok(Some(sig)) => out!(
+                        "    root-hash signature: {} bytes, {}",
+                        sig.len,
+                        sig.signer.as_ref().map_or_else(
+                            || "no certificate inside (the kernel's keyring decides)".to_owned(),
+                            |s| format!("by {} ({}), verifies over this root hash", s.subject, s.fingerprint)
+                        )
+                    )?,
+                    Ok(None) => out!("    root-hash signature: none")?,
+                    Err(e) => out!("    root-hash signature: FAIL {e}")?,
+                }
             }
         }
     }
-    result.map(|_| ()).map_err(CliError::from)
+    result.map(|_| ()).map_err(CliError::from)?;
+    match signatures.into_iter().find_map(Result::err) {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
 fn print_report(report: &Report) -> Result<(), CliError> {

@@ -1,11 +1,15 @@
 //! Signing an image of the store: convert its layers, annotate a copy of its manifest with their root hashes,
 //! store and tag that manifest, and sign it in the chosen [`Scheme`].
 
+use std::path::PathBuf;
+
 use p256::ecdsa::SigningKey;
 use serde::Serialize;
 
 use super::annotate::{self, AnnotateError, AnnotationKeys};
 use super::cosign::{self, SignatureStoreError, StoredSignature};
+use super::kernel_annotation;
+use super::kernel_signature::{self, KernelSignatureError};
 use super::keys::PublicKey;
 use super::timestamp::Timestamp;
 use super::{ImageName, Scheme, delivery_kit};
@@ -13,6 +17,7 @@ use crate::convert::{self, ConvertError, VerityLayout};
 use crate::oci::Digest;
 use crate::oci::manifest::{self, Descriptor, ImageManifest, Manifest, ManifestError};
 use crate::oci::reference::ReferenceError;
+use crate::root_hash::RootHash;
 use crate::store::{Store, StoreError};
 use verity_fuse::ErrorClass;
 
@@ -34,6 +39,9 @@ pub struct SignOptions {
     pub built: Timestamp,
     /// The conversion layout used for layers not yet converted.
     pub layout: VerityLayout,
+    /// The signing key's X.509 certificate (DER): when given, each layer also gets the kernel's root-hash
+    /// signature ([`kernel_annotation`]), in its descriptor and beside the layer.
+    pub kernel_certificate: Option<Vec<u8>>,
 }
 
 /// A failed signing; a partly signed image is never tagged.
@@ -66,6 +74,9 @@ pub enum SignError {
     /// The delivery-kit signature cannot be embedded.
     #[error(transparent)]
     Embed(#[from] delivery_kit::EmbedError),
+    /// A root-hash signature cannot be made.
+    #[error(transparent)]
+    KernelSignature(#[from] KernelSignatureError),
     /// Earlier signatures cannot be read.
     #[error(transparent)]
     Signatures(#[from] SignatureStoreError),
@@ -88,6 +99,7 @@ impl SignError {
             Self::Annotate(e) => e.class(),
             Self::Embed(e) => e.class(),
             Self::Signatures(e) => e.class(),
+            Self::KernelSignature(e) => e.class(),
             Self::NotAnImage { .. } | Self::NoTag { .. } => ErrorClass::BadInput,
         }
     }
@@ -100,6 +112,8 @@ pub struct SignedLayer {
     pub digest: Digest,
     /// Its root hash.
     pub root_hash: String,
+    /// The kernel's root-hash signature written beside the layer, when a certificate was given.
+    pub root_hash_signature: Option<PathBuf>,
 }
 
 /// Where a cosign signature was stored.
@@ -170,6 +184,25 @@ pub fn sign_image(
     }
     let keys = AnnotationKeys::for_scheme(options.scheme, options.root_hash_key.as_deref());
     let mut signed = annotate::annotate(&bytes, &conversions, &keys, options.built)?;
+    let mut signature_files = vec![None; count];
+    if let Some(certificate) = &options.kernel_certificate {
+        let mut signatures = Vec::with_capacity(count);
+        for (conversion, file) in conversions.iter().zip(&mut signature_files) {
+            let root = conversion
+                .roothash
+                .parse::<RootHash>()
+                .map_err(|e| KernelSignatureError::Encode {
+                    what: "root hash",
+                    reason: e.to_string(),
+                })?;
+            let der = kernel_signature::root_hash_signature(&options.key, certificate, &root)?;
+            let path = conversion.dir.join(kernel_annotation::SIGNATURE_FILE);
+            crate::store::write_atomically(&path, &der)?;
+            *file = Some(path);
+            signatures.push((conversion.layer, der));
+        }
+        signed = kernel_annotation::add_signatures(&signed, &signatures)?;
+    }
     if options.scheme == Scheme::DeliveryKit {
         signed = delivery_kit::embed(&signed, &options.key)?;
     }
@@ -210,9 +243,11 @@ pub fn sign_image(
         key: PublicKey::new(*options.key.verifying_key(), std::path::Path::new("-")).fingerprint,
         layers: conversions
             .iter()
-            .map(|c| SignedLayer {
+            .zip(signature_files)
+            .map(|(c, root_hash_signature)| SignedLayer {
                 digest: c.layer,
                 root_hash: c.roothash.clone(),
+                root_hash_signature,
             })
             .collect(),
         cosign,

@@ -35,7 +35,7 @@ use x509_cert::ext::pkix::{KeyUsage, KeyUsages, SubjectKeyIdentifier};
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
-use x509_cert::time::Validity;
+use x509_cert::time::{Time, Validity};
 
 use crate::root_hash::RootHash;
 
@@ -70,6 +70,23 @@ pub enum KernelSignatureError {
     /// The certificate is not for this key.
     #[error("the certificate's public key is not the signing key's")]
     KeyMismatch,
+    /// A certificate file is not one PEM or DER X.509 certificate.
+    #[error("certificate {}: {reason}", path.display())]
+    CertificateFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading a file failed.
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// Writing a file failed.
     #[error("writing {}: {source}", path.display())]
     Io {
@@ -92,8 +109,10 @@ impl KernelSignatureError {
     pub fn class(&self) -> verity_fuse::ErrorClass {
         use verity_fuse::ErrorClass;
         match self {
-            Self::Encode { .. } | Self::Certificate { .. } | Self::KeyMismatch => ErrorClass::BadInput,
-            Self::Io { .. } => ErrorClass::Io,
+            Self::Encode { .. } | Self::Certificate { .. } | Self::KeyMismatch | Self::CertificateFile { .. } => {
+                ErrorClass::BadInput
+            }
+            Self::Io { .. } | Self::Read { .. } => ErrorClass::Io,
             Self::Exists { .. } => ErrorClass::Busy,
         }
     }
@@ -116,13 +135,7 @@ fn ecdsa_sha256() -> AlgorithmIdentifierOwned {
 /// A self-signed certificate (DER) for `key`, named `CN=<common_name>`, valid from now for [`VALIDITY`].
 pub fn self_signed_certificate(key: &SigningKey, common_name: &str) -> Result<Vec<u8>, KernelSignatureError> {
     let name = Name::from_str(&format!("CN={common_name}")).map_err(encode("subject name"))?;
-    let spki_der = key
-        .verifying_key()
-        .to_public_key_der()
-        .map_err(|e| KernelSignatureError::Encode {
-            what: "public key",
-            reason: e.to_string(),
-        })?;
+    let spki_der = public_key_der(key)?;
     let spki = SubjectPublicKeyInfoOwned::from_der(spki_der.as_bytes()).map_err(encode("public key"))?;
     let mut serial = [0u8; 16];
     rand::rng().fill_bytes(&mut serial);
@@ -156,7 +169,7 @@ pub fn self_signed_certificate(key: &SigningKey, common_name: &str) -> Result<Ve
         serial_number: SerialNumber::new(&serial).map_err(encode("serial number"))?,
         signature: ecdsa_sha256(),
         issuer: name.clone(),
-        validity: Validity::from_now(VALIDITY).map_err(encode("validity"))?,
+        validity: validity_from_now()?,
         subject: name,
         subject_public_key_info: spki,
         issuer_unique_id: None,
@@ -171,6 +184,25 @@ pub fn self_signed_certificate(key: &SigningKey, common_name: &str) -> Result<Ve
         signature: BitString::from_bytes(signature.as_bytes()).map_err(encode("certificate signature"))?,
     };
     cert.to_der().map_err(encode("certificate"))
+}
+
+/// From now for [`VALIDITY`], each time as RFC 5280 4.1.2.5 wants it: `UTCTime` through 2049,
+/// `GeneralizedTime` after. The kernel's X.509 parser refuses a `GeneralizedTime` before 2050, so a
+/// certificate with one never reaches the `.platform` keyring.
+fn validity_from_now() -> Result<Validity, KernelSignatureError> {
+    let time = |at: std::time::SystemTime| -> Result<Time, KernelSignatureError> {
+        match der::asn1::UtcTime::from_system_time(at) {
+            Ok(utc) => Ok(Time::UtcTime(utc)),
+            Err(_) => Ok(Time::GeneralTime(
+                der::asn1::GeneralizedTime::from_system_time(at).map_err(encode("validity"))?,
+            )),
+        }
+    };
+    let now = std::time::SystemTime::now();
+    Ok(Validity {
+        not_before: time(now)?,
+        not_after: time(now + VALIDITY)?,
+    })
 }
 
 /// The PEM (`CERTIFICATE`) of a DER certificate.
@@ -188,21 +220,30 @@ pub fn root_hash_signature(
     certificate: &[u8],
     root: &RootHash,
 ) -> Result<Vec<u8>, KernelSignatureError> {
-    let cert =
-        Certificate::from_der(certificate).map_err(|e| KernelSignatureError::Certificate { reason: e.to_string() })?;
+    pkcs7_signature(key, certificate, root.to_string().as_bytes(), Content::Detached)
+}
+
+/// Whether a PKCS#7 message carries the content it signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// The content travels apart (a root-hash signature: the kernel has the hex from the table).
+    Detached,
+    /// The content is inside the message (a signed IPE policy: the kernel reads the policy text from it).
+    Attached,
+}
+
+/// A DER PKCS#7 `SignedData` over `content` as the kernel's `verify_pkcs7_signature` takes it: version 1,
+/// `id-data`, one signer named by `certificate`'s issuer and serial number (which must be `key`'s), SHA-256,
+/// no signed attributes, the certificate included.
+pub fn pkcs7_signature(
+    key: &SigningKey,
+    certificate: &[u8],
+    content: &[u8],
+    form: Content,
+) -> Result<Vec<u8>, KernelSignatureError> {
+    let cert = check_certificate_key(key, certificate)?;
     let tbs = cert.tbs_certificate.clone();
-    let ours = key
-        .verifying_key()
-        .to_public_key_der()
-        .map_err(|e| KernelSignatureError::Encode {
-            what: "public key",
-            reason: e.to_string(),
-        })?;
-    if tbs.subject_public_key_info.to_der().map_err(encode("public key"))? != ours.as_bytes() {
-        return Err(KernelSignatureError::KeyMismatch);
-    }
-    let hex = root.to_string();
-    let signature: DerSignature = key.sign(hex.as_bytes());
+    let signature: DerSignature = key.sign(content);
     let sha256 = AlgorithmIdentifierOwned {
         oid: ID_SHA256,
         parameters: None,
@@ -219,12 +260,18 @@ pub fn root_hash_signature(
         signature: OctetString::new(signature.as_bytes()).map_err(encode("signature"))?,
         unsigned_attrs: None,
     };
+    let econtent = match form {
+        Content::Detached => None,
+        Content::Attached => {
+            Some(Any::encode_from(&OctetString::new(content).map_err(encode("content"))?).map_err(encode("content"))?)
+        }
+    };
     let signed = SignedData {
         version: CmsVersion::V1,
         digest_algorithms: SetOfVec::try_from(vec![sha256]).map_err(encode("digest algorithms"))?,
         encap_content_info: EncapsulatedContentInfo {
             econtent_type: ID_DATA,
-            econtent: None,
+            econtent,
         },
         certificates: Some(cms::signed_data::CertificateSet(
             SetOfVec::try_from(vec![cms::cert::CertificateChoices::Certificate(cert)])
@@ -240,6 +287,62 @@ pub fn root_hash_signature(
     .to_der()
     .map_err(encode("content info"))
 }
+
+/// The SubjectPublicKeyInfo DER of `key`.
+fn public_key_der(key: &SigningKey) -> Result<der::Document, KernelSignatureError> {
+    key.verifying_key()
+        .to_public_key_der()
+        .map_err(|e| KernelSignatureError::Encode {
+            what: "public key",
+            reason: e.to_string(),
+        })
+}
+
+/// Parses `certificate` (DER) and checks that its public key is `key`'s.
+pub fn check_certificate_key(key: &SigningKey, certificate: &[u8]) -> Result<Certificate, KernelSignatureError> {
+    let cert =
+        Certificate::from_der(certificate).map_err(|e| KernelSignatureError::Certificate { reason: e.to_string() })?;
+    let ours = public_key_der(key)?;
+    let theirs = cert
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(encode("public key"))?;
+    if theirs != ours.as_bytes() {
+        return Err(KernelSignatureError::KeyMismatch);
+    }
+    Ok(cert)
+}
+
+/// Reads a certificate file (PEM `CERTIFICATE` or DER) and returns its DER, checked to be one X.509
+/// certificate.
+pub fn read_certificate(path: &Path) -> Result<Vec<u8>, KernelSignatureError> {
+    let bad = |reason: String| KernelSignatureError::CertificateFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|source| KernelSignatureError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    if bytes.len() > MAX_CERTIFICATE_FILE {
+        return Err(bad(format!("{} bytes, more than {MAX_CERTIFICATE_FILE}", bytes.len())));
+    }
+    let der = if bytes.starts_with(b"-----BEGIN") {
+        let (label, der) = der::pem::decode_vec(&bytes).map_err(|e| bad(e.to_string()))?;
+        if label != "CERTIFICATE" {
+            return Err(bad(format!("PEM label {label:?}, not CERTIFICATE")));
+        }
+        der
+    } else {
+        bytes
+    };
+    Certificate::from_der(&der).map_err(|e| bad(format!("not an X.509 certificate: {e}")))?;
+    Ok(der)
+}
+
+/// The largest certificate file read.
+pub const MAX_CERTIFICATE_FILE: usize = 64 << 10;
 
 /// Writes the PEM certificate of `key` to `path` (refusing to replace a file unless `force`), named after
 /// the file's stem; returns the certificate's DER.
@@ -293,6 +396,15 @@ mod tests {
         let other = RootHash::from_bytes(&[0x5b; 32]).unwrap();
         assert!(verify_root_hash_signature(&other.to_string(), Some(&sig), &keyring, true).is_err());
         assert!(verify_root_hash_signature(&root.to_string(), Some(&sig), &Keyring::empty(), true).is_err());
+    }
+
+    #[test]
+    fn certificates_use_utc_time_before_2050_as_the_kernel_requires() {
+        let cert =
+            Certificate::from_der(&self_signed_certificate(&crate::sign::keys::generate(), "t").unwrap()).unwrap();
+        let validity = cert.tbs_certificate.validity;
+        assert!(matches!(validity.not_before, Time::UtcTime(_)), "{validity:?}");
+        assert!(matches!(validity.not_after, Time::UtcTime(_)), "{validity:?}");
     }
 
     #[test]

@@ -11,12 +11,15 @@
 //! [`verify::VerifiedImage`] (the exact manifest digest and ordered layers checked, each layer's root hash a
 //! [`verify::SignedRootHash`] when the image's own signature verified with a trusted key), or the
 //! [`verify::Report`] of every check with typed findings. [`keys`] reads and writes P-256 key pairs;
-//! [`kernel_signature`] makes their X.509 certificates and the PKCS#7 root-hash signatures the kernel checks.
+//! [`kernel_signature`] makes their X.509 certificates and the PKCS#7 root-hash signatures the kernel checks,
+//! which [`kernel_annotation`] carries in each layer's descriptor (covered by the image signature) and beside
+//! the layer.
 
 pub mod annotate;
 pub mod cosign;
 pub mod delivery_kit;
 pub mod image;
+pub mod kernel_annotation;
 pub mod kernel_signature;
 pub mod keys;
 pub mod policy;

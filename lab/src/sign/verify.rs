@@ -26,6 +26,7 @@ use serde::Serialize;
 use super::annotate::{self, AnnotationError, AnnotationKeys, LayerVerity};
 use super::cosign::{self, SignatureError};
 use super::image::{SignError, read_image};
+use super::kernel_annotation::{self, LayerSignature, LayerSignatureError};
 use super::keys::PublicKey;
 use super::policy::{Policy, Requirements};
 use super::timestamp::Timestamp;
@@ -416,6 +417,9 @@ pub struct VerifiedLayer {
     verity: LayerVerity,
     signed_root_hash: Option<SignedRootHash>,
     converted: Vec<VerityLayout>,
+    /// The layer's root-hash signature annotation as the verified manifest has it.
+    #[serde(skip)]
+    root_hash_signature: Option<String>,
 }
 
 impl VerifiedLayer {
@@ -427,6 +431,15 @@ impl VerifiedLayer {
     /// The layer digest.
     pub fn digest(&self) -> Digest {
         self.descriptor.digest
+    }
+
+    /// The kernel's root-hash signature the verified manifest carries for this layer, checked
+    /// ([`kernel_annotation::read_signature`]); `None` when it carries none.
+    pub fn root_hash_signature(&self) -> Result<Option<LayerSignature>, LayerSignatureError> {
+        self.root_hash_signature
+            .as_deref()
+            .map(|value| kernel_annotation::read_signature(self.digest(), value, &self.verity.root_hash))
+            .transpose()
     }
 
     /// Root hash and tree parameters as the manifest states them ([`LayerVerity::params`] gives
@@ -697,6 +710,10 @@ pub fn verify_image(store: &Store, name: &str, options: &VerifyOptions) -> Resul
                 signed_root_hash: signed_by.as_ref().map(|_| SignedRootHash(verity.root_hash)),
                 verity,
                 converted: Vec::new(),
+                root_hash_signature: descriptor
+                    .annotations
+                    .get(kernel_annotation::ROOT_HASH_SIGNATURE)
+                    .cloned(),
             }),
             Err(e) => annotation_findings.push(Finding::Annotation(e)),
         }
