@@ -147,7 +147,7 @@ impl Policy {
     }
 }
 
-/// The files [`write`] made.
+/// The files [`write()`] made.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PolicyFiles {
     /// The policy's name.

@@ -2,7 +2,7 @@
 //!
 //! A cell builds its image (the embedded sample or the scenario's inline layers) in a fresh store, signs it,
 //! and walks the pipeline a node would: publish to a registry and pull (registry-stage attacks only; the
-//! cell's own `docker-registry` on a loopback port where installed, else an OCI layout: [`super::cell_registry`]),
+//! cell's own `docker-registry` on a loopback port where installed, else an OCI layout: the `cell_registry` module),
 //! convert, verify the signature (hardened only: its `--key` semantics, with the policy's rollback floor and
 //! single-signed-manifest rule), mount with the profile, read the whole rootfs, and run the profile's checks
 //! (hardened: the mount audit, one re-verification pass at rest and the cleanup helper). The attack's
