@@ -1,4 +1,4 @@
-//! Both schemes round-trip, and the difference the seed design has: a changed layer-descriptor annotation
+//! Both schemes round-trip, and the gap delivery-kit's scheme has: a changed layer-descriptor annotation
 //! alone is not covered by the delivery-kit payload, but is by the cosign scheme.
 
 use veritylab::convert::{self, VerityLayout};
@@ -120,7 +120,7 @@ fn a_changed_root_hash_annotation_passes_the_delivery_kit_signature_but_not_cosi
     assert_eq!(
         image.layers()[0].verity().root_hash.to_string(),
         "ab".repeat(32),
-        "the seed design's gap"
+        "delivery-kit's gap: layer annotations are not signed"
     );
 
     // cosign: the manifest digest changed, so the signature (even copied to the new digest) fails.

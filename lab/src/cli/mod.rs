@@ -208,6 +208,18 @@ pub fn write_line(args: std::fmt::Arguments<'_>) -> Result<(), CliError> {
         .map_err(CliError::Output)
 }
 
+/// A `--flag` value parser for a domain type named by `names` (each [`crate::profile::Profile::name`], say):
+/// `--help` lists the names and the value goes through the type's `FromStr`, so the domain types know nothing
+/// of clap.
+pub fn named<T>(names: impl IntoIterator<Item = &'static str>) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(names).try_map(|name| name.parse::<T>())
+}
+
 /// Runs one parsed command.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli {

@@ -28,7 +28,7 @@ pub struct SignArgs {
     /// The passphrase of an encrypted key: the first line of this file (else VERITYLAB_PASSPHRASE).
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
-    /// `cosign` (a signature manifest at `sha256-HEX.sig`) or `delivery-kit` (the seed design's signature
+    /// `cosign` (a signature manifest at `sha256-HEX.sig`) or `delivery-kit` (Deckhouse delivery-kit's signature
     /// embedded in the manifest; it does not cover the layers' root-hash annotations).
     #[arg(long, default_value = "cosign", value_parser = ["cosign", "delivery-kit"])]
     pub scheme: String,

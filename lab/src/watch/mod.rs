@@ -1,8 +1,8 @@
 //! Periodic verification of converted layers at rest, within a CPU budget.
 //!
-//! The seed talk's clusters burned 100% CPU on integrity re-checks. The [`Watcher`] re-verifies every layer
-//! file against its pinned root hash (a full dm-verity tree check, top-down, as `veritysetup verify`) in
-//! passes, one every `interval`, with at most `max_parallel` layers at a time, and paces the hashing with a
+//! Re-checking integrity naively can keep every core busy on a node with many layers. The [`Watcher`]
+//! re-verifies every layer file against its pinned root hash (a full dm-verity tree check, top-down, as
+//! `veritysetup verify`) in passes, one every `interval`, with at most `max_parallel` layers at a time, and paces the hashing with a
 //! token bucket of real CPU time ([`budget`]) so the process stays within `cpu_budget_percent` of one core
 //! however many layers there are.
 //!

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use clap::builder::TypedValueParser as _;
 
 use super::args::{FecArgs, ParamArgs, existing_geometry, root_hash, same_file};
 use super::report::warn_lab_only;
@@ -74,7 +75,12 @@ pub(crate) struct OpenArgs {
     #[arg(long)]
     check_at_most_once: bool,
     /// Which backend serves the device: `auto` takes kernel dm-verity where available, else FUSE.
-    #[arg(long, value_enum, default_value_t = Choice::Auto)]
+    #[arg(
+        long,
+        value_parser = clap::builder::PossibleValuesParser::new(Choice::NAMES)
+            .try_map(|name| name.parse::<Choice>()),
+        default_value = "auto"
+    )]
     backend: Choice,
     /// Directory holding open devices [default: /run/verity-fuse as root, $XDG_RUNTIME_DIR/verity-fuse].
     #[arg(long, value_name = "DIR")]
