@@ -14,7 +14,7 @@ use super::cell_registry::CellRegistry;
 use super::image;
 use super::schema::{EntryKind, EntrySpec, LayerSpec};
 use veritylab::convert::{self, LayerConversion, VerityLayout, verity};
-use veritylab::erofs::{self, OverlayNamespace, Timestamp as ErofsTime, Whiteouts};
+use veritylab::erofs::{self, FileTime as ErofsTime, OverlayNamespace, Whiteouts};
 use veritylab::mount::emulated::{self, Devices, Layers, Rootfs, TableEntry};
 use veritylab::mount::{self, MountError, Plan, Record};
 use veritylab::mountinfo::DeviceNumber;
@@ -25,7 +25,7 @@ use veritylab::profile::{Backend, Profile};
 use veritylab::rootfs::{Snapshot, SnapshotError};
 use veritylab::sign::image::{SignOptions, SignReport, sign_image};
 use veritylab::sign::keys::{self, PublicKey};
-use veritylab::sign::timestamp::Timestamp;
+use veritylab::sign::timestamp::BuildTimestamp;
 use veritylab::sign::{Scheme, cosign, delivery_kit};
 use veritylab::store::{Store, write_atomically};
 
@@ -253,7 +253,7 @@ impl Sandbox {
             scheme: self.scheme,
             root_hash_key: None,
             tag: None,
-            built: Timestamp(built),
+            built: BuildTimestamp(built),
             layout: VerityLayout::Containerd,
         };
         sign_image(store, name, &options, &|_| {}).map_err(|e| format!("signing {name}: {e}"))

@@ -135,7 +135,7 @@ pub enum CliError {
     Sign(#[from] crate::sign::image::SignError),
     /// Pushing or fetching a signature failed.
     #[error(transparent)]
-    Transfer(#[from] crate::sign::registry::SignatureTransferError),
+    Transfer(#[from] crate::sign::remote::SignatureTransferError),
     /// Verification failed or could not run.
     #[error(transparent)]
     Verify(#[from] crate::sign::verify::VerifyError),

@@ -13,8 +13,8 @@ use crate::convert::VerityLayout;
 use crate::oci::Reference;
 use crate::oci::pull::store_name;
 use crate::sign::image::{self, SignOptions};
-use crate::sign::timestamp::Timestamp;
-use crate::sign::{Scheme, keys, registry};
+use crate::sign::timestamp::BuildTimestamp;
+use crate::sign::{Scheme, keys, remote};
 use crate::store::Store;
 
 /// Raw arguments of `veritylab sign`.
@@ -91,8 +91,8 @@ impl TryFrom<SignArgs> for SignPlan {
         }
         super::check_plain_http(args.plain_http, registry, &reference)?;
         let built = match &args.timestamp {
-            Some(text) => Timestamp::parse(text).map_err(|e| CliError::Usage(e.to_string()))?,
-            None => Timestamp::now(),
+            Some(text) => BuildTimestamp::parse(text).map_err(|e| CliError::Usage(e.to_string()))?,
+            None => BuildTimestamp::now(),
         };
         let passphrase = keys::passphrase(args.passphrase_file.as_deref())?;
         let key = keys::load_private(&args.key, passphrase.as_deref())?;
@@ -125,12 +125,12 @@ pub fn run(plan: &SignPlan) -> Result<(), CliError> {
     })?;
     let pushed = match (&plan.reference, plan.push) {
         (Reference::Registry(r), true) => {
-            let mut client = crate::oci::registry::ClientOptions {
+            let mut client = crate::oci::client::ClientOptions {
                 plain_http: plan.plain_http,
                 ..Default::default()
             };
             client.credentials = super::env_credentials();
-            Some(registry::push_signed(&store, r, &report, &client)?)
+            Some(remote::push_signed(&store, r, &report, &client)?)
         }
         _ => None,
     };

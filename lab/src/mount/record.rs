@@ -17,7 +17,7 @@ pub use verity_fuse::identity::MountId;
 pub const PLAN_FILE: &str = "plan.json";
 /// The record's file name in a mount's state directory.
 pub const RECORD_FILE: &str = "record.json";
-/// What a holder refused, written before it exits (see [`super::Refusal`]).
+/// What a holder refused, written before it exits (see [`super::LayerRefusal`]).
 pub const REFUSAL_FILE: &str = "refusal.json";
 /// The holder's log (its stderr).
 pub const LOG_FILE: &str = "holder.log";

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::annotate::{self, AnnotateError, AnnotationKeys};
 use super::cosign::{self, SignatureStoreError, StoredSignature};
 use super::keys::PublicKey;
-use super::timestamp::Timestamp;
+use super::timestamp::BuildTimestamp;
 use super::{ImageName, Scheme, delivery_kit};
 use crate::convert::{self, ConvertError, VerityLayout};
 use crate::oci::Digest;
@@ -31,7 +31,7 @@ pub struct SignOptions {
     /// The tag of the signed image; `None` keeps the source's tag (the signed manifest replaces it).
     pub tag: Option<String>,
     /// The build timestamp written into the manifest.
-    pub built: Timestamp,
+    pub built: BuildTimestamp,
     /// The conversion layout used for layers not yet converted.
     pub layout: VerityLayout,
 }
@@ -127,7 +127,7 @@ pub struct SignReport {
     /// The scheme.
     pub scheme: Scheme,
     /// The build timestamp.
-    pub built: Timestamp,
+    pub built: BuildTimestamp,
     /// The signing key's public fingerprint.
     pub key: String,
     /// The layers and their root hashes.

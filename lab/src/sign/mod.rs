@@ -5,7 +5,7 @@
 //! [`annotate`] writes root hashes and tree parameters into a copy of the manifest (same config and layers,
 //! new digest) → the new manifest is stored and tagged → [`cosign`] signs a simple-signing payload naming its
 //! digest and stores the signature manifest at `sha256-<hex>.sig`, or [`delivery_kit`] embeds Deckhouse
-//! delivery-kit's signature in the manifest itself → [`registry`] pushes both.
+//! delivery-kit's signature in the manifest itself → [`remote`] pushes both.
 //!
 //! Verifying ([`verify::verify_image`]) runs the other way under a [`policy`] and returns a
 //! [`verify::VerifiedImage`] (the exact manifest digest and ordered layers checked, each layer's root hash a
@@ -20,7 +20,7 @@ pub mod image;
 pub mod kernel_signature;
 pub mod keys;
 pub mod policy;
-pub mod registry;
+pub mod remote;
 pub mod timestamp;
 pub mod verify;
 

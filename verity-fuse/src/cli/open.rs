@@ -20,7 +20,7 @@ use crate::fec::FecParams;
 use crate::fuse::{DeviceFs, MountConfig, fuser_config};
 use crate::hash::Digest;
 use crate::params::Geometry;
-use crate::registry::{Entry, Info, Registry, SignatureCheck};
+use crate::rundir::{Entry, Info, RunDir, SignatureCheck};
 use crate::signature::{self, Keyring};
 use crate::source::FileSource;
 use crate::sys;
@@ -234,7 +234,7 @@ fn report(info: &Info, json: bool) -> Result<(), super::output::OutputError> {
 pub(crate) fn run(a: OpenArgs, argv: &[std::ffi::OsString]) -> Result<()> {
     let mut plan = plan(&a)?;
     warn_lab_only(&plan.geometry);
-    let registry = Registry::new(a.dir.as_deref())?;
+    let registry = RunDir::new(a.dir.as_deref())?;
     let backend = Backend::resolve(a.backend, backend::capabilities())?;
     let (signature, check) = check_signature(&a, &plan.root, backend)?;
     plan.signature = signature;
