@@ -540,8 +540,8 @@ fn check_layers(
         };
         let trusted_root = trusted
             .get(&layer.name)
-            .or(layer.root_hash.as_ref())
             .cloned()
+            .or_else(|| layer.root_hash.map(|r| r.to_string()))
             .unwrap_or_default();
         if device.root_hash != trusted_root {
             report.findings.push(AuditFinding::RootHashMismatch {

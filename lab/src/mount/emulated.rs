@@ -84,7 +84,7 @@ pub(super) fn start(plan: &Plan) -> Result<Record, MountError> {
         let mut mounted = MountedLayer {
             name: layer.name.clone(),
             lowerdir: lowerdir.clone(),
-            root_hash: layer.root_hash.map(|r| r.to_string()),
+            root_hash: layer.root_hash,
             device_dir: None,
             device_dev: None,
             erofs_dev: None,

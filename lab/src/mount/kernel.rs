@@ -250,7 +250,7 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
         let mut mounted = MountedLayer {
             name: layer.name.clone(),
             lowerdir: lower.clone(),
-            root_hash: layer.root_hash.map(|r| r.to_string()),
+            root_hash: layer.root_hash,
             device_dir: None,
             device_dev: None,
             erofs_dev: None,
@@ -366,7 +366,7 @@ fn set_up_fuse(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), 
         let mut mounted = MountedLayer {
             name: layer.name.clone(),
             lowerdir: PathBuf::new(),
-            root_hash: layer.root_hash.map(|r| r.to_string()),
+            root_hash: layer.root_hash,
             device_dir: None,
             device_dev: None,
             erofs_dev: None,
