@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use veritylab::convert::{VerityLayout, verity};
-use veritylab::erofs::{self, OverlayNamespace, Timestamp, Whiteouts};
+use veritylab::erofs::{self, FileTime, OverlayNamespace, Whiteouts};
 use veritylab::oci::Digest;
 use veritylab::oci::build::store_tars;
 use veritylab::oci::manifest::{Descriptor, ImageManifest, Platform};
@@ -143,7 +143,7 @@ pub(crate) fn build_layer(env: &dyn Env, tar: &[u8], file: &str) -> Result<Troja
     let options = erofs::Options {
         block_size: 4096,
         inline_data: false,
-        build_time: Some(Timestamp { secs: 0, nanos: 0 }),
+        build_time: Some(FileTime { secs: 0, nanos: 0 }),
         uuid: [7; 16],
     };
     let dest = env.scratch().join(file);

@@ -16,7 +16,7 @@ use veritylab::oci::media;
 use veritylab::sign::image::{self, SignOptions};
 use veritylab::sign::keys::{self, PublicKey};
 use veritylab::sign::policy::Policy;
-use veritylab::sign::timestamp::Timestamp;
+use veritylab::sign::timestamp::BuildTimestamp;
 use veritylab::sign::verify::{self, VerifyOptions};
 use veritylab::sign::{Scheme, cosign};
 use veritylab::store::Store;
@@ -80,7 +80,7 @@ fn sign_and_verify(c: &mut Criterion) {
         scheme: Scheme::Cosign,
         root_hash_key: None,
         tag: Some("signed".to_owned()),
-        built: Timestamp(1_800_000_000),
+        built: BuildTimestamp(1_800_000_000),
         layout: VerityLayout::Containerd,
         kernel_certificate: None,
     };

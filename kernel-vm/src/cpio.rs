@@ -12,7 +12,7 @@
 
 /// What an archive entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A directory.
     Dir,
     /// A regular file with these contents.
@@ -25,7 +25,7 @@ pub enum Kind {
 
 /// One archive entry: a path without leading `/`, permission bits and what it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Path inside the archive, relative (`bin/busybox`).
     pub path: String,
     /// Permission bits (`0o755`); the file type bits come from `kind`.
@@ -41,7 +41,7 @@ const S_IFLNK: u32 = 0o120_000;
 const S_IFCHR: u32 = 0o020_000;
 
 /// Serialises `entries` in order, followed by the trailer. Parents must come before their children.
-pub fn write(entries: &[Entry]) -> Vec<u8> {
+pub(crate) fn write(entries: &[Entry]) -> Vec<u8> {
     let mut out = Vec::new();
     for (index, entry) in entries.iter().enumerate() {
         let (type_bits, body, nlink, rdev): (u32, &[u8], u32, (u32, u32)) = match &entry.kind {

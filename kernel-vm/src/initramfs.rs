@@ -29,19 +29,19 @@ use crate::host;
 use crate::process;
 
 /// Marker printed before the script runs.
-pub const BEGIN: &str = "VMTEST-BEGIN";
+pub(crate) const BEGIN: &str = "VMTEST-BEGIN";
 /// Marker printed with the script's exit status: `VMTEST-EXIT <n>`.
-pub const EXIT: &str = "VMTEST-EXIT";
+pub(crate) const EXIT: &str = "VMTEST-EXIT";
 /// Marker printed before the kernel log.
-pub const DMESG: &str = "VMTEST-DMESG";
+pub(crate) const DMESG: &str = "VMTEST-DMESG";
 /// Marker printed last, before power-off.
-pub const END: &str = "VMTEST-END";
+pub(crate) const END: &str = "VMTEST-END";
 /// Marker printed when a setup step of `/init` fails: `VMTEST-INIT-FAILED <step>`.
-pub const INIT_FAILED: &str = "VMTEST-INIT-FAILED";
+pub(crate) const INIT_FAILED: &str = "VMTEST-INIT-FAILED";
 /// Marker the script's `section NAME` function prints to start a named section.
-pub const SECTION: &str = "VMTEST-SECTION";
+pub(crate) const SECTION: &str = "VMTEST-SECTION";
 /// Marker the script's `mark NAME VALUE` function prints.
-pub const MARK: &str = "VMTEST-MARK";
+pub(crate) const MARK: &str = "VMTEST-MARK";
 
 /// Where the caller's files go inside the guest (and the script's working directory).
 pub const DATA_DIR: &str = "/data";

@@ -17,7 +17,7 @@ use crate::modinfo;
 use crate::process;
 
 /// The metapackage whose dependency is the kernel to boot.
-pub const METAPACKAGE: &str = "linux-image-cloud-amd64";
+pub(crate) const METAPACKAGE: &str = "linux-image-cloud-amd64";
 
 /// Time allowed for `apt-cache`, `apt-get download` (about 27 MB) and `dpkg -x`, each.
 const FETCH_LIMIT: Duration = Duration::from_secs(300);
@@ -167,7 +167,7 @@ impl Kernel {
 
 /// Where unpacked kernels are cached: `$CARGO_TARGET_DIR/kernel-vm/kernels`, else the target directory that
 /// holds the running test executable (found by cargo's `CACHEDIR.TAG`), else `<workspace>/target`.
-pub fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     target_dir().join("kernel-vm").join("kernels")
 }
 

@@ -8,13 +8,13 @@
 //! Data flows like this:
 //!
 //! 1. [`available`] probes once per process: `qemu-system-x86_64` (package `qemu-system-x86`), `busybox`
-//!    (`busybox-static`), and the kernel ([`kernel`]): the package `linux-image-cloud-amd64` depends on,
+//!    (`busybox-static`), and the kernel (`kernel`): the package `linux-image-cloud-amd64` depends on,
 //!    fetched with `apt-get download`, unpacked with `dpkg -x` into `<target>/kernel-vm/kernels/` and reused.
 //! 2. [`Vm::builder`] collects the script, data files, host binaries and extra modules.
-//! 3. [`VmBuilder::run`] resolves the modules' load order from their `depends=` metadata ([`modinfo`]),
-//!    writes a newc archive ([`cpio`]) laid out as [`initramfs`] describes, boots it with
+//! 3. [`VmBuilder::run`] resolves the modules' load order from their `depends=` metadata (`modinfo`),
+//!    writes a newc archive (`cpio`) laid out as `initramfs` describes, boots it with
 //!    `-nographic -no-reboot -smp 1`, bounded memory and a wall-clock limit, and splits the console at the
-//!    markers `/init` prints ([`output`]).
+//!    markers `/init` prints (`output`).
 //!
 //! A script that exits non-zero is a normal result ([`VmOutput::exit_code`]); a VM that times out, panics
 //! or fails to set up is a [`VmError`] carrying the last console lines.
@@ -37,24 +37,24 @@
 //! never performance figures.
 #![forbid(unsafe_code)]
 
-pub mod cpio;
-pub mod error;
+mod cpio;
+mod error;
 pub mod firmware;
 mod host;
-pub mod initramfs;
-pub mod kernel;
-pub mod modinfo;
-pub mod output;
+mod initramfs;
+mod kernel;
+mod modinfo;
+mod output;
 mod process;
-pub mod vm;
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 pub use error::VmError;
-pub use initramfs::FileSource;
+pub use initramfs::{DATA_DIR, FileSource};
 pub use kernel::{Kernel, Series};
-pub use output::VmOutput;
+pub use output::{TAIL_LINES, VmOutput};
 pub use vm::{Vm, VmBuilder};
 
 /// What a VM needs on this host: qemu, busybox and an unpacked kernel.

@@ -23,12 +23,12 @@ pub enum ModinfoError {
 }
 
 /// A module name with `-` replaced by `_`, the form the kernel uses internally.
-pub fn normalize(name: &str) -> String {
+pub(crate) fn normalize(name: &str) -> String {
     name.replace('-', "_")
 }
 
 /// The modules named by the `depends=` entry of the module file `ko` (empty when it depends on nothing).
-pub fn depends(ko: &[u8]) -> Result<Vec<String>, ModinfoError> {
+pub(crate) fn depends(ko: &[u8]) -> Result<Vec<String>, ModinfoError> {
     let info = section(ko, b".modinfo")?.ok_or(ModinfoError::NoModinfo)?;
     Ok(info
         .split(|&b| b == 0)
@@ -103,7 +103,7 @@ fn read_u64(bytes: &[u8], at: usize) -> Result<u64, ModinfoError> {
 /// Orders `wanted` and everything they depend on (per `deps`, keyed by normalized name) so that every
 /// module comes after its dependencies; each module appears once. A name missing from `deps` is returned
 /// as the error. Dependency cycles (which the kernel's build refuses) are cut where they close.
-pub fn load_order(wanted: &[String], deps: &BTreeMap<String, Vec<String>>) -> Result<Vec<String>, String> {
+pub(crate) fn load_order(wanted: &[String], deps: &BTreeMap<String, Vec<String>>) -> Result<Vec<String>, String> {
     let mut order = Vec::new();
     for name in wanted {
         // Depth-first post-order with an explicit stack: (module, whether its dependencies are pushed).

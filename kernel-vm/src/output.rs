@@ -56,14 +56,14 @@ impl VmOutput {
 }
 
 /// The last [`TAIL_LINES`] lines of `console`.
-pub fn tail(console: &str) -> String {
+pub(crate) fn tail(console: &str) -> String {
     let lines: Vec<&str> = console.lines().collect();
     lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
 }
 
 /// The kernel's panic line (`Kernel panic - not syncing: ...`), if the console has one; it is often above
 /// the last lines because the stack trace follows it.
-pub fn panic_line(console: &str) -> Option<&str> {
+pub(crate) fn panic_line(console: &str) -> Option<&str> {
     console
         .lines()
         .find(|line| line.contains("Kernel panic"))

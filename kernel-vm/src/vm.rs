@@ -13,13 +13,13 @@ use crate::{Host, firmware, process};
 
 /// Modules every VM loads: device-mapper and dm-verity, EROFS, loop devices, overlayfs and FUSE. Their
 /// dependencies (`reed_solomon`, `dm-bufio`, `libcrc32c`, ...) are found from the modules themselves.
-pub const DEFAULT_MODULES: &[&str] = &["dm-mod", "dm-bufio", "dm-verity", "erofs", "loop", "overlay", "fuse"];
+pub(crate) const DEFAULT_MODULES: &[&str] = &["dm-mod", "dm-bufio", "dm-verity", "erofs", "loop", "overlay", "fuse"];
 
 /// Default guest memory. The initramfs is unpacked into RAM, so data files count against it.
-pub const DEFAULT_MEMORY_MIB: u32 = 512;
+pub(crate) const DEFAULT_MEMORY_MIB: u32 = 512;
 
 /// Default wall-clock limit: generous for a boot of a few seconds on a loaded host, still bounded.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The kernel command line: serial console, quiet boot, reboot (so qemu exits) on panic, and
 /// `no_timer_check`: under TCG on a loaded host the kernel's check that the timer interrupt arrives through the

@@ -48,7 +48,7 @@ use crate::profile::{Backend, Profile};
 /// One thing the audit found wrong, with its evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Finding {
+pub enum AuditFinding {
     /// The namespace holding the mount is gone.
     NamespaceGone {
         /// The holder process that was expected.
@@ -143,31 +143,31 @@ pub enum Finding {
     },
 }
 
-impl Finding {
+impl AuditFinding {
     /// The finding's kind, as in JSON.
     pub fn kind(&self) -> &'static str {
         match self {
-            Finding::NamespaceGone { .. } => "namespace-gone",
-            Finding::MountReplaced { .. } => "mount-replaced",
-            Finding::RootfsMissing { .. } => "rootfs-missing",
-            Finding::Overmount { .. } => "overmount",
-            Finding::WritableUpperdir { .. } => "writable-upperdir",
-            Finding::OverlayWritable => "overlay-writable",
-            Finding::LowerdirsChanged { .. } => "lowerdirs-changed",
-            Finding::CountMismatch { .. } => "count-mismatch",
-            Finding::UntracedLayer { .. } => "untraced-layer",
-            Finding::RootHashMismatch { .. } => "root-hash-mismatch",
-            Finding::DeviceCorrupted { .. } => "device-corrupted",
-            Finding::UnexpectedMount { .. } => "unexpected-mount",
+            AuditFinding::NamespaceGone { .. } => "namespace-gone",
+            AuditFinding::MountReplaced { .. } => "mount-replaced",
+            AuditFinding::RootfsMissing { .. } => "rootfs-missing",
+            AuditFinding::Overmount { .. } => "overmount",
+            AuditFinding::WritableUpperdir { .. } => "writable-upperdir",
+            AuditFinding::OverlayWritable => "overlay-writable",
+            AuditFinding::LowerdirsChanged { .. } => "lowerdirs-changed",
+            AuditFinding::CountMismatch { .. } => "count-mismatch",
+            AuditFinding::UntracedLayer { .. } => "untraced-layer",
+            AuditFinding::RootHashMismatch { .. } => "root-hash-mismatch",
+            AuditFinding::DeviceCorrupted { .. } => "device-corrupted",
+            AuditFinding::UnexpectedMount { .. } => "unexpected-mount",
         }
     }
 }
 
-impl std::fmt::Display for Finding {
+impl std::fmt::Display for AuditFinding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Finding::NamespaceGone { holder } => write!(f, "the mount namespace (holder {holder:?}) is gone"),
-            Finding::MountReplaced { path, recorded, found } => match recorded {
+            AuditFinding::NamespaceGone { holder } => write!(f, "the mount namespace (holder {holder:?}) is gone"),
+            AuditFinding::MountReplaced { path, recorded, found } => match recorded {
                 Some(recorded) => write!(
                     f,
                     "the mount at {} is {found}, the one made was {recorded}",
@@ -179,8 +179,8 @@ impl std::fmt::Display for Finding {
                     path.display()
                 ),
             },
-            Finding::RootfsMissing { target } => write!(f, "no rootfs overlay at {}", target.display()),
-            Finding::Overmount {
+            AuditFinding::RootfsMissing { target } => write!(f, "no rootfs overlay at {}", target.display()),
+            AuditFinding::Overmount {
                 path,
                 fs_type,
                 source,
@@ -190,12 +190,12 @@ impl std::fmt::Display for Finding {
                 "overmount at {}: {fs_type} {source:?} on device {device}",
                 path.display()
             ),
-            Finding::WritableUpperdir { upperdir } => write!(f, "the overlay has a writable upperdir {upperdir}"),
-            Finding::OverlayWritable => f.write_str("the overlay is mounted read-write"),
-            Finding::LowerdirsChanged { expected, found } => {
+            AuditFinding::WritableUpperdir { upperdir } => write!(f, "the overlay has a writable upperdir {upperdir}"),
+            AuditFinding::OverlayWritable => f.write_str("the overlay is mounted read-write"),
+            AuditFinding::LowerdirsChanged { expected, found } => {
                 write!(f, "lowerdirs are {found:?}, recorded {expected:?}")
             }
-            Finding::CountMismatch {
+            AuditFinding::CountMismatch {
                 layers,
                 lowerdirs,
                 verified_devices,
@@ -204,18 +204,18 @@ impl std::fmt::Display for Finding {
                 f,
                 "{layers} layers but {lowerdirs} lowerdirs, {verified_devices} verified devices, {erofs_mounts} EROFS mounts"
             ),
-            Finding::UntracedLayer {
+            AuditFinding::UntracedLayer {
                 layer,
                 lowerdir,
                 reason,
             } => write!(f, "layer {layer} at {}: {reason}", lowerdir.display()),
-            Finding::RootHashMismatch { layer, trusted, device } => {
+            AuditFinding::RootHashMismatch { layer, trusted, device } => {
                 write!(f, "layer {layer}: device root hash {device}, trusted {trusted}")
             }
-            Finding::DeviceCorrupted { layer, status } => {
+            AuditFinding::DeviceCorrupted { layer, status } => {
                 write!(f, "layer {layer}: device reports corruption {status}")
             }
-            Finding::UnexpectedMount {
+            AuditFinding::UnexpectedMount {
                 path,
                 fs_type,
                 source,
@@ -241,7 +241,7 @@ pub struct Report {
     /// What was checked, one line each.
     pub checked: Vec<String>,
     /// What was found wrong.
-    pub findings: Vec<Finding>,
+    pub findings: Vec<AuditFinding>,
 }
 
 impl Report {
@@ -339,7 +339,9 @@ fn audit_mounts(record: &Record, view: &dyn View, trusted: &BTreeMap<String, Str
     let mounts = view.mounts();
     let held = record.backend == Backend::Emulated || record.holder_alive();
     if mounts.is_empty() || !held {
-        report.findings.push(Finding::NamespaceGone { holder: record.holder });
+        report
+            .findings
+            .push(AuditFinding::NamespaceGone { holder: record.holder });
         return report;
     }
     report.checked.push(format!("{} mounts in the namespace", mounts.len()));
@@ -397,7 +399,7 @@ fn check_target<'m>(
         record.overlay_dev.map(|d| d.to_string()).unwrap_or_default()
     ));
     match overlay {
-        None => report.findings.push(Finding::RootfsMissing {
+        None => report.findings.push(AuditFinding::RootfsMissing {
             target: record.target.clone(),
         }),
         Some(overlay) => check_identity(&record.target, record.rootfs_mount, view.identify(overlay), report),
@@ -409,7 +411,7 @@ fn check_target<'m>(
     for m in mounts {
         let is_overlay = overlay.is_some_and(|o| o.mount_id == m.mount_id);
         if !is_overlay && m.mount_point.starts_with(&record.target) {
-            report.findings.push(Finding::Overmount {
+            report.findings.push(AuditFinding::Overmount {
                 path: m.mount_point.clone(),
                 fs_type: m.fs_type.to_string_lossy().into_owned(),
                 source: m.source.to_string_lossy().into_owned(),
@@ -428,7 +430,7 @@ fn check_fuse_rootfs(record: &Record, rootfs: Option<&MountInfo>, report: &mut R
         record.holder.unwrap_or_default()
     ));
     if rootfs.is_some_and(|m| !m.is_read_only()) {
-        report.findings.push(Finding::OverlayWritable);
+        report.findings.push(AuditFinding::OverlayWritable);
     }
 }
 
@@ -444,19 +446,19 @@ fn check_overlay(record: &Record, overlay: &MountInfo, report: &mut Report) {
         expected.len()
     ));
     if found != expected {
-        report.findings.push(Finding::LowerdirsChanged { expected, found });
+        report.findings.push(AuditFinding::LowerdirsChanged { expected, found });
     }
     if record.profile == Profile::Hardened {
         report
             .checked
             .push("the overlay is read-only and has no upperdir (hardened)".to_owned());
         if let Some(upper) = overlay.super_options.get("upperdir") {
-            report.findings.push(Finding::WritableUpperdir {
+            report.findings.push(AuditFinding::WritableUpperdir {
                 upperdir: upper.to_string_lossy().into_owned(),
             });
         }
         if !overlay.is_read_only() {
-            report.findings.push(Finding::OverlayWritable);
+            report.findings.push(AuditFinding::OverlayWritable);
         }
     }
 }
@@ -538,18 +540,18 @@ fn check_layers(
         };
         let trusted_root = trusted
             .get(&layer.name)
-            .or(layer.root_hash.as_ref())
             .cloned()
+            .or_else(|| layer.root_hash.map(|r| r.to_string()))
             .unwrap_or_default();
         if device.root_hash != trusted_root {
-            report.findings.push(Finding::RootHashMismatch {
+            report.findings.push(AuditFinding::RootHashMismatch {
                 layer: layer.name.clone(),
                 trusted: trusted_root,
                 device: device.root_hash,
             });
         }
         if device.corrupted {
-            report.findings.push(Finding::DeviceCorrupted {
+            report.findings.push(AuditFinding::DeviceCorrupted {
                 layer: layer.name.clone(),
                 status: device.status,
             });
@@ -583,7 +585,7 @@ fn check_layers(
         0
     };
     if erofs_mounts != lowerdirs || verified != wanted_verified {
-        report.findings.push(Finding::CountMismatch {
+        report.findings.push(AuditFinding::CountMismatch {
             layers: record.layers.len(),
             lowerdirs,
             verified_devices: verified,
@@ -595,7 +597,7 @@ fn check_layers(
 /// Reports a mount at `path` that is not the one recorded there.
 fn check_identity(path: &Path, recorded: Option<MountId>, found: MountId, report: &mut Report) {
     if recorded != Some(found) {
-        report.findings.push(Finding::MountReplaced {
+        report.findings.push(AuditFinding::MountReplaced {
             path: path.to_owned(),
             recorded,
             found,
@@ -731,8 +733,8 @@ fn trace_dm(mapping: &dm::Mapping, erofs: &MountInfo, view: &dyn View) -> Result
     })
 }
 
-fn untraced(layer: &MountedLayer, reason: &str) -> Finding {
-    Finding::UntracedLayer {
+fn untraced(layer: &MountedLayer, reason: &str) -> AuditFinding {
+    AuditFinding::UntracedLayer {
         layer: layer.name.clone(),
         lowerdir: layer.lowerdir.clone(),
         reason: reason.to_owned(),
@@ -762,7 +764,7 @@ fn check_new_mounts(record: &Record, view: &dyn View, mounts: &[MountInfo], repo
             MountId::Reusable(id) => record.baseline.iter().any(|b| b.id == id),
         };
         if !known {
-            report.findings.push(Finding::UnexpectedMount {
+            report.findings.push(AuditFinding::UnexpectedMount {
                 path: m.mount_point.clone(),
                 fs_type: m.fs_type.to_string_lossy().into_owned(),
                 source: m.source.to_string_lossy().into_owned(),

@@ -76,7 +76,7 @@ pub enum ErrorKind {
 
 /// The kind of a mount-audit, re-verification or cleanup finding.
 ///
-/// The audit's kinds are spelled as `audit::Finding::kind` spells them, so the runner maps them one to one;
+/// The audit's kinds are spelled as `audit::AuditFinding::kind` spells them, so the runner maps them one to one;
 /// `tree-mismatch` stands for any finding of re-verification at rest, `leaked-mount` for what the cleanup
 /// helper reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]

@@ -18,7 +18,7 @@
 //!
 //! Backends: `kernel` (real mounts in the cell's holder namespace, reached through `/proc/HOLDER/root`
 //! and `nsenter`; root), `fuse` (the FUSE rootfs; root for the attacks' mounts) and `emulated` (in process,
-//! any user). A mount the backend refuses comes back as a typed [`veritylab::mount::Refusal`] carrying the
+//! any user). A mount the backend refuses comes back as a typed [`veritylab::mount::LayerRefusal`] carrying the
 //! verified devices' status, so the evidence is the same whichever backend ran the cell.
 
 use std::fs;
@@ -43,21 +43,21 @@ use veritylab::audit;
 use veritylab::convert::{self, ConvertError, VerityLayout};
 use veritylab::defence::{self, Defence};
 use veritylab::erofs::ReadError;
-use veritylab::mount::{self, MountError, RefusalKind, Trust};
+use veritylab::mount::{self, LayerRefusalKind, MountError, Trust};
 use veritylab::oci::Reference;
+use veritylab::oci::client::{ClientOptions, RegistryError};
 use veritylab::oci::layout::LayoutError;
 use veritylab::oci::pull::{self, PullError, PullOptions};
 use veritylab::oci::reference::{self, RegistryRef};
-use veritylab::oci::registry::{ClientOptions, RegistryError};
 use veritylab::profile::{Backend, Profile};
 use veritylab::rootfs::{RootfsError, SnapshotError};
 use veritylab::sign::Scheme;
 use veritylab::sign::cosign;
 use veritylab::sign::image::SignReport;
 use veritylab::sign::policy::{Policy, Rule};
-use veritylab::sign::registry as sign_registry;
-use veritylab::sign::timestamp::Timestamp;
-use veritylab::sign::verify::{self, Finding as VerifyFinding, VerifyError, VerifyOptions};
+use veritylab::sign::remote as sign_registry;
+use veritylab::sign::timestamp::BuildTimestamp;
+use veritylab::sign::verify::{self, SignatureFinding as VerifyFinding, VerifyError, VerifyOptions};
 use veritylab::store::StoreError;
 use veritylab::watch::{self, WatchConfig};
 
@@ -675,7 +675,7 @@ fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, 
             require_signature: sandbox.policy_requires_signature,
             keys: Vec::new(),
             require_pull_by_digest: None,
-            min_build_timestamp: Some(Timestamp(MINIMUM)),
+            min_build_timestamp: Some(BuildTimestamp(MINIMUM)),
         }],
         ..Policy::default()
     };
@@ -784,9 +784,9 @@ fn mount_image(cell: &mut Cell<'_>, sandbox: &mut Sandbox, trust: &Trust) -> Res
         Err(MountError::Refused { refusal, .. }) => {
             push_devices(cell, &refusal.devices);
             let kind = match refusal.kind {
-                RefusalKind::RootHash => ErrorKind::RootHashMismatch,
-                RefusalKind::Verification => ErrorKind::HashMismatch,
-                RefusalKind::Malformed => ErrorKind::MalformedImage,
+                LayerRefusalKind::RootHash => ErrorKind::RootHashMismatch,
+                LayerRefusalKind::Verification => ErrorKind::HashMismatch,
+                LayerRefusalKind::Malformed => ErrorKind::MalformedImage,
             };
             cell.refused(Phase::Setup, "mount", kind, refusal.to_string());
             Ok(false)
@@ -908,7 +908,7 @@ fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) -> Resul
             Harness(format!("mount audit: {e}"))
         })?;
         let path = match f {
-            audit::Finding::Overmount { path, .. } => {
+            audit::AuditFinding::Overmount { path, .. } => {
                 path.strip_prefix(&record.target).ok().map(|p| p.display().to_string())
             }
             _ => None,

@@ -26,7 +26,7 @@ use veritylab::rootfs::{Snapshot, SnapshotError};
 use veritylab::sign::Scheme;
 use veritylab::sign::image::{SignError, SignOptions, SignReport, read_image, sign_image};
 use veritylab::sign::keys::{self, PublicKey};
-use veritylab::sign::timestamp::Timestamp;
+use veritylab::sign::timestamp::BuildTimestamp;
 use veritylab::store::{Store, StoreError};
 
 /// The repository every scenario image is published under (a name only: nothing is contacted).
@@ -270,7 +270,7 @@ impl Sandbox {
             scheme: self.scheme,
             root_hash_key: None,
             tag: None,
-            built: Timestamp(built),
+            built: BuildTimestamp(built),
             layout: VerityLayout::Containerd,
             kernel_certificate: None,
         };

@@ -153,7 +153,7 @@ pub fn run_scenarios(
                 builder = builder.file(&format!("{GUEST_SCENARIOS}/{name}"), path);
             }
         }
-        command.push_str(&format!(" --dir {}/{GUEST_SCENARIOS}", kernel_vm::initramfs::DATA_DIR));
+        command.push_str(&format!(" --dir {}/{GUEST_SCENARIOS}", kernel_vm::DATA_DIR));
     }
     if let Some(profile) = profile {
         command.push_str(&format!(" --profile {profile}"));

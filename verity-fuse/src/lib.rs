@@ -32,7 +32,7 @@ pub mod host;
 #[allow(unsafe_code)]
 pub mod identity;
 pub mod params;
-pub mod registry;
+pub mod rundir;
 pub mod signature;
 pub mod source;
 pub mod superblock;

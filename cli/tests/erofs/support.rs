@@ -10,7 +10,7 @@ use std::process::Command;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use veritylab::erofs::hostfs::{self, Special};
-use veritylab::erofs::{FileKind, Image, Timestamp};
+use veritylab::erofs::{FileKind, FileTime, Image};
 use veritylab::verity_fuse::ReadAt;
 
 /// One entry as both a host tree and an image can describe it.
@@ -268,7 +268,7 @@ impl Drop for Mount {
 
 /// Sets a timestamp on a path without following symlinks.
 pub(super) fn touch(path: &Path, secs: i64, nanos: u32) {
-    hostfs::set_mtime(path, Timestamp { secs, nanos }).unwrap();
+    hostfs::set_mtime(path, FileTime { secs, nanos }).unwrap();
 }
 
 /// What a generated tree may contain.

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use veritylab::audit::{self, Finding};
+use veritylab::audit::{self, AuditFinding};
 use veritylab::mount::emulated::{self, Rootfs, Table, TableEntry};
 use veritylab::mount::record::MountId;
 use veritylab::mount::{self, Record, Trust};
@@ -171,7 +171,7 @@ fn an_overmount_added_to_the_emulated_table_is_reported_with_path_and_device() {
     let report = audit(&reread);
     assert_eq!(
         report.findings,
-        vec![Finding::Overmount {
+        vec![AuditFinding::Overmount {
             path,
             fs_type: "tmpfs".to_owned(),
             source: "decoy".to_owned(),
@@ -201,7 +201,7 @@ fn a_lowerdir_mount_claiming_the_right_source_on_another_device_is_untraced() {
         report
             .findings
             .iter()
-            .any(|f| matches!(f, Finding::UntracedLayer { layer: l, .. } if *l == layer)),
+            .any(|f| matches!(f, AuditFinding::UntracedLayer { layer: l, .. } if *l == layer)),
         "{:?}",
         report.findings
     );
@@ -267,7 +267,7 @@ fn a_lowerdir_and_overlay_replayed_with_the_same_ids_are_replaced_mounts_on_anot
     let (mut record, _) = lab.mount(Profile::Hardened, "rootfs");
     replay(&mut record);
     let report = audit(&mount::list(&lab.store).unwrap().pop().unwrap());
-    let kinds: Vec<&str> = report.findings.iter().map(Finding::kind).collect();
+    let kinds: Vec<&str> = report.findings.iter().map(AuditFinding::kind).collect();
     assert_eq!(
         kinds,
         vec![
@@ -312,7 +312,7 @@ fn without_unique_mount_ids_a_replay_passes_the_mount_checks_but_not_the_loop_ba
     );
     replay(&mut record);
     let report = audit(&mount::list(&lab.store).unwrap().pop().unwrap());
-    let kinds: Vec<&str> = report.findings.iter().map(Finding::kind).collect();
+    let kinds: Vec<&str> = report.findings.iter().map(AuditFinding::kind).collect();
     assert_eq!(kinds, vec!["untraced-layer", "count-mismatch"], "{:?}", report.findings);
 }
 
@@ -330,7 +330,7 @@ fn a_verified_device_that_saw_corruption_is_reported_by_the_emulated_audit() {
     let table = Table::with_devices(&record, vec![(layer.clone(), report)]);
     let audited = audit::audit(&record, &table, &BTreeMap::new());
     assert!(
-        matches!(audited.findings.as_slice(), [Finding::DeviceCorrupted { layer: l, .. }] if *l == layer),
+        matches!(audited.findings.as_slice(), [AuditFinding::DeviceCorrupted { layer: l, .. }] if *l == layer),
         "{:?}",
         audited.findings
     );

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use veritylab::audit::{self, Finding, Namespace};
+use veritylab::audit::{self, AuditFinding, Namespace};
 use veritylab::mount::{self, Plan, Record, Trust};
 use veritylab::profile::{Backend, Profile};
 use veritylab::store::Store;
@@ -241,7 +241,7 @@ fn an_overmount_and_an_extra_mount_in_the_namespace_are_reported_with_path_and_d
         .findings
         .iter()
         .map(|f| match f {
-            Finding::Overmount { path, .. } | Finding::UnexpectedMount { path, .. } => {
+            AuditFinding::Overmount { path, .. } | AuditFinding::UnexpectedMount { path, .. } => {
                 (f.kind(), path.display().to_string())
             }
             other => (other.kind(), String::new()),
@@ -305,7 +305,10 @@ fn a_killed_holder_leaves_nothing_and_umount_clears_its_record() {
     let record = lab.mount(Profile::Verity, &target);
     kill_holder(&record);
     let report = audit(&record);
-    assert_eq!(report.findings, vec![Finding::NamespaceGone { holder: record.holder }]);
+    assert_eq!(
+        report.findings,
+        vec![AuditFinding::NamespaceGone { holder: record.holder }]
+    );
     assert_eq!(
         mount::list(&lab.store).unwrap().len(),
         1,

@@ -9,7 +9,7 @@ use veritylab::mount::Trust;
 use veritylab::sign::image::{SignOptions, sign_image};
 use veritylab::sign::keys;
 use veritylab::sign::policy::Policy;
-use veritylab::sign::timestamp::Timestamp;
+use veritylab::sign::timestamp::BuildTimestamp;
 use veritylab::sign::verify::{VerifyOptions, verify_image};
 use veritylab::store::Store;
 
@@ -23,7 +23,7 @@ fn signed(store: &Store, name: &str) -> Trust {
         scheme: veritylab::sign::Scheme::Cosign,
         root_hash_key: None,
         tag: None,
-        built: Timestamp(1_800_000_000),
+        built: BuildTimestamp(1_800_000_000),
         layout: veritylab::convert::VerityLayout::Containerd,
         kernel_certificate: None,
     };

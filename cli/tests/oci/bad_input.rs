@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use veritylab::oci::PullError;
 
 use veritylab::oci::Digest;
+use veritylab::oci::client::RegistryError;
 use veritylab::oci::digest::VerifyError;
 use veritylab::oci::manifest::ManifestError;
-use veritylab::oci::registry::RegistryError;
 use veritylab::store::{Store, StoreError};
 
 use super::support::{

@@ -6,10 +6,10 @@ use std::path::Path;
 use std::process::Command;
 
 use veritylab::oci::Digest;
+use veritylab::oci::client::RegistryError;
 use veritylab::oci::pull::PullError;
 use veritylab::oci::push::{self, PushDestination, PushError, PushOptions, PushSource};
 use veritylab::oci::reference::LayoutRef;
-use veritylab::oci::registry::RegistryError;
 use veritylab::store::Store;
 
 use super::support::{
@@ -168,7 +168,7 @@ fn push_refuses_a_destination_digest_that_is_not_the_image_and_a_changed_source_
     assert!(
         matches!(
             &err,
-            PushError::Registry(veritylab::oci::registry::RegistryError::Verify { .. })
+            PushError::Registry(veritylab::oci::client::RegistryError::Verify { .. })
         ),
         "{err}"
     );

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use veritylab::oci::build::{self, BuildReport};
+use veritylab::oci::client::{ClientOptions, RegistryError};
 use veritylab::oci::push::{self, PushDestination, PushOptions, PushSource};
 use veritylab::oci::reference::LayoutRef;
-use veritylab::oci::registry::{ClientOptions, RegistryError};
 use veritylab::oci::{Digest, PullError, media};
 use veritylab::store::Store;
 

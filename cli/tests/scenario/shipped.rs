@@ -1,5 +1,6 @@
 //! The scenarios in the repository's `scenarios/` folder: they validate, embedded and from the folder, and
-//! tell the seed talk's story.
+//! show what each profile misses: vanilla misses the layer attacks, hardened only a rollback within the
+//! freshness window.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -39,7 +40,7 @@ fn every_catalogue_attack_has_a_scenario_named_after_it() {
 }
 
 #[test]
-fn the_matrix_tells_the_seed_talks_story() {
+fn vanilla_misses_layer_attacks_and_hardened_only_rollback() {
     let scenarios = load::embedded().unwrap();
     let expected = |id: &str, profile: Profile| {
         let scenario = scenarios

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use veritylab::sign::cosign::{self, SignatureError, SignatureImage, StoredSignature};
 use veritylab::sign::keys::{self, KeyError};
 use veritylab::sign::policy::{Policy, PolicyError};
-use veritylab::sign::verify::Finding;
+use veritylab::sign::verify::SignatureFinding;
 use veritylab::sign::{Scheme, annotate};
 
 use super::support::{
@@ -29,7 +29,7 @@ fn a_signature_made_with_another_key_is_refused() {
     let (_, stranger) = key_pair();
     let report = rejected(&store, &name(), &options(Policy::default(), &stranger, Scheme::Cosign));
     match &findings(&report)[0] {
-        Finding::BadSignature {
+        SignatureFinding::BadSignature {
             error: SignatureError::NoTrustedKey { tried },
             ..
         } => assert_eq!(tried, &vec![stranger.fingerprint.clone()]),
@@ -54,7 +54,7 @@ fn a_stripped_signature_is_refused() {
     let report = rejected(&store, &name(), &options(Policy::default(), &public, Scheme::Cosign));
     assert_eq!(
         findings(&report),
-        vec![Finding::SignatureMissing { expected: sig_name }],
+        vec![SignatureFinding::SignatureMissing { expected: sig_name }],
         "{report:#?}"
     );
     // delivery-kit: stripping the embedded annotations (a new manifest) is caught the same way.
@@ -70,7 +70,10 @@ fn a_stripped_signature_is_refused() {
         &name(),
         &options(Policy::default(), &public, Scheme::DeliveryKit),
     );
-    assert!(matches!(findings(&report)[0], Finding::SignatureMissing { .. }));
+    assert!(matches!(
+        findings(&report)[0],
+        SignatureFinding::SignatureMissing { .. }
+    ));
 }
 
 #[test]
@@ -87,7 +90,7 @@ fn a_payload_for_another_digest_is_refused() {
     let report = rejected(&store, &name(), &options(Policy::default(), &public, Scheme::Cosign));
     assert_eq!(
         findings(&report),
-        vec![Finding::PayloadDigest {
+        vec![SignatureFinding::PayloadDigest {
             signed: other.to_string(),
             used: signed.manifest.digest
         }]
@@ -101,7 +104,7 @@ fn a_payload_for_another_digest_is_refused() {
     cosign::save(&store, REPO, &signed.manifest.digest, &SignatureImage::new(&[moved])).unwrap();
     let report = rejected(&store, &name(), &options(Policy::default(), &public, Scheme::Cosign));
     assert!(
-        matches!(&findings(&report)[0], Finding::PayloadIdentity { signed, .. } if signed == "registry.example/elsewhere")
+        matches!(&findings(&report)[0], SignatureFinding::PayloadIdentity { signed, .. } if signed == "registry.example/elsewhere")
     );
 }
 
@@ -114,10 +117,11 @@ fn a_changed_root_hash_annotation_is_refused() {
     store_manifest(&store, &name(), &serde_json::to_vec(&manifest).unwrap());
     let report = rejected(&store, &name(), &options(Policy::default(), &public, Scheme::Cosign));
     let all = findings(&report);
-    assert!(matches!(all[0], Finding::SignatureMissing { .. }), "{all:?}");
+    assert!(matches!(all[0], SignatureFinding::SignatureMissing { .. }), "{all:?}");
     assert!(
-        all.iter()
-            .any(|f| matches!(f, Finding::RootHashMismatch { signed, .. } if signed.to_string() == "cd".repeat(32))),
+        all.iter().any(
+            |f| matches!(f, SignatureFinding::RootHashMismatch { signed, .. } if signed.to_string() == "cd".repeat(32))
+        ),
         "the local tree disagrees too: {all:?}"
     );
     // A malformed annotation is named with the reason.
@@ -132,7 +136,7 @@ fn a_changed_root_hash_annotation_is_refused() {
     );
 }
 
-fn with_signature_text(text: &str) -> Vec<Finding> {
+fn with_signature_text(text: &str) -> Vec<SignatureFinding> {
     let work = tempfile::tempdir().unwrap();
     let (store, _, public, signed) = signed_store(work.path(), Scheme::Cosign);
     let mut sigs = cosign::load(&store, REPO, &signed.manifest.digest).unwrap().unwrap();
@@ -149,7 +153,7 @@ fn with_signature_text(text: &str) -> Vec<Finding> {
 fn malformed_base64_and_der_signatures_are_refused() {
     assert!(matches!(
         &with_signature_text("MEUCIQ!!not base64")[0],
-        Finding::BadSignature {
+        SignatureFinding::BadSignature {
             error: SignatureError::Base64 { .. },
             ..
         }
@@ -157,7 +161,7 @@ fn malformed_base64_and_der_signatures_are_refused() {
     let not_der = base64::engine::general_purpose::STANDARD.encode(b"\x30\x03\x02\x01");
     assert!(matches!(
         &with_signature_text(&not_der)[0],
-        Finding::BadSignature {
+        SignatureFinding::BadSignature {
             error: SignatureError::Der { .. },
             ..
         }
@@ -166,7 +170,7 @@ fn malformed_base64_and_der_signatures_are_refused() {
     assert!(
         matches!(
             &empty[0],
-            Finding::BadSignature {
+            SignatureFinding::BadSignature {
                 error: SignatureError::Der { .. },
                 ..
             }
@@ -241,7 +245,10 @@ fn an_unsigned_image_is_refused_and_allowed_only_where_the_policy_says_so() {
     let (key, public) = key_pair();
     store_image(&store, &name(), &layers("v1"));
     let report = rejected(&store, &name(), &options(Policy::default(), &public, Scheme::Cosign));
-    assert!(matches!(findings(&report)[0], Finding::SignatureMissing { .. }));
+    assert!(matches!(
+        findings(&report)[0],
+        SignatureFinding::SignatureMissing { .. }
+    ));
     let policy = Policy::parse(
         "[[repository]]\npattern = \"registry.example/lab/*\"\nrequire_signature = false\n",
         work.path(),
@@ -251,7 +258,9 @@ fn an_unsigned_image_is_refused_and_allowed_only_where_the_policy_says_so() {
     // Not signed, and no root hashes either: still refused, for the missing annotations.
     let report = rejected(&store, &name(), &options(policy.clone(), &public, Scheme::Cosign));
     assert!(
-        findings(&report).iter().all(|f| matches!(f, Finding::Annotation(_))),
+        findings(&report)
+            .iter()
+            .all(|f| matches!(f, SignatureFinding::Annotation(_))),
         "{report:#?}"
     );
     // Signed and then stripped: allowed by this rule, with the signature check skipped and said so.

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use veritylab::sign::Scheme;
 use veritylab::sign::policy::Policy;
-use veritylab::sign::timestamp::Timestamp;
-use veritylab::sign::verify::{CheckName, Finding, LayerSource, Outcome};
+use veritylab::sign::timestamp::BuildTimestamp;
+use veritylab::sign::verify::{CheckName, LayerSource, Outcome, SignatureFinding};
 
 use super::support::{
     REPO, findings, key_pair, layers, manifest_json, options, rejected, sign, store_image, store_manifest, verified,
@@ -39,9 +39,9 @@ fn rollback_to_an_older_signed_build_is_refused() {
     assert_eq!(signature.outcome, Outcome::Passed, "the old signature itself is valid");
     assert_eq!(
         findings(&report),
-        vec![Finding::Rollback {
-            built: Timestamp(1_780_000_000),
-            minimum: Timestamp::parse("2027-01-01T00:00:00Z").unwrap(),
+        vec![SignatureFinding::Rollback {
+            built: BuildTimestamp(1_780_000_000),
+            minimum: BuildTimestamp::parse("2027-01-01T00:00:00Z").unwrap(),
         }]
     );
     // Without a floor the rollback goes through: the policy is what closes it.
@@ -75,7 +75,7 @@ fn layers_mixed_from_two_signed_images_are_refused_unless_the_policy_allows_it()
         .unwrap();
     assert_eq!(
         mix.findings,
-        vec![Finding::MixAndMatch {
+        vec![SignatureFinding::MixAndMatch {
             sources: vec![
                 LayerSource {
                     layer: a.layers[0].digest,
@@ -112,7 +112,10 @@ fn a_tag_moved_after_verification_does_not_change_what_was_verified() {
     // The tag now names another (unsigned) image, as a pull of the moved tag would record.
     store_image(&store, &tag, &layers("evil"));
     let report = rejected(&store, &tag, &opts);
-    assert!(matches!(findings(&report)[0], Finding::SignatureMissing { .. }));
+    assert!(matches!(
+        findings(&report)[0],
+        SignatureFinding::SignatureMissing { .. }
+    ));
     // By digest, the verified image is still what it was.
     let pinned = format!("{REPO}@{}", signed.manifest.digest);
     store.tag(&pinned, signed.manifest.clone()).unwrap();
@@ -123,7 +126,7 @@ fn a_tag_moved_after_verification_does_not_change_what_was_verified() {
     // A policy requiring digests refuses the tag outright.
     let digests = options(policy("require_pull_by_digest = true\n"), &public, Scheme::Cosign);
     let report = rejected(&store, &tag, &digests);
-    assert!(findings(&report).contains(&Finding::TagReference { name: tag.clone() }));
+    assert!(findings(&report).contains(&SignatureFinding::TagReference { name: tag.clone() }));
     verified(&store, &pinned, &digests);
 }
 

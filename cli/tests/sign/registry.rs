@@ -3,8 +3,8 @@
 
 use veritylab::oci::pull::PullOptions;
 use veritylab::sign::policy::Policy;
-use veritylab::sign::verify::{Finding, VerifyOptions};
-use veritylab::sign::{Scheme, cosign, registry};
+use veritylab::sign::verify::{SignatureFinding, VerifyOptions};
+use veritylab::sign::{Scheme, cosign, remote};
 use veritylab::store::Store;
 
 use super::support::{findings, key_pair, rejected, sign, verified};
@@ -19,7 +19,7 @@ fn fetching(public: &veritylab::sign::keys::PublicKey, pull: &PullOptions) -> Ve
 #[test]
 fn sign_push_pull_by_tag_and_verify_against_a_real_registry() {
     let Some(Seeded { work, layout, registry }) = seeded_registry(
-        "sign::registry::sign_push_pull_by_tag_and_verify_against_a_real_registry",
+        "sign::remote::sign_push_pull_by_tag_and_verify_against_a_real_registry",
         "lab/signed:v1",
     ) else {
         return;
@@ -32,7 +32,7 @@ fn sign_push_pull_by_tag_and_verify_against_a_real_registry() {
     let Ok(veritylab::oci::Reference::Registry(target)) = reference.parse() else {
         panic!()
     };
-    let pushed = registry::push_signed(&publisher, &target, &signed, &plain_http().client).unwrap();
+    let pushed = remote::push_signed(&publisher, &target, &signed, &plain_http().client).unwrap();
     assert_eq!(pushed.manifest, signed.manifest.digest);
     assert_eq!(
         pushed.uploaded, 2,
@@ -71,7 +71,7 @@ fn sign_push_pull_by_tag_and_verify_against_a_real_registry() {
     let rejected_report = rejected(&other, &moved.name, &fetching(&public, &plain_http()));
     assert!(matches!(
         findings(&rejected_report)[0],
-        Finding::SignatureMissing { .. }
+        SignatureFinding::SignatureMissing { .. }
     ));
     // Pulled by the signed digest, it still verifies.
     let pinned = format!("{}/lab/signed@{}", registry.host(), signed.manifest.digest);

@@ -1,9 +1,9 @@
-//! Both schemes round-trip, and the difference the seed design has: a changed layer-descriptor annotation
+//! Both schemes round-trip, and the gap delivery-kit's scheme has: a changed layer-descriptor annotation
 //! alone is not covered by the delivery-kit payload, but is by the cosign scheme.
 
 use veritylab::convert::{self, VerityLayout};
 use veritylab::sign::policy::Policy;
-use veritylab::sign::verify::{CheckName, Finding, Outcome};
+use veritylab::sign::verify::{CheckName, Outcome, SignatureFinding};
 use veritylab::sign::{Scheme, annotate, cosign, delivery_kit};
 
 use super::support::{
@@ -82,7 +82,10 @@ fn delivery_kit_round_trips_with_its_own_annotations() {
     );
     // The cosign verifier finds no cosign signature on it.
     let report = rejected(&store, &name, &options(Policy::default(), &public, Scheme::Cosign));
-    assert!(matches!(findings(&report)[0], Finding::SignatureMissing { .. }));
+    assert!(matches!(
+        findings(&report)[0],
+        SignatureFinding::SignatureMissing { .. }
+    ));
 }
 
 /// Changes layer 0's root-hash annotation (key `key`) and stores the result as `REPO:v1` again, as an
@@ -110,17 +113,15 @@ fn a_changed_root_hash_annotation_passes_the_delivery_kit_signature_but_not_cosi
         Outcome::Passed,
         "the payload does not cover layer annotations"
     );
-    assert!(
-        findings(&report)
-            .iter()
-            .any(|f| matches!(f, Finding::RootHashMismatch { signed, .. } if signed.to_string() == "ab".repeat(32)))
-    );
+    assert!(findings(&report).iter().any(
+        |f| matches!(f, SignatureFinding::RootHashMismatch { signed, .. } if signed.to_string() == "ab".repeat(32))
+    ));
     forget_conversions(&store);
     let image = verified(&store, &name, &dk);
     assert_eq!(
         image.layers()[0].verity().root_hash.to_string(),
         "ab".repeat(32),
-        "the seed design's gap"
+        "delivery-kit's gap: layer annotations are not signed"
     );
 
     // cosign: the manifest digest changed, so the signature (even copied to the new digest) fails.
@@ -129,13 +130,16 @@ fn a_changed_root_hash_annotation_passes_the_delivery_kit_signature_but_not_cosi
     forget_conversions(&store);
     let co = options(Policy::default(), &public, Scheme::Cosign);
     let missing = rejected(&store, &name, &co);
-    assert!(matches!(findings(&missing)[0], Finding::SignatureMissing { .. }));
+    assert!(matches!(
+        findings(&missing)[0],
+        SignatureFinding::SignatureMissing { .. }
+    ));
     let old = cosign::load(&store, REPO, &report.manifest.digest).unwrap().unwrap();
     let new_digest = store.lookup(&name).unwrap().digest;
     cosign::save(&store, REPO, &new_digest, &cosign::SignatureImage::new(&old)).unwrap();
     let replayed = rejected(&store, &name, &co);
     assert!(
-        matches!(&findings(&replayed)[0], Finding::PayloadDigest { signed, used } if *signed == report.manifest.digest.to_string() && *used == new_digest),
+        matches!(&findings(&replayed)[0], SignatureFinding::PayloadDigest { signed, used } if *signed == report.manifest.digest.to_string() && *used == new_digest),
         "{replayed:#?}"
     );
 }

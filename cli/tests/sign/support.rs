@@ -12,8 +12,8 @@ use veritylab::sign::Scheme;
 use veritylab::sign::image::{self, SignOptions, SignReport};
 use veritylab::sign::keys::{self, PublicKey};
 use veritylab::sign::policy::Policy;
-use veritylab::sign::timestamp::Timestamp;
-use veritylab::sign::verify::{self, Finding, Report, VerifiedImage, VerifyError, VerifyOptions};
+use veritylab::sign::timestamp::BuildTimestamp;
+use veritylab::sign::verify::{self, Report, SignatureFinding, VerifiedImage, VerifyError, VerifyOptions};
 use veritylab::store::Store;
 
 /// The repository test images live in (a name only: nothing is contacted).
@@ -108,7 +108,7 @@ pub(super) fn sign(store: &Store, name: &str, key: &p256::ecdsa::SigningKey, sch
         scheme,
         root_hash_key: None,
         tag: None,
-        built: Timestamp(built),
+        built: BuildTimestamp(built),
         layout: veritylab::convert::VerityLayout::Containerd,
         kernel_certificate: None,
     };
@@ -155,7 +155,7 @@ pub(super) fn rejected(store: &Store, name: &str, options: &VerifyOptions) -> Re
 }
 
 /// The findings of a report.
-pub(super) fn findings(report: &Report) -> Vec<Finding> {
+pub(super) fn findings(report: &Report) -> Vec<SignatureFinding> {
     report.findings().cloned().collect()
 }
 

@@ -118,7 +118,7 @@ fn a_tag_moved_between_verification_and_mount_changes_nothing_mounted() {
         .collect();
     assert_eq!(planned, signed_layers, "the verified layers, in the verified order");
     let record = mount::mount(&store, &plan, Path::new("/nonexistent")).unwrap();
-    assert_eq!(record.manifest, verified_manifest.to_string());
+    assert_eq!(record.manifest, verified_manifest);
     mount::umount(&store, &record.target).unwrap();
 }
 

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use veritylab::convert::{self, VerityLayout};
 use veritylab::store::Store;
 use veritylab::verity_fuse::error::BlockRef;
-use veritylab::watch::{self, Finding, PassReport, WatchConfig, Watcher};
+use veritylab::watch::{self, DriftFinding, PassReport, WatchConfig, Watcher};
 
 use crate::oci::support::{pull, umoci_image};
 
@@ -85,7 +85,7 @@ fn largest(report: &PassReport, layout: VerityLayout) -> (String, PathBuf, u64) 
     (layer.layer.clone(), layer.data.clone(), layer.bytes)
 }
 
-fn findings_of<'a>(report: &'a PassReport, layer: &str, layout: VerityLayout) -> &'a [Finding] {
+fn findings_of<'a>(report: &'a PassReport, layer: &str, layout: VerityLayout) -> &'a [DriftFinding] {
     &report
         .layers
         .iter()
@@ -129,14 +129,14 @@ fn a_clean_image_passes_and_every_tampering_is_reported_with_its_block() {
     let report = one_pass(&c, None);
     assert!(!report.clean());
     match findings_of(&report, &layer, VerityLayout::Containerd) {
-        [Finding::Mismatch { block, expected, found }] => {
+        [DriftFinding::Mismatch { block, expected, found }] => {
             assert_eq!(*block, BlockRef::Data { block: 5 });
             assert_eq!((expected, found), (&data_before, &data_after), "the block's digests");
         }
         other => panic!("containerd layout: {other:?}"),
     }
     match findings_of(&report, &layer, VerityLayout::Separate) {
-        [Finding::Mismatch { block, expected, found }] => {
+        [DriftFinding::Mismatch { block, expected, found }] => {
             assert_eq!(*block, BlockRef::Hash { level: 0, block: 1 });
             assert_eq!(
                 (expected, found),
@@ -160,11 +160,11 @@ fn a_clean_image_passes_and_every_tampering_is_reported_with_its_block() {
     let report = one_pass(&c, Some(50.0));
     assert!(matches!(
         findings_of(&report, &layer, VerityLayout::Containerd),
-        [Finding::Sidecar { pinned_roothash, .. }] if pinned_roothash.len() == 64
+        [DriftFinding::Sidecar { pinned_roothash, .. }] if pinned_roothash.len() == 64
     ));
     assert_eq!(
         findings_of(&report, &layer, VerityLayout::Separate),
-        [Finding::Missing {
+        [DriftFinding::Missing {
             path: separate_dir.join(convert::VERITY_FILE)
         }]
     );

@@ -106,7 +106,7 @@ fn kernel_panic_is_a_boot_failure_with_the_console_tail() -> Result<()> {
             ensure!(reason.contains("did not finish"), "reason: {reason}");
             ensure!(reason.contains("Kernel panic - not syncing"), "reason: {reason}");
             ensure!(
-                console_tail.lines().count() == kernel_vm::output::TAIL_LINES,
+                console_tail.lines().count() == kernel_vm::TAIL_LINES,
                 "tail:\n{console_tail}"
             );
             Ok(())

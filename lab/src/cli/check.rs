@@ -24,7 +24,7 @@ use crate::oci::Reference;
 use crate::oci::pull::store_name;
 use crate::sign::verify::{VerifyError, VerifyOptions, verify_image};
 use crate::store::Store;
-use crate::watch::Finding;
+use crate::watch::DriftFinding;
 use crate::watch::target::{LayerTarget, TargetError, Targets};
 use crate::watch::{self, CpuClock, PassReport, WatchConfig, Watcher};
 
@@ -195,7 +195,7 @@ fn pinned_targets(
     let mut targets: Vec<LayerTarget> = Vec::new();
     let mut findings = Vec::new();
     for name in images {
-        let untrusted = |reason: String| Finding::Untrusted {
+        let untrusted = |reason: String| DriftFinding::Untrusted {
             image: name.clone(),
             reason,
         };

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::CliError;
-use crate::erofs::{self, Options, OverlayNamespace, Timestamp, Whiteouts};
+use crate::erofs::{self, FileTime, Options, OverlayNamespace, Whiteouts};
 
 /// Raw arguments of `veritylab mkfs`.
 #[derive(Args, Debug, Clone)]
@@ -103,7 +103,7 @@ impl TryFrom<MkfsArgs> for MkfsPlan {
             options: Options {
                 block_size: args.block_size,
                 inline_data: !args.no_inline_data,
-                build_time: args.mkfs_time.map(|secs| Timestamp { secs, nanos: 0 }),
+                build_time: args.mkfs_time.map(|secs| FileTime { secs, nanos: 0 }),
                 uuid,
             },
             whiteouts,

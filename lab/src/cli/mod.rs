@@ -145,7 +145,7 @@ pub enum CliError {
     Sign(#[from] crate::sign::image::SignError),
     /// Pushing or fetching a signature failed.
     #[error(transparent)]
-    Transfer(#[from] crate::sign::registry::SignatureTransferError),
+    Transfer(#[from] crate::sign::remote::SignatureTransferError),
     /// Verification failed or could not run.
     #[error(transparent)]
     Verify(#[from] crate::sign::verify::VerifyError),
@@ -224,6 +224,18 @@ pub fn write_line(args: std::fmt::Arguments<'_>) -> Result<(), CliError> {
         .write_fmt(args)
         .and_then(|()| stdout.write_all(b"\n"))
         .map_err(CliError::Output)
+}
+
+/// A `--flag` value parser for a domain type named by `names` (each [`crate::profile::Profile::name`], say):
+/// `--help` lists the names and the value goes through the type's `FromStr`, so the domain types know nothing
+/// of clap.
+pub fn named<T>(names: impl IntoIterator<Item = &'static str>) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(names).try_map(|name| name.parse::<T>())
 }
 
 /// Runs one parsed command.

@@ -20,11 +20,11 @@ pub struct MountArgs {
     /// backend: reach it with `nsenter -t HOLDER -m` or through `/proc/HOLDER/root`).
     pub target: PathBuf,
     /// The defence profile.
-    #[arg(long, value_enum, default_value_t = Profile::Verity)]
+    #[arg(long, value_parser = super::named::<Profile>(Profile::ALL.map(Profile::name)), default_value_t = Profile::Verity)]
     pub profile: Profile,
     /// The backend [default: kernel as root, else fuse where this user can mount FUSE, else emulated; the
     /// choice and its reason are printed].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::named::<Backend>(Backend::ALL.map(Backend::name)))]
     pub backend: Option<Backend>,
     /// A trusted public key: the signature is verified and the root hashes are taken from it (required by
     /// `hardened`, optional for the others); repeat for several.

@@ -17,8 +17,8 @@ use crate::convert::VerityLayout;
 use crate::oci::Reference;
 use crate::oci::pull::store_name;
 use crate::sign::image::{self, SignOptions};
-use crate::sign::timestamp::Timestamp;
-use crate::sign::{Scheme, kernel_annotation, kernel_signature, keys, registry};
+use crate::sign::timestamp::BuildTimestamp;
+use crate::sign::{Scheme, kernel_annotation, kernel_signature, keys, remote};
 use crate::store::Store;
 
 /// Raw arguments of `veritylab sign`.
@@ -36,7 +36,7 @@ pub struct SignArgs {
     /// The passphrase of an encrypted key: the first line of this file (else VERITYLAB_PASSPHRASE).
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
-    /// `cosign` (a signature manifest at `sha256-HEX.sig`) or `delivery-kit` (the seed design's signature
+    /// `cosign` (a signature manifest at `sha256-HEX.sig`) or `delivery-kit` (Deckhouse delivery-kit's signature
     /// embedded in the manifest; it does not cover the layers' root-hash annotations).
     #[arg(long, default_value = "cosign", value_parser = ["cosign", "delivery-kit"])]
     pub scheme: String,
@@ -101,8 +101,8 @@ impl TryFrom<SignArgs> for SignPlan {
         }
         super::check_plain_http(args.plain_http, registry, &reference)?;
         let built = match &args.timestamp {
-            Some(text) => Timestamp::parse(text).map_err(|e| CliError::Usage(e.to_string()))?,
-            None => Timestamp::now(),
+            Some(text) => BuildTimestamp::parse(text).map_err(|e| CliError::Usage(e.to_string()))?,
+            None => BuildTimestamp::now(),
         };
         let passphrase = keys::passphrase(args.passphrase_file.as_deref())?;
         let key = keys::load_private(&args.key, passphrase.as_deref())?;
@@ -154,12 +154,12 @@ pub fn run(plan: &SignPlan) -> Result<(), CliError> {
     })?;
     let pushed = match (&plan.reference, plan.push) {
         (Reference::Registry(r), true) => {
-            let mut client = crate::oci::registry::ClientOptions {
+            let mut client = crate::oci::client::ClientOptions {
                 plain_http: plan.plain_http,
                 ..Default::default()
             };
             client.credentials = super::env_credentials();
-            Some(registry::push_signed(&store, r, &report, &client)?)
+            Some(remote::push_signed(&store, r, &report, &client)?)
         }
         _ => None,
     };

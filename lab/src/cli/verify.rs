@@ -20,8 +20,8 @@ use clap::Args;
 
 use super::{CliError, store_dir};
 use crate::oci::Reference;
+use crate::oci::client::ClientOptions;
 use crate::oci::pull::store_name;
-use crate::oci::registry::ClientOptions;
 use crate::sign::verify::{self, DataCheck, Outcome, Report, VerifiedLayer, VerifyError, VerifyOptions};
 use crate::store::Store;
 

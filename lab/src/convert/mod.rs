@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::erofs::{self, Options, OverlayNamespace, Timestamp, Whiteouts};
+use crate::erofs::{self, FileTime, Options, OverlayNamespace, Whiteouts};
 use crate::oci::digest::{Digest, HashingReader, VerifyError};
 use crate::oci::manifest::{self, Manifest, ManifestError};
 use crate::progress::{self, Event, Reader};
@@ -233,7 +233,7 @@ pub fn convert_layer_reporting(
     let options = Options {
         block_size: 4096,
         inline_data: false,
-        build_time: Some(Timestamp { secs: 0, nanos: 0 }),
+        build_time: Some(FileTime { secs: 0, nanos: 0 }),
         uuid: derived_uuid(&layer.as_bytes()[..16]),
     };
     erofs::build_from_tar(

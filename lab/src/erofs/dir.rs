@@ -11,7 +11,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::hostfs;
-use super::writer::{Builder, EntryKind, Metadata, Result, Timestamp, WriteError};
+use super::writer::{Builder, EntryKind, FileTime, Metadata, Result, WriteError};
 
 /// Reads the tree at `root` into `builder`; `root` itself becomes the image root.
 pub fn ingest(builder: &mut Builder, root: &Path) -> Result<()> {
@@ -38,7 +38,7 @@ pub fn ingest(builder: &mut Builder, root: &Path) -> Result<()> {
             permissions: (md.mode() & 0o7777) as u16,
             uid: md.uid(),
             gid: md.gid(),
-            mtime: Timestamp {
+            mtime: FileTime {
                 secs: md.mtime(),
                 nanos: u32::try_from(md.mtime_nsec()).unwrap_or(0),
             },

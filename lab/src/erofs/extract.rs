@@ -18,7 +18,7 @@ use verity_fuse::ReadAt;
 
 use super::hostfs::{self, Special};
 use super::reader::{FileKind, Image, Inode, ReadError};
-use super::writer::Timestamp;
+use super::writer::FileTime;
 use verity_fuse::ErrorClass;
 
 /// Errors of [`extract`].
@@ -167,7 +167,7 @@ fn apply_metadata<R: ReadAt>(
     for (name, value) in image.xattrs(inode)? {
         hostfs::set_xattr(path, &name, &value).map_err(err)?;
     }
-    let mtime = Timestamp {
+    let mtime = FileTime {
         secs: inode.disk.mtime as i64,
         nanos: inode.disk.mtime_nsec,
     };

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, Timespec, Timestamps, XattrFlags};
 
-use super::writer::Timestamp;
+use super::writer::FileTime;
 
 /// A special file [`mknod`] can create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +68,7 @@ pub fn mknod(path: &Path, kind: Special, permissions: u32) -> io::Result<()> {
 }
 
 /// Sets access and modification time of `path` without following a final symlink.
-pub fn set_mtime(path: &Path, mtime: Timestamp) -> io::Result<()> {
+pub fn set_mtime(path: &Path, mtime: FileTime) -> io::Result<()> {
     let t = Timespec {
         tv_sec: mtime.secs,
         tv_nsec: mtime.nanos.into(),

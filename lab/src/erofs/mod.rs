@@ -23,7 +23,7 @@ use std::path::Path;
 pub use extract::{ExtractError, ExtractOptions, ExtractSummary, extract};
 pub use reader::{DirEntry, FileKind, Image, Inode, ReadError};
 pub use tar::{OverlayNamespace, Whiteouts};
-pub use writer::{Builder, Options, Summary, Timestamp, WriteError};
+pub use writer::{Builder, FileTime, Options, Summary, WriteError};
 
 /// Converts a tar stream (plain, gzip or zstd) into an image at `output`. Nothing is left at `output` (or
 /// beside it) on error.

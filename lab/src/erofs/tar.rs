@@ -22,7 +22,7 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-use super::writer::{Builder, EntryKind, Metadata, Result, Timestamp, WriteError};
+use super::writer::{Builder, EntryKind, FileTime, Metadata, Result, WriteError};
 
 /// How whiteouts in the archive are treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -340,7 +340,7 @@ fn metadata(header: &tar::Header, ext: &Extensions, name: &str) -> Result<Metada
             entry: name.to_owned(),
             key: "mtime".into(),
         })?,
-        None => Timestamp {
+        None => FileTime {
             secs: i64::try_from(header.mtime().map_err(archive_err(name))?).unwrap_or(i64::MAX),
             nanos: 0,
         },
@@ -384,7 +384,7 @@ fn parse_decimal(v: &[u8]) -> Option<u64> {
 }
 
 /// Parses a PAX time: `[-]SECONDS[.FRACTION]`.
-fn parse_pax_time(v: &[u8]) -> Option<Timestamp> {
+fn parse_pax_time(v: &[u8]) -> Option<FileTime> {
     let s = std::str::from_utf8(v).ok()?.trim();
     let (negative, s) = match s.strip_prefix('-') {
         Some(rest) => (true, rest),
@@ -403,11 +403,11 @@ fn parse_pax_time(v: &[u8]) -> Option<Timestamp> {
         nanos += u32::from(digit - b'0') * 10u32.pow(8 - i as u32);
     }
     Some(if !negative {
-        Timestamp { secs, nanos }
+        FileTime { secs, nanos }
     } else if nanos == 0 {
-        Timestamp { secs: -secs, nanos: 0 }
+        FileTime { secs: -secs, nanos: 0 }
     } else {
-        Timestamp {
+        FileTime {
             secs: -secs - 1,
             nanos: 1_000_000_000 - nanos,
         }
@@ -448,21 +448,21 @@ mod tests {
         let t = |s: &str| parse_pax_time(s.as_bytes());
         assert_eq!(
             t("1700000000.123456789"),
-            Some(Timestamp {
+            Some(FileTime {
                 secs: 1_700_000_000,
                 nanos: 123_456_789
             })
         );
         assert_eq!(
             t("12.5"),
-            Some(Timestamp {
+            Some(FileTime {
                 secs: 12,
                 nanos: 500_000_000
             })
         );
         assert_eq!(
             t("-1.25"),
-            Some(Timestamp {
+            Some(FileTime {
                 secs: -2,
                 nanos: 750_000_000
             })

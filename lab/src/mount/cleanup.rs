@@ -3,7 +3,7 @@
 //! A kernel-backend mount lives in its holder's mount namespace. When the holder dies the namespace normally
 //! dies with it, but any process that entered it (a container's process started with `nsenter`, a debugging
 //! shell) keeps it, and with it every EROFS mount, loop device and verified device: the phantom disk usage
-//! the seed design's cleanup helper hunts. Cleanup finds such processes by the recorded namespace, unmounts
+//! a node's cleanup helper has to hunt. Cleanup finds such processes by the recorded namespace, unmounts
 //! the mount's leftovers from inside that namespace, removes the mount's dm-verity mappings and their loop
 //! devices (global, so left behind by a killed holder even when its namespace is gone), then removes the
 //! record and reports what it found. An emulated mount has no namespace: its record names the process that

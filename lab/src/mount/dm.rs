@@ -24,7 +24,7 @@ use verity_fuse::fuse::StatusReport;
 use verity_fuse::hash::Digest;
 use verity_fuse::sys::run_tool;
 
-use super::LayerSpec;
+use super::PlannedLayer;
 use crate::convert::verity::geometry_for;
 use crate::mountinfo::DeviceNumber;
 
@@ -78,7 +78,7 @@ pub fn belongs_to(name: &str, mount_id: &str) -> bool {
 }
 
 /// Opens `layer` as mapping `name` with root hash `root` (hex); on failure nothing is left behind.
-pub fn open(layer: &LayerSpec, name: &str, root: &str, options: &Options) -> Result<Mapping, String> {
+pub fn open(layer: &PlannedLayer, name: &str, root: &str, options: &Options) -> Result<Mapping, String> {
     let digest = verity_fuse::hex::decode("root hash", root)
         .ok()
         .and_then(|bytes| Digest::from_slice(&bytes))

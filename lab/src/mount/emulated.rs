@@ -26,7 +26,7 @@ use verity_fuse::source::{FileSource, Window};
 
 use super::record::{BaselineMount, MountId, MountedLayer, RECORD_FILE, Record};
 use super::view::View;
-use super::{MountError, Plan, Refusal, RefusalKind};
+use super::{LayerRefusal, LayerRefusalKind, MountError, Plan};
 use crate::convert::verity::geometry_for;
 use crate::defence::{self, Defence};
 use crate::erofs::OverlayNamespace;
@@ -84,7 +84,7 @@ pub(super) fn start(plan: &Plan) -> Result<Record, MountError> {
         let mut mounted = MountedLayer {
             name: layer.name.clone(),
             lowerdir: lowerdir.clone(),
-            root_hash: layer.root_hash.map(|r| r.to_string()),
+            root_hash: layer.root_hash,
             device_dir: None,
             device_dev: None,
             erofs_dev: None,
@@ -270,7 +270,7 @@ impl Layers {
                 .and_then(|geometry| {
                     VerifiedDevice::new(data, hash, geometry, root.as_bytes(), options).map_err(|e| e.to_string())
                 })
-                .map_err(|message| layers.refused(plan, RefusalKind::RootHash, &layer.name, message))?;
+                .map_err(|message| layers.refused(plan, LayerRefusalKind::RootHash, &layer.name, message))?;
             let device = Arc::new(device);
             layers.devices.push((layer.name.clone(), Arc::clone(&device)));
             layers.sources.push(Box::new(device));
@@ -287,10 +287,10 @@ impl Layers {
     }
 
     /// A refusal of `layer`, with the devices' statuses as evidence.
-    pub fn refused(&self, plan: &Plan, kind: RefusalKind, layer: &str, message: String) -> MountError {
+    pub fn refused(&self, plan: &Plan, kind: LayerRefusalKind, layer: &str, message: String) -> MountError {
         MountError::Refused {
             target: plan.target.clone(),
-            refusal: Refusal {
+            refusal: LayerRefusal {
                 kind,
                 layer: layer.to_owned(),
                 message,
@@ -311,9 +311,9 @@ impl Layers {
                     devices,
                 };
                 let kind = if e.is_verification_failure() {
-                    RefusalKind::Verification
+                    LayerRefusalKind::Verification
                 } else {
-                    RefusalKind::Malformed
+                    LayerRefusalKind::Malformed
                 };
                 let statuses = refused.statuses();
                 let layer = statuses

@@ -25,7 +25,7 @@ use verity_fuse::sys::{self, find_tool};
 
 use super::emulated::Layers;
 use super::record::{self, BaselineMount, LOG_FILE, MountId, MountedLayer, RECORD_FILE, REFUSAL_FILE, Record};
-use super::{MountError, Plan, Refusal, RefusalKind, UmountReport, dm};
+use super::{LayerRefusal, LayerRefusalKind, MountError, Plan, UmountReport, dm};
 use crate::erofs::{self, ExtractOptions, Image};
 use crate::mountinfo::{self, DeviceNumber};
 use crate::profile::{Backend, Profile};
@@ -92,7 +92,7 @@ pub(super) fn start(plan: &Plan, exe: &Path) -> Result<Record, MountError> {
             return Ok(record);
         }
         if let Ok(Some(status)) = child.try_wait() {
-            if let Ok(refusal) = record::read_json::<Refusal>(&plan.state.join(REFUSAL_FILE)) {
+            if let Ok(refusal) = record::read_json::<LayerRefusal>(&plan.state.join(REFUSAL_FILE)) {
                 return Err(MountError::Refused {
                     target: plan.target.clone(),
                     refusal,
@@ -250,7 +250,7 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
         let mut mounted = MountedLayer {
             name: layer.name.clone(),
             lowerdir: lower.clone(),
-            root_hash: layer.root_hash.map(|r| r.to_string()),
+            root_hash: layer.root_hash,
             device_dir: None,
             device_dev: None,
             erofs_dev: None,
@@ -268,14 +268,14 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
                         erofs::extract(&image, &lower, ExtractOptions { preserve_owner: true })
                             .map_err(|e| format!("unpacking: {e}"))
                     })
-                    .map_err(|message| opened.refused(plan, RefusalKind::Malformed, &layer.name, message))?;
+                    .map_err(|message| opened.refused(plan, LayerRefusalKind::Malformed, &layer.name, message))?;
             }
             Profile::Erofs => {
                 let options = format!("ro,loop,sizelimit={}", layer.erofs_size);
                 mount_tool(&["-t", "erofs", "-o", &options], &layer.erofs, &lower).map_err(|e| {
                     opened.refused(
                         plan,
-                        RefusalKind::Malformed,
+                        LayerRefusalKind::Malformed,
                         &layer.name,
                         format!("the kernel refused it: {e}"),
                     )
@@ -311,9 +311,9 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
                 .map_err(|e| {
                     let corrupted = opened.statuses().iter().any(|(_, s)| s.corruptions > 0);
                     let kind = if corrupted {
-                        RefusalKind::Verification
+                        LayerRefusalKind::Verification
                     } else {
-                        RefusalKind::Malformed
+                        LayerRefusalKind::Malformed
                     };
                     opened.refused(
                         plan,
@@ -366,7 +366,7 @@ fn set_up_fuse(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), 
         let mut mounted = MountedLayer {
             name: layer.name.clone(),
             lowerdir: PathBuf::new(),
-            root_hash: layer.root_hash.map(|r| r.to_string()),
+            root_hash: layer.root_hash,
             device_dir: None,
             device_dev: None,
             erofs_dev: None,
@@ -557,11 +557,11 @@ fn dm_refusal(
         .map_or('?', |(_, status)| status.letter);
     MountError::Refused {
         target: plan.target.clone(),
-        refusal: Refusal {
+        refusal: LayerRefusal {
             kind: if letter == 'C' {
-                RefusalKind::Verification
+                LayerRefusalKind::Verification
             } else {
-                RefusalKind::Malformed
+                LayerRefusalKind::Malformed
             },
             layer: layer.to_owned(),
             message: format!(

@@ -35,7 +35,7 @@ pub use record::{Record, RecordError};
 
 /// One layer as a mount uses it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LayerSpec {
+pub struct PlannedLayer {
     /// A short name: the layer digest, or `pinned:mountpoints`.
     pub name: String,
     /// The EROFS image (for the containerd layout, followed by its tree).
@@ -71,7 +71,7 @@ pub struct Plan {
     /// The mount's state directory.
     pub state: PathBuf,
     /// The layers, base first (the pinned layer, if any, last).
-    pub layers: Vec<LayerSpec>,
+    pub layers: Vec<PlannedLayer>,
     /// Open the verified devices with dm-verity's `check_at_most_once`: a data block verified once is served
     /// unchecked afterwards.
     #[serde(default)]
@@ -131,7 +131,7 @@ pub struct PlanSignature {
 /// Why a backend refused a layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RefusalKind {
+pub enum LayerRefusalKind {
     /// The verified device refused the root hash or tree parameters.
     RootHash,
     /// A block failed verification while the filesystem was read.
@@ -140,7 +140,7 @@ pub enum RefusalKind {
     Malformed,
 }
 
-impl RefusalKind {
+impl LayerRefusalKind {
     /// What kind of failure a refusal of this kind is.
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -153,9 +153,9 @@ impl RefusalKind {
 /// A layer a backend refused to bring up, with the state of the verified devices at that moment (a holder
 /// writes it to [`record::REFUSAL_FILE`] before it exits, so the evidence outlives it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Refusal {
+pub struct LayerRefusal {
     /// What kind of refusal.
-    pub kind: RefusalKind,
+    pub kind: LayerRefusalKind,
     /// The layer's name.
     pub layer: String,
     /// What failed, as the backend saw it.
@@ -164,7 +164,7 @@ pub struct Refusal {
     pub devices: Vec<(String, verity_fuse::fuse::StatusReport)>,
 }
 
-impl std::fmt::Display for Refusal {
+impl std::fmt::Display for LayerRefusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "layer {}: {}", self.layer, self.message)
     }
@@ -238,7 +238,7 @@ pub enum MountError {
         /// The target.
         target: PathBuf,
         /// What was refused and why.
-        refusal: Refusal,
+        refusal: LayerRefusal,
     },
     /// Nothing is mounted at the target by this store.
     #[error("{}: no veritylab mount here", target.display())]
@@ -313,9 +313,9 @@ pub fn prepare(
         }
         Trust::Verified(image) => plan_verified(store, image, profile)?,
     };
-    let mut layers: Vec<LayerSpec> = planned
+    let mut layers: Vec<PlannedLayer> = planned
         .into_iter()
-        .map(|(c, root_hash)| LayerSpec {
+        .map(|(c, root_hash)| PlannedLayer {
             name: c.layer.to_string(),
             erofs: c.dir.join(convert::LAYER_FILE),
             erofs_size: c.erofs_size,
@@ -436,14 +436,10 @@ pub fn mount(store: &Store, plan: &Plan, exe: &Path) -> Result<Record, MountErro
 /// What the backend's record says it set up that the plan (made from what was verified) does not say: the
 /// manifest, the layers in order, or a root hash a device was opened with.
 fn differs_from_plan(plan: &Plan, record: &Record) -> Option<String> {
-    if record.manifest != plan.manifest.to_string() {
+    if record.manifest != plan.manifest {
         return Some(format!("manifest {} (planned {})", record.manifest, plan.manifest));
     }
-    let mounted: Vec<(&str, Option<RootHash>)> = record
-        .layers
-        .iter()
-        .map(|l| (l.name.as_str(), l.root_hash.as_deref().and_then(|r| r.parse().ok())))
-        .collect();
+    let mounted: Vec<(&str, Option<RootHash>)> = record.layers.iter().map(|l| (l.name.as_str(), l.root_hash)).collect();
     let planned: Vec<(&str, Option<RootHash>)> = plan.layers.iter().map(|l| (l.name.as_str(), l.root_hash)).collect();
     (mounted != planned).then(|| format!("the layers and root hashes mounted {mounted:?} (planned {planned:?})"))
 }
@@ -515,7 +511,7 @@ mod tests {
             profile: Profile::Hardened,
             backend: Backend::Emulated,
             state: PathBuf::from("/s"),
-            layers: vec![LayerSpec {
+            layers: vec![PlannedLayer {
                 name: Digest::of(b"layer").to_string(),
                 erofs: PathBuf::from("/l"),
                 erofs_size: 4096,
@@ -535,7 +531,7 @@ mod tests {
             differs_from_plan(&plan, &record).is_some_and(|d| d.contains("layers")),
             "a layer missing from the record"
         );
-        record.manifest = Digest::of(b"other").to_string();
+        record.manifest = Digest::of(b"other");
         assert!(differs_from_plan(&plan, &record).is_some_and(|d| d.starts_with("manifest")));
     }
 }

@@ -10,9 +10,9 @@
 use std::fs;
 use std::path::Path;
 
-use super::{LayerSpec, MountError};
+use super::{MountError, PlannedLayer};
 use crate::convert::{self, VerityLayout, verity};
-use crate::erofs::{self, Options, OverlayNamespace, Timestamp, Whiteouts};
+use crate::erofs::{self, FileTime, Options, OverlayNamespace, Whiteouts};
 use crate::store::{Store, StoreError};
 
 /// The layer's name in plans and records.
@@ -62,7 +62,7 @@ pub fn build(path: &Path) -> Result<String, String> {
     let options = Options {
         block_size: 4096,
         inline_data: false,
-        build_time: Some(Timestamp { secs: 0, nanos: 0 }),
+        build_time: Some(FileTime { secs: 0, nanos: 0 }),
         uuid: [0; 16],
     };
     erofs::build_from_tar(path, &tar()[..], options, Whiteouts::Aufs(OverlayNamespace::Trusted))
@@ -74,7 +74,7 @@ pub fn build(path: &Path) -> Result<String, String> {
 }
 
 /// The pinned layer in `store` (built now if absent), with the compiled-in root hash.
-pub fn ensure(store: &Store) -> Result<LayerSpec, MountError> {
+pub fn ensure(store: &Store) -> Result<PlannedLayer, MountError> {
     let dir = store.root().join("pinned").join("mountpoints");
     let file = dir.join(convert::LAYER_FILE);
     if !file.is_file() {
@@ -102,7 +102,7 @@ pub fn ensure(store: &Store) -> Result<LayerSpec, MountError> {
             .into());
         }
     }
-    Ok(LayerSpec {
+    Ok(PlannedLayer {
         name: NAME.to_owned(),
         erofs: file.clone(),
         erofs_size: DATA_BLOCKS * verity::BLOCK,

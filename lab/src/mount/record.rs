@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::Plan;
+use crate::image_spec::Digest;
 use crate::mountinfo::DeviceNumber;
 use crate::profile::{Backend, Profile};
+use crate::root_hash::RootHash;
 use crate::store::Store;
 use verity_fuse::ErrorClass;
 use verity_fuse::identity::FileId;
@@ -17,7 +19,7 @@ pub use verity_fuse::identity::MountId;
 pub const PLAN_FILE: &str = "plan.json";
 /// The record's file name in a mount's state directory.
 pub const RECORD_FILE: &str = "record.json";
-/// What a holder refused, written before it exits (see [`super::Refusal`]).
+/// What a holder refused, written before it exits (see [`super::LayerRefusal`]).
 pub const REFUSAL_FILE: &str = "refusal.json";
 /// The holder's log (its stderr).
 pub const LOG_FILE: &str = "holder.log";
@@ -50,7 +52,7 @@ pub struct MountedLayer {
     /// The overlay lowerdir serving it.
     pub lowerdir: PathBuf,
     /// The root hash its device was opened with, for verified profiles.
-    pub root_hash: Option<String>,
+    pub root_hash: Option<RootHash>,
     /// The verified device's FUSE mount point, for verified profiles.
     pub device_dir: Option<PathBuf>,
     /// Device number (`major:minor`) of that FUSE mount.
@@ -90,7 +92,7 @@ pub struct Record {
     /// The image's name in the store.
     pub image: String,
     /// Its manifest digest.
-    pub manifest: String,
+    pub manifest: Digest,
     /// The profile.
     pub profile: Profile,
     /// The backend.
@@ -129,7 +131,7 @@ impl Record {
             id: plan.id.clone(),
             target: plan.target.clone(),
             image: plan.image.clone(),
-            manifest: plan.manifest.to_string(),
+            manifest: plan.manifest,
             profile: plan.profile,
             backend: plan.backend,
             state: plan.state.clone(),

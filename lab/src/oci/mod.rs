@@ -3,7 +3,7 @@
 //! - [`reference`](mod@reference): `HOST[:PORT]/REPO[:TAG][@DIGEST]` and `oci:DIR[:TAG]`, parsed as pure functions.
 //! - [`digest`], [`media`] and [`manifest`]: the image-spec types, which live in [`crate::image_spec`].
 //! - [`auth`]: `WWW-Authenticate` challenges and credentials.
-//! - [`registry`]: a small blocking distribution-API client.
+//! - [`client`]: a small blocking distribution-API client.
 //! - [`layout`]: an image layout directory as a source; [`archive`]: unpacking an `oci-archive:` tar into one.
 //! - [`pull`](mod@pull): resolve once, fetch by digest, check everything, then commit to the [`crate::store`].
 //! - [`push`](mod@push): copy an image from the store or a layout to a registry or a layout.
@@ -12,11 +12,11 @@
 pub mod archive;
 pub mod auth;
 pub mod build;
+pub mod client;
 pub mod layout;
 pub mod pull;
 pub mod push;
 pub mod reference;
-pub mod registry;
 
 pub use crate::image_spec::{Digest, digest, manifest, media};
 pub use pull::{PullError, PullOptions, PullReport, pull};

@@ -11,12 +11,12 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::archive;
+use super::client::{Client, ClientOptions, FetchedManifest, RegistryError};
 use super::digest::{Digest, VerifyError};
 use super::layout::{Layout, LayoutError};
 use super::manifest::{self, Descriptor, ImageManifest, Manifest, ManifestError, Platform};
 use super::media::MANIFEST_ACCEPT;
 use super::reference::{LayoutRef, Reference};
-use super::registry::{Client, ClientOptions, FetchedManifest, RegistryError};
 use crate::progress::{self, Event, Reader};
 use crate::store::{Staged, Store, StoreError};
 use verity_fuse::ErrorClass;

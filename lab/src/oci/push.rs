@@ -10,12 +10,12 @@
 
 use serde::Serialize;
 
+use super::client::{Client, ClientOptions, RegistryError};
 use super::digest::{Digest, VerifyError};
 use super::layout::{Layout, LayoutError};
 use super::manifest::{self, Descriptor, ImageManifest, Manifest, ManifestError, REF_NAME};
 use super::pull::{FROM_INDEX, Limits, Transport};
 use super::reference::{LayoutRef, RegistryRef};
-use super::registry::{Client, ClientOptions, RegistryError};
 use crate::progress::{self, Event, Reader};
 use crate::store::{Store, StoreError};
 use verity_fuse::ErrorClass;

@@ -35,7 +35,7 @@ use super::error::{Result, RootfsError};
 use super::{MAX_LAYERS, display_path};
 use crate::erofs::format;
 use crate::erofs::reader::Xattr;
-use crate::erofs::{FileKind, Image, Inode, OverlayNamespace, ReadError, Timestamp};
+use crate::erofs::{FileKind, FileTime, Image, Inode, OverlayNamespace, ReadError};
 
 /// Bits of an inode number that hold the nid; the bits above hold the layer index plus one.
 const NID_BITS: u32 = 48;
@@ -105,7 +105,7 @@ pub struct Stat {
     /// Link count: 1 for a directory merged from several layers, as overlayfs reports.
     pub nlink: u32,
     /// Modification time.
-    pub mtime: Timestamp,
+    pub mtime: FileTime,
     /// `(major, minor)` of a character or block device.
     pub rdev: Option<(u32, u32)>,
     /// The layer the entry comes from (0 = the lowest).
@@ -399,7 +399,7 @@ impl<R: ReadAt> Merged<R> {
             gid: disk.gid,
             size: disk.size,
             nlink: if merged_dir { 1 } else { disk.nlink },
-            mtime: Timestamp {
+            mtime: FileTime {
                 secs: i64::try_from(disk.mtime).unwrap_or(i64::MAX),
                 nanos: disk.mtime_nsec,
             },

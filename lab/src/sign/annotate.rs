@@ -13,7 +13,7 @@ use verity_fuse::hash::Algorithm;
 use verity_fuse::params::{HashType, VerityParams};
 
 use super::Scheme;
-use super::timestamp::Timestamp;
+use super::timestamp::BuildTimestamp;
 use crate::convert::LayerConversion;
 use crate::oci::Digest;
 use crate::oci::manifest::ImageManifest;
@@ -182,7 +182,7 @@ pub fn annotate(
     manifest: &[u8],
     layers: &[LayerConversion],
     keys: &AnnotationKeys,
-    built: Timestamp,
+    built: BuildTimestamp,
 ) -> Result<Vec<u8>, AnnotateError> {
     let mut doc: Value = serde_json::from_slice(manifest).map_err(|_| AnnotateError::NotAManifest)?;
     let descriptors = doc
@@ -324,16 +324,16 @@ fn has_upper(text: &str) -> bool {
 }
 
 /// The build timestamp annotation of a manifest: `None` when absent, `Err(value)` when unparsable.
-pub fn build_timestamp(manifest: &ImageManifest, keys: &AnnotationKeys) -> Option<Result<Timestamp, String>> {
+pub fn build_timestamp(manifest: &ImageManifest, keys: &AnnotationKeys) -> Option<Result<BuildTimestamp, String>> {
     let value = manifest.annotations.get(&keys.build_timestamp)?;
     let parsed = if keys.timestamp_in_seconds {
         value
             .parse::<u64>()
             .ok()
             .filter(|_| value.bytes().all(|b| b.is_ascii_digit()))
-            .map(Timestamp)
+            .map(BuildTimestamp)
     } else {
-        Timestamp::parse(value).ok().filter(|_| value.contains('T'))
+        BuildTimestamp::parse(value).ok().filter(|_| value.contains('T'))
     };
     Some(parsed.ok_or_else(|| value.clone()))
 }
@@ -379,7 +379,7 @@ mod tests {
         let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
         let original = manifest_bytes(&[a, b]);
         let keys = AnnotationKeys::for_scheme(Scheme::Cosign, None);
-        let bytes = annotate(&original, &[conversion(a), conversion(b)], &keys, Timestamp(1_000)).unwrap();
+        let bytes = annotate(&original, &[conversion(a), conversion(b)], &keys, BuildTimestamp(1_000)).unwrap();
         let value: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(value["subject"]["kept"], true);
         let digest = Digest::of(&bytes);
@@ -392,7 +392,7 @@ mod tests {
         assert_eq!(layers[0].root_hash.to_string(), "ab".repeat(32));
         assert_eq!(layers[0].params().data_blocks, 2);
         assert_eq!(layers[0].params().salt, vec![0; 32]);
-        assert_eq!(build_timestamp(&image, &keys), Some(Ok(Timestamp(1_000))));
+        assert_eq!(build_timestamp(&image, &keys), Some(Ok(BuildTimestamp(1_000))));
         let custom = AnnotationKeys::for_scheme(Scheme::Cosign, Some("example.com/root"));
         assert!(matches!(
             &read_layers(&image, &custom)[0],
@@ -406,15 +406,15 @@ mod tests {
         let keys = AnnotationKeys::for_scheme(Scheme::Cosign, None);
         let original = manifest_bytes(&[a, b]);
         assert!(matches!(
-            annotate(&original, &[conversion(a)], &keys, Timestamp(0)),
+            annotate(&original, &[conversion(a)], &keys, BuildTimestamp(0)),
             Err(AnnotateError::LayerCount { .. })
         ));
         assert!(matches!(
-            annotate(&original, &[conversion(b), conversion(a)], &keys, Timestamp(0)),
+            annotate(&original, &[conversion(b), conversion(a)], &keys, BuildTimestamp(0)),
             Err(AnnotateError::LayerMismatch { index: 0, .. })
         ));
         assert!(matches!(
-            annotate(b"[]", &[], &keys, Timestamp(0)),
+            annotate(b"[]", &[], &keys, BuildTimestamp(0)),
             Err(AnnotateError::NotAManifest)
         ));
     }

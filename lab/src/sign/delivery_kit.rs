@@ -1,4 +1,4 @@
-//! The seed design's embedded signature (Deckhouse delivery-kit), reproduced so both schemes can be compared.
+//! Deckhouse delivery-kit's signature embedded in the manifest, reproduced so both schemes can be compared.
 //!
 //! The signed payload is the hex SHA-256 of the concatenation, without separators, of: `schemaVersion`,
 //! `mediaType`, the config's digest, media type and size, each layer's digest, media type and size, then
@@ -128,7 +128,10 @@ mod tests {
         root_changed.layers[0]
             .annotations
             .insert(ROOT_HASH.to_owned(), "bb".to_owned());
-        assert!(verify(&root_changed, &sig, &trusted).is_ok(), "the seed design's gap");
+        assert!(
+            verify(&root_changed, &sig, &trusted).is_ok(),
+            "delivery-kit's gap: layer annotations are not signed"
+        );
         let mut size_changed = signed.clone();
         size_changed.layers[0].size = 2;
         assert!(verify(&size_changed, &sig, &trusted).is_err());

@@ -11,7 +11,7 @@ use super::cosign::{self, SignatureStoreError, StoredSignature};
 use super::kernel_annotation;
 use super::kernel_signature::{self, KernelSignatureError};
 use super::keys::PublicKey;
-use super::timestamp::Timestamp;
+use super::timestamp::BuildTimestamp;
 use super::{ImageName, Scheme, delivery_kit};
 use crate::convert::{self, ConvertError, VerityLayout};
 use crate::oci::Digest;
@@ -36,7 +36,7 @@ pub struct SignOptions {
     /// The tag of the signed image; `None` keeps the source's tag (the signed manifest replaces it).
     pub tag: Option<String>,
     /// The build timestamp written into the manifest.
-    pub built: Timestamp,
+    pub built: BuildTimestamp,
     /// The conversion layout used for layers not yet converted.
     pub layout: VerityLayout,
     /// The signing key's X.509 certificate (DER): when given, each layer also gets the kernel's root-hash
@@ -141,7 +141,7 @@ pub struct SignReport {
     /// The scheme.
     pub scheme: Scheme,
     /// The build timestamp.
-    pub built: Timestamp,
+    pub built: BuildTimestamp,
     /// The signing key's public fingerprint.
     pub key: String,
     /// The layers and their root hashes.

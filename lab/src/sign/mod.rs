@@ -4,8 +4,8 @@
 //! Data flow when signing ([`image::sign_image`]): stored image → each layer converted ([`crate::convert`]) →
 //! [`annotate`] writes root hashes and tree parameters into a copy of the manifest (same config and layers,
 //! new digest) → the new manifest is stored and tagged → [`cosign`] signs a simple-signing payload naming its
-//! digest and stores the signature manifest at `sha256-<hex>.sig`, or [`delivery_kit`] embeds the seed
-//! design's signature in the manifest itself → [`registry`] pushes both.
+//! digest and stores the signature manifest at `sha256-<hex>.sig`, or [`delivery_kit`] embeds Deckhouse
+//! delivery-kit's signature in the manifest itself → [`remote`] pushes both.
 //!
 //! Verifying ([`verify::verify_image`]) runs the other way under a [`policy`] and returns a
 //! [`verify::VerifiedImage`] (the exact manifest digest and ordered layers checked, each layer's root hash a
@@ -23,7 +23,7 @@ pub mod kernel_annotation;
 pub mod kernel_signature;
 pub mod keys;
 pub mod policy;
-pub mod registry;
+pub mod remote;
 pub mod timestamp;
 pub mod verify;
 
@@ -38,7 +38,7 @@ use crate::oci::reference::{Reference, ReferenceError, RegistryRef};
 pub enum Scheme {
     /// cosign simple signing: a payload naming the manifest digest, in a signature manifest beside the image.
     Cosign,
-    /// The seed design's signature embedded in the manifest's annotations (does not cover layer annotations).
+    /// Deckhouse delivery-kit's signature, embedded in the manifest's annotations (does not cover layer annotations).
     DeliveryKit,
 }
 

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Scheme;
 use super::keys::{self, KeyError, PublicKey};
-use super::timestamp::Timestamp;
+use super::timestamp::BuildTimestamp;
 use crate::defence::{self, Defence};
 use verity_fuse::ErrorClass;
 
@@ -61,7 +61,7 @@ struct RuleFile {
     #[serde(default)]
     require_pull_by_digest: Option<bool>,
     #[serde(default)]
-    min_build_timestamp: Option<Timestamp>,
+    min_build_timestamp: Option<BuildTimestamp>,
 }
 
 fn yes() -> bool {
@@ -132,7 +132,7 @@ pub struct Rule {
     /// Overrides the policy's `require_pull_by_digest`.
     pub require_pull_by_digest: Option<bool>,
     /// Oldest acceptable build timestamp.
-    pub min_build_timestamp: Option<Timestamp>,
+    pub min_build_timestamp: Option<BuildTimestamp>,
 }
 
 /// A loaded policy.
@@ -177,7 +177,7 @@ pub struct Requirements {
     /// The image must be named by digest.
     pub require_pull_by_digest: bool,
     /// Oldest acceptable build.
-    pub min_build_timestamp: Option<Timestamp>,
+    pub min_build_timestamp: Option<BuildTimestamp>,
     /// The keys trusted here.
     #[serde(skip)]
     pub keys: Vec<PublicKey>,
@@ -338,7 +338,7 @@ mod tests {
         assert!(!open.require_signature && !open.require_pull_by_digest);
         let closed = policy.requirements("r/closed/x", &[]);
         assert!(closed.require_signature && closed.require_pull_by_digest);
-        assert_eq!(closed.min_build_timestamp, Some(Timestamp(1_767_225_600)));
+        assert_eq!(closed.min_build_timestamp, Some(BuildTimestamp(1_767_225_600)));
         let default = policy.requirements("elsewhere/x", &[]);
         assert_eq!(default.rule, None);
         assert!(default.require_signature);

@@ -1,6 +1,6 @@
 //! Build timestamps: whole seconds since the Unix epoch, written as RFC 3339 UTC (`2026-11-23T17:20:26Z`) in
 //! our annotations and policy files, and as decimal seconds in the delivery-kit annotation (the value its
-//! build passes to `mkfs.erofs -T`). Pure conversions, no clock except [`Timestamp::now`].
+//! build passes to `mkfs.erofs -T`). Pure conversions, no clock except [`BuildTimestamp::now`].
 
 use std::fmt;
 
@@ -9,7 +9,7 @@ use verity_fuse::ErrorClass;
 
 /// Seconds since 1970-01-01T00:00:00Z.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp(pub u64);
+pub struct BuildTimestamp(pub u64);
 
 /// Why a timestamp does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,7 +26,7 @@ impl TimestampError {
     }
 }
 
-impl Timestamp {
+impl BuildTimestamp {
     /// The current time, or `SOURCE_DATE_EPOCH` when set (reproducible builds).
     pub fn now() -> Self {
         if let Some(secs) = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.parse().ok()) {
@@ -81,19 +81,19 @@ impl Timestamp {
     }
 }
 
-impl fmt::Display for Timestamp {
+impl fmt::Display for BuildTimestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&utc::rfc3339(self.0))
     }
 }
 
-impl serde::Serialize for Timestamp {
+impl serde::Serialize for BuildTimestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
     }
 }
 
-impl<'de> serde::Deserialize<'de> for Timestamp {
+impl<'de> serde::Deserialize<'de> for BuildTimestamp {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         Self::parse(&text).map_err(serde::de::Error::custom)
@@ -111,10 +111,10 @@ mod tests {
             ("2000-02-29T12:00:00Z", 951_825_600),
             ("2026-11-23T17:20:26Z", 1_795_454_426),
         ] {
-            assert_eq!(Timestamp::parse(text), Ok(Timestamp(secs)), "{text}");
-            assert_eq!(Timestamp(secs).to_string(), text);
+            assert_eq!(BuildTimestamp::parse(text), Ok(BuildTimestamp(secs)), "{text}");
+            assert_eq!(BuildTimestamp(secs).to_string(), text);
         }
-        assert_eq!(Timestamp::parse("1795454426"), Ok(Timestamp(1_795_454_426)));
+        assert_eq!(BuildTimestamp::parse("1795454426"), Ok(BuildTimestamp(1_795_454_426)));
     }
 
     #[test]
@@ -130,14 +130,14 @@ mod tests {
             "2026-1a-23T17:20:26Z",
             "+026-11-23T17:20:26Z",
         ] {
-            assert!(Timestamp::parse(bad).is_err(), "{bad}");
+            assert!(BuildTimestamp::parse(bad).is_err(), "{bad}");
         }
     }
 
     proptest::proptest! {
         #[test]
         fn formatting_then_parsing_is_the_identity(secs in 0u64..10_000_000_000) {
-            proptest::prop_assert_eq!(Timestamp::parse(&Timestamp(secs).to_string()), Ok(Timestamp(secs)));
+            proptest::prop_assert_eq!(BuildTimestamp::parse(&BuildTimestamp(secs).to_string()), Ok(BuildTimestamp(secs)));
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Verifying a stored image against keys and a [`Policy`], producing either a [`VerifiedImage`] (the
 //! per-layer root hashes and tree parameters the mount pipeline may trust) or the [`Report`] of every check
-//! with typed [`Finding`]s.
+//! with typed [`SignatureFinding`]s.
 //!
 //! Checks, in order: the reference (by digest when the policy asks: tag TOCTOU), the policy rule and keys,
 //! the manifest, the signature (cosign: over the exact stored payload bytes, which must name this manifest
@@ -29,13 +29,13 @@ use super::image::{SignError, read_image};
 use super::kernel_annotation::{self, LayerSignature, LayerSignatureError};
 use super::keys::PublicKey;
 use super::policy::{Policy, Requirements};
-use super::timestamp::Timestamp;
-use super::{ImageName, Scheme, delivery_kit, registry};
+use super::timestamp::BuildTimestamp;
+use super::{ImageName, Scheme, delivery_kit, remote};
 use crate::convert::{self, VerityLayout};
 use crate::oci::Digest;
+use crate::oci::client::ClientOptions;
 use crate::oci::manifest::{Descriptor, ImageManifest};
 use crate::oci::reference::ReferenceError;
-use crate::oci::registry::ClientOptions;
 use crate::root_hash::RootHash;
 use crate::store::{Store, StoreError};
 use verity_fuse::ErrorClass;
@@ -156,7 +156,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 #[non_exhaustive]
-pub enum Finding {
+pub enum SignatureFinding {
     /// Named by tag while the policy wants a digest.
     #[error("{name} is a tag reference; the policy requires pulling by digest (tag TOCTOU)")]
     TagReference {
@@ -241,9 +241,9 @@ pub enum Finding {
     #[error("built {built}, before the policy's minimum {minimum} for this repository (rollback)")]
     Rollback {
         /// The image's build timestamp.
-        built: Timestamp,
+        built: BuildTimestamp,
         /// The floor.
-        minimum: Timestamp,
+        minimum: BuildTimestamp,
     },
     /// A local tree's root hash differs from the signed one.
     #[error("layer {layer}: local {layout} tree has root hash {local}, the signed manifest says {signed}")]
@@ -291,7 +291,7 @@ pub enum Finding {
     },
 }
 
-impl Finding {
+impl SignatureFinding {
     /// What kind of failure this is.
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -336,7 +336,7 @@ pub struct Check {
     /// What was checked, in words.
     pub detail: String,
     /// What failed.
-    pub findings: Vec<Finding>,
+    pub findings: Vec<SignatureFinding>,
 }
 
 /// Every check of one verification.
@@ -359,7 +359,7 @@ pub struct Report {
 }
 
 impl Report {
-    fn push(&mut self, check: CheckName, outcome: Outcome, detail: impl Into<String>, findings: Vec<Finding>) {
+    fn push(&mut self, check: CheckName, outcome: Outcome, detail: impl Into<String>, findings: Vec<SignatureFinding>) {
         self.checks.push(Check {
             check,
             outcome,
@@ -372,7 +372,7 @@ impl Report {
         self.push(check, Outcome::Passed, detail, Vec::new());
     }
 
-    fn fail(&mut self, check: CheckName, detail: impl Into<String>, findings: Vec<Finding>) {
+    fn fail(&mut self, check: CheckName, detail: impl Into<String>, findings: Vec<SignatureFinding>) {
         self.push(check, Outcome::Failed, detail, findings);
     }
 
@@ -381,7 +381,7 @@ impl Report {
     }
 
     /// Every finding, in check order.
-    pub fn findings(&self) -> impl Iterator<Item = &Finding> {
+    pub fn findings(&self) -> impl Iterator<Item = &SignatureFinding> {
         self.checks.iter().flat_map(|c| &c.findings)
     }
 
@@ -477,7 +477,7 @@ pub struct VerifiedImage {
     config: Descriptor,
     scheme: Scheme,
     signed_by: Option<SignedBy>,
-    built: Option<Timestamp>,
+    built: Option<BuildTimestamp>,
     layers: Vec<VerifiedLayer>,
     #[serde(skip)]
     report: Report,
@@ -515,7 +515,7 @@ impl VerifiedImage {
     }
 
     /// The build timestamp, when the manifest has one.
-    pub fn built(&self) -> Option<Timestamp> {
+    pub fn built(&self) -> Option<BuildTimestamp> {
         self.built
     }
 
@@ -563,7 +563,7 @@ impl VerifyError {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Rejected { report } => {
-                let classes: Vec<ErrorClass> = report.findings().map(Finding::class).collect();
+                let classes: Vec<ErrorClass> = report.findings().map(SignatureFinding::class).collect();
                 if classes.contains(&ErrorClass::VerificationFailed) {
                     ErrorClass::VerificationFailed
                 } else {
@@ -614,7 +614,7 @@ pub fn verify_image(store: &Store, name: &str, options: &VerifyOptions) -> Resul
         (None, true) => report.fail(
             CheckName::Reference,
             "the policy requires a digest reference",
-            vec![Finding::TagReference { name: name.to_owned() }],
+            vec![SignatureFinding::TagReference { name: name.to_owned() }],
         ),
         (None, false) => report.pass(
             CheckName::Reference,
@@ -627,7 +627,7 @@ pub fn verify_image(store: &Store, name: &str, options: &VerifyOptions) -> Resul
         .as_deref()
         .map_or_else(|| "no rule matched: the default".to_owned(), |r| format!("rule {r:?}"));
     if requirements.require_signature && requirements.keys.is_empty() {
-        report.fail(CheckName::Policy, rule, vec![Finding::NoTrustedKeys]);
+        report.fail(CheckName::Policy, rule, vec![SignatureFinding::NoTrustedKeys]);
     } else {
         let keys: Vec<&str> = requirements.keys.iter().map(|k| k.fingerprint.as_str()).collect();
         let signature = if requirements.require_signature {
@@ -648,7 +648,7 @@ pub fn verify_image(store: &Store, name: &str, options: &VerifyOptions) -> Resul
             report.fail(
                 CheckName::Manifest,
                 "reading the stored manifest",
-                vec![Finding::ManifestUnusable { reason: e.to_string() }],
+                vec![SignatureFinding::ManifestUnusable { reason: e.to_string() }],
             );
             return reject(report);
         }
@@ -674,7 +674,9 @@ pub fn verify_image(store: &Store, name: &str, options: &VerifyOptions) -> Resul
         }
         Err(findings)
             if !requirements.require_signature
-                && findings.iter().all(|f| matches!(f, Finding::SignatureMissing { .. })) =>
+                && findings
+                    .iter()
+                    .all(|f| matches!(f, SignatureFinding::SignatureMissing { .. })) =>
         {
             report.skip(
                 CheckName::Signature,
@@ -715,7 +717,7 @@ pub fn verify_image(store: &Store, name: &str, options: &VerifyOptions) -> Resul
                     .get(kernel_annotation::ROOT_HASH_SIGNATURE)
                     .cloned(),
             }),
-            Err(e) => annotation_findings.push(Finding::Annotation(e)),
+            Err(e) => annotation_findings.push(SignatureFinding::Annotation(e)),
         }
     }
     if annotation_findings.is_empty() {
@@ -745,7 +747,7 @@ pub fn verify_image(store: &Store, name: &str, options: &VerifyOptions) -> Resul
         (Some(sources), true) => report.fail(
             CheckName::SingleSignedManifest,
             "every layer from one signed manifest",
-            vec![Finding::MixAndMatch {
+            vec![SignatureFinding::MixAndMatch {
                 sources: sources.clone(),
             }],
         ),
@@ -797,7 +799,7 @@ fn check_signature(
     image: &ImageManifest,
     options: &VerifyOptions,
     requirements: &Requirements,
-) -> Result<SignedBy, Vec<Finding>> {
+) -> Result<SignedBy, Vec<SignatureFinding>> {
     match options.scheme {
         Scheme::Cosign => check_cosign(
             store,
@@ -808,7 +810,7 @@ fn check_signature(
         ),
         Scheme::DeliveryKit => {
             let Some(signature) = delivery_kit::signature(image) else {
-                return Err(vec![Finding::SignatureMissing {
+                return Err(vec![SignatureFinding::SignatureMissing {
                     expected: format!("manifest annotation {}", delivery_kit::SIGNATURE),
                 }]);
             };
@@ -817,7 +819,7 @@ fn check_signature(
                     key: key.fingerprint.clone(),
                     payload: None,
                 })
-                .map_err(|error| vec![Finding::BadSignature { payload: None, error }])
+                .map_err(|error| vec![SignatureFinding::BadSignature { payload: None, error }])
         }
     }
 }
@@ -828,23 +830,23 @@ fn check_cosign(
     manifest: &Digest,
     registry: Option<&ClientOptions>,
     keys: &[PublicKey],
-) -> Result<SignedBy, Vec<Finding>> {
+) -> Result<SignedBy, Vec<SignatureFinding>> {
     let load = || {
         cosign::load(store, &name.repository, manifest)
-            .map_err(|e| vec![Finding::SignatureFetch { reason: e.to_string() }])
+            .map_err(|e| vec![SignatureFinding::SignatureFetch { reason: e.to_string() }])
     };
     let mut signatures = load()?;
     if signatures.is_none()
         && let (Some(options), Some(reference)) = (registry, &name.registry)
     {
-        match registry::fetch_signatures(store, reference, manifest, options) {
+        match remote::fetch_signatures(store, reference, manifest, options) {
             Ok(true) => signatures = load()?,
             Ok(false) => {}
-            Err(e) => return Err(vec![Finding::SignatureFetch { reason: e.to_string() }]),
+            Err(e) => return Err(vec![SignatureFinding::SignatureFetch { reason: e.to_string() }]),
         }
     }
     let Some(signatures) = signatures else {
-        return Err(vec![Finding::SignatureMissing {
+        return Err(vec![SignatureFinding::SignatureMissing {
             expected: name.with_tag(&cosign::signature_tag(manifest)),
         }]);
     };
@@ -854,7 +856,7 @@ fn check_cosign(
         let key = match cosign::verify(keys, &stored.payload, &stored.signature) {
             Ok(key) => key,
             Err(error) => {
-                findings.push(Finding::BadSignature {
+                findings.push(SignatureFinding::BadSignature {
                     payload: Some(payload),
                     error,
                 });
@@ -864,20 +866,20 @@ fn check_cosign(
         let parsed = match cosign::parse_payload(&stored.payload) {
             Ok(p) => p,
             Err(e) => {
-                findings.push(Finding::PayloadMalformed { reason: e.to_string() });
+                findings.push(SignatureFinding::PayloadMalformed { reason: e.to_string() });
                 continue;
             }
         };
         let critical = parsed.critical;
         if critical.kind != cosign::PAYLOAD_TYPE {
-            findings.push(Finding::PayloadType { found: critical.kind });
+            findings.push(SignatureFinding::PayloadType { found: critical.kind });
         } else if critical.image.docker_manifest_digest != manifest.to_string() {
-            findings.push(Finding::PayloadDigest {
+            findings.push(SignatureFinding::PayloadDigest {
                 signed: critical.image.docker_manifest_digest,
                 used: *manifest,
             });
         } else if critical.identity.docker_reference != name.repository {
-            findings.push(Finding::PayloadIdentity {
+            findings.push(SignatureFinding::PayloadIdentity {
                 signed: critical.identity.docker_reference,
                 expected: name.repository.clone(),
             });
@@ -889,7 +891,7 @@ fn check_cosign(
         }
     }
     if findings.is_empty() {
-        findings.push(Finding::SignatureMissing {
+        findings.push(SignatureFinding::SignatureMissing {
             expected: name.with_tag(&cosign::signature_tag(manifest)),
         });
     }
@@ -961,10 +963,10 @@ fn check_timestamp(
     image: &ImageManifest,
     keys: &AnnotationKeys,
     requirements: &Requirements,
-) -> Option<Timestamp> {
+) -> Option<BuildTimestamp> {
     let built = match annotate::build_timestamp(image, keys) {
         None => {
-            let finding = Finding::TimestampMissing {
+            let finding = SignatureFinding::TimestampMissing {
                 key: keys.build_timestamp.clone(),
             };
             match requirements.min_build_timestamp {
@@ -980,7 +982,7 @@ fn check_timestamp(
             report.fail(
                 CheckName::BuildTimestamp,
                 "reading the build timestamp",
-                vec![Finding::TimestampMalformed {
+                vec![SignatureFinding::TimestampMalformed {
                     key: keys.build_timestamp.clone(),
                     value,
                 }],
@@ -993,7 +995,7 @@ fn check_timestamp(
         Some(minimum) if built < minimum => report.fail(
             CheckName::BuildTimestamp,
             format!("built {built}, minimum {minimum}"),
-            vec![Finding::Rollback { built, minimum }],
+            vec![SignatureFinding::Rollback { built, minimum }],
         ),
         Some(minimum) => report.pass(CheckName::BuildTimestamp, format!("built {built}, minimum {minimum}")),
         None => report.pass(
@@ -1013,7 +1015,7 @@ fn check_local_trees(report: &mut Report, store: &Store, layers: &mut [VerifiedL
                 Ok(Some(local)) => local,
                 Ok(None) => continue,
                 Err(e) => {
-                    findings.push(Finding::ManifestUnusable {
+                    findings.push(SignatureFinding::ManifestUnusable {
                         reason: format!("local conversion record: {e}"),
                     });
                     continue;
@@ -1036,7 +1038,7 @@ fn check_local_trees(report: &mut Report, store: &Store, layers: &mut [VerifiedL
             ];
             let before = findings.len();
             if signed.root_hash != *local.roothash.as_str() {
-                findings.push(Finding::RootHashMismatch {
+                findings.push(SignatureFinding::RootHashMismatch {
                     layer: signed.layer,
                     layout,
                     signed: signed.root_hash,
@@ -1045,7 +1047,7 @@ fn check_local_trees(report: &mut Report, store: &Store, layers: &mut [VerifiedL
             }
             for (field, signed_value, local_value) in differences {
                 if signed_value != local_value {
-                    findings.push(Finding::ParamsMismatch {
+                    findings.push(SignatureFinding::ParamsMismatch {
                         layer: signed.layer,
                         layout,
                         field: field.to_owned(),
@@ -1087,7 +1089,7 @@ struct DataJob {
     bytes: u64,
 }
 
-fn data_jobs(store: &Store, layers: &[VerifiedLayer]) -> Vec<Result<DataJob, Finding>> {
+fn data_jobs(store: &Store, layers: &[VerifiedLayer]) -> Vec<Result<DataJob, SignatureFinding>> {
     let mut jobs = Vec::new();
     for layer in layers {
         for &layout in &layer.converted {
@@ -1112,7 +1114,7 @@ fn data_jobs(store: &Store, layers: &[VerifiedLayer]) -> Vec<Result<DataJob, Fin
                         root: layer.verity.root_hash,
                     })
                 })
-                .map_err(|error| Finding::LayerData {
+                .map_err(|error| SignatureFinding::LayerData {
                     layer: layer.verity.layer,
                     layout,
                     block: None,
@@ -1124,8 +1126,8 @@ fn data_jobs(store: &Store, layers: &[VerifiedLayer]) -> Vec<Result<DataJob, Fin
     jobs
 }
 
-fn hash_layer(job: &DataJob) -> Result<(), Finding> {
-    let finding = |block, error: String| Finding::LayerData {
+fn hash_layer(job: &DataJob) -> Result<(), SignatureFinding> {
+    let finding = |block, error: String| SignatureFinding::LayerData {
         layer: job.layer,
         layout: job.layout,
         block,

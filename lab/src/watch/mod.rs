@@ -1,8 +1,8 @@
 //! Periodic verification of converted layers at rest, within a CPU budget.
 //!
-//! The seed talk's clusters burned 100% CPU on integrity re-checks. The [`Watcher`] re-verifies every layer
-//! file against its pinned root hash (a full dm-verity tree check, top-down, as `veritysetup verify`) in
-//! passes, one every `interval`, with at most `max_parallel` layers at a time, and paces the hashing with a
+//! Re-checking integrity naively can keep every core busy on a node with many layers. The [`Watcher`]
+//! re-verifies every layer file against its pinned root hash (a full dm-verity tree check, top-down, as
+//! `veritysetup verify`) in passes, one every `interval`, with at most `max_parallel` layers at a time, and paces the hashing with a
 //! token bucket of real CPU time ([`budget`]) so the process stays within `cpu_budget_percent` of one core
 //! however many layers there are.
 //!
@@ -11,7 +11,7 @@
 //! [`target::for_plan`], from a verified signature or the mount's plan of what was verified); each pass, a worker takes the next layer, checks its superblock and sidecar, then runs a
 //! [`verity_fuse::tree::Checker`] in steps of `step_blocks` blocks, asking the bucket before every step. Each
 //! pass yields a [`PassReport`]: what was checked, when, how long, how many bytes, the CPU used and typed
-//! [`Finding`]s.
+//! [`DriftFinding`]s.
 
 pub mod budget;
 pub mod report;
@@ -26,7 +26,7 @@ use verity_fuse::tree::{Checker, Step};
 use crate::defence::{self, Defence};
 
 pub use budget::{CpuClock, TokenBucket, cpu_time};
-pub use report::{Finding, LayerReport, PassReport};
+pub use report::{DriftFinding, LayerReport, PassReport};
 pub use target::LayerTarget;
 
 /// How the watcher runs.
@@ -88,7 +88,7 @@ impl ConfigError {
 #[derive(Debug)]
 pub struct Watcher {
     targets: Vec<LayerTarget>,
-    unchecked: Vec<Finding>,
+    unchecked: Vec<DriftFinding>,
     config: WatchConfig,
     bucket: Option<TokenBucket>,
 }
@@ -96,7 +96,11 @@ pub struct Watcher {
 impl Watcher {
     /// A watcher of `targets`; `unchecked` are findings about layers that cannot be checked (no conversion),
     /// repeated in every pass report.
-    pub fn new(targets: Vec<LayerTarget>, unchecked: Vec<Finding>, config: WatchConfig) -> Result<Self, ConfigError> {
+    pub fn new(
+        targets: Vec<LayerTarget>,
+        unchecked: Vec<DriftFinding>,
+        config: WatchConfig,
+    ) -> Result<Self, ConfigError> {
         if config.max_parallel == 0 {
             return Err(ConfigError::NoParallelism);
         }
@@ -220,7 +224,7 @@ impl Watcher {
                 }
                 Ok((data, hash)) => match Checker::new(&data, &hash, &target.geometry, &target.root, 1) {
                     Err(e) => {
-                        findings.push(Finding::from_verity(e, &target.data, &target.hash));
+                        findings.push(DriftFinding::from_verity(e, &target.data, &target.hash));
                         complete = true;
                     }
                     Ok(mut checker) => {
@@ -228,7 +232,7 @@ impl Watcher {
                             match checker.step(self.config.step_blocks) {
                                 Ok(Step::Continue) => continue,
                                 Ok(Step::Done) => {}
-                                Err(e) => findings.push(Finding::from_verity(e, &target.data, &target.hash)),
+                                Err(e) => findings.push(DriftFinding::from_verity(e, &target.data, &target.hash)),
                             }
                             complete = true;
                             break;

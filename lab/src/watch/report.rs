@@ -14,7 +14,7 @@ use verity_fuse::ErrorClass;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
-pub enum Finding {
+pub enum DriftFinding {
     /// A block's digest is not the one its parent (or the root hash) holds: the block was changed.
     #[error("{block} is corrupted: expected digest {expected}, found {found}")]
     Mismatch {
@@ -105,7 +105,7 @@ pub enum Finding {
     },
 }
 
-impl Finding {
+impl DriftFinding {
     /// What kind of failure this is.
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -122,7 +122,7 @@ impl Finding {
     }
 }
 
-impl Finding {
+impl DriftFinding {
     /// The finding for a failed tree check of `data` against `hash`.
     pub fn from_verity(error: VerityError, data: &std::path::Path, hash: &std::path::Path) -> Self {
         let path_of = |device| match device {
@@ -130,23 +130,23 @@ impl Finding {
             Device::Hash => hash.to_owned(),
         };
         match error {
-            VerityError::HashMismatch { block, expected, found } => Finding::Mismatch {
+            VerityError::HashMismatch { block, expected, found } => DriftFinding::Mismatch {
                 block,
                 expected: expected.to_hex(),
                 found: found.to_hex(),
             },
-            VerityError::NonZeroPadding { block, offset } => Finding::NonZeroPadding { block, offset },
-            VerityError::Truncated { device, needed, len } => Finding::Truncated {
+            VerityError::NonZeroPadding { block, offset } => DriftFinding::NonZeroPadding { block, offset },
+            VerityError::Truncated { device, needed, len } => DriftFinding::Truncated {
                 path: path_of(device),
                 device,
                 needed,
                 len,
             },
-            VerityError::Io { device, error, .. } => Finding::Io {
+            VerityError::Io { device, error, .. } => DriftFinding::Io {
                 path: path_of(device),
                 error: error.to_string(),
             },
-            other => Finding::Other {
+            other => DriftFinding::Other {
                 reason: other.to_string(),
             },
         }
@@ -177,7 +177,7 @@ pub struct LayerReport {
     /// False when the pass was stopped (deadline) before this layer's check ended.
     pub complete: bool,
     /// What was found; empty when the layer is intact (or the check was stopped first).
-    pub findings: Vec<Finding>,
+    pub findings: Vec<DriftFinding>,
 }
 
 /// One pass over every layer.
@@ -202,12 +202,12 @@ pub struct PassReport {
     /// Per layer, in the order given.
     pub layers: Vec<LayerReport>,
     /// Findings that belong to no checked layer (a layer without conversion).
-    pub findings: Vec<Finding>,
+    pub findings: Vec<DriftFinding>,
 }
 
 impl PassReport {
     /// Every finding of the pass.
-    pub fn all_findings(&self) -> impl Iterator<Item = &Finding> {
+    pub fn all_findings(&self) -> impl Iterator<Item = &DriftFinding> {
         self.findings.iter().chain(self.layers.iter().flat_map(|l| &l.findings))
     }
 

@@ -18,7 +18,7 @@ use verity_fuse::source::FileSource;
 use verity_fuse::superblock::Superblock;
 use verity_fuse::{Digest, Geometry};
 
-use super::report::Finding;
+use super::report::DriftFinding;
 use crate::convert::{self, LayerConversion, SIDECAR_FILE, VERITY_FILE, VerityLayout, verity};
 use crate::mount::Plan;
 use crate::oci::Digest as OciDigest;
@@ -53,7 +53,7 @@ pub struct LayerTarget {
 }
 
 /// Layers to check, and findings about layers that cannot be checked (no conversion).
-pub type Targets = (Vec<LayerTarget>, Vec<Finding>);
+pub type Targets = (Vec<LayerTarget>, Vec<DriftFinding>);
 
 pub use super::report::PinSource;
 
@@ -147,11 +147,11 @@ impl LayerTarget {
 
     /// Checks what can be checked before hashing: the files exist, the superblock agrees with the pinned
     /// parameters, the sidecar with the pinned root hash. Returns the opened files.
-    pub(super) fn open(&self) -> Result<(FileSource, FileSource), Finding> {
+    pub(super) fn open(&self) -> Result<(FileSource, FileSource), DriftFinding> {
         let open = |path: &Path| {
             FileSource::open(path).map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => Finding::Missing { path: path.to_owned() },
-                _ => Finding::Io {
+                io::ErrorKind::NotFound => DriftFinding::Missing { path: path.to_owned() },
+                _ => DriftFinding::Io {
                     path: path.to_owned(),
                     error: e.to_string(),
                 },
@@ -166,8 +166,8 @@ impl LayerTarget {
         Ok((data, hash))
     }
 
-    fn check_superblock(&self) -> Result<(), Finding> {
-        let bad = |reason: String| Finding::Superblock {
+    fn check_superblock(&self) -> Result<(), DriftFinding> {
+        let bad = |reason: String| DriftFinding::Superblock {
             path: self.hash.clone(),
             reason,
         };
@@ -185,7 +185,7 @@ impl LayerTarget {
         Ok(())
     }
 
-    fn check_sidecar(&self, path: &Path) -> Result<(), Finding> {
+    fn check_sidecar(&self, path: &Path) -> Result<(), DriftFinding> {
         #[derive(serde::Deserialize)]
         struct Sidecar {
             roothash: String,
@@ -194,9 +194,11 @@ impl LayerTarget {
         let pinned = self.root.to_hex();
         let offset = self.geometry.placement.hash_offset;
         let sidecar = match std::fs::read(path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Finding::Missing { path: path.to_owned() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(DriftFinding::Missing { path: path.to_owned() });
+            }
             Err(e) => {
-                return Err(Finding::Io {
+                return Err(DriftFinding::Io {
                     path: path.to_owned(),
                     error: e.to_string(),
                 });
@@ -207,7 +209,7 @@ impl LayerTarget {
             }),
         };
         if sidecar.roothash != pinned || sidecar.hashoffset != offset {
-            return Err(Finding::Sidecar {
+            return Err(DriftFinding::Sidecar {
                 path: path.to_owned(),
                 roothash: sidecar.roothash,
                 hashoffset: sidecar.hashoffset,
@@ -220,7 +222,7 @@ impl LayerTarget {
 }
 
 /// The targets of the stored images `names`: every converted layout of every layer (each layer once, even
-/// when images share it), and a [`Finding::NotConverted`] for each layer with no conversion.
+/// when images share it), and a [`DriftFinding::NotConverted`] for each layer with no conversion.
 pub fn for_images(store: &Store, names: &[String]) -> Result<Targets, TargetError> {
     let mut targets: Vec<LayerTarget> = Vec::new();
     let mut findings = Vec::new();
@@ -247,7 +249,7 @@ pub fn for_images(store: &Store, names: &[String]) -> Result<Targets, TargetErro
                 }
             }
             if !any {
-                findings.push(Finding::NotConverted {
+                findings.push(DriftFinding::NotConverted {
                     image: name.clone(),
                     layer: layer.digest.to_string(),
                 });
@@ -295,7 +297,7 @@ pub fn for_verified(store: &Store, image: &VerifiedImage) -> Result<Targets, Tar
     let mut findings = Vec::new();
     for (layer, root) in signed {
         if !pinned_targets(store, &layer.digest(), root.root_hash(), &source, &mut targets)? {
-            findings.push(Finding::NotConverted {
+            findings.push(DriftFinding::NotConverted {
                 image: image.name().to_owned(),
                 layer: layer.digest().to_string(),
             });
@@ -322,7 +324,7 @@ pub fn for_plan(store: &Store, plan: &Plan) -> Result<Option<Targets>, TargetErr
             continue;
         };
         if !pinned_targets(store, &digest, root, &source, &mut targets)? {
-            findings.push(Finding::NotConverted {
+            findings.push(DriftFinding::NotConverted {
                 image: plan.image.clone(),
                 layer: layer.name.clone(),
             });

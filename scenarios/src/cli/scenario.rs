@@ -53,7 +53,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "BACKEND", value_parser = parse_backend)]
     pub backend: Option<RunnerBackend>,
     /// The report's format.
-    #[arg(long, value_enum, default_value = "text")]
+    #[arg(long, value_parser = veritylab::cli::named::<Format>(Format::ALL.map(Format::name)), default_value = "text")]
     pub report: Format,
     /// Write the report to FILE (atomically) instead of stdout.
     #[arg(long, value_name = "FILE")]

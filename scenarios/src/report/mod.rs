@@ -9,14 +9,18 @@ pub mod json;
 pub mod junit;
 pub mod text;
 
+use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::str::FromStr;
+
+use veritylab::profile::UnknownName;
 
 use super::results::{CellResult, CellStatus, RunReport, ScenarioResult};
 use crate::backend::RunnerBackend;
 
 /// A report format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// The terminal matrix (attacks × profiles) with the differences below it.
@@ -27,6 +31,35 @@ pub enum Format {
     Junit,
     /// One HTML file with inline CSS and JS: the matrix, each cell's evidence on click, the run timeline.
     Html,
+}
+
+impl Format {
+    /// Every format, as `--report` lists them.
+    pub const ALL: [Format; 4] = [Format::Text, Format::Json, Format::Junit, Format::Html];
+
+    /// The name used on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Json => "json",
+            Format::Junit => "junit",
+            Format::Html => "html",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Format {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        UnknownName::find("report format", s, &Format::ALL, Format::name)
+    }
 }
 
 /// Renders `report` in `format`; `color` applies to the text format only.
@@ -133,4 +166,18 @@ pub(crate) fn timeline_lines(cell: &CellResult) -> Vec<String> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_names_agree_across_display_fromstr_and_serde() {
+        for f in Format::ALL {
+            assert_eq!(f.to_string().parse::<Format>(), Ok(f));
+            assert_eq!(serde_json::to_string(&f).unwrap(), format!("\"{f}\""));
+        }
+        assert!("xml".parse::<Format>().is_err());
+    }
 }

@@ -13,7 +13,7 @@ use crate::class::ErrorClass;
 use crate::sys;
 
 /// A backend that serves verified devices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// Our userspace verifier, served over FUSE.
@@ -23,7 +23,7 @@ pub enum Backend {
 }
 
 /// Which backend to use, as the `--backend` flag says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Choice {
     /// The kernel where it is available, FUSE otherwise.
     #[default]
@@ -32,6 +32,36 @@ pub enum Choice {
     Fuse,
     /// The kernel only.
     Kernel,
+}
+
+impl Choice {
+    /// Every choice, as `--backend` spells them.
+    pub const NAMES: [&'static str; 3] = ["auto", "fuse", "kernel"];
+}
+
+/// A `--backend` value that is none of [`Choice::NAMES`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown backend `{0}` (expected one of: auto, fuse, kernel)")]
+pub struct UnknownChoice(pub String);
+
+impl UnknownChoice {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::Usage
+    }
+}
+
+impl std::str::FromStr for Choice {
+    type Err = UnknownChoice;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Choice::Auto),
+            "fuse" => Ok(Choice::Fuse),
+            "kernel" => Ok(Choice::Kernel),
+            _ => Err(UnknownChoice(s.to_owned())),
+        }
+    }
 }
 
 /// What this host can do, with the reason when it cannot.

@@ -9,7 +9,7 @@ use clap::Args;
 use super::Failure;
 use crate::backend::{Backend, kernel};
 use crate::class::ErrorClass;
-use crate::registry::{Entry, Info, Liveness, Registry};
+use crate::rundir::{Entry, Info, Liveness, RunDir};
 use crate::sys;
 
 /// How long `close` waits for the FUSE server to exit after the unmount.
@@ -26,7 +26,7 @@ pub(crate) struct CloseArgs {
 }
 
 pub(crate) fn run(a: CloseArgs) -> Result<()> {
-    let registry = Registry::new(a.dir.as_deref())?;
+    let registry = RunDir::new(a.dir.as_deref())?;
     let entry = registry.open_entry(&a.name)?;
     match entry.liveness() {
         (Liveness::Active, Some(info)) if info.backend == Backend::Kernel => {

@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::backend::{Backend, kernel};
 use crate::fuse::StatusReport;
-use crate::registry::{Liveness, Registry};
+use crate::rundir::{Liveness, RunDir};
 
 /// Arguments of `list`.
 #[derive(Args, Debug)]
@@ -31,7 +31,7 @@ struct Row {
 }
 
 pub(crate) fn run(a: ListArgs) -> Result<()> {
-    let registry = Registry::new(a.dir.as_deref())?;
+    let registry = RunDir::new(a.dir.as_deref())?;
     let mut rows = Vec::new();
     for entry in registry.entries() {
         let (state, info) = entry.liveness();

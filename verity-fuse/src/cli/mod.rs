@@ -134,7 +134,7 @@ pub fn class_of(e: &anyhow::Error) -> ErrorClass {
 
 /// The class of one error of the chain, when it is a type that has one.
 fn class_of_cause(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
-    use crate::{backend, device, hash, hex, params, registry, signature, superblock, sys};
+    use crate::{backend, device, hash, hex, params, rundir, signature, superblock, sys};
     macro_rules! classes {
         ($($ty:ty),* $(,)?) => {
             $(if let Some(e) = cause.downcast_ref::<$ty>() {
@@ -146,7 +146,7 @@ fn class_of_cause(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClas
         Failure,
         OutputError,
         VerityError,
-        registry::RegistryError,
+        rundir::RunDirError,
         sys::ToolError,
         backend::Unavailable,
         backend::kernel::CloseError,

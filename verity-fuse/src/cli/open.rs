@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use clap::builder::TypedValueParser as _;
 
 use super::args::{FecArgs, ParamArgs, existing_geometry, root_hash, same_file};
 use super::report::warn_lab_only;
@@ -19,7 +20,7 @@ use crate::fec::FecParams;
 use crate::fuse::{DeviceFs, MountConfig, fuser_config};
 use crate::hash::Digest;
 use crate::params::Geometry;
-use crate::registry::{Entry, Info, Registry, SignatureCheck};
+use crate::rundir::{Entry, Info, RunDir, SignatureCheck};
 use crate::signature::{self, Keyring};
 use crate::source::FileSource;
 use crate::sys;
@@ -74,7 +75,12 @@ pub(crate) struct OpenArgs {
     #[arg(long)]
     check_at_most_once: bool,
     /// Which backend serves the device: `auto` takes kernel dm-verity where available, else FUSE.
-    #[arg(long, value_enum, default_value_t = Choice::Auto)]
+    #[arg(
+        long,
+        value_parser = clap::builder::PossibleValuesParser::new(Choice::NAMES)
+            .try_map(|name| name.parse::<Choice>()),
+        default_value = "auto"
+    )]
     backend: Choice,
     /// Directory holding open devices [default: /run/verity-fuse as root, $XDG_RUNTIME_DIR/verity-fuse].
     #[arg(long, value_name = "DIR")]
@@ -228,7 +234,7 @@ fn report(info: &Info, json: bool) -> Result<(), super::output::OutputError> {
 pub(crate) fn run(a: OpenArgs, argv: &[std::ffi::OsString]) -> Result<()> {
     let mut plan = plan(&a)?;
     warn_lab_only(&plan.geometry);
-    let registry = Registry::new(a.dir.as_deref())?;
+    let registry = RunDir::new(a.dir.as_deref())?;
     let backend = Backend::resolve(a.backend, backend::capabilities())?;
     let (signature, check) = check_signature(&a, &plan.root, backend)?;
     plan.signature = signature;

@@ -14,7 +14,7 @@ use crate::backend::table::Table;
 use crate::backend::{Backend, kernel};
 use crate::fuse::StatusReport;
 use crate::host;
-use crate::registry::{Info, Liveness, Registry, SignatureCheck};
+use crate::rundir::{Info, Liveness, RunDir, SignatureCheck};
 
 /// Arguments of `status`.
 #[derive(Args, Debug)]
@@ -44,7 +44,7 @@ struct StatusOutput<'a> {
 }
 
 pub(crate) fn run(a: StatusArgs) -> Result<()> {
-    let registry = Registry::new(a.dir.as_deref())?;
+    let registry = RunDir::new(a.dir.as_deref())?;
     let entry = registry.open_entry(&a.name)?;
     let (liveness, info) = entry.liveness();
     let info: Info = match (liveness, info) {

@@ -2,7 +2,7 @@
 //!
 //! One image (a zero block, random blocks, and a tail past `data_blocks` that no device may reach) and its
 //! tree (512-byte hash blocks, so the 20 data blocks hang off two leaves under one top block) are tampered
-//! with in every way issue 5 names. Each tampering is opened under each mode twice, with
+//! with in every way [`Tampering`] lists. Each tampering is opened under each mode twice, with
 //! `verity-fuse open --backend kernel` and with `--backend fuse`, on the same files in the same boot. Every
 //! block of the data file is read through each device with `O_DIRECT` and recorded as the digest of its
 //! bytes, its error, or end-of-device; with the device size and the `V`/`C` status. Kernel and FUSE must

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use super::tree::{Attrs, Kind, NodeId, ROOT, Tree};
-use super::{Options, Output, Result, Timestamp, WriteError};
+use super::{FileTime, Options, Output, Result, WriteError};
 use crate::erofs::format::{
     self, COMPACT_INODE_SIZE, COMPAT_MTIME, COMPAT_SB_CHKSUM, DIRENT_SIZE, Dirent, DiskInode, EXTENDED_INODE_SIZE,
     INODE_SLOT, Layout, Superblock, XATTR_HEADER_SIZE, mode,
@@ -23,7 +23,7 @@ pub(super) struct Finished {
     pub(super) block0: Vec<u8>,
     pub(super) inodes: u64,
     pub(super) blocks: u64,
-    pub(super) build_time: Timestamp,
+    pub(super) build_time: FileTime,
 }
 
 /// Per-inode layout decisions.
@@ -166,11 +166,11 @@ fn dir_bytes(tree: &Tree, id: NodeId, parent: NodeId, nids: &[u64], bs: usize) -
 }
 
 /// The build time: the fixed one, or the most common modification time (ties: the earliest).
-fn pick_build_time(opts: &Options, tree: &Tree, order: &[Plan]) -> Timestamp {
+fn pick_build_time(opts: &Options, tree: &Tree, order: &[Plan]) -> FileTime {
     if let Some(fixed) = opts.build_time {
         return fixed;
     }
-    let mut counts: HashMap<Timestamp, u64> = HashMap::new();
+    let mut counts: HashMap<FileTime, u64> = HashMap::new();
     for plan in order {
         if let Some(t) = tree.nodes[plan.node].attrs.mtime {
             *counts.entry(t).or_default() += 1;
@@ -179,7 +179,7 @@ fn pick_build_time(opts: &Options, tree: &Tree, order: &[Plan]) -> Timestamp {
     counts
         .into_iter()
         .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
-        .map_or(Timestamp::default(), |(t, _)| t)
+        .map_or(FileTime::default(), |(t, _)| t)
 }
 
 /// Breadth-first order of the reachable nodes with each node's parent and link count.

@@ -26,7 +26,7 @@ use verity_fuse::ErrorClass;
 
 /// A modification time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Timestamp {
+pub struct FileTime {
     /// Seconds since the Unix epoch.
     pub secs: i64,
     /// Nanoseconds (below one second).
@@ -42,7 +42,7 @@ pub struct Options {
     /// Pack file, directory and symlink tails right after their inodes (`false` is `-Enoinline_data`).
     pub inline_data: bool,
     /// Fixed build time; `None` picks the most common modification time of the tree.
-    pub build_time: Option<Timestamp>,
+    pub build_time: Option<FileTime>,
     /// Volume UUID.
     pub uuid: [u8; 16],
 }
@@ -68,7 +68,7 @@ pub struct Metadata {
     /// Group.
     pub gid: u32,
     /// Modification time.
-    pub mtime: Timestamp,
+    pub mtime: FileTime,
     /// Extended attributes: full names (`user.x`, `trusted.overlay.opaque`, ...) and values.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
@@ -284,7 +284,7 @@ pub struct Summary {
     /// Block size.
     pub block_size: u32,
     /// Build time stored in the superblock.
-    pub build_time: Timestamp,
+    pub build_time: FileTime,
 }
 
 /// Counts bytes written through it so the writer knows the next free block without seeking.

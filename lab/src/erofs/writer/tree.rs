@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::Timestamp;
+use super::FileTime;
 
 /// Index of a node in the arena.
 pub(crate) type NodeId = usize;
@@ -50,7 +50,7 @@ pub(crate) struct Attrs {
     pub(crate) uid: u32,
     pub(crate) gid: u32,
     /// `None` for directories the input never described (they take the image's build time).
-    pub(crate) mtime: Option<Timestamp>,
+    pub(crate) mtime: Option<FileTime>,
     pub(crate) xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 

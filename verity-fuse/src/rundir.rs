@@ -21,7 +21,7 @@ use crate::sys;
 /// A problem with the registry of open devices.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum RegistryError {
+pub enum RunDirError {
     /// The name cannot be used as a directory name.
     #[error("device name `{0}` is invalid: use 1 to 127 letters, digits, `_`, `-` or `.`, not starting with `.`")]
     BadName(String),
@@ -44,7 +44,7 @@ pub enum RegistryError {
     },
 }
 
-impl RegistryError {
+impl RunDirError {
     /// What kind of failure this is.
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -56,9 +56,9 @@ impl RegistryError {
     }
 }
 
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RegistryError {
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunDirError {
     let context = context.into();
-    move |error| RegistryError::Io { context, error }
+    move |error| RunDirError::Io { context, error }
 }
 
 /// What `info.json` records about an open device.
@@ -105,7 +105,7 @@ pub enum SignatureCheck {
 
 /// The directory holding every open device.
 #[derive(Debug, Clone)]
-pub struct Registry {
+pub struct RunDir {
     root: PathBuf,
 }
 
@@ -124,17 +124,17 @@ fn valid_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
 }
 
-impl Registry {
+impl RunDir {
     /// The registry at `dir`, or the default: `/run/verity-fuse` as root, `$XDG_RUNTIME_DIR/verity-fuse`
     /// otherwise.
-    pub fn new(dir: Option<&Path>) -> Result<Self, RegistryError> {
+    pub fn new(dir: Option<&Path>) -> Result<Self, RunDirError> {
         let root = match dir {
             Some(d) => d.to_owned(),
             None if sys::is_root() => PathBuf::from("/run/verity-fuse"),
             None => std::env::var_os("XDG_RUNTIME_DIR")
                 .filter(|d| !d.is_empty())
                 .map(|d| PathBuf::from(d).join("verity-fuse"))
-                .ok_or(RegistryError::NoRuntimeDir)?,
+                .ok_or(RunDirError::NoRuntimeDir)?,
         };
         Ok(Self { root })
     }
@@ -145,9 +145,9 @@ impl Registry {
     }
 
     /// The entry for `name` (which need not exist).
-    pub fn entry(&self, name: &str) -> Result<Entry, RegistryError> {
+    pub fn entry(&self, name: &str) -> Result<Entry, RunDirError> {
         if !valid_name(name) {
-            return Err(RegistryError::BadName(name.to_owned()));
+            return Err(RunDirError::BadName(name.to_owned()));
         }
         Ok(Entry {
             name: name.to_owned(),
@@ -156,22 +156,22 @@ impl Registry {
     }
 
     /// Creates the directory of a new device; fails if a device of that name is open.
-    pub fn create(&self, name: &str) -> Result<Entry, RegistryError> {
+    pub fn create(&self, name: &str) -> Result<Entry, RunDirError> {
         let entry = self.entry(name)?;
         if entry.info().is_some() {
-            return Err(RegistryError::Exists(name.to_owned()));
+            return Err(RunDirError::Exists(name.to_owned()));
         }
         std::fs::create_dir_all(entry.mount_point()).map_err(io(format!("creating {}", entry.dir.display())))?;
         Ok(entry)
     }
 
     /// The entry for an open device.
-    pub fn open_entry(&self, name: &str) -> Result<Entry, RegistryError> {
+    pub fn open_entry(&self, name: &str) -> Result<Entry, RunDirError> {
         let entry = self.entry(name)?;
         if entry.dir.is_dir() {
             Ok(entry)
         } else {
-            Err(RegistryError::NotFound(name.to_owned()))
+            Err(RunDirError::NotFound(name.to_owned()))
         }
     }
 
@@ -222,7 +222,7 @@ impl Entry {
     }
 
     /// Records `info` atomically: it appears complete or not at all.
-    pub fn write_info(&self, info: &Info) -> Result<(), RegistryError> {
+    pub fn write_info(&self, info: &Info) -> Result<(), RunDirError> {
         let context = format!("writing {}", self.info_file().display());
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(io(context.clone()))?;
         serde_json::to_writer_pretty(tmp.as_file_mut(), info)
@@ -241,7 +241,7 @@ impl Entry {
     }
 
     /// Removes the entry's directory and everything in it (the mount must be gone).
-    pub fn remove(&self) -> Result<(), RegistryError> {
+    pub fn remove(&self) -> Result<(), RunDirError> {
         match std::fs::remove_dir_all(&self.dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(io(format!("removing {}", self.dir.display()))(e))
@@ -290,7 +290,7 @@ impl Entry {
 
     /// Cleans up a stale entry: lazily unmounts a FUSE mount left by a dead server, detaches loop devices
     /// the kernel backend left, and removes the directory.
-    pub fn clean_up_stale(&self, info: Option<&Info>) -> Result<(), RegistryError> {
+    pub fn clean_up_stale(&self, info: Option<&Info>) -> Result<(), RunDirError> {
         if self.is_mounted() {
             let unmounted = sys::run_tool(
                 "fusermount3",
@@ -301,7 +301,7 @@ impl Entry {
             if let Err(e) = unmounted
                 && self.is_mounted()
             {
-                return Err(RegistryError::Io {
+                return Err(RunDirError::Io {
                     context: format!("unmounting {}", self.mount_point().display()),
                     error: std::io::Error::other(e.to_string()),
                 });
@@ -320,9 +320,9 @@ mod tests {
 
     #[test]
     fn names_are_checked_before_any_path_is_built() {
-        let r = Registry::new(Some(Path::new("/tmp/x"))).unwrap();
+        let r = RunDir::new(Some(Path::new("/tmp/x"))).unwrap();
         for bad in ["", "..", ".hidden", "a/b", "a b", &"x".repeat(128)] {
-            assert!(matches!(r.entry(bad), Err(RegistryError::BadName(_))), "{bad:?}");
+            assert!(matches!(r.entry(bad), Err(RunDirError::BadName(_))), "{bad:?}");
         }
         assert_eq!(
             r.entry("layer-1.erofs").unwrap().device_file(),
@@ -333,7 +333,7 @@ mod tests {
     #[test]
     fn info_is_written_atomically_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let r = Registry::new(Some(dir.path())).unwrap();
+        let r = RunDir::new(Some(dir.path())).unwrap();
         let e = r.create("dev").unwrap();
         assert!(e.info().is_none());
         let info = Info {
@@ -350,7 +350,7 @@ mod tests {
         };
         e.write_info(&info).unwrap();
         assert_eq!(e.info(), Some(info));
-        assert!(matches!(r.create("dev"), Err(RegistryError::Exists(_))));
+        assert!(matches!(r.create("dev"), Err(RunDirError::Exists(_))));
         assert_eq!(r.entries().len(), 1);
         e.remove().unwrap();
         assert!(r.entries().is_empty());

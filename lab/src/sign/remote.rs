@@ -8,11 +8,11 @@ use std::io::Read;
 
 use super::cosign::{self, MANIFEST_LIMIT, PAYLOAD_LIMIT};
 use crate::oci::Digest;
+use crate::oci::client::{Client, ClientOptions, RegistryError};
 use crate::oci::digest::VerifyError;
 use crate::oci::manifest::{Descriptor, ImageManifest};
 use crate::oci::media;
 use crate::oci::reference::RegistryRef;
-use crate::oci::registry::{Client, ClientOptions, RegistryError};
 use crate::store::{Store, StoreError};
 use verity_fuse::ErrorClass;
 
