@@ -229,17 +229,17 @@ mod tests {
 
     #[test]
     fn pacing_holds_a_busy_worker_to_its_budget() {
-        // 5% of a core: 100 ms of CPU may take no less than 2 s of wall time.
+        // 5% of a core: 100 ms of CPU may take no less than 2 s of wall time. On an idle machine the burning
+        // takes about 100 ms of wall, so only the bucket's waits can make up the rest; on a loaded one the
+        // burning itself may take longer and the bucket waits less. The floor holds either way, so that is
+        // what is checked, not the share of the waits, which depends on the load.
         let bucket = TokenBucket::new(5.0, CpuClock::Threads);
         let started = Instant::now();
         let mut last = bucket.worker_start();
         let mut cpu = Duration::ZERO;
-        let mut paced = Duration::ZERO;
         while cpu < 100 * MS && started.elapsed() < Duration::from_secs(20) {
             cpu += burn(5 * MS);
-            let before = Instant::now();
             assert!(bucket.pace(&mut last, None));
-            paced += before.elapsed();
         }
         let wall = started.elapsed();
         assert!(cpu >= 100 * MS, "the thread clock saw {cpu:?} of CPU in {wall:?}");
@@ -247,10 +247,6 @@ mod tests {
         assert!(
             wall.as_secs_f64() >= 0.95 * floor,
             "{cpu:?} of CPU at 5% took {wall:?}, under {floor:.2} s"
-        );
-        assert!(
-            paced > wall / 2,
-            "the bucket made the worker wait only {paced:?} of {wall:?}"
         );
     }
 }
