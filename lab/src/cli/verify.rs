@@ -161,7 +161,11 @@ pub fn run(plan: &VerifyPlan) -> Result<(), CliError> {
                         sig.len,
                         sig.signer.as_ref().map_or_else(
                             || "no certificate inside (the kernel's keyring decides)".to_owned(),
-                            |s| format!("by {} ({}), verifies over this root hash", s.subject, s.fingerprint)
+                            |s| format!(
+                                "by {} ({}), the certificate it carries: verifies over this root hash (not a \
+                                 trust decision: the kernel's keyring decides whether that signer is trusted)",
+                                s.subject, s.fingerprint
+                            )
                         )
                     )?,
                     Ok(None) => out!("    root-hash signature: none")?,
