@@ -8,8 +8,8 @@ use std::path::Path;
 use veritylab::convert::{VerityLayout, verity};
 use veritylab::erofs::{self, FileTime, OverlayNamespace, Whiteouts};
 use veritylab::oci::Digest;
-use veritylab::oci::build::store_tars;
 use veritylab::oci::manifest::{Descriptor, ImageManifest, Platform};
+use veritylab::oci::store_tars;
 use veritylab::sign::cosign;
 
 use crate::layer_tar;

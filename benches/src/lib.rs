@@ -111,7 +111,7 @@ pub fn verity_layers(dir: &Path, count: usize, bytes_each: u64) -> Result<Vec<ve
             sidecar,
             geometry,
             root: built.root,
-            source: veritylab::watch::target::PinSource::ConversionRecord,
+            source: veritylab::watch::PinSource::ConversionRecord,
         });
     }
     Ok(targets)

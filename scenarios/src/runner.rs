@@ -44,20 +44,19 @@ use veritylab::convert::{self, ConvertError, VerityLayout};
 use veritylab::defence::{self, Defence};
 use veritylab::erofs::ReadError;
 use veritylab::mount::{self, LayerRefusalKind, MountError, Trust};
+use veritylab::oci::LayoutError;
 use veritylab::oci::Reference;
-use veritylab::oci::client::{ClientOptions, RegistryError};
-use veritylab::oci::layout::LayoutError;
-use veritylab::oci::pull::{self, PullError, PullOptions};
 use veritylab::oci::reference::{self, RegistryRef};
+use veritylab::oci::{self, PullError, PullOptions};
+use veritylab::oci::{ClientOptions, RegistryError};
 use veritylab::profile::{Backend, Profile};
 use veritylab::rootfs::{RootfsError, SnapshotError};
+use veritylab::sign::BuildTimestamp;
 use veritylab::sign::Scheme;
+use veritylab::sign::SignReport;
 use veritylab::sign::cosign;
-use veritylab::sign::image::SignReport;
-use veritylab::sign::policy::{Policy, Rule};
-use veritylab::sign::remote as sign_registry;
-use veritylab::sign::timestamp::BuildTimestamp;
-use veritylab::sign::verify::{self, SignatureFinding as VerifyFinding, VerifyError, VerifyOptions};
+use veritylab::sign::{self, SignatureFinding as VerifyFinding, VerifyError, VerifyOptions};
+use veritylab::sign::{Policy, Rule};
 use veritylab::store::StoreError;
 use veritylab::watch::{self, WatchConfig};
 
@@ -525,7 +524,7 @@ fn publish_and_pull(cell: &mut Cell<'_>, sandbox: &mut Sandbox, attack: &mut dyn
         client: client_options(&source),
         ..PullOptions::default()
     };
-    let pulled = match pull::pull(&source, &sandbox.store, &options, &|_| {}) {
+    let pulled = match oci::pull(&source, &sandbox.store, &options, &|_| {}) {
         Ok(report) => report,
         Err(e) => {
             let kind = pull_kind(&e).ok_or_else(|| Harness(format!("pull: {e}")))?;
@@ -578,7 +577,7 @@ fn client_options(source: &Reference) -> ClientOptions {
 /// returns what was pushed, for the timeline.
 fn publish(publisher: &veritylab::store::Store, signed: &SignReport, target: &RegistryRef) -> Result<String, Harness> {
     let client = client_options(&Reference::Registry(target.clone()));
-    sign_registry::push_signed(publisher, target, signed, &client)
+    sign::push_signed(publisher, target, signed, &client)
         .map(|pushed| pushed.summary())
         .map_err(|e| Harness(format!("pushing {} to {target}: {e}", signed.name)))
 }
@@ -592,7 +591,7 @@ fn fetch_signature(
     client: &ClientOptions,
 ) -> Result<Option<String>, String> {
     let tag = cosign::signature_tag(manifest);
-    if !sign_registry::fetch_signatures(store, source, manifest, client).map_err(|e| e.to_string())? {
+    if !sign::fetch_signatures(store, source, manifest, client).map_err(|e| e.to_string())? {
         return Ok(None);
     }
     let fetched = format!("{}/{}:{tag}", source.host, source.repository);
@@ -681,7 +680,7 @@ fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, 
     };
     let mut options = VerifyOptions::new(policy, vec![sandbox.public.clone()]);
     options.scheme = sandbox.scheme;
-    match verify::verify_image(&sandbox.store, &sandbox.name, &options) {
+    match sign::verify_image(&sandbox.store, &sandbox.name, &options) {
         Ok(image) => {
             let pinned = format!("{REPOSITORY}@{}", image.manifest().digest);
             sandbox
@@ -839,8 +838,8 @@ pub fn snapshot_kind(e: &SnapshotError) -> Option<ErrorKind> {
 /// The refusal an error from a real mount's files is: `EIO` from a verified device, `EFSCORRUPTED` from EROFS.
 fn host_kind(e: &io::Error) -> Option<ErrorKind> {
     match e.raw_os_error() {
-        Some(veritylab::rootfs::error::EIO) => Some(ErrorKind::HashMismatch),
-        Some(veritylab::rootfs::error::EFSCORRUPTED) => Some(ErrorKind::MalformedImage),
+        Some(veritylab::rootfs::EIO) => Some(ErrorKind::HashMismatch),
+        Some(veritylab::rootfs::EFSCORRUPTED) => Some(ErrorKind::MalformedImage),
         _ => None,
     }
 }
@@ -927,8 +926,8 @@ fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) -> Resul
         Harness(format!("{action}: {e}"))
     };
     let reverify = "re-verify layers at rest";
-    let (mut targets, unchecked) = watch::target::for_images(&sandbox.store, &[mount_name.to_owned()])
-        .map_err(|e| fail(cell, reverify, e.to_string()))?;
+    let (mut targets, unchecked) =
+        watch::for_images(&sandbox.store, &[mount_name.to_owned()]).map_err(|e| fail(cell, reverify, e.to_string()))?;
     // Pin the root hashes the signature gave, not the ones the node's metadata says now.
     for target in &mut targets {
         if let Some(root) = trusted.get(&target.layer) {
@@ -956,7 +955,7 @@ fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) -> Resul
         format!("{} layers, {} findings", pass.layers.len(), found.len()),
     );
 
-    let cleaned = mount::cleanup::cleanup(&sandbox.store).map_err(|e| fail(cell, "cleanup helper", e.to_string()))?;
+    let cleaned = mount::cleanup(&sandbox.store).map_err(|e| fail(cell, "cleanup helper", e.to_string()))?;
     for c in &cleaned {
         cell.finding(
             FindingKind::LeakedMount,

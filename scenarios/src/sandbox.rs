@@ -18,15 +18,15 @@ use veritylab::mount::emulated::{self, Devices, Layers, Rootfs, TableEntry};
 use veritylab::mount::{self, MountError, Plan, Record};
 use veritylab::mountinfo::DeviceNumber;
 use veritylab::oci::Digest;
-use veritylab::oci::build::store_tars;
 use veritylab::oci::manifest::{Descriptor, ImageManifest, Platform};
-use veritylab::oci::push::{self, PushDestination, PushError, PushOptions, PushSource};
+use veritylab::oci::store_tars;
+use veritylab::oci::{self, PushDestination, PushError, PushOptions, PushSource};
 use veritylab::profile::{Backend, Profile};
 use veritylab::rootfs::{Snapshot, SnapshotError};
+use veritylab::sign::BuildTimestamp;
 use veritylab::sign::Scheme;
-use veritylab::sign::image::{SignError, SignOptions, SignReport, read_image, sign_image};
 use veritylab::sign::keys::{self, PublicKey};
-use veritylab::sign::timestamp::BuildTimestamp;
+use veritylab::sign::{SignError, SignOptions, SignReport, read_image, sign_image};
 use veritylab::store::{Store, StoreError};
 
 /// The repository every scenario image is published under (a name only: nothing is contacted).
@@ -292,7 +292,7 @@ impl Sandbox {
             dir: dir.to_owned(),
             tag: tag.to_owned(),
         };
-        push::push(&source, &destination, &PushOptions::default(), &|_| {})
+        oci::push(&source, &destination, &PushOptions::default(), &|_| {})
             .map(drop)
             .map_err(|source| SandboxError::Export {
                 name: name.to_owned(),
@@ -662,7 +662,7 @@ impl attacks::Env for Sandbox {
                         match std::os::unix::fs::FileExt::read_at(&file, &mut buf[read..], offset + read as u64) {
                             Ok(0) => break,
                             Ok(n) => read += n,
-                            Err(e) if e.raw_os_error() == Some(veritylab::rootfs::error::EIO) => {
+                            Err(e) if e.raw_os_error() == Some(veritylab::rootfs::EIO) => {
                                 return Err(AttackError::Refused {
                                     kind: DefenceRefusal::HashMismatch,
                                     message: format!("reading the verified device of layer {index} at {offset}: {e}"),

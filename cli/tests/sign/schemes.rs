@@ -2,8 +2,8 @@
 //! alone is not covered by the delivery-kit payload, but is by the cosign scheme.
 
 use veritylab::convert::{self, VerityLayout};
-use veritylab::sign::policy::Policy;
-use veritylab::sign::verify::{CheckName, Outcome, SignatureFinding};
+use veritylab::sign::Policy;
+use veritylab::sign::{CheckName, Outcome, SignatureFinding};
 use veritylab::sign::{Scheme, annotate, cosign, delivery_kit};
 
 use super::support::{
@@ -33,7 +33,7 @@ fn cosign_signing_keeps_the_image_and_verification_returns_the_signed_root_hashe
     assert_eq!(signed["annotations"][annotate::BUILD_TIMESTAMP], "2027-01-15T08:00:00Z");
     let sig_name = format!("{REPO}:{}", cosign::signature_tag(&report.manifest.digest));
     assert!(store.lookup(&sig_name).is_ok(), "signature stored at {sig_name}");
-    let listed = veritylab::cli::images::list(&store).unwrap();
+    let listed = veritylab::cli::list_images(&store).unwrap();
     assert_eq!(listed.len(), 1, "the signature manifest is not listed as an image");
 
     let image = verified(&store, &name, &options(Policy::default(), &public, Scheme::Cosign));

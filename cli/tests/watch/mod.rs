@@ -42,7 +42,7 @@ fn converted(umoci: &Path) -> Converted {
 
 fn one_pass(c: &Converted, budget: Option<f64>) -> PassReport {
     let store = Store::open(&c.store_dir).unwrap();
-    let (targets, unchecked) = watch::target::for_images(&store, std::slice::from_ref(&c.name)).unwrap();
+    let (targets, unchecked) = watch::for_images(&store, std::slice::from_ref(&c.name)).unwrap();
     let config = WatchConfig {
         cpu_budget_percent: budget,
         max_parallel: 2,

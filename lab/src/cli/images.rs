@@ -82,7 +82,7 @@ pub fn list(store: &Store) -> Result<Vec<ImageEntry>, CliError> {
 }
 
 /// Prints the listing.
-pub fn run(args: &ImagesArgs) -> Result<(), CliError> {
+pub(crate) fn run(args: &ImagesArgs) -> Result<(), CliError> {
     let store = Store::open(&store_dir(args.store.clone())?)?;
     let images = list(&store)?;
     if args.json {

@@ -1,16 +1,16 @@
 //! Kernel dm-verity devices for the `kernel` backend, on hosts that have device-mapper.
 //!
-//! When [`available`] (root, `/dev/mapper/control`, `dmsetup`, `losetup`), the holder opens each verified
+//! When `available` (root, `/dev/mapper/control`, `dmsetup`, `losetup`), the holder opens each verified
 //! layer as a real dm-verity mapping instead of serving our emulation over FUSE: read-only loop devices over
-//! the layer's files, `dmsetup create` with the table line verity-fuse builds ([`open`]), and EROFS mounted
+//! the layer's files, `dmsetup create` with the table line verity-fuse builds (`open`), and EROFS mounted
 //! from `/dev/mapper/NAME`. The mapping is recorded per layer ([`Mapping`]).
 //!
 //! Unlike mounts, mappings and loop devices are global, not per mount namespace: a holder killed with
 //! SIGKILL leaves them behind. Every mapping of a mount is therefore named `veritylab-<mount id>-<layer>`
-//! ([`name`]), so `umount` and `cleanup` find them by name ([`remove_mount`]) even when the record never
+//! (`name`), so `umount` and `cleanup` find them by name (`remove_mount`) even when the record never
 //! got them, and take their loop devices from the mappings' own tables.
 //!
-//! The audit reads a mapping by device number ([`observe`]): `dmsetup table` and `dmsetup status` with
+//! The audit reads a mapping by device number (`observe`): `dmsetup table` and `dmsetup status` with
 //! `-j MAJOR -m MINOR`, parsed by the pure [`Table::parse`].
 
 use std::fs;
@@ -29,7 +29,7 @@ use crate::convert::verity::geometry_for;
 use crate::mountinfo::DeviceNumber;
 
 /// The prefix of every mapping veritylab makes.
-pub const PREFIX: &str = "veritylab-";
+pub(crate) const PREFIX: &str = "veritylab-";
 
 /// How long removal retries a mapping that is still busy (a dying namespace releases its mounts shortly
 /// after its last process exits).
@@ -60,17 +60,17 @@ impl Mapping {
 }
 
 /// Why device-mapper cannot be used here, or `Ok` when the holder uses dm-verity for verified layers.
-pub fn available() -> Result<(), String> {
+pub(crate) fn available() -> Result<(), String> {
     verity_fuse::backend::capabilities().kernel.clone()
 }
 
 /// The name of layer `index`'s mapping in mount `mount_id`.
-pub fn name(mount_id: &str, index: usize) -> String {
+pub(crate) fn name(mount_id: &str, index: usize) -> String {
     format!("{PREFIX}{mount_id}-{index}")
 }
 
 /// Whether mapping `name` belongs to mount `mount_id`.
-pub fn belongs_to(name: &str, mount_id: &str) -> bool {
+pub(crate) fn belongs_to(name: &str, mount_id: &str) -> bool {
     name.strip_prefix(PREFIX)
         .and_then(|rest| rest.strip_prefix(mount_id))
         .and_then(|rest| rest.strip_prefix('-'))
@@ -78,7 +78,7 @@ pub fn belongs_to(name: &str, mount_id: &str) -> bool {
 }
 
 /// Opens `layer` as mapping `name` with root hash `root` (hex); on failure nothing is left behind.
-pub fn open(layer: &PlannedLayer, name: &str, root: &str, options: &Options) -> Result<Mapping, String> {
+pub(crate) fn open(layer: &PlannedLayer, name: &str, root: &str, options: &Options) -> Result<Mapping, String> {
     let digest = verity_fuse::hex::decode("root hash", root)
         .ok()
         .and_then(|bytes| Digest::from_slice(&bytes))
@@ -106,7 +106,7 @@ pub fn open(layer: &PlannedLayer, name: &str, root: &str, options: &Options) -> 
 }
 
 /// Removes `mapping` and detaches its loop devices.
-pub fn close(mapping: &Mapping) -> Result<(), String> {
+pub(crate) fn close(mapping: &Mapping) -> Result<(), String> {
     kernel::close(&mapping.name, &mapping.loops).map_err(|e| e.to_string())
 }
 
@@ -125,7 +125,7 @@ fn all_names() -> Vec<String> {
 }
 
 /// The names in `dmsetup ls` output (`NAME\t(MAJOR:MINOR)` lines; `No devices found` when empty).
-pub fn parse_ls(out: &str) -> Vec<String> {
+pub(crate) fn parse_ls(out: &str) -> Vec<String> {
     out.lines()
         .filter_map(|line| {
             let (name, device) = line.split_once('\t').or_else(|| line.split_once(' '))?;
@@ -136,7 +136,7 @@ pub fn parse_ls(out: &str) -> Vec<String> {
 
 /// What is left of mount `mount_id`'s mappings: the mappings still present, and the loop devices of
 /// `recorded` still attached to their files and used by no other mapping.
-pub fn leftovers(mount_id: &str, recorded: &[&Mapping]) -> Vec<String> {
+pub(crate) fn leftovers(mount_id: &str, recorded: &[&Mapping]) -> Vec<String> {
     if available().is_err() && recorded.is_empty() {
         return Vec::new();
     }
@@ -173,7 +173,7 @@ fn stale_loops(mapping: &Mapping) -> Vec<PathBuf> {
 
 /// Removes every mapping of mount `mount_id` (found by name, so also those a killed holder never recorded)
 /// and the loop devices under them, then the recorded loops left unused. Returns what could not be removed.
-pub fn remove_mount(mount_id: &str, recorded: &[&Mapping]) -> Vec<String> {
+pub(crate) fn remove_mount(mount_id: &str, recorded: &[&Mapping]) -> Vec<String> {
     if available().is_err() {
         return Vec::new();
     }
@@ -251,14 +251,14 @@ pub struct Table {
     pub options: Vec<String>,
 }
 
-pub use verity_fuse::backend::table::TableError;
+pub(crate) use verity_fuse::backend::TableError;
 
 impl Table {
     /// Parses `0 <sectors> verity <version> <data maj:min> <hash maj:min> <data bs> <hash bs> <blocks>
-    /// <hash start> <alg> <root> <salt> [<#opts> <opt>...]` with [`verity_fuse::backend::table::Table::parse`],
+    /// <hash start> <alg> <root> <salt> [<#opts> <opt>...]` with [`verity_fuse::backend::Table::parse`],
     /// then reads both devices as `MAJOR:MINOR`.
     pub fn parse(line: &str) -> Result<Table, TableError> {
-        let t = verity_fuse::backend::table::Table::parse(line)?;
+        let t = verity_fuse::backend::Table::parse(line)?;
         let err = |reason| TableError {
             line: line.trim().to_owned(),
             reason,
@@ -300,7 +300,7 @@ pub struct Observed {
 
 /// Reads the dm-verity mapping with device number `device`, if it is one: `None` when the device is not a
 /// mapping, `Err` when it is one we cannot read as dm-verity.
-pub fn observe(device: DeviceNumber) -> Option<Result<Observed, String>> {
+pub(crate) fn observe(device: DeviceNumber) -> Option<Result<Observed, String>> {
     let name = fs::read_to_string(format!("/sys/dev/block/{device}/dm/name")).ok()?;
     let by_number = |command: &str| {
         run_tool(

@@ -40,7 +40,7 @@ pub struct SignOptions {
     /// The conversion layout used for layers not yet converted.
     pub layout: VerityLayout,
     /// The signing key's X.509 certificate (DER): when given, each layer also gets the kernel's root-hash
-    /// signature ([`kernel_annotation`]), in its descriptor and beside the layer.
+    /// signature (`kernel_annotation`), in its descriptor and beside the layer.
     pub kernel_certificate: Option<Vec<u8>>,
 }
 

@@ -277,7 +277,7 @@ impl Policy {
 }
 
 /// Glob match: `**` matches any run of characters, `*` any run without `/`, everything else itself.
-pub fn matches(pattern: &str, text: &str) -> bool {
+pub(crate) fn matches(pattern: &str, text: &str) -> bool {
     fn go(p: &[u8], t: &[u8]) -> bool {
         match p {
             [] => t.is_empty(),

@@ -434,7 +434,7 @@ impl VerifiedLayer {
     }
 
     /// The kernel's root-hash signature the verified manifest carries for this layer, checked
-    /// ([`kernel_annotation::read_signature`]); `None` when it carries none.
+    /// (`kernel_annotation::read_signature`); `None` when it carries none.
     pub fn root_hash_signature(&self) -> Result<Option<LayerSignature>, LayerSignatureError> {
         self.root_hash_signature
             .as_deref()

@@ -283,7 +283,7 @@ fn pinned_targets(
 
 /// The targets of a verified image's layers (exactly the verified ones, never looked up by name), pinned to
 /// their signed root hashes; an image without a signature of its own is refused.
-pub fn for_verified(store: &Store, image: &VerifiedImage) -> Result<Targets, TargetError> {
+pub(crate) fn for_verified(store: &Store, image: &VerifiedImage) -> Result<Targets, TargetError> {
     let (Some(signed), Some(by)) = (image.signed_layers(), image.signed_by()) else {
         return Err(TargetError::NotSigned {
             name: image.name().to_owned(),
