@@ -166,7 +166,7 @@ fn append_tree(dest: &Path) -> Result<Trojan, AttackError> {
         .map_err(env_err(&dest.display().to_string()))?;
     Ok(Trojan {
         erofs: dest.to_owned(),
-        root_hash: area.root_hex(),
+        root_hash: area.root_hash(),
         data_size: area.data_size(),
     })
 }

@@ -100,7 +100,7 @@ pub fn verity_layers(dir: &Path, count: usize, bytes_each: u64) -> Result<Vec<ve
         if let Some(sidecar) = &sidecar {
             std::fs::write(
                 sidecar,
-                format!(r#"{{"roothash":"{}","hashoffset":{hashoffset}}}"#, area.root_hex()),
+                format!(r#"{{"roothash":"{}","hashoffset":{hashoffset}}}"#, area.root_hash()),
             )?;
         }
         targets.push(veritylab::watch::LayerTarget {
@@ -110,7 +110,7 @@ pub fn verity_layers(dir: &Path, count: usize, bytes_each: u64) -> Result<Vec<ve
             hash,
             sidecar,
             geometry,
-            root: built.root,
+            root: area.root_hash(),
             source: veritylab::watch::PinSource::ConversionRecord,
         });
     }

@@ -22,6 +22,7 @@ use veritylab::oci::manifest::{Descriptor, ImageManifest, Platform};
 use veritylab::oci::store_tars;
 use veritylab::oci::{self, PushDestination, PushError, PushOptions, PushSource};
 use veritylab::profile::{Backend, Profile};
+use veritylab::root_hash::RootHash;
 use veritylab::rootfs::{Snapshot, SnapshotError};
 use veritylab::sign::BuildTimestamp;
 use veritylab::sign::Scheme;
@@ -302,11 +303,11 @@ impl Sandbox {
     }
 
     /// The trusted root hashes of the mounted layers, by layer name (for the audit).
-    pub(crate) fn trusted(&self) -> BTreeMap<String, String> {
+    pub(crate) fn trusted(&self) -> BTreeMap<String, RootHash> {
         self.mounted
             .iter()
             .flat_map(|(plan, _)| &plan.layers)
-            .filter_map(|l| Some((l.name.clone(), l.root_hash?.to_string())))
+            .filter_map(|l| Some((l.name.clone(), l.root_hash?)))
             .collect()
     }
 
@@ -429,7 +430,7 @@ impl attacks::Env for Sandbox {
 
     fn rewrite_local_metadata(&mut self, index: usize, built: &Trojan) -> Result<(), AttackError> {
         let mut record = self.conversion(index)?.clone();
-        record.roothash = built.root_hash.clone();
+        record.roothash = built.root_hash;
         record.erofs_size = built.data_size;
         record.hashoffset = built.data_size;
         record.data_blocks = built.data_size / verity::BLOCK;

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::backend::Backend;
 use crate::class::ErrorClass;
 use crate::fuse::{DEVICE_FILE, STATUS_FILE};
+use crate::hash::Digest;
 use crate::signature::Signer;
 use crate::sys;
 
@@ -77,7 +78,7 @@ pub(crate) struct Info {
     /// The hash file.
     pub hash: PathBuf,
     /// The root hash in force.
-    pub root_hash: String,
+    pub root_hash: Digest,
     /// The dm-verity table line (for FUSE, the line the kernel would load with the files as devices).
     pub table: String,
     /// Loop devices the kernel backend attached.
@@ -338,7 +339,7 @@ mod tests {
             pid: Some(1),
             data: "/d".into(),
             hash: "/h".into(),
-            root_hash: "00".into(),
+            root_hash: Digest::from_slice(&[0]).unwrap(),
             table: String::new(),
             loops: vec![],
             signature: SignatureCheck::None,

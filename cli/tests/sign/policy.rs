@@ -91,7 +91,7 @@ fn layers_mixed_from_two_signed_images_are_refused_unless_the_policy_allows_it()
     let weak = options(policy("single_signed_manifest = false\n"), &public, Scheme::Cosign);
     let image = verified(&store, &format!("{REPO}:mixed"), &weak);
     assert!(image.signed_by().is_none(), "trusted per layer, not by one signature");
-    assert_eq!(image.layers()[1].verity().root_hash.to_string(), b.layers[1].root_hash);
+    assert_eq!(image.layers()[1].verity().root_hash, b.layers[1].root_hash);
 }
 
 #[test]

@@ -52,7 +52,7 @@ fn sign_push_pull_by_tag_and_verify_against_a_real_registry() {
     );
     let image = verified(&node, &report.name, &fetching(&public, &plain_http()));
     for (layer, expected) in image.layers().iter().zip(&signed.layers) {
-        assert_eq!(layer.verity().root_hash.to_string(), expected.root_hash);
+        assert_eq!(layer.verity().root_hash, expected.root_hash);
         assert!(layer.converted().is_empty(), "not converted on the node yet");
     }
     veritylab::convert::convert_image(&node, &report.name, veritylab::convert::VerityLayout::Separate, &|_| {})

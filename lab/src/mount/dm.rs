@@ -17,11 +17,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::root_hash::RootHash;
 use serde::{Deserialize, Serialize};
 use verity_fuse::backend::kernel;
 use verity_fuse::device::Options;
 use verity_fuse::fuse::StatusReport;
-use verity_fuse::hash::Digest;
 use verity_fuse::sys::run_tool;
 
 use super::PlannedLayer;
@@ -43,7 +43,7 @@ pub struct Mapping {
     /// Its device number (what the EROFS mount on it shows).
     pub device: DeviceNumber,
     /// The root hash it was created with.
-    pub root_hash: String,
+    pub root_hash: RootHash,
     /// The file holding the layer's data (EROFS image).
     pub data_file: PathBuf,
     /// The file holding its hash tree.
@@ -77,12 +77,9 @@ pub(crate) fn belongs_to(name: &str, mount_id: &str) -> bool {
         .is_some_and(|index| !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Opens `layer` as mapping `name` with root hash `root` (hex); on failure nothing is left behind.
-pub(crate) fn open(layer: &PlannedLayer, name: &str, root: &str, options: &Options) -> Result<Mapping, String> {
-    let digest = verity_fuse::hex::decode("root hash", root)
-        .ok()
-        .and_then(|bytes| Digest::from_slice(&bytes))
-        .ok_or_else(|| format!("root hash {root:?} is not a hex digest"))?;
+/// Opens `layer` as mapping `name` with root hash `root`; on failure nothing is left behind.
+pub(crate) fn open(layer: &PlannedLayer, name: &str, root: RootHash, options: &Options) -> Result<Mapping, String> {
+    let digest = root.digest();
     let geometry = geometry_for(layer.erofs_size, layer.hashoffset).map_err(|e| e.to_string())?;
     let same_file = layer.erofs == layer.hash;
     let files = kernel::Files {
@@ -98,7 +95,7 @@ pub(crate) fn open(layer: &PlannedLayer, name: &str, root: &str, options: &Optio
     Ok(Mapping {
         name: name.to_owned(),
         device,
-        root_hash: root.to_owned(),
+        root_hash: root,
         data_file: layer.erofs.clone(),
         hash_file: layer.hash.clone(),
         loops: made.loops,
@@ -243,8 +240,8 @@ pub struct Table {
     pub data_blocks: u64,
     /// The hash algorithm.
     pub algorithm: String,
-    /// The root hash, hex.
-    pub root_hash: String,
+    /// The root hash.
+    pub root_hash: RootHash,
     /// The salt, hex (`-` for none).
     pub salt: String,
     /// Mode flags among the optional arguments (`ignore_corruption`, `check_at_most_once`, ...).
@@ -276,7 +273,7 @@ impl Table {
             hash_device: device(&t.hash_device)?,
             data_blocks: t.data_blocks,
             algorithm: t.algorithm,
-            root_hash: t.root_hash,
+            root_hash: RootHash::from(t.root_hash),
             salt: t.salt,
             options: t.flags,
         })
@@ -352,7 +349,7 @@ pub fn status_report(mapping: &Mapping) -> Option<StatusReport> {
         fec_corrected: 0,
         fec_uncorrectable: 0,
         size: table.sectors * 512,
-        root_hash: table.root_hash,
+        root_hash: table.root_hash.digest(),
     })
 }
 
@@ -383,7 +380,7 @@ mod tests {
         assert_eq!(t.data_device, DeviceNumber { major: 7, minor: 1 });
         assert_eq!(t.hash_device, DeviceNumber { major: 7, minor: 0 });
         assert_eq!(t.data_blocks, 37);
-        assert_eq!(t.root_hash, root);
+        assert_eq!(t.root_hash.to_string(), root);
         assert_eq!(t.salt, "abcd");
         assert!(t.options.is_empty());
         let t = Table::parse(&format!(

@@ -285,13 +285,15 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
                 mounted.erofs_mount = Some(mount_id(&lower).map_err(|e| fail("identifying the EROFS mount", &e))?);
             }
             Profile::Verity | Profile::Hardened if dm::available().is_ok() => {
-                let root = layer.root_hash.map(|r| r.to_string()).unwrap_or_default();
+                let what = format!("opening the dm-verity mapping of {}", layer.name);
+                let root = layer
+                    .root_hash
+                    .ok_or_else(|| fail(&what, &"the plan gives it no root hash"))?;
                 let options = Options {
                     check_at_most_once: plan.check_at_most_once,
                     ..Options::default()
                 };
-                let mapping = dm::open(layer, &dm::name(&plan.id, i), &root, &options)
-                    .map_err(|e| fail(&format!("opening the dm-verity mapping of {}", layer.name), &e))?;
+                let mapping = dm::open(layer, &dm::name(&plan.id, i), root, &options).map_err(|e| fail(&what, &e))?;
                 let device = mapping.path();
                 held.mappings.push((layer.name.clone(), mapping.clone()));
                 mount_tool(&["-t", "erofs", "-o", "ro"], &device, &lower)

@@ -253,9 +253,9 @@ pub enum MountError {
     #[error("the standard-mountpoints layer has root hash {found}, pinned is {pinned}")]
     PinnedMismatch {
         /// The compiled-in root hash.
-        pinned: String,
+        pinned: &'static str,
         /// What was built.
-        found: String,
+        found: RootHash,
     },
 }
 
@@ -302,11 +302,7 @@ pub fn prepare(
                 .map(|l| {
                     let c = l.conversion;
                     let root_hash = match profile.verified() {
-                        true => Some(
-                            c.roothash
-                                .parse()
-                                .map_err(|_| MountError::MissingRootHash { layer: c.layer })?,
-                        ),
+                        true => Some(c.roothash),
                         false => None,
                     };
                     Ok((c, root_hash))

@@ -13,6 +13,7 @@ use std::path::Path;
 use super::{MountError, PlannedLayer};
 use crate::convert::{self, VerityLayout, verity};
 use crate::erofs::{self, FileTime, Options, OverlayNamespace, Whiteouts};
+use crate::root_hash::RootHash;
 use crate::store::{Store, StoreError};
 
 /// The layer's name in plans and records.
@@ -58,7 +59,7 @@ pub fn tar() -> Vec<u8> {
 }
 
 /// Builds the layer (EROFS with its tree appended, containerd layout) at `path`; returns its root hash.
-pub(crate) fn build(path: &Path) -> Result<String, String> {
+pub(crate) fn build(path: &Path) -> Result<RootHash, String> {
     let options = Options {
         block_size: 4096,
         inline_data: false,
@@ -70,7 +71,7 @@ pub(crate) fn build(path: &Path) -> Result<String, String> {
     let area = verity::build(path, [0; 16])?;
     area.write(path, VerityLayout::Containerd, Path::new("/nonexistent"))
         .map_err(|e| e.to_string())?;
-    Ok(area.root_hex())
+    Ok(area.root_hash())
 }
 
 /// The pinned layer in `store` (built now if absent), with the compiled-in root hash.
@@ -84,9 +85,9 @@ pub fn ensure(store: &Store) -> Result<PlannedLayer, MountError> {
             target: dir.clone(),
             reason: format!("building the standard-mountpoints layer: {reason}"),
         })?;
-        if found != ROOT_HASH {
+        if found != *ROOT_HASH {
             return Err(MountError::PinnedMismatch {
-                pinned: ROOT_HASH.to_owned(),
+                pinned: ROOT_HASH,
                 found,
             });
         }
@@ -123,7 +124,7 @@ mod tests {
         let root = build(&path).unwrap();
         let len = fs::metadata(&path).unwrap().len();
         assert_eq!(
-            (root.as_str(), len / verity::BLOCK - 2),
+            (root.to_string().as_str(), len / verity::BLOCK - 2),
             (ROOT_HASH, DATA_BLOCKS),
             "data blocks, then a superblock block and one leaf block"
         );

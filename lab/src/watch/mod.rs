@@ -222,7 +222,7 @@ impl Watcher {
                     findings.push(finding);
                     complete = true;
                 }
-                Ok((data, hash)) => match Checker::new(&data, &hash, &target.geometry, &target.root, 1) {
+                Ok((data, hash)) => match Checker::new(&data, &hash, &target.geometry, &target.root.digest(), 1) {
                     Err(e) => {
                         findings.push(DriftFinding::from_verity(e, &target.data, &target.hash));
                         complete = true;

@@ -8,6 +8,7 @@ use verity_fuse::error::{BlockRef, Device, VerityError};
 
 use crate::convert::VerityLayout;
 use crate::image_spec::Digest as OciDigest;
+use crate::root_hash::RootHash;
 use verity_fuse::ErrorClass;
 
 /// A problem found with a layer at rest.
@@ -76,8 +77,8 @@ pub enum DriftFinding {
         roothash: String,
         /// Its hash offset.
         hashoffset: u64,
-        /// The pinned root hash.
-        pinned_roothash: String,
+        /// The pinned root hash (boxed: a finding is returned as an error and stays small).
+        pinned_roothash: Box<RootHash>,
         /// The pinned hash offset.
         pinned_hashoffset: u64,
     },
