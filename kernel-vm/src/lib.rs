@@ -96,6 +96,23 @@ pub fn available() -> Result<&'static Host, &'static VmError> {
     available_series(Series::Bookworm)
 }
 
+/// What a test of the kernel tier needs: `series`'s kernel, UEFI firmware when `firmware` (for certificates
+/// in the `db`), and each host tool in `tools`, which the returned builder copies into the guest. Returns the
+/// host and that builder, or why this host cannot run the test, for the test to print as its skip reason.
+pub fn test_vm(series: Series, firmware: bool, tools: &[&str]) -> Result<(&'static Host, VmBuilder), String> {
+    if let Some(tool) = tools.iter().find(|t| verity_fuse::sys::find_tool(t).is_none()) {
+        return Err(format!("`{tool}` is not installed"));
+    }
+    let host = available_series(series).map_err(|e| format!("no {series:?} VM here: {e}"))?;
+    if firmware {
+        firmware::available().map_err(|e| format!("no UEFI firmware here: {e}"))?;
+    }
+    let vm = tools
+        .iter()
+        .fold(Vm::builder().kernel_series(series), |vm, tool| vm.binary(tool));
+    Ok((host, vm))
+}
+
 /// [`available`] for the kernel of `series`.
 pub fn available_series(series: Series) -> Result<&'static Host, &'static VmError> {
     static BOOKWORM: OnceLock<Result<Host, VmError>> = OnceLock::new();

@@ -7,6 +7,7 @@
 //! under `VERITYLAB_REQUIRE_ALL=1`, where those skips pass and are listed, and every other skip fails.
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 /// Whether `VERITYLAB_REQUIRE_ALL=1` turns skips into failures.
@@ -73,6 +74,27 @@ macro_rules! require_root {
             return;
         }
     };
+}
+
+/// The rows (code → name, meaning) of the markdown table under the heading `heading` in the workspace's
+/// README: the exit-code tables the commands' tests compare with their exit-code enums.
+pub fn readme_exit_codes(heading: &str) -> BTreeMap<u8, (String, String)> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = readme
+        .split_once(&format!("# {heading}\n"))
+        .unwrap_or_else(|| panic!("README has no `{heading}` heading"))
+        .1;
+    section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|row| {
+            let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+            assert_eq!(cells.len(), 3, "{row}");
+            (cells[0].parse().unwrap(), (cells[1].to_owned(), cells[2].to_owned()))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -14,29 +14,9 @@ fn veritylab(dir: &std::path::Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// The rows (code → name, meaning) of the markdown table under the README heading `heading`.
-fn readme_table(heading: &str) -> BTreeMap<u8, (String, String)> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let section = readme
-        .split_once(&format!("# {heading}\n"))
-        .unwrap_or_else(|| panic!("README has no `{heading}` heading"))
-        .1;
-    section
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .skip(2)
-        .map(|row| {
-            let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
-            assert_eq!(cells.len(), 3, "{row}");
-            (cells[0].parse().unwrap(), (cells[1].to_owned(), cells[2].to_owned()))
-        })
-        .collect()
-}
-
 #[test]
 fn the_readme_table_is_the_exit_code_enum_and_help_lists_it() {
-    let documented = readme_table("veritylab exit codes");
+    let documented = testkit::readme_exit_codes("veritylab exit codes");
     let declared: BTreeMap<u8, (String, String)> = VeritylabExit::ALL
         .iter()
         .map(|e| (e.code(), (format!("{e:?}"), e.meaning().to_owned())))

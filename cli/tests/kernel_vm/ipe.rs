@@ -80,23 +80,11 @@ cat /sys/kernel/security/ipe/policies/veritylab/policy
 
 #[test]
 fn ipe_lets_only_signed_dm_verity_volumes_execute() {
-    for tool in ["veritysetup", "dmsetup", "keyctl", "losetup"] {
-        if testkit::find_tool(tool).is_none() {
-            testkit::skip(TEST, &format!("`{tool}` is not installed"));
-            return;
-        }
-    }
-    let host = match kernel_vm::available_series(kernel_vm::Series::Backports) {
-        Ok(host) => host,
-        Err(reason) => {
-            testkit::skip(TEST, &format!("no 6.12 VM here: {reason}"));
-            return;
-        }
+    let tools = ["veritysetup", "dmsetup", "keyctl", "losetup"];
+    let (host, vm) = match kernel_vm::test_vm(kernel_vm::Series::Backports, true, &tools) {
+        Ok(ready) => ready,
+        Err(reason) => return testkit::skip(TEST, &reason),
     };
-    if let Err(reason) = kernel_vm::firmware::available() {
-        testkit::skip(TEST, &format!("no UEFI firmware here: {reason}"));
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     fs::create_dir_all(d.join("rootfs/bin")).unwrap();
@@ -116,13 +104,8 @@ fn ipe_lets_only_signed_dm_verity_volumes_execute() {
         .unwrap();
     assert!(policy.status.success(), "ipe policy: {policy:?}");
 
-    let out = kernel_vm::Vm::builder()
-        .kernel_series(kernel_vm::Series::Backports)
+    let out = vm
         .uefi_db_certificate(d.join("lab.crt"))
-        .binary("veritysetup")
-        .binary("dmsetup")
-        .binary("keyctl")
-        .binary("losetup")
         .file("layer.erofs", erofs)
         .file("layer.erofs.roothash.p7s", p7s)
         .file("veritylab.ipe.p7s", d.join("veritylab.ipe.p7s"))

@@ -562,21 +562,15 @@ fn table_lines_doc(out: &VmOutput) -> String {
 #[test]
 fn kernel_and_fuse_agree_on_every_tampering_in_every_mode() {
     const TEST: &str = "differential::kernel_and_fuse_agree";
-    if let Err(reason) = kernel_vm::available() {
-        testkit::skip(TEST, &format!("no VM here: {reason}"));
-        return;
-    }
-    for tool in ["veritysetup", "dmsetup", "losetup", "fusermount3"] {
-        testkit::require_tool!(tool);
-    }
+    let tools = ["veritysetup", "dmsetup", "losetup", "fusermount3"];
+    let (_, vm) = match kernel_vm::test_vm(kernel_vm::Series::Bookworm, false, &tools) {
+        Ok(ready) => ready,
+        Err(reason) => return testkit::skip(TEST, &reason),
+    };
 
     let fixture = fixture();
-    let mut vm = kernel_vm::Vm::builder()
+    let mut vm = vm
         .binary_at(env!("CARGO_BIN_EXE_verity-fuse"))
-        .binary("veritysetup")
-        .binary("dmsetup")
-        .binary("losetup")
-        .binary("fusermount3")
         .script(&script(&fixture))
         .timeout(Duration::from_secs(300));
     for (name, bytes) in &fixture.files {

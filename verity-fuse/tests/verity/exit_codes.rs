@@ -7,29 +7,9 @@ use verity_fuse::cli::VerityFuseExit;
 
 use crate::support::{bytes, field, ok, verity_fuse};
 
-/// The rows (code → name, meaning) of the markdown table under the README heading `heading`.
-pub(crate) fn readme_table(heading: &str) -> BTreeMap<u8, (String, String)> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let section = readme
-        .split_once(&format!("# {heading}\n"))
-        .unwrap_or_else(|| panic!("README has no `{heading}` heading"))
-        .1;
-    section
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .skip(2)
-        .map(|row| {
-            let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
-            assert_eq!(cells.len(), 3, "{row}");
-            (cells[0].parse().unwrap(), (cells[1].to_owned(), cells[2].to_owned()))
-        })
-        .collect()
-}
-
 #[test]
 fn the_readme_table_is_the_exit_code_enum() {
-    let documented = readme_table("verity-fuse exit codes");
+    let documented = testkit::readme_exit_codes("verity-fuse exit codes");
     let declared: BTreeMap<u8, (String, String)> = VerityFuseExit::ALL
         .iter()
         .map(|e| (e.code(), (format!("{e:?}"), e.meaning().to_owned())))

@@ -304,19 +304,14 @@ fn describe(obs: &Observed, pristine: &[String]) -> String {
 #[test]
 fn kernel_fec_and_fuse_fec_agree_on_every_damage() {
     const TEST: &str = "fec_vm::kernel_fec_and_fuse_fec_agree";
-    if let Err(reason) = kernel_vm::available() {
-        testkit::skip(TEST, &format!("no VM here: {reason}"));
-        return;
-    }
-    for tool in ["dmsetup", "losetup", "fusermount3"] {
-        testkit::require_tool!(tool);
-    }
+    let tools = ["dmsetup", "losetup", "fusermount3"];
+    let (_, vm) = match kernel_vm::test_vm(kernel_vm::Series::Bookworm, false, &tools) {
+        Ok(ready) => ready,
+        Err(reason) => return testkit::skip(TEST, &reason),
+    };
     let fixture = fixture();
-    let mut vm = kernel_vm::Vm::builder()
+    let mut vm = vm
         .binary_at(env!("CARGO_BIN_EXE_verity-fuse"))
-        .binary("dmsetup")
-        .binary("losetup")
-        .binary("fusermount3")
         .script(&script(&fixture))
         .timeout(Duration::from_secs(300));
     for (name, bytes) in &fixture.files {

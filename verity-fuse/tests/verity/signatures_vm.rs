@@ -69,17 +69,11 @@ mark ours-left $(dmsetup ls | grep -c kother)
 #[test]
 fn the_kernel_and_the_emulation_decide_every_signature_alike() {
     let openssl = testkit::require_tool!("openssl");
-    for tool in ["veritysetup", "dmsetup", "keyctl"] {
-        testkit::require_tool!(tool);
-    }
-    if let Err(reason) = kernel_vm::available_series(kernel_vm::Series::Backports) {
-        testkit::skip(TEST, &format!("no 6.12 VM here: {reason}"));
-        return;
-    }
-    if let Err(reason) = kernel_vm::firmware::available() {
-        testkit::skip(TEST, &format!("no UEFI firmware here: {reason}"));
-        return;
-    }
+    let tools = ["veritysetup", "dmsetup", "keyctl", "losetup"];
+    let (_, vm) = match kernel_vm::test_vm(kernel_vm::Series::Backports, true, &tools) {
+        Ok(ready) => ready,
+        Err(reason) => return testkit::skip(TEST, &reason),
+    };
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path(), openssl);
     std::fs::write(dir.path().join("data.img"), bytes(16 * 4096, 9)).unwrap();
@@ -88,12 +82,7 @@ fn the_kernel_and_the_emulation_decide_every_signature_alike() {
         "Root hash",
     );
     let cases = pki.cases(&root);
-    let mut vm = kernel_vm::Vm::builder()
-        .kernel_series(kernel_vm::Series::Backports)
-        .binary("veritysetup")
-        .binary("dmsetup")
-        .binary("keyctl")
-        .binary("losetup")
+    let mut vm = vm
         .binary_at(env!("CARGO_BIN_EXE_verity-fuse"))
         .file("data.img", dir.path().join("data.img"))
         .file("hash.img", dir.path().join("hash.img"))

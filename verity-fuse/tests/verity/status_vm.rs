@@ -72,13 +72,11 @@ fn fields(output: &str, loops: &HashMap<String, String>) -> (String, Vec<(String
 #[test]
 fn status_prints_veritysetups_fields_on_both_backends() {
     const TEST: &str = "status_vm::status_prints_veritysetups_fields";
-    if let Err(reason) = kernel_vm::available() {
-        testkit::skip(TEST, &format!("no VM here: {reason}"));
-        return;
-    }
-    for tool in ["veritysetup", "dmsetup", "losetup", "fusermount3"] {
-        testkit::require_tool!(tool);
-    }
+    let tools = ["veritysetup", "dmsetup", "losetup", "fusermount3"];
+    let (_, vm) = match kernel_vm::test_vm(kernel_vm::Series::Bookworm, false, &tools) {
+        Ok(ready) => ready,
+        Err(reason) => return testkit::skip(TEST, &reason),
+    };
     let dir = tempfile::tempdir().unwrap();
     let data = bytes(BLOCKS * BLOCK, 31);
     std::fs::write(dir.path().join("data.img"), &data).unwrap();
@@ -150,12 +148,8 @@ fn status_prints_veritysetups_fields_on_both_backends() {
     }
     script.push_str("exit 0\n");
 
-    let mut vm = kernel_vm::Vm::builder()
+    let mut vm = vm
         .binary_at(env!("CARGO_BIN_EXE_verity-fuse"))
-        .binary("veritysetup")
-        .binary("dmsetup")
-        .binary("losetup")
-        .binary("fusermount3")
         .script(&script)
         .timeout(Duration::from_secs(200));
     for name in ["data.img", "data.verity", "parity.fec", "inside.img"] {
