@@ -236,17 +236,34 @@ impl Contribution {
 /// Imports `files` (each may hold several documents) into one policy. Rules keep the order of the files and
 /// documents; with `strict`, any part that cannot be enforced is an error.
 pub fn import(files: &[PathBuf], strict: bool) -> Result<Imported, ImportError> {
+    let inputs = files
+        .iter()
+        .map(|path| Ok((path.display().to_string(), yaml::read(path)?)))
+        .collect::<Result<Vec<_>, ImportError>>()?;
+    import_documents(&inputs, strict)
+}
+
+/// Imports the documents of `text` as if read from a file called `name` (what [`import`] does once the file
+/// is read; the fuzz target's entry).
+pub fn import_str(name: &str, text: &str, strict: bool) -> Result<Imported, ImportError> {
+    let documents = yaml::parse(text).map_err(|reason| ImportError::Syntax {
+        path: name.into(),
+        reason,
+    })?;
+    import_documents(&[(name.to_owned(), documents)], strict)
+}
+
+fn import_documents(inputs: &[(String, Vec<Value>)], strict: bool) -> Result<Imported, ImportError> {
     let mut policy: Option<PolicyFile> = None;
     let mut sources = Vec::new();
     let mut not_enforced = Vec::new();
     // The document and unit each rule came from.
     let mut origins: Vec<(DocumentId, usize)> = Vec::new();
     let mut next_unit = 0;
-    for path in files {
-        let documents = yaml::read(path)?;
+    for (file, documents) in inputs {
         for (i, document) in documents.iter().enumerate() {
             let id = DocumentId {
-                file: path.display().to_string(),
+                file: file.clone(),
                 index: i + 1,
                 name: name_of(document),
             };
@@ -273,7 +290,7 @@ pub fn import(files: &[PathBuf], strict: bool) -> Result<Imported, ImportError> 
     }
     let Some(policy) = policy else {
         return Err(ImportError::Empty {
-            files: files.iter().map(|f| f.display().to_string()).collect(),
+            files: inputs.iter().map(|(file, _)| file.clone()).collect(),
         });
     };
     flag_overlaps(&policy.repository, &origins, &mut not_enforced);
