@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use veritylab::oci::Digest;
 use veritylab::oci::manifest::ImageManifest;
+use veritylab::root_hash::RootHash;
 use veritylab::sign::Scheme;
 use veritylab::store::Store;
 
@@ -83,7 +84,7 @@ pub struct Trojan {
     /// The file (EROFS data and a correct tree for it, laid out as `layer.erofs`).
     pub erofs: PathBuf,
     /// The tree's root hash.
-    pub root_hash: String,
+    pub root_hash: RootHash,
     /// Bytes of EROFS data.
     pub data_size: u64,
 }

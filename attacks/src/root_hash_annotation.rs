@@ -66,7 +66,9 @@ impl Attack for RootHashAnnotation {
         let index = self.layer.unwrap_or(env.layer_count().saturating_sub(1));
         let new = match &self.root_hash {
             Some(hash) => hash.clone(),
-            None => steps::trojan_layer(env, index, "bin/app", TROJAN.as_bytes())?.root_hash,
+            None => steps::trojan_layer(env, index, "bin/app", TROJAN.as_bytes())?
+                .root_hash
+                .to_string(),
         };
         let (key, old, manifest) = set_annotation(env, index, &new)?;
         let digest = steps::replace_manifest(env, &manifest, true)?;

@@ -42,7 +42,8 @@ impl Attack for SelfDeclaredRootHash {
             .map_err(|e| AttackError::env(format!("copying over {}: {e}", layer.erofs.display())))?;
         env.rewrite_local_metadata(index, &trojan)?;
         let stripped = crate::signature_stripped::remove_signatures(env)?;
-        let (key, _, manifest) = crate::root_hash_annotation::set_annotation(env, index, &trojan.root_hash)?;
+        let (key, _, manifest) =
+            crate::root_hash_annotation::set_annotation(env, index, &trojan.root_hash.to_string())?;
         let digest = crate::steps::replace_manifest(env, &manifest, false)?;
         let policy = env.allow_unsigned()?;
         Ok(format!(

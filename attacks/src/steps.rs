@@ -8,8 +8,8 @@ use std::path::Path;
 use veritylab::convert::{VerityLayout, verity};
 use veritylab::erofs::{self, FileTime, OverlayNamespace, Whiteouts};
 use veritylab::oci::Digest;
-use veritylab::oci::build::store_tars;
 use veritylab::oci::manifest::{Descriptor, ImageManifest, Platform};
+use veritylab::oci::store_tars;
 use veritylab::sign::cosign;
 
 use crate::layer_tar;
@@ -166,7 +166,7 @@ fn append_tree(dest: &Path) -> Result<Trojan, AttackError> {
         .map_err(env_err(&dest.display().to_string()))?;
     Ok(Trojan {
         erofs: dest.to_owned(),
-        root_hash: area.root_hex(),
+        root_hash: area.root_hash(),
         data_size: area.data_size(),
     })
 }

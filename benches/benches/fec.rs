@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use verity_fuse::fec::{self, FecLayout, FecParams, layout::covered_blocks};
+use verity_fuse::fec::{self, FecLayout, FecParams, covered_blocks};
 use verity_fuse::params::{Geometry, Placement, VerityParams};
 use verity_fuse::source::FileSource;
 use verity_fuse::tree;

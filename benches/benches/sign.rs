@@ -13,11 +13,10 @@ use veritylab::convert::VerityLayout;
 use veritylab::oci::Digest;
 use veritylab::oci::manifest::Descriptor;
 use veritylab::oci::media;
-use veritylab::sign::image::{self, SignOptions};
+use veritylab::sign::BuildTimestamp;
+use veritylab::sign::Policy;
 use veritylab::sign::keys::{self, PublicKey};
-use veritylab::sign::policy::Policy;
-use veritylab::sign::timestamp::BuildTimestamp;
-use veritylab::sign::verify::{self, VerifyOptions};
+use veritylab::sign::{self, SignOptions, VerifyOptions};
 use veritylab::sign::{Scheme, cosign};
 use veritylab::store::Store;
 
@@ -85,17 +84,17 @@ fn sign_and_verify(c: &mut Criterion) {
         kernel_certificate: None,
     };
     // Converts the 50 layers once; every measured signing reuses the conversions.
-    let signed = image::sign_image(&store, NAME, &options, &|_| {}).unwrap();
+    let signed = sign::sign_image(&store, NAME, &options, &|_| {}).unwrap();
     let verify_options = VerifyOptions::new(Policy::default(), vec![public.clone()]);
 
     let mut group = c.benchmark_group("sign_50_layers");
     group.sample_size(10);
     group.bench_function("sign", |b| {
-        b.iter(|| image::sign_image(&store, black_box(NAME), &options, &|_| {}).unwrap())
+        b.iter(|| sign::sign_image(&store, black_box(NAME), &options, &|_| {}).unwrap())
     });
     group.bench_function("verify", |b| {
         b.iter(|| {
-            let image = verify::verify_image(&store, black_box(&signed.name), &verify_options).unwrap();
+            let image = sign::verify_image(&store, black_box(&signed.name), &verify_options).unwrap();
             assert_eq!(image.layers().len(), LAYERS);
             assert!(image.layers().iter().all(|l| !l.converted().is_empty()));
         })

@@ -100,7 +100,7 @@ pub fn verity_layers(dir: &Path, count: usize, bytes_each: u64) -> Result<Vec<ve
         if let Some(sidecar) = &sidecar {
             std::fs::write(
                 sidecar,
-                format!(r#"{{"roothash":"{}","hashoffset":{hashoffset}}}"#, area.root_hex()),
+                format!(r#"{{"roothash":"{}","hashoffset":{hashoffset}}}"#, area.root_hash()),
             )?;
         }
         targets.push(veritylab::watch::LayerTarget {
@@ -110,8 +110,8 @@ pub fn verity_layers(dir: &Path, count: usize, bytes_each: u64) -> Result<Vec<ve
             hash,
             sidecar,
             geometry,
-            root: built.root,
-            source: veritylab::watch::target::PinSource::ConversionRecord,
+            root: area.root_hash(),
+            source: veritylab::watch::PinSource::ConversionRecord,
         });
     }
     Ok(targets)

@@ -107,7 +107,7 @@ fn describe(cell: &CellResult) -> String {
             format!("{} because: {}", observation.outcome, observation.grounds)
         }
         CellStatus::Skipped { reason } => format!("skipped: {reason}"),
-        CellStatus::Error { message } => format!("error: {message}"),
+        CellStatus::Error { message, .. } => format!("error: {message}"),
     }
 }
 

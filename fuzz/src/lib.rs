@@ -220,6 +220,6 @@ pub fn policy_import(data: &[u8]) {
         return;
     };
     let toml = imported.policy.to_toml().expect("an imported policy prints as TOML");
-    let back: veritylab::sign::policy::PolicyFile = toml::from_str(&toml).expect("the printed TOML parses");
+    let back: veritylab::sign::PolicyFile = toml::from_str(&toml).expect("the printed TOML parses");
     assert_eq!(back, imported.policy, "the printed TOML reads back to the same policy");
 }

@@ -44,6 +44,7 @@ use crate::mount::record::{MountedLayer, Record};
 pub use crate::mount::view::View;
 use crate::mountinfo::{self, DeviceNumber, MountInfo};
 use crate::profile::{Backend, Profile};
+use crate::root_hash::RootHash;
 
 /// One thing the audit found wrong, with its evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -119,8 +120,8 @@ pub enum AuditFinding {
         /// The layer.
         layer: String,
         /// The trusted root hash.
-        trusted: String,
-        /// The device's root hash.
+        trusted: RootHash,
+        /// The device's root hash, as the device reports it (text that is not a root hash is kept as evidence).
         device: String,
     },
     /// A layer's verified device has seen corruption.
@@ -311,7 +312,7 @@ impl View for Namespace<'_> {
 
 /// Audits `record` through the view its backend has: the holder's namespace, or the emulated table the
 /// record carries. `veritylab check` and the scenario runner both audit this way.
-pub fn audit_record(record: &Record, trusted: &BTreeMap<String, String>) -> Report {
+pub fn audit_record(record: &Record, trusted: &BTreeMap<String, RootHash>) -> Report {
     match record.backend {
         Backend::Emulated => audit(record, &crate::mount::emulated::Table::new(record), trusted),
         _ => audit(record, &Namespace::new(record), trusted),
@@ -320,7 +321,7 @@ pub fn audit_record(record: &Record, trusted: &BTreeMap<String, String>) -> Repo
 
 /// Audits `record` through `view`. `trusted` gives the root hash each layer must have (by layer name);
 /// layers missing from it are held to the root hash they were mounted with.
-pub fn audit(record: &Record, view: &dyn View, trusted: &BTreeMap<String, String>) -> Report {
+pub fn audit(record: &Record, view: &dyn View, trusted: &BTreeMap<String, RootHash>) -> Report {
     let mut report = audit_mounts(record, view, trusted);
     if !defence::on(Defence::Audit) {
         report.findings.clear();
@@ -328,7 +329,7 @@ pub fn audit(record: &Record, view: &dyn View, trusted: &BTreeMap<String, String
     report
 }
 
-fn audit_mounts(record: &Record, view: &dyn View, trusted: &BTreeMap<String, String>) -> Report {
+fn audit_mounts(record: &Record, view: &dyn View, trusted: &BTreeMap<String, RootHash>) -> Report {
     let mut report = Report {
         id: record.id.clone(),
         target: record.target.clone(),
@@ -488,7 +489,7 @@ fn check_layers(
     record: &Record,
     view: &dyn View,
     mounts: &[MountInfo],
-    trusted: &BTreeMap<String, String>,
+    trusted: &BTreeMap<String, RootHash>,
     report: &mut Report,
 ) {
     let fuse = record.backend == Backend::Fuse;
@@ -538,12 +539,13 @@ fn check_layers(
                 continue;
             }
         };
-        let trusted_root = trusted
-            .get(&layer.name)
-            .cloned()
-            .or_else(|| layer.root_hash.map(|r| r.to_string()))
-            .unwrap_or_default();
-        if device.root_hash != trusted_root {
+        let Some(trusted_root) = trusted.get(&layer.name).copied().or(layer.root_hash) else {
+            report
+                .findings
+                .push(untraced(layer, "no trusted root hash for this layer"));
+            continue;
+        };
+        if device.root_hash.parse::<RootHash>().ok() != Some(trusted_root) {
             report.findings.push(AuditFinding::RootHashMismatch {
                 layer: layer.name.clone(),
                 trusted: trusted_root,
@@ -722,7 +724,7 @@ fn trace_dm(mapping: &dm::Mapping, erofs: &MountInfo, view: &dyn View) -> Result
         return Err(format!("mapping {} ignores corruption", mapping.name));
     }
     Ok(DeviceState {
-        root_hash: observed.table.root_hash.clone(),
+        root_hash: observed.table.root_hash.to_string(),
         corrupted: observed.status != 'V',
         status: serde_json::json!({
             "mapping": observed.name,

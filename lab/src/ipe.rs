@@ -7,7 +7,7 @@
 //! `mmap`/`mprotect` with `PROT_EXEC`, which IPE counts as `EXECUTE`) of files on the initramfs
 //! (`boot_verified=TRUE`) and on a dm-verity device whose root-hash signature the kernel verified
 //! (`dmverity_signature=TRUE`). [`Policy::signed`] wraps that text in a PKCS#7 `SignedData` that carries it
-//! ([`kernel_signature::pkcs7_signature`] with the content attached), the form
+//! (`kernel_signature::pkcs7_signature` with the content attached), the form
 //! `/sys/kernel/security/ipe/new_policy` takes; the kernel checks it against its secondary and platform
 //! keyrings like a root-hash signature.
 //!

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::outcome::{Difference, Expectation, Observation, Outcome, compare};
 use super::schema::Scenario;
+use verity_fuse::ErrorClass;
 use veritylab::profile::Profile;
 
 use crate::backend::RunnerBackend;
@@ -106,6 +107,8 @@ pub enum CellStatus {
     },
     /// The harness failed (staging the attack, cleanup, or the leak check found leftovers).
     Error {
+        /// What kind of failure it was.
+        class: ErrorClass,
         /// What failed.
         message: String,
     },
@@ -168,11 +171,13 @@ impl CellResult {
         profile: Profile,
         backend: RunnerBackend,
         expected: Expectation,
+        class: ErrorClass,
         message: impl Into<String>,
         started_ms: u64,
         duration_ms: u64,
     ) -> Self {
         let status = CellStatus::Error {
+            class,
             message: message.into(),
         };
         CellResult {

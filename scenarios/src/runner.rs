@@ -38,26 +38,26 @@ use super::results::{BackendChoice, CellResult, HostInfo, RunReport, ScenarioRes
 use super::sandbox::{MINIMUM, REPOSITORY, Sandbox, SandboxError};
 use super::schema::{ParamValue, Scenario};
 use crate::backend::RunnerBackend;
+use verity_fuse::ErrorClass;
 use verity_fuse::fuse::StatusReport;
 use veritylab::audit;
 use veritylab::convert::{self, ConvertError, VerityLayout};
 use veritylab::defence::{self, Defence};
 use veritylab::erofs::ReadError;
 use veritylab::mount::{self, LayerRefusalKind, MountError, Trust};
+use veritylab::oci::LayoutError;
 use veritylab::oci::Reference;
-use veritylab::oci::client::{ClientOptions, RegistryError};
-use veritylab::oci::layout::LayoutError;
-use veritylab::oci::pull::{self, PullError, PullOptions};
 use veritylab::oci::reference::{self, RegistryRef};
+use veritylab::oci::{self, PullError, PullOptions};
+use veritylab::oci::{ClientOptions, RegistryError};
 use veritylab::profile::{Backend, Profile};
 use veritylab::rootfs::{RootfsError, SnapshotError};
+use veritylab::sign::BuildTimestamp;
 use veritylab::sign::Scheme;
+use veritylab::sign::SignReport;
 use veritylab::sign::cosign;
-use veritylab::sign::image::SignReport;
-use veritylab::sign::policy::{Policy, Rule};
-use veritylab::sign::remote as sign_registry;
-use veritylab::sign::timestamp::BuildTimestamp;
-use veritylab::sign::verify::{self, SignatureFinding as VerifyFinding, VerifyError, VerifyOptions};
+use veritylab::sign::{self, SignatureFinding as VerifyFinding, VerifyError, VerifyOptions};
+use veritylab::sign::{Policy, Rule};
 use veritylab::store::StoreError;
 use veritylab::watch::{self, WatchConfig};
 
@@ -217,12 +217,26 @@ struct Cell<'a> {
     options: &'a RunOptions,
 }
 
-/// A harness failure: the cell ends in `error`.
-struct Harness(String);
+/// A harness failure: the cell ends in `error`, with the class of what failed (the product's own refusals
+/// are evidence, never a harness failure).
+#[derive(Debug)]
+struct HarnessError {
+    class: ErrorClass,
+    message: String,
+}
 
-impl From<SandboxError> for Harness {
+impl HarnessError {
+    fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<SandboxError> for HarnessError {
     fn from(e: SandboxError) -> Self {
-        Harness(e.to_string())
+        Self::new(e.class(), e.to_string())
     }
 }
 
@@ -252,7 +266,7 @@ impl Cell<'_> {
     }
 
     /// Runs the attack's `detonate`; `Ok(false)` when a refusal ended the pipeline.
-    fn detonate(&mut self, attack: &mut dyn Attack, sandbox: &mut Sandbox, phase: Phase) -> Result<bool, Harness> {
+    fn detonate(&mut self, attack: &mut dyn Attack, sandbox: &mut Sandbox, phase: Phase) -> Result<bool, HarnessError> {
         let action = format!("detonate {} at {}", attack.name(), attack.stage());
         match attack.detonate(sandbox) {
             Ok(detail) => {
@@ -263,7 +277,7 @@ impl Cell<'_> {
         }
     }
 
-    fn attack_error(&mut self, phase: Phase, action: &str, e: AttackError) -> Result<(), Harness> {
+    fn attack_error(&mut self, phase: Phase, action: &str, e: AttackError) -> Result<(), HarnessError> {
         match e {
             AttackError::Refused { kind, message } => {
                 let kind = match kind {
@@ -276,7 +290,7 @@ impl Cell<'_> {
             }
             other => {
                 self.step(phase, action, false, other.to_string());
-                Err(Harness(format!("{action}: {other}")))
+                Err(HarnessError::new(other.class(), format!("{action}: {other}")))
             }
         }
     }
@@ -343,7 +357,7 @@ fn run_cell(
         .or_else(|| std::env::current_exe().ok())
         .unwrap_or_default();
     let result = Sandbox::new(profile, backend.mount_backend(), layers, scheme, &exe)
-        .map_err(Harness::from)
+        .map_err(HarnessError::from)
         .and_then(|mut sandbox| {
             let staged = stage(scenario, &mut cell, &mut sandbox);
             let cleaned = teardown(&mut cell, sandbox);
@@ -362,13 +376,14 @@ fn run_cell(
             };
             CellResult::observed(profile, backend, expected, observation, started_ms, duration)
         }
-        Err(Harness(message)) => CellResult::error(profile, backend, expected, message, started_ms, duration),
+        Err(e) => CellResult::error(profile, backend, expected, e.class, e.message, started_ms, duration),
     }
 }
 
 /// Builds, attacks, mounts and checks; returns early (Ok) once a refusal ends the pipeline.
-fn stage(scenario: &Scenario, cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<(), Harness> {
-    let mut attack = attacks::create(&scenario.attack.name, &params(scenario)).map_err(|e| Harness(e.to_string()))?;
+fn stage(scenario: &Scenario, cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<(), HarnessError> {
+    let mut attack = attacks::create(&scenario.attack.name, &params(scenario))
+        .map_err(|e| HarnessError::new(e.class(), e.to_string()))?;
     let at = attack.stage();
     if let Err(e) = attack.prepare(sandbox) {
         cell.attack_error(Phase::Prepare, "prepare", e)?;
@@ -385,10 +400,10 @@ fn stage(scenario: &Scenario, cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Res
             return Ok(());
         }
     } else {
-        Sandbox::store_image(&sandbox.store, &sandbox.name, &sandbox.layers).map_err(Harness::from)?;
+        Sandbox::store_image(&sandbox.store, &sandbox.name, &sandbox.layers).map_err(HarnessError::from)?;
         sandbox
             .sign(&sandbox.store, &sandbox.name, &sandbox.key, super::sandbox::BUILT)
-            .map_err(Harness::from)?;
+            .map_err(HarnessError::from)?;
         cell.step(
             Phase::Setup,
             "build and sign",
@@ -408,7 +423,7 @@ fn stage(scenario: &Scenario, cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Res
             );
         }
         Err(e) => {
-            let kind = convert_kind(&e).ok_or_else(|| Harness(format!("convert: {e}")))?;
+            let kind = convert_kind(&e).ok_or_else(|| HarnessError::new(e.class(), format!("convert: {e}")))?;
             cell.refused(Phase::Setup, "convert", kind, e.to_string());
             return Ok(());
         }
@@ -457,7 +472,7 @@ fn stage(scenario: &Scenario, cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Res
     revert(cell, attack.as_mut(), sandbox)
 }
 
-fn revert(cell: &mut Cell<'_>, attack: &mut dyn Attack, sandbox: &mut Sandbox) -> Result<(), Harness> {
+fn revert(cell: &mut Cell<'_>, attack: &mut dyn Attack, sandbox: &mut Sandbox) -> Result<(), HarnessError> {
     match attack.revert(sandbox) {
         Ok(()) => {
             cell.step(Phase::Revert, "revert", true, "");
@@ -472,18 +487,20 @@ const REGISTRY_REPOSITORY: &str = "veritylab/app";
 
 /// Publishes the signed image to the cell's registry (its own `docker-registry` where installed, else an OCI
 /// layout), lets the attack at it, and pulls it with the real pull code; `Ok(false)` when the pull refused.
-fn publish_and_pull(cell: &mut Cell<'_>, sandbox: &mut Sandbox, attack: &mut dyn Attack) -> Result<bool, Harness> {
-    let harness = |e: &dyn std::fmt::Display| Harness(e.to_string());
-    let publisher = veritylab::store::Store::open(&sandbox.dir.path().join("publisher")).map_err(|e| harness(&e))?;
-    Sandbox::store_image(&publisher, &sandbox.name, &sandbox.layers).map_err(Harness::from)?;
+fn publish_and_pull(cell: &mut Cell<'_>, sandbox: &mut Sandbox, attack: &mut dyn Attack) -> Result<bool, HarnessError> {
+    let harness = |class: ErrorClass, e: &dyn std::fmt::Display| HarnessError::new(class, e.to_string());
+    let publisher =
+        veritylab::store::Store::open(&sandbox.dir.path().join("publisher")).map_err(|e| harness(e.class(), &e))?;
+    Sandbox::store_image(&publisher, &sandbox.name, &sandbox.layers).map_err(HarnessError::from)?;
     let signed = sandbox
         .sign(&publisher, &sandbox.name, &sandbox.key, super::sandbox::BUILT)
-        .map_err(Harness::from)?;
+        .map_err(HarnessError::from)?;
     let dir = sandbox.dir.path().join("registry");
     let (source, published) = match verity_fuse::sys::find_tool(cell_registry::BINARY) {
         Some(binary) => {
-            let served = LocalRegistry::start(&binary, &dir)
-                .map_err(|e| Harness(format!("starting the cell's registry: {e}")))?;
+            let served = LocalRegistry::start(&binary, &dir).map_err(|e| {
+                HarnessError::new(ErrorClass::Unavailable, format!("starting the cell's registry: {e}"))
+            })?;
             let target = RegistryRef {
                 host: served.host(),
                 repository: REGISTRY_REPOSITORY.to_owned(),
@@ -496,9 +513,10 @@ fn publish_and_pull(cell: &mut Cell<'_>, sandbox: &mut Sandbox, attack: &mut dyn
             (Reference::Registry(target), pushed)
         }
         None => {
-            Sandbox::export(&publisher, &sandbox.name, &dir, "v1").map_err(Harness::from)?;
+            Sandbox::export(&publisher, &sandbox.name, &dir, "v1").map_err(HarnessError::from)?;
             sandbox.registry = Some(CellRegistry::Layout(dir.clone()));
-            let reference = reference::parse(&format!("oci:{}:v1", dir.display())).map_err(|e| harness(&e))?;
+            let reference =
+                reference::parse(&format!("oci:{}:v1", dir.display())).map_err(|e| harness(e.class(), &e))?;
             let published = format!("{reference} (the image only; the signature stays with the publisher)");
             (reference, published)
         }
@@ -525,29 +543,29 @@ fn publish_and_pull(cell: &mut Cell<'_>, sandbox: &mut Sandbox, attack: &mut dyn
         client: client_options(&source),
         ..PullOptions::default()
     };
-    let pulled = match pull::pull(&source, &sandbox.store, &options, &|_| {}) {
+    let pulled = match oci::pull(&source, &sandbox.store, &options, &|_| {}) {
         Ok(report) => report,
         Err(e) => {
-            let kind = pull_kind(&e).ok_or_else(|| Harness(format!("pull: {e}")))?;
+            let kind = pull_kind(&e).ok_or_else(|| HarnessError::new(e.class(), format!("pull: {e}")))?;
             cell.refused(Phase::Setup, "pull", kind, e.to_string());
             return Ok(false);
         }
     };
-    let descriptor = sandbox.store.lookup(&pulled.name).map_err(|e| harness(&e))?;
+    let descriptor = sandbox.store.lookup(&pulled.name).map_err(|e| harness(e.class(), &e))?;
     sandbox
         .store
         .tag(&sandbox.name, descriptor.clone())
-        .map_err(|e| harness(&e))?;
+        .map_err(|e| harness(e.class(), &e))?;
     let signature = match &source {
         // A registry without a signature answers `None`; failing to ask is the harness's failure, never a
         // missing signature for the hardened check to refuse.
         Reference::Registry(r) => {
             fetch_signature(&sandbox.store, r, &descriptor.digest, &options.client).map_err(|e| {
-                cell.step(Phase::Setup, "fetch the signature", false, e.clone());
-                Harness(format!("fetching the signature: {e}"))
+                cell.step(Phase::Setup, "fetch the signature", false, e.message.clone());
+                HarnessError::new(e.class, format!("fetching the signature: {}", e.message))
             })?
         }
-        _ => copy_signature(&publisher, &sandbox.store, &descriptor.digest).map_err(Harness)?,
+        _ => copy_signature(&publisher, &sandbox.store, &descriptor.digest)?,
     };
     cell.step(
         Phase::Setup,
@@ -576,11 +594,15 @@ fn client_options(source: &Reference) -> ClientOptions {
 /// Pushes the signed image of `signed` from `publisher` to `target` with the lab's push code (as `veritylab
 /// sign --push` does: blobs, the manifest under its tag, then the cosign signature at `sha256-<hex>.sig`);
 /// returns what was pushed, for the timeline.
-fn publish(publisher: &veritylab::store::Store, signed: &SignReport, target: &RegistryRef) -> Result<String, Harness> {
+fn publish(
+    publisher: &veritylab::store::Store,
+    signed: &SignReport,
+    target: &RegistryRef,
+) -> Result<String, HarnessError> {
     let client = client_options(&Reference::Registry(target.clone()));
-    sign_registry::push_signed(publisher, target, signed, &client)
+    sign::push_signed(publisher, target, signed, &client)
         .map(|pushed| pushed.summary())
-        .map_err(|e| Harness(format!("pushing {} to {target}: {e}", signed.name)))
+        .map_err(|e| HarnessError::new(e.class(), format!("pushing {} to {target}: {e}", signed.name)))
 }
 
 /// Fetches the cosign signature of `manifest` from the registry with the real signature code and files it
@@ -590,16 +612,20 @@ fn fetch_signature(
     source: &RegistryRef,
     manifest: &veritylab::oci::Digest,
     client: &ClientOptions,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, HarnessError> {
     let tag = cosign::signature_tag(manifest);
-    if !sign_registry::fetch_signatures(store, source, manifest, client).map_err(|e| e.to_string())? {
+    if !sign::fetch_signatures(store, source, manifest, client)
+        .map_err(|e| HarnessError::new(e.class(), e.to_string()))?
+    {
         return Ok(None);
     }
     let fetched = format!("{}/{}:{tag}", source.host, source.repository);
-    let descriptor = store.lookup(&fetched).map_err(|e| e.to_string())?;
+    let descriptor = store
+        .lookup(&fetched)
+        .map_err(|e| HarnessError::new(e.class(), e.to_string()))?;
     store
         .tag(&format!("{REPOSITORY}:{tag}"), descriptor)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| HarnessError::new(e.class(), e.to_string()))?;
     Ok(Some(format!("{fetched} (fetched)")))
 }
 
@@ -609,11 +635,14 @@ fn copy_signature(
     publisher: &veritylab::store::Store,
     store: &veritylab::store::Store,
     manifest: &veritylab::oci::Digest,
-) -> Result<Option<String>, String> {
-    let Some(signatures) = cosign::load(publisher, REPOSITORY, manifest).map_err(|e| e.to_string())? else {
+) -> Result<Option<String>, HarnessError> {
+    let Some(signatures) =
+        cosign::load(publisher, REPOSITORY, manifest).map_err(|e| HarnessError::new(e.class(), e.to_string()))?
+    else {
         return Ok(None);
     };
-    cosign::save(store, REPOSITORY, manifest, &cosign::SignatureImage::new(&signatures)).map_err(|e| e.to_string())?;
+    cosign::save(store, REPOSITORY, manifest, &cosign::SignatureImage::new(&signatures))
+        .map_err(|e| HarnessError::new(e.class(), e.to_string()))?;
     Ok(Some(format!(
         "{REPOSITORY}:{} (copied from the publisher)",
         cosign::signature_tag(manifest)
@@ -647,7 +676,7 @@ fn convert_kind(e: &ConvertError) -> Option<ErrorKind> {
 
 /// The hardened profile's signature check; returns the name to mount and the root hashes' source, or
 /// `None` when verification refused the image.
-fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, Trust)>, Harness> {
+fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, Trust)>, HarnessError> {
     if sandbox.profile != Profile::Hardened {
         cell.step(
             Phase::Setup,
@@ -682,13 +711,13 @@ fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, 
     };
     let mut options = VerifyOptions::new(policy, vec![sandbox.public.clone()]);
     options.scheme = sandbox.scheme;
-    match verify::verify_image(&sandbox.store, &sandbox.name, &options) {
+    match sign::verify_image(&sandbox.store, &sandbox.name, &options) {
         Ok(image) => {
             let pinned = format!("{REPOSITORY}@{}", image.manifest().digest);
             sandbox
                 .store
                 .tag(&pinned, image.manifest().clone())
-                .map_err(|e| Harness(e.to_string()))?;
+                .map_err(|e| HarnessError::new(e.class(), e.to_string()))?;
             cell.step(
                 Phase::Setup,
                 "verify the signature",
@@ -707,13 +736,17 @@ fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, 
         }
         Err(VerifyError::Rejected { report }) => {
             for finding in report.findings() {
-                let kind = verify_kind(finding)
-                    .ok_or_else(|| Harness(format!("verify refused the image with an unnamed finding: {finding}")))?;
+                let kind = verify_kind(finding).ok_or_else(|| {
+                    HarnessError::new(
+                        ErrorClass::Internal,
+                        format!("verify refused the image with an unnamed finding: {finding}"),
+                    )
+                })?;
                 cell.refused(Phase::Setup, "verify the signature", kind, finding.to_string());
             }
             Ok(None)
         }
-        Err(e) => Err(Harness(format!("verify: {e}"))),
+        Err(e) => Err(HarnessError::new(e.class(), format!("verify: {e}"))),
     }
 }
 
@@ -738,17 +771,19 @@ fn verify_kind(finding: &VerifyFinding) -> Option<ErrorKind> {
 }
 
 /// Plans and mounts; `Ok(false)` when the mount was refused.
-fn mount_image(cell: &mut Cell<'_>, sandbox: &mut Sandbox, trust: &Trust) -> Result<bool, Harness> {
+fn mount_image(cell: &mut Cell<'_>, sandbox: &mut Sandbox, trust: &Trust) -> Result<bool, HarnessError> {
     let target = sandbox.dir.path().join("rootfs");
-    fs::create_dir_all(&target).map_err(|e| Harness(e.to_string()))?;
+    fs::create_dir_all(&target).map_err(|e| HarnessError::new(ErrorClass::Io, e.to_string()))?;
     let mut plan = match mount::prepare(&sandbox.store, trust, &target, sandbox.profile, sandbox.backend) {
         Ok(plan) => plan,
         Err(e) => {
             let kind = match &e {
                 MountError::MissingRootHash { .. } | MountError::PinnedMismatch { .. } => ErrorKind::RootHashMismatch,
                 MountError::NotSigned { .. } => ErrorKind::SignatureMissing,
-                MountError::Convert(c) => convert_kind(c).ok_or_else(|| Harness(format!("planning the mount: {e}")))?,
-                _ => return Err(Harness(format!("planning the mount: {e}"))),
+                MountError::Convert(c) => {
+                    convert_kind(c).ok_or_else(|| HarnessError::new(e.class(), format!("planning the mount: {e}")))?
+                }
+                _ => return Err(HarnessError::new(e.class(), format!("planning the mount: {e}"))),
             };
             cell.refused(Phase::Setup, "mount", kind, e.to_string());
             return Ok(false);
@@ -792,13 +827,13 @@ fn mount_image(cell: &mut Cell<'_>, sandbox: &mut Sandbox, trust: &Trust) -> Res
             cell.refused(Phase::Setup, "mount", kind, refusal.to_string());
             Ok(false)
         }
-        Err(e) => Err(Harness(format!("mount: {e}"))),
+        Err(e) => Err(HarnessError::new(e.class(), format!("mount: {e}"))),
     }
 }
 
 /// Reads every file of the rootfs as the container would; a refused read is evidence, any other failure the
 /// harness's.
-fn read_all(cell: &mut Cell<'_>, sandbox: &Sandbox, action: &str) -> Result<(), Harness> {
+fn read_all(cell: &mut Cell<'_>, sandbox: &Sandbox, action: &str) -> Result<(), HarnessError> {
     let Some(container) = &sandbox.container else {
         return Ok(());
     };
@@ -812,7 +847,7 @@ fn read_all(cell: &mut Cell<'_>, sandbox: &Sandbox, action: &str) -> Result<(), 
         Err(e) => {
             let kind = snapshot_kind(&e).ok_or_else(|| {
                 cell.step(Phase::Observe, action, false, e.to_string());
-                Harness(format!("{action}: {e}"))
+                HarnessError::new(e.class(), format!("{action}: {e}"))
             })?;
             cell.refused(Phase::Observe, action, kind, e.to_string());
         }
@@ -840,17 +875,30 @@ pub fn snapshot_kind(e: &SnapshotError) -> Option<ErrorKind> {
 /// The refusal an error from a real mount's files is: `EIO` from a verified device, `EFSCORRUPTED` from EROFS.
 fn host_kind(e: &io::Error) -> Option<ErrorKind> {
     match e.raw_os_error() {
-        Some(veritylab::rootfs::error::EIO) => Some(ErrorKind::HashMismatch),
-        Some(veritylab::rootfs::error::EFSCORRUPTED) => Some(ErrorKind::MalformedImage),
+        Some(veritylab::rootfs::EIO) => Some(ErrorKind::HashMismatch),
+        Some(veritylab::rootfs::EFSCORRUPTED) => Some(ErrorKind::MalformedImage),
         _ => None,
     }
 }
 
-/// The kind of an audit finding, by the name `veritylab check` gives it; a kind the runner cannot name is the
-/// harness's failure, never dropped.
-pub fn finding_kind(kind: &str) -> Result<FindingKind, String> {
-    serde_json::from_value::<FindingKind>(serde_json::Value::String(kind.to_owned()))
-        .map_err(|_| format!("the audit reported a finding of kind {kind:?}, which no scenario can name"))
+/// The scenario kind of an audit finding. The match is exhaustive, so a new kind of finding cannot reach a
+/// scenario unnamed: it does not compile until it has a kind here.
+pub fn finding_kind(finding: &audit::AuditFinding) -> FindingKind {
+    use audit::AuditFinding as A;
+    match finding {
+        A::NamespaceGone { .. } => FindingKind::NamespaceGone,
+        A::MountReplaced { .. } => FindingKind::MountReplaced,
+        A::RootfsMissing { .. } => FindingKind::RootfsMissing,
+        A::Overmount { .. } => FindingKind::Overmount,
+        A::WritableUpperdir { .. } => FindingKind::WritableUpperdir,
+        A::OverlayWritable => FindingKind::OverlayWritable,
+        A::LowerdirsChanged { .. } => FindingKind::LowerdirsChanged,
+        A::CountMismatch { .. } => FindingKind::CountMismatch,
+        A::UntracedLayer { .. } => FindingKind::UntracedLayer,
+        A::RootHashMismatch { .. } => FindingKind::RootHashMismatch,
+        A::DeviceCorrupted { .. } => FindingKind::DeviceCorrupted,
+        A::UnexpectedMount { .. } => FindingKind::UnexpectedMount,
+    }
 }
 
 fn devices(cell: &mut Cell<'_>, sandbox: &Sandbox) {
@@ -878,18 +926,18 @@ fn push_devices(cell: &mut Cell<'_>, devices: &[(String, StatusReport)]) {
 /// The hardened profile's checks, each the product's own code: the mount audit `veritylab check` runs (on the
 /// mount's record as the store holds it), a re-verification pass at rest and `veritylab cleanup`. A check
 /// that fails to run is the harness's failure.
-fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) -> Result<(), Harness> {
+fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) -> Result<(), HarnessError> {
     let Some((_, mounted)) = &sandbox.mounted else {
         return Ok(());
     };
     let trusted = sandbox.trusted();
     let record = mount::record::find(&sandbox.store, &mounted.target)
-        .map_err(|e| Harness(format!("mount audit: reading the mount's record: {e}")))?
+        .map_err(|e| HarnessError::new(e.class(), format!("mount audit: reading the mount's record: {e}")))?
         .ok_or_else(|| {
-            Harness(format!(
-                "mount audit: no record of the mount at {}",
-                mounted.target.display()
-            ))
+            HarnessError::new(
+                ErrorClass::Internal,
+                format!("mount audit: no record of the mount at {}", mounted.target.display()),
+            )
         })?;
     // An emulated mount's verified devices live in this process: the audit reads their live status, as
     // `veritylab check` reads a kernel or fuse mount's through its namespace.
@@ -904,10 +952,7 @@ fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) -> Resul
         audit::audit_record(&record, &trusted)
     };
     for f in &report.findings {
-        let kind = finding_kind(f.kind()).map_err(|e| {
-            cell.step(Phase::Observe, "mount audit", false, e.clone());
-            Harness(format!("mount audit: {e}"))
-        })?;
+        let kind = finding_kind(f);
         let path = match f {
             audit::AuditFinding::Overmount { path, .. } => {
                 path.strip_prefix(&record.target).ok().map(|p| p.display().to_string())
@@ -923,28 +968,25 @@ fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) -> Resul
         format!("{} checks, {} findings", report.checked.len(), report.findings.len()),
     );
 
-    let fail = |cell: &mut Cell<'_>, action: &str, e: String| {
+    let fail = |cell: &mut Cell<'_>, action: &str, class: ErrorClass, e: String| {
         cell.step(Phase::Observe, action, false, e.clone());
-        Harness(format!("{action}: {e}"))
+        HarnessError::new(class, format!("{action}: {e}"))
     };
     let reverify = "re-verify layers at rest";
-    let (mut targets, unchecked) = watch::target::for_images(&sandbox.store, &[mount_name.to_owned()])
-        .map_err(|e| fail(cell, reverify, e.to_string()))?;
+    let (mut targets, unchecked) = watch::for_images(&sandbox.store, &[mount_name.to_owned()])
+        .map_err(|e| fail(cell, reverify, e.class(), e.to_string()))?;
     // Pin the root hashes the signature gave, not the ones the node's metadata says now.
     for target in &mut targets {
         if let Some(root) = trusted.get(&target.layer) {
-            let digest = verity_fuse::hex::decode("root hash", root)
-                .ok()
-                .and_then(|bytes| verity_fuse::Digest::from_slice(&bytes))
-                .ok_or_else(|| fail(cell, reverify, format!("the trusted root hash {root} is not a digest")))?;
-            target.root = digest;
+            target.root = *root;
         }
     }
     let config = WatchConfig {
         cpu_budget_percent: None,
         ..WatchConfig::default()
     };
-    let watcher = watch::Watcher::new(targets, unchecked, config).map_err(|e| fail(cell, reverify, e.to_string()))?;
+    let watcher =
+        watch::Watcher::new(targets, unchecked, config).map_err(|e| fail(cell, reverify, e.class(), e.to_string()))?;
     let pass = watcher.pass(1);
     let found: Vec<String> = pass.all_findings().map(ToString::to_string).collect();
     for f in &found {
@@ -957,7 +999,7 @@ fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) -> Resul
         format!("{} layers, {} findings", pass.layers.len(), found.len()),
     );
 
-    let cleaned = mount::cleanup::cleanup(&sandbox.store).map_err(|e| fail(cell, "cleanup helper", e.to_string()))?;
+    let cleaned = mount::cleanup(&sandbox.store).map_err(|e| fail(cell, "cleanup helper", e.class(), e.to_string()))?;
     for c in &cleaned {
         cell.finding(
             FindingKind::LeakedMount,
@@ -975,17 +1017,17 @@ fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) -> Resul
 }
 
 /// Takes the mount down, checks for leaks and removes the sandbox.
-fn teardown(cell: &mut Cell<'_>, mut sandbox: Sandbox) -> Result<(), Harness> {
+fn teardown(cell: &mut Cell<'_>, mut sandbox: Sandbox) -> Result<(), HarnessError> {
     let root = sandbox.dir.path().to_owned();
     sandbox.container = None;
     // Teardown goes on past a failed step (so nothing stays behind), and the first failure fails the cell.
-    let mut failed: Option<Harness> = None;
+    let mut failed: Option<HarnessError> = None;
     // Whatever an attack left of a stopped container goes first, whether or not its revert ran.
     if !sandbox.leaked.is_empty()
         && let Err(e) = attacks::Env::release_leaks(&mut sandbox)
     {
         cell.step(Phase::Revert, "release leaked mounts", false, e.to_string());
-        failed.get_or_insert(Harness(format!("releasing leaked mounts: {e}")));
+        failed.get_or_insert(HarnessError::new(e.class(), format!("releasing leaked mounts: {e}")));
     }
     if let Some((_, record)) = sandbox.mounted.take() {
         if cell.options.hooks().leak_mount {
@@ -995,11 +1037,14 @@ fn teardown(cell: &mut Cell<'_>, mut sandbox: Sandbox) -> Result<(), Harness> {
                 Ok(report) if report.leftovers.is_empty() => cell.step(Phase::Revert, "umount", true, ""),
                 Ok(report) => {
                     cell.step(Phase::Revert, "umount", false, report.leftovers.join("; "));
-                    failed.get_or_insert(Harness(format!("umount left {}", report.leftovers.join("; "))));
+                    failed.get_or_insert(HarnessError::new(
+                        ErrorClass::Busy,
+                        format!("umount left {}", report.leftovers.join("; ")),
+                    ));
                 }
                 Err(e) => {
                     cell.step(Phase::Revert, "umount", false, e.to_string());
-                    failed.get_or_insert(Harness(format!("umount: {e}")));
+                    failed.get_or_insert(HarnessError::new(e.class(), format!("umount: {e}")));
                 }
             }
         }
@@ -1022,13 +1067,22 @@ fn teardown(cell: &mut Cell<'_>, mut sandbox: Sandbox) -> Result<(), Harness> {
     let removed = sandbox.dir.close();
     if !leaks.is_empty() {
         cell.step(Phase::LeakCheck, "leak check", false, leaks.join("; "));
-        return Err(Harness(format!("leak check: {}", leaks.join("; "))));
+        return Err(HarnessError::new(
+            ErrorClass::Busy,
+            format!("leak check: {}", leaks.join("; ")),
+        ));
     }
     if let Err(e) = removed {
-        return Err(Harness(format!("removing the sandbox {}: {e}", root.display())));
+        return Err(HarnessError::new(
+            ErrorClass::Io,
+            format!("removing the sandbox {}: {e}", root.display()),
+        ));
     }
     if root.exists() {
-        return Err(Harness(format!("the sandbox {} is still there", root.display())));
+        return Err(HarnessError::new(
+            ErrorClass::Busy,
+            format!("the sandbox {} is still there", root.display()),
+        ));
     }
     if let Some(failure) = failed {
         return Err(failure);

@@ -18,15 +18,16 @@ use veritylab::mount::emulated::{self, Devices, Layers, Rootfs, TableEntry};
 use veritylab::mount::{self, MountError, Plan, Record};
 use veritylab::mountinfo::DeviceNumber;
 use veritylab::oci::Digest;
-use veritylab::oci::build::store_tars;
 use veritylab::oci::manifest::{Descriptor, ImageManifest, Platform};
-use veritylab::oci::push::{self, PushDestination, PushError, PushOptions, PushSource};
+use veritylab::oci::store_tars;
+use veritylab::oci::{self, PushDestination, PushError, PushOptions, PushSource};
 use veritylab::profile::{Backend, Profile};
+use veritylab::root_hash::RootHash;
 use veritylab::rootfs::{Snapshot, SnapshotError};
+use veritylab::sign::BuildTimestamp;
 use veritylab::sign::Scheme;
-use veritylab::sign::image::{SignError, SignOptions, SignReport, read_image, sign_image};
 use veritylab::sign::keys::{self, PublicKey};
-use veritylab::sign::timestamp::BuildTimestamp;
+use veritylab::sign::{SignError, SignOptions, SignReport, read_image, sign_image};
 use veritylab::store::{Store, StoreError};
 
 /// The repository every scenario image is published under (a name only: nothing is contacted).
@@ -292,7 +293,7 @@ impl Sandbox {
             dir: dir.to_owned(),
             tag: tag.to_owned(),
         };
-        push::push(&source, &destination, &PushOptions::default(), &|_| {})
+        oci::push(&source, &destination, &PushOptions::default(), &|_| {})
             .map(drop)
             .map_err(|source| SandboxError::Export {
                 name: name.to_owned(),
@@ -302,11 +303,11 @@ impl Sandbox {
     }
 
     /// The trusted root hashes of the mounted layers, by layer name (for the audit).
-    pub(crate) fn trusted(&self) -> BTreeMap<String, String> {
+    pub(crate) fn trusted(&self) -> BTreeMap<String, RootHash> {
         self.mounted
             .iter()
             .flat_map(|(plan, _)| &plan.layers)
-            .filter_map(|l| Some((l.name.clone(), l.root_hash?.to_string())))
+            .filter_map(|l| Some((l.name.clone(), l.root_hash?)))
             .collect()
     }
 
@@ -429,7 +430,7 @@ impl attacks::Env for Sandbox {
 
     fn rewrite_local_metadata(&mut self, index: usize, built: &Trojan) -> Result<(), AttackError> {
         let mut record = self.conversion(index)?.clone();
-        record.roothash = built.root_hash.clone();
+        record.roothash = built.root_hash;
         record.erofs_size = built.data_size;
         record.hashoffset = built.data_size;
         record.data_blocks = built.data_size / verity::BLOCK;
@@ -662,7 +663,7 @@ impl attacks::Env for Sandbox {
                         match std::os::unix::fs::FileExt::read_at(&file, &mut buf[read..], offset + read as u64) {
                             Ok(0) => break,
                             Ok(n) => read += n,
-                            Err(e) if e.raw_os_error() == Some(veritylab::rootfs::error::EIO) => {
+                            Err(e) if e.raw_os_error() == Some(veritylab::rootfs::EIO) => {
                                 return Err(AttackError::Refused {
                                     kind: DefenceRefusal::HashMismatch,
                                     message: format!("reading the verified device of layer {index} at {offset}: {e}"),

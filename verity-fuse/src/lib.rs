@@ -32,7 +32,7 @@ pub mod host;
 #[allow(unsafe_code)]
 pub mod identity;
 pub mod params;
-pub mod rundir;
+pub(crate) mod rundir;
 pub mod signature;
 pub mod source;
 pub mod superblock;

@@ -15,13 +15,14 @@ use std::path::{Path, PathBuf};
 use crate::backend::Backend;
 use crate::class::ErrorClass;
 use crate::fuse::{DEVICE_FILE, STATUS_FILE};
+use crate::hash::Digest;
 use crate::signature::Signer;
 use crate::sys;
 
 /// A problem with the registry of open devices.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum RunDirError {
+pub(crate) enum RunDirError {
     /// The name cannot be used as a directory name.
     #[error("device name `{0}` is invalid: use 1 to 127 letters, digits, `_`, `-` or `.`, not starting with `.`")]
     BadName(String),
@@ -46,7 +47,7 @@ pub enum RunDirError {
 
 impl RunDirError {
     /// What kind of failure this is.
-    pub fn class(&self) -> ErrorClass {
+    pub(crate) fn class(&self) -> ErrorClass {
         match self {
             Self::BadName(_) | Self::NotFound(_) => ErrorClass::BadInput,
             Self::NoRuntimeDir => ErrorClass::Usage,
@@ -63,7 +64,7 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunDirError 
 
 /// What `info.json` records about an open device.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Info {
+pub(crate) struct Info {
     /// The device's name.
     pub name: String,
     /// The backend serving it.
@@ -77,7 +78,7 @@ pub struct Info {
     /// The hash file.
     pub hash: PathBuf,
     /// The root hash in force.
-    pub root_hash: String,
+    pub root_hash: Digest,
     /// The dm-verity table line (for FUSE, the line the kernel would load with the files as devices).
     pub table: String,
     /// Loop devices the kernel backend attached.
@@ -90,7 +91,7 @@ pub struct Info {
 /// Whether a device's root hash was signature-checked when it opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "checked", rename_all = "lowercase")]
-pub enum SignatureCheck {
+pub(crate) enum SignatureCheck {
     /// No signature was given (and none was required).
     #[default]
     None,
@@ -105,13 +106,13 @@ pub enum SignatureCheck {
 
 /// The directory holding every open device.
 #[derive(Debug, Clone)]
-pub struct RunDir {
+pub(crate) struct RunDir {
     root: PathBuf,
 }
 
 /// One device's directory.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// The device's name.
     pub name: String,
     /// Its directory.
@@ -127,7 +128,7 @@ fn valid_name(name: &str) -> bool {
 impl RunDir {
     /// The registry at `dir`, or the default: `/run/verity-fuse` as root, `$XDG_RUNTIME_DIR/verity-fuse`
     /// otherwise.
-    pub fn new(dir: Option<&Path>) -> Result<Self, RunDirError> {
+    pub(crate) fn new(dir: Option<&Path>) -> Result<Self, RunDirError> {
         let root = match dir {
             Some(d) => d.to_owned(),
             None if sys::is_root() => PathBuf::from("/run/verity-fuse"),
@@ -139,13 +140,8 @@ impl RunDir {
         Ok(Self { root })
     }
 
-    /// The registry's directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// The entry for `name` (which need not exist).
-    pub fn entry(&self, name: &str) -> Result<Entry, RunDirError> {
+    pub(crate) fn entry(&self, name: &str) -> Result<Entry, RunDirError> {
         if !valid_name(name) {
             return Err(RunDirError::BadName(name.to_owned()));
         }
@@ -156,7 +152,7 @@ impl RunDir {
     }
 
     /// Creates the directory of a new device; fails if a device of that name is open.
-    pub fn create(&self, name: &str) -> Result<Entry, RunDirError> {
+    pub(crate) fn create(&self, name: &str) -> Result<Entry, RunDirError> {
         let entry = self.entry(name)?;
         if entry.info().is_some() {
             return Err(RunDirError::Exists(name.to_owned()));
@@ -166,7 +162,7 @@ impl RunDir {
     }
 
     /// The entry for an open device.
-    pub fn open_entry(&self, name: &str) -> Result<Entry, RunDirError> {
+    pub(crate) fn open_entry(&self, name: &str) -> Result<Entry, RunDirError> {
         let entry = self.entry(name)?;
         if entry.dir.is_dir() {
             Ok(entry)
@@ -176,7 +172,7 @@ impl RunDir {
     }
 
     /// Every device directory, sorted by name.
-    pub fn entries(&self) -> Vec<Entry> {
+    pub(crate) fn entries(&self) -> Vec<Entry> {
         let Ok(dir) = std::fs::read_dir(&self.root) else {
             return Vec::new();
         };
@@ -192,22 +188,22 @@ impl RunDir {
 
 impl Entry {
     /// The FUSE mount point.
-    pub fn mount_point(&self) -> PathBuf {
+    pub(crate) fn mount_point(&self) -> PathBuf {
         self.dir.join("mnt")
     }
 
     /// The FUSE device file.
-    pub fn device_file(&self) -> PathBuf {
+    pub(crate) fn device_file(&self) -> PathBuf {
         self.mount_point().join(DEVICE_FILE)
     }
 
     /// The FUSE status file.
-    pub fn status_file(&self) -> PathBuf {
+    pub(crate) fn status_file(&self) -> PathBuf {
         self.mount_point().join(STATUS_FILE)
     }
 
     /// The background server's log.
-    pub fn log_file(&self) -> PathBuf {
+    pub(crate) fn log_file(&self) -> PathBuf {
         self.dir.join("server.log")
     }
 
@@ -216,13 +212,13 @@ impl Entry {
     }
 
     /// The recorded info, if the device finished opening.
-    pub fn info(&self) -> Option<Info> {
+    pub(crate) fn info(&self) -> Option<Info> {
         let text = std::fs::read(self.info_file()).ok()?;
         serde_json::from_slice(&text).ok()
     }
 
     /// Records `info` atomically: it appears complete or not at all.
-    pub fn write_info(&self, info: &Info) -> Result<(), RunDirError> {
+    pub(crate) fn write_info(&self, info: &Info) -> Result<(), RunDirError> {
         let context = format!("writing {}", self.info_file().display());
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(io(context.clone()))?;
         serde_json::to_writer_pretty(tmp.as_file_mut(), info)
@@ -235,13 +231,13 @@ impl Entry {
     }
 
     /// Whether the FUSE mount of this entry is in the mount table.
-    pub fn is_mounted(&self) -> bool {
+    pub(crate) fn is_mounted(&self) -> bool {
         let mp = self.mount_point();
         crate::host::is_mount_point(&mp)
     }
 
     /// Removes the entry's directory and everything in it (the mount must be gone).
-    pub fn remove(&self) -> Result<(), RunDirError> {
+    pub(crate) fn remove(&self) -> Result<(), RunDirError> {
         match std::fs::remove_dir_all(&self.dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(io(format!("removing {}", self.dir.display()))(e))
@@ -254,7 +250,7 @@ impl Entry {
 /// Whether an entry's device is being served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Liveness {
+pub(crate) enum Liveness {
     /// Opened and served.
     Active,
     /// Still opening (no info recorded yet, recently created).
@@ -268,7 +264,7 @@ const OPENING_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Entry {
     /// Whether the device is served, and its info if recorded.
-    pub fn liveness(&self) -> (Liveness, Option<Info>) {
+    pub(crate) fn liveness(&self) -> (Liveness, Option<Info>) {
         let Some(info) = self.info() else {
             let young = std::fs::metadata(&self.dir)
                 .and_then(|m| m.modified())
@@ -290,7 +286,7 @@ impl Entry {
 
     /// Cleans up a stale entry: lazily unmounts a FUSE mount left by a dead server, detaches loop devices
     /// the kernel backend left, and removes the directory.
-    pub fn clean_up_stale(&self, info: Option<&Info>) -> Result<(), RunDirError> {
+    pub(crate) fn clean_up_stale(&self, info: Option<&Info>) -> Result<(), RunDirError> {
         if self.is_mounted() {
             let unmounted = sys::run_tool(
                 "fusermount3",
@@ -343,7 +339,7 @@ mod tests {
             pid: Some(1),
             data: "/d".into(),
             hash: "/h".into(),
-            root_hash: "00".into(),
+            root_hash: Digest::from_slice(&[0]).unwrap(),
             table: String::new(),
             loops: vec![],
             signature: SignatureCheck::None,

@@ -16,7 +16,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use veritylab::watch::{CpuClock, WatchConfig, Watcher, cpu_time, report::rfc3339};
+use veritylab::utc::rfc3339_millis as rfc3339;
+use veritylab::watch::{CpuClock, WatchConfig, Watcher, cpu_time};
 
 const BEGIN: &str = "<!-- cpu-budget:begin (written by benches/src/bin/cpu_budget.rs) -->";
 const END: &str = "<!-- cpu-budget:end -->";

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use veritylab::audit::{self, AuditFinding};
+use veritylab::mount::MountId;
 use veritylab::mount::emulated::{self, Rootfs, Table, TableEntry};
-use veritylab::mount::record::MountId;
 use veritylab::mount::{self, Record, Trust};
 use veritylab::mountinfo::DeviceNumber;
 use veritylab::profile::{Backend, Profile};

@@ -373,7 +373,7 @@ fn cleanup_after_a_killed_fuse_server_leaves_nothing_and_blames_no_process() {
     let target = lab.target("rootfs");
     let record = lab.mount(Profile::Hardened, &target);
     kill_server(&record);
-    let cleaned = mount::cleanup::cleanup(&lab.store).unwrap();
+    let cleaned = mount::cleanup(&lab.store).unwrap();
     assert_eq!(cleaned.len(), 1, "{cleaned:?}");
     assert_eq!(cleaned[0].holders, Vec::<(u32, String)>::new());
     assert_eq!(cleaned[0].leftovers, Vec::<String>::new());

@@ -367,7 +367,7 @@ fn cleanup_unmounts_what_a_dead_holder_left_in_a_namespace_another_process_still
         held.iter().any(|m| m.mount_point == target),
         "the squatter keeps the rootfs mounted"
     );
-    let cleaned = veritylab::mount::cleanup::cleanup(&lab.store).unwrap();
+    let cleaned = veritylab::mount::cleanup(&lab.store).unwrap();
     let _ = squatter.kill();
     let _ = squatter.wait();
     assert_eq!(cleaned.len(), 1);

@@ -6,11 +6,11 @@ mod fuse;
 mod kernel;
 
 use veritylab::mount::Trust;
-use veritylab::sign::image::{SignOptions, sign_image};
+use veritylab::sign::BuildTimestamp;
+use veritylab::sign::Policy;
 use veritylab::sign::keys;
-use veritylab::sign::policy::Policy;
-use veritylab::sign::timestamp::BuildTimestamp;
-use veritylab::sign::verify::{VerifyOptions, verify_image};
+use veritylab::sign::{SignOptions, sign_image};
+use veritylab::sign::{VerifyOptions, verify_image};
 use veritylab::store::Store;
 
 /// Signs the stored image `name` with a new key (cosign, as `veritylab sign` does) and verifies it with that

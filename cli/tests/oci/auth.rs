@@ -1,7 +1,7 @@
 //! Registry authentication against the real registry's basic auth (htpasswd).
 
-use veritylab::oci::auth::Credentials;
-use veritylab::oci::client::{ClientOptions, RegistryError};
+use veritylab::oci::Credentials;
+use veritylab::oci::{ClientOptions, RegistryError};
 use veritylab::oci::{Digest, PullError};
 use veritylab::store::Store;
 

@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use veritylab::oci::PullError;
 
 use veritylab::oci::Digest;
-use veritylab::oci::client::RegistryError;
-use veritylab::oci::digest::VerifyError;
+use veritylab::oci::RegistryError;
+use veritylab::oci::VerifyError;
 use veritylab::oci::manifest::ManifestError;
 use veritylab::store::{Store, StoreError};
 

@@ -10,9 +10,8 @@ use std::process::Command;
 use sha2::{Digest as _, Sha256};
 use veritylab::convert::{self, VerityLayout};
 use veritylab::erofs::{FileKind, Image};
-use veritylab::oci::build::{self, BuildError, BuildOptions};
-use veritylab::oci::push::{self, PushDestination, PushOptions, PushSource};
 use veritylab::oci::reference::LayoutRef;
+use veritylab::oci::{self, BuildError, BuildOptions, PushDestination, PushOptions, PushSource};
 use veritylab::store::Store;
 use veritylab::verity_fuse::source::FileSource;
 
@@ -94,8 +93,8 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, String> {
     out
 }
 
-fn build_quietly(dirs: &[PathBuf], out: &Path, tag: &str) -> Result<build::BuildReport, BuildError> {
-    build::build(dirs, out, tag, &BuildOptions::default(), &|_| {})
+fn build_quietly(dirs: &[PathBuf], out: &Path, tag: &str) -> Result<oci::BuildReport, BuildError> {
+    oci::build(dirs, out, tag, &BuildOptions::default(), &|_| {})
 }
 
 #[test]
@@ -181,7 +180,7 @@ fn a_built_image_pushes_pulls_and_converts_with_its_whiteouts() {
         digest: None,
     });
     let destination = PushDestination::Registry(registry_ref(&registry.host(), "lab/built:v1"));
-    push::push(&source, &destination, &options, &|_| {}).unwrap();
+    oci::push(&source, &destination, &options, &|_| {}).unwrap();
 
     let store = Store::open(&work.path().join("store")).unwrap();
     let pulled = pull(&store, &format!("{}/lab/built:v1", registry.host()), &plain_http()).unwrap();

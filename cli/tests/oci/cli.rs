@@ -87,7 +87,7 @@ fn progress_bars_show_on_a_terminal_only_and_never_with_json() {
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("data"), vec![7u8; 300_000]).unwrap();
     let layout = work.path().join("layout");
-    veritylab::oci::build::build(&[src], &layout, "v1", &Default::default(), &|_| {}).unwrap();
+    veritylab::oci::build(&[src], &layout, "v1", &Default::default(), &|_| {}).unwrap();
     let reference = format!("oci:{}:v1", layout.display());
     let bin = env!("CARGO_BIN_EXE_veritylab");
     let store = |name: &str| work.path().join(name).display().to_string();

@@ -60,7 +60,7 @@ fn both_layouts_pass_veritysetup_verify_with_the_recorded_root_hash() {
             .args(["verify", "--debug"])
             .arg(&erofs)
             .arg(&erofs)
-            .arg(&c.roothash)
+            .arg(c.roothash.to_string())
             .arg(format!("--hash-offset={}", c.hashoffset)));
         assert!(dump.contains("Verification of data area succeeded"), "{dump}");
         let dumped = run(Command::new(&veritysetup)
@@ -87,7 +87,7 @@ fn both_layouts_pass_veritysetup_verify_with_the_recorded_root_hash() {
             .arg("verify")
             .arg(c.dir.join("layer.erofs"))
             .arg(c.dir.join(VERITY_FILE))
-            .arg(&c.roothash));
+            .arg(c.roothash.to_string()));
     }
     // A wrong root hash is refused: the oracle really checks.
     let c = &separate.layers[0].conversion;

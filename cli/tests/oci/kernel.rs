@@ -113,7 +113,7 @@ fn an_image_built_from_directories_mounts_as_the_same_tree_as_umoci_unpack_and_i
     let work = tempfile::tempdir().unwrap();
     let dirs = layer_dirs(work.path());
     let layout = work.path().join("built");
-    veritylab::oci::build::build(&dirs, &layout, "v1", &Default::default(), &|_| {}).unwrap();
+    veritylab::oci::build(&dirs, &layout, "v1", &Default::default(), &|_| {}).unwrap();
     let (got, expected) = overlay_and_umoci_trees(&umoci, work.path(), &layout, "v1");
     assert_eq!(got, expected);
     let mut last = tree(&dirs[2]);

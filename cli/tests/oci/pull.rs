@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use veritylab::oci::pull::Transport;
+use veritylab::oci::Transport;
 use veritylab::store::Store;
 
 use super::support::{

@@ -6,10 +6,10 @@ use std::path::Path;
 use std::process::Command;
 
 use veritylab::oci::Digest;
-use veritylab::oci::client::RegistryError;
-use veritylab::oci::pull::PullError;
-use veritylab::oci::push::{self, PushDestination, PushError, PushOptions, PushSource};
+use veritylab::oci::PullError;
+use veritylab::oci::RegistryError;
 use veritylab::oci::reference::LayoutRef;
+use veritylab::oci::{self, PushDestination, PushError, PushOptions, PushSource};
 use veritylab::store::Store;
 
 use super::support::{
@@ -74,13 +74,13 @@ fn push_from_the_store_to_the_registry_and_to_a_layout_keeps_every_digest() {
     };
 
     let to_registry = PushDestination::Registry(registry_ref(&registry.host(), "lab/copy:v7"));
-    let report = push::push(&source, &to_registry, &options(), &|_| {}).unwrap();
+    let report = oci::push(&source, &to_registry, &options(), &|_| {}).unwrap();
     assert_eq!(report.digest, pulled.manifest);
     assert_eq!(report.blobs.len(), 3);
     assert!(report.blobs.iter().all(|b| !b.skipped), "a new repository has none");
     let raw = raw_manifest(&skopeo, &registry.host(), "lab/copy:v7");
     assert_eq!(Digest::of(&raw), pulled.manifest);
-    let again = push::push(&source, &to_registry, &options(), &|_| {}).unwrap();
+    let again = oci::push(&source, &to_registry, &options(), &|_| {}).unwrap();
     assert!(again.blobs.iter().all(|b| b.skipped));
 
     let out = work.path().join("out");
@@ -88,7 +88,7 @@ fn push_from_the_store_to_the_registry_and_to_a_layout_keeps_every_digest() {
         dir: out.clone(),
         tag: "copied".into(),
     };
-    let report = push::push(&source, &to_layout, &options(), &|_| {}).unwrap();
+    let report = oci::push(&source, &to_layout, &options(), &|_| {}).unwrap();
     assert_eq!(report.digest, pulled.manifest);
     assert_eq!(layout_manifest_digest(&out, "copied"), pulled.manifest.to_string());
     assert!(!out.join("layers").exists(), "a plain image layout, no store extras");
@@ -116,7 +116,7 @@ fn push_of_a_layout_index_copies_the_index_and_its_manifests() {
     let manifest = layout_manifest_digest(&layout, "v1");
     let index = add_index(&layout, &manifest, "multi", &["linux/amd64", "linux/arm64"]);
     let destination = PushDestination::Registry(registry_ref(&registry.host(), "lab/multi:v1"));
-    let report = push::push(&layout_source(&layout, "multi"), &destination, &options(), &|_| {}).unwrap();
+    let report = oci::push(&layout_source(&layout, "multi"), &destination, &options(), &|_| {}).unwrap();
     assert_eq!(report.digest.to_string(), index);
     assert_eq!(report.manifests.len(), 2);
     let raw = raw_manifest(&skopeo, &registry.host(), "lab/multi:v1");
@@ -134,7 +134,7 @@ fn push_of_a_layout_index_copies_the_index_and_its_manifests() {
         "broken",
     );
     let destination = PushDestination::Registry(registry_ref(&registry.host(), "lab/multi:broken"));
-    let err = push::push(&layout_source(&layout, "broken"), &destination, &options(), &|_| {}).unwrap_err();
+    let err = oci::push(&layout_source(&layout, "broken"), &destination, &options(), &|_| {}).unwrap_err();
     assert!(matches!(&err, PushError::IncompleteIndex { .. }), "{err}");
     let store = Store::open(&work.path().join("store")).unwrap();
     assert_tag_absent(&store, &registry, "lab/multi", "broken");
@@ -150,7 +150,7 @@ fn push_refuses_a_destination_digest_that_is_not_the_image_and_a_changed_source_
     };
     let other = Digest::of(b"another image");
     let destination = PushDestination::Registry(registry_ref(&registry.host(), &format!("lab/pinned@{other}")));
-    let err = push::push(&layout_source(&layout, "v1"), &destination, &options(), &|_| {}).unwrap_err();
+    let err = oci::push(&layout_source(&layout, "v1"), &destination, &options(), &|_| {}).unwrap_err();
     assert!(matches!(&err, PushError::Verify { .. }), "{err}");
 
     // A layer changed on disk in the source: the upload is refused and the tag never appears.
@@ -164,12 +164,9 @@ fn push_refuses_a_destination_digest_that_is_not_the_image_and_a_changed_source_
     data[last] ^= 1;
     fs::write(&path, data).unwrap();
     let destination = PushDestination::Registry(registry_ref(&registry.host(), "lab/changed:v1"));
-    let err = push::push(&layout_source(&layout, "v1"), &destination, &options(), &|_| {}).unwrap_err();
+    let err = oci::push(&layout_source(&layout, "v1"), &destination, &options(), &|_| {}).unwrap_err();
     assert!(
-        matches!(
-            &err,
-            PushError::Registry(veritylab::oci::client::RegistryError::Verify { .. })
-        ),
+        matches!(&err, PushError::Registry(veritylab::oci::RegistryError::Verify { .. })),
         "{err}"
     );
     let store = Store::open(&work.path().join("store")).unwrap();
@@ -180,7 +177,7 @@ fn push_refuses_a_destination_digest_that_is_not_the_image_and_a_changed_source_
         dir: out.clone(),
         tag: "v1".into(),
     };
-    let err = push::push(&layout_source(&layout, "v1"), &to_layout, &options(), &|_| {}).unwrap_err();
+    let err = oci::push(&layout_source(&layout, "v1"), &to_layout, &options(), &|_| {}).unwrap_err();
     assert!(matches!(&err, PushError::Store(_)), "{err}");
     let index: serde_json::Value = serde_json::from_slice(&fs::read(out.join("index.json")).unwrap()).unwrap();
     assert!(index["manifests"].as_array().unwrap().is_empty());

@@ -10,8 +10,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
-use veritylab::oci::pull::{PullOptions, PullReport};
 use veritylab::oci::{self, PullError, Reference};
+use veritylab::oci::{PullOptions, PullReport};
 use veritylab::store::Store;
 
 /// Runs a command and panics with its output when it fails.

@@ -9,10 +9,9 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use veritylab::oci::build::{self, BuildReport};
-use veritylab::oci::client::{ClientOptions, RegistryError};
-use veritylab::oci::push::{self, PushDestination, PushOptions, PushSource};
 use veritylab::oci::reference::LayoutRef;
+use veritylab::oci::{self, BuildReport, PushDestination, PushOptions, PushSource};
+use veritylab::oci::{ClientOptions, RegistryError};
 use veritylab::oci::{Digest, PullError, media};
 use veritylab::store::Store;
 
@@ -61,7 +60,7 @@ fn build_and_push(work: &Path, registry: &Registry, name: &str, content: &[u8], 
     fs::create_dir_all(src.join("etc")).unwrap();
     fs::write(src.join("etc/release"), content).unwrap();
     let out = work.join(format!("{name}-layout"));
-    let built = build::build(&[src], &out, "v1", &Default::default(), &|_| {}).unwrap();
+    let built = oci::build(&[src], &out, "v1", &Default::default(), &|_| {}).unwrap();
     let mut options = PushOptions::default();
     options.client.plain_http = true;
     let source = PushSource::Layout(LayoutRef {
@@ -69,7 +68,7 @@ fn build_and_push(work: &Path, registry: &Registry, name: &str, content: &[u8], 
         tag: Some("v1".into()),
         digest: None,
     });
-    push::push(
+    oci::push(
         &source,
         &PushDestination::Registry(registry_ref(&registry.host(), repo_tag)),
         &options,

@@ -5,11 +5,11 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use veritylab::oci::client::{Client, ClientOptions, RegistryError};
-use veritylab::oci::digest::VerifyError;
+use veritylab::oci::VerifyError;
 use veritylab::oci::manifest::{self, Manifest};
 use veritylab::oci::media;
 use veritylab::oci::reference::RegistryRef;
+use veritylab::oci::{Client, ClientOptions, RegistryError};
 use veritylab::oci::{Digest, PullError, Reference};
 use veritylab::store::Store;
 

@@ -41,7 +41,7 @@ fn converted_layers_merge_into_what_umoci_unpacks() {
             .layers
             .iter()
             .map(|l| {
-                let root = veritylab::verity_fuse::hex::decode("root", &l.conversion.roothash).unwrap();
+                let root = l.conversion.roothash.as_bytes().to_vec();
                 let device = rootfs::open_verified(&l.conversion, &root, Options::default()).unwrap();
                 Arc::new(device) as Arc<dyn ReadAt>
             })

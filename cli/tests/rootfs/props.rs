@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::support::{Item, Layers, Mount};
 use veritylab::erofs::OverlayNamespace;
-use veritylab::rootfs::snapshot::Kind;
+use veritylab::rootfs::Kind;
 use veritylab::rootfs::{Merged, Snapshot};
 
 /// An entry of one generated layer.

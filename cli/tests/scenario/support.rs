@@ -182,6 +182,7 @@ pub(crate) fn synthetic_report() -> RunReport {
         Profile::Vanilla,
         RunnerBackend::Emulated,
         undetected.clone(),
+        verity_fuse::ErrorClass::Busy,
         "leak check: mount /tmp/veritylab-run/rootfs remained after revert",
         280,
         12,

@@ -7,10 +7,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use base64::Engine as _;
+use veritylab::sign::SignatureFinding;
 use veritylab::sign::cosign::{self, SignatureError, SignatureImage, StoredSignature};
 use veritylab::sign::keys::{self, KeyError};
-use veritylab::sign::policy::{Policy, PolicyError};
-use veritylab::sign::verify::SignatureFinding;
+use veritylab::sign::{Policy, PolicyError};
 use veritylab::sign::{Scheme, annotate};
 
 use super::support::{

@@ -5,10 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use veritylab::policy_import;
-use veritylab::sign::Scheme;
 use veritylab::sign::keys;
-use veritylab::sign::policy::Policy;
-use veritylab::sign::verify::{SignatureFinding, VerifyOptions};
+use veritylab::sign::{Policy, Scheme, SignatureFinding, VerifyOptions};
 
 use super::support::{REPO, findings, rejected, signed_store, verified};
 

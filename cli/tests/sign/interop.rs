@@ -132,7 +132,7 @@ fn the_sigstore_crate_verifies_our_pushed_cosign_signature() {
     let Ok(veritylab::oci::Reference::Registry(target)) = reference.parse() else {
         panic!()
     };
-    veritylab::sign::remote::push_signed(&store, &target, &signed, &plain_http().client).unwrap();
+    veritylab::sign::push_signed(&store, &target, &signed, &plain_http().client).unwrap();
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use verity_fuse::signature::{Keyring, parse_certificates, verify_root_hash_signature};
 use veritylab::root_hash::RootHash;
-use veritylab::sign::{kernel_signature, keys};
+use veritylab::sign::{self, keys};
 
 fn veritylab(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_veritylab"))
@@ -112,7 +112,7 @@ fn root_hash_signatures_pass_openssl_cms_verify_and_the_kernel_emulation() {
     let certs = parse_certificates(&cert_pem).unwrap();
     let root = RootHash::from_bytes(&[0xc3; 32]).unwrap();
     let der = pem_to_der(&cert_pem);
-    let signature = kernel_signature::root_hash_signature(&key, &der, &root).unwrap();
+    let signature = sign::root_hash_signature(&key, &der, &root).unwrap();
     fs::write(dir.path().join("root.p7s"), &signature).unwrap();
     fs::write(dir.path().join("root.hex"), root.to_string()).unwrap();
     let verify = |content: &str| cms_verify(&tool, dir.path(), "root.p7s", Some(content), "lab.crt");
@@ -186,8 +186,8 @@ fn sign_annotates_each_layer_with_the_kernels_root_hash_signature_and_verify_rep
     // The annotation in the signed manifest holds the same bytes as the file beside the layer.
     let store = veritylab::store::Store::open(&dir.path().join("store")).unwrap();
     let name = signed["signed"]["name"].as_str().unwrap();
-    let (_, _, manifest) = veritylab::sign::image::read_image(&store, name).unwrap();
-    let annotation = &manifest.layers[0].annotations[veritylab::sign::kernel_annotation::ROOT_HASH_SIGNATURE];
+    let (_, _, manifest) = veritylab::sign::read_image(&store, name).unwrap();
+    let annotation = &manifest.layers[0].annotations[veritylab::sign::ROOT_HASH_SIGNATURE];
     let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, annotation).unwrap();
     assert_eq!(der, fs::read(file).unwrap());
     fs::write(dir.path().join("annotation.p7s"), &der).unwrap();

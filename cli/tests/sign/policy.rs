@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
+use veritylab::sign::BuildTimestamp;
+use veritylab::sign::Policy;
 use veritylab::sign::Scheme;
-use veritylab::sign::policy::Policy;
-use veritylab::sign::timestamp::BuildTimestamp;
-use veritylab::sign::verify::{CheckName, LayerSource, Outcome, SignatureFinding};
+use veritylab::sign::{CheckName, LayerSource, Outcome, SignatureFinding};
 
 use super::support::{
     REPO, findings, key_pair, layers, manifest_json, options, rejected, sign, store_image, store_manifest, verified,
@@ -91,7 +91,7 @@ fn layers_mixed_from_two_signed_images_are_refused_unless_the_policy_allows_it()
     let weak = options(policy("single_signed_manifest = false\n"), &public, Scheme::Cosign);
     let image = verified(&store, &format!("{REPO}:mixed"), &weak);
     assert!(image.signed_by().is_none(), "trusted per layer, not by one signature");
-    assert_eq!(image.layers()[1].verity().root_hash.to_string(), b.layers[1].root_hash);
+    assert_eq!(image.layers()[1].verity().root_hash, b.layers[1].root_hash);
 }
 
 #[test]
@@ -147,7 +147,7 @@ fn trusted_keys_come_from_the_policy_and_a_rule_with_keys_trusts_only_those() {
     let other = "registry.example/other/app:v1";
     store_image(&store, other, &layers("other"));
     sign(&store, other, &load(&a.private), Scheme::Cosign, 1_800_000_000);
-    let mut by_policy = veritylab::sign::verify::VerifyOptions::new(policy, Vec::new());
+    let mut by_policy = veritylab::sign::VerifyOptions::new(policy, Vec::new());
     verified(&store, other, &by_policy);
     store_image(&store, &format!("{REPO}:v1"), &layers("v1"));
     sign(

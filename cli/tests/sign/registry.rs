@@ -1,10 +1,10 @@
 //! Against a real `docker-registry`: sign → push → pull by tag into a fresh store → verify (the signature
 //! fetched from the registry), and the tag moved in the registry afterwards.
 
-use veritylab::oci::pull::PullOptions;
-use veritylab::sign::policy::Policy;
-use veritylab::sign::verify::{SignatureFinding, VerifyOptions};
-use veritylab::sign::{Scheme, cosign, remote};
+use veritylab::oci::PullOptions;
+use veritylab::sign::Policy;
+use veritylab::sign::{Scheme, cosign, push_signed};
+use veritylab::sign::{SignatureFinding, VerifyOptions};
 use veritylab::store::Store;
 
 use super::support::{findings, key_pair, rejected, sign, verified};
@@ -32,7 +32,7 @@ fn sign_push_pull_by_tag_and_verify_against_a_real_registry() {
     let Ok(veritylab::oci::Reference::Registry(target)) = reference.parse() else {
         panic!()
     };
-    let pushed = remote::push_signed(&publisher, &target, &signed, &plain_http().client).unwrap();
+    let pushed = push_signed(&publisher, &target, &signed, &plain_http().client).unwrap();
     assert_eq!(pushed.manifest, signed.manifest.digest);
     assert_eq!(
         pushed.uploaded, 2,
@@ -52,7 +52,7 @@ fn sign_push_pull_by_tag_and_verify_against_a_real_registry() {
     );
     let image = verified(&node, &report.name, &fetching(&public, &plain_http()));
     for (layer, expected) in image.layers().iter().zip(&signed.layers) {
-        assert_eq!(layer.verity().root_hash.to_string(), expected.root_hash);
+        assert_eq!(layer.verity().root_hash, expected.root_hash);
         assert!(layer.converted().is_empty(), "not converted on the node yet");
     }
     veritylab::convert::convert_image(&node, &report.name, veritylab::convert::VerityLayout::Separate, &|_| {})

@@ -2,8 +2,8 @@
 //! alone is not covered by the delivery-kit payload, but is by the cosign scheme.
 
 use veritylab::convert::{self, VerityLayout};
-use veritylab::sign::policy::Policy;
-use veritylab::sign::verify::{CheckName, Outcome, SignatureFinding};
+use veritylab::sign::Policy;
+use veritylab::sign::{CheckName, Outcome, SignatureFinding};
 use veritylab::sign::{Scheme, annotate, cosign, delivery_kit};
 
 use super::support::{
@@ -33,7 +33,7 @@ fn cosign_signing_keeps_the_image_and_verification_returns_the_signed_root_hashe
     assert_eq!(signed["annotations"][annotate::BUILD_TIMESTAMP], "2027-01-15T08:00:00Z");
     let sig_name = format!("{REPO}:{}", cosign::signature_tag(&report.manifest.digest));
     assert!(store.lookup(&sig_name).is_ok(), "signature stored at {sig_name}");
-    let listed = veritylab::cli::images::list(&store).unwrap();
+    let listed = veritylab::cli::list_images(&store).unwrap();
     assert_eq!(listed.len(), 1, "the signature manifest is not listed as an image");
 
     let image = verified(&store, &name, &options(Policy::default(), &public, Scheme::Cosign));
@@ -41,7 +41,7 @@ fn cosign_signing_keeps_the_image_and_verification_returns_the_signed_root_hashe
     assert_eq!(image.signed_by().unwrap().key, public.fingerprint);
     assert_eq!(image.layers().len(), 2);
     for (layer, signed) in image.layers().iter().zip(&report.layers) {
-        assert_eq!(layer.verity().root_hash.to_string(), signed.root_hash);
+        assert_eq!(layer.verity().root_hash, signed.root_hash);
         assert_eq!(
             layer.converted(),
             [VerityLayout::Containerd],
@@ -73,13 +73,10 @@ fn delivery_kit_round_trips_with_its_own_annotations() {
     assert_eq!(signed["annotations"][delivery_kit::BUILD_TIMESTAMP], "1800000000");
     assert_eq!(
         signed["layers"][0]["annotations"][delivery_kit::ROOT_HASH],
-        report.layers[0].root_hash.as_str()
+        report.layers[0].root_hash.to_string()
     );
     let image = verified(&store, &name, &options(Policy::default(), &public, Scheme::DeliveryKit));
-    assert_eq!(
-        image.layers()[1].verity().root_hash.to_string(),
-        report.layers[1].root_hash
-    );
+    assert_eq!(image.layers()[1].verity().root_hash, report.layers[1].root_hash);
     // The cosign verifier finds no cosign signature on it.
     let report = rejected(&store, &name, &options(Policy::default(), &public, Scheme::Cosign));
     assert!(matches!(

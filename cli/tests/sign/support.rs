@@ -8,12 +8,13 @@ use std::path::Path;
 use veritylab::oci::Digest;
 use veritylab::oci::manifest::{Descriptor, REF_NAME};
 use veritylab::oci::media;
+use veritylab::sign::BuildTimestamp;
+use veritylab::sign::Policy;
 use veritylab::sign::Scheme;
-use veritylab::sign::image::{self, SignOptions, SignReport};
 use veritylab::sign::keys::{self, PublicKey};
-use veritylab::sign::policy::Policy;
-use veritylab::sign::timestamp::BuildTimestamp;
-use veritylab::sign::verify::{self, Report, SignatureFinding, VerifiedImage, VerifyError, VerifyOptions};
+use veritylab::sign::{
+    self, Report, SignOptions, SignReport, SignatureFinding, VerifiedImage, VerifyError, VerifyOptions,
+};
 use veritylab::store::Store;
 
 /// The repository test images live in (a name only: nothing is contacted).
@@ -112,7 +113,7 @@ pub(super) fn sign(store: &Store, name: &str, key: &p256::ecdsa::SigningKey, sch
         layout: veritylab::convert::VerityLayout::Containerd,
         kernel_certificate: None,
     };
-    image::sign_image(store, name, &options, &|_| {}).unwrap()
+    sign::sign_image(store, name, &options, &|_| {}).unwrap()
 }
 
 /// A store in `dir` holding `REPO:v1` from [`layers`], signed with a new key in `scheme`.
@@ -133,7 +134,7 @@ pub(super) fn options(policy: Policy, key: &PublicKey, scheme: Scheme) -> Verify
 
 /// Verifies and expects success.
 pub(super) fn verified(store: &Store, name: &str, options: &VerifyOptions) -> VerifiedImage {
-    match verify::verify_image(store, name, options) {
+    match sign::verify_image(store, name, options) {
         Ok(image) => {
             assert!(image.report().verified);
             image
@@ -144,7 +145,7 @@ pub(super) fn verified(store: &Store, name: &str, options: &VerifyOptions) -> Ve
 
 /// Verifies, expects a rejection, and returns the report (never marked verified).
 pub(super) fn rejected(store: &Store, name: &str, options: &VerifyOptions) -> Report {
-    match verify::verify_image(store, name, options) {
+    match sign::verify_image(store, name, options) {
         Ok(image) => panic!("{name} should be rejected: {:#?}", image.report()),
         Err(VerifyError::Rejected { report }) => {
             assert!(!report.verified, "a rejected image is never marked verified");

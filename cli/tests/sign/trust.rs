@@ -13,11 +13,11 @@ use veritylab::mount::{self, Trust};
 use veritylab::oci::Digest;
 use veritylab::oci::manifest::REF_NAME;
 use veritylab::profile::{Backend, Profile};
+use veritylab::sign::Policy;
 use veritylab::sign::cosign;
 use veritylab::sign::keys;
-use veritylab::sign::policy::Policy;
 use veritylab::store::Store;
-use veritylab::watch::target::PinSource;
+use veritylab::watch::PinSource;
 use veritylab::watch::{self, WatchConfig, Watcher};
 
 use super::support::{REPO, layers, manifest_json, options, signed_store, store_image, store_manifest, verified};
@@ -272,20 +272,16 @@ fn a_signed_mount_pins_the_root_hashes_its_plan_took_from_the_signature() {
     let record = mount::mount(&store, &plan, Path::new("/nonexistent")).unwrap();
     replace_consistently(&store, work.path());
 
-    let pass = |(targets, unchecked): watch::target::Targets| {
+    let pass = |(targets, unchecked): watch::Targets| {
         let config = WatchConfig {
             cpu_budget_percent: None,
             ..WatchConfig::default()
         };
         Watcher::new(targets, unchecked, config).unwrap().pass(1)
     };
-    let local = pass(watch::target::for_images(&store, &[name()]).unwrap());
+    let local = pass(watch::for_images(&store, &[name()]).unwrap());
     assert!(local.clean(), "the node's records agree with the trojan: {local:#?}");
-    let pinned = pass(
-        watch::target::for_plan(&store, &record.plan().unwrap())
-            .unwrap()
-            .unwrap(),
-    );
+    let pinned = pass(watch::for_plan(&store, &record.plan().unwrap()).unwrap().unwrap());
     assert!(
         !pinned.clean(),
         "pinned to the signed root hashes, the replacement is found"

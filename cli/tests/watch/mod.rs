@@ -42,7 +42,7 @@ fn converted(umoci: &Path) -> Converted {
 
 fn one_pass(c: &Converted, budget: Option<f64>) -> PassReport {
     let store = Store::open(&c.store_dir).unwrap();
-    let (targets, unchecked) = watch::target::for_images(&store, std::slice::from_ref(&c.name)).unwrap();
+    let (targets, unchecked) = watch::for_images(&store, std::slice::from_ref(&c.name)).unwrap();
     let config = WatchConfig {
         cpu_budget_percent: budget,
         max_parallel: 2,
@@ -160,7 +160,7 @@ fn a_clean_image_passes_and_every_tampering_is_reported_with_its_block() {
     let report = one_pass(&c, Some(50.0));
     assert!(matches!(
         findings_of(&report, &layer, VerityLayout::Containerd),
-        [DriftFinding::Sidecar { pinned_roothash, .. }] if pinned_roothash.len() == 64
+        [DriftFinding::Sidecar { pinned_roothash, .. }] if pinned_roothash.as_bytes().len() == 32
     ));
     assert_eq!(
         findings_of(&report, &layer, VerityLayout::Separate),

@@ -9,7 +9,7 @@ use crate::mount::{self, MountError, Record};
 use crate::store::Store;
 
 /// The record of the mount at `target`.
-pub fn find(store: &Store, target: &Path) -> Result<Record, CliError> {
+pub(crate) fn find(store: &Store, target: &Path) -> Result<Record, CliError> {
     let target = std::fs::canonicalize(target).map_err(|source| CliError::Io {
         what: format!("resolving {}", target.display()),
         source,
@@ -21,12 +21,12 @@ pub fn find(store: &Store, target: &Path) -> Result<Record, CliError> {
 }
 
 /// Audits `record` through the view its backend has (the holder's namespace, or the emulated table).
-pub fn audit_record(record: &Record) -> Report {
+pub(crate) fn audit_record(record: &Record) -> Report {
     audit::audit_record(record, &BTreeMap::new())
 }
 
 /// Prints what the audit checked and found.
-pub fn print(report: &Report) -> Result<(), CliError> {
+pub(crate) fn print(report: &Report) -> Result<(), CliError> {
     out!(
         "audit of {} (mount {}, profile {})",
         report.target.display(),

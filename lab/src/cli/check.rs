@@ -69,7 +69,7 @@ pub struct CheckArgs {
 
 /// Validated `check` arguments.
 #[derive(Debug, Clone)]
-pub struct CheckPlan {
+pub(crate) struct CheckPlan {
     /// The mount to audit.
     pub target: Option<PathBuf>,
     /// The images' names in the store.
@@ -124,7 +124,7 @@ impl TryFrom<CheckArgs> for CheckPlan {
 }
 
 /// Parses `500ms`, `30s`, `10m`, `1h` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(text.len());
@@ -143,7 +143,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Runs the passes and prints each report; fails with [`CliError::CheckFailed`] if any pass found something.
-pub fn run(plan: &CheckPlan) -> Result<(), CliError> {
+pub(crate) fn run(plan: &CheckPlan) -> Result<(), CliError> {
     let store = Store::open(&plan.store)?;
     let record = plan.target.as_deref().map(|t| audit::find(&store, t)).transpose()?;
     let mut images = plan.images.clone();

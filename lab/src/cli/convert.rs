@@ -31,7 +31,7 @@ pub struct ConvertArgs {
 
 /// Validated `convert` arguments.
 #[derive(Debug, Clone)]
-pub struct ConvertPlan {
+pub(crate) struct ConvertPlan {
     /// The image's name in the store.
     pub name: String,
     /// The layout.
@@ -57,7 +57,7 @@ impl TryFrom<ConvertArgs> for ConvertPlan {
 }
 
 /// Converts the image and prints each layer's files and root hash.
-pub fn run(plan: &ConvertPlan) -> Result<(), CliError> {
+pub(crate) fn run(plan: &ConvertPlan) -> Result<(), CliError> {
     let store = Store::open(&plan.store)?;
     let bars = Bars::new(plan.json);
     let report = convert::convert_image(&store, &plan.name, plan.layout, &|e| bars.report(e))?;

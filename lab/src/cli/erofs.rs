@@ -59,7 +59,7 @@ fn out_err(source: io::Error) -> CliError {
 }
 
 /// One `ls -l`-like line for an inode.
-pub fn describe(image: &Image<FileSource>, inode: &Inode, name: &[u8]) -> Result<String, CliError> {
+pub(crate) fn describe(image: &Image<FileSource>, inode: &Inode, name: &[u8]) -> Result<String, CliError> {
     let kind = match inode.kind {
         FileKind::File => '-',
         FileKind::Directory => 'd',
@@ -92,7 +92,7 @@ pub fn describe(image: &Image<FileSource>, inode: &Inode, name: &[u8]) -> Result
 }
 
 /// Runs one `erofs` subcommand.
-pub fn run(cmd: ErofsCommand) -> Result<(), CliError> {
+pub(crate) fn run(cmd: ErofsCommand) -> Result<(), CliError> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     match cmd {

@@ -49,7 +49,7 @@ pub struct BuildArgs {
 
 /// Validated `image build` arguments.
 #[derive(Debug, Clone)]
-pub struct BuildPlan {
+pub(crate) struct BuildPlan {
     /// The layer directories.
     pub dirs: Vec<PathBuf>,
     /// The output layout.
@@ -100,7 +100,7 @@ impl TryFrom<BuildArgs> for BuildPlan {
 }
 
 /// Runs an `image` subcommand.
-pub fn run(command: ImageCommand) -> Result<(), CliError> {
+pub(crate) fn run(command: ImageCommand) -> Result<(), CliError> {
     match command {
         ImageCommand::Build(args) => build_image(&BuildPlan::try_from(args)?),
     }

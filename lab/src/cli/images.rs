@@ -10,6 +10,7 @@ use super::{CliError, store_dir};
 use crate::convert::{self, VerityLayout};
 use crate::oci::Digest;
 use crate::oci::manifest::{self, Manifest};
+use crate::root_hash::RootHash;
 use crate::store::Store;
 
 /// Raw arguments of `veritylab images`.
@@ -44,9 +45,9 @@ pub struct LayerEntry {
     /// Its size.
     pub size: u64,
     /// Root hash of the containerd layout's tree, if converted.
-    pub containerd_roothash: Option<String>,
+    pub containerd_roothash: Option<RootHash>,
     /// Root hash of the separate layout's tree, if converted.
-    pub separate_roothash: Option<String>,
+    pub separate_roothash: Option<RootHash>,
 }
 
 /// Lists the store's images (signature manifests, `…:sha256-<hex>.sig`, are not images and are left out).
@@ -82,7 +83,7 @@ pub fn list(store: &Store) -> Result<Vec<ImageEntry>, CliError> {
 }
 
 /// Prints the listing.
-pub fn run(args: &ImagesArgs) -> Result<(), CliError> {
+pub(crate) fn run(args: &ImagesArgs) -> Result<(), CliError> {
     let store = Store::open(&store_dir(args.store.clone())?)?;
     let images = list(&store)?;
     if args.json {
@@ -92,7 +93,7 @@ pub fn run(args: &ImagesArgs) -> Result<(), CliError> {
     for image in &images {
         out!("{}  {}", image.name, image.manifest)?;
         for layer in &image.layers {
-            let show = |r: &Option<String>| r.clone().unwrap_or_else(|| "-".to_owned());
+            let show = |r: &Option<RootHash>| r.map_or_else(|| "-".to_owned(), |r| r.to_string());
             out!(
                 "  {} {:>10} containerd {} separate {}",
                 layer.digest,

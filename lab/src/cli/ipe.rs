@@ -50,7 +50,7 @@ pub struct PolicyArgs {
 }
 
 /// Runs an `ipe` subcommand.
-pub fn run(command: IpeCommand) -> Result<(), CliError> {
+pub(crate) fn run(command: IpeCommand) -> Result<(), CliError> {
     match command {
         IpeCommand::Policy(args) => policy(&args),
     }

@@ -34,7 +34,7 @@ pub struct KeygenArgs {
 }
 
 /// Writes the key pair and prints where.
-pub fn run(args: &KeygenArgs) -> Result<(), CliError> {
+pub(crate) fn run(args: &KeygenArgs) -> Result<(), CliError> {
     let passphrase = keys::passphrase(args.passphrase_file.as_deref())?;
     if passphrase.as_ref().is_some_and(Vec::is_empty) {
         return Err(CliError::Usage("the passphrase is empty".to_owned()));

@@ -42,7 +42,7 @@ pub struct MkfsArgs {
 
 /// Where the input comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input {
+pub(crate) enum Input {
     /// A directory tree.
     Directory(PathBuf),
     /// A tar file.
@@ -53,7 +53,7 @@ pub enum Input {
 
 /// Validated `mkfs` arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MkfsPlan {
+pub(crate) struct MkfsPlan {
     /// Output image.
     pub output: PathBuf,
     /// Input.
@@ -112,7 +112,7 @@ impl TryFrom<MkfsArgs> for MkfsPlan {
 }
 
 /// Parses `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (dashes optional).
-pub fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+pub(crate) fn parse_uuid(text: &str) -> Option<[u8; 16]> {
     let hex: Vec<u8> = text.bytes().filter(|&b| b != b'-').collect();
     if hex.len() != 32 {
         return None;
@@ -125,7 +125,7 @@ pub fn parse_uuid(text: &str) -> Option<[u8; 16]> {
 }
 
 /// Builds the image the plan describes.
-pub fn run(plan: &MkfsPlan) -> Result<(), CliError> {
+pub(crate) fn run(plan: &MkfsPlan) -> Result<(), CliError> {
     let opts = plan.options.clone();
     match &plan.input {
         Input::Directory(dir) => {

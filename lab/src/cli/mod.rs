@@ -13,23 +13,23 @@ macro_rules! out {
     };
 }
 
-pub mod audit;
-pub mod bars;
-pub mod check;
-pub mod convert;
-pub mod erofs;
+pub(crate) mod audit;
+pub(crate) mod bars;
+pub(crate) mod check;
+pub(crate) mod convert;
+pub(crate) mod erofs;
 mod exit;
-pub mod image;
-pub mod images;
-pub mod ipe;
-pub mod keygen;
-pub mod mkfs;
-pub mod mount;
-pub mod policy;
-pub mod pull;
-pub mod push;
-pub mod sign;
-pub mod verify;
+pub(crate) mod image;
+pub(crate) mod images;
+pub(crate) mod ipe;
+pub(crate) mod keygen;
+pub(crate) mod mkfs;
+pub(crate) mod mount;
+pub(crate) mod policy;
+pub(crate) mod pull;
+pub(crate) mod push;
+pub(crate) mod sign;
+pub(crate) mod verify;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -37,7 +37,22 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use verity_fuse::ErrorClass;
 
+pub use bars::Bars;
+pub use check::CheckArgs;
+pub use convert::ConvertArgs;
+pub use erofs::ErofsCommand;
 pub use exit::VeritylabExit;
+pub use image::{BuildArgs, ImageCommand};
+pub use images::{ImageEntry, ImagesArgs, LayerEntry, list as list_images};
+pub use ipe::{IpeCommand, PolicyArgs};
+pub use keygen::KeygenArgs;
+pub use mkfs::MkfsArgs;
+pub use mount::{MountArgs, PsArgs, UmountArgs};
+pub use policy::{ImportArgs, PolicyCommand};
+pub use pull::PullArgs;
+pub use push::PushArgs;
+pub use sign::SignArgs;
+pub use verify::VerifyArgs;
 
 /// The pipeline's subcommands of `veritylab`.
 #[derive(Subcommand, Debug)]

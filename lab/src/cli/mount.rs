@@ -66,7 +66,7 @@ pub struct PsArgs {
 }
 
 /// Mounts an image.
-pub fn run_mount(args: &MountArgs) -> Result<(), CliError> {
+pub(crate) fn run_mount(args: &MountArgs) -> Result<(), CliError> {
     let store = Store::open(&store_dir(args.store.clone())?)?;
     let trust = if args.key.is_empty() && args.policy.is_none() {
         Trust::Local(args.image.clone())
@@ -110,7 +110,7 @@ pub fn run_mount(args: &MountArgs) -> Result<(), CliError> {
 }
 
 /// Takes a mount down.
-pub fn run_umount(args: &UmountArgs) -> Result<(), CliError> {
+pub(crate) fn run_umount(args: &UmountArgs) -> Result<(), CliError> {
     let store = Store::open(&store_dir(args.store.clone())?)?;
     let report = mount::umount(&store, &args.target)?;
     if args.json {
@@ -129,7 +129,7 @@ pub fn run_umount(args: &UmountArgs) -> Result<(), CliError> {
 }
 
 /// Lists the mounts.
-pub fn run_ps(args: &PsArgs) -> Result<(), CliError> {
+pub(crate) fn run_ps(args: &PsArgs) -> Result<(), CliError> {
     let store = Store::open(&store_dir(args.store.clone())?)?;
     let records = mount::list(&store)?;
     if args.json {
@@ -156,7 +156,7 @@ pub fn run_ps(args: &PsArgs) -> Result<(), CliError> {
 }
 
 /// Cleans up after dead mounts.
-pub fn run_cleanup(args: &PsArgs) -> Result<(), CliError> {
+pub(crate) fn run_cleanup(args: &PsArgs) -> Result<(), CliError> {
     let store = Store::open(&store_dir(args.store.clone())?)?;
     let cleaned = crate::mount::cleanup::cleanup(&store)?;
     if args.json {

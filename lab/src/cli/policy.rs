@@ -39,7 +39,7 @@ pub struct ImportArgs {
 }
 
 /// Runs a `policy` subcommand.
-pub fn run(command: PolicyCommand) -> Result<(), CliError> {
+pub(crate) fn run(command: PolicyCommand) -> Result<(), CliError> {
     match command {
         PolicyCommand::Import(args) => import(&args),
     }

@@ -35,7 +35,7 @@ pub struct PullArgs {
 
 /// Validated `pull` arguments.
 #[derive(Debug, Clone)]
-pub struct PullPlan {
+pub(crate) struct PullPlan {
     /// What to pull.
     pub reference: Reference,
     /// Where to.
@@ -76,7 +76,7 @@ impl TryFrom<PullArgs> for PullPlan {
 }
 
 /// Pulls the image the plan names and prints what was stored.
-pub fn run(plan: &PullPlan) -> Result<(), CliError> {
+pub(crate) fn run(plan: &PullPlan) -> Result<(), CliError> {
     let store = Store::open(&plan.store)?;
     let bars = Bars::new(plan.json);
     let report = oci::pull(&plan.reference, &store, &plan.options, &|e| bars.report(e))?;

@@ -40,7 +40,7 @@ pub struct PushArgs {
 
 /// Validated `push` arguments.
 #[derive(Debug, Clone)]
-pub struct PushPlan {
+pub(crate) struct PushPlan {
     /// What to push.
     pub source: PushSource,
     /// Where to.
@@ -119,7 +119,7 @@ impl TryFrom<PushArgs> for PushPlan {
 }
 
 /// Pushes and prints what was copied.
-pub fn run(plan: &PushPlan) -> Result<(), CliError> {
+pub(crate) fn run(plan: &PushPlan) -> Result<(), CliError> {
     let bars = Bars::new(plan.json);
     let report = push::push(&plan.source, &plan.destination, &plan.options, &|e| bars.report(e))?;
     if report.transport == Transport::PlainHttp {

@@ -69,7 +69,7 @@ pub struct SignArgs {
 
 /// Validated `sign` arguments.
 #[derive(Debug, Clone)]
-pub struct SignPlan {
+pub(crate) struct SignPlan {
     /// The image's name in the store.
     pub name: String,
     /// Its reference.
@@ -146,7 +146,7 @@ impl TryFrom<SignArgs> for SignPlan {
 }
 
 /// Signs (and pushes) and prints what was made.
-pub fn run(plan: &SignPlan) -> Result<(), CliError> {
+pub(crate) fn run(plan: &SignPlan) -> Result<(), CliError> {
     let store = Store::open(&plan.store)?;
     let bars = Bars::new(plan.json);
     let report = image::sign_image(&store, &plan.name, &plan.options, &|line| {

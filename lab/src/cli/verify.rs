@@ -61,7 +61,7 @@ pub struct VerifyArgs {
 
 /// Validated `verify` arguments.
 #[derive(Debug, Clone)]
-pub struct VerifyPlan {
+pub(crate) struct VerifyPlan {
     /// The image's name in the store.
     pub name: String,
     /// Verification options (keys and policy loaded).
@@ -114,7 +114,7 @@ impl TryFrom<VerifyArgs> for VerifyPlan {
 }
 
 /// Verifies and prints the report; a rejected image is an error after the report is printed.
-pub fn run(plan: &VerifyPlan) -> Result<(), CliError> {
+pub(crate) fn run(plan: &VerifyPlan) -> Result<(), CliError> {
     let store = Store::open(&plan.store)?;
     let result = verify::verify_image(&store, &plan.name, &plan.options);
     let report = match &result {

@@ -25,6 +25,7 @@ use crate::erofs::{self, FileTime, Options, OverlayNamespace, Whiteouts};
 use crate::oci::digest::{Digest, HashingReader, VerifyError};
 use crate::oci::manifest::{self, Manifest, ManifestError};
 use crate::progress::{self, Event, Reader};
+use crate::root_hash::RootHash;
 use crate::store::{Store, StoreError, write_atomically};
 use verity_fuse::ErrorClass;
 
@@ -119,8 +120,8 @@ pub struct LayerConversion {
     pub layer: Digest,
     /// The layout.
     pub layout: VerityLayout,
-    /// The dm-verity root hash (hex).
-    pub roothash: String,
+    /// The dm-verity root hash (lower-case hex in `conversion.json` and the sidecar).
+    pub roothash: RootHash,
     /// Byte offset of the verity superblock in the hash file (`layer.erofs` for containerd).
     pub hashoffset: u64,
     /// Bytes of EROFS data (= data blocks × 4096).
@@ -261,7 +262,7 @@ pub fn convert_layer_reporting(
     let conversion = LayerConversion {
         layer: *layer,
         layout,
-        roothash: area.root_hex(),
+        roothash: area.root_hash(),
         hashoffset,
         erofs_size: area.data_size(),
         data_blocks: area.data_blocks(),

@@ -14,6 +14,8 @@ use verity_fuse::params::ParamError;
 use verity_fuse::source::FileSource;
 use verity_fuse::{Digest, Geometry, Placement, VerityParams, tree};
 
+use crate::root_hash::RootHash;
+
 /// Block size of data and hash blocks.
 pub const BLOCK: u64 = 4096;
 
@@ -85,9 +87,9 @@ impl HashArea {
         }
     }
 
-    /// The root hash in hex.
-    pub fn root_hex(&self) -> String {
-        self.root.to_hex()
+    /// The root hash.
+    pub fn root_hash(&self) -> RootHash {
+        RootHash::from(self.root)
     }
 
     /// Data blocks covered.

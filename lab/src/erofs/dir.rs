@@ -14,7 +14,7 @@ use super::hostfs;
 use super::writer::{Builder, EntryKind, FileTime, Metadata, Result, WriteError};
 
 /// Reads the tree at `root` into `builder`; `root` itself becomes the image root.
-pub fn ingest(builder: &mut Builder, root: &Path) -> Result<()> {
+pub(crate) fn ingest(builder: &mut Builder, root: &Path) -> Result<()> {
     let source = |path: &Path| {
         let path = path.to_path_buf();
         move |source| WriteError::Source { path, source }

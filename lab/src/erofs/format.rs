@@ -10,37 +10,37 @@
 //! `nid` starts at byte `meta_blkaddr * block_size + 32 * nid`.
 
 /// Byte offset of the superblock in the image.
-pub const SUPERBLOCK_OFFSET: u64 = 1024;
+pub(crate) const SUPERBLOCK_OFFSET: u64 = 1024;
 /// The superblock magic number.
-pub const MAGIC: u32 = 0xE0F5_E1E2;
+pub(crate) const MAGIC: u32 = 0xE0F5_E1E2;
 /// Longest file name a directory entry may hold.
-pub const NAME_LEN_MAX: usize = 255;
+pub(crate) const NAME_LEN_MAX: usize = 255;
 /// Size of an inode slot: nids count in these units.
-pub const INODE_SLOT: u64 = 32;
+pub(crate) const INODE_SLOT: u64 = 32;
 /// Block address meaning "no block" (a hole in a chunk-based file).
-pub const NULL_ADDR: u32 = u32::MAX;
+pub(crate) const NULL_ADDR: u32 = u32::MAX;
 
 /// `feature_compat`: the superblock carries a crc32c of its block.
-pub const COMPAT_SB_CHKSUM: u32 = 0x1;
+pub(crate) const COMPAT_SB_CHKSUM: u32 = 0x1;
 /// `feature_compat`: extended inodes carry modification times (set by every mkfs.erofs since 1.4).
-pub const COMPAT_MTIME: u32 = 0x2;
+pub(crate) const COMPAT_MTIME: u32 = 0x2;
 
 /// `feature_incompat`: compressed data is zero-padded at the front (only meaningful for compressed files).
-pub const INCOMPAT_ZERO_PADDING: u32 = 0x1;
+pub(crate) const INCOMPAT_ZERO_PADDING: u32 = 0x1;
 /// `feature_incompat`: compression configurations / big physical clusters.
-pub const INCOMPAT_COMPR_CFGS: u32 = 0x2;
+pub(crate) const INCOMPAT_COMPR_CFGS: u32 = 0x2;
 /// `feature_incompat`: chunk-based files.
-pub const INCOMPAT_CHUNKED_FILE: u32 = 0x4;
+pub(crate) const INCOMPAT_CHUNKED_FILE: u32 = 0x4;
 /// `feature_incompat`: a device table (multi-device images) or compressed HEAD2.
-pub const INCOMPAT_DEVICE_TABLE: u32 = 0x8;
+pub(crate) const INCOMPAT_DEVICE_TABLE: u32 = 0x8;
 /// `feature_incompat`: compressed tail packing.
-pub const INCOMPAT_ZTAILPACKING: u32 = 0x10;
+pub(crate) const INCOMPAT_ZTAILPACKING: u32 = 0x10;
 /// `feature_incompat`: compressed fragments / dedupe.
-pub const INCOMPAT_FRAGMENTS: u32 = 0x20;
+pub(crate) const INCOMPAT_FRAGMENTS: u32 = 0x20;
 /// The incompatible features this reader understands. The compression-related bits only change how
 /// compressed inodes are laid out; such inodes are refused one by one with
 /// [`crate::erofs::ReadError::Compressed`], the rest of the image stays readable.
-pub const INCOMPAT_SUPPORTED: u32 = INCOMPAT_ZERO_PADDING
+pub(crate) const INCOMPAT_SUPPORTED: u32 = INCOMPAT_ZERO_PADDING
     | INCOMPAT_COMPR_CFGS
     | INCOMPAT_CHUNKED_FILE
     | INCOMPAT_DEVICE_TABLE
@@ -88,7 +88,7 @@ fn put64(b: &mut [u8], at: usize, v: u64) {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Superblock {
-    /// crc32c of the superblock block (see [`superblock_checksum`]) when [`COMPAT_SB_CHKSUM`] is set.
+    /// crc32c of the superblock block (see `superblock_checksum`) when `COMPAT_SB_CHKSUM` is set.
     pub checksum: u32,
     /// Compatible feature bits.
     pub feature_compat: u32,
@@ -182,7 +182,7 @@ impl Superblock {
 const _: () = assert!(Superblock::SIZE == 91 + 37);
 
 /// CRC-32C (Castagnoli) register update without the final inversion, as the kernel's `crc32c(seed, ...)`.
-pub fn crc32c_raw(mut crc: u32, data: &[u8]) -> u32 {
+pub(crate) fn crc32c_raw(mut crc: u32, data: &[u8]) -> u32 {
     for &byte in data {
         crc ^= u32::from(byte);
         for _ in 0..8 {
@@ -196,7 +196,7 @@ pub fn crc32c_raw(mut crc: u32, data: &[u8]) -> u32 {
 /// The superblock checksum: crc32c seeded with `!0` (no final inversion) over the bytes from offset 1024 to
 /// the end of the block holding the superblock, with the checksum field read as zero. Defined only for block
 /// sizes above 1024 bytes; `block` is that whole first block.
-pub fn superblock_checksum(block: &[u8]) -> Option<u32> {
+pub(crate) fn superblock_checksum(block: &[u8]) -> Option<u32> {
     let start = SUPERBLOCK_OFFSET as usize;
     if block.len() <= start + Superblock::SIZE {
         return None;
@@ -208,7 +208,7 @@ pub fn superblock_checksum(block: &[u8]) -> Option<u32> {
 
 /// Data layouts of `i_format` bits 1-3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
+pub(crate) enum Layout {
     /// 0: contiguous blocks starting at `i_u`.
     FlatPlain,
     /// 1: compressed, full indexes.
@@ -223,7 +223,7 @@ pub enum Layout {
 
 impl Layout {
     /// Decodes the three layout bits.
-    pub fn from_bits(bits: u16) -> Option<Self> {
+    pub(crate) fn from_bits(bits: u16) -> Option<Self> {
         Some(match bits {
             0 => Self::FlatPlain,
             1 => Self::CompressedFull,
@@ -235,7 +235,7 @@ impl Layout {
     }
 
     /// The three layout bits.
-    pub fn bits(self) -> u16 {
+    pub(crate) fn bits(self) -> u16 {
         match self {
             Self::FlatPlain => 0,
             Self::CompressedFull => 1,
@@ -260,7 +260,7 @@ impl Layout {
 ///  8 i_size u64    16 i_u u32   20 i_ino u32   24 i_uid u32   28 i_gid u32
 /// 32 i_mtime u64   40 i_mtime_nsec u32   44 i_nlink u32   48 reserved [16]
 /// ```
-/// `i_format` bit 0 selects extended, bits 1-3 are the [`Layout`]. `i_u` is the first block (flat layouts),
+/// `i_format` bit 0 selects extended, bits 1-3 are the `Layout`. `i_u` is the first block (flat layouts),
 /// the device number (character and block devices) or the chunk format (chunk-based).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskInode {
@@ -268,7 +268,7 @@ pub struct DiskInode {
     pub extended: bool,
     /// Data layout bits (undecoded, so the reader can name an unknown value).
     pub layout_bits: u16,
-    /// Inline xattr count (see [`xattr_ibody_size`]).
+    /// Inline xattr count (see `xattr_ibody_size`).
     pub xattr_icount: u16,
     /// File type and permission bits.
     pub mode: u16,
@@ -291,9 +291,9 @@ pub struct DiskInode {
 }
 
 /// Size of a compact inode.
-pub const COMPACT_INODE_SIZE: usize = 32;
+pub(crate) const COMPACT_INODE_SIZE: usize = 32;
 /// Size of an extended inode.
-pub const EXTENDED_INODE_SIZE: usize = 64;
+pub(crate) const EXTENDED_INODE_SIZE: usize = 64;
 const _: () = assert!(COMPACT_INODE_SIZE == 28 + 4 && EXTENDED_INODE_SIZE == 48 + 16);
 
 impl DiskInode {
@@ -381,7 +381,7 @@ impl DiskInode {
 
 /// Size in bytes of the inline xattr body for an `i_xattr_icount`: a 12-byte header plus 4 bytes per count
 /// beyond the first, or nothing when the count is zero.
-pub fn xattr_ibody_size(icount: u16) -> usize {
+pub(crate) fn xattr_ibody_size(icount: u16) -> usize {
     match icount {
         0 => 0,
         n => XATTR_HEADER_SIZE + 4 * (usize::from(n) - 1),
@@ -393,17 +393,17 @@ pub fn xattr_ibody_size(icount: u16) -> usize {
 /// ```text
 /// 0 h_name_filter u32   4 h_shared_count u8   5 reserved [7]   12 shared xattr ids u32 * h_shared_count
 /// ```
-pub const XATTR_HEADER_SIZE: usize = 12;
+pub(crate) const XATTR_HEADER_SIZE: usize = 12;
 /// Size of an xattr entry header.
 ///
 /// ```text
 /// 0 e_name_len u8   1 e_name_index u8   2 e_value_size u16   4 name suffix, value, zero pad to 4
 /// ```
-pub const XATTR_ENTRY_HEADER_SIZE: usize = 4;
+pub(crate) const XATTR_ENTRY_HEADER_SIZE: usize = 4;
 const _: () = assert!(XATTR_HEADER_SIZE == 4 + 1 + 7 && XATTR_ENTRY_HEADER_SIZE == 1 + 1 + 2);
 
 /// Xattr name prefixes by `e_name_index`; index 2 and 3 are whole names (POSIX ACLs).
-pub const XATTR_PREFIXES: [(u8, &[u8]); 5] = [
+pub(crate) const XATTR_PREFIXES: [(u8, &[u8]); 5] = [
     (1, b"user."),
     (2, b"system.posix_acl_access"),
     (3, b"system.posix_acl_default"),
@@ -412,7 +412,7 @@ pub const XATTR_PREFIXES: [(u8, &[u8]); 5] = [
 ];
 
 /// Splits a full xattr name into its prefix index and suffix, or `None` if no EROFS prefix matches.
-pub fn xattr_split_name(name: &[u8]) -> Option<(u8, &[u8])> {
+pub(crate) fn xattr_split_name(name: &[u8]) -> Option<(u8, &[u8])> {
     XATTR_PREFIXES.iter().find_map(|&(index, prefix)| {
         let suffix = name.strip_prefix(prefix)?;
         // The ACL indexes name a whole attribute; a longer name with that prefix is not an ACL.
@@ -424,12 +424,12 @@ pub fn xattr_split_name(name: &[u8]) -> Option<(u8, &[u8])> {
 }
 
 /// The prefix of a name index, if known.
-pub fn xattr_prefix(index: u8) -> Option<&'static [u8]> {
+pub(crate) fn xattr_prefix(index: u8) -> Option<&'static [u8]> {
     XATTR_PREFIXES.iter().find(|&&(i, _)| i == index).map(|&(_, p)| p)
 }
 
 /// Encoded size of one xattr entry (header, suffix, value, padding to 4).
-pub fn xattr_entry_size(suffix_len: usize, value_len: usize) -> usize {
+pub(crate) fn xattr_entry_size(suffix_len: usize, value_len: usize) -> usize {
     (XATTR_ENTRY_HEADER_SIZE + suffix_len + value_len).next_multiple_of(4)
 }
 
@@ -442,7 +442,7 @@ pub fn xattr_entry_size(suffix_len: usize, value_len: usize) -> usize {
 /// entries in the block. Each name runs to the next entry's `nameoff`; the last one to the end of the used
 /// part of the block, minus trailing NULs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dirent {
+pub(crate) struct Dirent {
     /// Inode number of the target.
     pub nid: u64,
     /// Offset of the name within the block.
@@ -452,12 +452,12 @@ pub struct Dirent {
 }
 
 /// Size of a [`Dirent`] head.
-pub const DIRENT_SIZE: usize = 12;
+pub(crate) const DIRENT_SIZE: usize = 12;
 const _: () = assert!(DIRENT_SIZE == 8 + 2 + 1 + 1);
 
 impl Dirent {
     /// Parses a dirent head from its 12 bytes.
-    pub fn parse(b: &[u8; DIRENT_SIZE]) -> Self {
+    pub(crate) fn parse(b: &[u8; DIRENT_SIZE]) -> Self {
         Self {
             nid: le64(b, 0),
             nameoff: le16(b, 8),
@@ -466,7 +466,7 @@ impl Dirent {
     }
 
     /// Serialises the dirent head.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         let mut b = [0u8; DIRENT_SIZE];
         put64(&mut b, 0, self.nid);
         put16(&mut b, 8, self.nameoff);
@@ -475,76 +475,60 @@ impl Dirent {
     }
 }
 
-/// Dirent file type: unknown.
-pub const FT_UNKNOWN: u8 = 0;
 /// Dirent file type: regular file.
-pub const FT_REG: u8 = 1;
+pub(crate) const FT_REG: u8 = 1;
 /// Dirent file type: directory.
-pub const FT_DIR: u8 = 2;
+pub(crate) const FT_DIR: u8 = 2;
 /// Dirent file type: character device.
-pub const FT_CHR: u8 = 3;
+pub(crate) const FT_CHR: u8 = 3;
 /// Dirent file type: block device.
-pub const FT_BLK: u8 = 4;
+pub(crate) const FT_BLK: u8 = 4;
 /// Dirent file type: fifo.
-pub const FT_FIFO: u8 = 5;
+pub(crate) const FT_FIFO: u8 = 5;
 /// Dirent file type: socket.
-pub const FT_SOCK: u8 = 6;
+pub(crate) const FT_SOCK: u8 = 6;
 /// Dirent file type: symbolic link.
-pub const FT_SYMLINK: u8 = 7;
+pub(crate) const FT_SYMLINK: u8 = 7;
 
 /// `S_IFMT` and the file type bits of `st_mode`.
-pub mod mode {
+pub(crate) mod mode {
     /// Mask of the type bits.
-    pub const S_IFMT: u16 = 0o170000;
+    pub(crate) const S_IFMT: u16 = 0o170000;
     /// Socket.
-    pub const S_IFSOCK: u16 = 0o140000;
+    pub(crate) const S_IFSOCK: u16 = 0o140000;
     /// Symbolic link.
-    pub const S_IFLNK: u16 = 0o120000;
+    pub(crate) const S_IFLNK: u16 = 0o120000;
     /// Regular file.
-    pub const S_IFREG: u16 = 0o100000;
+    pub(crate) const S_IFREG: u16 = 0o100000;
     /// Block device.
-    pub const S_IFBLK: u16 = 0o060000;
+    pub(crate) const S_IFBLK: u16 = 0o060000;
     /// Directory.
-    pub const S_IFDIR: u16 = 0o040000;
+    pub(crate) const S_IFDIR: u16 = 0o040000;
     /// Character device.
-    pub const S_IFCHR: u16 = 0o020000;
+    pub(crate) const S_IFCHR: u16 = 0o020000;
     /// Fifo.
-    pub const S_IFIFO: u16 = 0o010000;
-}
-
-/// The dirent file type matching a mode's type bits.
-pub fn file_type_of_mode(m: u16) -> u8 {
-    match m & mode::S_IFMT {
-        mode::S_IFREG => FT_REG,
-        mode::S_IFDIR => FT_DIR,
-        mode::S_IFCHR => FT_CHR,
-        mode::S_IFBLK => FT_BLK,
-        mode::S_IFIFO => FT_FIFO,
-        mode::S_IFSOCK => FT_SOCK,
-        mode::S_IFLNK => FT_SYMLINK,
-        _ => FT_UNKNOWN,
-    }
+    pub(crate) const S_IFIFO: u16 = 0o010000;
 }
 
 /// Chunk format (`i_u` low 16 bits of a chunk-based inode): bits 0-4 are log2(chunk size / block size).
-pub const CHUNK_FORMAT_BLKBITS_MASK: u16 = 0x1F;
+pub(crate) const CHUNK_FORMAT_BLKBITS_MASK: u16 = 0x1F;
 /// Chunk format: 8-byte chunk indexes instead of a 4-byte block map.
-pub const CHUNK_FORMAT_INDEXES: u16 = 0x20;
+pub(crate) const CHUNK_FORMAT_INDEXES: u16 = 0x20;
 /// Size of an 8-byte chunk index.
 ///
 /// ```text
 /// 0 startblk_hi u16 (0 without 48-bit addressing)   2 device_id u16   4 startblk_lo u32
 /// ```
-pub const CHUNK_INDEX_SIZE: usize = 8;
+pub(crate) const CHUNK_INDEX_SIZE: usize = 8;
 const _: () = assert!(CHUNK_INDEX_SIZE == 2 + 2 + 4);
 
 /// Linux `new_encode_dev`: the 32-bit device number EROFS stores in `i_u`.
-pub fn encode_dev(major: u32, minor: u32) -> u32 {
+pub(crate) fn encode_dev(major: u32, minor: u32) -> u32 {
     (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12)
 }
 
 /// Linux `new_decode_dev`: major and minor from the stored device number.
-pub fn decode_dev(dev: u32) -> (u32, u32) {
+pub(crate) fn decode_dev(dev: u32) -> (u32, u32) {
     let major = (dev & 0xfff00) >> 8;
     let minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
     (major, minor)

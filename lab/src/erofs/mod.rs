@@ -1,29 +1,30 @@
 //! EROFS: a streaming tar-to-EROFS writer and a userspace reader.
 //!
-//! - [`format`](mod@format): the on-disk structures, pure functions over bytes.
-//! - [`writer`]: the streaming [`Builder`] (file data goes straight to the image, metadata is laid out last).
-//! - [`tar`] and [`dir`]: the two inputs that feed a builder (a tar stream with OCI whiteouts, a directory).
-//! - [`reader`]: [`Image`] over the [`verity_fuse::ReadAt`] trait, so it reads through a verified device.
-//! - [`extract`](mod@extract): an image back into a directory.
+//! - `format`(mod@format): the on-disk structures, pure functions over bytes.
+//! - `writer`: the streaming [`Builder`] (file data goes straight to the image, metadata is laid out last).
+//! - `tar` and `dir`: the two inputs that feed a builder (a tar stream with OCI whiteouts, a directory).
+//! - `reader`: [`Image`] over the [`verity_fuse::ReadAt`] trait, so it reads through a verified device.
+//! - `extract`(mod@extract): an image back into a directory.
 //! - [`hostfs`]: the few host filesystem calls (xattrs, device nodes) `std` lacks.
 //!
 //! [`build_from_tar`] and [`build_from_dir`] tie an input to a builder and produce a finished image.
 
-pub mod dir;
-pub mod extract;
-pub mod format;
+pub(crate) mod dir;
+pub(crate) mod extract;
+pub(crate) mod format;
 pub mod hostfs;
-pub mod reader;
-pub mod tar;
-pub mod writer;
+pub(crate) mod reader;
+pub(crate) mod tar;
+pub(crate) mod writer;
 
 use std::io::Read;
 use std::path::Path;
 
 pub use extract::{ExtractError, ExtractOptions, ExtractSummary, extract};
-pub use reader::{DirEntry, FileKind, Image, Inode, ReadError};
+pub use format::{DiskInode, Superblock};
+pub use reader::{DirCorruption, DirEntry, FileKind, Image, Inode, ReadError};
 pub use tar::{OverlayNamespace, Whiteouts};
-pub use writer::{Builder, FileTime, Options, Summary, WriteError};
+pub use writer::{Builder, EntryKind, FileTime, Metadata, Options, Summary, WriteError};
 
 /// Converts a tar stream (plain, gzip or zstd) into an image at `output`. Nothing is left at `output` (or
 /// beside it) on error.

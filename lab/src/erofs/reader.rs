@@ -21,7 +21,7 @@ use super::format::{
 use verity_fuse::ErrorClass;
 
 /// Longest symlink target the reader accepts (Linux `PATH_MAX`).
-pub const SYMLINK_MAX: u64 = 4096;
+pub(crate) const SYMLINK_MAX: u64 = 4096;
 
 /// What is wrong with a directory block.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -201,7 +201,7 @@ pub enum ReadError {
         /// The index.
         index: u8,
     },
-    /// A symlink target longer than [`SYMLINK_MAX`].
+    /// A symlink target longer than `SYMLINK_MAX`.
     #[error("inode {nid}: symlink target of {size} bytes is too long")]
     SymlinkTooLong {
         /// The nid.
@@ -248,10 +248,10 @@ impl ReadError {
 }
 
 /// An extended attribute: full name and value.
-pub type Xattr = (Vec<u8>, Vec<u8>);
+pub(crate) type Xattr = (Vec<u8>, Vec<u8>);
 
 /// Result alias of the reader.
-pub type Result<T, E = ReadError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = ReadError> = std::result::Result<T, E>;
 
 /// The kind of file an inode is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -56,7 +56,7 @@ impl OverlayNamespace {
 
 /// Compression of a tar stream, detected from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
+pub(crate) enum Compression {
     /// An uncompressed tar.
     None,
     /// gzip (`1f 8b`).
@@ -67,7 +67,7 @@ pub enum Compression {
 
 impl Compression {
     /// Detects the compression from the first bytes of a stream.
-    pub fn detect(head: &[u8]) -> Self {
+    pub(crate) fn detect(head: &[u8]) -> Self {
         if head.starts_with(&[0x1f, 0x8b]) {
             Self::Gzip
         } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -79,7 +79,7 @@ impl Compression {
 }
 
 /// Normalises a tar path under the root: returns its components (empty for the root itself).
-pub fn normalize(path: &[u8]) -> Vec<Vec<u8>> {
+pub(crate) fn normalize(path: &[u8]) -> Vec<Vec<u8>> {
     let mut parts: Vec<Vec<u8>> = Vec::new();
     for part in path.split(|&b| b == b'/') {
         match part {
@@ -94,7 +94,7 @@ pub fn normalize(path: &[u8]) -> Vec<Vec<u8>> {
 }
 
 /// Reads a whole tar stream into `builder`.
-pub fn ingest(builder: &mut Builder, input: impl Read, whiteouts: Whiteouts) -> Result<()> {
+pub(crate) fn ingest(builder: &mut Builder, input: impl Read, whiteouts: Whiteouts) -> Result<()> {
     let mut input = input;
     let mut head = [0u8; 4];
     let mut got = 0;

@@ -172,7 +172,7 @@ impl<'de> serde::Deserialize<'de> for Digest {
 }
 
 /// A reader that hashes and counts what passes through it and refuses to read past `limit` bytes.
-pub struct HashingReader<R> {
+pub(crate) struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
     read: u64,
@@ -181,7 +181,7 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     /// Wraps `inner`; reading more than `limit` bytes fails with `InvalidData`.
-    pub fn new(inner: R, limit: u64) -> Self {
+    pub(crate) fn new(inner: R, limit: u64) -> Self {
         Self {
             inner,
             hasher: Sha256::new(),
@@ -191,12 +191,12 @@ impl<R: Read> HashingReader<R> {
     }
 
     /// Bytes read so far.
-    pub fn bytes_read(&self) -> u64 {
+    pub(crate) fn bytes_read(&self) -> u64 {
         self.read
     }
 
     /// Reads the rest of the stream (within the limit), then checks digest and size.
-    pub fn finish(mut self, expected: &Digest, size: u64) -> io::Result<Result<(), VerifyError>> {
+    pub(crate) fn finish(mut self, expected: &Digest, size: u64) -> io::Result<Result<(), VerifyError>> {
         io::copy(&mut self, &mut io::sink())?;
         if self.read != size {
             return Ok(Err(VerifyError::SizeMismatch {

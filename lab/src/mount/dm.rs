@@ -1,27 +1,27 @@
 //! Kernel dm-verity devices for the `kernel` backend, on hosts that have device-mapper.
 //!
-//! When [`available`] (root, `/dev/mapper/control`, `dmsetup`, `losetup`), the holder opens each verified
+//! When `available` (root, `/dev/mapper/control`, `dmsetup`, `losetup`), the holder opens each verified
 //! layer as a real dm-verity mapping instead of serving our emulation over FUSE: read-only loop devices over
-//! the layer's files, `dmsetup create` with the table line verity-fuse builds ([`open`]), and EROFS mounted
+//! the layer's files, `dmsetup create` with the table line verity-fuse builds (`open`), and EROFS mounted
 //! from `/dev/mapper/NAME`. The mapping is recorded per layer ([`Mapping`]).
 //!
 //! Unlike mounts, mappings and loop devices are global, not per mount namespace: a holder killed with
 //! SIGKILL leaves them behind. Every mapping of a mount is therefore named `veritylab-<mount id>-<layer>`
-//! ([`name`]), so `umount` and `cleanup` find them by name ([`remove_mount`]) even when the record never
+//! (`name`), so `umount` and `cleanup` find them by name (`remove_mount`) even when the record never
 //! got them, and take their loop devices from the mappings' own tables.
 //!
-//! The audit reads a mapping by device number ([`observe`]): `dmsetup table` and `dmsetup status` with
+//! The audit reads a mapping by device number (`observe`): `dmsetup table` and `dmsetup status` with
 //! `-j MAJOR -m MINOR`, parsed by the pure [`Table::parse`].
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::root_hash::RootHash;
 use serde::{Deserialize, Serialize};
 use verity_fuse::backend::kernel;
 use verity_fuse::device::Options;
 use verity_fuse::fuse::StatusReport;
-use verity_fuse::hash::Digest;
 use verity_fuse::sys::run_tool;
 
 use super::PlannedLayer;
@@ -29,7 +29,7 @@ use crate::convert::verity::geometry_for;
 use crate::mountinfo::DeviceNumber;
 
 /// The prefix of every mapping veritylab makes.
-pub const PREFIX: &str = "veritylab-";
+pub(crate) const PREFIX: &str = "veritylab-";
 
 /// How long removal retries a mapping that is still busy (a dying namespace releases its mounts shortly
 /// after its last process exits).
@@ -43,7 +43,7 @@ pub struct Mapping {
     /// Its device number (what the EROFS mount on it shows).
     pub device: DeviceNumber,
     /// The root hash it was created with.
-    pub root_hash: String,
+    pub root_hash: RootHash,
     /// The file holding the layer's data (EROFS image).
     pub data_file: PathBuf,
     /// The file holding its hash tree.
@@ -60,29 +60,26 @@ impl Mapping {
 }
 
 /// Why device-mapper cannot be used here, or `Ok` when the holder uses dm-verity for verified layers.
-pub fn available() -> Result<(), String> {
+pub(crate) fn available() -> Result<(), String> {
     verity_fuse::backend::capabilities().kernel.clone()
 }
 
 /// The name of layer `index`'s mapping in mount `mount_id`.
-pub fn name(mount_id: &str, index: usize) -> String {
+pub(crate) fn name(mount_id: &str, index: usize) -> String {
     format!("{PREFIX}{mount_id}-{index}")
 }
 
 /// Whether mapping `name` belongs to mount `mount_id`.
-pub fn belongs_to(name: &str, mount_id: &str) -> bool {
+pub(crate) fn belongs_to(name: &str, mount_id: &str) -> bool {
     name.strip_prefix(PREFIX)
         .and_then(|rest| rest.strip_prefix(mount_id))
         .and_then(|rest| rest.strip_prefix('-'))
         .is_some_and(|index| !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Opens `layer` as mapping `name` with root hash `root` (hex); on failure nothing is left behind.
-pub fn open(layer: &PlannedLayer, name: &str, root: &str, options: &Options) -> Result<Mapping, String> {
-    let digest = verity_fuse::hex::decode("root hash", root)
-        .ok()
-        .and_then(|bytes| Digest::from_slice(&bytes))
-        .ok_or_else(|| format!("root hash {root:?} is not a hex digest"))?;
+/// Opens `layer` as mapping `name` with root hash `root`; on failure nothing is left behind.
+pub(crate) fn open(layer: &PlannedLayer, name: &str, root: RootHash, options: &Options) -> Result<Mapping, String> {
+    let digest = root.digest();
     let geometry = geometry_for(layer.erofs_size, layer.hashoffset).map_err(|e| e.to_string())?;
     let same_file = layer.erofs == layer.hash;
     let files = kernel::Files {
@@ -98,7 +95,7 @@ pub fn open(layer: &PlannedLayer, name: &str, root: &str, options: &Options) -> 
     Ok(Mapping {
         name: name.to_owned(),
         device,
-        root_hash: root.to_owned(),
+        root_hash: root,
         data_file: layer.erofs.clone(),
         hash_file: layer.hash.clone(),
         loops: made.loops,
@@ -106,7 +103,7 @@ pub fn open(layer: &PlannedLayer, name: &str, root: &str, options: &Options) -> 
 }
 
 /// Removes `mapping` and detaches its loop devices.
-pub fn close(mapping: &Mapping) -> Result<(), String> {
+pub(crate) fn close(mapping: &Mapping) -> Result<(), String> {
     kernel::close(&mapping.name, &mapping.loops).map_err(|e| e.to_string())
 }
 
@@ -125,7 +122,7 @@ fn all_names() -> Vec<String> {
 }
 
 /// The names in `dmsetup ls` output (`NAME\t(MAJOR:MINOR)` lines; `No devices found` when empty).
-pub fn parse_ls(out: &str) -> Vec<String> {
+pub(crate) fn parse_ls(out: &str) -> Vec<String> {
     out.lines()
         .filter_map(|line| {
             let (name, device) = line.split_once('\t').or_else(|| line.split_once(' '))?;
@@ -136,7 +133,7 @@ pub fn parse_ls(out: &str) -> Vec<String> {
 
 /// What is left of mount `mount_id`'s mappings: the mappings still present, and the loop devices of
 /// `recorded` still attached to their files and used by no other mapping.
-pub fn leftovers(mount_id: &str, recorded: &[&Mapping]) -> Vec<String> {
+pub(crate) fn leftovers(mount_id: &str, recorded: &[&Mapping]) -> Vec<String> {
     if available().is_err() && recorded.is_empty() {
         return Vec::new();
     }
@@ -173,7 +170,7 @@ fn stale_loops(mapping: &Mapping) -> Vec<PathBuf> {
 
 /// Removes every mapping of mount `mount_id` (found by name, so also those a killed holder never recorded)
 /// and the loop devices under them, then the recorded loops left unused. Returns what could not be removed.
-pub fn remove_mount(mount_id: &str, recorded: &[&Mapping]) -> Vec<String> {
+pub(crate) fn remove_mount(mount_id: &str, recorded: &[&Mapping]) -> Vec<String> {
     if available().is_err() {
         return Vec::new();
     }
@@ -243,22 +240,22 @@ pub struct Table {
     pub data_blocks: u64,
     /// The hash algorithm.
     pub algorithm: String,
-    /// The root hash, hex.
-    pub root_hash: String,
+    /// The root hash.
+    pub root_hash: RootHash,
     /// The salt, hex (`-` for none).
     pub salt: String,
     /// Mode flags among the optional arguments (`ignore_corruption`, `check_at_most_once`, ...).
     pub options: Vec<String>,
 }
 
-pub use verity_fuse::backend::table::TableError;
+pub(crate) use verity_fuse::backend::TableError;
 
 impl Table {
     /// Parses `0 <sectors> verity <version> <data maj:min> <hash maj:min> <data bs> <hash bs> <blocks>
-    /// <hash start> <alg> <root> <salt> [<#opts> <opt>...]` with [`verity_fuse::backend::table::Table::parse`],
+    /// <hash start> <alg> <root> <salt> [<#opts> <opt>...]` with [`verity_fuse::backend::Table::parse`],
     /// then reads both devices as `MAJOR:MINOR`.
     pub fn parse(line: &str) -> Result<Table, TableError> {
-        let t = verity_fuse::backend::table::Table::parse(line)?;
+        let t = verity_fuse::backend::Table::parse(line)?;
         let err = |reason| TableError {
             line: line.trim().to_owned(),
             reason,
@@ -276,7 +273,7 @@ impl Table {
             hash_device: device(&t.hash_device)?,
             data_blocks: t.data_blocks,
             algorithm: t.algorithm,
-            root_hash: t.root_hash,
+            root_hash: RootHash::from(t.root_hash),
             salt: t.salt,
             options: t.flags,
         })
@@ -300,7 +297,7 @@ pub struct Observed {
 
 /// Reads the dm-verity mapping with device number `device`, if it is one: `None` when the device is not a
 /// mapping, `Err` when it is one we cannot read as dm-verity.
-pub fn observe(device: DeviceNumber) -> Option<Result<Observed, String>> {
+pub(crate) fn observe(device: DeviceNumber) -> Option<Result<Observed, String>> {
     let name = fs::read_to_string(format!("/sys/dev/block/{device}/dm/name")).ok()?;
     let by_number = |command: &str| {
         run_tool(
@@ -352,7 +349,7 @@ pub fn status_report(mapping: &Mapping) -> Option<StatusReport> {
         fec_corrected: 0,
         fec_uncorrectable: 0,
         size: table.sectors * 512,
-        root_hash: table.root_hash,
+        root_hash: table.root_hash.digest(),
     })
 }
 
@@ -383,7 +380,7 @@ mod tests {
         assert_eq!(t.data_device, DeviceNumber { major: 7, minor: 1 });
         assert_eq!(t.hash_device, DeviceNumber { major: 7, minor: 0 });
         assert_eq!(t.data_blocks, 37);
-        assert_eq!(t.root_hash, root);
+        assert_eq!(t.root_hash.to_string(), root);
         assert_eq!(t.salt, "abcd");
         assert!(t.options.is_empty());
         let t = Table::parse(&format!(

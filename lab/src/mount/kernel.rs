@@ -39,7 +39,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long `umount` waits for autoclear loops and namespace teardown after the holder is gone.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The name of the hidden subcommand the holder runs.
-pub const HOLD_COMMAND: &str = "__hold";
+pub(crate) const HOLD_COMMAND: &str = "__hold";
 
 /// Starts the holder for `plan` and waits until its record says the mount is ready.
 pub(super) fn start(plan: &Plan, exe: &Path) -> Result<Record, MountError> {
@@ -114,7 +114,7 @@ pub(super) fn start(plan: &Plan, exe: &Path) -> Result<Record, MountError> {
 }
 
 /// The holder's main: sets up `plan` in this (private) namespace, records it, serves until a signal, tears down.
-pub fn hold(plan_path: &Path) -> Result<(), MountError> {
+pub(crate) fn hold(plan_path: &Path) -> Result<(), MountError> {
     let plan: Plan = record::read_json(plan_path)?;
     let mut record = Record::for_plan(&plan);
     record.holder = Some(std::process::id());
@@ -285,13 +285,15 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
                 mounted.erofs_mount = Some(mount_id(&lower).map_err(|e| fail("identifying the EROFS mount", &e))?);
             }
             Profile::Verity | Profile::Hardened if dm::available().is_ok() => {
-                let root = layer.root_hash.map(|r| r.to_string()).unwrap_or_default();
+                let what = format!("opening the dm-verity mapping of {}", layer.name);
+                let root = layer
+                    .root_hash
+                    .ok_or_else(|| fail(&what, &"the plan gives it no root hash"))?;
                 let options = Options {
                     check_at_most_once: plan.check_at_most_once,
                     ..Options::default()
                 };
-                let mapping = dm::open(layer, &dm::name(&plan.id, i), &root, &options)
-                    .map_err(|e| fail(&format!("opening the dm-verity mapping of {}", layer.name), &e))?;
+                let mapping = dm::open(layer, &dm::name(&plan.id, i), root, &options).map_err(|e| fail(&what, &e))?;
                 let device = mapping.path();
                 held.mappings.push((layer.name.clone(), mapping.clone()));
                 mount_tool(&["-t", "erofs", "-o", "ro"], &device, &lower)
@@ -510,7 +512,7 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 /// What of `record` is still present: its holder, its dm-verity mappings and their loop devices, loop
 /// devices backed by files in its state directory, and mounts in this namespace at its target or state
 /// directory.
-pub fn leftovers(record: &Record) -> Vec<String> {
+pub(crate) fn leftovers(record: &Record) -> Vec<String> {
     let mut found = Vec::new();
     if record.holder_alive() {
         found.push(format!("holder process {}", record.holder.unwrap_or_default()));

@@ -6,16 +6,19 @@
 //! its name is never looked up again, and `hardened` takes nothing but its [`SignedRootHash`]es. The plan is
 //! written to `<store>/mounts/<id>/plan.json`; the backend carries it out and writes `record.json`, the
 //! record of everything it set up, so [`umount`] removes exactly that and [`list`] can show it. On the
-//! `kernel` backend a holder process in a private mount namespace owns every mount (see [`kernel`]): if it
+//! `kernel` backend a holder process in a private mount namespace owns every mount (see `kernel`): if it
 //! dies, the namespace and its mounts die with it.
 
-pub mod cleanup;
+pub(crate) mod cleanup;
 pub mod dm;
 pub mod emulated;
-pub mod kernel;
+pub(crate) mod kernel;
 pub mod pinned;
 pub mod record;
-pub mod view;
+pub(crate) mod view;
+
+pub use cleanup::{Cleaned, cleanup};
+pub use record::MountId;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -151,7 +154,7 @@ impl LayerRefusalKind {
 }
 
 /// A layer a backend refused to bring up, with the state of the verified devices at that moment (a holder
-/// writes it to [`record::REFUSAL_FILE`] before it exits, so the evidence outlives it).
+/// writes it to `record::REFUSAL_FILE` before it exits, so the evidence outlives it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerRefusal {
     /// What kind of refusal.
@@ -250,9 +253,9 @@ pub enum MountError {
     #[error("the standard-mountpoints layer has root hash {found}, pinned is {pinned}")]
     PinnedMismatch {
         /// The compiled-in root hash.
-        pinned: String,
+        pinned: &'static str,
         /// What was built.
-        found: String,
+        found: RootHash,
     },
 }
 
@@ -299,11 +302,7 @@ pub fn prepare(
                 .map(|l| {
                     let c = l.conversion;
                     let root_hash = match profile.verified() {
-                        true => Some(
-                            c.roothash
-                                .parse()
-                                .map_err(|_| MountError::MissingRootHash { layer: c.layer })?,
-                        ),
+                        true => Some(c.roothash),
                         false => None,
                     };
                     Ok((c, root_hash))

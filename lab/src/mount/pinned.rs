@@ -5,7 +5,7 @@
 //! must already exist. The hardened design adds one small EROFS layer holding exactly them, on top of the
 //! image's layers, and pins its root hash in the binary, so no file on the node can swap it. The layer is
 //! built deterministically by our writer; [`ensure`] writes it into the store once, and mounts always use
-//! the compiled-in [`ROOT_HASH`], whatever the file on disk now holds.
+//! the compiled-in `ROOT_HASH`, whatever the file on disk now holds.
 
 use std::fs;
 use std::path::Path;
@@ -13,14 +13,15 @@ use std::path::Path;
 use super::{MountError, PlannedLayer};
 use crate::convert::{self, VerityLayout, verity};
 use crate::erofs::{self, FileTime, Options, OverlayNamespace, Whiteouts};
+use crate::root_hash::RootHash;
 use crate::store::{Store, StoreError};
 
 /// The layer's name in plans and records.
-pub const NAME: &str = "pinned:mountpoints";
+pub(crate) const NAME: &str = "pinned:mountpoints";
 /// The pinned root hash (sha256, 4096/4096, 32 zero bytes of salt, as every converted layer).
-pub const ROOT_HASH: &str = "de1f699b6c4e409cd9dce40e7bd1fbd7c1190badcce061cbfc974283ef65e1b9";
+pub(crate) const ROOT_HASH: &str = "de1f699b6c4e409cd9dce40e7bd1fbd7c1190badcce061cbfc974283ef65e1b9";
 /// The layer's EROFS data blocks (its hash tree starts right after them).
-pub const DATA_BLOCKS: u64 = 8;
+pub(crate) const DATA_BLOCKS: u64 = 8;
 
 /// Directories (mode) and empty files (mode) of the layer.
 const ENTRIES: &[(&str, bool, u32)] = &[
@@ -58,7 +59,7 @@ pub fn tar() -> Vec<u8> {
 }
 
 /// Builds the layer (EROFS with its tree appended, containerd layout) at `path`; returns its root hash.
-pub fn build(path: &Path) -> Result<String, String> {
+pub(crate) fn build(path: &Path) -> Result<RootHash, String> {
     let options = Options {
         block_size: 4096,
         inline_data: false,
@@ -70,7 +71,7 @@ pub fn build(path: &Path) -> Result<String, String> {
     let area = verity::build(path, [0; 16])?;
     area.write(path, VerityLayout::Containerd, Path::new("/nonexistent"))
         .map_err(|e| e.to_string())?;
-    Ok(area.root_hex())
+    Ok(area.root_hash())
 }
 
 /// The pinned layer in `store` (built now if absent), with the compiled-in root hash.
@@ -84,9 +85,9 @@ pub fn ensure(store: &Store) -> Result<PlannedLayer, MountError> {
             target: dir.clone(),
             reason: format!("building the standard-mountpoints layer: {reason}"),
         })?;
-        if found != ROOT_HASH {
+        if found != *ROOT_HASH {
             return Err(MountError::PinnedMismatch {
-                pinned: ROOT_HASH.to_owned(),
+                pinned: ROOT_HASH,
                 found,
             });
         }
@@ -123,7 +124,7 @@ mod tests {
         let root = build(&path).unwrap();
         let len = fs::metadata(&path).unwrap().len();
         assert_eq!(
-            (root.as_str(), len / verity::BLOCK - 2),
+            (root.to_string().as_str(), len / verity::BLOCK - 2),
             (ROOT_HASH, DATA_BLOCKS),
             "data blocks, then a superblock block and one leaf block"
         );

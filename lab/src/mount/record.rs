@@ -16,16 +16,16 @@ use verity_fuse::identity::FileId;
 pub use verity_fuse::identity::MountId;
 
 /// The plan's file name in a mount's state directory.
-pub const PLAN_FILE: &str = "plan.json";
+pub(crate) const PLAN_FILE: &str = "plan.json";
 /// The record's file name in a mount's state directory.
 pub const RECORD_FILE: &str = "record.json";
 /// What a holder refused, written before it exits (see [`super::LayerRefusal`]).
-pub const REFUSAL_FILE: &str = "refusal.json";
+pub(crate) const REFUSAL_FILE: &str = "refusal.json";
 /// The holder's log (its stderr).
-pub const LOG_FILE: &str = "holder.log";
+pub(crate) const LOG_FILE: &str = "holder.log";
 /// The record format this version writes and reads: 2 added the mounts' identities (unique mount ids and
 /// the baseline as [`BaselineMount`]s); records without it come from an older veritylab.
-pub const RECORD_FORMAT: u32 = 2;
+pub(crate) const RECORD_FORMAT: u32 = 2;
 
 /// A record or plan that cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +83,7 @@ pub struct BaselineMount {
 /// What a backend set up for one mount.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
-    /// The record's format ([`RECORD_FORMAT`]).
+    /// The record's format (`RECORD_FORMAT`).
     pub format: u32,
     /// The mount's id.
     pub id: String,
@@ -200,7 +200,7 @@ impl Record {
 }
 
 /// Where a store keeps its mounts' state.
-pub fn state_root(store: &Store) -> PathBuf {
+pub(crate) fn state_root(store: &Store) -> PathBuf {
     store.root().join("mounts")
 }
 
@@ -211,7 +211,7 @@ pub fn new_id() -> String {
 }
 
 /// Reads a JSON file into `T`.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RecordError> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RecordError> {
     let bytes = fs::read(path).map_err(|e| RecordError {
         path: path.to_owned(),
         reason: e.to_string(),
@@ -223,7 +223,7 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Recor
 }
 
 /// Every complete record in the store, oldest first.
-pub fn all(store: &Store) -> Result<Vec<Record>, RecordError> {
+pub(crate) fn all(store: &Store) -> Result<Vec<Record>, RecordError> {
     let root = state_root(store);
     let Ok(entries) = fs::read_dir(&root) else {
         return Ok(Vec::new());

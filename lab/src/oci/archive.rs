@@ -27,7 +27,7 @@ impl ArchiveError {
 }
 
 /// Unpacks the archive at `path` into a fresh temporary directory in the store.
-pub fn unpack(path: &Path, store: &Store) -> Result<tempfile::TempDir, ArchiveError> {
+pub(crate) fn unpack(path: &Path, store: &Store) -> Result<tempfile::TempDir, ArchiveError> {
     let fail = |reason: String| ArchiveError {
         path: path.to_owned(),
         reason,

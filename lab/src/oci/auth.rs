@@ -30,7 +30,7 @@ impl Credentials {
 
 /// What a 401 asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Challenge {
+pub(crate) enum Challenge {
     /// `Basic realm="..."`.
     Basic,
     /// `Bearer realm="...",service="...",scope="..."`: get a token from `realm`.
@@ -46,7 +46,7 @@ pub enum Challenge {
 
 /// Parses a `WWW-Authenticate` value; `None` for schemes we do not speak or a bearer challenge without a
 /// realm.
-pub fn parse_challenge(header: &str) -> Option<Challenge> {
+pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
     let header = header.trim();
     let (scheme, params) = header.split_once(char::is_whitespace).unwrap_or((header, ""));
     let params = parse_params(params);
@@ -109,7 +109,7 @@ fn parse_params(text: &str) -> Vec<(String, String)> {
 }
 
 /// The token in a token endpoint's JSON answer (`token`, or OAuth2's `access_token`).
-pub fn token_from_json(bytes: &[u8]) -> Option<String> {
+pub(crate) fn token_from_json(bytes: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Answer {
         token: Option<String>,

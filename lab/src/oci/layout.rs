@@ -62,18 +62,18 @@ impl LayoutError {
 
 /// An image layout opened for reading.
 #[derive(Debug, Clone)]
-pub struct Layout {
+pub(crate) struct Layout {
     dir: PathBuf,
 }
 
 impl Layout {
     /// Opens the layout in `dir` (nothing is read yet).
-    pub fn new(dir: &Path) -> Self {
+    pub(crate) fn new(dir: &Path) -> Self {
         Self { dir: dir.to_owned() }
     }
 
     /// The descriptor in `index.json` tagged `tag`, or the only one when `tag` is `None`.
-    pub fn resolve(&self, tag: Option<&str>, limit: u64) -> Result<Descriptor, LayoutError> {
+    pub(crate) fn resolve(&self, tag: Option<&str>, limit: u64) -> Result<Descriptor, LayoutError> {
         let path = self.dir.join("index.json");
         let bytes = read_limited(&path, limit)?;
         let index: Index = serde_json::from_slice(&bytes).map_err(|e| LayoutError::Index {
@@ -117,7 +117,11 @@ impl Layout {
     }
 
     /// What `oci:DIR[:TAG][@DIGEST]` names: by digest when it has one, else by tag.
-    pub fn resolve_ref(&self, reference: &super::reference::LayoutRef, limit: u64) -> Result<Descriptor, LayoutError> {
+    pub(crate) fn resolve_ref(
+        &self,
+        reference: &super::reference::LayoutRef,
+        limit: u64,
+    ) -> Result<Descriptor, LayoutError> {
         match &reference.digest {
             Some(digest) => self.resolve_digest(digest, limit),
             None => self.resolve(reference.tag.as_deref(), limit),
@@ -127,7 +131,7 @@ impl Layout {
     /// The manifest `digest`, as `index.json` lists it, or else straight from its blob (checked; its media
     /// type is the one the document states, or for an OCI document without one, which the OCI spec allows,
     /// an index if it lists `manifests` and a manifest if it has a `config`): `oci:DIR@sha256:HEX`.
-    pub fn resolve_digest(&self, digest: &Digest, limit: u64) -> Result<Descriptor, LayoutError> {
+    pub(crate) fn resolve_digest(&self, digest: &Digest, limit: u64) -> Result<Descriptor, LayoutError> {
         let path = self.dir.join("index.json");
         let bytes = read_limited(&path, limit)?;
         let index: Index = serde_json::from_slice(&bytes).map_err(|e| LayoutError::Index {
@@ -161,7 +165,7 @@ impl Layout {
     }
 
     /// Reads a manifest-sized blob and checks it against its descriptor.
-    pub fn read(&self, descriptor: &Descriptor, limit: u64) -> Result<Vec<u8>, LayoutError> {
+    pub(crate) fn read(&self, descriptor: &Descriptor, limit: u64) -> Result<Vec<u8>, LayoutError> {
         let path = self.blob_path(&descriptor.digest);
         if descriptor.size > limit {
             return Err(LayoutError::Verify {
@@ -183,7 +187,7 @@ impl Layout {
     }
 
     /// Opens a blob for streaming (the store checks it as it copies).
-    pub fn open(&self, digest: &Digest) -> Result<File, LayoutError> {
+    pub(crate) fn open(&self, digest: &Digest) -> Result<File, LayoutError> {
         let path = self.blob_path(digest);
         File::open(&path).map_err(|source| LayoutError::Io { path, source })
     }

@@ -22,7 +22,7 @@ use crate::store::{Staged, Store, StoreError};
 use verity_fuse::ErrorClass;
 
 /// The annotation recording the index an image manifest was picked from.
-pub const FROM_INDEX: &str = "io.veritylab.image.index.digest";
+pub(crate) const FROM_INDEX: &str = "io.veritylab.image.index.digest";
 
 /// Size limits on what a pull accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,7 +286,7 @@ impl Source {
 
 /// The name a reference is stored under: `HOST/REPO:TAG` (or `@DIGEST`, or `:latest`), or
 /// `oci:ABSOLUTE_DIR[:TAG]`.
-pub fn store_name(reference: &Reference) -> String {
+pub(crate) fn store_name(reference: &Reference) -> String {
     match reference {
         Reference::Registry(r) => match (&r.tag, &r.digest) {
             (Some(tag), _) => format!("{}/{}:{tag}", r.host, r.repository),

@@ -12,23 +12,21 @@ use crate::erofs::ReadError;
 use verity_fuse::ErrorClass;
 
 /// `ENOENT`.
-pub const ENOENT: i32 = 2;
+pub(crate) const ENOENT: i32 = 2;
 /// `EIO`.
 pub const EIO: i32 = 5;
 /// `ENOTDIR`.
-pub const ENOTDIR: i32 = 20;
+pub(crate) const ENOTDIR: i32 = 20;
 /// `EISDIR`.
-pub const EISDIR: i32 = 21;
+pub(crate) const EISDIR: i32 = 21;
 /// `EFBIG`.
-pub const EFBIG: i32 = 27;
+pub(crate) const EFBIG: i32 = 27;
 /// `EINVAL`.
-pub const EINVAL: i32 = 22;
+pub(crate) const EINVAL: i32 = 22;
 /// `EROFS`: what every write-type operation on the view returns.
-pub const EROFS: i32 = 30;
-/// `ENODATA` (Linux's `ENOATTR`).
-pub const ENODATA: i32 = 61;
+pub(crate) const EROFS: i32 = 30;
 /// `ESTALE`.
-pub const ESTALE: i32 = 116;
+pub(crate) const ESTALE: i32 = 116;
 /// `EUCLEAN`, the kernel's `EFSCORRUPTED`: what its EROFS returns for a malformed image.
 pub const EFSCORRUPTED: i32 = 117;
 
@@ -142,7 +140,7 @@ impl RootfsError {
 }
 
 /// Result alias of the view.
-pub type Result<T, E = RootfsError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = RootfsError> = std::result::Result<T, E>;
 
 impl RootfsError {
     /// The errno a filesystem serving the view returns for this error.

@@ -521,7 +521,7 @@ impl<R: ReadAt> Merged<R> {
 }
 
 /// Whether an inode is an overlayfs whiteout: a character device 0:0.
-pub fn is_whiteout(inode: &Inode) -> bool {
+pub(crate) fn is_whiteout(inode: &Inode) -> bool {
     inode.kind == FileKind::CharDevice && inode.device() == Some((0, 0))
 }
 

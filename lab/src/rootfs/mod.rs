@@ -6,24 +6,27 @@
 //! - Each layer is an [`Image`](crate::erofs::Image) over any [`ReadAt`](verity_fuse::ReadAt): in the
 //!   `verity` and `hardened` profiles a [`VerifiedDevice`](verity_fuse::VerifiedDevice) over the layer file
 //!   and its tree, so every byte read is checked against the root hash; in the `erofs` profile the plain file.
-//! - [`layer`]: a converted layer (`veritylab convert`) opened as such a source, verified against a root
+//! - `layer`: a converted layer (`veritylab convert`) opened as such a source, verified against a root
 //!   hash the caller trusts, or plain.
-//! - [`merge`]: [`Merged`] stacks the images (lowest first) into one tree: lookups, `stat`, directory
+//! - `merge`: [`Merged`] stacks the images (lowest first) into one tree: lookups, `stat`, directory
 //!   listings, file ranges, symlinks and xattrs, with stable inode numbers and typed errors
 //!   ([`RootfsError`]); a byte refused by a verified device is a [`RootfsError::Verification`] (`EIO`), a
 //!   malformed image a [`RootfsError::Layer`] (`EFSCORRUPTED`, as the kernel's EROFS answers).
-//! - [`emulated`]: the `emulated` backend, the same view used in process through path-based calls and a
+//! - `emulated`: the `emulated` backend, the same view used in process through path-based calls and a
 //!   [`File`] that implements `Read` and `Seek`.
-//! - [`fuse`](mod@fuse): the `fuse` backend, the view served read-only as a FUSE filesystem.
-//! - [`snapshot`]: a deterministic description of a tree (from a view, or from a host directory such as a
+//! - `fuse`(mod@fuse): the `fuse` backend, the view served read-only as a FUSE filesystem.
+//! - `snapshot`: a deterministic description of a tree (from a view, or from a host directory such as a
 //!   kernel overlay mount, a FUSE mount or `umoci unpack`'s `rootfs/`), to compare backends.
 
-pub mod emulated;
-pub mod error;
-pub mod fuse;
-pub mod layer;
-pub mod merge;
-pub mod snapshot;
+pub(crate) mod emulated;
+pub(crate) mod error;
+pub(crate) mod fuse;
+pub(crate) mod layer;
+pub(crate) mod merge;
+pub(crate) mod snapshot;
+
+pub use error::{EFSCORRUPTED, EIO};
+pub use snapshot::Kind;
 
 pub use emulated::File;
 pub use error::RootfsError;

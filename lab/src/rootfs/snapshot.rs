@@ -35,10 +35,10 @@ use crate::erofs::{FileKind, hostfs};
 use verity_fuse::ErrorClass;
 
 /// Deepest directory nesting a host walk follows (a path of `PATH_MAX` bytes holds at most 2048 levels).
-pub const MAX_DEPTH: usize = 2048;
+pub(crate) const MAX_DEPTH: usize = 2048;
 
 /// The xattr `umoci unpack --rootless` stores the image's owner in.
-pub const ROOTLESS_XATTR: &[u8] = b"user.rootlesscontainers";
+pub(crate) const ROOTLESS_XATTR: &[u8] = b"user.rootlesscontainers";
 
 /// Errors taking a snapshot.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +56,7 @@ pub enum SnapshotError {
         #[source]
         source: io::Error,
     },
-    /// A host tree nests deeper than [`MAX_DEPTH`].
+    /// A host tree nests deeper than `MAX_DEPTH`.
     #[error("{path}: nested more than {MAX_DEPTH} directories deep")]
     TooDeep {
         /// Where the limit was reached.

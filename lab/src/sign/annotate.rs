@@ -206,7 +206,7 @@ pub fn annotate(
         }
         let block = crate::convert::verity::BLOCK;
         let values = [
-            (keys.root_hash.as_str(), conversion.roothash.clone()),
+            (keys.root_hash.as_str(), conversion.roothash.to_string()),
             (HASH_ALGORITHM, conversion.hash.clone()),
             (DATA_BLOCK_SIZE, block.to_string()),
             (HASH_BLOCK_SIZE, block.to_string()),
@@ -349,7 +349,7 @@ mod tests {
         LayerConversion {
             layer,
             layout: VerityLayout::Containerd,
-            roothash: "ab".repeat(32),
+            roothash: "ab".repeat(32).parse().unwrap(),
             hashoffset: 8192,
             erofs_size: 8192,
             data_blocks: 2,

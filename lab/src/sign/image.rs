@@ -40,7 +40,7 @@ pub struct SignOptions {
     /// The conversion layout used for layers not yet converted.
     pub layout: VerityLayout,
     /// The signing key's X.509 certificate (DER): when given, each layer also gets the kernel's root-hash
-    /// signature ([`kernel_annotation`]), in its descriptor and beside the layer.
+    /// signature (`kernel_annotation`), in its descriptor and beside the layer.
     pub kernel_certificate: Option<Vec<u8>>,
 }
 
@@ -111,7 +111,7 @@ pub struct SignedLayer {
     /// The layer digest.
     pub digest: Digest,
     /// Its root hash.
-    pub root_hash: String,
+    pub root_hash: RootHash,
     /// The kernel's root-hash signature written beside the layer, when a certificate was given.
     pub root_hash_signature: Option<PathBuf>,
 }
@@ -188,14 +188,7 @@ pub fn sign_image(
     if let Some(certificate) = &options.kernel_certificate {
         let mut signatures = Vec::with_capacity(count);
         for (conversion, file) in conversions.iter().zip(&mut signature_files) {
-            let root = conversion
-                .roothash
-                .parse::<RootHash>()
-                .map_err(|e| KernelSignatureError::Encode {
-                    what: "root hash",
-                    reason: e.to_string(),
-                })?;
-            let der = kernel_signature::root_hash_signature(&options.key, certificate, &root)?;
+            let der = kernel_signature::root_hash_signature(&options.key, certificate, &conversion.roothash)?;
             let path = conversion.dir.join(kernel_annotation::SIGNATURE_FILE);
             crate::store::write_atomically(&path, &der)?;
             *file = Some(path);
@@ -246,7 +239,7 @@ pub fn sign_image(
             .zip(signature_files)
             .map(|(c, root_hash_signature)| SignedLayer {
                 digest: c.layer,
-                root_hash: c.roothash.clone(),
+                root_hash: c.roothash,
                 root_hash_signature,
             })
             .collect(),

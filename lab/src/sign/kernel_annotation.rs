@@ -28,14 +28,14 @@ use crate::root_hash::RootHash;
 pub const ROOT_HASH_SIGNATURE: &str = "org.veritylab.dm-verity.root-hash-signature";
 
 /// The file beside `layer.erofs` holding the same signature in DER, for `--root-hash-signature`.
-pub const SIGNATURE_FILE: &str = "layer.erofs.roothash.p7s";
+pub(crate) const SIGNATURE_FILE: &str = "layer.erofs.roothash.p7s";
 
 /// The longest annotation value that can decode to at most [`MAX_SIGNATURE_LEN`] bytes.
 const MAX_ANNOTATION_LEN: usize = MAX_SIGNATURE_LEN.div_ceil(3) * 4;
 
 /// A copy of `manifest` (JSON bytes) whose layer descriptors carry `signatures` (DER, in layer order) in
 /// [`ROOT_HASH_SIGNATURE`]; every other field is kept.
-pub fn add_signatures(manifest: &[u8], signatures: &[(Digest, Vec<u8>)]) -> Result<Vec<u8>, AnnotateError> {
+pub(crate) fn add_signatures(manifest: &[u8], signatures: &[(Digest, Vec<u8>)]) -> Result<Vec<u8>, AnnotateError> {
     let mut doc: Value = serde_json::from_slice(manifest).map_err(|_| AnnotateError::NotAManifest)?;
     let descriptors = doc
         .get_mut("layers")
@@ -129,7 +129,11 @@ impl LayerSignatureError {
 }
 
 /// Checks `value`, the [`ROOT_HASH_SIGNATURE`] annotation of `layer` (whose root hash is `root`).
-pub fn read_signature(layer: Digest, value: &str, root: &RootHash) -> Result<LayerSignature, LayerSignatureError> {
+pub(crate) fn read_signature(
+    layer: Digest,
+    value: &str,
+    root: &RootHash,
+) -> Result<LayerSignature, LayerSignatureError> {
     if value.len() > MAX_ANNOTATION_LEN {
         return Err(LayerSignatureError::TooLarge {
             layer,

@@ -47,7 +47,7 @@ const ID_CE_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.1
 const ID_CE_SUBJECT_KEY_IDENTIFIER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
 
 /// How long a certificate made here is valid.
-pub const VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+pub(crate) const VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// A certificate or signature that cannot be made or written.
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +133,7 @@ fn ecdsa_sha256() -> AlgorithmIdentifierOwned {
 }
 
 /// A self-signed certificate (DER) for `key`, named `CN=<common_name>`, valid from now for [`VALIDITY`].
-pub fn self_signed_certificate(key: &SigningKey, common_name: &str) -> Result<Vec<u8>, KernelSignatureError> {
+pub(crate) fn self_signed_certificate(key: &SigningKey, common_name: &str) -> Result<Vec<u8>, KernelSignatureError> {
     let name = Name::from_str(&format!("CN={common_name}")).map_err(encode("subject name"))?;
     let spki_der = public_key_der(key)?;
     let spki = SubjectPublicKeyInfoOwned::from_der(spki_der.as_bytes()).map_err(encode("public key"))?;
@@ -206,7 +206,7 @@ fn validity_from_now() -> Result<Validity, KernelSignatureError> {
 }
 
 /// The PEM (`CERTIFICATE`) of a DER certificate.
-pub fn certificate_pem(der: &[u8]) -> Result<String, KernelSignatureError> {
+pub(crate) fn certificate_pem(der: &[u8]) -> Result<String, KernelSignatureError> {
     der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der).map_err(|e| KernelSignatureError::Encode {
         what: "certificate PEM",
         reason: e.to_string(),
@@ -225,7 +225,7 @@ pub fn root_hash_signature(
 
 /// Whether a PKCS#7 message carries the content it signs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Content {
+pub(crate) enum Content {
     /// The content travels apart (a root-hash signature: the kernel has the hex from the table).
     Detached,
     /// The content is inside the message (a signed IPE policy: the kernel reads the policy text from it).
@@ -235,7 +235,7 @@ pub enum Content {
 /// A DER PKCS#7 `SignedData` over `content` as the kernel's `verify_pkcs7_signature` takes it: version 1,
 /// `id-data`, one signer named by `certificate`'s issuer and serial number (which must be `key`'s), SHA-256,
 /// no signed attributes, the certificate included.
-pub fn pkcs7_signature(
+pub(crate) fn pkcs7_signature(
     key: &SigningKey,
     certificate: &[u8],
     content: &[u8],
@@ -299,7 +299,7 @@ fn public_key_der(key: &SigningKey) -> Result<der::Document, KernelSignatureErro
 }
 
 /// Parses `certificate` (DER) and checks that its public key is `key`'s.
-pub fn check_certificate_key(key: &SigningKey, certificate: &[u8]) -> Result<Certificate, KernelSignatureError> {
+pub(crate) fn check_certificate_key(key: &SigningKey, certificate: &[u8]) -> Result<Certificate, KernelSignatureError> {
     let cert =
         Certificate::from_der(certificate).map_err(|e| KernelSignatureError::Certificate { reason: e.to_string() })?;
     let ours = public_key_der(key)?;
@@ -316,7 +316,7 @@ pub fn check_certificate_key(key: &SigningKey, certificate: &[u8]) -> Result<Cer
 
 /// Reads a certificate file (PEM `CERTIFICATE` or DER) and returns its DER, checked to be one X.509
 /// certificate.
-pub fn read_certificate(path: &Path) -> Result<Vec<u8>, KernelSignatureError> {
+pub(crate) fn read_certificate(path: &Path) -> Result<Vec<u8>, KernelSignatureError> {
     let bad = |reason: String| KernelSignatureError::CertificateFile {
         path: path.to_owned(),
         reason,
@@ -342,11 +342,11 @@ pub fn read_certificate(path: &Path) -> Result<Vec<u8>, KernelSignatureError> {
 }
 
 /// The largest certificate file read.
-pub const MAX_CERTIFICATE_FILE: usize = 64 << 10;
+pub(crate) const MAX_CERTIFICATE_FILE: usize = 64 << 10;
 
 /// Writes the PEM certificate of `key` to `path` (refusing to replace a file unless `force`), named after
 /// the file's stem; returns the certificate's DER.
-pub fn write_certificate(key: &SigningKey, path: &Path, force: bool) -> Result<Vec<u8>, KernelSignatureError> {
+pub(crate) fn write_certificate(key: &SigningKey, path: &Path, force: bool) -> Result<Vec<u8>, KernelSignatureError> {
     if path.exists() && !force {
         return Err(KernelSignatureError::Exists { path: path.to_owned() });
     }
@@ -372,7 +372,7 @@ pub fn write_certificate(key: &SigningKey, path: &Path, force: bool) -> Result<V
 }
 
 /// The certificate path beside a key: `lab.key` → `lab.crt`.
-pub fn certificate_path(key: &Path) -> PathBuf {
+pub(crate) fn certificate_path(key: &Path) -> PathBuf {
     key.with_extension("crt")
 }
 

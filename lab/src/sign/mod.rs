@@ -5,27 +5,38 @@
 //! [`annotate`] writes root hashes and tree parameters into a copy of the manifest (same config and layers,
 //! new digest) → the new manifest is stored and tagged → [`cosign`] signs a simple-signing payload naming its
 //! digest and stores the signature manifest at `sha256-<hex>.sig`, or [`delivery_kit`] embeds Deckhouse
-//! delivery-kit's signature in the manifest itself → [`remote`] pushes both.
+//! delivery-kit's signature in the manifest itself → `remote` pushes both.
 //!
-//! Verifying ([`verify::verify_image`]) runs the other way under a [`policy`] and returns a
+//! Verifying ([`verify::verify_image`]) runs the other way under a `policy` and returns a
 //! [`verify::VerifiedImage`] (the exact manifest digest and ordered layers checked, each layer's root hash a
 //! [`verify::SignedRootHash`] when the image's own signature verified with a trusted key), or the
 //! [`verify::Report`] of every check with typed findings. [`keys`] reads and writes P-256 key pairs;
-//! [`kernel_signature`] makes their X.509 certificates and the PKCS#7 root-hash signatures the kernel checks,
-//! which [`kernel_annotation`] carries in each layer's descriptor (covered by the image signature) and beside
+//! `kernel_signature` makes their X.509 certificates and the PKCS#7 root-hash signatures the kernel checks,
+//! which `kernel_annotation` carries in each layer's descriptor (covered by the image signature) and beside
 //! the layer.
 
 pub mod annotate;
 pub mod cosign;
 pub mod delivery_kit;
-pub mod image;
-pub mod kernel_annotation;
-pub mod kernel_signature;
+pub(crate) mod image;
+pub(crate) mod kernel_annotation;
+pub(crate) mod kernel_signature;
 pub mod keys;
-pub mod policy;
-pub mod remote;
-pub mod timestamp;
-pub mod verify;
+pub(crate) mod policy;
+pub(crate) mod remote;
+pub(crate) mod timestamp;
+pub(crate) mod verify;
+
+pub use image::{CosignSignature, SignError, SignOptions, SignReport, SignedLayer, read_image, sign_image};
+pub use kernel_annotation::{LayerSignature, LayerSignatureError, ROOT_HASH_SIGNATURE};
+pub use kernel_signature::{KernelSignatureError, root_hash_signature};
+pub use policy::{Policy, PolicyError, PolicyFile, Requirements, Rule, RuleFile, Unmatched};
+pub use remote::{PushReport, SignatureTransferError, fetch_signatures, push_signed};
+pub use timestamp::{BuildTimestamp, TimestampError};
+pub use verify::{
+    Check, CheckName, DataCheck, LayerSource, Outcome, Report, SignatureFinding, SignedBy, SignedRootHash,
+    VerifiedImage, VerifiedLayer, VerifyError, VerifyOptions, verify_image,
+};
 
 use serde::Serialize;
 

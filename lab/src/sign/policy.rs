@@ -423,7 +423,7 @@ impl Policy {
 }
 
 /// Glob match: `**` matches any run of characters, `*` any run without `/`, everything else itself.
-pub fn matches(pattern: &str, text: &str) -> bool {
+pub(crate) fn matches(pattern: &str, text: &str) -> bool {
     fn go(p: &[u8], t: &[u8]) -> bool {
         match p {
             [] => t.is_empty(),
@@ -442,7 +442,7 @@ pub fn matches(pattern: &str, text: &str) -> bool {
 /// Whether some name matches both globs (`*`, `**` and literals, as [`matches`] reads them): a name matched by
 /// two rules is decided by the first, so an importer whose source applies every matching rule must know when
 /// a later rule could have mattered.
-pub fn may_overlap(a: &str, b: &str) -> bool {
+pub(crate) fn may_overlap(a: &str, b: &str) -> bool {
     #[derive(Clone, Copy, PartialEq)]
     enum Token {
         Lit(u8),

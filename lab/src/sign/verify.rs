@@ -260,8 +260,8 @@ pub enum SignatureFinding {
         layout: VerityLayout,
         /// The signed root hash.
         signed: RootHash,
-        /// The local one.
-        local: String,
+        /// The local one (boxed: a finding is returned as an error and stays small).
+        local: Box<RootHash>,
     },
     /// A local tree was built with other parameters than the signed ones.
     #[error("layer {layer}: local {layout} tree has {field} {local}, the signed manifest says {signed}")]
@@ -441,7 +441,7 @@ impl VerifiedLayer {
     }
 
     /// The kernel's root-hash signature the verified manifest carries for this layer, checked
-    /// ([`kernel_annotation::read_signature`]); `None` when it carries none.
+    /// (`kernel_annotation::read_signature`); `None` when it carries none.
     pub fn root_hash_signature(&self) -> Result<Option<LayerSignature>, LayerSignatureError> {
         self.root_hash_signature
             .as_deref()
@@ -1050,12 +1050,12 @@ fn check_local_trees(report: &mut Report, store: &Store, layers: &mut [VerifiedL
                 ("hash type", &signed.hash_type.to_string(), &"1".to_owned()),
             ];
             let before = findings.len();
-            if signed.root_hash != *local.roothash.as_str() {
+            if signed.root_hash != local.roothash {
                 findings.push(SignatureFinding::RootHashMismatch {
                     layer: signed.layer,
                     layout,
                     signed: signed.root_hash,
-                    local: local.roothash.clone(),
+                    local: Box::new(local.roothash),
                 });
             }
             for (field, signed_value, local_value) in differences {

@@ -41,7 +41,7 @@ pub fn cpu_time(clock: CpuClock) -> Duration {
 
 /// The bucket's arithmetic, with time passed in.
 #[derive(Debug, Clone)]
-pub struct BucketState {
+pub(crate) struct BucketState {
     rate: f64,
     capacity: f64,
     tokens: f64,
@@ -50,7 +50,7 @@ pub struct BucketState {
 
 impl BucketState {
     /// An empty bucket filling at `rate` CPU seconds per wall second up to `capacity` seconds, from `now`.
-    pub fn new(rate: f64, capacity: f64, now: Instant) -> Self {
+    pub(crate) fn new(rate: f64, capacity: f64, now: Instant) -> Self {
         Self {
             rate,
             capacity,
@@ -61,7 +61,7 @@ impl BucketState {
 
     /// Adds what accrued since the last call (up to the capacity) and takes out `used` CPU time. Returns how
     /// long to wait before the next chunk may start, or `None` if it may start now.
-    pub fn admit(&mut self, now: Instant, used: Duration) -> Option<Duration> {
+    pub(crate) fn admit(&mut self, now: Instant, used: Duration) -> Option<Duration> {
         let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
         self.refilled = self.refilled.max(now);
         self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity) - used.as_secs_f64();
@@ -69,7 +69,8 @@ impl BucketState {
     }
 
     /// Tokens in the bucket, in CPU seconds (negative while in debt).
-    pub fn tokens(&self) -> f64 {
+    #[cfg(test)]
+    fn tokens(&self) -> f64 {
         self.tokens
     }
 }

@@ -3,19 +3,19 @@
 //! Re-checking integrity naively can keep every core busy on a node with many layers. The [`Watcher`]
 //! re-verifies every layer file against its pinned root hash (a full dm-verity tree check, top-down, as
 //! `veritysetup verify`) in passes, one every `interval`, with at most `max_parallel` layers at a time, and paces the hashing with a
-//! token bucket of real CPU time ([`budget`]) so the process stays within `cpu_budget_percent` of one core
+//! token bucket of real CPU time (`budget`) so the process stays within `cpu_budget_percent` of one core
 //! however many layers there are.
 //!
 //! Data flow: [`target::for_images`] pins each layer's files, parameters and root hash from the store
-//! once (the root hashes from the node's conversion records, or, through [`target::for_verified`] and
+//! once (the root hashes from the node's conversion records, or, through `target::for_verified` and
 //! [`target::for_plan`], from a verified signature or the mount's plan of what was verified); each pass, a worker takes the next layer, checks its superblock and sidecar, then runs a
 //! [`verity_fuse::tree::Checker`] in steps of `step_blocks` blocks, asking the bucket before every step. Each
 //! pass yields a [`PassReport`]: what was checked, when, how long, how many bytes, the CPU used and typed
 //! [`DriftFinding`]s.
 
-pub mod budget;
-pub mod report;
-pub mod target;
+pub(crate) mod budget;
+pub(crate) mod report;
+pub(crate) mod target;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -27,7 +27,7 @@ use crate::defence::{self, Defence};
 
 pub use budget::{CpuClock, TokenBucket, cpu_time};
 pub use report::{DriftFinding, LayerReport, PassReport};
-pub use target::LayerTarget;
+pub use target::{LayerTarget, PinSource, TargetError, Targets, for_images, for_plan};
 
 /// How the watcher runs.
 #[derive(Debug, Clone)]
@@ -188,7 +188,7 @@ impl Watcher {
         let layers: Vec<LayerReport> = layers.into_iter().map(|(_, r)| r).collect();
         PassReport {
             pass: number,
-            started: report::rfc3339(started),
+            started: crate::utc::rfc3339_millis(started),
             duration,
             bytes: layers.iter().map(|l| l.bytes).sum(),
             cpu,
@@ -222,7 +222,7 @@ impl Watcher {
                     findings.push(finding);
                     complete = true;
                 }
-                Ok((data, hash)) => match Checker::new(&data, &hash, &target.geometry, &target.root, 1) {
+                Ok((data, hash)) => match Checker::new(&data, &hash, &target.geometry, &target.root.digest(), 1) {
                     Err(e) => {
                         findings.push(DriftFinding::from_verity(e, &target.data, &target.hash));
                         complete = true;
@@ -250,7 +250,7 @@ impl Watcher {
             layout: target.layout,
             data: target.data.clone(),
             pinned: target.source.clone(),
-            started: report::rfc3339(started),
+            started: crate::utc::rfc3339_millis(started),
             duration: start.elapsed(),
             bytes,
             cpu: cpu_time(CpuClock::Threads).saturating_sub(cpu_start),

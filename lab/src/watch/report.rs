@@ -1,13 +1,14 @@
 //! What a pass found: typed findings per layer, and per-pass totals of work and CPU.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Serialize;
 use verity_fuse::error::{BlockRef, Device, VerityError};
 
 use crate::convert::VerityLayout;
 use crate::image_spec::Digest as OciDigest;
+use crate::root_hash::RootHash;
 use verity_fuse::ErrorClass;
 
 /// A problem found with a layer at rest.
@@ -76,8 +77,8 @@ pub enum DriftFinding {
         roothash: String,
         /// Its hash offset.
         hashoffset: u64,
-        /// The pinned root hash.
-        pinned_roothash: String,
+        /// The pinned root hash (boxed: a finding is returned as an error and stays small).
+        pinned_roothash: Box<RootHash>,
         /// The pinned hash offset.
         pinned_hashoffset: u64,
     },
@@ -221,11 +222,6 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e6)
 }
 
-/// `time` as RFC 3339 in UTC with milliseconds (`2026-11-23T17:40:00.123Z`).
-pub fn rfc3339(time: SystemTime) -> String {
-    crate::utc::rfc3339_millis(time)
-}
-
 /// Where a target's pinned root hash came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "from", rename_all = "kebab-case")]
@@ -272,7 +268,7 @@ mod tests {
 
     #[test]
     fn rfc3339_matches_known_instants() {
-        let at = |secs: u64| rfc3339(UNIX_EPOCH + Duration::from_secs(secs));
+        let at = |secs: u64| crate::utc::rfc3339_millis(UNIX_EPOCH + Duration::from_secs(secs));
         assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(at(951_782_400), "2000-02-29T00:00:00.000Z");
         assert_eq!(at(1_795_455_600 + 3_723), "2026-11-23T18:42:03.000Z");

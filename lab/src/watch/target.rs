@@ -14,9 +14,9 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use verity_fuse::Geometry;
 use verity_fuse::source::FileSource;
 use verity_fuse::superblock::Superblock;
-use verity_fuse::{Digest, Geometry};
 
 use super::report::DriftFinding;
 use crate::convert::{self, LayerConversion, SIDECAR_FILE, VERITY_FILE, VerityLayout, verity};
@@ -47,7 +47,7 @@ pub struct LayerTarget {
     /// The tree's geometry (parameters and placement).
     pub geometry: Geometry,
     /// The pinned root hash.
-    pub root: Digest,
+    pub root: RootHash,
     /// Where the pinned root hash came from.
     pub source: PinSource,
 }
@@ -117,11 +117,10 @@ impl LayerTarget {
             )));
         }
         let geometry = verity::geometry_for(c.erofs_size, c.hashoffset).map_err(|e| bad(e.to_string()))?;
-        let root = verity_fuse::hex::decode("roothash", &c.roothash)
-            .ok()
-            .and_then(|bytes| Digest::from_slice(&bytes))
-            .filter(|d| d.as_bytes().len() == 32)
-            .ok_or_else(|| bad(format!("roothash {:?} is not a sha256 digest", c.roothash)))?;
+        let root = c.roothash;
+        if root.as_bytes().len() != 32 {
+            return Err(bad(format!("roothash {root} is not a sha256 digest")));
+        }
         let data = c.dir.join(convert::LAYER_FILE);
         let (hash, sidecar) = match c.layout {
             VerityLayout::Containerd => (data.clone(), Some(c.dir.join(SIDECAR_FILE))),
@@ -141,7 +140,7 @@ impl LayerTarget {
 
     /// Pins `root` from `source` in place of the record's root hash.
     pub fn pin(&mut self, root: &RootHash, source: PinSource) {
-        self.root = root.digest();
+        self.root = *root;
         self.source = source;
     }
 
@@ -191,7 +190,7 @@ impl LayerTarget {
             roothash: String,
             hashoffset: u64,
         }
-        let pinned = self.root.to_hex();
+        let pinned = self.root;
         let offset = self.geometry.placement.hash_offset;
         let sidecar = match std::fs::read(path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -208,12 +207,12 @@ impl LayerTarget {
                 hashoffset: 0,
             }),
         };
-        if sidecar.roothash != pinned || sidecar.hashoffset != offset {
+        if sidecar.roothash.parse::<RootHash>().ok() != Some(pinned) || sidecar.hashoffset != offset {
             return Err(DriftFinding::Sidecar {
                 path: path.to_owned(),
                 roothash: sidecar.roothash,
                 hashoffset: sidecar.hashoffset,
-                pinned_roothash: pinned,
+                pinned_roothash: Box::new(pinned),
                 pinned_hashoffset: offset,
             });
         }
@@ -283,7 +282,7 @@ fn pinned_targets(
 
 /// The targets of a verified image's layers (exactly the verified ones, never looked up by name), pinned to
 /// their signed root hashes; an image without a signature of its own is refused.
-pub fn for_verified(store: &Store, image: &VerifiedImage) -> Result<Targets, TargetError> {
+pub(crate) fn for_verified(store: &Store, image: &VerifiedImage) -> Result<Targets, TargetError> {
     let (Some(signed), Some(by)) = (image.signed_layers(), image.signed_by()) else {
         return Err(TargetError::NotSigned {
             name: image.name().to_owned(),

@@ -23,14 +23,14 @@ use veritylab::audit;
 use veritylab::convert::{self, VerityLayout};
 use veritylab::mount::emulated::Table;
 use veritylab::mount::{self, Trust};
-use veritylab::oci::pull::{self, PullOptions};
 use veritylab::oci::reference;
+use veritylab::oci::{self, PullOptions};
 use veritylab::out;
 use veritylab::profile::{Backend, Profile};
 use veritylab::rootfs::Snapshot;
+use veritylab::sign::Policy;
 use veritylab::sign::Scheme;
-use veritylab::sign::policy::Policy;
-use veritylab::sign::verify::{self, VerifyOptions};
+use veritylab::sign::{self, VerifyOptions};
 use veritylab::store::Store;
 
 /// Raw arguments of `veritylab demo`.
@@ -81,7 +81,7 @@ fn pipeline(backend: Backend) -> Result<(), CliError> {
     )?;
 
     let reference = reference::parse(&format!("oci:{}:v1", layout.display())).map_err(|e| fail("pull", e))?;
-    let pulled = pull::pull(&reference, &sandbox.store, &PullOptions::default(), &|_| {})?;
+    let pulled = oci::pull(&reference, &sandbox.store, &PullOptions::default(), &|_| {})?;
     let descriptor = sandbox.store.lookup(&pulled.name)?;
     sandbox.store.tag(&sandbox.name, descriptor)?;
     out!(
@@ -109,7 +109,7 @@ fn pipeline(backend: Backend) -> Result<(), CliError> {
 
     let mut options = VerifyOptions::new(Policy::default(), vec![sandbox.public.clone()]);
     options.scheme = Scheme::Cosign;
-    let verified = verify::verify_image(&sandbox.store, &sandbox.name, &options).map_err(|e| fail("verify", e))?;
+    let verified = sign::verify_image(&sandbox.store, &sandbox.name, &options).map_err(|e| fail("verify", e))?;
     out!(
         "verify   signature, root hashes and local trees of {}: ok",
         verified.manifest().digest

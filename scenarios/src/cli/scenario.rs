@@ -90,7 +90,7 @@ fn run_and_report_from(
     format: Format,
     out: Option<&std::path::Path>,
 ) -> Result<RunReport, CommandError> {
-    let bars = veritylab::cli::bars::Bars::new(format != Format::Text);
+    let bars = veritylab::cli::Bars::new(format != Format::Text);
     let mut progress = |line: &str| bars.report(veritylab::progress::Event::Step(line));
     let report = match options.backend {
         Some(RunnerBackend::KernelVm) => {

@@ -120,7 +120,7 @@ pub fn render(report: &RunReport) -> String {
                 (CellStatus::Skipped { reason }, _) => {
                     let _ = writeln!(body, "      <skipped message=\"{}\"/>", escape(reason));
                 }
-                (CellStatus::Error { message }, _) => {
+                (CellStatus::Error { message, .. }, _) => {
                     let _ = writeln!(
                         body,
                         "      <error message=\"{}\" type=\"harness\">{}</error>",

@@ -141,7 +141,7 @@ pub(crate) fn evidence_lines(cell: &CellResult) -> Vec<String> {
             }
         }
         CellStatus::Skipped { reason } => lines.push(format!("skipped: {reason}")),
-        CellStatus::Error { message } => lines.push(format!("harness error: {message}")),
+        CellStatus::Error { message, .. } => lines.push(format!("harness error: {message}")),
     }
     lines
 }

@@ -4,7 +4,9 @@
 //! process ([`capabilities`]) and is shared with the lab.
 
 pub mod kernel;
-pub mod table;
+pub(crate) mod table;
+
+pub use table::{Table, TableError, TableFec};
 
 use std::path::Path;
 use std::sync::OnceLock;

@@ -5,6 +5,7 @@
 //! lines of that shape and for those `dmsetup table` prints.
 
 use crate::class::ErrorClass;
+use crate::hash::Digest;
 
 /// The fields of a dm-verity table line:
 ///
@@ -30,8 +31,8 @@ pub struct Table {
     pub hash_start_block: u64,
     /// The hash algorithm's name.
     pub algorithm: String,
-    /// The root hash, hex.
-    pub root_hash: String,
+    /// The root hash (hex in the line).
+    pub root_hash: Digest,
     /// The salt, hex, or `-` for none.
     pub salt: String,
     /// Mode flags (`ignore_corruption`, `check_at_most_once`, ...), in table order.
@@ -151,7 +152,10 @@ impl Table {
             data_blocks: number(f[8])?,
             hash_start_block: number(f[9])?,
             algorithm: f[10].to_owned(),
-            root_hash: f[11].to_owned(),
+            root_hash: crate::hex::decode("root hash", f[11])
+                .ok()
+                .and_then(|bytes| Digest::from_slice(&bytes))
+                .ok_or(err("the root hash is not a hex digest"))?,
             salt: f[12].to_owned(),
             flags,
             fec,
@@ -224,7 +228,7 @@ mod tests {
                 "the tree starts past the superblock"
             );
             assert_eq!((t.algorithm.as_str(), t.salt.as_str()), ("sha256", "ab"));
-            assert_eq!(t.root_hash, root.to_hex());
+            assert_eq!(t.root_hash, root);
             assert_eq!(t.flags, ["restart_on_corruption", "check_at_most_once"]);
             assert_eq!(t.signature_key.as_deref(), key);
             match fec {

@@ -13,6 +13,7 @@ use clap::Args;
 use crate::backend::table::Table;
 use crate::backend::{Backend, kernel};
 use crate::fuse::StatusReport;
+use crate::hash::Digest;
 use crate::host;
 use crate::rundir::{Info, Liveness, RunDir, SignatureCheck};
 
@@ -36,7 +37,7 @@ struct StatusOutput<'a> {
     device: &'a std::path::Path,
     data: &'a std::path::Path,
     hash: &'a std::path::Path,
-    root_hash: &'a str,
+    root_hash: &'a Digest,
     signature: &'a SignatureCheck,
     table: &'a str,
     status: String,

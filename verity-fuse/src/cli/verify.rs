@@ -55,7 +55,7 @@ pub(crate) struct VerifyArgs {
 #[derive(serde::Serialize)]
 struct Outcome<'a> {
     verified: bool,
-    root_hash: String,
+    root_hash: Digest,
     error: Option<String>,
     block: Option<BlockRef>,
     expected: Option<&'a Digest>,
@@ -201,7 +201,7 @@ pub(crate) fn run(a: VerifyArgs) -> Result<()> {
         };
         let outcome = Outcome {
             verified: result.is_ok(),
-            root_hash: root.to_hex(),
+            root_hash: root,
             error,
             block,
             expected,

@@ -136,7 +136,7 @@ pub struct FecLayout {
 }
 
 /// Checks that `roots` is in dm-verity's range.
-pub fn check_roots(roots: u32) -> Result<(), FecParamError> {
+pub(crate) fn check_roots(roots: u32) -> Result<(), FecParamError> {
     if (MIN_ROOTS..=MAX_ROOTS).contains(&roots) {
         Ok(())
     } else {

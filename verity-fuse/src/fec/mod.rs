@@ -1,8 +1,8 @@
 //! Forward error correction as dm-verity and `veritysetup` define it: Reed-Solomon parity over the data and
 //! hash blocks, interleaved so that a run of damaged blocks costs each codeword one symbol.
 //!
-//! - [`rs`]: the GF(256) Reed-Solomon codec (encode; decode with errors and erasures).
-//! - [`layout`]: which blocks are covered, how they interleave into rounds of codewords, where parity sits.
+//! - `rs`: the GF(256) Reed-Solomon codec (encode; decode with errors and erasures).
+//! - `layout`: which blocks are covered, how they interleave into rounds of codewords, where parity sits.
 //! - [`encode()`]: the parity `veritysetup format --fec-device` writes, byte for byte.
 //! - [`Repairer`]: decoding one round (all the codewords one damaged block is part of) from the data, hash
 //!   and parity sources; [`repair_all`] decodes every round as `veritysetup verify --fec-device` does.
@@ -11,10 +11,10 @@
 //! ([`crate::device::VerifiedDevice`] and `verify` check it), because damage beyond the code's capacity can
 //! decode to a wrong codeword.
 
-pub mod layout;
-pub mod rs;
+pub(crate) mod layout;
+pub(crate) mod rs;
 
-pub use layout::{DEFAULT_ROOTS, FecLayout, FecParamError, FecParams, MAX_ROOTS, MIN_ROOTS};
+pub use layout::{Covered, DEFAULT_ROOTS, FecLayout, FecParamError, FecParams, MAX_ROOTS, MIN_ROOTS, covered_blocks};
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ReadAt;
 use crate::error::{BlockRef, Device, VerityError};
-use layout::Covered;
 use rs::Codec;
 
 /// A failure to repair from parity.

@@ -10,7 +10,7 @@
 //! Chien search and the magnitudes by Forney's formula.
 
 /// Symbols per codeword.
-pub const N: usize = 255;
+pub(crate) const N: usize = 255;
 
 const FIELD_POLY: u16 = 0x11d;
 
@@ -73,7 +73,7 @@ fn eval_low_first(p: &[u8], x: u8) -> u8 {
 /// Why a codeword could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum DecodeError {
+pub(crate) enum DecodeError {
     /// More errors and erasures than the parity can correct (2·errors + erasures > roots), as far as the
     /// decoder can tell.
     #[error("more corrupted symbols than the parity can correct")]
@@ -83,7 +83,7 @@ pub enum DecodeError {
 /// An encoder and decoder for one number of parity symbols (`roots`, 2 to 24 as dm-verity allows, though the
 /// code works for any 1 to 254).
 #[derive(Debug, Clone)]
-pub struct Codec {
+pub(crate) struct Codec {
     roots: usize,
     /// Multiplication tables by the generator's coefficients: `by_gen[j][x] = x · g_(roots-1-j)`, where
     /// g(x) = x^roots + Σ g_k x^k.
@@ -97,7 +97,7 @@ impl Codec {
     ///
     /// # Panics
     /// If `roots` is 0 or more than 254 (callers validate the range first).
-    pub fn new(roots: usize) -> Self {
+    pub(crate) fn new(roots: usize) -> Self {
         assert!((1..N).contains(&roots), "roots must be 1..=254");
         // g(x) = Π_{i<roots} (x - α^i), coefficients lowest degree first.
         let mut g = vec![1u8];
@@ -132,20 +132,16 @@ impl Codec {
         Self { roots, by_gen, by_root }
     }
 
-    /// Parity symbols per codeword.
-    pub fn roots(&self) -> usize {
-        self.roots
-    }
-
     /// Message symbols per codeword.
-    pub fn message_len(&self) -> usize {
+    #[cfg(test)]
+    fn message_len(&self) -> usize {
         N - self.roots
     }
 
     /// Feeds one message symbol into a running remainder (`roots` bytes, highest degree first). Feeding the
     /// `255 - roots` message symbols in order, starting from zeroes, leaves the parity in `remainder`.
     #[inline]
-    pub fn feed(&self, remainder: &mut [u8], symbol: u8) {
+    pub(crate) fn feed(&self, remainder: &mut [u8], symbol: u8) {
         let feedback = (symbol ^ remainder[0]) as usize;
         let last = self.roots - 1;
         for j in 0..last {
@@ -155,7 +151,8 @@ impl Codec {
     }
 
     /// The parity of a whole message (`255 - roots` symbols) into `parity` (`roots` symbols).
-    pub fn encode(&self, message: &[u8], parity: &mut [u8]) {
+    #[cfg(test)]
+    fn encode(&self, message: &[u8], parity: &mut [u8]) {
         debug_assert_eq!(message.len(), self.message_len());
         parity.fill(0);
         for &symbol in message {
@@ -168,7 +165,7 @@ impl Codec {
     /// (erasures included), or an error when the damage is beyond what the parity can correct as far as the
     /// decoder can tell. Damage past the code's capacity can also decode to a different valid codeword:
     /// callers check the result against a digest.
-    pub fn decode(&self, codeword: &mut [u8], erasures: &[usize]) -> Result<usize, DecodeError> {
+    pub(crate) fn decode(&self, codeword: &mut [u8], erasures: &[usize]) -> Result<usize, DecodeError> {
         debug_assert_eq!(codeword.len(), N);
         let r = self.roots;
         if erasures.len() > r {
@@ -265,7 +262,7 @@ mod tests {
 
     fn codeword(codec: &Codec, message: &[u8]) -> Vec<u8> {
         let mut word = message.to_vec();
-        let mut parity = vec![0u8; codec.roots()];
+        let mut parity = vec![0u8; codec.roots];
         codec.encode(message, &mut parity);
         word.extend_from_slice(&parity);
         word

@@ -23,6 +23,7 @@ use fuser::{
 
 use crate::ReadAt;
 use crate::device::{Status, VerifiedDevice};
+use crate::hash::Digest;
 
 /// Name of the verified device file inside the mount.
 pub const DEVICE_FILE: &str = "device";
@@ -68,17 +69,17 @@ pub struct StatusReport {
     pub halted: Option<String>,
     /// Size of the device in bytes.
     pub size: u64,
-    /// The root hash in force.
-    pub root_hash: String,
+    /// The root hash in force (hex in the status file).
+    pub root_hash: Digest,
 }
 
 impl StatusReport {
     /// The report of `device` now, as its status file would show it.
     pub fn of<D: ReadAt, H: ReadAt>(device: &VerifiedDevice<D, H>) -> Self {
-        Self::new(&device.status(), device.len(), device.root().to_hex())
+        Self::new(&device.status(), device.len(), device.root())
     }
 
-    fn new(status: &Status, size: u64, root_hash: String) -> Self {
+    fn new(status: &Status, size: u64, root_hash: Digest) -> Self {
         let text = |v: serde_json::Value| v.as_str().map(str::to_owned);
         Self {
             status: text(serde_json::to_value(status.state).expect("state serialises")).unwrap_or_default(),

@@ -165,6 +165,18 @@ impl serde::Serialize for Digest {
     }
 }
 
+/// Reads the hex [`Digest::to_hex`] writes; text that is not 1 to [`MAX_DIGEST_SIZE`] bytes of hex is an error.
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::hex::decode("digest", &text)
+            .ok()
+            .filter(|bytes| !bytes.is_empty())
+            .and_then(|bytes| Self::from_slice(&bytes))
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a hex digest")))
+    }
+}
+
 /// A hash state with the salt of a type-1 tree already absorbed; cloned for every block.
 #[derive(Clone)]
 #[expect(

@@ -413,7 +413,7 @@ mod device {
     use verity_fuse::ReadAt;
     use verity_fuse::device::{Options, VerifiedDevice};
     use verity_fuse::error::{BlockRef, VerityError};
-    use verity_fuse::fec::{self, FecLayout, FecParams, layout::covered_blocks};
+    use verity_fuse::fec::{self, FecLayout, FecParams, covered_blocks};
     use verity_fuse::params::VerityParams;
 
     use crate::support::{Built, build, bytes};

@@ -270,7 +270,7 @@ impl WriteError {
 }
 
 /// Result alias of the writer.
-pub type Result<T, E = WriteError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = WriteError> = std::result::Result<T, E>;
 
 /// What a finished image holds.
 #[derive(Debug, Clone, PartialEq, Eq)]

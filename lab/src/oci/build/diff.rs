@@ -28,13 +28,13 @@ use sha2::{Digest as _, Sha256};
 use super::BuildError;
 
 /// The prefix OCI layers use for whiteouts.
-pub const WHITEOUT_PREFIX: &str = ".wh.";
+pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
 /// The opaque-directory marker.
-pub const OPAQUE: &str = ".wh..wh..opq";
+pub(crate) const OPAQUE: &str = ".wh..wh..opq";
 
 /// What an entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A directory.
     Dir,
     /// A regular file of `size` bytes hashing (sha256) to `hash`.
@@ -50,7 +50,7 @@ pub enum Kind {
 
 /// One entry of a tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
+pub(crate) struct Node {
     /// Its type and content.
     pub kind: Kind,
     /// Permission bits (with setuid, setgid and sticky).
@@ -62,11 +62,11 @@ pub struct Node {
 }
 
 /// A directory's entries by relative path (the root itself excluded).
-pub type Tree = BTreeMap<PathBuf, Node>;
+pub(crate) type Tree = BTreeMap<PathBuf, Node>;
 
 /// One entry of a layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     /// The upper tree's entry at this path, written whole.
     Entry(PathBuf),
     /// A whiteout hiding this path of the lower layers.
@@ -77,7 +77,7 @@ pub enum Change {
 
 impl Change {
     /// The path in the layer's tar (`dir/.wh.NAME`, `dir/.wh..wh..opq`, or the entry's own).
-    pub fn tar_path(&self) -> PathBuf {
+    pub(crate) fn tar_path(&self) -> PathBuf {
         match self {
             Change::Entry(path) => path.clone(),
             Change::Whiteout(path) => {
@@ -98,7 +98,7 @@ fn parent(path: &Path) -> &Path {
 /// Reads the tree under `root`, hashing every regular file. Sockets, devices and fifos are refused (a
 /// demo image has no use for them), as are names starting with `.wh.`, which a layer would read as
 /// whiteouts. Hard links are read as separate files.
-pub fn scan(root: &Path) -> Result<Tree, BuildError> {
+pub(crate) fn scan(root: &Path) -> Result<Tree, BuildError> {
     let io_err = |what: &'static str, path: &Path| {
         let path = path.to_owned();
         move |source| BuildError::Io { what, path, source }
@@ -169,7 +169,7 @@ fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
 }
 
 /// The changes a layer needs to turn `lower` into `upper`, in writing order (see the module docs).
-pub fn changes(lower: &Tree, upper: &Tree) -> Vec<Change> {
+pub(crate) fn changes(lower: &Tree, upper: &Tree) -> Vec<Change> {
     let is_dir = |tree: &Tree, path: &Path| tree.get(path).is_some_and(|n| n.kind == Kind::Dir);
     // Directories kept from below whose lower entries are all gone.
     let mut lower_children: BTreeMap<&Path, bool> = BTreeMap::new();

@@ -16,7 +16,7 @@
 //! owners only (no user or group names), a gzip header without name or time. The same directories give
 //! the same digests on any machine.
 
-pub mod diff;
+pub(crate) mod diff;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
@@ -35,7 +35,7 @@ use crate::store::{Store, StoreError};
 use verity_fuse::ErrorClass;
 
 /// The media type of the layers we write.
-pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(crate) const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 /// How to build.
 #[derive(Debug, Clone)]
