@@ -204,3 +204,22 @@ pub fn rootfs_merge_input(lower: &[u8], upper: &[u8]) -> Vec<u8> {
     input.extend_from_slice(upper);
     input
 }
+
+/// The policy importer (`veritylab::policy_import`) over arbitrary bytes read as a Kyverno, policy-controller
+/// or containers-policy.json file.
+///
+/// Invariants:
+/// - `import_str` never panics and always returns, whatever the text (YAML limits hold: alias bombs and deep
+///   nesting are errors, not memory).
+/// - A policy it imports prints as TOML that reads back to the same policy.
+pub fn policy_import(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(imported) = veritylab::policy_import::import_str("fuzz.yaml", text, false) else {
+        return;
+    };
+    let toml = imported.policy.to_toml().expect("an imported policy prints as TOML");
+    let back: veritylab::sign::PolicyFile = toml::from_str(&toml).expect("the printed TOML parses");
+    assert_eq!(back, imported.policy, "the printed TOML reads back to the same policy");
+}

@@ -266,6 +266,27 @@ fn oci_manifest_over_documents_and_references_and_their_mutations() {
 }
 
 #[test]
+fn policy_import_over_the_example_policies_and_their_mutations() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/policies");
+    let seeds: Vec<Vec<u8>> = [
+        "kyverno-verify-images.yaml",
+        "cluster-image-policy.yaml",
+        "containers-policy.json",
+    ]
+    .iter()
+    .map(|name| fs::read(dir.join(name)).unwrap())
+    .collect();
+    for seed in &seeds {
+        let text = std::str::from_utf8(seed).unwrap();
+        assert!(
+            veritylab::policy_import::import_str("seed", text, false).is_ok(),
+            "a seed imports"
+        );
+    }
+    replay("policy_import", &seeds, veritylab_fuzz::policy_import);
+}
+
+#[test]
 fn rootfs_merge_over_two_layers_and_their_mutations() {
     let lowers = writer_images();
     let upper = upper_layer();

@@ -31,6 +31,7 @@ pub mod image_spec;
 pub mod ipe;
 pub mod mount;
 pub mod oci;
+pub mod policy_import;
 pub mod profile;
 pub mod progress;
 pub mod root_hash;

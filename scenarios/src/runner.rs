@@ -702,6 +702,7 @@ fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, 
         rules: vec![Rule {
             pattern: REPOSITORY.to_owned(),
             require_signature: sandbox.policy_requires_signature,
+            reject: false,
             keys: Vec::new(),
             require_pull_by_digest: None,
             min_build_timestamp: Some(BuildTimestamp(MINIMUM)),

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod cli;
+mod import;
 mod interop;
 pub(crate) mod kernel_signature;
 mod policy;

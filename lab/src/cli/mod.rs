@@ -25,6 +25,7 @@ pub(crate) mod ipe;
 pub(crate) mod keygen;
 pub(crate) mod mkfs;
 pub(crate) mod mount;
+pub(crate) mod policy;
 pub(crate) mod pull;
 pub(crate) mod push;
 pub(crate) mod sign;
@@ -47,6 +48,7 @@ pub use ipe::{IpeCommand, PolicyArgs};
 pub use keygen::KeygenArgs;
 pub use mkfs::MkfsArgs;
 pub use mount::{MountArgs, PsArgs, UmountArgs};
+pub use policy::{ImportArgs, PolicyCommand};
 pub use pull::PullArgs;
 pub use push::PushArgs;
 pub use sign::SignArgs;
@@ -80,6 +82,9 @@ pub enum Cli {
     /// Kernel-enforced execution (the IPE LSM): write a signed policy.
     #[command(subcommand)]
     Ipe(ipe::IpeCommand),
+    /// Bring the cluster's policy: import Kyverno, policy-controller or containers-policy.json documents.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Mount an image's rootfs with a defence profile (vanilla, erofs, verity, hardened) and a backend.
     Mount(mount::MountArgs),
     /// Take down a mount made by `veritylab mount`, reporting anything left behind.
@@ -154,6 +159,9 @@ pub enum CliError {
     /// The policy file is unusable.
     #[error(transparent)]
     Policy(#[from] crate::sign::policy::PolicyError),
+    /// Policy documents cannot be imported.
+    #[error(transparent)]
+    PolicyImport(#[from] crate::policy_import::ImportError),
     /// Signing failed.
     #[error(transparent)]
     Sign(#[from] crate::sign::image::SignError),
@@ -207,6 +215,7 @@ impl CliError {
             CliError::LayerSignature(e) => e.class(),
             CliError::Ipe(e) => e.class(),
             CliError::Policy(e) => e.class(),
+            CliError::PolicyImport(e) => e.class(),
             CliError::Sign(e) => e.class(),
             CliError::KernelSignature(e) => e.class(),
             CliError::Transfer(e) => e.class(),
@@ -272,6 +281,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cli::Push(args) => push::run(&push::PushPlan::try_from(args)?),
         Cli::Image(command) => image::run(command),
         Cli::Ipe(command) => ipe::run(command),
+        Cli::Policy(command) => policy::run(command),
     }
 }
 
@@ -281,10 +291,19 @@ fn trust_inputs(
     policy: Option<&std::path::Path>,
     keys: &[PathBuf],
 ) -> Result<(crate::sign::policy::Policy, Vec<crate::sign::keys::PublicKey>), CliError> {
-    let policy = policy
-        .map(crate::sign::policy::Policy::load)
-        .transpose()?
-        .unwrap_or_default();
+    let policy = match policy {
+        None => crate::sign::policy::Policy::default(),
+        Some(path) if crate::policy_import::is_foreign(path) => {
+            let imported = crate::policy_import::import(&[path.to_owned()], false)?;
+            policy::report(&imported);
+            crate::sign::policy::Policy::from_file(
+                imported.policy,
+                path.parent().unwrap_or(std::path::Path::new(".")),
+                path,
+            )?
+        }
+        Some(path) => crate::sign::policy::Policy::load(path)?,
+    };
     let keys = keys
         .iter()
         .map(|k| crate::sign::keys::load_public(k))

@@ -15,9 +15,16 @@
 //! keys = ["lab.pub"]                    # only these keys here (not even --key)
 //! require_pull_by_digest = true
 //! min_build_timestamp = "2026-11-01T00:00:00Z"   # rollback: older signed builds are refused
+//!
+//! [[repository]]
+//! pattern = "127.0.0.1:*/quarantine/**"
+//! reject = true                         # refused whatever they carry
 //! ```
 //!
-//! Without a matching rule a signature is required by any key in `trusted_keys` (or given with `--key`).
+//! Without a matching rule a signature is required by any key in `trusted_keys` (or given with `--key`);
+//! `unmatched = "allow"` admits such images unchecked and `unmatched = "reject"` refuses them. Keys may also be
+//! given inline as PEM text (`trusted_key_data`, a rule's `key_data`), as `veritylab policy import` writes
+//! them.
 
 use std::path::{Path, PathBuf};
 
@@ -32,36 +39,146 @@ use verity_fuse::ErrorClass;
 /// The largest policy file read.
 const POLICY_LIMIT: u64 = 1 << 20;
 
-/// The policy file as written.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// The policy as written in TOML: what `veritylab policy import` produces and prints, and what
+/// [`Policy::parse`] reads. Keys are PEM files relative to the policy (`trusted_keys`, a rule's `keys`) or the
+/// PEM text itself (`trusted_key_data`, a rule's `key_data`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct PolicyFile {
+pub struct PolicyFile {
+    /// PEM public keys trusted everywhere, relative to the policy file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_keys: Vec<PathBuf>,
+    /// PEM public keys trusted everywhere, inline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_key_data: Vec<String>,
+    /// Refuse images named by tag.
     #[serde(default)]
-    trusted_keys: Vec<PathBuf>,
-    #[serde(default)]
-    require_pull_by_digest: bool,
+    pub require_pull_by_digest: bool,
+    /// Every layer from the one signed manifest.
     #[serde(default = "yes")]
-    single_signed_manifest: bool,
-    #[serde(default)]
-    scheme: Option<Scheme>,
-    #[serde(default)]
-    root_hash_annotation: Option<String>,
-    #[serde(default)]
-    repository: Vec<RuleFile>,
+    pub single_signed_manifest: bool,
+    /// The signature scheme, when fixed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<Scheme>,
+    /// The root-hash annotation key, when not the scheme's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_hash_annotation: Option<String>,
+    /// What images no rule matches need.
+    #[serde(default, skip_serializing_if = "Unmatched::is_default")]
+    pub unmatched: Unmatched,
+    /// Repository rules, the first match wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repository: Vec<RuleFile>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// What an image no repository rule matches needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unmatched {
+    /// Nothing: it is admitted unchecked (Kyverno: images no rule names are not verified).
+    Allow,
+    /// A valid signature by a trusted key.
+    #[default]
+    RequireSignature,
+    /// It is refused (containers-policy.json `reject`, policy-controller's default `no-match-policy`).
+    Reject,
+}
+
+impl Unmatched {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Default for PolicyFile {
+    /// As an empty file reads: signatures by trusted keys required everywhere, one signed manifest.
+    fn default() -> Self {
+        Self {
+            trusted_keys: Vec::new(),
+            trusted_key_data: Vec::new(),
+            require_pull_by_digest: false,
+            single_signed_manifest: true,
+            scheme: None,
+            root_hash_annotation: None,
+            unmatched: Unmatched::default(),
+            repository: Vec::new(),
+        }
+    }
+}
+
+impl PolicyFile {
+    /// Appends `other`'s rules and trusted keys after this file's; where the two differ on a setting, the
+    /// stricter is kept (`require_pull_by_digest`, `single_signed_manifest`, `unmatched`), as two policies
+    /// enforced one after the other would.
+    pub fn merge(&mut self, other: PolicyFile) {
+        self.trusted_keys.extend(other.trusted_keys);
+        for key in other.trusted_key_data {
+            if !self.trusted_key_data.contains(&key) {
+                self.trusted_key_data.push(key);
+            }
+        }
+        self.require_pull_by_digest |= other.require_pull_by_digest;
+        self.single_signed_manifest |= other.single_signed_manifest;
+        self.unmatched = self.unmatched.max(other.unmatched);
+        self.repository.extend(other.repository);
+    }
+
+    /// The TOML text of this policy, which [`Policy::parse`] reads back to the same policy.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
+    }
+}
+
+/// One repository rule as written.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct RuleFile {
-    pattern: String,
+pub struct RuleFile {
+    /// The repository glob ([`matches`]).
+    pub pattern: String,
+    /// Images need a valid signature.
     #[serde(default = "yes")]
-    require_signature: bool,
-    #[serde(default)]
-    keys: Vec<PathBuf>,
-    #[serde(default)]
-    require_pull_by_digest: Option<bool>,
-    #[serde(default)]
-    min_build_timestamp: Option<BuildTimestamp>,
+    pub require_signature: bool,
+    /// Images are refused whatever they carry.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reject: bool,
+    /// Keys trusted for this repository only (files, relative to the policy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<PathBuf>,
+    /// Keys trusted for this repository only (inline PEM).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_data: Vec<String>,
+    /// Overrides the policy's `require_pull_by_digest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_pull_by_digest: Option<bool>,
+    /// Oldest acceptable build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_build_timestamp: Option<BuildTimestamp>,
+}
+
+impl RuleFile {
+    /// A rule for `pattern` requiring a signature, nothing else set.
+    pub fn new(pattern: impl Into<String>) -> Self {
+        Self {
+            pattern: pattern.into(),
+            require_signature: true,
+            reject: false,
+            keys: Vec::new(),
+            key_data: Vec::new(),
+            require_pull_by_digest: None,
+            min_build_timestamp: None,
+        }
+    }
+
+    /// Whether `other` asks the same of an image (everything but the pattern equal).
+    pub fn same_requirements(&self, other: &RuleFile) -> bool {
+        RuleFile {
+            pattern: String::new(),
+            ..self.clone()
+        } == RuleFile {
+            pattern: String::new(),
+            ..other.clone()
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -126,6 +243,8 @@ pub struct Rule {
     pub pattern: String,
     /// Whether images need a valid signature.
     pub require_signature: bool,
+    /// Whether images are refused whatever they carry.
+    pub reject: bool,
     /// Keys trusted for this repository only (empty: the policy's trusted keys).
     #[serde(skip)]
     pub keys: Vec<PublicKey>,
@@ -149,6 +268,8 @@ pub struct Policy {
     pub scheme: Option<Scheme>,
     /// The root-hash annotation key, when not the scheme's default.
     pub root_hash_annotation: Option<String>,
+    /// What images no rule matches need.
+    pub unmatched: Unmatched,
     /// Repository rules, first match wins.
     pub rules: Vec<Rule>,
 }
@@ -162,6 +283,7 @@ impl Default for Policy {
             single_signed_manifest: true,
             scheme: None,
             root_hash_annotation: None,
+            unmatched: Unmatched::default(),
             rules: Vec::new(),
         }
     }
@@ -174,6 +296,8 @@ pub struct Requirements {
     pub rule: Option<String>,
     /// A valid signature is needed.
     pub require_signature: bool,
+    /// The image is refused whatever it carries.
+    pub reject: bool,
     /// The image must be named by digest.
     pub require_pull_by_digest: bool,
     /// Oldest acceptable build.
@@ -190,13 +314,27 @@ impl Policy {
             path: path.to_owned(),
             reason: e.to_string().trim_end().to_owned(),
         })?;
+        Self::from_file(file, base, path)
+    }
+
+    /// Loads the keys of a policy as written; key paths are relative to `base`, `path` names the file.
+    pub fn from_file(file: PolicyFile, base: &Path, path: &Path) -> Result<Self, PolicyError> {
         let load = |p: &PathBuf| {
             keys::load_public(&base.join(p)).map_err(|source| PolicyError::Key {
                 path: path.to_owned(),
                 source,
             })
         };
-        let trusted_keys = file.trusted_keys.iter().map(load).collect::<Result<_, _>>()?;
+        let inline = |(i, pem): (usize, &String), field: &str| {
+            keys::parse_public_pem(pem, &path.join(format!("{field}[{i}]"))).map_err(|source| PolicyError::Key {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        let mut trusted_keys = file.trusted_keys.iter().map(load).collect::<Result<Vec<_>, _>>()?;
+        for key in file.trusted_key_data.iter().enumerate() {
+            trusted_keys.push(inline(key, "trusted_key_data")?);
+        }
         let mut rules = Vec::with_capacity(file.repository.len());
         for (i, rule) in file.repository.into_iter().enumerate() {
             if rule.pattern.is_empty() {
@@ -205,10 +343,15 @@ impl Policy {
                     index: i + 1,
                 });
             }
+            let mut keys = rule.keys.iter().map(load).collect::<Result<Vec<_>, _>>()?;
+            for key in rule.key_data.iter().enumerate() {
+                keys.push(inline(key, &format!("repository[{i}].key_data"))?);
+            }
             rules.push(Rule {
-                keys: rule.keys.iter().map(load).collect::<Result<_, _>>()?,
+                keys,
                 pattern: rule.pattern,
                 require_signature: rule.require_signature,
+                reject: rule.reject,
                 require_pull_by_digest: rule.require_pull_by_digest,
                 min_build_timestamp: rule.min_build_timestamp,
             });
@@ -219,6 +362,7 @@ impl Policy {
             single_signed_manifest: file.single_signed_manifest,
             scheme: file.scheme,
             root_hash_annotation: file.root_hash_annotation,
+            unmatched: file.unmatched,
             rules,
         })
     }
@@ -259,6 +403,7 @@ impl Policy {
             return Requirements {
                 rule: None,
                 require_signature: false,
+                reject: false,
                 require_pull_by_digest: false,
                 min_build_timestamp: None,
                 keys,
@@ -266,7 +411,8 @@ impl Policy {
         }
         Requirements {
             rule: rule.map(|r| r.pattern.clone()),
-            require_signature: rule.is_none_or(|r| r.require_signature),
+            require_signature: rule.map_or(self.unmatched != Unmatched::Allow, |r| r.require_signature),
+            reject: rule.map_or(self.unmatched == Unmatched::Reject, |r| r.reject),
             require_pull_by_digest: rule
                 .and_then(|r| r.require_pull_by_digest)
                 .unwrap_or(self.require_pull_by_digest),
@@ -293,6 +439,100 @@ pub(crate) fn matches(pattern: &str, text: &str) -> bool {
     pattern.len() <= 512 && text.len() <= 4096 && go(pattern.as_bytes(), text.as_bytes())
 }
 
+/// Whether some name matches both globs (`*`, `**` and literals, as [`matches`] reads them): a name matched by
+/// two rules is decided by the first, so an importer whose source applies every matching rule must know when
+/// a later rule could have mattered.
+pub(crate) fn may_overlap(a: &str, b: &str) -> bool {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Token {
+        Lit(u8),
+        Star,
+        AnyRun,
+    }
+    fn tokens(p: &str) -> Vec<Token> {
+        let bytes = p.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i..] {
+                [b'*', b'*', ..] => {
+                    out.push(Token::AnyRun);
+                    i += 2;
+                }
+                [b'*', ..] => {
+                    out.push(Token::Star);
+                    i += 1;
+                }
+                [c, ..] => {
+                    out.push(Token::Lit(c));
+                    i += 1;
+                }
+                [] => break,
+            }
+        }
+        out
+    }
+    /// The positions reachable from `i` without reading a character (stars match the empty run).
+    fn closure(t: &[Token], mut i: usize, into: &mut Vec<usize>) {
+        into.push(i);
+        while i < t.len() && matches!(t[i], Token::Star | Token::AnyRun) {
+            i += 1;
+            into.push(i);
+        }
+    }
+    /// Where position `i` goes on reading `c`.
+    fn step(t: &[Token], i: usize, c: u8) -> Option<usize> {
+        match t.get(i)? {
+            Token::Lit(l) => (*l == c).then_some(i + 1),
+            Token::Star => (c != b'/').then_some(i),
+            Token::AnyRun => Some(i),
+        }
+    }
+    if a.len() > 512 || b.len() > 512 {
+        return true;
+    }
+    let (ta, tb) = (tokens(a), tokens(b));
+    // The characters worth trying: every literal of either pattern, `/`, and one character neither names.
+    let mut alphabet: Vec<u8> = a
+        .bytes()
+        .chain(b.bytes())
+        .chain([b'/'])
+        .filter(|&c| c != b'*')
+        .collect();
+    alphabet.sort_unstable();
+    alphabet.dedup();
+    alphabet.push(
+        (1..=255u8)
+            .find(|c| !alphabet.contains(c) && *c != b'*')
+            .unwrap_or(b'\x01'),
+    );
+    let mut seen = vec![false; (ta.len() + 1) * (tb.len() + 1)];
+    let mut queue = vec![(0usize, 0usize)];
+    while let Some((i, j)) = queue.pop() {
+        let (mut is, mut js) = (Vec::new(), Vec::new());
+        closure(&ta, i, &mut is);
+        closure(&tb, j, &mut js);
+        for &i in &is {
+            for &j in &js {
+                let index = i * (tb.len() + 1) + j;
+                if seen[index] {
+                    continue;
+                }
+                seen[index] = true;
+                if i == ta.len() && j == tb.len() {
+                    return true;
+                }
+                for &c in &alphabet {
+                    if let (Some(ni), Some(nj)) = (step(&ta, i, c), step(&tb, j, c)) {
+                        queue.push((ni, nj));
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,6 +544,27 @@ mod tests {
         assert!(matches("127.0.0.1:*/lab/**", "127.0.0.1:5000/lab/a/b"));
         assert!(matches("**", "anything/at/all"));
         assert!(!matches("example.com/*", "example.com.evil/x"));
+    }
+
+    #[test]
+    fn overlap_is_decided_on_the_globs() {
+        assert!(may_overlap("r/**", "r/open/*"));
+        assert!(may_overlap("r/*", "r/open"));
+        assert!(!may_overlap("r/*", "r/open/x"));
+        assert!(!may_overlap("a/**", "b/**"));
+        assert!(may_overlap("**/x", "a/**"));
+        assert!(!may_overlap("example.com/*", "example.com.evil/x"));
+        assert!(may_overlap("*.example.com/**", "a.example.com/app"));
+        assert!(!may_overlap("*.example.com/**", "a/b.example.com/app"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn overlap_agrees_with_matching(name in "[ab/]{0,6}", a in "[ab/*]{0,5}", b in "[ab/*]{0,5}") {
+            if matches(&a, &name) && matches(&b, &name) {
+                proptest::prop_assert!(may_overlap(&a, &b), "{a} and {b} both match {name}");
+            }
+        }
     }
 
     #[test]

@@ -166,6 +166,12 @@ pub enum SignatureFinding {
     /// A signature is required and no key is trusted.
     #[error("no trusted key: give --key or list trusted_keys in the policy")]
     NoTrustedKeys,
+    /// The policy refuses the image whatever it carries.
+    #[error("the policy refuses this image ({rule})")]
+    Refused {
+        /// The rule that refuses it.
+        rule: String,
+    },
     /// The stored manifest cannot be used.
     #[error("the manifest is unusable: {reason}")]
     ManifestUnusable {
@@ -306,6 +312,7 @@ impl SignatureFinding {
             }
             Self::TagReference { .. }
             | Self::NoTrustedKeys
+            | Self::Refused { .. }
             | Self::SignatureMissing { .. }
             | Self::BadSignature { .. }
             | Self::PayloadDigest { .. }
@@ -626,7 +633,13 @@ pub fn verify_image(store: &Store, name: &str, options: &VerifyOptions) -> Resul
         .rule
         .as_deref()
         .map_or_else(|| "no rule matched: the default".to_owned(), |r| format!("rule {r:?}"));
-    if requirements.require_signature && requirements.keys.is_empty() {
+    if requirements.reject {
+        report.fail(
+            CheckName::Policy,
+            rule.clone(),
+            vec![SignatureFinding::Refused { rule }],
+        );
+    } else if requirements.require_signature && requirements.keys.is_empty() {
         report.fail(CheckName::Policy, rule, vec![SignatureFinding::NoTrustedKeys]);
     } else {
         let keys: Vec<&str> = requirements.keys.iter().map(|k| k.fingerprint.as_str()).collect();

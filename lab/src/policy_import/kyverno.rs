@@ -1,0 +1,464 @@
+//! Kyverno `ClusterPolicy`/`Policy` (`kyverno.io/v1`) `verifyImages` rules.
+//!
+//! Kyverno's semantics, and how each maps:
+//! - `imageReferences` are wildcard patterns whose `*` crosses `/` (our `**`) and whose `?` is one character
+//!   (no equivalent: such a rule is listed and not imported). Kyverno matches them against the image with its
+//!   tag or digest (`repo:tag`, `repo@digest`); our rules match the repository, so a trailing `:*`, `@*` or
+//!   `*` maps exactly, a pattern naming one tag is widened to its repository (listed), and a pattern with no
+//!   wildcard and no tag never matches anything in Kyverno and is listed, not imported.
+//! - `skipImageReferences` become rules before the entry's, needing no signature (first match wins here).
+//! - An attestor set needs `count` of its entries (unset: all). A set of ECDSA P-256 keys needing one of
+//!   them is a rule's `key_data`; a set needing all of several keys, or several sets (all needed), cannot be
+//!   said with one key list: the first set is imported and the rest listed.
+//! - `verifyDigest` (default true) or `mutateDigest` (default true: the pod is pinned to the digest the
+//!   webhook verified, so the node pulls by digest) make the rule `require_pull_by_digest`.
+//! - The action is resolved per rule: any entry saying `Enforce` enforces, else the first explicit
+//!   `failureAction`, else `spec.validationFailureAction` (default `Audit`). `Audit` admits failures, so its
+//!   images need no signature here (listed).
+//! - Images no rule matches are admitted unchecked (`unmatched = "allow"`).
+//! - Rekor (required by default for keys), certificates, keyless identities, attestations, KMS and Secret
+//!   keys, signature repositories, namespace and kind selection are listed as not enforced.
+
+use serde_json::Value;
+
+use super::node::Node;
+use super::{Contribution, NotEnforced, Problem};
+use crate::sign::policy::{RuleFile, Unmatched};
+
+/// Imports one Kyverno document.
+pub(super) fn import(document: &Value) -> Result<Contribution, Problem> {
+    let mut out = Contribution::default();
+    out.policy.unmatched = Unmatched::Allow;
+    let spec_node = Node::spec(document, &mut out.not_enforced)?;
+    let mut spec = spec_node.fields()?;
+    let default_action = match spec.take("validationFailureAction") {
+        Some(n) => Action::parse(&n)?,
+        None => Action::Audit,
+    };
+    for field in [
+        "background",
+        "webhookTimeoutSeconds",
+        "failurePolicy",
+        "webhookConfiguration",
+        "admission",
+    ] {
+        spec.ignore(field);
+    }
+    if let Some(n) = spec.take("validationFailureActionOverrides") {
+        out.not_enforced.push(NotEnforced {
+            path: n.path().to_owned(),
+            what: "per-namespace failure actions: veritylab has no namespaces and uses the policy's action".into(),
+        });
+    }
+    if let Some(n) = spec.take("applyRules")
+        && n.str()? == "One"
+    {
+        out.not_enforced.push(NotEnforced {
+            path: n.path().to_owned(),
+            what: "applyRules One (stop at the first rule that applies): veritylab applies the first matching \
+                   repository rule, which differs where rules overlap"
+                .into(),
+        });
+    }
+    let rules = spec.take("rules").ok_or_else(|| spec_node.problem("no rules"))?;
+    spec.finish(&mut out.not_enforced);
+    let mut unit = 0;
+    for rule in rules.items()? {
+        import_rule(&rule, default_action, &mut unit, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// What a failed check does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Enforce,
+    Audit,
+}
+
+impl Action {
+    fn parse(node: &Node<'_>) -> Result<Self, Problem> {
+        match node.str()? {
+            "Enforce" | "enforce" => Ok(Self::Enforce),
+            "Audit" | "audit" => Ok(Self::Audit),
+            other => Err(node.problem(format!("unknown failure action {other:?} (Enforce or Audit)"))),
+        }
+    }
+}
+
+fn import_rule(
+    rule: &Node<'_>,
+    default_action: Action,
+    unit: &mut usize,
+    out: &mut Contribution,
+) -> Result<(), Problem> {
+    let mut fields = rule.fields()?;
+    fields.ignore("name");
+    for selection in ["match", "exclude"] {
+        if let Some(n) = fields.take(selection) {
+            selection_not_enforced(&n, &mut out.not_enforced);
+        }
+    }
+    let Some(entries) = fields.take("verifyImages") else {
+        for kind in ["validate", "mutate", "generate"] {
+            if let Some(n) = fields.take(kind) {
+                out.not_enforced.push(NotEnforced {
+                    path: n.path().to_owned(),
+                    what: format!("a {kind} rule: veritylab imports verifyImages rules only"),
+                });
+            }
+        }
+        fields.finish(&mut out.not_enforced);
+        return Ok(());
+    };
+    let entries = entries.items()?;
+    // The rule's action: any entry enforcing enforces; else the first explicit one; else the policy's.
+    let mut explicit = Vec::new();
+    for entry in &entries {
+        if let Some(n) = entry.fields()?.take("failureAction") {
+            explicit.push(Action::parse(&n)?);
+        }
+    }
+    let action = if explicit.contains(&Action::Enforce) {
+        Action::Enforce
+    } else {
+        explicit.first().copied().unwrap_or(default_action)
+    };
+    fields.finish(&mut out.not_enforced);
+    for entry in &entries {
+        import_entry(entry, action, *unit, out)?;
+        *unit += 1;
+    }
+    Ok(())
+}
+
+/// `match`/`exclude`: resource kinds are fine (pods are what a node runs); anything else narrows the rule to
+/// namespaces, users or labels the node does not know.
+fn selection_not_enforced(node: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) {
+    let narrows = |v: &Value| {
+        let Some(resources) = v.get("resources") else {
+            return true;
+        };
+        v.as_object().is_none_or(|o| o.len() != 1)
+            || resources.as_object().is_none_or(|r| r.keys().any(|k| k != "kinds"))
+    };
+    let filters: Vec<&Value> = match node.value() {
+        Value::Object(o) => o
+            .iter()
+            .flat_map(|(k, v)| match (k.as_str(), v) {
+                ("any" | "all", Value::Array(items)) => items.iter().collect::<Vec<_>>(),
+                _ => vec![node.value()],
+            })
+            .collect(),
+        other => vec![other],
+    };
+    if filters.iter().any(|f| narrows(f)) {
+        not_enforced.push(NotEnforced {
+            path: node.path().to_owned(),
+            what: "selection by namespace, user or label: veritylab applies the rule to every image".into(),
+        });
+    }
+}
+
+fn import_entry(entry: &Node<'_>, action: Action, unit: usize, out: &mut Contribution) -> Result<(), Problem> {
+    let mut fields = entry.fields()?;
+    fields.ignore("failureAction");
+    for harmless in ["imageRegistryCredentials", "useCache", "required"] {
+        fields.ignore(harmless);
+    }
+    if let Some(n) = fields.take("type")
+        && n.str()? != "Cosign"
+    {
+        out.not_enforced.push(NotEnforced {
+            path: n.path().to_owned(),
+            what: format!(
+                "{} signatures: veritylab verifies cosign signatures only; entry not imported",
+                n.str()?
+            ),
+        });
+        return Ok(());
+    }
+    let mut patterns = match fields.take("imageReferences") {
+        Some(n) => n.items()?,
+        None => Vec::new(),
+    };
+    if let Some(n) = fields.take("image") {
+        patterns.push(n);
+    }
+    if patterns.is_empty() {
+        return Err(entry.problem("no imageReferences"));
+    }
+    let skips = match fields.take("skipImageReferences") {
+        Some(n) => n.items()?,
+        None => Vec::new(),
+    };
+    let mutate = fields
+        .take("mutateDigest")
+        .map(|n| n.bool())
+        .transpose()?
+        .unwrap_or(true);
+    let verify = fields
+        .take("verifyDigest")
+        .map(|n| n.bool())
+        .transpose()?
+        .unwrap_or(true);
+    if let Some(n) = fields.take("repository") {
+        out.not_enforced.push(NotEnforced {
+            path: n.path().to_owned(),
+            what: format!(
+                "signatures looked up in {:?}: veritylab looks next to the image",
+                n.str().unwrap_or_default()
+            ),
+        });
+    }
+    for unsupported in ["attestations", "validate", "cosignOCI11"] {
+        if let Some(n) = fields.take(unsupported) {
+            out.not_enforced.push(NotEnforced {
+                path: n.path().to_owned(),
+                what: format!("{unsupported}: not checked by veritylab"),
+            });
+        }
+    }
+    for deprecated in [
+        "key",
+        "roots",
+        "subject",
+        "issuer",
+        "annotations",
+        "additionalExtensions",
+    ] {
+        if let Some(n) = fields.take(deprecated) {
+            out.not_enforced.push(NotEnforced {
+                path: n.path().to_owned(),
+                what: "a deprecated single-attestor field: write it as attestors to import it".into(),
+            });
+        }
+    }
+    let keys = match fields.take("attestors") {
+        Some(n) => Some(attestor_keys(&n, &mut out.not_enforced)?),
+        None => None,
+    };
+    fields.finish(&mut out.not_enforced);
+
+    for skip in &skips {
+        if let Some(pattern) = repository_pattern(skip, &mut out.not_enforced)? {
+            let mut rule = RuleFile::new(pattern);
+            rule.require_signature = false;
+            out.push(unit, rule);
+        }
+    }
+    for node in &patterns {
+        let Some(pattern) = repository_pattern(node, &mut out.not_enforced)? else {
+            continue;
+        };
+        let mut rule = RuleFile::new(pattern);
+        rule.require_pull_by_digest = Some(mutate || verify);
+        match (&keys, action) {
+            (_, Action::Audit) => {
+                rule.require_signature = false;
+                out.not_enforced.push(NotEnforced {
+                    path: node.path().to_owned(),
+                    what: "Audit: Kyverno reports a failed check and admits the image; veritylab does the same \
+                           (no signature required)"
+                        .into(),
+                });
+            }
+            // No attestors: Kyverno only handles the digest.
+            (None, Action::Enforce) => rule.require_signature = false,
+            (Some(Keys::AnyOf(keys)), Action::Enforce) => rule.key_data = keys.clone(),
+            (Some(Keys::Unusable), Action::Enforce) => rule.reject = true,
+        }
+        out.push(unit, rule);
+    }
+    Ok(())
+}
+
+/// The keys an entry's attestors need, as far as one any-of key list can say it.
+#[derive(Debug, Clone)]
+enum Keys {
+    /// A signature by any of these PEM keys.
+    AnyOf(Vec<String>),
+    /// No set the lab can check: images the entry covers are refused here (Kyverno would check something
+    /// this lab cannot, so admitting them would be weaker).
+    Unusable,
+}
+
+fn attestor_keys(attestors: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> Result<Keys, Problem> {
+    let mut chosen: Option<Vec<String>> = None;
+    for set in attestors.items()? {
+        let mut fields = set.fields()?;
+        let count = fields.take("count").map(|n| n.count()).transpose()?;
+        let entries = fields.take("entries").ok_or_else(|| set.problem("no entries"))?;
+        fields.finish(not_enforced);
+        let mut keys = Vec::new();
+        let mut other = 0usize;
+        for entry in entries.items()? {
+            match entry_keys(&entry, not_enforced)? {
+                Some(k) => keys.extend(k),
+                None => other += 1,
+            }
+        }
+        // Kyverno splits a multi-key PEM into entries of the set; the count then runs over all of them.
+        let needed = match count {
+            None | Some(0) => keys.len() + other,
+            Some(n) => n as usize,
+        };
+        let usable = !keys.is_empty() && needed == 1;
+        if usable && chosen.is_none() {
+            chosen = Some(keys);
+        } else {
+            let what = if !usable && !keys.is_empty() {
+                format!(
+                    "needs {needed} of {} signatures (all when count is unset); veritylab checks that one of \
+                     the keys signed",
+                    keys.len() + other
+                )
+            } else if usable {
+                "a further attestor set (Kyverno needs every set): veritylab checks the first usable set only"
+                    .to_owned()
+            } else {
+                "no ECDSA P-256 key veritylab can check in this set".to_owned()
+            };
+            not_enforced.push(NotEnforced {
+                path: set.path().to_owned(),
+                what,
+            });
+            if chosen.is_none() && !keys.is_empty() {
+                chosen = Some(keys);
+            }
+        }
+    }
+    Ok(chosen.map_or(Keys::Unusable, Keys::AnyOf))
+}
+
+/// The PEM keys of one attestor entry, `None` when it is not a key the lab can check.
+fn entry_keys(entry: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> Result<Option<Vec<String>>, Problem> {
+    let mut fields = entry.fields()?;
+    for unsupported in ["keyless", "certificates", "attestor", "annotations", "repository"] {
+        if let Some(n) = fields.take(unsupported) {
+            not_enforced.push(NotEnforced {
+                path: n.path().to_owned(),
+                what: format!("{unsupported}: not checked by veritylab"),
+            });
+        }
+    }
+    if let Some(n) = fields.take("signatureAlgorithm") {
+        sha256_only(&n, not_enforced)?;
+    }
+    let keys = fields.take("keys");
+    fields.finish(not_enforced);
+    let Some(keys) = keys else {
+        return Ok(None);
+    };
+    let mut fields = keys.fields()?;
+    if let Some(n) = fields.take("signatureAlgorithm") {
+        sha256_only(&n, not_enforced)?;
+    }
+    for unsupported in ["secret", "kms", "ctlog"] {
+        if let Some(n) = fields.take(unsupported) {
+            not_enforced.push(NotEnforced {
+                path: n.path().to_owned(),
+                what: format!("{unsupported}: not checked by veritylab"),
+            });
+        }
+    }
+    let ignore_tlog = fields
+        .take("rekor")
+        .map(|n| -> Result<bool, Problem> {
+            let mut rekor = n.fields()?;
+            rekor.ignore("url");
+            rekor.ignore("pubkey");
+            let ignore = rekor.take("ignoreTlog").map(|n| n.bool()).transpose()?.unwrap_or(false);
+            rekor.finish(not_enforced);
+            Ok(ignore)
+        })
+        .transpose()?
+        .unwrap_or(false);
+    let pem = fields.take("publicKeys");
+    fields.finish(not_enforced);
+    if !ignore_tlog {
+        not_enforced.push(NotEnforced {
+            path: keys.path().to_owned(),
+            what: "a Rekor transparency-log entry (Kyverno's default for keys): veritylab checks the signature \
+                   offline"
+                .into(),
+        });
+    }
+    let Some(pem) = pem else {
+        return Ok(None);
+    };
+    let text = pem.str()?;
+    if text.contains("{{") || text.starts_with("k8s://") {
+        not_enforced.push(NotEnforced {
+            path: pem.path().to_owned(),
+            what: "a key from a variable or a Kubernetes Secret: not available to veritylab".into(),
+        });
+        return Ok(None);
+    }
+    let blocks = super::pem_blocks(text).map_err(|reason| pem.problem(reason))?;
+    let mut usable = Vec::new();
+    for (i, block) in blocks.into_iter().enumerate() {
+        if super::is_p256(&block) {
+            usable.push(block);
+        } else {
+            not_enforced.push(NotEnforced {
+                path: format!("{}[key {}]", pem.path(), i + 1),
+                what: "not an ECDSA P-256 public key: veritylab cannot check signatures by it".into(),
+            });
+        }
+    }
+    Ok(Some(usable))
+}
+
+fn sha256_only(node: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> Result<(), Problem> {
+    let algorithm = node.str()?;
+    if !algorithm.is_empty() && algorithm != "sha256" {
+        not_enforced.push(NotEnforced {
+            path: node.path().to_owned(),
+            what: format!("{algorithm} signatures: veritylab checks ECDSA with SHA-256"),
+        });
+    }
+    Ok(())
+}
+
+/// Our repository glob for one Kyverno image pattern, or `None` (listed) when there is none.
+fn repository_pattern(node: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> Result<Option<String>, Problem> {
+    let pattern = node.str()?;
+    let mut list = |what: String| {
+        not_enforced.push(NotEnforced {
+            path: node.path().to_owned(),
+            what,
+        });
+        Ok(None)
+    };
+    if pattern.contains('?') {
+        return list(format!(
+            "{pattern:?}: `?` has no equivalent in veritylab's globs; rule not imported"
+        ));
+    }
+    // Kyverno's `*` crosses `/`: ours is `**`.
+    let mut glob = String::with_capacity(pattern.len() + 8);
+    let mut stars = false;
+    for c in pattern.chars() {
+        if c == '*' {
+            if !stars {
+                glob.push_str("**");
+            }
+            stars = true;
+        } else {
+            glob.push(c);
+            stars = false;
+        }
+    }
+    let last_segment = glob.rsplit('/').next().unwrap_or(&glob);
+    if glob.contains('/')
+        && let Some(stripped) = glob.strip_suffix(":**").or_else(|| glob.strip_suffix("@**"))
+        && !last_segment[..last_segment.len() - 3].contains([':', '@'])
+    {
+        return Ok(Some(stripped.to_owned()));
+    }
+    if glob.ends_with("**") {
+        return Ok(Some(glob));
+    }
+    Ok(super::without_wildcard(&glob, node, not_enforced))
+}
