@@ -204,21 +204,26 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
         self.prefetch(first, count as u64);
         // A large read is split in two halves, each read into its part of `out` and hashed there, the second on
         // a scoped thread: a sequential reader then keeps both cores busy even with one request in flight.
-        let hashed = if count >= PARALLEL_MIN_BLOCKS {
+        let split = (count >= PARALLEL_MIN_BLOCKS).then(|| {
             let half = count / 2;
             let (head, tail) = out.split_at_mut(half * dbs);
             let mid = first + half as u64;
             std::thread::scope(|s| {
-                let tail = s.spawn(|| self.read_and_hash(mid, tail));
+                let tail = std::thread::Builder::new()
+                    .spawn_scoped(s, || self.read_and_hash(mid, tail))
+                    .ok()?;
                 let head = self.read_and_hash(first, head);
                 let tail = tail.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                head.and_then(|mut found| {
+                Some(head.and_then(|mut found| {
                     found.extend(tail?);
                     Ok(found)
-                })
+                }))
             })
-        } else {
-            self.read_and_hash(first, out)
+        });
+        // A read too small to split, or whose second thread could not be started, is done on this one.
+        let hashed = match split.flatten() {
+            Some(hashed) => hashed,
+            None => self.read_and_hash(first, out),
         };
         let found = hashed.map_err(|(index, source)| {
             self.io_error(
