@@ -9,7 +9,9 @@
 //!   (`bindfs`) and a plain read of the file: cold (page cache dropped), backing cached (only the FUSE file's
 //!   cache dropped) and warm (needs root for the mounts)
 //!
-//! Each command runs once to warm the page cache, then `--runs` times; the median is reported. `--fuse-only`
+//! Each command runs once to warm the page cache, then `--runs` times; the median is reported. The FUSE reads
+//! also report the CPU time (user + system) each server spends per GiB served, which the machine's load
+//! inflates far less than wall time, and the load average beside it. `--fuse-only`
 //! runs only the FUSE read comparison (the input is still formatted once by `veritysetup`, untimed).
 #![forbid(unsafe_code)]
 
@@ -155,13 +157,69 @@ fn read_seconds(path: &Path, drop: &[&Path], cold: bool) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// Median over `runs` of [`read_seconds`].
-fn median_read(path: &Path, drop: &[&Path], cold: bool, runs: usize) -> Result<f64> {
-    let mut t: Vec<f64> = (0..runs.max(1))
-        .map(|_| read_seconds(path, drop, cold))
-        .collect::<Result<_>>()?;
-    t.sort_by(f64::total_cmp);
-    Ok(t[t.len() / 2])
+/// Medians over `runs` of [`read_seconds`] and of the CPU time (user + system) the process `server` spent
+/// during each read (zero for a plain read, which has no server).
+fn median_read(path: &Path, drop: &[&Path], server: Option<u32>, runs: usize) -> Result<(f64, f64)> {
+    let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+    for _ in 0..runs.max(1) {
+        let before = server.map(cpu_seconds).transpose()?;
+        wall.push(read_seconds(path, drop, true)?);
+        let after = server.map(cpu_seconds).transpose()?;
+        cpu.push(after.zip(before).map_or(0.0, |(a, b)| a - b));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Ok((median(wall), median(cpu)))
+}
+
+/// The CPU time, user plus system, process `pid` (all its threads) has used so far, from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces and parentheses: the fields that follow start after the last `)`.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("no command name in /proc/PID/stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields
+        .get(11..13)
+        .context("short /proc/PID/stat")?
+        .iter()
+        .map(|f| f.parse::<u64>())
+        .sum::<Result<_, _>>()?;
+    Ok(ticks as f64 / rustix::param::clock_ticks_per_second() as f64)
+}
+
+/// The load average over the last minute, from `/proc/loadavg`.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The process serving the FUSE device opened with registry `registry`: the `verity-fuse open --foreground`
+/// whose arguments name that directory.
+fn server_pid(registry: &str) -> Result<u32> {
+    for entry in std::fs::read_dir("/proc")? {
+        let entry = entry?;
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let has = |arg: &str| args.contains(&arg.as_bytes());
+        if has("open") && has("--foreground") && has(registry) {
+            return Ok(pid);
+        }
+    }
+    bail!("no verity-fuse server serving {registry}")
 }
 
 /// FUSE device reads against bindfs and a plain read, cold and warm, median of `runs` each.
@@ -182,12 +240,24 @@ fn fuse_reads(ours: &Path, dir: &Path, data: &str, hash: &str, root: &str, mib: 
     let passthrough = dir.join("bindfs");
     std::fs::create_dir_all(&passthrough)?;
     let src = Path::new(data).parent().context("data has a parent")?;
-    let mounted = std::process::Command::new(&bindfs)
+    let server = server_pid(&reg)?;
+    // In the foreground, so its process is this child and its CPU time can be read.
+    let mut peer = std::process::Command::new(&bindfs)
+        .arg("-f")
         .arg(src)
         .arg(&passthrough)
-        .status()?;
-    if !mounted.success() {
-        bail!("bindfs failed");
+        .spawn()?;
+    let via_bindfs = passthrough.join("data");
+    let started = std::time::Instant::now();
+    while !via_bindfs.exists() {
+        if let Some(status) = peer.try_wait()? {
+            bail!("bindfs exited ({status})");
+        }
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = peer.kill();
+            bail!("bindfs did not mount within 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // verity-fuse raises its device's readahead to 1 MiB when root; give the peer the same, to be fair.
     let same_readahead = verity_fuse::sys::set_readahead_kib(&passthrough, 1024).is_ok();
@@ -199,7 +269,6 @@ fn fuse_reads(ours: &Path, dir: &Path, data: &str, hash: &str, root: &str, mib: 
             "left at the kernel default (not root)"
         }
     );
-    let via_bindfs = passthrough.join("data");
     let data = Path::new(data);
     let result = (|| -> Result<()> {
         // Cold: nothing cached. Backing cached: the file is in the page cache but the FUSE file's own cache is
@@ -218,21 +287,36 @@ fn fuse_reads(ours: &Path, dir: &Path, data: &str, hash: &str, root: &str, mib: 
                 read_seconds(&via_bindfs, &[], false)?;
             }
             let plain_dropped: Vec<&Path> = if drop_data { vec![data] } else { Vec::new() };
-            let ours = median_read(&device, &to_drop(&device, data, drop_fuse, drop_data), true, runs)?;
-            let peer = median_read(
-                &via_bindfs,
-                &to_drop(&via_bindfs, data, drop_fuse, drop_data),
-                true,
+            let load = load_average();
+            let (ours, ours_cpu) = median_read(
+                &device,
+                &to_drop(&device, data, drop_fuse, drop_data),
+                Some(server),
                 runs,
             )?;
-            let plain = median_read(data, &plain_dropped, true, runs)?;
+            let (peer_time, peer_cpu) = median_read(
+                &via_bindfs,
+                &to_drop(&via_bindfs, data, drop_fuse, drop_data),
+                Some(peer.id()),
+                runs,
+            )?;
+            let (plain, _) = median_read(data, &plain_dropped, None, runs)?;
+            let gib = mib as f64 / 1024.0;
             println!(
-                "fuse read {label:<22} verity-fuse {ours:>8.3} s ({:>7.0} MiB/s)   bindfs {peer:>8.3} s ({:>7.0} MiB/s)   \
+                "fuse read {label:<22} verity-fuse {ours:>8.3} s ({:>7.0} MiB/s)   bindfs {peer_time:>8.3} s ({:>7.0} MiB/s)   \
                  ratio {:.2}x of bindfs; plain read {plain:.3} s ({:.0} MiB/s)",
                 mib as f64 / ours,
-                mib as f64 / peer,
-                peer / ours,
+                mib as f64 / peer_time,
+                peer_time / ours,
                 mib as f64 / plain,
+            );
+            println!(
+                "fuse read {label:<22} server CPU per GiB: verity-fuse {:.3} s, bindfs {:.3} s ({:.2}x); \
+                 load average {load} before, {} after",
+                ours_cpu / gib,
+                peer_cpu / gib,
+                ours_cpu / peer_cpu.max(f64::MIN_POSITIVE),
+                load_average(),
             );
         }
         Ok(())
@@ -241,6 +325,7 @@ fn fuse_reads(ours: &Path, dir: &Path, data: &str, hash: &str, root: &str, mib: 
         .arg("-u")
         .arg(&passthrough)
         .status();
+    let _ = peer.wait();
     let _ = std::process::Command::new(ours)
         .args(["close", "--dir", &reg, "bench"])
         .status();

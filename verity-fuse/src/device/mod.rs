@@ -52,6 +52,10 @@ pub struct VerifiedDevice<D, H> {
 /// reads are.
 const READ_AHEAD_MAX: u64 = 8 << 20;
 
+/// Data blocks from which a read is read and hashed in two halves at once (256 KiB of 4 KiB blocks): below
+/// it, starting a second thread costs more than it saves.
+const PARALLEL_MIN_BLOCKS: usize = 64;
+
 /// Why a verified device could not be set up (the kernel refuses the table for these).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -195,14 +199,64 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
         if let Some((action, cause)) = self.counters.halted() {
             return Err(VerityError::Halted { action, cause });
         }
-        let count = (out.len() / self.geometry.data_block_size()) as u64;
-        self.prefetch(first, count);
-        self.read_data(first, out)?;
-        // The blocks still to check are hashed together, as many at once as the engine has lanes; then they are
-        // settled in order and the read stops at the first failure, as the kernel walks a bio. Blocks corrected
-        // from parity replace what was read once the walk is done.
+        let dbs = self.geometry.data_block_size();
+        let count = out.len() / dbs;
+        self.prefetch(first, count as u64);
+        // A large read is split in two halves, each read into its part of `out` and hashed there, the second on
+        // a scoped thread: a sequential reader then keeps both cores busy even with one request in flight.
+        let split = (count >= PARALLEL_MIN_BLOCKS).then(|| {
+            let half = count / 2;
+            let (head, tail) = out.split_at_mut(half * dbs);
+            let mid = first + half as u64;
+            std::thread::scope(|s| {
+                let tail = std::thread::Builder::new()
+                    .spawn_scoped(s, || self.read_and_hash(mid, tail))
+                    .ok()?;
+                let head = self.read_and_hash(first, head);
+                let tail = tail.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                Some(head.and_then(|mut found| {
+                    found.extend(tail?);
+                    Ok(found)
+                }))
+            })
+        });
+        // A read too small to split, or whose second thread could not be started, is done on this one.
+        let hashed = match split.flatten() {
+            Some(hashed) => hashed,
+            None => self.read_and_hash(first, out),
+        };
+        let found = hashed.map_err(|(index, source)| {
+            self.io_error(
+                BlockRef::Data { block: index },
+                Device::Data,
+                index * dbs as u64,
+                source,
+            )
+        })?;
+        // Then the blocks are settled in order and the read stops at the first failure, as the kernel walks a
+        // bio. Blocks corrected from parity replace what was read once the walk is done.
+        let mut corrected = Vec::new();
+        for (index, found) in found {
+            let want = self.expected_digest(index)?;
+            corrected.extend(self.settle(index, want, found)?.map(|bytes| (index, bytes)));
+        }
+        for (index, bytes) in corrected {
+            let at = (index - first) as usize * dbs;
+            out[at..at + dbs].copy_from_slice(&bytes);
+        }
+        Ok(())
+    }
+
+    /// Reads the data blocks from `first` into `out` (a whole number of blocks) and hashes those still to check,
+    /// as many at once as the engine has lanes: their indices and digests in order, or the first block of the
+    /// failed read and its error.
+    fn read_and_hash(&self, first: u64, out: &mut [u8]) -> Result<Vec<(u64, Digest)>, (u64, io::Error)> {
+        let dbs = self.geometry.data_block_size();
+        self.data
+            .read_at(first * dbs as u64, out)
+            .map_err(|source| (first, source))?;
         let (blocks, indices): (Vec<&[u8]>, Vec<u64>) = out
-            .chunks_exact(self.geometry.data_block_size())
+            .chunks_exact(dbs)
             .zip(first..)
             .filter(|&(_, index)| {
                 let checked = self.was_checked(index);
@@ -213,18 +267,9 @@ impl<D: ReadAt, H: ReadAt> VerifiedDevice<D, H> {
             })
             .unzip();
         let mut found = Vec::with_capacity(blocks.len());
-        self.hasher.digest_many(blocks, |_, digest| found.push(digest));
-        let mut corrected = Vec::new();
-        for (index, found) in indices.into_iter().zip(found) {
-            let want = self.expected_digest(index)?;
-            corrected.extend(self.settle(index, want, found)?.map(|bytes| (index, bytes)));
-        }
-        let dbs = self.geometry.data_block_size();
-        for (index, bytes) in corrected {
-            let at = (index - first) as usize * dbs;
-            out[at..at + dbs].copy_from_slice(&bytes);
-        }
-        Ok(())
+        self.hasher
+            .digest_many(blocks, |i, digest| found.push((indices[i], digest)));
+        Ok(found)
     }
 
     /// Hints the sources about what this read and the next will need, so that their I/O overlaps: the hash

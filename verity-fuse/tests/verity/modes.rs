@@ -263,3 +263,36 @@ fn a_hash_block_cached_before_tampering_keeps_serving_its_verified_copy() {
     dev.drop_caches();
     assert!(read(&dev, 1).is_err(), "re-read from disk after the cache is dropped");
 }
+
+#[test]
+fn large_reads_hashed_in_two_halves_fail_as_a_whole_naming_the_first_bad_block() {
+    let (data, b) = image();
+    let span = 0..200 * 4096;
+    let clean = VerifiedDevice::new(&data, &b.hash, b.geometry.clone(), &b.root, Options::default()).unwrap();
+    let mut buf = vec![0u8; span.len()];
+    clean.read_verified(0, &mut buf).unwrap();
+    assert!(buf == data[span.clone()]);
+    assert_eq!(clean.status().blocks_verified, 200);
+    for flipped in [vec![20], vec![150], vec![199], vec![150, 20]] {
+        let tampered = Patched::new(&data);
+        for block in &flipped {
+            tampered.flip_byte(block * 4096 + 7).unwrap();
+        }
+        let dev = device(&tampered, &b, Options::default());
+        let first = *flipped.iter().min().unwrap();
+        match dev.read_verified(0, &mut buf) {
+            Err(VerityError::HashMismatch { block, .. }) => assert_eq!(block, BlockRef::Data { block: first }),
+            other => panic!("blocks {flipped:?} flipped: expected a mismatch, got {other:?}"),
+        }
+        assert!(dev.read_verified(0, &mut buf[..first as usize * 4096]).is_ok());
+    }
+    // A read error in the second half fails the read once, naming the first block of that half.
+    let dying = FailingFrom(&data, 150 * 4096);
+    let dev = VerifiedDevice::new(&dying, &b.hash, b.geometry.clone(), &b.root, Options::default()).unwrap();
+    match dev.read_verified(0, &mut buf) {
+        Err(VerityError::Io { offset, .. }) => assert_eq!(offset, 100 * 4096),
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+    assert_eq!(dev.status().io_errors, 1);
+    assert!(dev.read_verified(0, &mut buf[..150 * 4096]).is_ok());
+}
