@@ -340,10 +340,12 @@ pub fn prepare(
             hash: c.dir.join(convert::LAYER_FILE),
             hashoffset: c.hashoffset,
             root_hash,
-            fec: fec.map(|params| PlannedFec {
-                file: c.dir.join(convert::FEC_FILE),
-                params,
-            }),
+            fec: fec
+                .filter(|_| defence::on(Defence::ErrorCorrection))
+                .map(|params| PlannedFec {
+                    file: c.dir.join(convert::FEC_FILE),
+                    params,
+                }),
         })
         .collect();
     if profile == Profile::Hardened {
