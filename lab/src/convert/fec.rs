@@ -263,3 +263,74 @@ pub fn add(conversion: &LayerConversion, roots: u32) -> Result<LayerConversion, 
     super::write_metadata(&conversion.dir, &updated).map_err(store)?;
     Ok(updated)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn converted(dir: &Path) -> LayerConversion {
+        let erofs = dir.join(LAYER_FILE);
+        std::fs::write(
+            &erofs,
+            (0..3 * verity::BLOCK).map(|i| (i % 251) as u8).collect::<Vec<u8>>(),
+        )
+        .unwrap();
+        let area = verity::build(&erofs, [1; 16]).unwrap();
+        let hashoffset = area
+            .write(&erofs, VerityLayout::Containerd, &dir.join(VERITY_FILE))
+            .unwrap();
+        LayerConversion {
+            layer: Digest::of(b"layer"),
+            layout: VerityLayout::Containerd,
+            roothash: area.root_hex(),
+            hashoffset,
+            erofs_size: area.data_size(),
+            data_blocks: area.data_blocks(),
+            hash: "sha256".to_owned(),
+            salt: verity_fuse::hex::encode(&verity::SALT),
+            dir: dir.to_owned(),
+            fec: None,
+        }
+    }
+
+    #[test]
+    fn parity_that_does_not_fit_the_layer_is_refused_naming_it_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let conversion = converted(dir.path());
+        let layer = conversion.layer.to_string();
+        let error = add(&conversion, 30).unwrap_err();
+        assert!(
+            matches!(&error, FecError::Params { layer: l, .. } if *l == layer),
+            "{error}"
+        );
+        assert_eq!(error.class(), ErrorClass::BadInput);
+        assert!(
+            !dir.path().join(FEC_FILE).exists(),
+            "nothing written for refused parameters"
+        );
+
+        let with = add(&conversion, 2).unwrap();
+        let fec = with.fec.unwrap();
+        assert_eq!(fec.blocks, 3 + 1, "three data blocks and one tree block");
+        open_parity(&with, fec).unwrap();
+        let more = LayerFec {
+            blocks: fec.blocks + 1,
+            ..fec
+        };
+        assert!(matches!(layout(&with, more), Err(FecError::Blocks { needed: 4, .. })));
+
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join(FEC_FILE))
+            .unwrap();
+        file.set_len(100).unwrap();
+        let error = open_parity(&with, fec).unwrap_err();
+        assert!(
+            matches!(&error, FecError::ParitySize { layer: l, len: 100, .. } if *l == layer),
+            "{error}"
+        );
+        assert!(error.to_string().contains(&layer), "{error}");
+        let repaired = add(&with, 2).unwrap();
+        open_parity(&repaired, fec).expect("a parity file of the wrong size is written again");
+    }
+}
