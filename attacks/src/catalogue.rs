@@ -131,6 +131,7 @@ pub(crate) const TROJAN_CONTENT: ParamSpec = opt(
 pub const CATALOGUE: &[AttackSpec] = &[
     crate::host_layer_swap::SPEC,
     crate::layer_byte_flip::SPEC,
+    crate::layer_blocks_rewrite::SPEC,
     crate::hash_tree_byte_flip::SPEC,
     crate::layer_and_tree_replace::SPEC,
     crate::root_hash_annotation::SPEC,

@@ -45,6 +45,7 @@ mod extra_mount;
 mod hash_tree_byte_flip;
 mod host_layer_swap;
 mod layer_and_tree_replace;
+mod layer_blocks_rewrite;
 mod layer_byte_flip;
 pub mod layer_tar;
 mod leaked_mounts;

@@ -27,11 +27,14 @@ pub enum Defence {
     Reverification,
     /// `veritylab cleanup` of mounts left behind by stopped containers (`hardened`).
     Cleanup,
+    /// A block that fails its digest is corrected from the layer's parity and served only if the corrected
+    /// bytes match the tree (`hardened`).
+    ErrorCorrection,
 }
 
 impl Defence {
     /// Every defence, in the order reports list them.
-    pub const ALL: [Defence; 8] = [
+    pub const ALL: [Defence; 9] = [
         Defence::ReadOnlyRootfs,
         Defence::NoUpperdir,
         Defence::VerifiedReads,
@@ -40,6 +43,7 @@ impl Defence {
         Defence::Audit,
         Defence::Reverification,
         Defence::Cleanup,
+        Defence::ErrorCorrection,
     ];
 
     /// The defence's name in reports.
@@ -53,6 +57,7 @@ impl Defence {
             Defence::Audit => "audit",
             Defence::Reverification => "periodic re-verification",
             Defence::Cleanup => "cleanup",
+            Defence::ErrorCorrection => "error correction",
         }
     }
 

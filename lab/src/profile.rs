@@ -48,6 +48,13 @@ impl Profile {
         self != Profile::Hardened
     }
 
+    /// The Reed-Solomon parity roots a node of this profile gives each layer it converts and signs, when it
+    /// gives any: `hardened` pairs dm-verity with forward error correction as Android does (veritysetup's
+    /// default of 2 roots), so an honest bit flip is repaired while a rewrite is still refused.
+    pub fn fec_roots(self) -> Option<u32> {
+        (self == Profile::Hardened).then_some(verity_fuse::fec::DEFAULT_ROOTS)
+    }
+
     /// One line saying what the profile does.
     pub fn summary(self) -> &'static str {
         match self {

@@ -120,6 +120,9 @@ pub enum DeviceState {
     Verified,
     /// `C`: a corruption was seen.
     Corrupted,
+    /// `V` after forward error correction: every read verified, some of them only after the block was
+    /// corrected from the layer's parity (the device's corrected counter is not zero).
+    Repaired,
 }
 
 impl From<verity_fuse::device::State> for DeviceState {
@@ -193,15 +196,25 @@ pub struct FindingEvidence {
 pub struct DeviceSnapshot {
     /// Which device (layer digest or device name).
     pub device: String,
-    /// `verified` or `corrupted`.
+    /// `verified`, `repaired` or `corrupted`.
     pub state: DeviceState,
     /// Data blocks verified.
     pub blocks_verified: u64,
     /// Corruptions seen.
     pub corruptions: u64,
+    /// Blocks corrected from parity and then verified (the device's FEC counter).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fec_corrected: u64,
+    /// Blocks the parity could not correct.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fec_uncorrectable: u64,
     /// The first corrupted block, as the device names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_corrupted: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The phase of an attack's lifecycle a step belongs to.

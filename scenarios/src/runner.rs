@@ -297,7 +297,36 @@ impl Cell<'_> {
 
     /// The outcome and the evidence it rests on: the product's refusal, else its findings, else what the
     /// container showed of the attack.
+    /// The outcome and its grounds; reads repaired from parity on the way are named with the devices'
+    /// counters, since they are why a container read genuine bytes from a damaged layer.
     fn conclude(&self) -> (Outcome, String) {
+        let (outcome, grounds) = self.outcome();
+        match self.repairs() {
+            Some(repairs) if outcome != Outcome::Blocked || self.evidence.errors.is_empty() => {
+                (outcome, format!("{grounds}; {repairs}"))
+            }
+            _ => (outcome, grounds),
+        }
+    }
+
+    /// What the verified devices corrected from parity, by their counters, when they corrected anything.
+    fn repairs(&self) -> Option<String> {
+        let repaired: Vec<String> = self
+            .evidence
+            .devices
+            .iter()
+            .filter(|d| d.fec_corrected > 0)
+            .map(|d| {
+                format!(
+                    "device {} corrected {} block reads from parity",
+                    d.device, d.fec_corrected
+                )
+            })
+            .collect();
+        (!repaired.is_empty()).then(|| repaired.join(", "))
+    }
+
+    fn outcome(&self) -> (Outcome, String) {
         if let Some(e) = self.evidence.errors.first() {
             return (Outcome::Blocked, format!("{} at {}: {}", e.kind, e.step, e.message));
         }
@@ -911,13 +940,15 @@ fn push_devices(cell: &mut Cell<'_>, devices: &[(String, StatusReport)]) {
     for (name, status) in devices {
         cell.evidence.devices.push(DeviceSnapshot {
             device: name.clone(),
-            state: if status.letter == 'C' {
-                DeviceState::Corrupted
-            } else {
-                DeviceState::Verified
+            state: match status.letter {
+                'C' => DeviceState::Corrupted,
+                _ if status.fec_corrected > 0 => DeviceState::Repaired,
+                _ => DeviceState::Verified,
             },
             blocks_verified: status.blocks_verified,
             corruptions: status.corruptions,
+            fec_corrected: status.fec_corrected,
+            fec_uncorrectable: status.fec_uncorrectable,
             first_corrupted: status.first_corrupted.clone(),
         });
     }

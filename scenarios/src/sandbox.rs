@@ -275,6 +275,14 @@ impl Sandbox {
             layout: VerityLayout::Containerd,
             kernel_certificate: None,
         };
+        if let Some(roots) = self.profile.fec_roots() {
+            convert::convert_image_with(store, name, VerityLayout::Containerd, Some(roots), &|_| {}).map_err(
+                |source| SandboxError::Sign {
+                    name: name.to_owned(),
+                    source: Box::new(source.into()),
+                },
+            )?;
+        }
         sign_image(store, name, &options, &|_| {}).map_err(|source| SandboxError::Sign {
             name: name.to_owned(),
             source: Box::new(source),

@@ -139,3 +139,90 @@ fn the_same_layer_always_converts_to_the_same_bytes() {
     assert!(again.layers.iter().all(|l| l.reused));
     assert_eq!(again.layers[0].conversion, first.layers[0].conversion);
 }
+
+#[test]
+fn fec_parity_is_veritysetups_and_repairs_what_veritysetup_verify_repairs() {
+    let umoci = testkit::require_tool!("umoci");
+    let veritysetup = testkit::require_tool!("veritysetup");
+    let work = tempfile::tempdir().unwrap();
+    let (store, name) = pulled_store(&umoci, work.path(), "store");
+    for (layout, roots) in [(VerityLayout::Containerd, 2u32), (VerityLayout::Separate, 8)] {
+        let report = convert::convert_image_with(&store, &name, layout, Some(roots), &|_| {}).unwrap();
+        for layer in &report.layers {
+            let c = &layer.conversion;
+            let fec = c.fec.expect("the record names the parity");
+            assert_eq!(fec.roots, roots);
+            let ours = fs::read(c.dir.join(convert::FEC_FILE)).unwrap();
+            // veritysetup's own parity over a copy of the same data and tree, in a file of its own.
+            let copy = work.path().join(format!("copy-{}", layout.name()));
+            fs::create_dir_all(&copy).unwrap();
+            let (data, hash) = (copy.join("data"), copy.join("hash"));
+            fs::copy(c.dir.join("layer.erofs"), &data).unwrap();
+            fs::copy(convert::fec::hash_file(c), &hash).unwrap();
+            let theirs = copy.join("fec");
+            let _ = fs::remove_file(&theirs);
+            let (hash_arg, offset) = match layout {
+                VerityLayout::Containerd => (&data, c.hashoffset),
+                VerityLayout::Separate => (&hash, 0),
+            };
+            let out = run(Command::new(&veritysetup)
+                .arg("format")
+                .arg(&data)
+                .arg(hash_arg)
+                .arg(format!("--hash-offset={offset}"))
+                .arg(format!("--salt={}", c.salt))
+                .arg(format!("--data-blocks={}", c.data_blocks))
+                .arg(format!("--fec-device={}", theirs.display()))
+                .arg(format!("--fec-roots={roots}")));
+            assert!(out.contains(&c.roothash), "same tree: {out}");
+            assert!(
+                ours == fs::read(&theirs).unwrap(),
+                "parity byte-identical to veritysetup's"
+            );
+            // One byte of the copy's data flipped: veritysetup repairs it from our parity.
+            let mut bytes = fs::read(&data).unwrap();
+            bytes[100] ^= 0x20;
+            fs::write(&data, bytes).unwrap();
+            let verify = |fec: &Path| {
+                Command::new(&veritysetup)
+                    .arg("verify")
+                    .arg(&data)
+                    .arg(hash_arg)
+                    .arg(&c.roothash)
+                    .arg(format!("--hash-offset={offset}"))
+                    .arg(format!("--fec-device={}", fec.display()))
+                    .arg(format!("--fec-roots={roots}"))
+                    .status()
+                    .unwrap()
+            };
+            assert!(
+                verify(&c.dir.join(convert::FEC_FILE)).success(),
+                "repaired from our parity"
+            );
+            let without = Command::new(&veritysetup)
+                .arg("verify")
+                .arg(&data)
+                .arg(hash_arg)
+                .arg(&c.roothash)
+                .arg(format!("--hash-offset={offset}"))
+                .status()
+                .unwrap();
+            assert!(!without.success(), "without parity the flipped byte fails verification");
+        }
+    }
+    // Converting again with other roots replaces the parity and the record; bad roots are refused.
+    let again = convert::convert_image_with(&store, &name, VerityLayout::Containerd, Some(4), &|_| {}).unwrap();
+    assert_eq!(again.layers[0].conversion.fec.map(|f| f.roots), Some(4));
+    let recorded = convert::existing(&store, &again.layers[0].conversion.layer, VerityLayout::Containerd)
+        .unwrap()
+        .unwrap();
+    assert_eq!(recorded.fec, again.layers[0].conversion.fec);
+    let error = convert::convert_image_with(&store, &name, VerityLayout::Containerd, Some(30), &|_| {}).unwrap_err();
+    assert_eq!(error.class(), veritylab::verity_fuse::ErrorClass::BadInput, "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains(&again.layers[0].conversion.layer.to_string()),
+        "{error}"
+    );
+}

@@ -36,7 +36,7 @@ fn every_catalogue_attack_has_a_scenario_named_after_it() {
             attack.name
         );
     }
-    assert_eq!(CATALOGUE.len(), 25, "the catalogue has 25 attacks");
+    assert_eq!(CATALOGUE.len(), 26, "the catalogue has 26 attacks");
 }
 
 #[test]

@@ -81,6 +81,8 @@ pub(crate) fn synthetic_report() -> RunReport {
         state: DeviceState::Corrupted,
         blocks_verified: 7,
         corruptions: 1,
+        fec_corrected: 0,
+        fec_uncorrectable: 0,
         first_corrupted: Some("data block 3".to_owned()),
     };
     let hash_error = ErrorEvidence {

@@ -1,5 +1,6 @@
-//! `veritylab convert REF [--layout containerd|separate] [--store DIR] [--json]`: converts every layer of a
-//! pulled image to `layer.erofs` plus a dm-verity tree.
+//! `veritylab convert REF [--layout containerd|separate] [--fec-roots N] [--store DIR] [--json]`: converts
+//! every layer of a pulled image to `layer.erofs` plus a dm-verity tree, and with `--fec-roots` Reed-Solomon
+//! parity in `layer.erofs.fec`.
 
 use std::path::PathBuf;
 
@@ -11,6 +12,7 @@ use crate::convert::{self, VerityLayout};
 use crate::oci::Reference;
 use crate::oci::pull::store_name;
 use crate::store::Store;
+use verity_fuse::fec::{MAX_ROOTS, MIN_ROOTS};
 
 /// Raw arguments of `veritylab convert`.
 #[derive(Args, Debug, Clone)]
@@ -21,6 +23,10 @@ pub struct ConvertArgs {
     /// `separate` (layer.erofs.verity).
     #[arg(long, default_value = "containerd", value_parser = ["containerd", "separate"])]
     pub layout: String,
+    /// Also write forward error correction parity with N roots per codeword (2 to 24) into
+    /// layer.erofs.fec, as `veritysetup format --fec-device layer.erofs.fec --fec-roots N`.
+    #[arg(long, value_name = "N")]
+    pub fec_roots: Option<u32>,
     /// The store [default: /var/lib/veritylab as root, else ~/.local/share/veritylab].
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
@@ -36,6 +42,8 @@ pub(crate) struct ConvertPlan {
     pub name: String,
     /// The layout.
     pub layout: VerityLayout,
+    /// Parity roots, when each layer gets forward error correction.
+    pub fec_roots: Option<u32>,
     /// The store.
     pub store: PathBuf,
     /// JSON output.
@@ -47,9 +55,15 @@ impl TryFrom<ConvertArgs> for ConvertPlan {
 
     fn try_from(args: ConvertArgs) -> Result<Self, CliError> {
         let reference: Reference = args.reference.parse().map_err(|e| CliError::Usage(format!("{e}")))?;
+        if let Some(roots) = args.fec_roots.filter(|r| !(MIN_ROOTS..=MAX_ROOTS).contains(r)) {
+            return Err(CliError::Usage(format!(
+                "--fec-roots {roots} is outside {MIN_ROOTS}..={MAX_ROOTS}"
+            )));
+        }
         Ok(Self {
             name: store_name(&reference),
             layout: args.layout.parse().map_err(CliError::Usage)?,
+            fec_roots: args.fec_roots,
             store: store_dir(args.store)?,
             json: args.json,
         })
@@ -60,7 +74,7 @@ impl TryFrom<ConvertArgs> for ConvertPlan {
 pub(crate) fn run(plan: &ConvertPlan) -> Result<(), CliError> {
     let store = Store::open(&plan.store)?;
     let bars = Bars::new(plan.json);
-    let report = convert::convert_image(&store, &plan.name, plan.layout, &|e| bars.report(e))?;
+    let report = convert::convert_image_with(&store, &plan.name, plan.layout, plan.fec_roots, &|e| bars.report(e))?;
     if plan.json {
         out!("{}", serde_json::to_string_pretty(&report).unwrap_or_default())?;
         return Ok(());
@@ -77,6 +91,14 @@ pub(crate) fn run(plan: &ConvertPlan) -> Result<(), CliError> {
             if layer.reused { " (already converted)" } else { "" }
         )?;
         out!("    {}", c.dir.display())?;
+        if let Some(fec) = c.fec {
+            out!(
+                "    FEC {} roots over {} blocks in {}",
+                fec.roots,
+                fec.blocks,
+                convert::FEC_FILE
+            )?;
+        }
     }
     Ok(())
 }

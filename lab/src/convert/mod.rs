@@ -10,8 +10,10 @@
 //! is the same in both. Output is deterministic: the EROFS build time is 0 and both UUIDs are derived from
 //! the layer digest. The layer blob is re-hashed while it is read. Everything is built in a temporary
 //! directory beside `layers/sha256/<hex>/<layout>/` and renamed into place whole; `conversion.json` there
-//! records the parameters.
+//! records the parameters. With `--fec-roots N` ([`convert_image_with`]) each layer also gets Reed-Solomon
+//! parity in `layer.erofs.fec` ([`fec`]), recorded there too.
 
+pub mod fec;
 pub mod verity;
 
 use std::fs;
@@ -29,6 +31,7 @@ use crate::root_hash::RootHash;
 use crate::store::{Store, StoreError, write_atomically};
 use verity_fuse::ErrorClass;
 
+pub use fec::{FEC_FILE, FecError, LayerFec};
 pub use verity::VerityLayout;
 
 /// The EROFS image's file name.
@@ -87,6 +90,9 @@ pub enum ConvertError {
         /// What failed.
         reason: String,
     },
+    /// The layer's forward error correction could not be made.
+    #[error(transparent)]
+    Fec(#[from] FecError),
     /// A conversion record does not parse.
     #[error("{}: {source}", path.display())]
     Record {
@@ -109,6 +115,7 @@ impl ConvertError {
             Self::LayerChanged { source, .. } => source.class(),
             Self::Verity { .. } => ErrorClass::Internal,
             Self::Record { .. } => ErrorClass::Io,
+            Self::Fec(e) => e.class(),
         }
     }
 }
@@ -134,6 +141,9 @@ pub struct LayerConversion {
     pub salt: String,
     /// Where the files are.
     pub dir: PathBuf,
+    /// The layer's forward error correction (parity in [`FEC_FILE`]), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fec: Option<LayerFec>,
 }
 
 /// The conversion of every layer of an image.
@@ -164,6 +174,18 @@ pub fn convert_image(
     layout: VerityLayout,
     progress: &dyn Fn(Event<'_>),
 ) -> Result<ImageConversion, ConvertError> {
+    convert_image_with(store, name, layout, None, progress)
+}
+
+/// [`convert_image`], and with `fec_roots` each layer also gets parity with that many roots ([`fec::add`];
+/// a layer converted before gets it added, or replaced when it had other roots).
+pub fn convert_image_with(
+    store: &Store,
+    name: &str,
+    layout: VerityLayout,
+    fec_roots: Option<u32>,
+    progress: &dyn Fn(Event<'_>),
+) -> Result<ImageConversion, ConvertError> {
     let descriptor = store.lookup(name)?;
     let bytes = store.read_blob(&descriptor.digest, descriptor.size, MANIFEST_LIMIT, "manifest")?;
     let image = match manifest::parse(&descriptor.digest, &descriptor.media_type, &bytes)? {
@@ -179,9 +201,12 @@ pub fn convert_image(
     let mut layers = Vec::with_capacity(count);
     for (i, layer) in image.layers.iter().enumerate() {
         let label = format!("converting layer {}/{count} {}", i + 1, layer.digest.short());
-        let converted = progress::task(progress, &label, layer.size, || {
+        let mut converted = progress::task(progress, &label, layer.size, || {
             convert_layer_reporting(store, &layer.digest, layer.size, layout, progress)
         })?;
+        if let Some(roots) = fec_roots {
+            converted.conversion = fec::add(&converted.conversion, roots)?;
+        }
         layers.push(converted);
     }
     Ok(ImageConversion {
@@ -269,6 +294,7 @@ pub fn convert_layer_reporting(
         hash: "sha256".to_owned(),
         salt: verity_fuse::hex::encode(&verity::SALT),
         dir: final_dir.clone(),
+        fec: None,
     };
     write_metadata(tmp.path(), &conversion)?;
     publish(tmp.path(), &final_dir)?;

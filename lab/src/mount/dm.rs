@@ -48,8 +48,11 @@ pub struct Mapping {
     pub data_file: PathBuf,
     /// The file holding its hash tree.
     pub hash_file: PathBuf,
-    /// The read-only loop devices under it (one when data and tree share a file).
+    /// The read-only loop devices under it (one when data and tree share a file, one more for parity).
     pub loops: Vec<PathBuf>,
+    /// The file holding its forward error correction parity, when the table has FEC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fec_file: Option<PathBuf>,
 }
 
 impl Mapping {
@@ -82,11 +85,21 @@ pub(crate) fn open(layer: &PlannedLayer, name: &str, root: RootHash, options: &O
     let digest = root.digest();
     let geometry = geometry_for(layer.erofs_size, layer.hashoffset).map_err(|e| e.to_string())?;
     let same_file = layer.erofs == layer.hash;
+    let fec_params = layer.fec.as_ref().map(|f| f.params.params());
     let files = kernel::Files {
         data: &layer.erofs,
         hash: &layer.hash,
         hash_is_data: same_file,
-        fec: None,
+        fec: layer
+            .fec
+            .as_ref()
+            .zip(fec_params.as_ref())
+            .map(|(f, params)| kernel::FecFile {
+                path: &f.file,
+                params,
+                is_data: false,
+                is_hash: false,
+            }),
     };
     let made = kernel::open(name, files, &geometry, &digest, options).map_err(|e| e.to_string())?;
     let device = device_number(&made.device).inspect_err(|_| {
@@ -99,6 +112,7 @@ pub(crate) fn open(layer: &PlannedLayer, name: &str, root: RootHash, options: &O
         data_file: layer.erofs.clone(),
         hash_file: layer.hash.clone(),
         loops: made.loops,
+        fec_file: layer.fec.as_ref().map(|f| f.file.clone()),
     })
 }
 
@@ -159,9 +173,14 @@ fn stale_loops(mapping: &Mapping) -> Vec<PathBuf> {
             let Some(found) = verity_fuse::host::loop_device(device) else {
                 return false;
             };
-            let ours = [&mapping.data_file, &mapping.hash_file]
-                .iter()
-                .any(|f| found.backing_path.as_deref() == Some(f.as_path()));
+            let ours = [
+                Some(&mapping.data_file),
+                Some(&mapping.hash_file),
+                mapping.fec_file.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|f| found.backing_path.as_deref() == Some(f.as_path()));
             ours && !found.held
         })
         .cloned()

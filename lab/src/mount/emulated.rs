@@ -27,7 +27,7 @@ use verity_fuse::source::{FileSource, Window};
 use super::record::{BaselineMount, MountId, MountedLayer, RECORD_FILE, Record};
 use super::view::View;
 use super::{LayerRefusal, LayerRefusalKind, MountError, Plan};
-use crate::convert::verity::geometry_for;
+use crate::convert::{self, verity::geometry_for};
 use crate::defence::{self, Defence};
 use crate::erofs::OverlayNamespace;
 use crate::mountinfo::{self, DeviceNumber, MountInfo};
@@ -271,6 +271,16 @@ impl Layers {
                     VerifiedDevice::new(data, hash, geometry, root.as_bytes(), options).map_err(|e| e.to_string())
                 })
                 .map_err(|message| layers.refused(plan, LayerRefusalKind::RootHash, &layer.name, message))?;
+            let device = match &layer.fec {
+                Some(fec) => {
+                    let (parity, params) =
+                        convert::fec::open_planned(&layer.name, &fec.file, device.geometry(), fec.params)?;
+                    device
+                        .with_fec(params, Box::new(parity))
+                        .map_err(|e| fail(format!("FEC: {e}")))?
+                }
+                None => device,
+            };
             let device = Arc::new(device);
             layers.devices.push((layer.name.clone(), Arc::clone(&device)));
             layers.sources.push(Box::new(device));

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::convert::{self, ConvertError, VerityLayout};
+use crate::convert::{self, ConvertError, LayerFec, VerityLayout};
 use crate::defence::{self, Defence};
 use crate::oci::digest::Digest;
 use crate::profile::{Backend, Profile};
@@ -51,6 +51,19 @@ pub struct PlannedLayer {
     pub hashoffset: u64,
     /// The root hash the device is opened with; `None` for unverified profiles.
     pub root_hash: Option<RootHash>,
+    /// The layer's forward error correction, when its device corrects from parity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fec: Option<PlannedFec>,
+}
+
+/// A layer's parity as a mount uses it: the file (parity at offset 0) and its parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedFec {
+    /// The parity file.
+    pub file: PathBuf,
+    /// The parameters, from the signed descriptor (`hardened`) or the conversion record (`verity`).
+    #[serde(flatten)]
+    pub params: LayerFec,
 }
 
 /// Everything a backend needs to mount an image.
@@ -249,6 +262,9 @@ pub enum MountError {
         /// The target.
         target: PathBuf,
     },
+    /// A layer's forward error correction does not fit it (parameters, parity size).
+    #[error(transparent)]
+    Fec(#[from] convert::FecError),
     /// The pinned standard-mountpoints layer does not build to its pinned root hash.
     #[error("the standard-mountpoints layer has root hash {found}, pinned is {pinned}")]
     PinnedMismatch {
@@ -275,6 +291,7 @@ impl MountError {
             Self::Unavailable { .. } => ErrorClass::Unavailable,
             Self::Setup { .. } => ErrorClass::Io,
             Self::PinnedMismatch { .. } => ErrorClass::VerificationFailed,
+            Self::Fec(e) => e.class(),
         }
     }
 }
@@ -305,7 +322,8 @@ pub fn prepare(
                         true => Some(c.roothash),
                         false => None,
                     };
-                    Ok((c, root_hash))
+                    let fec = c.fec.filter(|_| profile.verified());
+                    Ok((c, root_hash, fec))
                 })
                 .collect::<Result<Vec<_>, MountError>>()?;
             (conversion.manifest, None, planned)
@@ -314,13 +332,19 @@ pub fn prepare(
     };
     let mut layers: Vec<PlannedLayer> = planned
         .into_iter()
-        .map(|(c, root_hash)| PlannedLayer {
+        .map(|(c, root_hash, fec)| PlannedLayer {
             name: c.layer.to_string(),
             erofs: c.dir.join(convert::LAYER_FILE),
             erofs_size: c.erofs_size,
             hash: c.dir.join(convert::LAYER_FILE),
             hashoffset: c.hashoffset,
             root_hash,
+            fec: fec
+                .filter(|_| defence::on(Defence::ErrorCorrection))
+                .map(|params| PlannedFec {
+                    file: c.dir.join(convert::FEC_FILE),
+                    params,
+                }),
         })
         .collect();
     if profile == Profile::Hardened {
@@ -355,12 +379,15 @@ pub fn prepare(
     })
 }
 
-/// Each layer's conversion with the root hash its device is opened with (`None` for unverified profiles).
-type PlannedLayers = Vec<(convert::LayerConversion, Option<RootHash>)>;
+/// Each layer's conversion with the root hash its device is opened with (`None` for unverified profiles) and
+/// the forward error correction it gets.
+type PlannedLayers = Vec<(convert::LayerConversion, Option<RootHash>, Option<LayerFec>)>;
 
 /// The verified image's manifest, signature and layers in order, each converted (or its conversion found) by
 /// digest: `hardened` takes each layer's [`SignedRootHash`] and refuses an image without its own signature;
-/// other verified profiles take the root hash the manifest states.
+/// other verified profiles take the root hash the manifest states. A verified profile's layer whose
+/// descriptor states FEC parameters gets them: the node's parity is made with those roots if it has none,
+/// and parameters that do not fit the layer's tree are refused, naming the layer.
 fn plan_verified(
     store: &Store,
     image: &VerifiedImage,
@@ -393,7 +420,16 @@ fn plan_verified(
             layer.descriptor().size,
             VerityLayout::Containerd,
         )?;
-        planned.push((converted.conversion, root_hash));
+        let mut conversion = converted.conversion;
+        let fec = match layer.verity().fec.filter(|_| profile.verified()) {
+            Some(signed) => {
+                conversion = convert::fec::add(&conversion, signed.roots)?;
+                convert::fec::layout(&conversion, signed)?;
+                Some(signed)
+            }
+            None => None,
+        };
+        planned.push((conversion, root_hash, fec));
     }
     Ok((image.manifest().digest, signature, planned))
 }
@@ -517,6 +553,7 @@ mod tests {
                 hash: PathBuf::from("/l"),
                 hashoffset: 4096,
                 root_hash: "ab".repeat(32).parse().ok(),
+                fec: None,
             }],
             check_at_most_once: false,
         }

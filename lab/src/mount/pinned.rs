@@ -110,6 +110,7 @@ pub fn ensure(store: &Store) -> Result<PlannedLayer, MountError> {
         hash: file,
         hashoffset: DATA_BLOCKS * verity::BLOCK,
         root_hash: ROOT_HASH.parse().ok(),
+        fec: None,
     })
 }
 

@@ -14,7 +14,7 @@ use verity_fuse::params::{HashType, VerityParams};
 
 use super::Scheme;
 use super::timestamp::BuildTimestamp;
-use crate::convert::LayerConversion;
+use crate::convert::{LayerConversion, LayerFec};
 use crate::oci::Digest;
 use crate::oci::manifest::ImageManifest;
 use crate::root_hash::RootHash;
@@ -39,6 +39,10 @@ pub const HASH_ALGORITHM: &str = "org.veritylab.dm-verity.hash-algorithm";
 pub const HASH_TYPE: &str = "org.veritylab.dm-verity.hash-type";
 /// Layer annotation: the number of data blocks the tree covers (the EROFS size / data block size).
 pub const DATA_BLOCKS: &str = "org.veritylab.dm-verity.data-blocks";
+/// Layer annotation: forward error correction parity roots per codeword, when the layer has parity.
+pub const FEC_ROOTS: &str = "org.veritylab.dm-verity.fec-roots";
+/// Layer annotation: the blocks the parity covers (data blocks, then the tree's), when the layer has parity.
+pub const FEC_BLOCKS: &str = "org.veritylab.dm-verity.fec-blocks";
 /// Manifest annotation: when the image was signed for verity (RFC 3339 UTC).
 pub const BUILD_TIMESTAMP: &str = "org.veritylab.build-timestamp";
 
@@ -87,6 +91,9 @@ pub struct LayerVerity {
     pub salt: String,
     /// Data blocks covered.
     pub data_blocks: u64,
+    /// The forward error correction the layer's parity was made with, when the descriptor states one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fec: Option<LayerFec>,
 }
 
 impl LayerVerity {
@@ -215,6 +222,10 @@ pub fn annotate(
             (DATA_BLOCKS, conversion.data_blocks.to_string()),
         ];
         set_annotations(descriptor, &values).ok_or(AnnotateError::NotAManifest)?;
+        if let Some(fec) = conversion.fec {
+            let values = [(FEC_ROOTS, fec.roots.to_string()), (FEC_BLOCKS, fec.blocks.to_string())];
+            set_annotations(descriptor, &values).ok_or(AnnotateError::NotAManifest)?;
+        }
     }
     let stamp = if keys.timestamp_in_seconds {
         built.0.to_string()
@@ -307,6 +318,26 @@ fn read_layer(
     if data_blocks == 0 {
         return Err(malformed(DATA_BLOCKS, "0", "a tree covers at least one block"));
     }
+    let fec = match (
+        annotations.contains_key(FEC_ROOTS),
+        annotations.contains_key(FEC_BLOCKS),
+    ) {
+        (false, false) => None,
+        _ => {
+            let roots = number(FEC_ROOTS)?;
+            let (min, max) = (verity_fuse::fec::MIN_ROOTS, verity_fuse::fec::MAX_ROOTS);
+            let roots = u32::try_from(roots)
+                .ok()
+                .filter(|r| (min..=max).contains(r))
+                .ok_or_else(|| malformed(FEC_ROOTS, &roots.to_string(), &format!("not from {min} to {max}")))?;
+            let blocks = number(FEC_BLOCKS)?;
+            if blocks <= data_blocks {
+                let reason = "parity covers the data blocks and the tree's";
+                return Err(malformed(FEC_BLOCKS, &blocks.to_string(), reason));
+            }
+            Some(LayerFec { roots, blocks })
+        }
+    };
     Ok(LayerVerity {
         layer,
         root_hash: parsed,
@@ -316,6 +347,7 @@ fn read_layer(
         hash_type,
         salt: salt.clone(),
         data_blocks,
+        fec,
     })
 }
 
@@ -356,6 +388,7 @@ mod tests {
             hash: "sha256".to_owned(),
             salt: "00".repeat(32),
             dir: "/x".into(),
+            fec: None,
         }
     }
 
@@ -397,6 +430,41 @@ mod tests {
         assert!(matches!(
             &read_layers(&image, &custom)[0],
             Err(AnnotationError::Missing { key, .. }) if key == "example.com/root"
+        ));
+    }
+
+    #[test]
+    fn fec_parameters_travel_in_the_annotations_and_bad_ones_name_the_layer() {
+        let a = Digest::of(b"a");
+        let keys = AnnotationKeys::for_scheme(Scheme::Cosign, None);
+        let mut with_fec = conversion(a);
+        with_fec.fec = Some(LayerFec { roots: 2, blocks: 3 });
+        let bytes = annotate(&manifest_bytes(&[a]), &[with_fec], &keys, BuildTimestamp(0)).unwrap();
+        let Manifest::Image(image) = manifest::parse(&Digest::of(&bytes), media::OCI_MANIFEST, &bytes).unwrap() else {
+            panic!()
+        };
+        let layer = read_layers(&image, &keys).remove(0).unwrap();
+        assert_eq!(layer.fec, Some(LayerFec { roots: 2, blocks: 3 }));
+        let without = annotate(&manifest_bytes(&[a]), &[conversion(a)], &keys, BuildTimestamp(0)).unwrap();
+        assert!(
+            !String::from_utf8(without).unwrap().contains("fec"),
+            "no parity, no FEC annotations"
+        );
+        for (roots, blocks, key) in [("25", "3", FEC_ROOTS), ("1", "3", FEC_ROOTS), ("2", "2", FEC_BLOCKS)] {
+            let mut annotations = image.layers[0].annotations.clone();
+            annotations.insert(FEC_ROOTS.to_owned(), roots.to_owned());
+            annotations.insert(FEC_BLOCKS.to_owned(), blocks.to_owned());
+            let error = read_layer(a, &annotations, &keys).unwrap_err();
+            assert!(
+                matches!(&error, AnnotationError::Malformed { layer, key: k, .. } if *layer == a && k == key),
+                "{error}"
+            );
+        }
+        let mut annotations = image.layers[0].annotations.clone();
+        annotations.remove(FEC_BLOCKS);
+        assert!(matches!(
+            read_layer(a, &annotations, &keys),
+            Err(AnnotationError::Missing { key, .. }) if key == FEC_BLOCKS
         ));
     }
 

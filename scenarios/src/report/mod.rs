@@ -131,8 +131,14 @@ pub(crate) fn evidence_lines(cell: &CellResult) -> Vec<String> {
                     .as_deref()
                     .map(|b| format!(", first corrupted {b}"))
                     .unwrap_or_default();
+                let fec = match (d.fec_corrected, d.fec_uncorrectable) {
+                    (0, 0) => String::new(),
+                    (corrected, uncorrectable) => {
+                        format!(", {corrected} corrected from parity, {uncorrectable} beyond what the parity corrects")
+                    }
+                };
                 lines.push(format!(
-                    "device {}: {}, {} blocks verified, {} corruptions{first}",
+                    "device {}: {}, {} blocks verified, {} corruptions{fec}{first}",
                     d.device, d.state, d.blocks_verified, d.corruptions
                 ));
             }
