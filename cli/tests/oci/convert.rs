@@ -174,7 +174,7 @@ fn fec_parity_is_veritysetups_and_repairs_what_veritysetup_verify_repairs() {
                 .arg(format!("--data-blocks={}", c.data_blocks))
                 .arg(format!("--fec-device={}", theirs.display()))
                 .arg(format!("--fec-roots={roots}")));
-            assert!(out.contains(&c.roothash), "same tree: {out}");
+            assert!(out.contains(&c.roothash.to_string()), "same tree: {out}");
             assert!(
                 ours == fs::read(&theirs).unwrap(),
                 "parity byte-identical to veritysetup's"
@@ -188,7 +188,7 @@ fn fec_parity_is_veritysetups_and_repairs_what_veritysetup_verify_repairs() {
                     .arg("verify")
                     .arg(&data)
                     .arg(hash_arg)
-                    .arg(&c.roothash)
+                    .arg(c.roothash.to_string())
                     .arg(format!("--hash-offset={offset}"))
                     .arg(format!("--fec-device={}", fec.display()))
                     .arg(format!("--fec-roots={roots}"))
@@ -203,7 +203,7 @@ fn fec_parity_is_veritysetups_and_repairs_what_veritysetup_verify_repairs() {
                 .arg("verify")
                 .arg(&data)
                 .arg(hash_arg)
-                .arg(&c.roothash)
+                .arg(c.roothash.to_string())
                 .arg(format!("--hash-offset={offset}"))
                 .status()
                 .unwrap();

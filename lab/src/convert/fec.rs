@@ -282,7 +282,7 @@ mod tests {
         LayerConversion {
             layer: Digest::of(b"layer"),
             layout: VerityLayout::Containerd,
-            roothash: area.root_hex(),
+            roothash: area.root_hash(),
             hashoffset,
             erofs_size: area.data_size(),
             data_blocks: area.data_blocks(),

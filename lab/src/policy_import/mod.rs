@@ -1,8 +1,8 @@
-//! Importing the policies teams already run into veritylab's trust policy ([`crate::sign::policy`]): Kyverno
+//! Importing the policies teams already run into veritylab's trust policy ([`crate::sign::Policy`]): Kyverno
 //! `ClusterPolicy`/`Policy` documents with `verifyImages` rules, sigstore policy-controller
 //! `ClusterImagePolicy` documents, and the `containers-policy.json` that CRI-O and podman enforce at pull.
 //!
-//! Each document is read field by field ([`node`]): what the lab can enforce becomes a repository rule of a
+//! Each document is read field by field (module `node`): what the lab can enforce becomes a repository rule of a
 //! [`PolicyFile`]; everything else (keyless identities, transparency-log checks, attestations, Notary
 //! signatures, key types other than ECDSA P-256, fields this reader does not know) is listed as
 //! [`NotEnforced`] with its document and path, never dropped. `--strict` turns that list into an error.
