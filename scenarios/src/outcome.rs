@@ -134,19 +134,70 @@ impl From<verity_fuse::device::State> for DeviceState {
     }
 }
 
-macro_rules! kebab_display {
-    ($($ty:ty),*) => {$(
+/// Each kind's name as scenario files and reports spell it (kebab-case, as its serde form: a test checks the
+/// two agree), and `Display` printing it.
+macro_rules! kebab_names {
+    ($($ty:ident { $($variant:ident => $name:literal),* $(,)? })*) => {$(
+        impl $ty {
+            /// Every variant.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),*];
+
+            /// The kebab-case name.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),*
+                }
+            }
+        }
+
         impl fmt::Display for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                match serde_json::to_value(self) {
-                    Ok(serde_json::Value::String(name)) => f.write_str(&name),
-                    _ => write!(f, "{self:?}"),
-                }
+                f.write_str(self.name())
             }
         }
     )*};
 }
-kebab_display!(ErrorKind, FindingKind, DeviceState, EffectState);
+
+kebab_names! {
+    ErrorKind {
+        DigestMismatch => "digest-mismatch",
+        SignatureMissing => "signature-missing",
+        SignatureInvalid => "signature-invalid",
+        RootHashMismatch => "root-hash-mismatch",
+        HashMismatch => "hash-mismatch",
+        OutOfRange => "out-of-range",
+        Rollback => "rollback",
+        MixedLayers => "mixed-layers",
+        ReadOnly => "read-only",
+        MalformedImage => "malformed-image",
+    }
+    FindingKind {
+        Overmount => "overmount",
+        UnexpectedMount => "unexpected-mount",
+        WritableUpperdir => "writable-upperdir",
+        OverlayWritable => "overlay-writable",
+        LowerdirsChanged => "lowerdirs-changed",
+        CountMismatch => "count-mismatch",
+        UntracedLayer => "untraced-layer",
+        RootHashMismatch => "root-hash-mismatch",
+        DeviceCorrupted => "device-corrupted",
+        NamespaceGone => "namespace-gone",
+        RootfsMissing => "rootfs-missing",
+        MountReplaced => "mount-replaced",
+        TreeMismatch => "tree-mismatch",
+        LeakedMount => "leaked-mount",
+    }
+    DeviceState {
+        Verified => "verified",
+        Corrupted => "corrupted",
+        Repaired => "repaired",
+    }
+    EffectState {
+        TookEffect => "took-effect",
+        Genuine => "genuine",
+        Unobservable => "unobservable",
+    }
+}
 
 /// What a scenario expects of one profile.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -430,6 +481,22 @@ pub fn compare(expected: &Expectation, observed: &Observation) -> Vec<Difference
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn names_are_the_serde_names() {
+        fn check<T: serde::Serialize + std::fmt::Display>(all: &[T]) {
+            for v in all {
+                assert_eq!(
+                    serde_json::to_value(v).unwrap(),
+                    serde_json::Value::String(v.to_string())
+                );
+            }
+        }
+        check(super::ErrorKind::ALL);
+        check(super::FindingKind::ALL);
+        check(super::DeviceState::ALL);
+        check(super::EffectState::ALL);
+    }
+
     use super::*;
 
     fn expect(outcome: Outcome) -> Expectation {
