@@ -27,11 +27,17 @@ pub enum Defence {
     Reverification,
     /// `veritylab cleanup` of mounts left behind by stopped containers (`hardened`).
     Cleanup,
+    /// Each layer's root-hash signature checked by the kernel (or its emulation) when its device opens, and
+    /// required (`enforced`).
+    KernelSignatures,
+    /// Execution only of files from signature-checked verified devices: the IPE policy, or its emulation
+    /// (`enforced`).
+    ExecPolicy,
 }
 
 impl Defence {
     /// Every defence, in the order reports list them.
-    pub const ALL: [Defence; 8] = [
+    pub const ALL: [Defence; 10] = [
         Defence::ReadOnlyRootfs,
         Defence::NoUpperdir,
         Defence::VerifiedReads,
@@ -40,6 +46,8 @@ impl Defence {
         Defence::Audit,
         Defence::Reverification,
         Defence::Cleanup,
+        Defence::KernelSignatures,
+        Defence::ExecPolicy,
     ];
 
     /// The defence's name in reports.
@@ -53,6 +61,8 @@ impl Defence {
             Defence::Audit => "audit",
             Defence::Reverification => "periodic re-verification",
             Defence::Cleanup => "cleanup",
+            Defence::KernelSignatures => "kernel-checked root-hash signatures",
+            Defence::ExecPolicy => "exec policy",
         }
     }
 

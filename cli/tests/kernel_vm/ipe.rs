@@ -80,23 +80,9 @@ cat /sys/kernel/security/ipe/policies/veritylab/policy
 
 #[test]
 fn ipe_lets_only_signed_dm_verity_volumes_execute() {
-    for tool in ["veritysetup", "dmsetup", "keyctl", "losetup"] {
-        if testkit::find_tool(tool).is_none() {
-            testkit::skip(TEST, &format!("`{tool}` is not installed"));
-            return;
-        }
-    }
-    let host = match kernel_vm::available_series(kernel_vm::Series::Backports) {
-        Ok(host) => host,
-        Err(reason) => {
-            testkit::skip(TEST, &format!("no 6.12 VM here: {reason}"));
-            return;
-        }
-    };
-    if let Err(reason) = kernel_vm::firmware::available() {
-        testkit::skip(TEST, &format!("no UEFI firmware here: {reason}"));
+    let Some(host) = super::backports_uefi_available(TEST, &["veritysetup", "dmsetup", "keyctl", "losetup"]) else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     fs::create_dir_all(d.join("rootfs/bin")).unwrap();

@@ -66,7 +66,7 @@ pub enum Cli {
     /// Kernel-enforced execution (the IPE LSM): write a signed policy.
     #[command(subcommand)]
     Ipe(ipe::IpeCommand),
-    /// Mount an image's rootfs with a defence profile (vanilla, erofs, verity, hardened) and a backend.
+    /// Mount an image's rootfs with a defence profile (vanilla, erofs, verity, hardened, enforced) and a backend.
     Mount(mount::MountArgs),
     /// Take down a mount made by `veritylab mount`, reporting anything left behind.
     Umount(mount::UmountArgs),

@@ -78,7 +78,15 @@ pub fn belongs_to(name: &str, mount_id: &str) -> bool {
 }
 
 /// Opens `layer` as mapping `name` with root hash `root` (hex); on failure nothing is left behind.
-pub fn open(layer: &PlannedLayer, name: &str, root: &str, options: &Options) -> Result<Mapping, String> {
+/// With `signature`, the kernel checks it against its trusted keyrings when the table loads
+/// (`root_hash_sig_key_desc`).
+pub fn open(
+    layer: &PlannedLayer,
+    name: &str,
+    root: &str,
+    options: &Options,
+    signature: Option<&super::RootHashSignature>,
+) -> Result<Mapping, String> {
     let digest = verity_fuse::hex::decode("root hash", root)
         .ok()
         .and_then(|bytes| Digest::from_slice(&bytes))
@@ -91,7 +99,15 @@ pub fn open(layer: &PlannedLayer, name: &str, root: &str, options: &Options) -> 
         hash_is_data: same_file,
         fec: None,
     };
-    let made = kernel::open(name, files, &geometry, &digest, options).map_err(|e| e.to_string())?;
+    let made = kernel::open_signed(
+        name,
+        files,
+        &geometry,
+        &digest,
+        options,
+        signature.map(super::RootHashSignature::der),
+    )
+    .map_err(|e| e.to_string())?;
     let device = device_number(&made.device).inspect_err(|_| {
         let _ = kernel::close(name, &made.loops);
     })?;

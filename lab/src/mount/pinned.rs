@@ -109,6 +109,8 @@ pub fn ensure(store: &Store) -> Result<PlannedLayer, MountError> {
         hash: file,
         hashoffset: DATA_BLOCKS * verity::BLOCK,
         root_hash: ROOT_HASH.parse().ok(),
+        root_hash_signature: None,
+        signature_required: false,
     })
 }
 
