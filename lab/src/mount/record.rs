@@ -68,6 +68,9 @@ pub struct MountedLayer {
     pub erofs_mount: Option<MountId>,
     /// The verified device's FUSE mount at `device_dir`, as it was made.
     pub device_mount: Option<MountId>,
+    /// How the root hash the device opened with was vouched for at open (`enforced`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<super::signed::LayerTrust>,
 }
 
 /// A mount present when the mount was complete.
@@ -118,6 +121,9 @@ pub struct Record {
     /// The holder's mount namespace (`mnt:[INODE]`), to find processes still holding it after the holder died.
     #[serde(default)]
     pub namespace: Option<String>,
+    /// Who enforces the exec rule (`enforced`): the kernel's IPE with our policy, or the emulation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_policy: Option<crate::exec_policy::Enforcer>,
     /// The emulated mount table (emulated backend only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulated: Option<Vec<TableEntry>>,
@@ -146,6 +152,7 @@ impl Record {
                 .map_or(0, |d| d.as_secs()),
             ready: false,
             namespace: None,
+            exec_policy: None,
             emulated: None,
         }
     }
