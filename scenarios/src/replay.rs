@@ -22,6 +22,9 @@ use veritylab::rootfs::Merged;
 /// How long the replay waits for the freed loop device to clear itself.
 const LOOP_CLEAR_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the replay keeps mounting again to get the old mount ids and device numbers back.
+const REPLAY_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn env<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> AttackError + '_ {
     move |e| AttackError::env(format!("{what}: {e}"))
 }
@@ -107,25 +110,48 @@ fn real_replay(sandbox: &Sandbox, index: usize, trojan: &Trojan) -> Result<(Stri
     losetup.push(device.as_os_str());
     losetup.push(file.as_os_str());
     verity_fuse::sys::run_tool("losetup", "mount", losetup).map_err(env("attaching the loop"))?;
-    sandbox.mount_inside(&[
-        "mount".as_ref(),
-        "-t".as_ref(),
-        "erofs".as_ref(),
-        "-o".as_ref(),
-        "ro".as_ref(),
-        device.as_os_str(),
-        layer.lowerdir.as_os_str(),
-    ])?;
     let options = options.join(",");
-    sandbox.mount_inside(&[
-        "mount".as_ref(),
-        "-t".as_ref(),
-        "overlay".as_ref(),
-        "-o".as_ref(),
-        options.as_ref(),
-        "overlay".as_ref(),
-        record.target.as_os_str(),
-    ])?;
+    let mount_both = || -> Result<(), AttackError> {
+        sandbox.mount_inside(&[
+            "mount".as_ref(),
+            "-t".as_ref(),
+            "erofs".as_ref(),
+            "-o".as_ref(),
+            "ro".as_ref(),
+            device.as_os_str(),
+            layer.lowerdir.as_os_str(),
+        ])?;
+        sandbox.mount_inside(&[
+            "mount".as_ref(),
+            "-t".as_ref(),
+            "overlay".as_ref(),
+            "-o".as_ref(),
+            options.as_ref(),
+            "overlay".as_ref(),
+            record.target.as_os_str(),
+        ])
+    };
+    // The kernel hands out the lowest free mount id and anonymous device number: another process's mount made
+    // meanwhile can take the ones just freed. The attacker mounts again until both mounts have their old
+    // identities back (bounded), as a real attacker would.
+    let wanted = [(erofs.mount_id, erofs.device), (overlay.mount_id, overlay.device)];
+    let started = Instant::now();
+    loop {
+        mount_both()?;
+        let now = mountinfo::read(holder).map_err(env("reading the container's mounts"))?;
+        let got = [&layer.lowerdir, &record.target].map(|at| {
+            now.iter()
+                .rev()
+                .find(|m| &m.mount_point == at)
+                .map(|m| (m.mount_id, m.device))
+        });
+        if got == wanted.map(Some) || started.elapsed() > REPLAY_TIMEOUT {
+            break;
+        }
+        sandbox.mount_inside(&["umount".as_ref(), record.target.as_os_str()])?;
+        sandbox.mount_inside(&["umount".as_ref(), layer.lowerdir.as_os_str()])?;
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Ok((
         format!(
             "unmounted the rootfs and layer {index}'s EROFS inside the container, attached {} to {} from the \
