@@ -63,6 +63,16 @@ pub enum HaltAction {
     Panic,
 }
 
+impl HaltAction {
+    /// The name status files and JSON use (its serde form).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Restart => "restart",
+            Self::Panic => "panic",
+        }
+    }
+}
+
 /// A failure to build or verify a tree, or to read through a verified device.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -19,6 +19,14 @@ pub enum State {
 }
 
 impl State {
+    /// The name status files and JSON use (its serde form).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Verified => "verified",
+            Self::Corrupted => "corrupted",
+        }
+    }
+
     /// The kernel's status letter.
     pub fn letter(self) -> char {
         match self {
@@ -149,6 +157,22 @@ impl Counters {
             fec_uncorrectable: self.fec_uncorrectable.load(Ordering::Relaxed),
             first_corrupted: *lock(&self.first_corrupted),
             halted: self.halted().map(|(action, _)| action),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::State;
+    use crate::error::HaltAction;
+
+    #[test]
+    fn names_are_the_serde_names() {
+        for state in [State::Verified, State::Corrupted] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.name());
+        }
+        for action in [HaltAction::Restart, HaltAction::Panic] {
+            assert_eq!(serde_json::to_value(action).unwrap(), action.name());
         }
     }
 }

@@ -80,9 +80,8 @@ impl StatusReport {
     }
 
     fn new(status: &Status, size: u64, root_hash: Digest) -> Self {
-        let text = |v: serde_json::Value| v.as_str().map(str::to_owned);
         Self {
-            status: text(serde_json::to_value(status.state).expect("state serialises")).unwrap_or_default(),
+            status: status.state.name().to_owned(),
             letter: status.state.letter(),
             blocks_verified: status.blocks_verified,
             zero_blocks: status.zero_blocks,
@@ -92,12 +91,8 @@ impl StatusReport {
             fec_corrected: status.fec_corrected,
             fec_uncorrectable: status.fec_uncorrectable,
             first_corrupted: status.first_corrupted.map(|b| b.to_string()),
-            first_corrupted_block: status
-                .first_corrupted
-                .map(|b| serde_json::to_value(b).expect("serialises")),
-            halted: status
-                .halted
-                .and_then(|h| text(serde_json::to_value(h).expect("action serialises"))),
+            first_corrupted_block: status.first_corrupted.and_then(|b| serde_json::to_value(b).ok()),
+            halted: status.halted.map(|h| h.name().to_owned()),
             size,
             root_hash,
         }
