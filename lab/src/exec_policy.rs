@@ -36,18 +36,7 @@ use crate::mount::record::{MountedLayer, Record};
 use crate::mount::view::View;
 use crate::mount::{LayerTrust, pinned};
 
-/// Who enforces a mount's exec rule, as its record keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "by")]
-pub enum Enforcer {
-    /// The kernel's IPE, with this policy loaded and activated by the mount.
-    Kernel {
-        /// The policy as the kernel holds it.
-        policy: crate::ipe::LoadedPolicy,
-    },
-    /// [`decide`], in veritylab's process: ours by construction, and only as strong as that process.
-    Emulated,
-}
+pub use crate::mount::Enforcer;
 
 /// What an emulated refusal says, after `Permission denied`.
 pub const DENIED: &str = "denied by IPE policy (emulated)";

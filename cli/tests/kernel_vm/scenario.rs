@@ -70,6 +70,15 @@ fn scenario_cells_run_on_the_vms_kernel() {
         .unwrap();
     for cell in flip["cells"].as_array().unwrap() {
         let evidence = &cell["observation"]["evidence"];
+        if cell["profile"] == "enforced" {
+            // The VM's kernel trusts only certificates enrolled at its boot, not this cell's fresh one: the cell
+            // is skipped and says why.
+            assert!(
+                cell["reason"].as_str().unwrap_or_default().contains("keyrings"),
+                "{cell:#}"
+            );
+            continue;
+        }
         if cell["profile"] == "hardened" {
             assert_eq!(evidence["errors"], serde_json::json!([]), "{cell:#}");
             let kinds: Vec<&str> = evidence["findings"]

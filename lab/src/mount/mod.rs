@@ -35,7 +35,7 @@ use crate::sign::verify::{SignedRootHash, VerifiedImage};
 use crate::store::{Store, StoreError, write_atomically};
 use verity_fuse::ErrorClass;
 
-pub use record::{Record, RecordError};
+pub use record::{Enforcer, Record, RecordError};
 pub use signed::{LayerTrust, RootHashSignature, SignedOpenError};
 
 /// One layer as a mount uses it.
@@ -581,9 +581,8 @@ pub fn mount(store: &Store, plan: &Plan, exe: &Path) -> Result<Record, MountErro
 
 /// Puts `enforced`'s exec rule in force for `record` and records who enforces it: on the kernel backend
 /// where securityfs has IPE, the plan's signed policy is loaded (unless the kernel holds it already),
-/// activated and enforced; elsewhere the rule is [`crate::exec_policy::decide`]'s emulation.
+/// activated and enforced; elsewhere the rule is the emulation of `exec_policy`.
 fn enforce_exec(plan: &Plan, record: &mut Record) -> Result<(), MountError> {
-    use crate::exec_policy::Enforcer;
     if !plan.profile.enforced() {
         return Ok(());
     }

@@ -123,7 +123,7 @@ pub struct Record {
     pub namespace: Option<String>,
     /// Who enforces the exec rule (`enforced`): the kernel's IPE with our policy, or the emulation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exec_policy: Option<crate::exec_policy::Enforcer>,
+    pub exec_policy: Option<Enforcer>,
     /// The emulated mount table (emulated backend only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulated: Option<Vec<TableEntry>>,
@@ -274,4 +274,18 @@ pub struct TableEntry {
     pub unique: Option<u64>,
     /// For an emulated loop device: its backing file as device and inode.
     pub backing_file: Option<FileId>,
+}
+
+/// Who enforces a mount's exec rule, as its record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "by")]
+pub enum Enforcer {
+    /// The kernel's IPE, with this policy loaded and activated by the mount.
+    Kernel {
+        /// The policy as the kernel holds it.
+        policy: crate::ipe::LoadedPolicy,
+    },
+    /// The emulation in veritylab's process (`exec_policy::decide`): ours by construction, and only as strong
+    /// as that process.
+    Emulated,
 }
