@@ -155,6 +155,8 @@ pub const CATALOGUE: &[AttackSpec] = &[
     crate::self_declared_root_hash::SPEC,
     crate::consistent_layer_replace::SPEC,
     crate::malformed_whiteout::SPEC,
+    crate::root_hash_signature::SPEC,
+    crate::exec_unverified::SPEC,
 ];
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ pub enum DefenceRefusal {
     OutOfRange,
     /// A block failed verification on read.
     HashMismatch,
+    /// Executing a file was refused (`EACCES`): it does not come from a signature-checked verified device.
+    ExecDenied,
 }
 
 impl fmt::Display for DefenceRefusal {
@@ -30,6 +32,7 @@ impl fmt::Display for DefenceRefusal {
             DefenceRefusal::ReadOnly => "read-only",
             DefenceRefusal::OutOfRange => "out-of-range",
             DefenceRefusal::HashMismatch => "hash-mismatch",
+            DefenceRefusal::ExecDenied => "exec-denied",
         })
     }
 }
@@ -70,7 +73,7 @@ pub struct LayerFiles {
 /// What [`Env::mount_in_container`] mounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MountKind {
-    /// An empty tmpfs.
+    /// A tmpfs, into which the attacker then copies the files of the source directory (if any).
     Tmpfs,
     /// A bind mount of a host directory holding the attacker's files (the mount's source).
     Bind,
@@ -106,6 +109,11 @@ pub trait Env {
     /// Signs the image `name` in the node's store with `key`, as built at `built` (seconds since the epoch);
     /// returns the signed manifest's digest.
     fn sign(&mut self, name: &str, key: SigningKey, built: u64) -> Result<Digest, AttackError>;
+
+    /// A kernel root-hash signature over `content` made with `key` and its certificate (a detached DER
+    /// PKCS#7, as `veritylab sign` makes them, but over whatever bytes it is given): the publisher's signing
+    /// service for [`SigningKey::Trusted`], a key of the attacker's own for [`SigningKey::Untrusted`].
+    fn kernel_signature(&self, key: SigningKey, content: &[u8]) -> Result<Vec<u8>, AttackError>;
 
     /// The image's build time and the policy's minimum.
     fn build_times(&self) -> BuildTimes;
@@ -150,6 +158,11 @@ pub trait Env {
     /// Reads a file as a process in the container would.
     fn read_in_container(&mut self, path: &str) -> Result<Vec<u8>, AttackError>;
 
+    /// Executes the file at `path` as a process in the container would (`execve` of that file, with no
+    /// arguments); returns what it printed. An `EACCES` from the exec policy (the kernel's IPE, or the
+    /// `enforced` profile's emulation of it) is [`DefenceRefusal::ExecDenied`].
+    fn exec_in_container(&mut self, path: &str) -> Result<String, AttackError>;
+
     /// Lists a directory as a process in the container would (names only, without `.` and `..` unless the
     /// directory holds entries of those names).
     fn list_in_container(&mut self, path: &str) -> Result<Vec<String>, AttackError>;
@@ -157,7 +170,8 @@ pub trait Env {
     /// The container's overlay upperdir on the host, if its profile has one.
     fn upperdir(&self) -> Option<PathBuf>;
 
-    /// Mounts `kind` from `source` (unused for a tmpfs) at `path` inside the container's mount namespace.
+    /// Mounts `kind` from `source` (for a tmpfs, the directory whose files the attacker copies into it) at
+    /// `path` inside the container's mount namespace.
     fn mount_in_container(&mut self, path: &str, kind: MountKind, source: &Path) -> Result<String, AttackError>;
 
     /// Removes what [`Env::mount_in_container`] mounted at `path`.

@@ -41,6 +41,7 @@ mod check_at_most_once_tamper;
 mod consistent_layer_replace;
 mod corruption_then_restore;
 mod env;
+mod exec_unverified;
 mod extra_mount;
 mod hash_tree_byte_flip;
 mod host_layer_swap;
@@ -58,6 +59,7 @@ mod pinned_layer_replace;
 mod registry_blob_substitution;
 mod rollback;
 mod root_hash_annotation;
+mod root_hash_signature;
 mod self_declared_root_hash;
 mod signature_other_key;
 mod signature_stripped;
@@ -148,7 +150,7 @@ impl AttackError {
                 ..
             } => ErrorClass::VerificationFailed,
             AttackError::Refused {
-                kind: DefenceRefusal::ReadOnly,
+                kind: DefenceRefusal::ReadOnly | DefenceRefusal::ExecDenied,
                 ..
             } => ErrorClass::NotTrusted,
             AttackError::Param { .. } => ErrorClass::BadInput,

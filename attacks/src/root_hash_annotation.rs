@@ -6,7 +6,7 @@ use crate::{Attack, AttackError, Effect, Env, Params, Stage, TROJAN, steps};
 use veritylab::oci::manifest::ImageManifest;
 
 /// The annotation keys that carry a layer's root hash, in either scheme.
-const KEYS: &[&str] = &[
+pub(crate) const KEYS: &[&str] = &[
     "org.veritylab.dm-verity.root-hash",
     "io.deckhouse.delivery-kit.dm-verity-root-hash",
 ];

@@ -163,6 +163,19 @@ impl Env for Stub {
         self.files.get(path).cloned().ok_or_else(|| no("have that file"))
     }
 
+    fn kernel_signature(&self, _: SigningKey, content: &[u8]) -> Result<Vec<u8>, AttackError> {
+        Ok(content.to_vec())
+    }
+
+    fn exec_in_container(&mut self, path: &str) -> Result<String, AttackError> {
+        let bytes = self.files.get(path).ok_or_else(|| no("have that file"))?;
+        Ok(String::from_utf8_lossy(bytes)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
     fn list_in_container(&mut self, _: &str) -> Result<Vec<String>, AttackError> {
         Err(no("list directories"))
     }

@@ -22,7 +22,7 @@ enum Command {
     #[command(subcommand)]
     Scenario(scenario::ScenarioCommand),
     /// The guided tour: build the sample image, pull, convert, sign, mount and check it, then stage every attack
-    /// against all four profiles and print the matrix. No network, no root needed.
+    /// against every profile (vanilla to enforced) and print the matrix. No network, no root needed.
     Demo(demo::DemoArgs),
 }
 

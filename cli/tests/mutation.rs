@@ -26,7 +26,11 @@ fn claimed(profile: Profile) -> BTreeSet<Defence> {
     match profile {
         Profile::Vanilla | Profile::Erofs => BTreeSet::new(),
         Profile::Verity => [Defence::VerifiedReads].into(),
-        Profile::Hardened => Defence::ALL.into(),
+        Profile::Hardened => Defence::ALL
+            .into_iter()
+            .filter(|d| !matches!(d, Defence::KernelSignatures | Defence::ExecPolicy))
+            .collect(),
+        Profile::Enforced => Defence::ALL.into(),
     }
 }
 
@@ -41,6 +45,8 @@ fn refused_by(kind: ErrorKind) -> BTreeSet<Defence> {
         | ErrorKind::RootHashMismatch
         | ErrorKind::MixedLayers => [Defence::SignatureCheck].into(),
         ErrorKind::Rollback => [Defence::Policy].into(),
+        ErrorKind::RootHashSignature => [Defence::KernelSignatures].into(),
+        ErrorKind::ExecDenied => [Defence::ExecPolicy].into(),
         ErrorKind::DigestMismatch | ErrorKind::MalformedImage => BTreeSet::new(),
     }
 }

@@ -142,6 +142,13 @@ pub enum AuditFinding {
         /// Its device number.
         device: DeviceNumber,
     },
+    /// The kernel's active IPE policy is not the one the `enforced` mount loaded (or none is active).
+    ExecPolicyChanged {
+        /// The policy the mount loaded.
+        loaded: String,
+        /// The active policy, if any.
+        active: Option<String>,
+    },
 }
 
 impl AuditFinding {
@@ -160,6 +167,7 @@ impl AuditFinding {
             AuditFinding::RootHashMismatch { .. } => "root-hash-mismatch",
             AuditFinding::DeviceCorrupted { .. } => "device-corrupted",
             AuditFinding::UnexpectedMount { .. } => "unexpected-mount",
+            AuditFinding::ExecPolicyChanged { .. } => "exec-policy-changed",
         }
     }
 }
@@ -181,6 +189,11 @@ impl std::fmt::Display for AuditFinding {
                 ),
             },
             AuditFinding::RootfsMissing { target } => write!(f, "no rootfs overlay at {}", target.display()),
+            AuditFinding::ExecPolicyChanged { loaded, active } => write!(
+                f,
+                "the active IPE policy is {}, the mount loaded {loaded}",
+                active.as_deref().unwrap_or("none")
+            ),
             AuditFinding::Overmount {
                 path,
                 fs_type,
@@ -372,7 +385,37 @@ fn audit_mounts(record: &Record, view: &dyn View, trusted: &BTreeMap<String, Roo
     }
     check_layers(record, view, &mounts, trusted, &mut report);
     check_new_mounts(record, view, &mounts, &mut report);
+    if record.profile.enforced() {
+        check_exec_policy(record, crate::ipe::Securityfs::find(), &mut report);
+    }
     report
+}
+
+/// Reports whether the exec rule in force is ours: with the kernel's IPE, the active policy must be the one
+/// the mount loaded (compared by the signed policy's SHA-256 in securityfs); the emulated rule is ours by
+/// construction, and the report says so.
+fn check_exec_policy(record: &Record, ipe: Option<crate::ipe::Securityfs>, report: &mut Report) {
+    use crate::exec_policy::Enforcer;
+    match &record.exec_policy {
+        Some(Enforcer::Kernel { policy }) => {
+            report.checked.push(format!(
+                "the active IPE policy is the one the mount loaded ({}, signed policy sha256 {})",
+                policy.name, policy.pkcs7_sha256
+            ));
+            let active = ipe.and_then(|ipe| ipe.active().ok().flatten());
+            if active.as_ref() != Some(policy) {
+                report.findings.push(AuditFinding::ExecPolicyChanged {
+                    loaded: policy.name.clone(),
+                    active: active.map(|p| format!("{} (sha256 {})", p.name, p.pkcs7_sha256)),
+                });
+            }
+        }
+        Some(Enforcer::Emulated) | None => report.checked.push(
+            "the exec rule is veritylab's emulation of the IPE policy: ours by construction, enforced only where \
+             veritylab executes (no kernel policy is involved)"
+                .to_owned(),
+        ),
+    }
 }
 
 /// Finds the rootfs overlay and reports anything else at or under the target.
@@ -449,7 +492,7 @@ fn check_overlay(record: &Record, overlay: &MountInfo, report: &mut Report) {
     if found != expected {
         report.findings.push(AuditFinding::LowerdirsChanged { expected, found });
     }
-    if record.profile == Profile::Hardened {
+    if record.profile.hardened() {
         report
             .checked
             .push("the overlay is read-only and has no upperdir (hardened)".to_owned());

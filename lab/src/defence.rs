@@ -30,11 +30,17 @@ pub enum Defence {
     /// A block that fails its digest is corrected from the layer's parity and served only if the corrected
     /// bytes match the tree (`hardened`).
     ErrorCorrection,
+    /// Each layer's root-hash signature checked by the kernel (or its emulation) when its device opens, and
+    /// required (`enforced`).
+    KernelSignatures,
+    /// Execution only of files from signature-checked verified devices: the IPE policy, or its emulation
+    /// (`enforced`).
+    ExecPolicy,
 }
 
 impl Defence {
     /// Every defence, in the order reports list them.
-    pub const ALL: [Defence; 9] = [
+    pub const ALL: [Defence; 11] = [
         Defence::ReadOnlyRootfs,
         Defence::NoUpperdir,
         Defence::VerifiedReads,
@@ -44,6 +50,8 @@ impl Defence {
         Defence::Reverification,
         Defence::Cleanup,
         Defence::ErrorCorrection,
+        Defence::KernelSignatures,
+        Defence::ExecPolicy,
     ];
 
     /// The defence's name in reports.
@@ -58,6 +66,8 @@ impl Defence {
             Defence::Reverification => "periodic re-verification",
             Defence::Cleanup => "cleanup",
             Defence::ErrorCorrection => "error correction",
+            Defence::KernelSignatures => "kernel-checked root-hash signatures",
+            Defence::ExecPolicy => "exec policy",
         }
     }
 

@@ -176,6 +176,135 @@ pub fn write(policy: &Policy, key: &SigningKey, certificate: &[u8], dir: &Path) 
     })
 }
 
+/// Where securityfs shows IPE when the kernel has it and securityfs is mounted.
+pub const SECURITYFS_IPE: &str = "/sys/kernel/security/ipe";
+
+/// The kernel's IPE interface in securityfs: loading, activating and enforcing a signed policy, and reading
+/// which policy is active.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Securityfs {
+    dir: PathBuf,
+}
+
+/// A policy the kernel holds, as securityfs shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LoadedPolicy {
+    /// Its name (its directory under `policies/`).
+    pub name: String,
+    /// SHA-256 of the signed policy the kernel keeps (`policies/NAME/pkcs7`), lowercase hex.
+    pub pkcs7_sha256: String,
+}
+
+/// The largest signed policy `read_signed` takes (a signed policy is a few kilobytes).
+pub const MAX_SIGNED_POLICY: u64 = 1 << 20;
+
+/// Reads a signed policy file (`NAME.ipe.p7s`) of at most [`MAX_SIGNED_POLICY`] bytes.
+pub fn read_signed(path: &Path) -> Result<Vec<u8>, IpeError> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(MAX_SIGNED_POLICY + 1).read_to_end(&mut bytes));
+    let failed = |reason: String| IpeError::Read {
+        path: path.to_owned(),
+        reason,
+    };
+    read.map_err(|e| failed(e.to_string()))?;
+    if bytes.len() as u64 > MAX_SIGNED_POLICY {
+        return Err(failed(format!("larger than {MAX_SIGNED_POLICY} bytes")));
+    }
+    Ok(bytes)
+}
+
+/// The largest file read back from securityfs (a signed policy is a few kilobytes).
+const SECURITYFS_READ_LIMIT: u64 = 1 << 20;
+
+impl Securityfs {
+    /// IPE at [`SECURITYFS_IPE`], when this kernel has it (and securityfs is mounted).
+    pub fn find() -> Option<Self> {
+        Self::at(Path::new(SECURITYFS_IPE))
+    }
+
+    /// IPE at `dir`, when `dir` has IPE's files.
+    pub fn at(dir: &Path) -> Option<Self> {
+        dir.join("new_policy").exists().then(|| Self { dir: dir.to_owned() })
+    }
+
+    /// Loads `signed` (a signed policy, as `veritylab ipe policy` writes it) unless the kernel holds the very
+    /// same policy already, activates it and turns enforcement on; returns it as the kernel holds it.
+    pub fn load_and_activate(&self, signed: &[u8]) -> Result<LoadedPolicy, IpeError> {
+        let ours = sha256_hex(signed);
+        let loaded = match self.policies()?.into_iter().find(|p| p.pkcs7_sha256 == ours) {
+            Some(policy) => policy,
+            None => {
+                self.write(&self.dir.join("new_policy"), signed)?;
+                self.policies()?
+                    .into_iter()
+                    .find(|p| p.pkcs7_sha256 == ours)
+                    .ok_or_else(|| IpeError::Kernel {
+                        what: "finding the policy just loaded".to_owned(),
+                        reason: "no policy under policies/ holds it".to_owned(),
+                    })?
+            }
+        };
+        self.write(&self.dir.join("policies").join(&loaded.name).join("active"), b"1")?;
+        self.write(&self.dir.join("enforce"), b"1")?;
+        Ok(loaded)
+    }
+
+    /// The active policy, if any.
+    pub fn active(&self) -> Result<Option<LoadedPolicy>, IpeError> {
+        for policy in self.policies()? {
+            let active = self.read(&self.dir.join("policies").join(&policy.name).join("active"))?;
+            if active.trim_ascii() == b"1" {
+                return Ok(Some(policy));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every policy the kernel holds.
+    fn policies(&self) -> Result<Vec<LoadedPolicy>, IpeError> {
+        let dir = self.dir.join("policies");
+        let entries = std::fs::read_dir(&dir).map_err(|e| self.io("listing", &dir, &e))?;
+        let mut policies = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| self.io("listing", &dir, &e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pkcs7 = self.read(&entry.path().join("pkcs7"))?;
+            policies.push(LoadedPolicy {
+                name,
+                pkcs7_sha256: sha256_hex(&pkcs7),
+            });
+        }
+        policies.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(policies)
+    }
+
+    fn read(&self, path: &Path) -> Result<Vec<u8>, IpeError> {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(SECURITYFS_READ_LIMIT).read_to_end(&mut bytes))
+            .map_err(|e| self.io("reading", path, &e))?;
+        Ok(bytes)
+    }
+
+    fn write(&self, path: &Path, bytes: &[u8]) -> Result<(), IpeError> {
+        std::fs::write(path, bytes).map_err(|e| self.io("writing", path, &e))
+    }
+
+    fn io(&self, what: &str, path: &Path, e: &std::io::Error) -> IpeError {
+        IpeError::Kernel {
+            what: format!("{what} {}", path.display()),
+            reason: e.to_string(),
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    verity_fuse::hex::encode(&sha2::Sha256::digest(bytes))
+}
+
 /// Why a policy cannot be made.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -200,6 +329,22 @@ pub enum IpeError {
     /// A file cannot be written.
     #[error(transparent)]
     Write(#[from] StoreError),
+    /// A signed policy file cannot be read.
+    #[error("reading the signed IPE policy {}: {reason}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The kernel's IPE interface refused or failed an operation.
+    #[error("IPE in securityfs: {what}: {reason}")]
+    Kernel {
+        /// What was being done.
+        what: String,
+        /// What the kernel said.
+        reason: String,
+    },
 }
 
 impl IpeError {
@@ -209,6 +354,7 @@ impl IpeError {
             Self::BadName { .. } | Self::BadVersion { .. } => ErrorClass::BadInput,
             Self::Sign(e) => e.class(),
             Self::Write(e) => e.class(),
+            Self::Kernel { .. } | Self::Read { .. } => ErrorClass::Io,
         }
     }
 }
@@ -238,6 +384,32 @@ mod tests {
             assert_eq!(e.class(), ErrorClass::BadInput);
             assert!(e.to_string().contains("refused"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_policy_is_loaded_once_activated_and_enforced_through_securityfs_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let ipe = dir.path();
+        std::fs::create_dir_all(ipe.join("policies/other")).unwrap();
+        std::fs::write(ipe.join("policies/other/pkcs7"), b"someone else's").unwrap();
+        std::fs::write(ipe.join("policies/other/active"), b"1\n").unwrap();
+        std::fs::write(ipe.join("new_policy"), b"").unwrap();
+        let fs = Securityfs::at(ipe).unwrap();
+        assert_eq!(fs.active().unwrap().unwrap().name, "other");
+        // The kernel would create the directory from new_policy; this stand-in has it already.
+        std::fs::create_dir_all(ipe.join("policies/veritylab")).unwrap();
+        std::fs::write(ipe.join("policies/veritylab/pkcs7"), b"ours").unwrap();
+        std::fs::write(ipe.join("policies/veritylab/active"), b"0").unwrap();
+        let loaded = fs.load_and_activate(b"ours").unwrap();
+        assert_eq!(loaded.name, "veritylab");
+        assert_eq!(
+            std::fs::read(ipe.join("new_policy")).unwrap(),
+            b"",
+            "already held: not loaded again"
+        );
+        assert_eq!(std::fs::read(ipe.join("policies/veritylab/active")).unwrap(), b"1");
+        assert_eq!(std::fs::read(ipe.join("enforce")).unwrap(), b"1");
+        assert!(Securityfs::at(&ipe.join("policies")).is_none());
     }
 
     #[test]

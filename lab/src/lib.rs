@@ -15,6 +15,7 @@
 //! - [`defence`]: the defences the profiles claim, each of which the mutation test can turn off.
 //! - [`sign`]: root hashes in signed manifests (cosign or delivery-kit), keys, the trust policy, verification.
 //! - [`ipe`]: IPE policies that let only signature-checked dm-verity volumes (and the initramfs) execute.
+//! - [`exec_policy`]: the `enforced` profile's exec rule, emulated where no kernel enforces IPE.
 //! - [`watch`]: periodic re-verification of converted layers at rest, within a CPU budget.
 //! - [`utc`]: RFC 3339 date-times in UTC, the one formatter every report and annotation uses.
 //! - [`progress`]: what long operations report (steps and byte counts), drawn as bars by the command.
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod convert;
 pub mod defence;
 pub mod erofs;
+pub mod exec_policy;
 pub mod image_spec;
 pub mod ipe;
 pub mod mount;

@@ -22,11 +22,21 @@ pub enum Profile {
     /// Root hashes from the verified signature, read-only overlay with no upperdir, the pinned standard
     /// mountpoints layer, the mount audit and periodic re-verification.
     Hardened,
+    /// `hardened`, and each layer's root-hash signature checked when its device opens (by the kernel's
+    /// keyring, or by the emulation of that check against the node's trusted certificates), required; and
+    /// execution only of files from such signature-checked devices (the IPE policy, or its emulation).
+    Enforced,
 }
 
 impl Profile {
     /// Every profile, from the weakest to the strongest.
-    pub const ALL: [Profile; 4] = [Profile::Vanilla, Profile::Erofs, Profile::Verity, Profile::Hardened];
+    pub const ALL: [Profile; 5] = [
+        Profile::Vanilla,
+        Profile::Erofs,
+        Profile::Verity,
+        Profile::Hardened,
+        Profile::Enforced,
+    ];
 
     /// The name used on the command line, in files and in reports.
     pub fn name(self) -> &'static str {
@@ -35,17 +45,31 @@ impl Profile {
             Profile::Erofs => "erofs",
             Profile::Verity => "verity",
             Profile::Hardened => "hardened",
+            Profile::Enforced => "enforced",
         }
     }
 
     /// True when layers sit on verified devices.
     pub fn verified(self) -> bool {
-        matches!(self, Profile::Verity | Profile::Hardened)
+        matches!(self, Profile::Verity | Profile::Hardened | Profile::Enforced)
+    }
+
+    /// True when the profile takes root hashes only from a verified signature and applies the rest of the
+    /// hardened design (read-only rootfs without upperdir, the pinned layer, the audit): `hardened` and
+    /// `enforced`.
+    pub fn hardened(self) -> bool {
+        matches!(self, Profile::Hardened | Profile::Enforced)
+    }
+
+    /// True when each layer's root-hash signature must pass the kernel's check (or its emulation) at device
+    /// open, and only files from such devices may execute: `enforced`.
+    pub fn enforced(self) -> bool {
+        self == Profile::Enforced
     }
 
     /// True when the overlay has a writable upperdir.
     pub fn writable(self) -> bool {
-        self != Profile::Hardened
+        !self.hardened()
     }
 
     /// The Reed-Solomon parity roots a node of this profile gives each layer it converts and signs, when it
@@ -63,6 +87,9 @@ impl Profile {
             Profile::Verity => "EROFS on verified devices, root hashes from local metadata, writable upperdir",
             Profile::Hardened => {
                 "signed root hashes, read-only overlay without upperdir, pinned mountpoints layer, mount audit"
+            }
+            Profile::Enforced => {
+                "hardened, with root-hash signatures checked at device open and execution only from signed devices"
             }
         }
     }
@@ -228,7 +255,7 @@ mod tests {
         }
         assert_eq!(
             "strict".parse::<Profile>().unwrap_err().to_string(),
-            "unknown profile `strict` (expected one of: vanilla, erofs, verity, hardened)"
+            "unknown profile `strict` (expected one of: vanilla, erofs, verity, hardened, enforced)"
         );
     }
 }

@@ -609,7 +609,7 @@ fn check_expectation(loc: &Locator<'_>, profile: Profile, e: &Spanned<Expectatio
     let why_given = x.why.as_deref().is_some_and(|w| !w.trim().is_empty());
     match x.outcome {
         Outcome::Undetected => {
-            if profile == Profile::Hardened && !why_given {
+            if profile.hardened() && !why_given {
                 problems.push(loc.span(
                     e,
                     "expect.hardened: an `undetected` hardened profile needs `why` (the honest explanation)".to_owned(),

@@ -72,6 +72,12 @@ pub enum ErrorKind {
     ReadOnly,
     /// The EROFS reader or the kernel refused a malformed image.
     MalformedImage,
+    /// A layer's root-hash signature was missing or refused when its device opened (the kernel's keyring
+    /// check, or its emulation): the mount is refused.
+    RootHashSignature,
+    /// Executing a file was refused (`EACCES`) because it does not come from a signature-checked verified
+    /// device (the kernel's IPE, or its emulation).
+    ExecDenied,
 }
 
 /// The kind of a mount-audit, re-verification or cleanup finding.
@@ -106,6 +112,8 @@ pub enum FindingKind {
     RootfsMissing,
     /// Audit: a mount the holder made was replaced by another (by unique mount id).
     MountReplaced,
+    /// Audit: the kernel's active IPE policy is not the one the `enforced` mount loaded.
+    ExecPolicyChanged,
     /// Re-verification at rest found a layer whose files no longer match its pinned root hash.
     TreeMismatch,
     /// Cleanup: a mount, loop device or FUSE server remained after the container stopped.
@@ -170,6 +178,8 @@ kebab_names! {
         MixedLayers => "mixed-layers",
         ReadOnly => "read-only",
         MalformedImage => "malformed-image",
+        RootHashSignature => "root-hash-signature",
+        ExecDenied => "exec-denied",
     }
     FindingKind {
         Overmount => "overmount",
@@ -186,6 +196,7 @@ kebab_names! {
         MountReplaced => "mount-replaced",
         TreeMismatch => "tree-mismatch",
         LeakedMount => "leaked-mount",
+        ExecPolicyChanged => "exec-policy-changed",
     }
     DeviceState {
         Verified => "verified",

@@ -190,7 +190,9 @@ fn emulated_replay(sandbox: &mut Sandbox, index: usize, trojan: &Trojan) -> Resu
         .ok_or_else(|| AttackError::env("no rootfs in the table"))?;
     emulated::replace_mount(record, &target, overlay).map_err(env("replacing the overlay"))?;
     // The container now reads the layer from the attacker's file, unverified.
-    let Layers { mut sources, devices } = Layers::open(plan).map_err(env("opening the layers"))?;
+    let Layers {
+        mut sources, devices, ..
+    } = Layers::open(plan).map_err(env("opening the layers"))?;
     let file = FileSource::open(&trojan.erofs).map_err(env("the attacker's file"))?;
     let window = Window::new(file, 0, trojan.data_size).map_err(env("the attacker's file"))?;
     let slot = sources

@@ -129,6 +129,17 @@ pub fn available(backend: RunnerBackend) -> Result<(), String> {
     }
 }
 
+/// Why an `enforced` cell cannot run on `backend` here, if it cannot: where the kernel backend's verified
+/// devices are kernel dm-verity mappings, the kernel checks each layer's root-hash signature against its own
+/// keyrings, which are filled at boot and cannot hold a cell's certificate (each cell has a fresh key).
+fn kernel_keyring_gap(profile: Profile, backend: RunnerBackend) -> Option<String> {
+    (profile.enforced() && backend == RunnerBackend::Kernel && veritylab::mount::dm::available().is_ok()).then(|| {
+        "the kernel checks root-hash signatures against its own keyrings, which cannot hold this cell's fresh \
+         certificate; the kernel's enforced run is the kernel tier's 6.12 VM test (its certificate in db)"
+            .to_owned()
+    })
+}
+
 /// How a cell skipped for lack of root begins its reason (the scenario's `needs_root` says the rest).
 pub const NEEDS_ROOT: &str = "needs root";
 
@@ -161,6 +172,8 @@ pub fn run(scenarios: &[Scenario], options: &RunOptions, progress: &mut dyn FnMu
                 .filter(|_| !verity_fuse::sys::is_root())
             {
                 CellResult::skipped(profile, backend, expected, format!("{NEEDS_ROOT}: {why}"))
+            } else if let Some(why) = kernel_keyring_gap(profile, backend) {
+                CellResult::skipped(profile, backend, expected, why)
             } else if let Some(why) = &unavailable {
                 CellResult::skipped(
                     profile,
@@ -284,6 +297,7 @@ impl Cell<'_> {
                     DefenceRefusal::ReadOnly => ErrorKind::ReadOnly,
                     DefenceRefusal::OutOfRange => ErrorKind::OutOfRange,
                     DefenceRefusal::HashMismatch => ErrorKind::HashMismatch,
+                    DefenceRefusal::ExecDenied => ErrorKind::ExecDenied,
                 };
                 self.refused(phase, action, kind, message);
                 Ok(())
@@ -495,7 +509,7 @@ fn stage(scenario: &Scenario, cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Res
         Err(e) => cell.attack_error(Phase::Observe, "the attacker looks", e)?,
     }
     devices(cell, sandbox);
-    if sandbox.profile == Profile::Hardened {
+    if sandbox.profile.hardened() {
         checks(cell, sandbox, &mount_name)?;
     }
     revert(cell, attack.as_mut(), sandbox)
@@ -706,7 +720,7 @@ fn convert_kind(e: &ConvertError) -> Option<ErrorKind> {
 /// The hardened profile's signature check; returns the name to mount and the root hashes' source, or
 /// `None` when verification refused the image.
 fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, Trust)>, HarnessError> {
-    if sandbox.profile != Profile::Hardened {
+    if !sandbox.profile.hardened() {
         cell.step(
             Phase::Setup,
             "no signature check",
@@ -803,7 +817,19 @@ fn verify_kind(finding: &VerifyFinding) -> Option<ErrorKind> {
 fn mount_image(cell: &mut Cell<'_>, sandbox: &mut Sandbox, trust: &Trust) -> Result<bool, HarnessError> {
     let target = sandbox.dir.path().join("rootfs");
     fs::create_dir_all(&target).map_err(|e| HarnessError::new(ErrorClass::Io, e.to_string()))?;
-    let mut plan = match mount::prepare(&sandbox.store, trust, &target, sandbox.profile, sandbox.backend) {
+    let planned = match sandbox.profile {
+        Profile::Enforced => {
+            let kernel = mount::KernelTrust {
+                keyring: sandbox
+                    .keyring()
+                    .map_err(|e| HarnessError::new(ErrorClass::Io, format!("the node's keyring: {e}")))?,
+                ipe_policy: None,
+            };
+            mount::prepare_enforced(&sandbox.store, trust, &target, sandbox.backend, &kernel)
+        }
+        profile => mount::prepare(&sandbox.store, trust, &target, profile, sandbox.backend),
+    };
+    let mut plan = match planned {
         Ok(plan) => plan,
         Err(e) => {
             let kind = match &e {
@@ -852,6 +878,7 @@ fn mount_image(cell: &mut Cell<'_>, sandbox: &mut Sandbox, trust: &Trust) -> Res
                 LayerRefusalKind::RootHash => ErrorKind::RootHashMismatch,
                 LayerRefusalKind::Verification => ErrorKind::HashMismatch,
                 LayerRefusalKind::Malformed => ErrorKind::MalformedImage,
+                LayerRefusalKind::Signature => ErrorKind::RootHashSignature,
             };
             cell.refused(Phase::Setup, "mount", kind, refusal.to_string());
             Ok(false)
@@ -927,6 +954,7 @@ pub fn finding_kind(finding: &audit::AuditFinding) -> FindingKind {
         A::RootHashMismatch { .. } => FindingKind::RootHashMismatch,
         A::DeviceCorrupted { .. } => FindingKind::DeviceCorrupted,
         A::UnexpectedMount { .. } => FindingKind::UnexpectedMount,
+        A::ExecPolicyChanged { .. } => FindingKind::ExecPolicyChanged,
     }
 }
 

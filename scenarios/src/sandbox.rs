@@ -26,6 +26,7 @@ use veritylab::root_hash::RootHash;
 use veritylab::rootfs::{Snapshot, SnapshotError};
 use veritylab::sign::BuildTimestamp;
 use veritylab::sign::Scheme;
+use veritylab::sign::kernel_signature;
 use veritylab::sign::keys::{self, PublicKey};
 use veritylab::sign::{SignError, SignOptions, SignReport, read_image, sign_image};
 use veritylab::store::{Store, StoreError};
@@ -109,6 +110,9 @@ pub(crate) struct Sandbox {
     pub(crate) key: SigningKey,
     /// Its public half, the key the node trusts.
     pub(crate) public: PublicKey,
+    /// Its X.509 certificate (DER): what the publisher's root-hash signatures name, and what the node's
+    /// keyring trusts (`enforced`).
+    pub(crate) certificate: Vec<u8>,
     /// The registry the node pulls from (a `docker-registry` of the cell's own, or an OCI layout where that is
     /// not installed), for registry-stage attacks; the runner drops it (stopping the registry) before the
     /// leak check.
@@ -129,6 +133,9 @@ pub(crate) struct Sandbox {
     pub(crate) replayed: Option<PathBuf>,
     /// Whether the node's policy requires a signature for the image's repository (an attacker may edit it).
     pub(crate) policy_requires_signature: bool,
+    /// What the attacker's mounts hold on the emulated backend, which mounts nothing: each mount point with
+    /// the host directory (a tmpfs's or a bind mount's files) or EROFS image behind it.
+    pub(crate) emulated_mounts: Vec<(PathBuf, MountKind, PathBuf)>,
 }
 
 /// One stopped container's mount left behind by [`attacks::Env::leak_mounts`].
@@ -220,6 +227,13 @@ impl Sandbox {
         fs::create_dir_all(dir.path().join("scratch")).map_err(SandboxError::Create)?;
         let key = keys::generate();
         let public = PublicKey::new(*key.verifying_key(), Path::new("scenario.pub"));
+        let certificate =
+            kernel_signature::self_signed_certificate(&key, "veritylab scenario publisher").map_err(|source| {
+                SandboxError::Sign {
+                    name: REPOSITORY.to_owned(),
+                    source: Box::new(SignError::KernelSignature(source)),
+                }
+            })?;
         Ok(Self {
             dir,
             store,
@@ -230,6 +244,7 @@ impl Sandbox {
             scheme,
             key,
             public,
+            certificate,
             registry: None,
             check_at_most_once: false,
             conversions: Vec::new(),
@@ -239,6 +254,7 @@ impl Sandbox {
             leaked: Vec::new(),
             replayed: None,
             policy_requires_signature: true,
+            emulated_mounts: Vec::new(),
         })
     }
 
@@ -266,6 +282,16 @@ impl Sandbox {
         key: &SigningKey,
         built: u64,
     ) -> Result<SignReport, SandboxError> {
+        let certificate = if key.verifying_key() == self.key.verifying_key() {
+            self.certificate.clone()
+        } else {
+            kernel_signature::self_signed_certificate(key, "veritylab scenario signer").map_err(|source| {
+                SandboxError::Sign {
+                    name: name.to_owned(),
+                    source: Box::new(SignError::KernelSignature(source)),
+                }
+            })?
+        };
         let options = SignOptions {
             key: key.clone(),
             scheme: self.scheme,
@@ -273,7 +299,7 @@ impl Sandbox {
             tag: None,
             built: BuildTimestamp(built),
             layout: VerityLayout::Containerd,
-            kernel_certificate: None,
+            kernel_certificate: Some(certificate),
         };
         if let Some(roots) = self.profile.fec_roots() {
             convert::convert_image_with(store, name, VerityLayout::Containerd, Some(roots), &|_| {}).map_err(
@@ -308,6 +334,16 @@ impl Sandbox {
                 dir: dir.to_owned(),
                 source: Box::new(source),
             })
+    }
+
+    /// The node's trusted certificates for root-hash signatures (`enforced`): the trusted key's certificate,
+    /// written on first use.
+    pub(crate) fn keyring(&self) -> Result<PathBuf, SandboxError> {
+        let path = self.dir.path().join("keyring.crt");
+        if !path.exists() {
+            fs::write(&path, &self.certificate).map_err(SandboxError::Create)?;
+        }
+        Ok(path)
     }
 
     /// The trusted root hashes of the mounted layers, by layer name (for the audit).
@@ -394,6 +430,20 @@ impl attacks::Env for Sandbox {
         Ok(signed.manifest.digest)
     }
 
+    fn kernel_signature(&self, key: attacks::SigningKey, content: &[u8]) -> Result<Vec<u8>, AttackError> {
+        let (key, certificate) = match key {
+            attacks::SigningKey::Trusted => (self.key.clone(), self.certificate.clone()),
+            attacks::SigningKey::Untrusted => {
+                let key = keys::generate();
+                let certificate = kernel_signature::self_signed_certificate(&key, "veritylab scenario attacker")
+                    .map_err(env_err("the attacker's certificate"))?;
+                (key, certificate)
+            }
+        };
+        kernel_signature::pkcs7_signature(&key, &certificate, content, kernel_signature::Content::Detached)
+            .map_err(env_err("a root-hash signature"))
+    }
+
     fn build_times(&self) -> BuildTimes {
         BuildTimes {
             built: BUILT,
@@ -453,6 +503,7 @@ impl attacks::Env for Sandbox {
                 .as_ref()
                 .map(|(_, r)| r.target.join(path))
                 .ok_or_else(|| AttackError::env("nothing is mounted"))?;
+            let files = source;
             let (fs_type, options, source) = match kind {
                 MountKind::Tmpfs => ("tmpfs", "rw", Path::new("tmpfs")),
                 MountKind::Bind => ("none", "bind", source),
@@ -467,16 +518,29 @@ impl attacks::Env for Sandbox {
                 source.as_os_str(),
                 target.as_os_str(),
             ])?;
+            if kind == MountKind::Tmpfs {
+                self.fill_tmpfs(path, files)?;
+            }
             return Ok(format!(
                 "mounted {} ({fs_type}) at {} inside the container",
                 source.display(),
                 target.display()
             ));
         }
+        let content = match kind {
+            MountKind::Tmpfs => {
+                let dir = self.scratch().join(format!("tmpfs-{}", self.emulated_mounts.len()));
+                fs::create_dir_all(&dir).map_err(io(&dir))?;
+                copy_files(source, &dir)?;
+                dir
+            }
+            MountKind::Bind | MountKind::UnverifiedErofs => source.to_owned(),
+        };
         let Some((_, record)) = self.mounted.as_mut() else {
             return Err(AttackError::env("nothing is mounted"));
         };
         let mount_point = record.target.join(path);
+        self.emulated_mounts.push((mount_point.clone(), kind, content));
         let (fs_type, device_name, backing) = match kind {
             MountKind::Tmpfs => ("tmpfs", "tmpfs", None),
             MountKind::Bind => ("ext4", "/dev/attacker", None),
@@ -571,6 +635,7 @@ impl attacks::Env for Sandbox {
         if let Some(table) = record.emulated.as_mut() {
             table.retain(|e| e.mount_point != mount_point);
         }
+        self.emulated_mounts.retain(|(at, _, _)| *at != mount_point);
         emulated::save(record).map_err(env_err("removing the mount"))
     }
 
@@ -579,6 +644,10 @@ impl attacks::Env for Sandbox {
     }
 
     fn write_in_container(&mut self, path: &str, bytes: &[u8]) -> Result<(), AttackError> {
+        if let Some((dir, rel)) = self.emulated_mount_dir(path) {
+            let file = dir.join(rel);
+            return fs::write(&file, bytes).map_err(io(&file));
+        }
         let written = match &self.container {
             Some(Container::Emulated { rootfs, .. }) => rootfs.write(path, bytes),
             Some(Container::Real { root, .. }) => fs::write(root.join(path.trim_start_matches('/')), bytes),
@@ -619,6 +688,67 @@ impl attacks::Env for Sandbox {
                 AttackError::env(format!("reading /{path}: {e}"))
             }
         })
+    }
+
+    fn exec_in_container(&mut self, path: &str) -> Result<String, AttackError> {
+        use veritylab::audit::View as _;
+        let rel = path.trim_start_matches('/');
+        let (_, record) = self
+            .mounted
+            .as_ref()
+            .ok_or_else(|| AttackError::env("nothing is mounted"))?;
+        let denied = |e: veritylab::exec_policy::ExecDenied| AttackError::Refused {
+            kind: DefenceRefusal::ExecDenied,
+            message: e.to_string(),
+        };
+        match &self.container {
+            Some(Container::Emulated { rootfs, .. }) => {
+                let at = record.target.join(rel);
+                let table = emulated::Table::new(record);
+                let (file, mount) = table
+                    .file_at(&at)
+                    .ok_or_else(|| AttackError::env(format!("/{rel} is on no mount")))?;
+                if record.profile.enforced() {
+                    let exe = veritylab::exec_policy::Executable { file, mount };
+                    veritylab::exec_policy::decide(record, &table, Path::new(rel), exe).map_err(denied)?;
+                }
+                let bytes = match self.emulated_mount_of(&at) {
+                    Some((MountKind::UnverifiedErofs, image, inside)) => read_erofs_file(image, &inside)?,
+                    Some((_, dir, inside)) => {
+                        let file = dir.join(inside);
+                        fs::read(&file).map_err(io(&file))?
+                    }
+                    None => rootfs
+                        .read(rel, 1 << 20)
+                        .map_err(|e| AttackError::env(format!("loading /{rel}: {e}")))?,
+                };
+                Ok(format!(
+                    "the emulated container loaded /{rel} for execution ({} bytes, no process runs on this backend): {:?}",
+                    bytes.len(),
+                    String::from_utf8_lossy(&bytes).lines().last().unwrap_or_default()
+                ))
+            }
+            Some(Container::Real { root, .. }) => {
+                let file_path = root.join(rel);
+                let file = fs::File::open(&file_path).map_err(io(&file_path))?;
+                if record.profile.enforced()
+                    && !matches!(
+                        record.exec_policy,
+                        Some(veritylab::exec_policy::Enforcer::Kernel { .. })
+                    )
+                {
+                    let stat = verity_fuse::identity::stat_open(&file).map_err(io(&file_path))?;
+                    let exe = veritylab::exec_policy::Executable {
+                        file: stat.file,
+                        mount: stat.mount,
+                    };
+                    let view = veritylab::audit::Namespace::new(record);
+                    veritylab::exec_policy::decide(record, &view, Path::new(rel), exe).map_err(denied)?;
+                }
+                run_open_file(&file, rel)
+            }
+            None => Err(AttackError::env("nothing is mounted")),
+        }
     }
 
     fn list_in_container(&mut self, path: &str) -> Result<Vec<String>, AttackError> {
@@ -737,7 +867,9 @@ impl attacks::Env for Sandbox {
     }
 
     fn pinned_layer(&self) -> Option<PathBuf> {
-        (self.profile == Profile::Hardened).then(|| self.store.root().join("pinned/mountpoints/layer.erofs"))
+        self.profile
+            .hardened()
+            .then(|| self.store.root().join("pinned/mountpoints/layer.erofs"))
     }
 
     fn leak_mounts(&mut self, count: u64) -> Result<String, AttackError> {
@@ -844,6 +976,142 @@ impl attacks::Env for Sandbox {
 
 /// Stops an emulated container without taking its mount down: its record is made to name a process that has
 /// exited (a thread of ours, gone once joined), as a killed container's would.
+/// Copies the regular files directly in `from` (a directory; nothing when it is not one) into `to`, keeping
+/// their modes.
+fn copy_files(from: &Path, to: &Path) -> Result<(), AttackError> {
+    if !from.is_dir() {
+        return Ok(());
+    }
+    for entry in fs::read_dir(from).map_err(io(from))? {
+        let entry = entry.map_err(io(from))?;
+        if entry.file_type().map_err(io(&entry.path()))?.is_file() {
+            let dest = to.join(entry.file_name());
+            fs::copy(entry.path(), &dest).map_err(io(&dest))?;
+        }
+    }
+    Ok(())
+}
+
+impl Sandbox {
+    /// Puts the attacker's files from `source` into the tmpfs just mounted at `path` in the container, as the
+    /// attacker would (through the holder's view of its namespace).
+    fn fill_tmpfs(&self, path: &str, source: &Path) -> Result<(), AttackError> {
+        let (_, record) = self
+            .mounted
+            .as_ref()
+            .ok_or_else(|| AttackError::env("nothing is mounted"))?;
+        copy_files(source, &record.in_namespace(&record.target.join(path)))
+    }
+
+    /// The attacker's emulated mount `at` is on, with what is behind it and `at`'s path inside it.
+    fn emulated_mount_of(&self, at: &Path) -> Option<(MountKind, &Path, PathBuf)> {
+        if self.backend != Backend::Emulated {
+            return None;
+        }
+        self.emulated_mounts
+            .iter()
+            .rev()
+            .filter(|(point, _, _)| at.starts_with(point))
+            .max_by_key(|(point, _, _)| point.components().count())
+            .map(|(point, kind, content)| {
+                let inside = at.strip_prefix(point).unwrap_or(Path::new("")).to_owned();
+                (*kind, content.as_path(), inside)
+            })
+    }
+
+    /// The host directory behind an attacker's emulated tmpfs or bind mount holding `path`, with the path in it.
+    fn emulated_mount_dir(&self, path: &str) -> Option<(PathBuf, PathBuf)> {
+        let target = self.mounted.as_ref()?.1.target.join(path.trim_start_matches('/'));
+        match self.emulated_mount_of(&target)? {
+            (MountKind::UnverifiedErofs, _, _) => None,
+            (_, dir, inside) => Some((dir.to_owned(), inside)),
+        }
+    }
+}
+
+/// Reads the file at `inside` of the EROFS image `image` (an attacker's unverified EROFS mount, emulated).
+fn read_erofs_file(image: &Path, inside: &Path) -> Result<Vec<u8>, AttackError> {
+    let fail = |e: &dyn std::fmt::Display| AttackError::env(format!("{}: {e}", image.display()));
+    let source = verity_fuse::source::FileSource::open(image).map_err(|e| fail(&e))?;
+    let image = veritylab::erofs::Image::open(source).map_err(|e| fail(&e))?;
+    let inode = image
+        .lookup(inside.as_os_str().as_encoded_bytes())
+        .map_err(|e| fail(&e))?;
+    image.read_to_vec(&inode, 1 << 20).map_err(|e| fail(&e))
+}
+
+/// The longest an executed file may run.
+const EXEC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Executes the open `file` through a descriptor (the child's standard input, `/proc/self/fd/0`, set only
+/// in the child, so no other process inherits it), so the file run is the file opened and checked; returns
+/// its output. `EACCES` from `execve` (the kernel's IPE) is the exec policy's refusal.
+fn run_open_file(file: &fs::File, rel: &str) -> Result<String, AttackError> {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Command, Stdio};
+    // Other reasons for EACCES are the harness's, not the exec policy's: ruled out before executing.
+    let mode = file
+        .metadata()
+        .map_err(|e| AttackError::env(format!("/{rel}: {e}")))?
+        .permissions()
+        .mode();
+    if mode & 0o111 == 0 {
+        return Err(AttackError::env(format!("/{rel} is not executable (mode {mode:o})")));
+    }
+    let noexec = rustix::fs::fstatvfs(file)
+        .map(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::NOEXEC))
+        .map_err(|e| AttackError::env(format!("/{rel}: {e}")))?;
+    if noexec {
+        return Err(AttackError::env(format!("/{rel} is on a noexec mount")));
+    }
+    let input = file
+        .try_clone()
+        .map_err(|e| AttackError::env(format!("executing /{rel}: {e}")))?;
+    let child = Command::new("/proc/self/fd/0")
+        .stdin(Stdio::from(input))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let child = match child {
+        Ok(child) => child,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::ACCESS.raw_os_error()) => {
+            return Err(AttackError::Refused {
+                kind: DefenceRefusal::ExecDenied,
+                message: format!("executing /{rel}: {e}"),
+            });
+        }
+        Err(e) => return Err(AttackError::env(format!("executing /{rel}: {e}"))),
+    };
+    let started = std::time::Instant::now();
+    let mut child = child;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if started.elapsed() > EXEC_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(AttackError::env(format!("/{rel} ran longer than {EXEC_TIMEOUT:?}")));
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Err(e) => return Err(AttackError::env(format!("waiting for /{rel}: {e}"))),
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| AttackError::env(format!("executing /{rel}: {e}")))?;
+    if !out.status.success() {
+        return Err(AttackError::env(format!(
+            "/{rel} exited {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(format!(
+        "the container ran /{rel}: {:?}",
+        String::from_utf8_lossy(&out.stdout).trim()
+    ))
+}
+
 fn stop_emulated(mut record: Record) -> Result<(), AttackError> {
     let gone = std::thread::spawn(|| {
         fs::read_link("/proc/thread-self")

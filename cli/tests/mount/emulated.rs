@@ -94,7 +94,9 @@ fn audit(record: &Record) -> audit::Report {
 fn every_profile_shows_the_tree_umoci_unpacks_and_passes_the_audit() {
     let lab = lab_or_skip!();
     let expected = Snapshot::of_umoci_bundle(&lab.bundle).unwrap();
-    for profile in Profile::ALL {
+    // `enforced` needs the node's keyring and signed root-hash signatures: the runner's enforced cells and
+    // kernel_vm::enforced mount it.
+    for profile in Profile::ALL.into_iter().filter(|p| !p.enforced()) {
         let (record, rootfs) = lab.mount(profile, profile.name());
         let mut seen = Snapshot::of_merged(&rootfs.merged).unwrap();
         let mut want = expected.clone();

@@ -183,7 +183,9 @@ fn every_profile_on_the_fuse_backend_reads_the_registry_image_as_umoci_unpacks_i
     let Some(lab) = lab(test) else {
         return;
     };
-    for profile in Profile::ALL {
+    // `enforced` needs the node's keyring and signed root-hash signatures: the runner's enforced cells and
+    // kernel_vm::enforced mount it.
+    for profile in Profile::ALL.into_iter().filter(|p| !p.enforced()) {
         let target = lab.target(profile.name());
         let record = lab.mount(profile, &target);
         assert_eq!(record.backend, Backend::Fuse);

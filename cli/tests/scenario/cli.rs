@@ -19,7 +19,7 @@ fn list_prints_the_embedded_scenarios_and_json_for_scripts() {
     assert_eq!(swap["attack"], "host-layer-swap");
     assert_eq!(
         swap["profiles"],
-        serde_json::json!(["vanilla", "erofs", "verity", "hardened"])
+        serde_json::json!(["vanilla", "erofs", "verity", "hardened", "enforced"])
     );
     assert_eq!(swap["expect"]["vanilla"], "undetected");
     let text = veritylab().args(["scenario", "list"]).output().unwrap();

@@ -174,7 +174,7 @@ fn html_report_renders_in_headless_chromium() {
         &tool,
         &profile,
         &["--dump-dom"],
-        &format!("{}#cell-5", url(&page)),
+        &format!("{}#cell-6", url(&page)),
     ))
     .unwrap();
     assert!(
@@ -191,7 +191,7 @@ fn html_report_renders_in_headless_chromium() {
         "the matrix lost its cells"
     );
     assert!(
-        dom.contains("data-shows=\"cell-5\""),
+        dom.contains("data-shows=\"cell-6\""),
         "clicking a cell did not show its evidence: {dom}"
     );
     assert!(

@@ -85,7 +85,7 @@ pub enum Cli {
     /// Bring the cluster's policy: import Kyverno, policy-controller or containers-policy.json documents.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
-    /// Mount an image's rootfs with a defence profile (vanilla, erofs, verity, hardened) and a backend.
+    /// Mount an image's rootfs with a defence profile (vanilla, erofs, verity, hardened, enforced) and a backend.
     Mount(mount::MountArgs),
     /// Take down a mount made by `veritylab mount`, reporting anything left behind.
     Umount(mount::UmountArgs),

@@ -27,9 +27,17 @@ pub struct MountArgs {
     #[arg(long, value_parser = super::named::<Backend>(Backend::ALL.map(Backend::name)))]
     pub backend: Option<Backend>,
     /// A trusted public key: the signature is verified and the root hashes are taken from it (required by
-    /// `hardened`, optional for the others); repeat for several.
+    /// `hardened` and `enforced`, optional for the others); repeat for several.
     #[arg(long, value_name = "PUB")]
     pub key: Vec<PathBuf>,
+    /// The node's trusted certificates for root-hash signatures, a file (PEM or DER) or a directory of them
+    /// (required by `enforced`, which checks each layer's signature against them where the kernel does not).
+    #[arg(long, value_name = "FILE|DIR")]
+    pub keyring: Option<PathBuf>,
+    /// The signed IPE policy (`veritylab ipe policy`'s `NAME.ipe.p7s`) that `enforced` loads and activates on
+    /// the kernel backend where the kernel has IPE.
+    #[arg(long, value_name = "P7S")]
+    pub ipe_policy: Option<PathBuf>,
     /// The trust policy (TOML), as for `veritylab verify`.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
@@ -83,7 +91,16 @@ pub(crate) fn run_mount(args: &MountArgs) -> Result<(), CliError> {
             backend
         }
     };
-    let plan = mount::prepare(&store, &trust, &args.target, args.profile, backend)?;
+    let plan = match (args.profile, &args.keyring) {
+        (Profile::Enforced, Some(keyring)) => {
+            let kernel = mount::KernelTrust {
+                keyring: keyring.clone(),
+                ipe_policy: args.ipe_policy.clone(),
+            };
+            mount::prepare_enforced(&store, &trust, &args.target, backend, &kernel)?
+        }
+        _ => mount::prepare(&store, &trust, &args.target, args.profile, backend)?,
+    };
     let exe = std::env::current_exe().map_err(|source| CliError::Io {
         what: "finding the veritylab executable".to_owned(),
         source,

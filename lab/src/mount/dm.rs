@@ -63,7 +63,7 @@ impl Mapping {
 }
 
 /// Why device-mapper cannot be used here, or `Ok` when the holder uses dm-verity for verified layers.
-pub(crate) fn available() -> Result<(), String> {
+pub fn available() -> Result<(), String> {
     verity_fuse::backend::capabilities().kernel.clone()
 }
 
@@ -80,8 +80,16 @@ pub(crate) fn belongs_to(name: &str, mount_id: &str) -> bool {
         .is_some_and(|index| !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Opens `layer` as mapping `name` with root hash `root`; on failure nothing is left behind.
-pub(crate) fn open(layer: &PlannedLayer, name: &str, root: RootHash, options: &Options) -> Result<Mapping, String> {
+/// Opens `layer` as mapping `name` with root hash `root`; on failure nothing is left behind. With
+/// `signature`, the kernel checks it against its trusted keyrings when the table loads
+/// (`root_hash_sig_key_desc`).
+pub(crate) fn open(
+    layer: &PlannedLayer,
+    name: &str,
+    root: RootHash,
+    options: &Options,
+    signature: Option<&super::RootHashSignature>,
+) -> Result<Mapping, String> {
     let digest = root.digest();
     let geometry = geometry_for(layer.erofs_size, layer.hashoffset).map_err(|e| e.to_string())?;
     let same_file = layer.erofs == layer.hash;
@@ -101,7 +109,15 @@ pub(crate) fn open(layer: &PlannedLayer, name: &str, root: RootHash, options: &O
                 is_hash: false,
             }),
     };
-    let made = kernel::open(name, files, &geometry, &digest, options).map_err(|e| e.to_string())?;
+    let made = kernel::open_signed(
+        name,
+        files,
+        &geometry,
+        &digest,
+        options,
+        signature.map(super::RootHashSignature::der),
+    )
+    .map_err(|e| e.to_string())?;
     let device = device_number(&made.device).inspect_err(|_| {
         let _ = kernel::close(name, &made.loops);
     })?;

@@ -25,6 +25,7 @@ use verity_fuse::identity::FileId;
 use verity_fuse::source::{FileSource, Window};
 
 use super::record::{BaselineMount, MountId, MountedLayer, RECORD_FILE, Record};
+use super::signed::{self, LayerTrust};
 use super::view::View;
 use super::{LayerRefusal, LayerRefusalKind, MountError, Plan};
 use crate::convert::{self, verity::geometry_for};
@@ -91,6 +92,7 @@ pub(super) fn start(plan: &Plan) -> Result<Record, MountError> {
             dm: None,
             erofs_mount: None,
             device_mount: None,
+            trust: None,
         };
         let mut backing = layer.erofs.clone();
         let mut backing_file = None;
@@ -180,7 +182,9 @@ pub(super) fn start(plan: &Plan) -> Result<Record, MountError> {
         })
         .collect();
     record.emulated = Some(table);
-    open_view(&record, plan)?;
+    let opened = Layers::open(plan)?;
+    opened.record_trust(&mut record);
+    opened.merge(plan)?;
     record.ready = true;
     save(&record)?;
     Ok(record)
@@ -239,15 +243,42 @@ pub struct Layers {
     pub sources: Vec<Source>,
     /// The verified devices among them, by layer name.
     pub devices: Devices,
+    /// How each verified device's root hash was vouched for (`enforced`), by layer name.
+    pub trust: Vec<(String, LayerTrust)>,
 }
 
 impl Layers {
     /// Opens `plan`'s layers: verified devices (with the plan's options) for verified profiles, the plain EROFS
-    /// data otherwise. A root hash or tree the device refuses is a [`MountError::Refused`].
+    /// data otherwise. A root hash or tree the device refuses is a [`MountError::Refused`]. For `enforced`,
+    /// each layer's root-hash signature is checked first by the emulation of the kernel's check
+    /// (`signed::check`); a layer it refuses is a [`MountError::Refused`] of kind
+    /// [`LayerRefusalKind::Signature`].
     pub fn open(plan: &Plan) -> Result<Self, MountError> {
+        Self::open_with(plan, true)
+    }
+
+    /// [`Layers::open`] for a backend whose kernel checks root-hash signatures itself (dm-verity mappings):
+    /// the emulated check is left to the kernel.
+    pub fn open_for_kernel(plan: &Plan) -> Result<Self, MountError> {
+        Self::open_with(plan, false)
+    }
+
+    /// Sets each recorded layer's [`LayerTrust`] from what the open found.
+    pub fn record_trust(&self, record: &mut super::Record) {
+        for layer in &mut record.layers {
+            layer.trust = self
+                .trust
+                .iter()
+                .find(|(name, _)| *name == layer.name)
+                .map(|(_, trust)| trust.clone());
+        }
+    }
+
+    fn open_with(plan: &Plan, emulate_signatures: bool) -> Result<Self, MountError> {
         let mut layers = Self {
             sources: Vec::with_capacity(plan.layers.len()),
             devices: Vec::new(),
+            trust: Vec::new(),
         };
         for layer in &plan.layers {
             let fail = |reason: String| MountError::Setup {
@@ -260,6 +291,19 @@ impl Layers {
                 layers.sources.push(Box::new(data));
                 continue;
             };
+            if plan.profile.enforced() && emulate_signatures {
+                let trust = match (&plan.keyring, layer.signature_required) {
+                    (Some(keyring), true) => signed::check(&root, layer.root_hash_signature.as_ref(), keyring)
+                        .map_err(|e| layers.refused(plan, LayerRefusalKind::Signature, &layer.name, e.to_string()))?,
+                    (Some(keyring), false) => layer
+                        .root_hash_signature
+                        .as_ref()
+                        .and_then(|sig| signed::check(&root, Some(sig), keyring).ok())
+                        .unwrap_or(LayerTrust::Unsigned),
+                    (None, _) => return Err(MountError::NoKeyring),
+                };
+                layers.trust.push((layer.name.clone(), trust));
+            }
             let hash = FileSource::open(&layer.hash).map_err(|e| fail(format!("{}: {e}", layer.hash.display())))?;
             let options = Options {
                 check_at_most_once: plan.check_at_most_once,
@@ -312,13 +356,14 @@ impl Layers {
     /// Merges the layers into the container's view; returns it with the verified devices. A block that fails
     /// verification or an image the reader refuses is a [`MountError::Refused`].
     pub fn merge(self, plan: &Plan) -> Result<(Merged<Source>, Devices), MountError> {
-        let Self { sources, devices } = self;
+        let Self { sources, devices, .. } = self;
         match Merged::from_sources(sources, OverlayNamespace::Trusted) {
             Ok(merged) => Ok((merged, devices)),
             Err(e) => {
                 let refused = Self {
                     sources: Vec::new(),
                     devices,
+                    trust: Vec::new(),
                 };
                 let kind = if e.is_verification_failure() {
                     LayerRefusalKind::Verification

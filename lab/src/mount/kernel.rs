@@ -25,7 +25,7 @@ use verity_fuse::sys::{self, find_tool};
 
 use super::emulated::Layers;
 use super::record::{self, BaselineMount, LOG_FILE, MountId, MountedLayer, RECORD_FILE, REFUSAL_FILE, Record};
-use super::{LayerRefusal, LayerRefusalKind, MountError, Plan, UmountReport, dm};
+use super::{LayerRefusal, LayerRefusalKind, LayerTrust, MountError, Plan, UmountReport, dm};
 use crate::erofs::{self, ExtractOptions, Image};
 use crate::mountinfo::{self, DeviceNumber};
 use crate::profile::{Backend, Profile};
@@ -235,13 +235,15 @@ impl Held {
 
 fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), MountError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| setup_error(plan, format!("{what}: {e}"));
-    let opened = if plan.profile.verified() {
-        Layers::open(plan)?
-    } else {
-        Layers {
+    let kernel_checks = dm::available().is_ok();
+    let opened = match (plan.profile.verified(), kernel_checks) {
+        (true, true) => Layers::open_for_kernel(plan)?,
+        (true, false) => Layers::open(plan)?,
+        (false, _) => Layers {
             sources: Vec::new(),
             devices: Vec::new(),
-        }
+            trust: Vec::new(),
+        },
     };
     let mut lowerdirs = Vec::with_capacity(plan.layers.len());
     for (i, layer) in plan.layers.iter().enumerate() {
@@ -257,6 +259,7 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
             dm: None,
             erofs_mount: None,
             device_mount: None,
+            trust: None,
         };
         match plan.profile {
             Profile::Vanilla => {
@@ -284,7 +287,7 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
                 mounted.erofs_dev = Some(device_of(&lower).map_err(|e| fail("stat", &e))?);
                 mounted.erofs_mount = Some(mount_id(&lower).map_err(|e| fail("identifying the EROFS mount", &e))?);
             }
-            Profile::Verity | Profile::Hardened if dm::available().is_ok() => {
+            Profile::Verity | Profile::Hardened | Profile::Enforced if dm::available().is_ok() => {
                 let what = format!("opening the dm-verity mapping of {}", layer.name);
                 let root = layer
                     .root_hash
@@ -293,7 +296,42 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
                     check_at_most_once: plan.check_at_most_once,
                     ..Options::default()
                 };
-                let mapping = dm::open(layer, &dm::name(&plan.id, i), root, &options).map_err(|e| fail(&what, &e))?;
+                let signed = plan
+                    .profile
+                    .enforced()
+                    .then_some(layer.root_hash_signature.as_ref())
+                    .flatten();
+                if signed.is_some() && sys::find_tool("keyctl").is_none() {
+                    return Err(fail(
+                        &format!("loading the root-hash signature of {}", layer.name),
+                        &"`keyctl` is not installed (Debian package keyutils)",
+                    ));
+                }
+                if plan.profile.enforced() && layer.signature_required && signed.is_none() {
+                    return Err(opened.refused(
+                        plan,
+                        LayerRefusalKind::Signature,
+                        &layer.name,
+                        "activation refused: Required key not available: no root hash signature, and signatures \
+                         are required"
+                            .to_owned(),
+                    ));
+                }
+                let mapping =
+                    dm::open(layer, &dm::name(&plan.id, i), root, &options, signed).map_err(|e| match signed {
+                        Some(_) => opened.refused(
+                            plan,
+                            LayerRefusalKind::Signature,
+                            &layer.name,
+                            format!("the kernel refused the table with its root-hash signature: {e}"),
+                        ),
+                        None => fail(&what, &e),
+                    })?;
+                if signed.is_some() {
+                    mounted.trust = Some(LayerTrust::Kernel);
+                } else if plan.profile.enforced() {
+                    mounted.trust = Some(LayerTrust::Unsigned);
+                }
                 let device = mapping.path();
                 held.mappings.push((layer.name.clone(), mapping.clone()));
                 mount_tool(&["-t", "erofs", "-o", "ro"], &device, &lower)
@@ -303,7 +341,7 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
                 mounted.erofs_dev = Some(device_of(&lower).map_err(|e| fail("stat", &e))?);
                 mounted.erofs_mount = Some(mount_id(&lower).map_err(|e| fail("identifying the EROFS mount", &e))?);
             }
-            Profile::Verity | Profile::Hardened => {
+            Profile::Verity | Profile::Hardened | Profile::Enforced => {
                 let device_dir = serve_device(plan, i, &opened, &mut mounted, held)?;
                 mount_tool(
                     &["-t", "erofs", "-o", "ro,loop"],
@@ -330,6 +368,13 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
             }
         }
         lowerdirs.push(lower);
+        if mounted.trust.is_none() {
+            mounted.trust = opened
+                .trust
+                .iter()
+                .find(|(name, _)| *name == layer.name)
+                .map(|(_, trust)| trust.clone());
+        }
         record.layers.push(mounted);
     }
     let mut options = format!(
@@ -375,12 +420,14 @@ fn set_up_fuse(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), 
             dm: None,
             erofs_mount: None,
             device_mount: None,
+            trust: None,
         };
         if layer.root_hash.is_some() {
             serve_device(plan, i, &opened, &mut mounted, held)?;
         }
         record.layers.push(mounted);
     }
+    opened.record_trust(record);
     let (merged, _) = opened.merge(plan)?;
     let options = FuseOptions {
         fs_name: format!("veritylab:{}", plan.id),

@@ -15,6 +15,7 @@ pub mod emulated;
 pub(crate) mod kernel;
 pub mod pinned;
 pub mod record;
+pub(crate) mod signed;
 pub(crate) mod view;
 
 pub use cleanup::{Cleaned, cleanup};
@@ -34,7 +35,8 @@ use crate::sign::verify::{SignedRootHash, VerifiedImage};
 use crate::store::{Store, StoreError, write_atomically};
 use verity_fuse::ErrorClass;
 
-pub use record::{Record, RecordError};
+pub use record::{Enforcer, Record, RecordError};
+pub use signed::{LayerTrust, RootHashSignature, SignedOpenError};
 
 /// One layer as a mount uses it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +56,14 @@ pub struct PlannedLayer {
     /// The layer's forward error correction, when its device corrects from parity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fec: Option<PlannedFec>,
+    /// The kernel root-hash signature the verified manifest carries for the layer (`enforced` only), checked
+    /// against the plan's keyring (or the kernel's) when the device opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_hash_signature: Option<RootHashSignature>,
+    /// The layer must open with a root-hash signature a trusted certificate verifies (`enforced`'s publisher
+    /// layers; not the pinned layer, whose root hash is compiled in).
+    #[serde(default)]
+    pub signature_required: bool,
 }
 
 /// A layer's parity as a mount uses it: the file (parity at offset 0) and its parameters.
@@ -92,6 +102,15 @@ pub struct Plan {
     /// unchecked afterwards.
     #[serde(default)]
     pub check_at_most_once: bool,
+    /// The node's trusted certificates for root-hash signatures (a file or a directory, as
+    /// `verity-fuse open --keyring` takes it): `enforced` checks each layer's signature against them where
+    /// the kernel does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyring: Option<PathBuf>,
+    /// The signed IPE policy (`veritylab ipe policy`'s `NAME.ipe.p7s`) `enforced` loads and activates on the
+    /// kernel backend where securityfs has IPE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipe_policy: Option<PathBuf>,
 }
 
 impl Plan {
@@ -154,6 +173,8 @@ pub enum LayerRefusalKind {
     Verification,
     /// The filesystem refused the image (the kernel's EROFS, or our reader).
     Malformed,
+    /// The layer's root-hash signature was missing or refused by the kernel's check (or its emulation).
+    Signature,
 }
 
 impl LayerRefusalKind {
@@ -162,6 +183,7 @@ impl LayerRefusalKind {
         match self {
             Self::RootHash | Self::Verification => ErrorClass::VerificationFailed,
             Self::Malformed => ErrorClass::BadInput,
+            Self::Signature => ErrorClass::NotTrusted,
         }
     }
 }
@@ -218,6 +240,23 @@ pub enum MountError {
         /// What differs.
         what: String,
     },
+    /// The `enforced` profile was asked for without the node's trusted certificates.
+    #[error(
+        "the enforced profile checks root-hash signatures against the node's trusted certificates (give --keyring)"
+    )]
+    NoKeyring,
+    /// The kernel has IPE but the `enforced` mount was given no signed policy to load.
+    #[error(
+        "this kernel has IPE ({}): the enforced profile loads a signed policy (give --ipe-policy)",
+        crate::ipe::SECURITYFS_IPE
+    )]
+    NoIpePolicy,
+    /// Loading or activating the IPE policy failed; the mount was taken down.
+    #[error(transparent)]
+    Ipe(#[from] crate::ipe::IpeError),
+    /// A layer's root-hash signature annotation cannot be handed to the kernel (not base64, too large).
+    #[error(transparent)]
+    SignatureAnnotation(#[from] crate::sign::kernel_annotation::LayerSignatureError),
     /// The signature does not give a root hash for a layer.
     #[error("layer {layer} has no signed root hash")]
     MissingRootHash {
@@ -282,7 +321,10 @@ impl MountError {
             Self::Store(e) => e.class(),
             Self::Convert(e) => e.class(),
             Self::Record(e) => e.class(),
-            Self::Unsigned => ErrorClass::Usage,
+            Self::Unsigned | Self::NoKeyring => ErrorClass::Usage,
+            Self::SignatureAnnotation(e) => e.class(),
+            Self::NoIpePolicy => ErrorClass::Usage,
+            Self::Ipe(e) => e.class(),
             Self::NotSigned { .. } | Self::NotAsVerified { .. } | Self::MissingRootHash { .. } => {
                 ErrorClass::NotTrusted
             }
@@ -306,9 +348,67 @@ pub fn prepare(
     profile: Profile,
     backend: Backend,
 ) -> Result<Plan, MountError> {
+    if profile.enforced() {
+        return Err(MountError::NoKeyring);
+    }
+    prepare_profile(store, trust, target, profile, backend)
+}
+
+/// What the `enforced` profile trusts beyond `hardened`: the node's configuration, like its trusted keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelTrust {
+    /// The trusted certificates for root-hash signatures (a file or a directory), where the kernel's own
+    /// keyrings do not decide.
+    pub keyring: PathBuf,
+    /// The signed IPE policy to load and activate where the kernel has IPE.
+    pub ipe_policy: Option<PathBuf>,
+}
+
+/// Plans mounting `trust`'s image at `target` with the `enforced` profile: as [`prepare`] does for
+/// `hardened`, and each publisher layer carries the root-hash signature its verified manifest holds (none is
+/// refused at device open), checked against `kernel.keyring` where the kernel does not check it itself.
+pub fn prepare_enforced(
+    store: &Store,
+    trust: &Trust,
+    target: &Path,
+    backend: Backend,
+    kernel: &KernelTrust,
+) -> Result<Plan, MountError> {
+    let mut plan = prepare_profile(store, trust, target, Profile::Enforced, backend)?;
+    let absolute = |path: &Path, what| {
+        fs::canonicalize(path).map_err(|source| StoreError::Io {
+            what,
+            path: path.to_owned(),
+            source,
+        })
+    };
+    plan.keyring = Some(absolute(&kernel.keyring, "resolving the keyring")?);
+    plan.ipe_policy = kernel
+        .ipe_policy
+        .as_deref()
+        .map(|p| absolute(p, "resolving the IPE policy"))
+        .transpose()?;
+    if let Trust::Verified(image) = trust {
+        for (planned, layer) in plan.layers.iter_mut().zip(image.layers()) {
+            planned.root_hash_signature = layer.root_hash_signature_der()?.map(RootHashSignature::from_der);
+        }
+    }
+    for layer in &mut plan.layers {
+        layer.signature_required = layer.name != pinned::NAME && defence::on(Defence::KernelSignatures);
+    }
+    Ok(plan)
+}
+
+fn prepare_profile(
+    store: &Store,
+    trust: &Trust,
+    target: &Path,
+    profile: Profile,
+    backend: Backend,
+) -> Result<Plan, MountError> {
     let target = absolute_target(target)?;
     let (manifest, signature, planned) = match trust {
-        Trust::Local(_) if profile == Profile::Hardened && defence::on(Defence::SignatureCheck) => {
+        Trust::Local(_) if profile.hardened() && defence::on(Defence::SignatureCheck) => {
             return Err(MountError::Unsigned);
         }
         Trust::Local(name) => {
@@ -345,9 +445,11 @@ pub fn prepare(
                     file: c.dir.join(convert::FEC_FILE),
                     params,
                 }),
+            root_hash_signature: None,
+            signature_required: false,
         })
         .collect();
-    if profile == Profile::Hardened {
+    if profile.hardened() {
         layers.push(pinned::ensure(store)?);
     }
     let id = record::new_id();
@@ -376,6 +478,8 @@ pub fn prepare(
         state,
         layers,
         check_at_most_once: false,
+        keyring: None,
+        ipe_policy: None,
     })
 }
 
@@ -397,7 +501,7 @@ fn plan_verified(
         manifest: image.manifest().digest,
         key: by.key.clone(),
     });
-    let roots: Vec<Option<RootHash>> = if profile == Profile::Hardened && defence::on(Defence::SignatureCheck) {
+    let roots: Vec<Option<RootHash>> = if profile.hardened() && defence::on(Defence::SignatureCheck) {
         let signed = image.signed_layers().ok_or_else(|| MountError::NotSigned {
             image: image.name().to_owned(),
         })?;
@@ -462,10 +566,44 @@ pub fn mount(store: &Store, plan: &Plan, exe: &Path) -> Result<Record, MountErro
             })
         }
     });
+    let result = result.and_then(|mut record| match enforce_exec(plan, &mut record) {
+        Ok(()) => Ok(record),
+        Err(e) => {
+            let _ = umount_record(record);
+            Err(e)
+        }
+    });
     if result.is_err() {
         let _ = fs::remove_dir_all(&plan.state);
     }
     result
+}
+
+/// Puts `enforced`'s exec rule in force for `record` and records who enforces it: on the kernel backend
+/// where securityfs has IPE, the plan's signed policy is loaded (unless the kernel holds it already),
+/// activated and enforced; elsewhere the rule is the emulation of `exec_policy`.
+fn enforce_exec(plan: &Plan, record: &mut Record) -> Result<(), MountError> {
+    if !plan.profile.enforced() {
+        return Ok(());
+    }
+    let ipe = (plan.backend == Backend::Kernel)
+        .then(crate::ipe::Securityfs::find)
+        .flatten();
+    record.exec_policy = Some(match ipe {
+        None => Enforcer::Emulated,
+        Some(ipe) => {
+            let path = plan.ipe_policy.as_ref().ok_or(MountError::NoIpePolicy)?;
+            let signed = crate::ipe::read_signed(path)?;
+            Enforcer::Kernel {
+                policy: ipe.load_and_activate(&signed)?,
+            }
+        }
+    });
+    write_atomically(
+        &record.state.join(record::RECORD_FILE),
+        &serde_json::to_vec_pretty(&*record).unwrap_or_default(),
+    )?;
+    Ok(())
 }
 
 /// What the backend's record says it set up that the plan (made from what was verified) does not say: the
@@ -554,8 +692,12 @@ mod tests {
                 hashoffset: 4096,
                 root_hash: "ab".repeat(32).parse().ok(),
                 fec: None,
+                root_hash_signature: None,
+                signature_required: false,
             }],
             check_at_most_once: false,
+            keyring: None,
+            ipe_policy: None,
         }
     }
 

@@ -17,7 +17,7 @@ use crate::root_hash::RootHash;
 use crate::store::{Store, StoreError};
 
 /// The layer's name in plans and records.
-pub(crate) const NAME: &str = "pinned:mountpoints";
+pub const NAME: &str = "pinned:mountpoints";
 /// The pinned root hash (sha256, 4096/4096, 32 zero bytes of salt, as every converted layer).
 pub(crate) const ROOT_HASH: &str = "de1f699b6c4e409cd9dce40e7bd1fbd7c1190badcce061cbfc974283ef65e1b9";
 /// The layer's EROFS data blocks (its hash tree starts right after them).
@@ -111,6 +111,8 @@ pub fn ensure(store: &Store) -> Result<PlannedLayer, MountError> {
         hashoffset: DATA_BLOCKS * verity::BLOCK,
         root_hash: ROOT_HASH.parse().ok(),
         fec: None,
+        root_hash_signature: None,
+        signature_required: false,
     })
 }
 

@@ -68,6 +68,9 @@ pub struct MountedLayer {
     pub erofs_mount: Option<MountId>,
     /// The verified device's FUSE mount at `device_dir`, as it was made.
     pub device_mount: Option<MountId>,
+    /// How the root hash the device opened with was vouched for at open (`enforced`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<super::signed::LayerTrust>,
 }
 
 /// A mount present when the mount was complete.
@@ -118,6 +121,9 @@ pub struct Record {
     /// The holder's mount namespace (`mnt:[INODE]`), to find processes still holding it after the holder died.
     #[serde(default)]
     pub namespace: Option<String>,
+    /// Who enforces the exec rule (`enforced`): the kernel's IPE with our policy, or the emulation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_policy: Option<Enforcer>,
     /// The emulated mount table (emulated backend only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulated: Option<Vec<TableEntry>>,
@@ -146,6 +152,7 @@ impl Record {
                 .map_or(0, |d| d.as_secs()),
             ready: false,
             namespace: None,
+            exec_policy: None,
             emulated: None,
         }
     }
@@ -267,4 +274,18 @@ pub struct TableEntry {
     pub unique: Option<u64>,
     /// For an emulated loop device: its backing file as device and inode.
     pub backing_file: Option<FileId>,
+}
+
+/// Who enforces a mount's exec rule, as its record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "by")]
+pub enum Enforcer {
+    /// The kernel's IPE, with this policy loaded and activated by the mount.
+    Kernel {
+        /// The policy as the kernel holds it.
+        policy: crate::ipe::LoadedPolicy,
+    },
+    /// The emulation in veritylab's process (`exec_policy::decide`): ours by construction, and only as strong
+    /// as that process.
+    Emulated,
 }

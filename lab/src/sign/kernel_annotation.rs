@@ -128,12 +128,10 @@ impl LayerSignatureError {
     }
 }
 
-/// Checks `value`, the [`ROOT_HASH_SIGNATURE`] annotation of `layer` (whose root hash is `root`).
-pub(crate) fn read_signature(
-    layer: Digest,
-    value: &str,
-    root: &RootHash,
-) -> Result<LayerSignature, LayerSignatureError> {
+/// The DER bytes of `value`, the [`ROOT_HASH_SIGNATURE`] annotation of `layer`: base64 of at most the
+/// kernel's largest signature, not parsed (the kernel's check, or its emulation, decides on them at device
+/// open).
+pub(crate) fn decode_signature(layer: Digest, value: &str) -> Result<Vec<u8>, LayerSignatureError> {
     if value.len() > MAX_ANNOTATION_LEN {
         return Err(LayerSignatureError::TooLarge {
             layer,
@@ -147,6 +145,16 @@ pub(crate) fn read_signature(
     if der.len() > MAX_SIGNATURE_LEN {
         return Err(LayerSignatureError::TooLarge { layer, len: der.len() });
     }
+    Ok(der)
+}
+
+/// Checks `value`, the [`ROOT_HASH_SIGNATURE`] annotation of `layer` (whose root hash is `root`).
+pub(crate) fn read_signature(
+    layer: Digest,
+    value: &str,
+    root: &RootHash,
+) -> Result<LayerSignature, LayerSignatureError> {
+    let der = decode_signature(layer, value)?;
     let parsed = signature::parse(&der).map_err(|source| LayerSignatureError::Malformed {
         layer,
         source: Box::new(source),

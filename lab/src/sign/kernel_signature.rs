@@ -132,8 +132,8 @@ fn ecdsa_sha256() -> AlgorithmIdentifierOwned {
     }
 }
 
-/// A self-signed certificate (DER) for `key`, named `CN=<common_name>`, valid from now for [`VALIDITY`].
-pub(crate) fn self_signed_certificate(key: &SigningKey, common_name: &str) -> Result<Vec<u8>, KernelSignatureError> {
+/// A self-signed certificate (DER) for `key`, named `CN=<common_name>`, valid from now for `VALIDITY`.
+pub fn self_signed_certificate(key: &SigningKey, common_name: &str) -> Result<Vec<u8>, KernelSignatureError> {
     let name = Name::from_str(&format!("CN={common_name}")).map_err(encode("subject name"))?;
     let spki_der = public_key_der(key)?;
     let spki = SubjectPublicKeyInfoOwned::from_der(spki_der.as_bytes()).map_err(encode("public key"))?;
@@ -225,7 +225,7 @@ pub fn root_hash_signature(
 
 /// Whether a PKCS#7 message carries the content it signs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Content {
+pub enum Content {
     /// The content travels apart (a root-hash signature: the kernel has the hex from the table).
     Detached,
     /// The content is inside the message (a signed IPE policy: the kernel reads the policy text from it).
@@ -235,7 +235,7 @@ pub(crate) enum Content {
 /// A DER PKCS#7 `SignedData` over `content` as the kernel's `verify_pkcs7_signature` takes it: version 1,
 /// `id-data`, one signer named by `certificate`'s issuer and serial number (which must be `key`'s), SHA-256,
 /// no signed attributes, the certificate included.
-pub(crate) fn pkcs7_signature(
+pub fn pkcs7_signature(
     key: &SigningKey,
     certificate: &[u8],
     content: &[u8],

@@ -20,7 +20,7 @@ pub mod cosign;
 pub mod delivery_kit;
 pub(crate) mod image;
 pub(crate) mod kernel_annotation;
-pub(crate) mod kernel_signature;
+pub mod kernel_signature;
 pub mod keys;
 pub(crate) mod policy;
 pub(crate) mod remote;

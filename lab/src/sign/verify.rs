@@ -449,6 +449,16 @@ impl VerifiedLayer {
             .transpose()
     }
 
+    /// The DER bytes of the kernel root-hash signature the verified manifest carries for this layer, decoded
+    /// but not checked (`kernel_annotation::decode_signature`): what the `enforced` profile hands to the
+    /// kernel's check, or its emulation, when the layer's device opens. `None` when it carries none.
+    pub fn root_hash_signature_der(&self) -> Result<Option<Vec<u8>>, LayerSignatureError> {
+        self.root_hash_signature
+            .as_deref()
+            .map(|value| kernel_annotation::decode_signature(self.digest(), value))
+            .transpose()
+    }
+
     /// Root hash and tree parameters as the manifest states them ([`LayerVerity::params`] gives
     /// `verity_fuse::VerityParams`); signed only when [`Self::signed_root_hash`] is `Some`.
     pub fn verity(&self) -> &LayerVerity {

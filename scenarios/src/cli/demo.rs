@@ -2,7 +2,7 @@
 //!
 //! It builds the sample image, walks it through the pipeline a node runs (pull from a local OCI layout,
 //! convert, sign, verify, mount with the hardened profile, audit), printing each step, then stages every
-//! embedded scenario against all four profiles and prints the matrix. Both parts use the backend
+//! embedded scenario against every profile it lists and prints the matrix (`enforced` included). Both parts use the backend
 //! [`Backend::auto`] picks, and say which and why: `kernel` as root, `fuse` for a user who can mount FUSE (real
 //! verified FUSE reads), `emulated` otherwise. Everything lives in a temporary directory removed at the end.
 
