@@ -19,7 +19,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use super::node::Node;
-use super::{Contribution, NotEnforced, Problem};
+use super::{Contribution, NotEnforced, Pattern, Problem};
 use crate::sign::policy::{RuleFile, Unmatched};
 
 /// What one requirement list amounts to here.
@@ -61,7 +61,7 @@ pub(super) fn import(document: &Value) -> Result<Contribution, Problem> {
             for (scope, node) in scopes {
                 let decision = decide(&node, &mut out.not_enforced)?;
                 for pattern in scope_patterns(&scope, node.path(), &mut out.not_enforced) {
-                    out.push(0, rule(pattern, &decision));
+                    out.push_pattern(0, pattern, rule(&decision), node.path());
                 }
             }
         }
@@ -77,8 +77,8 @@ pub(super) fn import(document: &Value) -> Result<Contribution, Problem> {
     Ok(out)
 }
 
-fn rule(pattern: String, decision: &Decision) -> RuleFile {
-    let mut rule = RuleFile::new(pattern);
+fn rule(decision: &Decision) -> RuleFile {
+    let mut rule = RuleFile::new("");
     match decision {
         Decision::Allow => rule.require_signature = false,
         Decision::Reject => rule.reject = true,
@@ -103,9 +103,12 @@ fn specificity(scope: &str) -> (u8, usize) {
 }
 
 /// Our repository globs for one scope.
-fn scope_patterns(scope: &str, path: &str, not_enforced: &mut Vec<NotEnforced>) -> Vec<String> {
+fn scope_patterns(scope: &str, path: &str, not_enforced: &mut Vec<NotEnforced>) -> Vec<Pattern> {
     if let Some(domain) = scope.strip_prefix("*.") {
-        return vec![format!("*.{domain}/**"), format!("*.{domain}:*/**")];
+        return vec![
+            Pattern::Exact(format!("*.{domain}/**")),
+            Pattern::Exact(format!("*.{domain}:*/**")),
+        ];
     }
     let last = scope.rsplit('/').next().unwrap_or(scope);
     if scope.contains('/')
@@ -118,9 +121,9 @@ fn scope_patterns(scope: &str, path: &str, not_enforced: &mut Vec<NotEnforced>) 
                 "scope {scope:?} is one tag or digest: veritylab applies it to every image of {repository:?}"
             ),
         });
-        return vec![repository.to_owned()];
+        return vec![Pattern::Widened(repository.to_owned())];
     }
-    vec![scope.to_owned(), format!("{scope}/**")]
+    vec![Pattern::Exact(scope.to_owned()), Pattern::Exact(format!("{scope}/**"))]
 }
 
 /// What a requirement list needs (all of its requirements).

@@ -22,7 +22,7 @@
 use serde_json::Value;
 
 use super::node::Node;
-use super::{Contribution, NotEnforced, Problem};
+use super::{Contribution, NotEnforced, Pattern, Problem};
 use crate::sign::policy::{RuleFile, Unmatched};
 
 /// Imports one Kyverno document.
@@ -242,16 +242,16 @@ fn import_entry(entry: &Node<'_>, action: Action, unit: usize, out: &mut Contrib
 
     for skip in &skips {
         if let Some(pattern) = repository_pattern(skip, &mut out.not_enforced)? {
-            let mut rule = RuleFile::new(pattern);
+            let mut rule = RuleFile::new("");
             rule.require_signature = false;
-            out.push(unit, rule);
+            out.push_pattern(unit, pattern, rule, skip.path());
         }
     }
     for node in &patterns {
         let Some(pattern) = repository_pattern(node, &mut out.not_enforced)? else {
             continue;
         };
-        let mut rule = RuleFile::new(pattern);
+        let mut rule = RuleFile::new("");
         rule.require_pull_by_digest = Some(mutate || verify);
         match (&keys, action) {
             (_, Action::Audit) => {
@@ -268,7 +268,7 @@ fn import_entry(entry: &Node<'_>, action: Action, unit: usize, out: &mut Contrib
             (Some(Keys::AnyOf(keys)), Action::Enforce) => rule.key_data = keys.clone(),
             (Some(Keys::Unusable), Action::Enforce) => rule.reject = true,
         }
-        out.push(unit, rule);
+        out.push_pattern(unit, pattern, rule, node.path());
     }
     Ok(())
 }
@@ -422,7 +422,7 @@ fn sha256_only(node: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> Result<(
 }
 
 /// Our repository glob for one Kyverno image pattern, or `None` (listed) when there is none.
-fn repository_pattern(node: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> Result<Option<String>, Problem> {
+fn repository_pattern(node: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> Result<Option<Pattern>, Problem> {
     let pattern = node.str()?;
     let mut list = |what: String| {
         not_enforced.push(NotEnforced {
@@ -455,10 +455,10 @@ fn repository_pattern(node: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> R
         && let Some(stripped) = glob.strip_suffix(":**").or_else(|| glob.strip_suffix("@**"))
         && !last_segment[..last_segment.len() - 3].contains([':', '@'])
     {
-        return Ok(Some(stripped.to_owned()));
+        return Ok(Some(Pattern::Exact(stripped.to_owned())));
     }
     if glob.ends_with("**") {
-        return Ok(Some(glob));
+        return Ok(Some(Pattern::Exact(glob)));
     }
     Ok(super::without_wildcard(&glob, node, not_enforced))
 }

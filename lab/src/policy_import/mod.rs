@@ -231,6 +231,38 @@ impl Contribution {
         self.policy.repository.push(rule);
         self.units.push(unit);
     }
+
+    /// Adds `rule` for `pattern` to unit `unit`. A pattern [`Pattern::Widened`] from one tag to its repository
+    /// is kept only for a rule that admits no more than the default would: a rule that lets images in
+    /// without a signature would let every tag in, so it is listed and not imported (`path` is where the
+    /// source wrote it).
+    fn push_pattern(&mut self, unit: usize, pattern: Pattern, mut rule: RuleFile, path: &str) {
+        let (pattern, widened) = match pattern {
+            Pattern::Exact(p) => (p, false),
+            Pattern::Widened(p) => (p, true),
+        };
+        if widened && !rule.reject && !rule.require_signature {
+            self.not_enforced.push(NotEnforced {
+                path: path.to_owned(),
+                what: format!(
+                    "admits one tag of {pattern:?} without a signature: widened to every tag it would admit them \
+                     all; not imported"
+                ),
+            });
+            return;
+        }
+        rule.pattern = pattern;
+        self.push(unit, rule);
+    }
+}
+
+/// A repository glob made from a source's pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pattern {
+    /// Matches the images the source's pattern matches.
+    Exact(String),
+    /// The source named one tag or digest; this matches every image of its repository.
+    Widened(String),
 }
 
 /// Imports `files` (each may hold several documents) into one policy. Rules keep the order of the files and
@@ -369,14 +401,14 @@ fn name_of(document: &Value) -> Option<String> {
 /// sources match globs against the image name with its tag or digest: a glob naming one tag or digest is
 /// widened to its repository (listed); one naming neither matches nothing upstream and is not imported
 /// (listed), so its images fall to the same default here.
-fn without_wildcard(glob: &str, node: &node::Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> Option<String> {
+fn without_wildcard(glob: &str, node: &node::Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> Option<Pattern> {
     let last_segment = glob.rsplit('/').next().unwrap_or(glob);
     let tagged = glob.contains('/').then(|| last_segment.find([':', '@'])).flatten();
     let (pattern, what) = match tagged {
         Some(at) => {
             let repository = &glob[..glob.len() - last_segment.len() + at];
             (
-                Some(repository.to_owned()),
+                Some(Pattern::Widened(repository.to_owned())),
                 format!("{glob:?} names one tag or digest: veritylab applies it to every image of {repository:?}"),
             )
         }

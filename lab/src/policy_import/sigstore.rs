@@ -18,7 +18,7 @@
 use serde_json::Value;
 
 use super::node::Node;
-use super::{Contribution, NotEnforced, Problem};
+use super::{Contribution, NotEnforced, Pattern, Problem};
 use crate::sign::policy::{RuleFile, Unmatched};
 
 /// Imports one ClusterImagePolicy.
@@ -64,12 +64,12 @@ pub(super) fn import(document: &Value) -> Result<Contribution, Problem> {
         }
     }
     for (pattern, path) in patterns {
-        let mut rule = RuleFile::new(pattern);
+        let mut rule = RuleFile::new("");
         rule.require_pull_by_digest = Some(true);
         if warn {
             rule.require_signature = false;
             out.not_enforced.push(NotEnforced {
-                path,
+                path: path.clone(),
                 what: "mode warn: policy-controller admits a failed image with a warning; veritylab does the \
                        same (no signature required)"
                     .into(),
@@ -81,7 +81,7 @@ pub(super) fn import(document: &Value) -> Result<Contribution, Problem> {
                 Decision::Refuse => rule.reject = true,
             }
         }
-        out.push(0, rule);
+        out.push_pattern(0, pattern, rule, &path);
     }
     Ok(out)
 }
@@ -187,7 +187,7 @@ fn authorities_decision(authorities: &Node<'_>, not_enforced: &mut Vec<NotEnforc
 }
 
 /// Our repository glob for one policy-controller glob.
-fn repository_glob(node: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> Result<Option<String>, Problem> {
+fn repository_glob(node: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> Result<Option<Pattern>, Problem> {
     let glob = node.str()?;
     if glob.is_empty() || !glob.chars().all(|c| c.is_ascii_alphanumeric() || "-_:/*.@".contains(c)) {
         return Err(node.problem(format!("{glob:?} is not a glob policy-controller accepts")));
@@ -199,7 +199,7 @@ fn repository_glob(node: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> Resu
         other => other,
     };
     if glob.ends_with('*') {
-        return Ok(Some(glob.to_owned()));
+        return Ok(Some(Pattern::Exact(glob.to_owned())));
     }
     Ok(super::without_wildcard(glob, node, not_enforced))
 }

@@ -164,6 +164,27 @@ fn kyverno_patterns_become_repository_globs() {
 }
 
 #[test]
+fn a_rule_admitting_one_tag_unsigned_is_never_widened_to_its_repository() {
+    let mut text = kyverno("validationFailureAction: Enforce", &["reg/*"], &one_key(&pem()));
+    text = text.replace(
+        "        - imageReferences:\n",
+        "        - skipImageReferences: [\"reg/app:debug\"]\n          imageReferences:\n",
+    );
+    let imported = import_text(&text, false).unwrap();
+    let rules = &imported.policy.repository;
+    assert_eq!(rules.len(), 1, "the skip of one tag is not imported: {rules:?}");
+    assert!(rules[0].require_signature, "reg/app:v1 still needs its signature");
+    assert!(
+        imported
+            .not_enforced
+            .iter()
+            .any(|l| l.part.path.ends_with("skipImageReferences[0]") && l.part.what.contains("not imported")),
+        "{:?}",
+        imported.not_enforced
+    );
+}
+
+#[test]
 fn skipped_references_come_first_and_need_nothing() {
     let mut text = kyverno("validationFailureAction: Enforce", &["reg/*"], &one_key(&pem()));
     text = text.replace(
