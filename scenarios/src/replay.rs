@@ -19,7 +19,7 @@ use veritylab::mountinfo;
 use veritylab::profile::Backend;
 use veritylab::rootfs::Merged;
 
-/// How long the replay waits for the freed loop device to clear itself.
+/// How long the replay waits for the freed loop device to be free for it, before it takes another one.
 const LOOP_CLEAR_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the replay keeps mounting again to get the old mount ids and device numbers back.
@@ -90,26 +90,49 @@ fn real_replay(sandbox: &Sandbox, index: usize, trojan: &Trojan) -> Result<(Stri
     };
     fs::copy(&trojan.erofs, &file).map_err(env(&format!("copying to {}", file.display())))?;
     let sizelimit = trojan.data_size.to_string();
-    let mut losetup: Vec<&std::ffi::OsStr> = vec!["-r".as_ref(), "--sizelimit".as_ref(), sizelimit.as_ref()];
+    let attach = |device: &Path| {
+        let args: [&std::ffi::OsStr; 5] = [
+            "-r".as_ref(),
+            "--sizelimit".as_ref(),
+            sizelimit.as_ref(),
+            device.as_os_str(),
+            file.as_os_str(),
+        ];
+        verity_fuse::sys::run_tool("losetup", "mount", args)
+    };
+    let attach_free = || -> Result<PathBuf, AttackError> {
+        let args: [&std::ffi::OsStr; 6] = [
+            "-r".as_ref(),
+            "--sizelimit".as_ref(),
+            sizelimit.as_ref(),
+            "-f".as_ref(),
+            "--show".as_ref(),
+            file.as_os_str(),
+        ];
+        let shown = verity_fuse::sys::run_tool("losetup", "mount", args).map_err(env("attaching a free loop"))?;
+        Ok(PathBuf::from(shown.trim()))
+    };
     let device = if block.starts_with("loop") {
-        // The EROFS mount was the loop's last user: autoclear frees it, and the same minor is attached again.
+        // The EROFS mount was the loop's last user: autoclear frees it, and the attacker attaches the same minor
+        // again. Another process on the host may take the freed minor first: the attacker waits for it to be
+        // free again (bounded), and settles for another loop device when it is not (the replay is then
+        // imperfect: the device number differs).
+        let same = PathBuf::from(format!("/dev/{block}"));
         let backing = PathBuf::from(format!("/sys/block/{block}/loop/backing_file"));
         let started = Instant::now();
-        while backing.exists() {
+        loop {
+            if !backing.exists() && attach(&same).is_ok() {
+                break same;
+            }
             if started.elapsed() > LOOP_CLEAR_TIMEOUT {
-                return Err(AttackError::env(format!("/dev/{block} did not clear itself")));
+                break attach_free()?;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        PathBuf::from(format!("/dev/{block}"))
     } else {
         // A dm-verity mapping stays: the replacement goes on a free loop device.
-        let free = verity_fuse::sys::run_tool("losetup", "mount", ["-f"]).map_err(env("finding a free loop"))?;
-        PathBuf::from(free.trim())
+        attach_free()?
     };
-    losetup.push(device.as_os_str());
-    losetup.push(file.as_os_str());
-    verity_fuse::sys::run_tool("losetup", "mount", losetup).map_err(env("attaching the loop"))?;
     let options = options.join(",");
     let mount_both = || -> Result<(), AttackError> {
         sandbox.mount_inside(&[
