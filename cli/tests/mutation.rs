@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use scenarios::RunnerBackend;
 use scenarios::outcome::{EffectState, ErrorKind, FindingKind, Outcome};
 use scenarios::results::{CellResult, CellStatus, RunReport, Verdict};
-use scenarios::runner::{self, Hooks, RunOptions};
+use scenarios::runner::{self, RunOptions};
 use scenarios::{Scenario, load};
 use veritylab::defence::{Defence, mutation};
 use veritylab::profile::Profile;
@@ -90,7 +90,7 @@ fn run(scenarios: &[Scenario], profile: Option<Profile>) -> RunReport {
         profile,
         backend: Some(RunnerBackend::Emulated),
         exe: None,
-        hooks: Hooks::default(),
+        ..RunOptions::default()
     };
     runner::run(scenarios, &options, &mut |_| {})
 }

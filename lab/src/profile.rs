@@ -73,10 +73,12 @@ impl Profile {
     }
 
     /// The Reed-Solomon parity roots a node of this profile gives each layer it converts and signs, when it
-    /// gives any: `hardened` pairs dm-verity with forward error correction as Android does (veritysetup's
-    /// default of 2 roots), so an honest bit flip is repaired while a rewrite is still refused.
+    /// gives any: `hardened` and `enforced` pair dm-verity with forward error correction as Android does
+    /// (veritysetup's default of 2 roots), so an honest bit flip is repaired while a rewrite is still refused.
+    /// The parity sits outside what the root-hash signature covers and is used only to produce bytes that
+    /// match the signed tree, so `enforced`'s kernel checks keep it.
     pub fn fec_roots(self) -> Option<u32> {
-        (self == Profile::Hardened).then_some(verity_fuse::fec::DEFAULT_ROOTS)
+        self.hardened().then_some(verity_fuse::fec::DEFAULT_ROOTS)
     }
 
     /// One line saying what the profile does.

@@ -33,6 +33,7 @@ pub mod cli;
 mod image;
 pub mod load;
 pub mod outcome;
+mod publisher;
 mod replay;
 pub mod report;
 pub mod results;
@@ -43,6 +44,7 @@ pub mod vm;
 
 pub use backend::RunnerBackend;
 pub use load::{LoadErrors, Problem};
+pub use publisher::{Publisher, PublisherError, PublisherFiles};
 pub use sandbox::{SandboxError, device_refusal};
 pub use schema::{
     AttackUse, EntryKind, EntrySpec, ImageSpec, LayerSpec, ParamValue, Reference, ReferenceKind, Scenario,

@@ -38,6 +38,7 @@ use super::results::{BackendChoice, CellResult, HostInfo, RunReport, ScenarioRes
 use super::sandbox::{MINIMUM, REPOSITORY, Sandbox, SandboxError};
 use super::schema::{ParamValue, Scenario};
 use crate::backend::RunnerBackend;
+use crate::publisher::Publisher;
 use verity_fuse::ErrorClass;
 use verity_fuse::fuse::StatusReport;
 use veritylab::audit;
@@ -71,6 +72,10 @@ pub struct RunOptions {
     /// The `veritylab` executable whose hidden `__hold` command holds kernel and FUSE mounts (`None`: this
     /// process's executable, right when the runner runs inside `veritylab`).
     pub exe: Option<PathBuf>,
+    /// The publisher every cell signs with instead of a fresh key of its own: one the node's kernel trusts,
+    /// so that the `enforced` cells' root-hash signatures and IPE policy are checked by the kernel itself
+    /// (`None`: a fresh key per cell).
+    pub publisher: Option<Publisher>,
     /// Switches that break the lab on purpose, for the runner's own tests: only with the `test-hooks` cargo
     /// feature, which the `veritylab` command never enables.
     #[cfg(feature = "test-hooks")]
@@ -131,11 +136,17 @@ pub fn available(backend: RunnerBackend) -> Result<(), String> {
 
 /// Why an `enforced` cell cannot run on `backend` here, if it cannot: where the kernel backend's verified
 /// devices are kernel dm-verity mappings, the kernel checks each layer's root-hash signature against its own
-/// keyrings, which are filled at boot and cannot hold a cell's certificate (each cell has a fresh key).
-fn kernel_keyring_gap(profile: Profile, backend: RunnerBackend) -> Option<String> {
-    (profile.enforced() && backend == RunnerBackend::Kernel && veritylab::mount::dm::available().is_ok()).then(|| {
+/// keyrings, which are filled at boot and cannot hold a cell's fresh certificate; only a run given a
+/// [`Publisher`] the kernel trusts can run them.
+fn kernel_keyring_gap(profile: Profile, backend: RunnerBackend, publisher: Option<&Publisher>) -> Option<String> {
+    (profile.enforced()
+        && publisher.is_none()
+        && backend == RunnerBackend::Kernel
+        && veritylab::mount::dm::available().is_ok())
+    .then(|| {
         "the kernel checks root-hash signatures against its own keyrings, which cannot hold this cell's fresh \
-         certificate; the kernel's enforced run is the kernel tier's 6.12 VM test (its certificate in db)"
+         certificate; `--backend kernel-vm` runs the enforced cells in a VM whose firmware enrolls one publisher \
+         certificate for the run"
             .to_owned()
     })
 }
@@ -172,7 +183,7 @@ pub fn run(scenarios: &[Scenario], options: &RunOptions, progress: &mut dyn FnMu
                 .filter(|_| !verity_fuse::sys::is_root())
             {
                 CellResult::skipped(profile, backend, expected, format!("{NEEDS_ROOT}: {why}"))
-            } else if let Some(why) = kernel_keyring_gap(profile, backend) {
+            } else if let Some(why) = kernel_keyring_gap(profile, backend, options.publisher.as_ref()) {
                 CellResult::skipped(profile, backend, expected, why)
             } else if let Some(why) = &unavailable {
                 CellResult::skipped(
@@ -399,13 +410,20 @@ fn run_cell(
         .clone()
         .or_else(|| std::env::current_exe().ok())
         .unwrap_or_default();
-    let result = Sandbox::new(profile, backend.mount_backend(), layers, scheme, &exe)
-        .map_err(HarnessError::from)
-        .and_then(|mut sandbox| {
-            let staged = stage(scenario, &mut cell, &mut sandbox);
-            let cleaned = teardown(&mut cell, sandbox);
-            staged.and(cleaned)
-        });
+    let result = Sandbox::new(
+        profile,
+        backend.mount_backend(),
+        layers,
+        scheme,
+        &exe,
+        options.publisher.as_ref(),
+    )
+    .map_err(HarnessError::from)
+    .and_then(|mut sandbox| {
+        let staged = stage(scenario, &mut cell, &mut sandbox);
+        let cleaned = teardown(&mut cell, sandbox);
+        staged.and(cleaned)
+    });
     let duration = ms(cell_start);
     match result {
         Ok(()) => {
@@ -823,7 +841,9 @@ fn mount_image(cell: &mut Cell<'_>, sandbox: &mut Sandbox, trust: &Trust) -> Res
                 keyring: sandbox
                     .keyring()
                     .map_err(|e| HarnessError::new(ErrorClass::Io, format!("the node's keyring: {e}")))?,
-                ipe_policy: None,
+                ipe_policy: sandbox
+                    .ipe_policy()
+                    .map_err(|e| HarnessError::new(ErrorClass::Io, format!("the IPE policy: {e}")))?,
             };
             mount::prepare_enforced(&sandbox.store, trust, &target, sandbox.backend, &kernel)
         }

@@ -13,6 +13,7 @@ use verity_fuse::fuse::StatusReport;
 use super::cell_registry::CellRegistry;
 use super::image;
 use super::schema::LayerSpec;
+use crate::publisher::Publisher;
 use veritylab::convert::{self, LayerConversion, VerityLayout, verity};
 use veritylab::mount::emulated::{self, Devices, Layers, Rootfs, TableEntry};
 use veritylab::mount::{self, MountError, Plan, Record};
@@ -113,6 +114,9 @@ pub(crate) struct Sandbox {
     /// Its X.509 certificate (DER): what the publisher's root-hash signatures name, and what the node's
     /// keyring trusts (`enforced`).
     pub(crate) certificate: Vec<u8>,
+    /// The IPE policy signed by the run's [`Publisher`] (DER PKCS#7), when the run has one: what the kernel
+    /// backend loads where the kernel has IPE.
+    pub(crate) signed_ipe_policy: Option<Vec<u8>>,
     /// The registry the node pulls from (a `docker-registry` of the cell's own, or an OCI layout where that is
     /// not installed), for registry-stage attacks; the runner drops it (stopping the registry) before the
     /// leak check.
@@ -218,6 +222,7 @@ impl Sandbox {
         layers: Vec<LayerSpec>,
         scheme: Scheme,
         exe: &Path,
+        publisher: Option<&Publisher>,
     ) -> Result<Self, SandboxError> {
         let dir = tempfile::Builder::new()
             .prefix("veritylab-scenario-")
@@ -225,15 +230,19 @@ impl Sandbox {
             .map_err(SandboxError::Create)?;
         let store = Store::open(&dir.path().join("store"))?;
         fs::create_dir_all(dir.path().join("scratch")).map_err(SandboxError::Create)?;
-        let key = keys::generate();
+        let (key, certificate) = match publisher {
+            Some(publisher) => (publisher.key().clone(), publisher.certificate().to_vec()),
+            None => {
+                let key = keys::generate();
+                let certificate = kernel_signature::self_signed_certificate(&key, "veritylab scenario publisher")
+                    .map_err(|source| SandboxError::Sign {
+                        name: REPOSITORY.to_owned(),
+                        source: Box::new(SignError::KernelSignature(source)),
+                    })?;
+                (key, certificate)
+            }
+        };
         let public = PublicKey::new(*key.verifying_key(), Path::new("scenario.pub"));
-        let certificate =
-            kernel_signature::self_signed_certificate(&key, "veritylab scenario publisher").map_err(|source| {
-                SandboxError::Sign {
-                    name: REPOSITORY.to_owned(),
-                    source: Box::new(SignError::KernelSignature(source)),
-                }
-            })?;
         Ok(Self {
             dir,
             store,
@@ -245,6 +254,7 @@ impl Sandbox {
             key,
             public,
             certificate,
+            signed_ipe_policy: publisher.map(|p| p.ipe_policy().to_vec()),
             registry: None,
             check_at_most_once: false,
             conversions: Vec::new(),
@@ -344,6 +354,20 @@ impl Sandbox {
             fs::write(&path, &self.certificate).map_err(SandboxError::Create)?;
         }
         Ok(path)
+    }
+
+    /// The signed IPE policy for the mount to load (`enforced` on a kernel with IPE), written on first use:
+    /// the run's [`Publisher`]'s, or `None` without one (the exec rule is then emulated, or the mount refused
+    /// where the kernel has IPE and would need a policy).
+    pub(crate) fn ipe_policy(&self) -> Result<Option<PathBuf>, SandboxError> {
+        let Some(signed) = &self.signed_ipe_policy else {
+            return Ok(None);
+        };
+        let path = self.dir.path().join("veritylab.ipe.p7s");
+        if !path.exists() {
+            fs::write(&path, signed).map_err(SandboxError::Create)?;
+        }
+        Ok(Some(path))
     }
 
     /// The trusted root hashes of the mounted layers, by layer name (for the audit).

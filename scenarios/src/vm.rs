@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use kernel_vm::{Vm, VmBuilder, VmError};
 
-use crate::Scenario;
-use crate::results::{BackendChoice, RunReport};
+use crate::results::{BackendChoice, CellStatus, RunReport};
+use crate::{Publisher, Scenario};
 use veritylab::profile::Profile;
 
 use crate::backend::RunnerBackend;
@@ -97,6 +97,9 @@ pub enum KernelVmError {
         /// The guest's output, for the evidence.
         output: String,
     },
+    /// The run's publisher key and certificate could not be made.
+    #[error("the run's publisher key: {0}")]
+    Publisher(#[from] crate::PublisherError),
     /// A local step failed (scratch directory, finding the executable).
     #[error("{what}: {source}")]
     Io {
@@ -115,6 +118,7 @@ impl KernelVmError {
             Self::Unavailable(_) => verity_fuse::ErrorClass::Unavailable,
             Self::Vm(_) | Self::Io { .. } => verity_fuse::ErrorClass::Io,
             Self::Guest { .. } => verity_fuse::ErrorClass::Internal,
+            Self::Publisher(e) => e.class(),
         }
     }
 }
@@ -122,9 +126,23 @@ impl KernelVmError {
 /// Where a `--dir` scenario folder goes in the guest (under the data directory, the script's cwd).
 const GUEST_SCENARIOS: &str = "scenarios";
 
+/// The publisher key's name in the guest's data directory (its certificate is `publisher.crt` beside it).
+const GUEST_PUBLISHER: &str = "publisher";
+
+/// Tools the `enforced` boot copies into its guest besides [`TOOLS`]: `keyctl` loads each root-hash
+/// signature as a `user` key for the kernel.
+pub const ENFORCED_TOOLS: &[&str] = &["keyctl"];
+
 /// Runs `scenarios` (by id; from `dir`, else the ones embedded in the binary) on the `kernel` backend inside
-/// one VM boot, with `exe` as the guest's `veritylab`, and returns the guest's report with every cell and
-/// the backend choice labelled `kernel-vm`. `progress` hears one line per cell once the VM is done.
+/// VMs, with `exe` as the guest's `veritylab`, and returns the guests' report with every cell and the backend
+/// choice labelled `kernel-vm`. `progress` hears one line per cell once the VMs are done.
+///
+/// Two boots at most. The default kernel runs every cell but the `enforced` ones. The `enforced` cells run in
+/// one boot of the 6.12 kernel through OVMF with [`ENFORCED_TOOLS`]: a publisher key and certificate made here for
+/// this run, the certificate enrolled in the variable store's `db` (so the kernel's `.platform` keyring holds
+/// it), and every enforced cell signs with that key (`--publisher-key`), so the kernel checks each layer's
+/// root-hash signature and enforces the IPE policy the key signed. Where that VM cannot run, the enforced
+/// cells are skipped and say why.
 pub fn run_scenarios(
     scenarios: &[Scenario],
     dir: Option<&Path>,
@@ -140,47 +158,82 @@ pub fn run_scenarios(
             what: "creating a scratch directory".to_owned(),
             source,
         })?;
-    let mut builder = guest(exe, scratch.path());
-    let mut command = String::from("veritylab scenario run --backend kernel --report json --out /tmp/report.json");
-    if let Some(dir) = dir {
-        let entries = fs::read_dir(dir).map_err(|source| KernelVmError::Io {
-            what: format!("reading {}", dir.display()),
-            source,
-        })?;
-        for path in entries.filter_map(Result::ok).map(|e| e.path()) {
-            if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
-                let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-                builder = builder.file(&format!("{GUEST_SCENARIOS}/{name}"), path);
+    let started = std::time::Instant::now();
+    let wants_enforced = profile.is_none_or(|p| p == Profile::Enforced)
+        && scenarios.iter().any(|s| s.profiles.contains(&Profile::Enforced));
+    let base = guest(exe, scratch.path());
+    let enforced_vm = wants_enforced.then(|| {
+        kernel_vm::test_vm(kernel_vm::Series::Backports, true, ENFORCED_TOOLS).map(|_| {
+            ENFORCED_TOOLS
+                .iter()
+                .fold(base.clone().kernel_series(kernel_vm::Series::Backports), |vm, tool| {
+                    vm.binary(tool)
+                })
+        })
+    });
+    let enforced_boot = enforced_vm.as_ref().is_some_and(Result::is_ok);
+    let release = vmtest_release(kernel_vm::Series::Bookworm);
+    let mut report = if profile == Some(Profile::Enforced) && enforced_boot {
+        None
+    } else {
+        let builder = with_scenarios(base, dir)?;
+        let mut command = scenario_command(dir, scenarios);
+        if let Some(profile) = profile {
+            command.push_str(&format!(" --profile {profile}"));
+        }
+        Some(relabel(batch(builder, "", &command)?, &release))
+    };
+    match enforced_vm {
+        Some(Ok(builder)) => {
+            let publisher = Publisher::create(&scratch.path().join(GUEST_PUBLISHER))?;
+            let read = |path: &Path| {
+                fs::read(path).map_err(|source| KernelVmError::Io {
+                    what: format!("reading {}", path.display()),
+                    source,
+                })
+            };
+            let builder = builder
+                .uefi_db_certificate(&publisher.certificate)
+                .file(&format!("{GUEST_PUBLISHER}.key"), read(&publisher.key)?)
+                .file(&format!("{GUEST_PUBLISHER}.crt"), read(&publisher.certificate)?);
+            let builder = with_scenarios(builder, dir)?;
+            // /tmp, where the cells' sandboxes go, gets a tmpfs of its own: IPE's `boot_verified` holds for every
+            // file on the initramfs's superblock, written at boot or later, so sandboxes on the guest's rootfs
+            // would make an attacker's copy there executable, a state a node keeps on its disk never has.
+            let setup = format!(
+                "mount -t securityfs securityfs /sys/kernel/security 2>/dev/null\n\
+                 mount -t tmpfs -o mode=1777 tmpfs /tmp\n\
+                 cp {GUEST_PUBLISHER}.key {GUEST_PUBLISHER}.crt /tmp/ && chmod 600 /tmp/{GUEST_PUBLISHER}.key\n"
+            );
+            let command = format!(
+                "{} --profile enforced --publisher-key /tmp/{GUEST_PUBLISHER}.key",
+                scenario_command(dir, scenarios)
+            );
+            let release = vmtest_release(kernel_vm::Series::Backports);
+            let enforced = relabel(batch(builder, &setup, &command)?, &release);
+            report = Some(match report {
+                Some(mut report) => {
+                    merge_enforced(&mut report, enforced, &release);
+                    report
+                }
+                None => enforced,
+            });
+        }
+        Some(Err(why)) => {
+            if let Some(report) = &mut report {
+                for cell in report.scenarios.iter_mut().flat_map(|s| s.cells.iter_mut()) {
+                    if cell.profile == Profile::Enforced
+                        && let CellStatus::Skipped { reason } = &mut cell.status
+                    {
+                        reason.push_str(&format!("; the 6.12 VM that runs them cannot run here: {why}"));
+                    }
+                }
             }
         }
-        command.push_str(&format!(" --dir {}/{GUEST_SCENARIOS}", kernel_vm::DATA_DIR));
+        None => {}
     }
-    if let Some(profile) = profile {
-        command.push_str(&format!(" --profile {profile}"));
-    }
-    for scenario in scenarios {
-        command.push(' ');
-        command.push_str(&quote(&scenario.id));
-    }
-    let script = format!(
-        "{command} > /tmp/run.log 2>&1\nmark run $?\nsection report\ncat /tmp/report.json\n\
-         section log\ntail -n 40 /tmp/run.log\nexit 0\n"
-    );
-    let started = std::time::Instant::now();
-    let out = builder.script(&script).run()?;
-    let guest_error = |reason: String| KernelVmError::Guest {
-        reason,
-        output: out.section("log").unwrap_or(&out.script_output).to_owned(),
-    };
-    // 0: every cell as expected; 4: some differ (the report says which). Anything else produced no report.
-    match out.mark("run") {
-        Some("0" | "4") => {}
-        status => return Err(guest_error(format!("`veritylab scenario run` exited with {status:?}"))),
-    }
-    let report: RunReport = serde_json::from_str(out.section("report").unwrap_or_default())
-        .map_err(|e| guest_error(format!("the guest's JSON report: {e}")))?;
-    let mut report = relabel(report, &vmtest_release());
-    // The run, as this host saw it: booting the VM included.
+    let mut report = report.ok_or_else(|| KernelVmError::Unavailable("no VM batch ran".to_owned()))?;
+    // The run, as this host saw it: booting the VMs included.
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     for scenario in &report.scenarios {
         for cell in &scenario.cells {
@@ -196,9 +249,84 @@ pub fn run_scenarios(
     Ok(report)
 }
 
-/// The guest kernel's release, for the report.
-fn vmtest_release() -> String {
-    kernel_vm::available()
+/// `veritylab scenario run --backend kernel` writing its JSON report to `/tmp/report.json`, for `scenarios`
+/// (from `dir` as copied into the guest by [`with_scenarios`], else the embedded ones).
+fn scenario_command(dir: Option<&Path>, scenarios: &[Scenario]) -> String {
+    let mut command = String::from("veritylab scenario run --backend kernel --report json --out /tmp/report.json");
+    if dir.is_some() {
+        command.push_str(&format!(" --dir {}/{GUEST_SCENARIOS}", kernel_vm::DATA_DIR));
+    }
+    for scenario in scenarios {
+        command.push(' ');
+        command.push_str(&quote(&scenario.id));
+    }
+    command
+}
+
+/// `builder` with `dir`'s scenario files, when a `--dir` was given.
+fn with_scenarios(mut builder: VmBuilder, dir: Option<&Path>) -> Result<VmBuilder, KernelVmError> {
+    let Some(dir) = dir else {
+        return Ok(builder);
+    };
+    let entries = fs::read_dir(dir).map_err(|source| KernelVmError::Io {
+        what: format!("reading {}", dir.display()),
+        source,
+    })?;
+    for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+        if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            builder = builder.file(&format!("{GUEST_SCENARIOS}/{name}"), path);
+        }
+    }
+    Ok(builder)
+}
+
+/// Boots `builder` with a script that runs `setup`, then `command` (a `veritylab scenario run`), and returns
+/// the guest's report.
+fn batch(builder: VmBuilder, setup: &str, command: &str) -> Result<RunReport, KernelVmError> {
+    let script = format!(
+        "{setup}{command} > /tmp/run.log 2>&1\nmark run $?\nsection report\ncat /tmp/report.json\n\
+         section log\ntail -n 40 /tmp/run.log\nexit 0\n"
+    );
+    let out = builder.script(&script).run()?;
+    let guest_error = |reason: String| KernelVmError::Guest {
+        reason,
+        output: out.section("log").unwrap_or(&out.script_output).to_owned(),
+    };
+    // 0: every cell as expected; 4: some differ (the report says which). Anything else produced no report.
+    match out.mark("run") {
+        Some("0" | "4") => {}
+        status => return Err(guest_error(format!("`veritylab scenario run` exited with {status:?}"))),
+    }
+    serde_json::from_str(out.section("report").unwrap_or_default())
+        .map_err(|e| guest_error(format!("the guest's JSON report: {e}")))
+}
+
+/// `report` with its `enforced` cells replaced by those of `enforced`, the run of the 6.12 kernel `release`,
+/// and its backend choice saying so.
+fn merge_enforced(report: &mut RunReport, enforced: RunReport, release: &str) {
+    for scenario in enforced.scenarios {
+        let Some(into) = report.scenarios.iter_mut().find(|s| s.id == scenario.id) else {
+            continue;
+        };
+        for cell in scenario.cells.into_iter().filter(|c| c.profile == Profile::Enforced) {
+            match into.cells.iter_mut().find(|c| c.profile == Profile::Enforced) {
+                Some(slot) => *slot = cell,
+                None => into.cells.push(cell),
+            }
+        }
+    }
+    if let Some(choice) = report.backends.first_mut() {
+        choice.reason.push_str(&format!(
+            "; the enforced cells in a second boot, of Debian's cloud kernel {release} through OVMF with this \
+             run's publisher certificate enrolled in db (the kernel checks root-hash signatures and enforces IPE)"
+        ));
+    }
+}
+
+/// The release of `series`'s guest kernel, for the report.
+fn vmtest_release(series: kernel_vm::Series) -> String {
+    kernel_vm::available_series(series)
         .map(|host| host.kernel().release().to_owned())
         .unwrap_or_default()
 }

@@ -4,7 +4,7 @@
 //! `tests/mutation.rs`), `scenario run` and `demo` from the command line, and a run as an unprivileged
 //! user.
 
-mod parity;
+pub(crate) mod parity;
 
 use std::process::Command;
 
@@ -14,7 +14,7 @@ use scenarios::report::{self, Format};
 use scenarios::results::{CellResult, CellStatus, Verdict};
 use scenarios::runner::{self, Hooks, RunOptions};
 use scenarios::{Scenario, load};
-use veritylab::profile::Backend;
+use veritylab::profile::{Backend, Profile};
 
 fn veritylab() -> Command {
     Command::new(env!("CARGO_BIN_EXE_veritylab"))
@@ -34,6 +34,7 @@ fn emulated(hooks: Hooks) -> RunOptions {
         backend: Some(RunnerBackend::Emulated),
         exe: None,
         hooks,
+        ..RunOptions::default()
     }
 }
 
@@ -45,7 +46,7 @@ fn every_shipped_scenario_as_expected_on(backend: RunnerBackend) {
         profile: None,
         backend: Some(backend),
         exe: Some(env!("CARGO_BIN_EXE_veritylab").into()),
-        hooks: Hooks::default(),
+        ..RunOptions::default()
     };
     let report = runner::run(&scenarios, &options, &mut |_| {});
     let text = report::render(&report, Format::Text, false);
@@ -333,6 +334,21 @@ fn the_demo_runs_without_arguments_and_writes_its_html_page() {
     );
     assert!(stdout.contains(&format!("({backend} backend) ==")), "{stdout}");
     assert!(std::fs::read_to_string(&html).unwrap().contains("<html"));
+    // Both renderings carry the enforced column, with what the profile adds to hardened.
+    let header = stdout
+        .lines()
+        .find(|l| l.starts_with("scenario "))
+        .unwrap_or_else(|| panic!("no matrix header: {stdout}"));
+    assert!(header.trim_end().ends_with(" enforced"), "{header}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains(&format!("\">{}</th>", Profile::Enforced)),
+        "no enforced column in the HTML matrix"
+    );
+    assert!(
+        page.contains(Profile::Enforced.summary()),
+        "the column's title says what it is"
+    );
 }
 
 /// `scenario run --all` without `--backend` as a normal user (this one, or `nobody` through `setpriv` when the

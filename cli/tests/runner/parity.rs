@@ -8,22 +8,22 @@ use scenarios::RunnerBackend;
 use scenarios::load;
 use scenarios::outcome::{DeviceState, ErrorKind, FindingKind, Outcome};
 use scenarios::results::{CellResult, CellStatus, RunReport, Verdict};
-use scenarios::runner::{self, Hooks, RunOptions};
+use scenarios::runner::{self, RunOptions};
 use veritylab::profile::Profile;
 
 /// What a cell observed, reduced to what must agree across backends: the verdict, the outcome, and the kinds
 /// of errors, findings and device states seen (messages, paths and device numbers may differ).
 #[derive(Debug, PartialEq, Eq)]
-struct Seen {
-    verdict: Verdict,
-    outcome: Option<Outcome>,
-    errors: BTreeSet<ErrorKind>,
-    findings: BTreeSet<FindingKind>,
-    devices: HashSet<DeviceState>,
+pub(crate) struct Seen {
+    pub(crate) verdict: Verdict,
+    pub(crate) outcome: Option<Outcome>,
+    pub(crate) errors: BTreeSet<ErrorKind>,
+    pub(crate) findings: BTreeSet<FindingKind>,
+    pub(crate) devices: HashSet<DeviceState>,
 }
 
 impl Seen {
-    fn of(cell: &CellResult) -> Self {
+    pub(crate) fn of(cell: &CellResult) -> Self {
         let mut seen = Seen {
             verdict: cell.verdict(),
             outcome: cell.observed_outcome(),
@@ -46,7 +46,7 @@ fn run_on(backend: RunnerBackend) -> RunReport {
         profile: None,
         backend: Some(backend),
         exe: Some(env!("CARGO_BIN_EXE_veritylab").into()),
-        hooks: Hooks::default(),
+        ..RunOptions::default()
     };
     runner::run(&load::embedded().unwrap(), &options, &mut |_| {})
 }

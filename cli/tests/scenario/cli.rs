@@ -75,3 +75,41 @@ fn attacks_prints_every_catalogue_entry_with_its_parameters() {
         "{text}"
     );
 }
+
+#[test]
+fn run_with_a_publisher_key_signs_every_cell_with_it_and_refuses_another_keys_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let keygen = |prefix: &str| {
+        let out = veritylab()
+            .args(["keygen", prefix])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    keygen("lab");
+    let run = || {
+        veritylab()
+            .args(["scenario", "run", "root-hash-signature-other-key", "exec-unverified"])
+            .args(["--profile", "enforced", "--backend", "emulated", "--report", "json"])
+            .args(["--publisher-key", "lab.key"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let other_key = &report["scenarios"][0]["cells"][0];
+    assert_eq!(other_key["observation"]["outcome"], "blocked", "{other_key:#}");
+
+    // A certificate of another key beside lab.key: refused as bad input (exit 3), naming the file.
+    keygen("other");
+    std::fs::copy(dir.path().join("other.crt"), dir.path().join("lab.crt")).unwrap();
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("lab.crt"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}

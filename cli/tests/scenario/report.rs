@@ -187,6 +187,10 @@ fn html_report_renders_in_headless_chromium() {
     );
     assert!(dom.contains("<table id=\"matrix\">"));
     assert!(
+        dom.contains(">enforced</th>"),
+        "the matrix lost the enforced column: {dom}"
+    );
+    assert!(
         dom.matches("data-cell=\"cell-").count() >= 10,
         "the matrix lost its cells"
     );

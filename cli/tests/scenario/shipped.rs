@@ -88,6 +88,26 @@ fn vanilla_misses_layer_attacks_hardened_rollback_and_kernel_signatures_enforced
         ]
     );
     assert_eq!(undetected(Profile::Enforced), ["rollback-within-window"]);
+    // `enforced` is `hardened` (error correction included) plus the kernel's two decisions: its expected
+    // outcome differs only where an exec or a layer's root-hash signature is refused.
+    let mut differ: Vec<&str> = scenarios
+        .iter()
+        .filter(|s| s.expect.get(&Profile::Enforced).map(|e| e.outcome) != Some(s.expect[&Profile::Hardened].outcome))
+        .map(|s| s.id.as_str())
+        .collect();
+    differ.sort_unstable();
+    assert_eq!(
+        differ,
+        [
+            "exec-unverified",
+            "exec-unverified-bind",
+            "extra-mount",
+            "overmount",
+            "root-hash-signature",
+            "root-hash-signature-binary-digest",
+            "root-hash-signature-other-key"
+        ]
+    );
 }
 
 #[test]

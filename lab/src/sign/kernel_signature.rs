@@ -299,7 +299,7 @@ fn public_key_der(key: &SigningKey) -> Result<der::Document, KernelSignatureErro
 }
 
 /// Parses `certificate` (DER) and checks that its public key is `key`'s.
-pub(crate) fn check_certificate_key(key: &SigningKey, certificate: &[u8]) -> Result<Certificate, KernelSignatureError> {
+pub fn check_certificate_key(key: &SigningKey, certificate: &[u8]) -> Result<Certificate, KernelSignatureError> {
     let cert =
         Certificate::from_der(certificate).map_err(|e| KernelSignatureError::Certificate { reason: e.to_string() })?;
     let ours = public_key_der(key)?;
@@ -316,7 +316,7 @@ pub(crate) fn check_certificate_key(key: &SigningKey, certificate: &[u8]) -> Res
 
 /// Reads a certificate file (PEM `CERTIFICATE` or DER) and returns its DER, checked to be one X.509
 /// certificate.
-pub(crate) fn read_certificate(path: &Path) -> Result<Vec<u8>, KernelSignatureError> {
+pub fn read_certificate(path: &Path) -> Result<Vec<u8>, KernelSignatureError> {
     let bad = |reason: String| KernelSignatureError::CertificateFile {
         path: path.to_owned(),
         reason,
@@ -346,7 +346,7 @@ pub(crate) const MAX_CERTIFICATE_FILE: usize = 64 << 10;
 
 /// Writes the PEM certificate of `key` to `path` (refusing to replace a file unless `force`), named after
 /// the file's stem; returns the certificate's DER.
-pub(crate) fn write_certificate(key: &SigningKey, path: &Path, force: bool) -> Result<Vec<u8>, KernelSignatureError> {
+pub fn write_certificate(key: &SigningKey, path: &Path, force: bool) -> Result<Vec<u8>, KernelSignatureError> {
     if path.exists() && !force {
         return Err(KernelSignatureError::Exists { path: path.to_owned() });
     }
@@ -372,7 +372,7 @@ pub(crate) fn write_certificate(key: &SigningKey, path: &Path, force: bool) -> R
 }
 
 /// The certificate path beside a key: `lab.key` → `lab.crt`.
-pub(crate) fn certificate_path(key: &Path) -> PathBuf {
+pub fn certificate_path(key: &Path) -> PathBuf {
     key.with_extension("crt")
 }
 

@@ -67,7 +67,7 @@ pub fn run(args: &DemoArgs) -> Result<(), CommandError> {
 fn pipeline(backend: Backend) -> Result<(), CliError> {
     out!("== the pipeline on the sample image ==")?;
     let exe = std::env::current_exe().map_err(|e| fail("finding the veritylab executable", e))?;
-    let sandbox = Sandbox::new(Profile::Hardened, backend, image::sample(), Scheme::Cosign, &exe)
+    let sandbox = Sandbox::new(Profile::Hardened, backend, image::sample(), Scheme::Cosign, &exe, None)
         .map_err(|e| fail("creating a sandbox", e))?;
     let dir = sandbox.dir.path();
     let publisher = Store::open(&dir.join("publisher")).map_err(|e| fail("store", e))?;

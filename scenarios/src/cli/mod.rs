@@ -35,6 +35,9 @@ pub enum CommandError {
     /// A `kernel-vm` batch could not run or finish.
     #[error(transparent)]
     KernelVm(#[from] crate::vm::KernelVmError),
+    /// The publisher key given with `--publisher-key` (or its certificate) could not be used.
+    #[error(transparent)]
+    Publisher(#[from] crate::PublisherError),
 }
 
 impl CommandError {
@@ -48,6 +51,7 @@ impl CommandError {
             CommandError::Failed { .. } => ErrorClass::Findings,
             CommandError::Unavailable { .. } => ErrorClass::Unavailable,
             CommandError::KernelVm(e) => e.class(),
+            CommandError::Publisher(e) => e.class(),
         }
     }
 

@@ -58,6 +58,11 @@ pub struct RunArgs {
     /// Write the report to FILE (atomically) instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Sign every cell's image and root hashes with this key (unencrypted; its certificate beside it as
+    /// KEY.crt) instead of a fresh key per cell, and have the kernel backend load the IPE policy it signs: for
+    /// a node whose kernel trusts that certificate, so it checks the enforced cells itself.
+    #[arg(long, value_name = "KEY")]
+    pub publisher_key: Option<PathBuf>,
     /// Where the scenarios come from.
     #[command(flatten)]
     pub dir: DirArgs,
@@ -268,9 +273,17 @@ pub fn run(command: ScenarioCommand) -> Result<(), CommandError> {
             {
                 return Err(CommandError::Unavailable { backend, reason });
             }
+            if args.backend == Some(RunnerBackend::KernelVm) && args.publisher_key.is_some() {
+                return Err(CliError::Usage(
+                    "--publisher-key is not for kernel-vm, which makes and enrolls its own publisher key".to_owned(),
+                )
+                .into());
+            }
+            let publisher = args.publisher_key.as_deref().map(crate::Publisher::load).transpose()?;
             let options = RunOptions {
                 profile: args.profile,
                 backend: args.backend,
+                publisher,
                 ..RunOptions::default()
             };
             let report = run_and_report_from(
