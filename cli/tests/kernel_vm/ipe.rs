@@ -4,7 +4,8 @@
 //!
 //! One boot: on the host `veritylab` builds, pulls and signs a one-layer image holding a static busybox, so
 //! the layer's `layer.erofs.roothash.p7s` is the signature `sign` made; in the guest `veritysetup open
-//! --root-hash-signature` maps the layer (and once more without the signature), the EROFS volumes are
+//! --root-hash-signature` maps the layer (and once more without the signature; a signature our code made
+//! with a key that is not enrolled is refused with `Required key not available`), the EROFS volumes are
 //! mounted, every way of executing busybox is tried before and after the policy is loaded, activated and
 //! enforced, and the kernel's IPE audit records (`ipe_op=EXECUTE`) are the evidence of each refusal.
 
@@ -44,6 +45,10 @@ dmsetup table signed
 section open-unsigned
 veritysetup open layer.erofs unsigned layer.erofs {root} --hash-offset={hash_offset} 2>&1
 mark open-unsigned $?
+section open-other
+veritysetup open layer.erofs other layer.erofs {root} --hash-offset={hash_offset} \\
+  --root-hash-signature=other.p7s 2>&1
+mark open-other $?
 mkdir -p /mnt/signed /mnt/unsigned /mnt/plain /mnt/tmp
 mount -t erofs -o ro /dev/mapper/signed /mnt/signed; mark mount-signed $?
 mount -t erofs -o ro /dev/mapper/unsigned /mnt/unsigned; mark mount-unsigned $?
@@ -103,11 +108,28 @@ fn ipe_lets_only_signed_dm_verity_volumes_execute() {
         .output()
         .unwrap();
     assert!(policy.status.success(), "ipe policy: {policy:?}");
+    // The same root hash signed by our code with a key whose certificate is not enrolled.
+    let keygen = std::process::Command::new(env!("CARGO_BIN_EXE_veritylab"))
+        .args(["keygen", "other"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "keygen: {keygen:?}");
+    let other_key = veritylab::sign::keys::load_private(&d.join("other.key"), None).unwrap();
+    let other_cert = veritylab::sign::kernel_signature::read_certificate(&d.join("other.crt")).unwrap();
+    let other = veritylab::sign::kernel_signature::pkcs7_signature(
+        &other_key,
+        &other_cert,
+        root.as_bytes(),
+        veritylab::sign::kernel_signature::Content::Detached,
+    )
+    .unwrap();
 
     let out = vm
         .uefi_db_certificate(d.join("lab.crt"))
         .file("layer.erofs", erofs)
         .file("layer.erofs.roothash.p7s", p7s)
+        .file("other.p7s", other)
         .file("veritylab.ipe.p7s", d.join("veritylab.ipe.p7s"))
         .script(&script(root, &hash_offset))
         .memory_mib(768)
@@ -142,6 +164,10 @@ fn ipe_lets_only_signed_dm_verity_volumes_execute() {
         "{}",
         out.section("open-signed").unwrap_or_default()
     );
+    // Our signature by a key the kernel's keyrings do not hold: refused, as veritysetup reports it.
+    let refused = out.section("open-other").unwrap_or_default();
+    assert_eq!(out.mark("open-other"), Some("4"), "{refused}");
+    assert!(refused.contains("Required key not available"), "{refused}");
     for step in [
         "open-unsigned",
         "mount-signed",
