@@ -17,12 +17,15 @@
 //! - [`ipe`]: IPE policies that let only signature-checked dm-verity volumes (and the initramfs) execute.
 //! - [`exec_policy`]: the `enforced` profile's exec rule, emulated where no kernel enforces IPE.
 //! - [`watch`]: periodic re-verification of converted layers at rest, within a CPU budget.
+//! - [`agent`]: the node agent: every mount audited and its layers re-verified each interval, Prometheus
+//!   metrics and JSON logs.
 //! - [`utc`]: RFC 3339 date-times in UTC, the one formatter every report and annotation uses.
 //! - [`progress`]: what long operations report (steps and byte counts), drawn as bars by the command.
 //! - [`cli`]: the `veritylab` command's pipeline subcommands as library functions (the scenario harness and
 //!   `demo` are the `scenarios` crate's; the `veritylab` package's binary joins both).
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod audit;
 pub mod cli;
 pub mod convert;

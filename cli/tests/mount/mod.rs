@@ -15,7 +15,7 @@ use veritylab::store::Store;
 
 /// Signs the stored image `name` with a new key (cosign, as `veritylab sign` does) and verifies it with that
 /// key: the only way to get root hashes the hardened profile takes.
-fn signed(store: &Store, name: &str) -> Trust {
+pub(crate) fn signed(store: &Store, name: &str) -> Trust {
     let key = keys::generate();
     let public = keys::PublicKey::new(*key.verifying_key(), std::path::Path::new("test.pub"));
     let options = SignOptions {

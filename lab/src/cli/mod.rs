@@ -13,6 +13,7 @@ macro_rules! out {
     };
 }
 
+pub(crate) mod agent;
 pub(crate) mod audit;
 pub(crate) mod bars;
 pub(crate) mod check;
@@ -96,6 +97,9 @@ pub enum Cli {
     /// Audit a mount (layers traced to trusted root hashes, no overmount) and re-verify layers at rest, once or
     /// periodically within a CPU budget.
     Check(check::CheckArgs),
+    /// The node agent: audit every mount and re-verify its layers every interval within a CPU budget, log
+    /// each pass as JSON on stderr and serve Prometheus metrics.
+    Agent(agent::AgentArgs),
     /// Internal: the holder of a kernel-backend mount's namespace.
     #[command(name = "__hold", hide = true)]
     Hold {
@@ -180,6 +184,9 @@ pub enum CliError {
         /// How many findings, over all passes.
         findings: usize,
     },
+    /// The node agent could not run.
+    #[error(transparent)]
+    Agent(#[from] crate::agent::AgentError),
     /// Writing to standard output failed (a closed pipe is [`ErrorClass::OutputClosed`]).
     #[error("writing to standard output: {0}")]
     Output(#[source] std::io::Error),
@@ -221,6 +228,7 @@ impl CliError {
             CliError::Transfer(e) => e.class(),
             CliError::Verify(e) => e.class(),
             CliError::WatchTarget(e) => e.class(),
+            CliError::Agent(e) => e.class(),
             CliError::Io { .. } => ErrorClass::Io,
             CliError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ErrorClass::OutputClosed,
             CliError::Output(_) => ErrorClass::Io,
@@ -278,6 +286,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cli::Sign(args) => sign::run(&sign::SignPlan::try_from(args)?),
         Cli::Verify(args) => verify::run(&verify::VerifyPlan::try_from(args)?),
         Cli::Check(args) => check::run(&check::CheckPlan::try_from(args)?),
+        Cli::Agent(args) => agent::run(args),
         Cli::Push(args) => push::run(&push::PushPlan::try_from(args)?),
         Cli::Image(command) => image::run(command),
         Cli::Ipe(command) => ipe::run(command),

@@ -17,7 +17,8 @@ pub(crate) mod budget;
 pub(crate) mod report;
 pub(crate) mod target;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use verity_fuse::ErrorClass;
@@ -91,6 +92,7 @@ pub struct Watcher {
     unchecked: Vec<DriftFinding>,
     config: WatchConfig,
     bucket: Option<TokenBucket>,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl Watcher {
@@ -118,7 +120,15 @@ impl Watcher {
             unchecked,
             config,
             bucket,
+            stop: None,
         })
+    }
+
+    /// Stops the passes early, as `until` does, once `stop` is set (a signal handler's flag): the layers
+    /// being checked are reported incomplete.
+    pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = Some(stop);
+        self
     }
 
     /// The layers watched.
@@ -201,6 +211,7 @@ impl Watcher {
 
     fn past_deadline(&self) -> bool {
         self.config.until.is_some_and(|until| Instant::now() >= until)
+            || self.stop.as_ref().is_some_and(|stop| stop.load(Ordering::Relaxed))
     }
 
     /// Checks one layer, pacing each step with the bucket.
@@ -213,7 +224,7 @@ impl Watcher {
         let mut complete = false;
         let mut findings = Vec::new();
         let mut pace = || match &self.bucket {
-            Some(bucket) => bucket.pace(&mut last, self.config.until),
+            Some(bucket) => !self.past_deadline() && bucket.pace(&mut last, self.config.until),
             None => !self.past_deadline(),
         };
         if pace() {

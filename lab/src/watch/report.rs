@@ -107,6 +107,22 @@ pub enum DriftFinding {
 }
 
 impl DriftFinding {
+    /// The finding's kind, as in JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Mismatch { .. } => "mismatch",
+            Self::NonZeroPadding { .. } => "non_zero_padding",
+            Self::Missing { .. } => "missing",
+            Self::Truncated { .. } => "truncated",
+            Self::Io { .. } => "io",
+            Self::Superblock { .. } => "superblock",
+            Self::Sidecar { .. } => "sidecar",
+            Self::Untrusted { .. } => "untrusted",
+            Self::NotConverted { .. } => "not_converted",
+            Self::Other { .. } => "other",
+        }
+    }
+
     /// What kind of failure this is.
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -265,6 +281,47 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     use super::*;
+
+    #[test]
+    fn finding_kinds_are_their_json_tags() {
+        let path = PathBuf::from("/x");
+        let findings = [
+            DriftFinding::Mismatch {
+                block: BlockRef::Data { block: 1 },
+                expected: String::new(),
+                found: String::new(),
+            },
+            DriftFinding::NonZeroPadding { block: 1, offset: 2 },
+            DriftFinding::Missing { path: path.clone() },
+            DriftFinding::Truncated {
+                path: path.clone(),
+                device: Device::Data,
+                needed: 2,
+                len: 1,
+            },
+            DriftFinding::Io {
+                path: path.clone(),
+                error: String::new(),
+            },
+            DriftFinding::Superblock {
+                path,
+                reason: String::new(),
+            },
+            DriftFinding::Untrusted {
+                image: String::new(),
+                reason: String::new(),
+            },
+            DriftFinding::NotConverted {
+                image: String::new(),
+                layer: String::new(),
+            },
+            DriftFinding::Other { reason: String::new() },
+        ];
+        for finding in findings {
+            let json = serde_json::to_value(&finding).unwrap();
+            assert_eq!(json["kind"], finding.kind());
+        }
+    }
 
     #[test]
     fn rfc3339_matches_known_instants() {

@@ -1,0 +1,329 @@
+//! `veritylab agent`: the node agent. Every interval it audits each mount `veritylab` made on the node (the
+//! mount audit of `veritylab check TARGET`) and re-verifies their layers at rest within the CPU budget (the
+//! watcher of `veritylab check --watch`), logs each pass as one JSON line on stderr, and serves the results as
+//! Prometheus metrics over HTTP (see [`Metrics`] for the series).
+//!
+//! The agent runs in the foreground until SIGTERM or SIGINT (or `passes` are done): a signal stops the pass
+//! under way (its unfinished layers are reported incomplete), the HTTP server is shut down and the agent
+//! returns.
+
+mod http;
+mod metrics;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{Value, json};
+use verity_fuse::ErrorClass;
+
+use crate::audit;
+use crate::mount::{self, MountError, Record};
+use crate::profile::Backend;
+use crate::store::{Store, StoreError};
+use crate::watch::{self, CpuClock, DriftFinding, LayerTarget, PassReport, TargetError, WatchConfig, Watcher};
+
+pub use metrics::Metrics;
+
+/// How the agent runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The store whose mounts are watched.
+    pub store: PathBuf,
+    /// Time from the start of one pass to the start of the next.
+    pub interval: Duration,
+    /// Hashing CPU budget, in percent of one core.
+    pub cpu_budget_percent: f64,
+    /// Layers re-verified at the same time.
+    pub max_parallel: usize,
+    /// Where the metrics are served (port 0: any free port, logged at start).
+    pub listen: SocketAddr,
+    /// Stop after this many passes; `None` to run until a signal.
+    pub passes: Option<u64>,
+}
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The configuration cannot run (a budget out of range, no parallelism).
+    #[error("{0}")]
+    Config(#[from] watch::ConfigError),
+    /// The metrics address could not be bound.
+    #[error("serving metrics on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The signal handlers could not be installed.
+    #[error("installing the signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+impl AgentError {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Config(_) => ErrorClass::BadInput,
+            Self::Listen { .. } | Self::Signals(_) => ErrorClass::Io,
+            Self::Store(e) => e.class(),
+        }
+    }
+}
+
+/// What one pass saw, the agent's unit of work (also what [`Metrics`] are set from).
+#[derive(Debug, Clone)]
+pub struct AgentPass {
+    /// Pass number, from 1.
+    pub number: u64,
+    /// When the pass started.
+    pub started: SystemTime,
+    /// Wall time of the pass.
+    pub duration: Duration,
+    /// The mounts audited, with what each audit found.
+    pub audits: Vec<audit::Report>,
+    /// The re-verification of the mounts' layers at rest.
+    pub verification: PassReport,
+    /// Mounts that could not be audited or whose layers could not be found, with why.
+    pub errors: Vec<(String, String)>,
+}
+
+impl AgentPass {
+    /// Layers whose bytes or tree no longer match their pinned root hash, plus mounted devices that saw
+    /// corruption.
+    pub fn corrupted_devices(&self) -> usize {
+        let at_rest = self
+            .verification
+            .layers
+            .iter()
+            .filter(|l| l.findings.iter().any(|f| f.class() == ErrorClass::VerificationFailed))
+            .count();
+        let mounted = self
+            .audits
+            .iter()
+            .flat_map(|a| &a.findings)
+            .filter(|f| matches!(f, audit::AuditFinding::DeviceCorrupted { .. }))
+            .count();
+        at_rest + mounted
+    }
+
+    /// Every finding of the pass as (kind, mount id, target) — mount id and target empty for layers at rest
+    /// not tied to one mount.
+    pub fn findings(&self) -> Vec<(String, String, String)> {
+        let mut all: Vec<(String, String, String)> = self
+            .audits
+            .iter()
+            .flat_map(|a| {
+                a.findings
+                    .iter()
+                    .map(|f| (f.kind().to_owned(), a.id.clone(), a.target.display().to_string()))
+            })
+            .collect();
+        all.extend(self.verification.all_findings().map(|f| {
+            (
+                format!("layer-{}", f.kind().replace('_', "-")),
+                String::new(),
+                String::new(),
+            )
+        }));
+        all
+    }
+}
+
+/// Runs the agent until `passes` are done or a signal comes; returns the number of passes run.
+pub fn run(config: &AgentConfig) -> Result<u64, AgentError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(AgentError::Signals)?;
+    }
+    run_until(config, &stop)
+}
+
+/// [`run`] with the stop flag given (tests set it themselves).
+pub fn run_until(config: &AgentConfig, stop: &Arc<AtomicBool>) -> Result<u64, AgentError> {
+    // Validate the watcher's settings before binding anything.
+    Watcher::new(Vec::new(), Vec::new(), watch_config(config))?;
+    let store = Store::open(&config.store)?;
+    let metrics = Arc::new(Metrics::new(config.interval, config.cpu_budget_percent));
+    let server = http::Server::start(config.listen, Arc::clone(&metrics))?;
+    log(
+        "info",
+        "agent started",
+        json!({
+            "listen": server.addr().to_string(),
+            "store": config.store.display().to_string(),
+            "interval_seconds": config.interval.as_secs_f64(),
+            "cpu_budget_percent": config.cpu_budget_percent,
+        }),
+    );
+    let mut number = 0u64;
+    while !stop.load(Ordering::Relaxed) && config.passes.is_none_or(|n| number < n) {
+        number += 1;
+        let start = Instant::now();
+        let pass = one_pass(&store, config, number, stop);
+        metrics.observe(&pass);
+        log_pass(&pass);
+        if config.passes.is_some_and(|n| number >= n) {
+            break;
+        }
+        // Sleep to the next pass in short steps, so a signal is seen promptly.
+        let next = start + config.interval;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < next {
+            std::thread::sleep(
+                next.saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(100)),
+            );
+        }
+    }
+    server.shutdown();
+    log("info", "agent stopped", json!({ "passes": number }));
+    Ok(number)
+}
+
+fn watch_config(config: &AgentConfig) -> WatchConfig {
+    WatchConfig {
+        interval: config.interval,
+        max_parallel: config.max_parallel,
+        cpu_budget_percent: Some(config.cpu_budget_percent),
+        clock: CpuClock::Threads,
+        passes: Some(1),
+        ..WatchConfig::default()
+    }
+}
+
+/// Audits every live mount of the store and re-verifies their layers.
+fn one_pass(store: &Store, config: &AgentConfig, number: u64, stop: &Arc<AtomicBool>) -> AgentPass {
+    let started = SystemTime::now();
+    let start = Instant::now();
+    let mut errors = Vec::new();
+    let records: Vec<Record> = match mount::list(store) {
+        Ok(records) => records
+            .into_iter()
+            .filter(|r| r.ready && (r.holder_alive() || r.backend == Backend::Emulated))
+            .collect(),
+        Err(e) => {
+            errors.push((String::new(), format!("listing the mounts: {e}")));
+            Vec::new()
+        }
+    };
+    let audits: Vec<audit::Report> = records
+        .iter()
+        .map(|r| audit::audit_record(r, &BTreeMap::new()))
+        .collect();
+    let mut targets: Vec<LayerTarget> = Vec::new();
+    let mut unchecked: Vec<DriftFinding> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for record in &records {
+        match layer_targets(store, record) {
+            Ok((more, findings)) => {
+                for target in more {
+                    if seen.insert((target.data.clone(), target.hash.clone())) {
+                        targets.push(target);
+                    }
+                }
+                unchecked.extend(findings);
+            }
+            Err(reason) => errors.push((record.id.clone(), reason)),
+        }
+    }
+    let verification = match Watcher::new(targets, unchecked.clone(), watch_config(config)) {
+        Ok(watcher) => watcher.with_stop(Arc::clone(stop)).pass(number),
+        Err(e) => {
+            errors.push((String::new(), e.to_string()));
+            PassReport {
+                pass: number,
+                started: crate::utc::rfc3339_millis(started),
+                duration: Duration::ZERO,
+                bytes: 0,
+                cpu: Duration::ZERO,
+                cpu_percent: 0.0,
+                budget_percent: config.cpu_budget_percent,
+                layers: Vec::new(),
+                findings: unchecked,
+            }
+        }
+    };
+    AgentPass {
+        number,
+        started,
+        duration: start.elapsed(),
+        audits,
+        verification,
+        errors,
+    }
+}
+
+/// The layers of a mount, pinned as `veritylab check TARGET` pins them: to the root hashes its plan took (from
+/// a signature where it was mounted from one), else to the node's conversion records.
+fn layer_targets(store: &Store, record: &Record) -> Result<watch::Targets, String> {
+    let plan = record.plan().map_err(|e| MountError::from(e).to_string())?;
+    let pinned = watch::for_plan(store, &plan).map_err(|e: TargetError| e.to_string())?;
+    match pinned {
+        Some(targets) => Ok(targets),
+        None => watch::for_images(store, std::slice::from_ref(&record.image)).map_err(|e| e.to_string()),
+    }
+}
+
+fn log_pass(pass: &AgentPass) {
+    let findings: Vec<Value> = pass
+        .findings()
+        .into_iter()
+        .map(|(kind, mount, target)| json!({ "kind": kind, "mount": mount, "target": target }))
+        .collect();
+    let details: Vec<Value> = pass
+        .audits
+        .iter()
+        .flat_map(|a| {
+            a.findings
+                .iter()
+                .map(move |f| json!({ "mount": a.id, "finding": f.to_string() }))
+        })
+        .chain(
+            pass.verification
+                .all_findings()
+                .map(|f| json!({ "mount": "", "finding": f.to_string() })),
+        )
+        .collect();
+    let level = if findings.is_empty() && pass.errors.is_empty() {
+        "info"
+    } else {
+        "warn"
+    };
+    log(
+        level,
+        "pass",
+        json!({
+            "pass": pass.number,
+            "started": crate::utc::rfc3339_millis(pass.started),
+            "duration_seconds": pass.duration.as_secs_f64(),
+            "mounts": pass.audits.len(),
+            "layers": pass.verification.layers.len(),
+            "bytes_verified": pass.verification.bytes,
+            "hash_cpu_seconds": pass.verification.layers.iter().map(|l| l.cpu.as_secs_f64()).sum::<f64>(),
+            "corrupted_devices": pass.corrupted_devices(),
+            "findings": findings,
+            "details": details,
+            "errors": pass.errors.iter().map(|(m, e)| json!({ "mount": m, "error": e })).collect::<Vec<_>>(),
+        }),
+    );
+}
+
+/// One structured log line on stderr: `{"time", "level", "msg", ...fields}`.
+fn log(level: &str, msg: &str, fields: Value) {
+    let mut line = json!({
+        "time": crate::utc::rfc3339_millis(SystemTime::now()),
+        "level": level,
+        "msg": msg,
+    });
+    if let (Some(line), Value::Object(fields)) = (line.as_object_mut(), fields) {
+        line.extend(fields);
+    }
+    eprintln!("{line}");
+}
