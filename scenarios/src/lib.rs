@@ -27,12 +27,14 @@
 //! backend is unavailable) or [`results::CellResult::error`] (the harness itself failed, including a leak).
 //! Finally it sets [`results::RunReport::duration_ms`] and renders the report.
 
+pub mod admission;
 mod backend;
 mod cell_registry;
 pub mod cli;
 mod image;
 pub mod load;
 pub mod outcome;
+mod registry_front;
 mod replay;
 pub mod report;
 pub mod results;
@@ -45,5 +47,5 @@ pub use backend::RunnerBackend;
 pub use load::{LoadErrors, Problem};
 pub use sandbox::{SandboxError, device_refusal};
 pub use schema::{
-    AttackUse, EntryKind, EntrySpec, ImageSpec, LayerSpec, ParamValue, Reference, ReferenceKind, Scenario,
+    Admission, AttackUse, EntryKind, EntrySpec, ImageSpec, LayerSpec, ParamValue, Reference, ReferenceKind, Scenario,
 };

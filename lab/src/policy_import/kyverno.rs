@@ -11,7 +11,8 @@
 //!   them is a rule's `key_data`; a set needing all of several keys, or several sets (all needed), cannot be
 //!   said with one key list: the first set is imported and the rest listed.
 //! - `verifyDigest` (default true) or `mutateDigest` (default true: the pod is pinned to the digest the
-//!   webhook verified, so the node pulls by digest) make the rule `require_pull_by_digest`.
+//!   webhook verified, so the node pulls by digest) make the rule `require_pull_by_digest`; `mutateDigest`
+//!   is also kept as the rule's `mutate_digest`, which an admission stage acts on.
 //! - The action is resolved per rule: any entry saying `Enforce` enforces, else the first explicit
 //!   `failureAction`, else `spec.validationFailureAction` (default `Audit`). `Audit` admits failures, so its
 //!   images need no signature here (listed).
@@ -253,6 +254,7 @@ fn import_entry(entry: &Node<'_>, action: Action, unit: usize, out: &mut Contrib
         };
         let mut rule = RuleFile::new("");
         rule.require_pull_by_digest = Some(mutate || verify);
+        rule.mutate_digest = Some(mutate);
         match (&keys, action) {
             (_, Action::Audit) => {
                 rule.require_signature = false;

@@ -59,6 +59,11 @@ fn a_kyverno_rule_with_one_key_imports_exactly() {
         "mutateDigest and verifyDigest default to true"
     );
     assert_eq!(
+        rule.mutate_digest,
+        Some(true),
+        "mutateDigest is kept for an admission stage to pin the digest"
+    );
+    assert_eq!(
         imported.policy.unmatched,
         Unmatched::Allow,
         "Kyverno admits images no rule names"

@@ -14,6 +14,7 @@
 //! require_signature = true
 //! keys = ["lab.pub"]                    # only these keys here (not even --key)
 //! require_pull_by_digest = true
+//! mutate_digest = true                  # admission pins the pod's image to the digest it verified
 //! min_build_timestamp = "2026-11-01T00:00:00Z"   # rollback: older signed builds are refused
 //!
 //! [[repository]]
@@ -150,6 +151,11 @@ pub struct RuleFile {
     /// Overrides the policy's `require_pull_by_digest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_pull_by_digest: Option<bool>,
+    /// Whether an admission check rewrites a tag it verified to that tag's digest (Kyverno's `mutateDigest`,
+    /// policy-controller's tag resolution), so the node pulls exactly what was verified. Only an admission
+    /// stage acts on it; `require_pull_by_digest` is what the node itself demands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutate_digest: Option<bool>,
     /// Oldest acceptable build.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_build_timestamp: Option<BuildTimestamp>,
@@ -165,6 +171,7 @@ impl RuleFile {
             keys: Vec::new(),
             key_data: Vec::new(),
             require_pull_by_digest: None,
+            mutate_digest: None,
             min_build_timestamp: None,
         }
     }
@@ -250,6 +257,8 @@ pub struct Rule {
     pub keys: Vec<PublicKey>,
     /// Overrides the policy's `require_pull_by_digest`.
     pub require_pull_by_digest: Option<bool>,
+    /// Whether an admission check pins a verified tag to its digest ([`RuleFile::mutate_digest`]).
+    pub mutate_digest: Option<bool>,
     /// Oldest acceptable build timestamp.
     pub min_build_timestamp: Option<BuildTimestamp>,
 }
@@ -300,6 +309,8 @@ pub struct Requirements {
     pub reject: bool,
     /// The image must be named by digest.
     pub require_pull_by_digest: bool,
+    /// An admission check pins a verified tag to its digest (`false` without a rule saying so).
+    pub mutate_digest: bool,
     /// Oldest acceptable build.
     pub min_build_timestamp: Option<BuildTimestamp>,
     /// The keys trusted here.
@@ -353,6 +364,7 @@ impl Policy {
                 require_signature: rule.require_signature,
                 reject: rule.reject,
                 require_pull_by_digest: rule.require_pull_by_digest,
+                mutate_digest: rule.mutate_digest,
                 min_build_timestamp: rule.min_build_timestamp,
             });
         }
@@ -405,6 +417,7 @@ impl Policy {
                 require_signature: false,
                 reject: false,
                 require_pull_by_digest: false,
+                mutate_digest: false,
                 min_build_timestamp: None,
                 keys,
             };
@@ -416,6 +429,7 @@ impl Policy {
             require_pull_by_digest: rule
                 .and_then(|r| r.require_pull_by_digest)
                 .unwrap_or(self.require_pull_by_digest),
+            mutate_digest: rule.and_then(|r| r.mutate_digest).unwrap_or(false),
             min_build_timestamp: rule.and_then(|r| r.min_build_timestamp),
             keys,
         }
