@@ -870,6 +870,7 @@ fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, 
             require_signature: sandbox.policy_requires_signature,
             reject: false,
             keys: Vec::new(),
+            key_threshold: None,
             require_pull_by_digest: None,
             mutate_digest: None,
             min_build_timestamp: Some(BuildTimestamp(MINIMUM)),
@@ -920,7 +921,7 @@ fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, 
 /// The kind of a verification finding; `None` for one no scenario can name (a policy or harness problem).
 fn verify_kind(finding: &VerifyFinding) -> Option<ErrorKind> {
     Some(match finding {
-        VerifyFinding::SignatureMissing { .. } => ErrorKind::SignatureMissing,
+        VerifyFinding::SignatureMissing { .. } | VerifyFinding::TooFewSigners { .. } => ErrorKind::SignatureMissing,
         VerifyFinding::Rollback { .. } => ErrorKind::Rollback,
         VerifyFinding::MixAndMatch { .. } => ErrorKind::MixedLayers,
         VerifyFinding::RootHashMismatch { .. } | VerifyFinding::ParamsMismatch { .. } => ErrorKind::RootHashMismatch,
