@@ -139,6 +139,8 @@ pub const CATALOGUE: &[AttackSpec] = &[
     crate::signature_other_key::SPEC,
     crate::registry_blob_substitution::SPEC,
     crate::tag_moved_after_verify::SPEC,
+    crate::tag_moved_after_admission::SPEC,
+    crate::registry_split_view::SPEC,
     crate::rollback::SPEC,
     crate::mixed_layers::SPEC,
     crate::overmount::SPEC,

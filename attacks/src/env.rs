@@ -122,11 +122,23 @@ pub trait Env {
     /// was changed.
     fn allow_unsigned(&mut self) -> Result<String, AttackError>;
 
-    /// The image's manifest as the registry holds it (only for [`crate::Stage::Registry`]).
+    /// The image's manifest as the publisher pushed it to the registry (only where the cell serves a
+    /// registry: [`crate::Stage::Registry`], [`crate::Stage::AfterAdmission`]).
     fn registry_manifest(&self) -> Result<ImageManifest, AttackError>;
 
-    /// The file holding blob `digest` in the registry's storage (only for [`crate::Stage::Registry`]).
+    /// The file holding blob `digest` in the registry's storage (only where the cell serves a registry).
     fn registry_blob(&self, digest: &Digest) -> Result<PathBuf, AttackError>;
+
+    /// Publishes an unsigned image of `tars` (plain layer tars, base first) to the cell's registry under
+    /// `tag` of the image's repository, as an attacker with push rights would; returns its manifest digest
+    /// (only where the cell serves a registry: [`crate::Stage::Registry`], [`crate::Stage::AfterAdmission`]).
+    fn registry_push(&mut self, tag: &str, tars: &[Vec<u8>]) -> Result<Digest, AttackError>;
+
+    /// Makes the registry answer the node's requests for the manifest `tag` (told apart by its `User-Agent`,
+    /// as a compromised registry or mirror can) with the manifest of an unsigned image of `tars`, while every
+    /// other client, the admission controller included, still gets the genuine one; returns the decoy's
+    /// digest (only where the cell serves a registry).
+    fn registry_split_view(&mut self, tag: &str, tars: &[Vec<u8>]) -> Result<Digest, AttackError>;
 
     /// The attacker's scratch directory (inside the sandbox).
     fn scratch(&self) -> PathBuf;

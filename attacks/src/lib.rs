@@ -57,6 +57,7 @@ mod overmount;
 mod params;
 mod pinned_layer_replace;
 mod registry_blob_substitution;
+mod registry_split_view;
 mod rollback;
 mod root_hash_annotation;
 mod root_hash_signature;
@@ -65,6 +66,7 @@ mod signature_other_key;
 mod signature_stripped;
 #[cfg(test)]
 mod stub;
+mod tag_moved_after_admission;
 mod tag_moved_after_verify;
 mod tag_race_at_mount;
 pub mod tamper;
@@ -84,6 +86,9 @@ pub use params::{Param, Params};
 pub enum Stage {
     /// After the image is published to the registry, before the node pulls it.
     Registry,
+    /// After an admission check of the pod's image against the registry, before the node pulls the image
+    /// reference the admission left in the pod (the tag, or the digest it pinned).
+    AfterAdmission,
     /// After pull and conversion, before signature verification and mount: the node disk.
     NodeDisk,
     /// After verification, before the mount uses the image (time-of-check to time-of-use).
@@ -99,6 +104,7 @@ impl Stage {
     pub fn name(self) -> &'static str {
         match self {
             Stage::Registry => "registry",
+            Stage::AfterAdmission => "after-admission",
             Stage::NodeDisk => "node-disk",
             Stage::AfterVerify => "after-verify",
             Stage::Runtime => "runtime",

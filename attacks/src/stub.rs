@@ -98,6 +98,14 @@ impl Env for Stub {
         Err(no("run a registry"))
     }
 
+    fn registry_push(&mut self, _: &str, _: &[Vec<u8>]) -> Result<Digest, AttackError> {
+        Err(no("run a registry"))
+    }
+
+    fn registry_split_view(&mut self, _: &str, _: &[Vec<u8>]) -> Result<Digest, AttackError> {
+        Err(no("run a registry"))
+    }
+
     fn scratch(&self) -> PathBuf {
         self.dir.path().to_owned()
     }

@@ -21,17 +21,26 @@ use veritylab::profile::Profile;
 /// A cell of the matrix on the emulated backend.
 type CellId = (String, Profile);
 
-/// The defences a profile claims (`scenarios/README.md`).
-fn claimed(profile: Profile) -> BTreeSet<Defence> {
-    match profile {
+/// The defences a profile claims (`scenarios/README.md`), with the admission check where the scenario stages
+/// an admission policy (the cluster's defence, not the node's).
+fn claimed(profile: Profile, scenario: &Scenario) -> BTreeSet<Defence> {
+    let mut claimed: BTreeSet<Defence> = match profile {
         Profile::Vanilla | Profile::Erofs => BTreeSet::new(),
         Profile::Verity => [Defence::VerifiedReads].into(),
         Profile::Hardened => Defence::ALL
             .into_iter()
-            .filter(|d| !matches!(d, Defence::KernelSignatures | Defence::ExecPolicy))
+            .filter(|d| !matches!(d, Defence::KernelSignatures | Defence::ExecPolicy | Defence::Admission))
             .collect(),
-        Profile::Enforced => Defence::ALL.into(),
+        Profile::Enforced => Defence::ALL.into_iter().filter(|d| *d != Defence::Admission).collect(),
+    };
+    if scenario
+        .admission
+        .as_ref()
+        .is_some_and(|a| a.policy != scenarios::admission::NONE)
+    {
+        claimed.insert(Defence::Admission);
     }
+    claimed
 }
 
 /// The defences that produced a product refusal of `kind`; empty for the checks every profile has (a pulled
@@ -47,6 +56,7 @@ fn refused_by(kind: ErrorKind) -> BTreeSet<Defence> {
         ErrorKind::Rollback => [Defence::Policy].into(),
         ErrorKind::RootHashSignature => [Defence::KernelSignatures].into(),
         ErrorKind::ExecDenied => [Defence::ExecPolicy].into(),
+        ErrorKind::AdmissionDenied => [Defence::Admission].into(),
         ErrorKind::DigestMismatch | ErrorKind::MalformedImage => BTreeSet::new(),
     }
 }
@@ -62,8 +72,8 @@ fn found_by(kind: FindingKind) -> Defence {
 
 /// The defences a passing cell's verdict rests on: the ones behind its refusals for `blocked`, behind its
 /// findings for `detected`; a `blocked` cell whose container simply read the genuine content rests on every
-/// defence its profile claims. `undetected` rests on none.
-fn credits(cell: &CellResult) -> BTreeSet<Defence> {
+/// defence its profile (and the scenario's admission stage) claims. `undetected` rests on none.
+fn credits(cell: &CellResult, scenario: &Scenario) -> BTreeSet<Defence> {
     let CellStatus::Observed { observation, .. } = &cell.status else {
         return BTreeSet::new();
     };
@@ -78,7 +88,7 @@ fn credits(cell: &CellResult) -> BTreeSet<Defence> {
                 .as_ref()
                 .is_some_and(|e| e.state == EffectState::Genuine) =>
         {
-            claimed(cell.profile)
+            claimed(cell.profile, scenario)
         }
         Outcome::Detected => evidence.findings.iter().map(|f| found_by(f.kind)).collect(),
         _ => BTreeSet::new(),
@@ -119,11 +129,11 @@ fn describe(cell: &CellResult) -> String {
 
 /// A cell with `off` turned off either fails its expectation, or still passes on the evidence of a check no
 /// switch reaches (a pulled blob's digest, the EROFS parser) with none of `off` among what it rests on.
-fn flipped_or_held_elsewhere(cell: &CellResult, off: &BTreeSet<Defence>) -> Result<bool, String> {
+fn flipped_or_held_elsewhere(cell: &CellResult, scenario: &Scenario, off: &BTreeSet<Defence>) -> Result<bool, String> {
     if cell.verdict() != Verdict::Pass {
         return Ok(true);
     }
-    let still = credits(cell);
+    let still = credits(cell, scenario);
     let CellStatus::Observed { observation, .. } = &cell.status else {
         return Err(format!("passed without an observation: {}", describe(cell)));
     };
@@ -152,9 +162,10 @@ fn turning_off_each_defence_flips_the_cells_that_credit_it() {
     // What each passing cell rests on, and that it is a defence its profile claims.
     let mut credited: BTreeMap<CellId, BTreeSet<Defence>> = BTreeMap::new();
     for (id, cell) in &base {
-        let credits = credits(cell);
+        let scenario = scenarios.iter().find(|s| s.id == id.0).unwrap();
+        let credits = credits(cell, scenario);
         assert!(
-            credits.is_subset(&claimed(id.1)),
+            credits.is_subset(&claimed(id.1, scenario)),
             "{id:?} credits {} beyond what {} claims",
             names(&credits),
             id.1
@@ -186,7 +197,7 @@ fn turning_off_each_defence_flips_the_cells_that_credit_it() {
             .iter()
             .find(|c| c.profile == *profile)
             .unwrap();
-        match flipped_or_held_elsewhere(cell, off) {
+        match flipped_or_held_elsewhere(cell, scenario, off) {
             Ok(true) => {}
             Ok(false) => held.push(format!("{id} / {profile}: {}", describe(cell))),
             Err(e) => problems.push(format!("{id} / {profile}: {e}")),

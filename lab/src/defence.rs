@@ -36,11 +36,14 @@ pub enum Defence {
     /// Execution only of files from signature-checked verified devices: the IPE policy, or its emulation
     /// (`enforced`).
     ExecPolicy,
+    /// An admission stage's check of the pod's image against the registry, and its pinning of the verified
+    /// tag to a digest (a scenario's `[admission]`, never a profile: the cluster's, not the node's).
+    Admission,
 }
 
 impl Defence {
     /// Every defence, in the order reports list them.
-    pub const ALL: [Defence; 11] = [
+    pub const ALL: [Defence; 12] = [
         Defence::ReadOnlyRootfs,
         Defence::NoUpperdir,
         Defence::VerifiedReads,
@@ -52,6 +55,7 @@ impl Defence {
         Defence::ErrorCorrection,
         Defence::KernelSignatures,
         Defence::ExecPolicy,
+        Defence::Admission,
     ];
 
     /// The defence's name in reports.
@@ -68,6 +72,7 @@ impl Defence {
             Defence::ErrorCorrection => "error correction",
             Defence::KernelSignatures => "kernel-checked root-hash signatures",
             Defence::ExecPolicy => "exec policy",
+            Defence::Admission => "admission check",
         }
     }
 

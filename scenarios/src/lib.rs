@@ -27,6 +27,7 @@
 //! backend is unavailable) or [`results::CellResult::error`] (the harness itself failed, including a leak).
 //! Finally it sets [`results::RunReport::duration_ms`] and renders the report.
 
+pub mod admission;
 mod backend;
 mod cell_registry;
 pub mod cli;
@@ -34,6 +35,7 @@ mod image;
 pub mod load;
 pub mod outcome;
 mod publisher;
+mod registry_front;
 mod replay;
 pub mod report;
 pub mod results;
@@ -47,5 +49,5 @@ pub use load::{LoadErrors, Problem};
 pub use publisher::{Publisher, PublisherError, PublisherFiles};
 pub use sandbox::{SandboxError, device_refusal};
 pub use schema::{
-    AttackUse, EntryKind, EntrySpec, ImageSpec, LayerSpec, ParamValue, Reference, ReferenceKind, Scenario,
+    Admission, AttackUse, EntryKind, EntrySpec, ImageSpec, LayerSpec, ParamValue, Reference, ReferenceKind, Scenario,
 };

@@ -15,7 +15,7 @@ use toml::Spanned;
 
 use super::outcome::{Expectation, Outcome};
 use super::schema::{
-    AttackUse, EntryKind, EntrySpec, ImageSpec, LayerSpec, ParamValue, Reference, ReferenceKind, Scenario,
+    Admission, AttackUse, EntryKind, EntrySpec, ImageSpec, LayerSpec, ParamValue, Reference, ReferenceKind, Scenario,
 };
 use attacks::ParamType;
 use veritylab::profile::Profile;
@@ -170,6 +170,14 @@ struct RawScenario {
     #[serde(default)]
     needs_root: Option<Spanned<BTreeMap<Spanned<RunnerBackend>, Spanned<String>>>>,
     expect: Spanned<BTreeMap<Spanned<Profile>, Spanned<Expectation>>>,
+    #[serde(default)]
+    admission: Option<Spanned<RawAdmission>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmission {
+    policy: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -278,6 +286,7 @@ fn parse_located(file: &str, text: &str) -> Result<(Scenario, Problem), LoadErro
     let profiles = check_profiles(&loc, &raw, &mut problems);
     let backends = check_backends(&loc, raw.backends.as_ref(), &mut problems);
     let needs_root = check_needs_root(&loc, raw.needs_root.as_ref(), &backends, &mut problems);
+    let admission = check_admission(&loc, raw.admission.as_ref(), &raw.attack, &attack, &mut problems);
     if !problems.is_empty() {
         return Err(LoadErrors(problems));
     }
@@ -298,9 +307,59 @@ fn parse_located(file: &str, text: &str) -> Result<(Scenario, Problem), LoadErro
         backends,
         needs_root,
         expect,
+        admission,
         source: file.to_owned(),
     };
     Ok((scenario, id_at))
+}
+
+/// `[admission]`: a known policy, and an attack that detonates at the registry or after admission (and an
+/// attack detonating after admission only with one).
+fn check_admission(
+    loc: &Locator<'_>,
+    raw: Option<&Spanned<RawAdmission>>,
+    raw_attack: &RawAttack,
+    attack: &AttackUse,
+    problems: &mut Vec<Problem>,
+) -> Option<Admission> {
+    // A bad parameter is reported by the attack's own check; the stage is only known of an attack that builds.
+    let stage = attacks::create(&attack.name, &attack.attack_params())
+        .ok()
+        .map(|a| a.stage());
+    let Some(raw) = raw else {
+        if stage == Some(attacks::Stage::AfterAdmission) {
+            problems.push(loc.span(
+                &raw_attack.name,
+                format!(
+                    "attack: `{}` detonates after admission, so the scenario needs an [admission] stage",
+                    attack.name
+                ),
+            ));
+        }
+        return None;
+    };
+    let policy = raw.get_ref().policy.get_ref();
+    if !crate::admission::names().any(|n| n == policy) {
+        problems.push(loc.span(
+            &raw.get_ref().policy,
+            format!(
+                "admission.policy: unknown policy `{policy}` (one of {})",
+                crate::admission::names().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    if stage.is_some_and(|s| !matches!(s, attacks::Stage::AfterAdmission | attacks::Stage::Registry)) {
+        problems.push(loc.span(
+            raw,
+            format!(
+                "admission: `{}` detonates at {}, not at the registry or after admission: the admission stage \
+                 has nothing to check",
+                attack.name,
+                stage.map(|s| s.name()).unwrap_or_default()
+            ),
+        ));
+    }
+    Some(Admission { policy: policy.clone() })
 }
 
 fn check_id(loc: &Locator<'_>, id: &Spanned<String>, problems: &mut Vec<Problem>) {

@@ -78,6 +78,9 @@ pub enum ErrorKind {
     /// Executing a file was refused (`EACCES`) because it does not come from a signature-checked verified
     /// device (the kernel's IPE, or its emulation).
     ExecDenied,
+    /// The cluster's admission controller refused the pod (the scenario's admission stage): its signature,
+    /// its digest or its rule.
+    AdmissionDenied,
 }
 
 /// The kind of a mount-audit, re-verification or cleanup finding.
@@ -180,6 +183,7 @@ kebab_names! {
         MalformedImage => "malformed-image",
         RootHashSignature => "root-hash-signature",
         ExecDenied => "exec-denied",
+        AdmissionDenied => "admission-denied",
     }
     FindingKind {
         Overmount => "overmount",

@@ -28,6 +28,7 @@ use std::time::Instant;
 use attacks::{Attack, AttackError, DefenceRefusal, Effect, Stage};
 use std::io;
 
+use super::admission::{self, Decision, PodImage};
 use super::cell_registry::{self, CellRegistry, LocalRegistry};
 use super::image;
 use super::outcome::{
@@ -35,8 +36,8 @@ use super::outcome::{
     Observation, Outcome, Phase, TimelineStep,
 };
 use super::results::{BackendChoice, CellResult, HostInfo, RunReport, ScenarioResult};
-use super::sandbox::{MINIMUM, REPOSITORY, Sandbox, SandboxError};
-use super::schema::{ParamValue, Scenario};
+use super::sandbox::{MINIMUM, REGISTRY_REPOSITORY, REPOSITORY, Sandbox, SandboxError};
+use super::schema::{Admission, Scenario};
 use crate::backend::RunnerBackend;
 use crate::publisher::Publisher;
 use verity_fuse::ErrorClass;
@@ -183,6 +184,16 @@ pub fn run(scenarios: &[Scenario], options: &RunOptions, progress: &mut dyn FnMu
                 .filter(|_| !verity_fuse::sys::is_root())
             {
                 CellResult::skipped(profile, backend, expected, format!("{NEEDS_ROOT}: {why}"))
+            } else if scenario.admission.is_some() && verity_fuse::sys::find_tool(cell_registry::BINARY).is_none() {
+                CellResult::skipped(
+                    profile,
+                    backend,
+                    expected,
+                    format!(
+                        "the admission stage checks the pod against the cell's {}, which is not installed here",
+                        cell_registry::BINARY
+                    ),
+                )
             } else if let Some(why) = kernel_keyring_gap(profile, backend, options.publisher.as_ref()) {
                 CellResult::skipped(profile, backend, expected, why)
             } else if let Some(why) = &unavailable {
@@ -215,29 +226,13 @@ fn ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-fn params(scenario: &Scenario) -> attacks::Params {
-    attacks::Params(
-        scenario
-            .attack
-            .params
-            .iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    ParamValue::Integer(i) => attacks::Param::Integer(*i),
-                    ParamValue::String(s) => attacks::Param::String(s.clone()),
-                    ParamValue::Bool(b) => attacks::Param::Bool(*b),
-                };
-                (k.clone(), v)
-            })
-            .collect(),
-    )
-}
-
 /// One cell in progress: its sandbox, evidence and clock.
 struct Cell<'a> {
     run_start: Instant,
     evidence: Evidence,
     effect: Option<Effect>,
+    /// The image the admission pinned the pod to, when it pinned one.
+    pinned: Option<String>,
     options: &'a RunOptions,
 }
 
@@ -367,7 +362,13 @@ impl Cell<'_> {
         }
         match &self.effect {
             Some(Effect::Seen(seen)) => (Outcome::Undetected, seen.clone()),
-            Some(Effect::Genuine(seen)) => (Outcome::Blocked, seen.clone()),
+            Some(Effect::Genuine(seen)) => match &self.pinned {
+                Some(pod) => (
+                    Outcome::Blocked,
+                    format!("{seen} (the node pulled {pod}, the digest the admission pinned)"),
+                ),
+                None => (Outcome::Blocked, seen.clone()),
+            },
             Some(Effect::Unobservable(why)) => (Outcome::Inconclusive, why.clone()),
             None => (
                 Outcome::Inconclusive,
@@ -403,6 +404,7 @@ fn run_cell(
         run_start,
         evidence: Evidence::default(),
         effect: None,
+        pinned: None,
         options,
     };
     let exe = options
@@ -443,7 +445,7 @@ fn run_cell(
 
 /// Builds, attacks, mounts and checks; returns early (Ok) once a refusal ends the pipeline.
 fn stage(scenario: &Scenario, cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<(), HarnessError> {
-    let mut attack = attacks::create(&scenario.attack.name, &params(scenario))
+    let mut attack = attacks::create(&scenario.attack.name, &scenario.attack.attack_params())
         .map_err(|e| HarnessError::new(e.class(), e.to_string()))?;
     let at = attack.stage();
     if let Err(e) = attack.prepare(sandbox) {
@@ -456,7 +458,19 @@ fn stage(scenario: &Scenario, cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Res
         format!("{} (detonates at {at})", attack.name()),
     );
 
-    if at == Stage::Registry {
+    if let Some(admission) = &scenario.admission {
+        if !admit_and_pull(cell, sandbox, attack.as_mut(), admission)? {
+            return Ok(());
+        }
+    } else if at == Stage::AfterAdmission {
+        return Err(HarnessError::new(
+            ErrorClass::BadInput,
+            format!(
+                "{} detonates after admission, and the scenario stages none",
+                attack.name()
+            ),
+        ));
+    } else if at == Stage::Registry {
         if !publish_and_pull(cell, sandbox, attack.as_mut())? {
             return Ok(());
         }
@@ -543,12 +557,112 @@ fn revert(cell: &mut Cell<'_>, attack: &mut dyn Attack, sandbox: &mut Sandbox) -
     }
 }
 
-/// The repository the image is pushed to in the cell's `docker-registry` ([`REPOSITORY`] without its host).
-const REGISTRY_REPOSITORY: &str = "veritylab/app";
-
 /// Publishes the signed image to the cell's registry (its own `docker-registry` where installed, else an OCI
 /// layout), lets the attack at it, and pulls it with the real pull code; `Ok(false)` when the pull refused.
 fn publish_and_pull(cell: &mut Cell<'_>, sandbox: &mut Sandbox, attack: &mut dyn Attack) -> Result<bool, HarnessError> {
+    let (source, publisher) = publish_image(cell, sandbox)?;
+    if !cell.detonate(attack, sandbox, Phase::Detonate)? {
+        return Ok(false);
+    }
+    pull_image(cell, sandbox, &source, &publisher)
+}
+
+/// The admission stage: publishes the signed image to the cell's registry, lets a registry-stage attack at
+/// it, has the pod (naming [`REPOSITORY`]`:v1`) checked by the scenario's admission policy against it, lets an
+/// after-admission attack in, and has the node pull what the admitted pod names; `Ok(false)` when the
+/// admission denied the pod or the pull refused.
+fn admit_and_pull(
+    cell: &mut Cell<'_>,
+    sandbox: &mut Sandbox,
+    attack: &mut dyn Attack,
+    stage: &Admission,
+) -> Result<bool, HarnessError> {
+    let (source, publisher) = publish_image(cell, sandbox)?;
+    let Reference::Registry(published) = &source else {
+        return Err(HarnessError::new(
+            ErrorClass::Unavailable,
+            format!(
+                "the admission stage checks the pod against the cell's {}",
+                cell_registry::BINARY
+            ),
+        ));
+    };
+    if attack.stage() == Stage::Registry && !cell.detonate(attack, sandbox, Phase::Detonate)? {
+        return Ok(false);
+    }
+    // Clients reach the registry through the attacker's front once there is one.
+    let endpoint = &RegistryRef {
+        host: sandbox
+            .front
+            .as_ref()
+            .map_or_else(|| published.host.clone(), |f| f.host()),
+        ..published.clone()
+    };
+    let image = PodImage {
+        repository: REPOSITORY.to_owned(),
+        tag: endpoint.tag.clone().unwrap_or_else(|| "v1".to_owned()),
+        digest: None,
+    };
+    let pem = veritylab::sign::keys::public_pem(&sandbox.public.key);
+    let policy = admission::policy(&stage.policy, &pem).map_err(|e| HarnessError::new(e.class(), e.to_string()))?;
+    let pod = match policy {
+        None => {
+            cell.step(
+                Phase::Setup,
+                "admission",
+                true,
+                format!("no admission policy: the pod is admitted as written, naming {image}"),
+            );
+            image
+        }
+        Some((policy, not_enforced)) => {
+            let controller = veritylab::store::Store::open(&sandbox.dir.path().join("admission-controller"))
+                .map_err(|e| HarnessError::new(e.class(), e.to_string()))?;
+            let client = ClientOptions {
+                user_agent: Some(admission::USER_AGENT.to_owned()),
+                ..client_options(&source)
+            };
+            match admission::admit(&policy, &image, endpoint, &controller, &client) {
+                Ok(Decision::Admitted { image, detail }) => {
+                    cell.step(
+                        Phase::Setup,
+                        "admission",
+                        true,
+                        format!(
+                            "{} ({not_enforced} parts of the document not enforced here): {detail}",
+                            stage.policy
+                        ),
+                    );
+                    image
+                }
+                Ok(Decision::Denied { reason }) => {
+                    cell.refused(
+                        Phase::Setup,
+                        "admission",
+                        ErrorKind::AdmissionDenied,
+                        format!("{} denied the pod: {reason}", stage.policy),
+                    );
+                    return Ok(false);
+                }
+                Err(e) => return Err(HarnessError::new(e.class(), e.to_string())),
+            }
+        }
+    };
+    if pod.digest.is_some() {
+        cell.pinned = Some(pod.to_string());
+    }
+    if attack.stage() == Stage::AfterAdmission && !cell.detonate(attack, sandbox, Phase::Detonate)? {
+        return Ok(false);
+    }
+    pull_image(cell, sandbox, &Reference::Registry(pod.at(endpoint)), &publisher)
+}
+
+/// Publishes the signed image to the cell's registry; returns where it is published (under tag `v1`) and
+/// the publisher's store.
+fn publish_image(
+    cell: &mut Cell<'_>,
+    sandbox: &mut Sandbox,
+) -> Result<(Reference, veritylab::store::Store), HarnessError> {
     let harness = |class: ErrorClass, e: &dyn std::fmt::Display| HarnessError::new(class, e.to_string());
     let publisher =
         veritylab::store::Store::open(&sandbox.dir.path().join("publisher")).map_err(|e| harness(e.class(), &e))?;
@@ -597,14 +711,23 @@ fn publish_and_pull(cell: &mut Cell<'_>, sandbox: &mut Sandbox, attack: &mut dyn
             sandbox.scheme.name()
         ),
     );
-    if !cell.detonate(attack, sandbox, Phase::Detonate)? {
-        return Ok(false);
-    }
+    Ok((source, publisher))
+}
+
+/// The node pulls `source` with the real pull code and fetches its signature (from the registry, or from
+/// `publisher` for an OCI layout); `Ok(false)` when the pull refused.
+fn pull_image(
+    cell: &mut Cell<'_>,
+    sandbox: &mut Sandbox,
+    source: &Reference,
+    publisher: &veritylab::store::Store,
+) -> Result<bool, HarnessError> {
+    let harness = |class: ErrorClass, e: &dyn std::fmt::Display| HarnessError::new(class, e.to_string());
     let options = PullOptions {
-        client: client_options(&source),
+        client: client_options(source),
         ..PullOptions::default()
     };
-    let pulled = match oci::pull(&source, &sandbox.store, &options, &|_| {}) {
+    let pulled = match oci::pull(source, &sandbox.store, &options, &|_| {}) {
         Ok(report) => report,
         Err(e) => {
             let kind = pull_kind(&e).ok_or_else(|| HarnessError::new(e.class(), format!("pull: {e}")))?;
@@ -617,7 +740,7 @@ fn publish_and_pull(cell: &mut Cell<'_>, sandbox: &mut Sandbox, attack: &mut dyn
         .store
         .tag(&sandbox.name, descriptor.clone())
         .map_err(|e| harness(e.class(), &e))?;
-    let signature = match &source {
+    let signature = match source {
         // A registry without a signature answers `None`; failing to ask is the harness's failure, never a
         // missing signature for the hardened check to refuse.
         Reference::Registry(r) => {
@@ -626,7 +749,7 @@ fn publish_and_pull(cell: &mut Cell<'_>, sandbox: &mut Sandbox, attack: &mut dyn
                 HarnessError::new(e.class, format!("fetching the signature: {}", e.message))
             })?
         }
-        _ => copy_signature(&publisher, &sandbox.store, &descriptor.digest)?,
+        _ => copy_signature(publisher, &sandbox.store, &descriptor.digest)?,
     };
     cell.step(
         Phase::Setup,
@@ -765,7 +888,9 @@ fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, 
             require_signature: sandbox.policy_requires_signature,
             reject: false,
             keys: Vec::new(),
+            key_threshold: None,
             require_pull_by_digest: None,
+            mutate_digest: None,
             min_build_timestamp: Some(BuildTimestamp(MINIMUM)),
         }],
         ..Policy::default()
@@ -814,7 +939,7 @@ fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, 
 /// The kind of a verification finding; `None` for one no scenario can name (a policy or harness problem).
 fn verify_kind(finding: &VerifyFinding) -> Option<ErrorKind> {
     Some(match finding {
-        VerifyFinding::SignatureMissing { .. } => ErrorKind::SignatureMissing,
+        VerifyFinding::SignatureMissing { .. } | VerifyFinding::TooFewSigners { .. } => ErrorKind::SignatureMissing,
         VerifyFinding::Rollback { .. } => ErrorKind::Rollback,
         VerifyFinding::MixAndMatch { .. } => ErrorKind::MixedLayers,
         VerifyFinding::RootHashMismatch { .. } | VerifyFinding::ParamsMismatch { .. } => ErrorKind::RootHashMismatch,
@@ -1127,6 +1252,15 @@ fn teardown(cell: &mut Cell<'_>, mut sandbox: Sandbox) -> Result<(), HarnessErro
                 }
             }
         }
+    }
+    if let Some(mut front) = sandbox.front.take() {
+        front.stop();
+        cell.step(
+            Phase::Revert,
+            "stop the registry's front",
+            true,
+            format!("it answered {} requests with the decoy", front.rewritten()),
+        );
     }
     if let Some(CellRegistry::Served(mut served)) = sandbox.registry.take() {
         served.stop();

@@ -12,6 +12,7 @@ use verity_fuse::fuse::StatusReport;
 
 use super::cell_registry::CellRegistry;
 use super::image;
+use super::registry_front::{Front, Split};
 use super::schema::LayerSpec;
 use crate::publisher::Publisher;
 use veritylab::convert::{self, LayerConversion, VerityLayout, verity};
@@ -34,6 +35,8 @@ use veritylab::store::{Store, StoreError};
 
 /// The repository every scenario image is published under (a name only: nothing is contacted).
 pub(crate) const REPOSITORY: &str = "lab.example/veritylab/app";
+/// The repository the image is pushed to in the cell's `docker-registry` ([`REPOSITORY`] without its host).
+pub(crate) const REGISTRY_REPOSITORY: &str = "veritylab/app";
 /// The build time of the image under test; the rollback floor sits 30 days before it.
 pub(crate) const BUILT: u64 = 1_800_000_000;
 /// The policy's minimum build timestamp for the repository (the hardened profile's rollback floor).
@@ -121,6 +124,9 @@ pub(crate) struct Sandbox {
     /// not installed), for registry-stage attacks; the runner drops it (stopping the registry) before the
     /// leak check.
     pub(crate) registry: Option<CellRegistry>,
+    /// The attacker's front for the registry, when an attack put one between the registry and its clients
+    /// (`registry-split-view`); clients reach the registry through it from then on.
+    pub(crate) front: Option<Front>,
     /// Open verified devices with `check_at_most_once`.
     pub(crate) check_at_most_once: bool,
     /// The converted layers, base first.
@@ -256,6 +262,7 @@ impl Sandbox {
             certificate,
             signed_ipe_policy: publisher.map(|p| p.ipe_policy().to_vec()),
             registry: None,
+            front: None,
             check_at_most_once: false,
             conversions: Vec::new(),
             mounted: None,
@@ -487,6 +494,52 @@ impl attacks::Env for Sandbox {
             .as_ref()
             .ok_or_else(|| AttackError::env("this cell has no registry"))?;
         Ok(registry.blob_path(digest))
+    }
+
+    fn registry_split_view(&mut self, tag: &str, tars: &[Vec<u8>]) -> Result<Digest, AttackError> {
+        let decoy_tag = format!("{tag}-decoy");
+        let decoy = self.registry_push(&decoy_tag, tars)?;
+        let Some(CellRegistry::Served(served)) = &self.registry else {
+            return Err(AttackError::env("this cell serves no registry"));
+        };
+        let manifests = format!("/v2/{REGISTRY_REPOSITORY}/manifests");
+        let split = Split {
+            path: format!("{manifests}/{tag}"),
+            decoy: format!("{manifests}/{decoy_tag}"),
+            node_agent: veritylab::oci::DEFAULT_USER_AGENT.to_owned(),
+        };
+        let front = Front::start(served.host(), split).map_err(env_err("starting the registry's front"))?;
+        self.front = Some(front);
+        Ok(decoy)
+    }
+
+    fn registry_push(&mut self, tag: &str, tars: &[Vec<u8>]) -> Result<Digest, AttackError> {
+        let Some(CellRegistry::Served(served)) = &self.registry else {
+            return Err(AttackError::env("this cell serves no registry to push to"));
+        };
+        let attacker = Store::open(&self.scratch().join("attacker-store")).map_err(env_err("the attacker's store"))?;
+        let name = format!("{REPOSITORY}:{tag}");
+        let descriptor = store_tars(&attacker, &name, &Platform::host(), tars).map_err(env_err(&name))?;
+        let target = veritylab::oci::reference::RegistryRef {
+            host: served.host(),
+            repository: REGISTRY_REPOSITORY.to_owned(),
+            tag: Some(tag.to_owned()),
+            digest: None,
+        };
+        let options = PushOptions {
+            client: veritylab::oci::ClientOptions {
+                plain_http: true,
+                ..veritylab::oci::ClientOptions::default()
+            },
+            ..PushOptions::default()
+        };
+        let source = PushSource::Store {
+            root: attacker.root().to_owned(),
+            name,
+        };
+        oci::push(&source, &PushDestination::Registry(target.clone()), &options, &|_| {})
+            .map_err(env_err(&format!("pushing to {target}")))?;
+        Ok(descriptor.digest)
     }
 
     fn scratch(&self) -> PathBuf {

@@ -35,8 +35,19 @@ pub struct Scenario {
     pub needs_root: BTreeMap<RunnerBackend, String>,
     /// The expected outcome of each profile in `profiles`.
     pub expect: BTreeMap<Profile, Expectation>,
+    /// The cluster's admission check of the pod before the node pulls, when the scenario stages one.
+    pub admission: Option<Admission>,
     /// The file it was loaded from.
     pub source: String,
+}
+
+/// A scenario's admission stage: the pod naming the image by tag is checked by the cluster's admission
+/// controller against the cell's registry, and the node then pulls the image the admitted pod names
+/// (`crate::admission`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Admission {
+    /// The admission policy: a document of `scenarios/policies/admission/` by its stem, or `none`.
+    pub policy: String,
 }
 
 /// Where a threat is described.
@@ -154,6 +165,23 @@ pub enum ParamValue {
 }
 
 impl AttackUse {
+    /// The parameters as the attack's constructor takes them.
+    pub fn attack_params(&self) -> attacks::Params {
+        attacks::Params(
+            self.params
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        ParamValue::Integer(i) => attacks::Param::Integer(*i),
+                        ParamValue::String(s) => attacks::Param::String(s.clone()),
+                        ParamValue::Bool(b) => attacks::Param::Bool(*b),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        )
+    }
+
     /// The integer parameter `name`, if given.
     pub fn integer(&self, name: &str) -> Option<u64> {
         match self.params.get(name) {

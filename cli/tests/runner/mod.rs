@@ -4,6 +4,7 @@
 //! `tests/mutation.rs`), `scenario run` and `demo` from the command line, and a run as an unprivileged
 //! user.
 
+mod admission;
 pub(crate) mod parity;
 
 use std::process::Command;

@@ -329,3 +329,41 @@ fn needs_root_names_backends_of_the_scenario_and_says_why() {
         "{p}"
     );
 }
+
+#[test]
+fn an_admission_stage_names_a_known_policy_and_an_attack_that_runs_around_it() {
+    let admission = |attack: &str, policy: &str| {
+        with(
+            "[attack]\nname = \"layer-byte-flip\"\nparams = { path = \"bin/app\", offset = 3 }\n",
+            &format!("[admission]\npolicy = \"{policy}\"\n\n[attack]\nname = \"{attack}\"\n"),
+        )
+    };
+    let scenario = load::parse("demo.toml", &admission("tag-moved-after-admission", "kyverno-defaults")).unwrap();
+    assert_eq!(
+        scenario.admission.map(|a| a.policy).as_deref(),
+        Some("kyverno-defaults")
+    );
+    assert!(load::parse("demo.toml", &admission("registry-split-view", "none")).is_ok());
+
+    let p = one_problem(&admission("tag-moved-after-admission", "kyverno-maybe"));
+    assert!(
+        p.starts_with("demo.toml:10:10: admission.policy: unknown policy `kyverno-maybe`"),
+        "{p}"
+    );
+    assert!(
+        p.contains("kyverno-defaults") && p.contains("none"),
+        "the known names are listed: {p}"
+    );
+
+    let p = one_problem(&admission("rollback", "none"));
+    assert!(p.contains("admission: `rollback` detonates at node-disk"), "{p}");
+
+    let p = one_problem(&with(
+        "name = \"layer-byte-flip\"\nparams = { path = \"bin/app\", offset = 3 }",
+        "name = \"tag-moved-after-admission\"",
+    ));
+    assert!(
+        p.contains("`tag-moved-after-admission` detonates after admission, so the scenario needs an [admission] stage"),
+        "{p}"
+    );
+}

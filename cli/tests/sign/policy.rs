@@ -175,3 +175,32 @@ fn trusted_keys_come_from_the_policy_and_a_rule_with_keys_trusts_only_those() {
     );
     verified(&store, &format!("{REPO}:v1"), &by_policy);
 }
+
+#[test]
+fn a_rule_needing_two_signers_counts_distinct_trusted_keys() {
+    let work = tempfile::tempdir().unwrap();
+    let store = veritylab::store::Store::open(work.path()).unwrap();
+    let (first, first_public) = key_pair();
+    let (second, second_public) = key_pair();
+    let name = format!("{REPO}:v1");
+    store_image(&store, &name, &layers("v1"));
+    let signed = sign(&store, &name, &first, Scheme::Cosign, 1_800_000_000);
+    let pem = |k: &veritylab::sign::keys::PublicKey| veritylab::sign::keys::public_pem(&k.key);
+    let two_of_two = policy(&format!(
+        "[[repository]]\npattern = \"registry.example/lab/*\"\nkey_threshold = 2\nkey_data = [{:?}, {:?}]\n",
+        pem(&first_public),
+        pem(&second_public)
+    ));
+    let opts = options(two_of_two, &first_public, Scheme::Cosign);
+    let too_few = vec![SignatureFinding::TooFewSigners { verified: 1, needed: 2 }];
+    assert_eq!(findings(&rejected(&store, &name, &opts)), too_few);
+    // The same key signing again is still one signer.
+    let again = sign(&store, &name, &first, Scheme::Cosign, 1_800_000_000);
+    assert_eq!(
+        again.manifest.digest, signed.manifest.digest,
+        "the signed manifest is the same"
+    );
+    assert_eq!(findings(&rejected(&store, &name, &opts)), too_few);
+    sign(&store, &name, &second, Scheme::Cosign, 1_800_000_000);
+    verified(&store, &name, &opts);
+}

@@ -30,7 +30,13 @@ pub struct ClientOptions {
     pub read_timeout: Duration,
     /// Pause before the second attempt (doubled for each further one).
     pub backoff: Duration,
+    /// The `User-Agent` sent, when not veritylab's own ([`DEFAULT_USER_AGENT`]): how another client (an
+    /// admission webhook, a runtime) presents itself to a registry.
+    pub user_agent: Option<String>,
 }
+
+/// The `User-Agent` veritylab's client sends unless told otherwise.
+pub const DEFAULT_USER_AGENT: &str = concat!("veritylab/", env!("CARGO_PKG_VERSION"));
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -41,6 +47,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
             backoff: Duration::from_millis(200),
+            user_agent: None,
         }
     }
 }
@@ -192,7 +199,7 @@ impl Client {
             .timeout_connect(Some(options.connect_timeout))
             .timeout_recv_response(Some(options.read_timeout))
             .timeout_per_read(Some(options.read_timeout))
-            .user_agent(concat!("veritylab/", env!("CARGO_PKG_VERSION")))
+            .user_agent(options.user_agent.as_deref().unwrap_or(DEFAULT_USER_AGENT))
             .build()
             .into();
         Ok(Self {

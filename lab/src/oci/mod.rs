@@ -23,7 +23,7 @@ pub use crate::image_spec::{Digest, VerifyError, manifest, media};
 pub use archive::ArchiveError;
 pub use auth::Credentials;
 pub use build::{BuildError, BuildOptions, BuildReport, BuiltLayer, build, store_tars};
-pub use client::{Client, ClientOptions, FetchedManifest, RegistryError};
+pub use client::{Client, ClientOptions, DEFAULT_USER_AGENT, FetchedManifest, RegistryError};
 pub use layout::LayoutError;
 pub use pull::{Limits, PullError, PullOptions, PullReport, PulledLayer, Transport, pull};
 pub use push::{PushDestination, PushError, PushOptions, PushReport, PushSource, PushedBlob, push};

@@ -166,9 +166,9 @@ pub struct PushReport {
     pub blobs: Vec<PushedBlob>,
 }
 
-/// The destination side.
+/// The destination side (the client boxed: it is far larger than a store handle).
 enum Sink {
-    Registry(Client),
+    Registry(Box<Client>),
     Layout(Store),
 }
 
@@ -249,7 +249,7 @@ pub fn push(
                 Transport::Https
             };
             let tag = r.tag.clone().unwrap_or_else(|| "latest".to_owned());
-            (Sink::Registry(client), transport, tag)
+            (Sink::Registry(Box::new(client)), transport, tag)
         }
         PushDestination::Layout { dir, tag } => (Sink::Layout(Store::open(dir)?), Transport::OciLayout, tag.clone()),
     };

@@ -7,11 +7,13 @@
 //!   `*` maps exactly, a pattern naming one tag is widened to its repository (listed), and a pattern with no
 //!   wildcard and no tag never matches anything in Kyverno and is listed, not imported.
 //! - `skipImageReferences` become rules before the entry's, needing no signature (first match wins here).
-//! - An attestor set needs `count` of its entries (unset: all). A set of ECDSA P-256 keys needing one of
-//!   them is a rule's `key_data`; a set needing all of several keys, or several sets (all needed), cannot be
-//!   said with one key list: the first set is imported and the rest listed.
+//! - An attestor set needs `count` of its entries (unset: all). A set of ECDSA P-256 keys needing N of them
+//!   is a rule's `key_data` with `key_threshold = N` (distinct keys that signed); a set mixing keys with
+//!   attestors the lab cannot check, or several sets (all needed), cannot be said with one key list: the
+//!   first set is imported needing one of its keys, and the rest listed.
 //! - `verifyDigest` (default true) or `mutateDigest` (default true: the pod is pinned to the digest the
-//!   webhook verified, so the node pulls by digest) make the rule `require_pull_by_digest`.
+//!   webhook verified, so the node pulls by digest) make the rule `require_pull_by_digest`; `mutateDigest`
+//!   is also kept as the rule's `mutate_digest`, which an admission stage acts on.
 //! - The action is resolved per rule: any entry saying `Enforce` enforces, else the first explicit
 //!   `failureAction`, else `spec.validationFailureAction` (default `Audit`). `Audit` admits failures, so its
 //!   images need no signature here (listed).
@@ -253,6 +255,7 @@ fn import_entry(entry: &Node<'_>, action: Action, unit: usize, out: &mut Contrib
         };
         let mut rule = RuleFile::new("");
         rule.require_pull_by_digest = Some(mutate || verify);
+        rule.mutate_digest = Some(mutate);
         match (&keys, action) {
             (_, Action::Audit) => {
                 rule.require_signature = false;
@@ -265,7 +268,10 @@ fn import_entry(entry: &Node<'_>, action: Action, unit: usize, out: &mut Contrib
             }
             // No attestors: Kyverno only handles the digest.
             (None, Action::Enforce) => rule.require_signature = false,
-            (Some(Keys::AnyOf(keys)), Action::Enforce) => rule.key_data = keys.clone(),
+            (Some(Keys::Threshold(keys, needed)), Action::Enforce) => {
+                rule.key_data = keys.clone();
+                rule.key_threshold = (*needed > 1).then_some(*needed);
+            }
             (Some(Keys::Unusable), Action::Enforce) => rule.reject = true,
         }
         out.push_pattern(unit, pattern, rule, node.path());
@@ -273,18 +279,18 @@ fn import_entry(entry: &Node<'_>, action: Action, unit: usize, out: &mut Contrib
     Ok(())
 }
 
-/// The keys an entry's attestors need, as far as one any-of key list can say it.
+/// The keys an entry's attestors need, as far as one key list with a threshold can say it.
 #[derive(Debug, Clone)]
 enum Keys {
-    /// A signature by any of these PEM keys.
-    AnyOf(Vec<String>),
+    /// Signatures by this many distinct ones of these PEM keys.
+    Threshold(Vec<String>, u32),
     /// No set the lab can check: images the entry covers are refused here (Kyverno would check something
     /// this lab cannot, so admitting them would be weaker).
     Unusable,
 }
 
 fn attestor_keys(attestors: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> Result<Keys, Problem> {
-    let mut chosen: Option<Vec<String>> = None;
+    let mut chosen: Option<(Vec<String>, u32)> = None;
     for set in attestors.items()? {
         let mut fields = set.fields()?;
         let count = fields.take("count").map(|n| n.count()).transpose()?;
@@ -303,14 +309,15 @@ fn attestor_keys(attestors: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> R
             None | Some(0) => keys.len() + other,
             Some(n) => n as usize,
         };
-        let usable = !keys.is_empty() && needed == 1;
+        // N of the keys is enforced exactly when every entry is a key the lab can check.
+        let usable = !keys.is_empty() && (needed == 1 || (other == 0 && needed <= keys.len()));
         if usable && chosen.is_none() {
-            chosen = Some(keys);
+            chosen = Some((keys, u32::try_from(needed).unwrap_or(u32::MAX)));
         } else {
             let what = if !usable && !keys.is_empty() {
                 format!(
-                    "needs {needed} of {} signatures (all when count is unset); veritylab checks that one of \
-                     the keys signed",
+                    "needs {needed} of {} signatures (all when count is unset), some by attestors veritylab \
+                     cannot check; veritylab checks that one of the keys signed",
                     keys.len() + other
                 )
             } else if usable {
@@ -324,11 +331,11 @@ fn attestor_keys(attestors: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> R
                 what,
             });
             if chosen.is_none() && !keys.is_empty() {
-                chosen = Some(keys);
+                chosen = Some((keys, 1));
             }
         }
     }
-    Ok(chosen.map_or(Keys::Unusable, Keys::AnyOf))
+    Ok(chosen.map_or(Keys::Unusable, |(keys, needed)| Keys::Threshold(keys, needed)))
 }
 
 /// The PEM keys of one attestor entry, `None` when it is not a key the lab can check.

@@ -11,7 +11,8 @@
 //!   here (listed): with any of them beside keys, only the keys are accepted here; with nothing else, the
 //!   rule refuses its images. An authority with attestations is checked upstream by its attestations alone
 //!   (listed: here its key's image signature is required instead).
-//! - Every image in an opted-in namespace must be named by digest: each rule `require_pull_by_digest`.
+//! - Every image in an opted-in namespace must be named by digest: each rule `require_pull_by_digest`; the
+//!   mutating webhook resolves tags to digests first, so each rule is also `mutate_digest`.
 //! - Images no policy matches are denied by default (`no-match-policy`): `unmatched = "reject"`.
 //! - `mode: warn` admits failures with a warning: its images need no signature here (listed).
 
@@ -66,6 +67,7 @@ pub(super) fn import(document: &Value) -> Result<Contribution, Problem> {
     for (pattern, path) in patterns {
         let mut rule = RuleFile::new("");
         rule.require_pull_by_digest = Some(true);
+        rule.mutate_digest = Some(true);
         if warn {
             rule.require_signature = false;
             out.not_enforced.push(NotEnforced {

@@ -59,6 +59,11 @@ fn a_kyverno_rule_with_one_key_imports_exactly() {
         "mutateDigest and verifyDigest default to true"
     );
     assert_eq!(
+        rule.mutate_digest,
+        Some(true),
+        "mutateDigest is kept for an admission stage to pin the digest"
+    );
+    assert_eq!(
         imported.policy.unmatched,
         Unmatched::Allow,
         "Kyverno admits images no rule names"
@@ -102,8 +107,10 @@ fn two_keys_in_one_pem_need_both_without_a_count() {
         false,
     )
     .unwrap();
-    let listed: Vec<_> = imported.not_enforced.iter().map(|l| l.part.what.as_str()).collect();
-    assert!(listed.iter().any(|w| w.starts_with("needs 2 of 2")), "{listed:?}");
+    assert!(imported.not_enforced.is_empty(), "{:?}", imported.not_enforced);
+    let rule = &imported.policy.repository[0];
+    assert_eq!(rule.key_data, vec![a.clone(), b.clone()]);
+    assert_eq!(rule.key_threshold, Some(2), "no count: every key must have signed");
     let with_count = one_key(&both).replace(
         "            - entries:",
         "            - count: 1\n              entries:",
@@ -118,6 +125,7 @@ fn two_keys_in_one_pem_need_both_without_a_count() {
         vec![a, b],
         "count 1: any of the keys"
     );
+    assert_eq!(imported.policy.repository[0].key_threshold, None, "count 1: one signer");
 }
 
 #[test]

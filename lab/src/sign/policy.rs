@@ -13,7 +13,9 @@
 //! pattern = "127.0.0.1:*/lab/**"        # `*`: any run of characters but `/`; `**`: any run at all
 //! require_signature = true
 //! keys = ["lab.pub"]                    # only these keys here (not even --key)
+//! key_threshold = 1                     # signatures by at least this many distinct keys (N of M)
 //! require_pull_by_digest = true
+//! mutate_digest = true                  # admission pins the pod's image to the digest it verified
 //! min_build_timestamp = "2026-11-01T00:00:00Z"   # rollback: older signed builds are refused
 //!
 //! [[repository]]
@@ -147,9 +149,17 @@ pub struct RuleFile {
     /// Keys trusted for this repository only (inline PEM).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_data: Vec<String>,
+    /// Valid signatures needed, each by a distinct trusted key (Kyverno's attestor `count`); unset: one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_threshold: Option<u32>,
     /// Overrides the policy's `require_pull_by_digest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_pull_by_digest: Option<bool>,
+    /// Whether an admission check rewrites a tag it verified to that tag's digest (Kyverno's `mutateDigest`,
+    /// policy-controller's tag resolution), so the node pulls exactly what was verified. Only an admission
+    /// stage acts on it; `require_pull_by_digest` is what the node itself demands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutate_digest: Option<bool>,
     /// Oldest acceptable build.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_build_timestamp: Option<BuildTimestamp>,
@@ -164,7 +174,9 @@ impl RuleFile {
             reject: false,
             keys: Vec::new(),
             key_data: Vec::new(),
+            key_threshold: None,
             require_pull_by_digest: None,
+            mutate_digest: None,
             min_build_timestamp: None,
         }
     }
@@ -248,8 +260,12 @@ pub struct Rule {
     /// Keys trusted for this repository only (empty: the policy's trusted keys).
     #[serde(skip)]
     pub keys: Vec<PublicKey>,
+    /// Valid signatures needed, each by a distinct key ([`RuleFile::key_threshold`]).
+    pub key_threshold: Option<u32>,
     /// Overrides the policy's `require_pull_by_digest`.
     pub require_pull_by_digest: Option<bool>,
+    /// Whether an admission check pins a verified tag to its digest ([`RuleFile::mutate_digest`]).
+    pub mutate_digest: Option<bool>,
     /// Oldest acceptable build timestamp.
     pub min_build_timestamp: Option<BuildTimestamp>,
 }
@@ -300,11 +316,15 @@ pub struct Requirements {
     pub reject: bool,
     /// The image must be named by digest.
     pub require_pull_by_digest: bool,
+    /// An admission check pins a verified tag to its digest (`false` without a rule saying so).
+    pub mutate_digest: bool,
     /// Oldest acceptable build.
     pub min_build_timestamp: Option<BuildTimestamp>,
     /// The keys trusted here.
     #[serde(skip)]
     pub keys: Vec<PublicKey>,
+    /// Valid signatures needed, each by a distinct one of `keys` (at least 1).
+    pub key_threshold: usize,
 }
 
 impl Policy {
@@ -352,7 +372,9 @@ impl Policy {
                 pattern: rule.pattern,
                 require_signature: rule.require_signature,
                 reject: rule.reject,
+                key_threshold: rule.key_threshold,
                 require_pull_by_digest: rule.require_pull_by_digest,
+                mutate_digest: rule.mutate_digest,
                 min_build_timestamp: rule.min_build_timestamp,
             });
         }
@@ -405,8 +427,10 @@ impl Policy {
                 require_signature: false,
                 reject: false,
                 require_pull_by_digest: false,
+                mutate_digest: false,
                 min_build_timestamp: None,
                 keys,
+                key_threshold: 1,
             };
         }
         Requirements {
@@ -416,8 +440,12 @@ impl Policy {
             require_pull_by_digest: rule
                 .and_then(|r| r.require_pull_by_digest)
                 .unwrap_or(self.require_pull_by_digest),
+            mutate_digest: rule.and_then(|r| r.mutate_digest).unwrap_or(false),
             min_build_timestamp: rule.and_then(|r| r.min_build_timestamp),
             keys,
+            key_threshold: rule
+                .and_then(|r| r.key_threshold)
+                .map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX).max(1)),
         }
     }
 }

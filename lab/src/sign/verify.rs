@@ -178,6 +178,14 @@ pub enum SignatureFinding {
         /// Why.
         reason: String,
     },
+    /// Fewer distinct trusted keys signed the manifest than the policy's rule needs (N of M).
+    #[error("signed by {verified} distinct trusted key(s), the policy needs {needed}")]
+    TooFewSigners {
+        /// Distinct trusted keys whose signature verified.
+        verified: usize,
+        /// How many the rule needs.
+        needed: usize,
+    },
     /// No signature where the scheme puts it (stripped, or never signed).
     #[error("no signature: {expected} not found")]
     SignatureMissing {
@@ -314,6 +322,7 @@ impl SignatureFinding {
             | Self::NoTrustedKeys
             | Self::Refused { .. }
             | Self::SignatureMissing { .. }
+            | Self::TooFewSigners { .. }
             | Self::BadSignature { .. }
             | Self::PayloadDigest { .. }
             | Self::PayloadIdentity { .. }
@@ -830,6 +839,7 @@ fn check_signature(
             &descriptor.digest,
             options.registry.as_ref(),
             &requirements.keys,
+            requirements.key_threshold,
         ),
         Scheme::DeliveryKit => {
             let Some(signature) = delivery_kit::signature(image) else {
@@ -837,12 +847,19 @@ fn check_signature(
                     expected: format!("manifest annotation {}", delivery_kit::SIGNATURE),
                 }]);
             };
-            delivery_kit::verify(image, signature, &requirements.keys)
-                .map(|key| SignedBy {
-                    key: key.fingerprint.clone(),
-                    payload: None,
-                })
-                .map_err(|error| vec![SignatureFinding::BadSignature { payload: None, error }])
+            let key = delivery_kit::verify(image, signature, &requirements.keys)
+                .map_err(|error| vec![SignatureFinding::BadSignature { payload: None, error }])?;
+            // The payload carries one signature: it cannot meet a rule needing several signers.
+            if requirements.key_threshold > 1 {
+                return Err(vec![SignatureFinding::TooFewSigners {
+                    verified: 1,
+                    needed: requirements.key_threshold,
+                }]);
+            }
+            Ok(SignedBy {
+                key: key.fingerprint.clone(),
+                payload: None,
+            })
         }
     }
 }
@@ -853,6 +870,7 @@ fn check_cosign(
     manifest: &Digest,
     registry: Option<&ClientOptions>,
     keys: &[PublicKey],
+    threshold: usize,
 ) -> Result<SignedBy, Vec<SignatureFinding>> {
     let load = || {
         cosign::load(store, &name.repository, manifest)
@@ -874,6 +892,8 @@ fn check_cosign(
         }]);
     };
     let mut findings = Vec::new();
+    // Distinct trusted keys whose signature verified over this manifest, with the payload they signed.
+    let mut signers: Vec<(String, Digest)> = Vec::new();
     for stored in &signatures {
         let payload = Digest::of(&stored.payload);
         let key = match cosign::verify(keys, &stored.payload, &stored.signature) {
@@ -906,12 +926,22 @@ fn check_cosign(
                 signed: critical.identity.docker_reference,
                 expected: name.repository.clone(),
             });
-        } else {
-            return Ok(SignedBy {
-                key: key.fingerprint.clone(),
-                payload: Some(payload),
-            });
+        } else if !signers.iter().any(|(k, _)| k == &key.fingerprint) {
+            signers.push((key.fingerprint.clone(), payload));
+            if signers.len() >= threshold {
+                let (key, payload) = signers.swap_remove(0);
+                return Ok(SignedBy {
+                    key,
+                    payload: Some(payload),
+                });
+            }
         }
+    }
+    if !signers.is_empty() {
+        findings.push(SignatureFinding::TooFewSigners {
+            verified: signers.len(),
+            needed: threshold,
+        });
     }
     if findings.is_empty() {
         findings.push(SignatureFinding::SignatureMissing {
