@@ -25,7 +25,9 @@ type CellId = (String, Profile);
 fn claimed(profile: Profile) -> BTreeSet<Defence> {
     match profile {
         Profile::Vanilla | Profile::Erofs => BTreeSet::new(),
-        Profile::Verity => [Defence::VerifiedReads].into(),
+        Profile::ContainerdDmverity | Profile::ContainerdDmverityAuto | Profile::Verity => {
+            [Defence::VerifiedReads].into()
+        }
         Profile::Hardened => Defence::ALL
             .into_iter()
             .filter(|d| !matches!(d, Defence::KernelSignatures | Defence::ExecPolicy))
@@ -47,7 +49,7 @@ fn refused_by(kind: ErrorKind) -> BTreeSet<Defence> {
         ErrorKind::Rollback => [Defence::Policy].into(),
         ErrorKind::RootHashSignature => [Defence::KernelSignatures].into(),
         ErrorKind::ExecDenied => [Defence::ExecPolicy].into(),
-        ErrorKind::DigestMismatch | ErrorKind::MalformedImage => BTreeSet::new(),
+        ErrorKind::DigestMismatch | ErrorKind::MalformedImage | ErrorKind::VerityMetadataMissing => BTreeSet::new(),
     }
 }
 

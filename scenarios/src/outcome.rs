@@ -78,6 +78,9 @@ pub enum ErrorKind {
     /// Executing a file was refused (`EACCES`) because it does not come from a signature-checked verified
     /// device (the kernel's IPE, or its emulation).
     ExecDenied,
+    /// A layer has no dm-verity metadata (containerd's `layer.erofs.dmverity` sidecar) and the profile
+    /// requires it (`dmverity_mode = "on"`): the mount is refused.
+    VerityMetadataMissing,
 }
 
 /// The kind of a mount-audit, re-verification or cleanup finding.
@@ -180,6 +183,7 @@ kebab_names! {
         MalformedImage => "malformed-image",
         RootHashSignature => "root-hash-signature",
         ExecDenied => "exec-denied",
+        VerityMetadataMissing => "verity-metadata-missing",
     }
     FindingKind {
         Overmount => "overmount",
