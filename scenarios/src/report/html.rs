@@ -26,7 +26,7 @@ h2 { font-size: 1.1rem; margin: 1.6rem 0 .6rem; }
 .verdict.pass { background: #1f883d; } .verdict.fail { background: #8250df; }
 #matrix { border-collapse: collapse; background: #fff; box-shadow: 0 1px 3px rgba(0,0,0,.15); }
 #matrix th, #matrix td { border: 1px solid #d0d7de; padding: .35rem .7rem; text-align: left; white-space: nowrap; }
-#matrix thead th { background: #eaeef2; }
+#matrix thead th { background: #eaeef2; white-space: normal; max-width: 9rem; vertical-align: bottom; }
 #matrix tbody th { font-weight: 600; }
 #matrix tbody th .attacker { display: block; font-weight: 400; font-size: .8rem; color: #4a5360; white-space: normal; max-width: 26rem; }
 #matrix td.cell { cursor: pointer; font-weight: 600; }
