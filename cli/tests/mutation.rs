@@ -36,16 +36,19 @@ fn claimed(profile: Profile) -> BTreeSet<Defence> {
     }
 }
 
-/// The defences that produced a product refusal of `kind`; empty for the checks every profile has (a pulled
-/// blob's digest, the EROFS parser), which no profile claims and no switch turns off.
-fn refused_by(kind: ErrorKind) -> BTreeSet<Defence> {
+/// The defences that produced a product refusal of `kind` under `profile`; empty for the checks every profile
+/// has (a pulled blob's digest, the EROFS parser, containerd's demand for a layer's sidecar), which no switch
+/// turns off. A root-hash mismatch is the verified device refusing a tree that does not hash to the root hash
+/// it was given, and, where root hashes come from the signature, the signature's doing as well.
+fn refused_by(kind: ErrorKind, profile: Profile) -> BTreeSet<Defence> {
     match kind {
+        ErrorKind::RootHashMismatch if profile.hardened() => [Defence::SignatureCheck, Defence::VerifiedReads].into(),
+        ErrorKind::RootHashMismatch => [Defence::VerifiedReads].into(),
         ErrorKind::ReadOnly => [Defence::ReadOnlyRootfs, Defence::NoUpperdir].into(),
         ErrorKind::HashMismatch | ErrorKind::OutOfRange => [Defence::VerifiedReads].into(),
-        ErrorKind::SignatureMissing
-        | ErrorKind::SignatureInvalid
-        | ErrorKind::RootHashMismatch
-        | ErrorKind::MixedLayers => [Defence::SignatureCheck].into(),
+        ErrorKind::SignatureMissing | ErrorKind::SignatureInvalid | ErrorKind::MixedLayers => {
+            [Defence::SignatureCheck].into()
+        }
         ErrorKind::Rollback => [Defence::Policy].into(),
         ErrorKind::RootHashSignature => [Defence::KernelSignatures].into(),
         ErrorKind::ExecDenied => [Defence::ExecPolicy].into(),
@@ -71,9 +74,11 @@ fn credits(cell: &CellResult) -> BTreeSet<Defence> {
     };
     let evidence = &observation.evidence;
     match observation.outcome {
-        Outcome::Blocked if !evidence.errors.is_empty() => {
-            evidence.errors.iter().flat_map(|e| refused_by(e.kind)).collect()
-        }
+        Outcome::Blocked if !evidence.errors.is_empty() => evidence
+            .errors
+            .iter()
+            .flat_map(|e| refused_by(e.kind, cell.profile))
+            .collect(),
         Outcome::Blocked
             if evidence
                 .effect
@@ -133,7 +138,7 @@ fn flipped_or_held_elsewhere(cell: &CellResult, off: &BTreeSet<Defence>) -> Resu
         .evidence
         .errors
         .iter()
-        .any(|e| refused_by(e.kind).is_empty());
+        .any(|e| refused_by(e.kind, cell.profile).is_empty());
     if still.is_disjoint(off) && held_by_unswitchable {
         Ok(false)
     } else {
