@@ -6,7 +6,7 @@
 //! "hashoffset": <bytes>}`. At mount the snapshotter only looks whether that sidecar exists: with it, the
 //! layer's device is opened with the sidecar's root hash and hash offset; without it, `dmverity_mode = "on"`
 //! refuses the layer and `"auto"` mounts the whole `layer.erofs` as plain EROFS. Nothing compares the root
-//! hash with anything the publisher stated. [`apply`] makes the same decisions on a planned layer's
+//! hash with anything the publisher stated. `apply` makes the same decisions on a planned layer's
 //! conversion; the sidecar is parsed here, where it is read.
 
 use std::fs;
