@@ -159,6 +159,8 @@ pub const CATALOGUE: &[AttackSpec] = &[
     crate::malformed_whiteout::SPEC,
     crate::root_hash_signature::SPEC,
     crate::exec_unverified::SPEC,
+    crate::poisoned_unpack::SPEC,
+    crate::verity_metadata_removed::SPEC,
 ];
 
 #[cfg(test)]

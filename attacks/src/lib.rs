@@ -56,6 +56,7 @@ mod mixed_layers;
 mod overmount;
 mod params;
 mod pinned_layer_replace;
+mod poisoned_unpack;
 mod registry_blob_substitution;
 mod registry_split_view;
 mod rollback;
@@ -72,6 +73,7 @@ mod tag_race_at_mount;
 pub mod tamper;
 mod unverified_tail;
 mod upperdir_write;
+mod verity_metadata_removed;
 
 mod steps;
 

@@ -196,3 +196,36 @@ pub(crate) fn file_offset(env: &dyn Env, index: usize, path: &str) -> Result<u64
         .map(|p| p as u64)
         .ok_or_else(|| AttackError::env(format!("{path}'s data is not stored contiguously in layer {index}")))
 }
+
+/// What an attacker's trojan changes: the file at `path` of layer `layer` (the top layer when `None`) gets
+/// `content`. Read from the `layer`, `path` and `content` parameters.
+#[derive(Debug, Clone)]
+pub(crate) struct TrojanTarget {
+    layer: Option<usize>,
+    /// The file changed, relative to the image root.
+    pub(crate) path: String,
+    /// The attacker's content for it.
+    pub(crate) content: String,
+}
+
+impl TrojanTarget {
+    /// From the scenario's parameters, with the defaults: the top layer, `bin/app`, [`crate::TROJAN`].
+    pub(crate) fn from_params(params: &crate::Params) -> Self {
+        Self {
+            layer: params.layer(),
+            path: params.string("path").unwrap_or("bin/app").to_owned(),
+            content: params.string("content").unwrap_or(crate::TROJAN).to_owned(),
+        }
+    }
+
+    /// The layer's index among `count` layers.
+    pub(crate) fn index(&self, count: usize) -> usize {
+        self.layer.unwrap_or(count.saturating_sub(1))
+    }
+
+    /// What the container shows at the target's path: the attacker's content or not.
+    pub(crate) fn look(&self, env: &mut dyn Env) -> Result<crate::Effect, AttackError> {
+        let seen = env.read_in_container(&self.path)?;
+        Ok(crate::Effect::read(&self.path, &seen, self.content.as_bytes()))
+    }
+}

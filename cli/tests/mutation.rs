@@ -26,7 +26,9 @@ type CellId = (String, Profile);
 fn claimed(profile: Profile, scenario: &Scenario) -> BTreeSet<Defence> {
     let mut claimed: BTreeSet<Defence> = match profile {
         Profile::Vanilla | Profile::Erofs => BTreeSet::new(),
-        Profile::Verity => [Defence::VerifiedReads].into(),
+        Profile::ContainerdDmverity | Profile::ContainerdDmverityAuto | Profile::Verity => {
+            [Defence::VerifiedReads].into()
+        }
         Profile::Hardened => Defence::ALL
             .into_iter()
             .filter(|d| !matches!(d, Defence::KernelSignatures | Defence::ExecPolicy | Defence::Admission))
@@ -43,21 +45,24 @@ fn claimed(profile: Profile, scenario: &Scenario) -> BTreeSet<Defence> {
     claimed
 }
 
-/// The defences that produced a product refusal of `kind`; empty for the checks every profile has (a pulled
-/// blob's digest, the EROFS parser), which no profile claims and no switch turns off.
-fn refused_by(kind: ErrorKind) -> BTreeSet<Defence> {
+/// The defences that produced a product refusal of `kind` under `profile`; empty for the checks every profile
+/// has (a pulled blob's digest, the EROFS parser, containerd's demand for a layer's sidecar), which no switch
+/// turns off. A root-hash mismatch is the verified device refusing a tree that does not hash to the root hash
+/// it was given, and, where root hashes come from the signature, the signature's doing as well.
+fn refused_by(kind: ErrorKind, profile: Profile) -> BTreeSet<Defence> {
     match kind {
+        ErrorKind::RootHashMismatch if profile.hardened() => [Defence::SignatureCheck, Defence::VerifiedReads].into(),
+        ErrorKind::RootHashMismatch => [Defence::VerifiedReads].into(),
         ErrorKind::ReadOnly => [Defence::ReadOnlyRootfs, Defence::NoUpperdir].into(),
         ErrorKind::HashMismatch | ErrorKind::OutOfRange => [Defence::VerifiedReads].into(),
-        ErrorKind::SignatureMissing
-        | ErrorKind::SignatureInvalid
-        | ErrorKind::RootHashMismatch
-        | ErrorKind::MixedLayers => [Defence::SignatureCheck].into(),
+        ErrorKind::SignatureMissing | ErrorKind::SignatureInvalid | ErrorKind::MixedLayers => {
+            [Defence::SignatureCheck].into()
+        }
         ErrorKind::Rollback => [Defence::Policy].into(),
         ErrorKind::RootHashSignature => [Defence::KernelSignatures].into(),
         ErrorKind::ExecDenied => [Defence::ExecPolicy].into(),
         ErrorKind::AdmissionDenied => [Defence::Admission].into(),
-        ErrorKind::DigestMismatch | ErrorKind::MalformedImage => BTreeSet::new(),
+        ErrorKind::DigestMismatch | ErrorKind::MalformedImage | ErrorKind::VerityMetadataMissing => BTreeSet::new(),
     }
 }
 
@@ -79,9 +84,11 @@ fn credits(cell: &CellResult, scenario: &Scenario) -> BTreeSet<Defence> {
     };
     let evidence = &observation.evidence;
     match observation.outcome {
-        Outcome::Blocked if !evidence.errors.is_empty() => {
-            evidence.errors.iter().flat_map(|e| refused_by(e.kind)).collect()
-        }
+        Outcome::Blocked if !evidence.errors.is_empty() => evidence
+            .errors
+            .iter()
+            .flat_map(|e| refused_by(e.kind, cell.profile))
+            .collect(),
         Outcome::Blocked
             if evidence
                 .effect
@@ -141,7 +148,7 @@ fn flipped_or_held_elsewhere(cell: &CellResult, scenario: &Scenario, off: &BTree
         .evidence
         .errors
         .iter()
-        .any(|e| refused_by(e.kind).is_empty());
+        .any(|e| refused_by(e.kind, cell.profile).is_empty());
     if still.is_disjoint(off) && held_by_unswitchable {
         Ok(false)
     } else {

@@ -17,6 +17,13 @@ pub enum Profile {
     Vanilla,
     /// EROFS layers as overlay lowerdirs with a writable upperdir, no dm-verity.
     Erofs,
+    /// containerd's EROFS snapshotter (v2.3+) with `dmverity_mode = "on"`: each layer on a dm-verity device
+    /// opened with the root hash and hash offset of its unsigned `layer.erofs.dmverity` sidecar, which the
+    /// node's differ wrote when it converted the layer; a layer without a sidecar is refused. Writable upperdir,
+    /// no signature, no audit (`docs/profiles.md`).
+    ContainerdDmverity,
+    /// The same in `dmverity_mode = "auto"`: a layer without a sidecar is mounted as plain EROFS, unverified.
+    ContainerdDmverityAuto,
     /// EROFS layers on verified devices whose root hashes come from local metadata (containerd's sidecar).
     Verity,
     /// Root hashes from the verified signature, read-only overlay with no upperdir, the pinned standard
@@ -30,9 +37,11 @@ pub enum Profile {
 
 impl Profile {
     /// Every profile, from the weakest to the strongest.
-    pub const ALL: [Profile; 5] = [
+    pub const ALL: [Profile; 7] = [
         Profile::Vanilla,
         Profile::Erofs,
+        Profile::ContainerdDmverity,
+        Profile::ContainerdDmverityAuto,
         Profile::Verity,
         Profile::Hardened,
         Profile::Enforced,
@@ -43,15 +52,34 @@ impl Profile {
         match self {
             Profile::Vanilla => "vanilla",
             Profile::Erofs => "erofs",
+            Profile::ContainerdDmverity => "containerd-dmverity",
+            Profile::ContainerdDmverityAuto => "containerd-dmverity-auto",
             Profile::Verity => "verity",
             Profile::Hardened => "hardened",
             Profile::Enforced => "enforced",
         }
     }
 
-    /// True when layers sit on verified devices.
+    /// True when layers sit on verified devices (under `containerd-dmverity-auto`, those with a sidecar).
     pub fn verified(self) -> bool {
-        matches!(self, Profile::Verity | Profile::Hardened | Profile::Enforced)
+        matches!(
+            self,
+            Profile::ContainerdDmverity
+                | Profile::ContainerdDmverityAuto
+                | Profile::Verity
+                | Profile::Hardened
+                | Profile::Enforced
+        )
+    }
+
+    /// containerd's `dmverity_mode` for the profiles modelled on its EROFS snapshotter, whose root hashes come
+    /// from each layer's `layer.erofs.dmverity` sidecar; `None` for the others.
+    pub fn containerd_dmverity(self) -> Option<DmverityMode> {
+        match self {
+            Profile::ContainerdDmverity => Some(DmverityMode::On),
+            Profile::ContainerdDmverityAuto => Some(DmverityMode::Auto),
+            _ => None,
+        }
     }
 
     /// True when the profile takes root hashes only from a verified signature and applies the rest of the
@@ -86,6 +114,12 @@ impl Profile {
         match self {
             Profile::Vanilla => "layers unpacked to directories, overlay with a writable upperdir, no verity",
             Profile::Erofs => "EROFS lowerdirs, writable upperdir, no dm-verity",
+            Profile::ContainerdDmverity => {
+                "containerd 2.3 EROFS snapshotter, dmverity_mode=on: root hashes from the node's own unsigned sidecar"
+            }
+            Profile::ContainerdDmverityAuto => {
+                "containerd-dmverity in dmverity_mode=auto: a layer without a sidecar is mounted unverified"
+            }
             Profile::Verity => "EROFS on verified devices, root hashes from local metadata, writable upperdir",
             Profile::Hardened => {
                 "signed root hashes, read-only overlay without upperdir, pinned mountpoints layer, mount audit"
@@ -95,6 +129,15 @@ impl Profile {
             }
         }
     }
+}
+
+/// containerd's EROFS snapshotter setting `dmverity_mode`, for the profiles modelled on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmverityMode {
+    /// `on`: every layer needs its `.dmverity` sidecar; a layer without one is refused.
+    On,
+    /// `auto`: a layer with a sidecar is opened on dm-verity, one without is mounted as plain EROFS.
+    Auto,
 }
 
 /// How a profile's mounts are made.
@@ -257,7 +300,8 @@ mod tests {
         }
         assert_eq!(
             "strict".parse::<Profile>().unwrap_err().to_string(),
-            "unknown profile `strict` (expected one of: vanilla, erofs, verity, hardened, enforced)"
+            "unknown profile `strict` (expected one of: vanilla, erofs, containerd-dmverity, containerd-dmverity-auto, \
+             verity, hardened, enforced)"
         );
     }
 }

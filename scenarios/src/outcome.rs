@@ -81,6 +81,9 @@ pub enum ErrorKind {
     /// The cluster's admission controller refused the pod (the scenario's admission stage): its signature,
     /// its digest or its rule.
     AdmissionDenied,
+    /// A layer has no dm-verity metadata (containerd's `layer.erofs.dmverity` sidecar) and the profile
+    /// requires it (`dmverity_mode = "on"`): the mount is refused.
+    VerityMetadataMissing,
 }
 
 /// The kind of a mount-audit, re-verification or cleanup finding.
@@ -184,6 +187,7 @@ kebab_names! {
         RootHashSignature => "root-hash-signature",
         ExecDenied => "exec-denied",
         AdmissionDenied => "admission-denied",
+        VerityMetadataMissing => "verity-metadata-missing",
     }
     FindingKind {
         Overmount => "overmount",

@@ -866,10 +866,17 @@ fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, 
             Phase::Setup,
             "no signature check",
             true,
-            format!(
-                "the {} profile takes root hashes (if any) from local metadata",
-                sandbox.profile
-            ),
+            match sandbox.profile.containerd_dmverity() {
+                Some(_) => format!(
+                    "the {} profile takes each layer's root hash from its layer.erofs.dmverity sidecar, which \
+                     the node's conversion wrote",
+                    sandbox.profile
+                ),
+                None => format!(
+                    "the {} profile takes root hashes (if any) from local metadata",
+                    sandbox.profile
+                ),
+            },
         );
         return Ok(Some((sandbox.name.clone(), Trust::Local(sandbox.name.clone()))));
     }
@@ -980,6 +987,7 @@ fn mount_image(cell: &mut Cell<'_>, sandbox: &mut Sandbox, trust: &Trust) -> Res
             let kind = match &e {
                 MountError::MissingRootHash { .. } | MountError::PinnedMismatch { .. } => ErrorKind::RootHashMismatch,
                 MountError::NotSigned { .. } => ErrorKind::SignatureMissing,
+                MountError::VerityMetadataMissing { .. } => ErrorKind::VerityMetadataMissing,
                 MountError::Convert(c) => {
                     convert_kind(c).ok_or_else(|| HarnessError::new(e.class(), format!("planning the mount: {e}")))?
                 }

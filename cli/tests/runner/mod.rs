@@ -159,7 +159,7 @@ fn registry_stage_attacks_run_against_a_real_docker_registry() {
     );
     let text = report::render(&report, Format::Text, false);
     assert!(report.passed(), "{text}");
-    assert_eq!(report.scenarios[0].cells.len(), 5, "{text}");
+    assert_eq!(report.scenarios[0].cells.len(), 7, "{text}");
     for cell in &report.scenarios[0].cells {
         let published = step(cell, "build, sign and publish").detail.clone().unwrap_or_default();
         assert!(published.contains("docker-registry at 127.0.0.1:"), "{published}");

@@ -19,7 +19,15 @@ fn list_prints_the_embedded_scenarios_and_json_for_scripts() {
     assert_eq!(swap["attack"], "host-layer-swap");
     assert_eq!(
         swap["profiles"],
-        serde_json::json!(["vanilla", "erofs", "verity", "hardened", "enforced"])
+        serde_json::json!([
+            "vanilla",
+            "erofs",
+            "containerd-dmverity",
+            "containerd-dmverity-auto",
+            "verity",
+            "hardened",
+            "enforced"
+        ])
     );
     assert_eq!(swap["expect"]["vanilla"], "undetected");
     let text = veritylab().args(["scenario", "list"]).output().unwrap();
@@ -112,4 +120,52 @@ fn run_with_a_publisher_key_signs_every_cell_with_it_and_refuses_another_keys_ce
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("lab.crt"), "{stderr}");
     assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn demo_attack_narrates_overmount_profile_by_profile_and_exits_0() {
+    let out = veritylab()
+        .args(["demo", "--attack", "overmount", "--color", "always"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("== overmount: "), "{text}");
+    assert!(text.contains(&scenarios::report::attacker_sentence("overmount").unwrap()));
+    let mut at = 0;
+    for profile in veritylab::profile::Profile::ALL {
+        let header = format!("-- {profile}: {} --", profile.summary());
+        let found = text[at..]
+            .find(&header)
+            .unwrap_or_else(|| panic!("no part for {profile} after the previous one: {text}"));
+        at += found + header.len();
+        let part = &text[at..];
+        let part = &part[..part.find("\n-- ").unwrap_or(part.len())];
+        assert!(
+            part.contains("timeline (") && part.contains("what the defences saw:"),
+            "{part}"
+        );
+        assert!(part.contains("   => "), "{part}");
+    }
+    let verdict = text
+        .lines()
+        .find(|l| l.starts_with("verdict: overmount: "))
+        .expect("the verdict line");
+    assert!(verdict.ends_with("every cell as expected"), "{verdict}");
+    assert!(
+        verdict.contains("\x1b[1;31mundetected\x1b[0m ✓"),
+        "coloured when asked: {verdict}"
+    );
+
+    let unknown = veritylab()
+        .args(["demo", "--attack", "no-such-attack"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no scenario or attack \"no-such-attack\""));
 }

@@ -36,13 +36,120 @@ fn reports_are_written_atomically() {
 }
 
 #[test]
-fn text_report_is_coloured_only_when_asked() {
+fn coloured_text_report_snapshot() {
+    insta::assert_snapshot!(
+        "text_report_coloured",
+        report::render(&synthetic_report(), Format::Text, true)
+    );
+}
+
+/// The magenta mark of a cell that differs from its expectation.
+const MISMATCH_MARK: &str = "\x1b[1;97;45m✗\x1b[0m";
+
+#[test]
+fn text_report_colours_the_outcome_not_the_expectation() {
     let report = synthetic_report();
     let plain = report::render(&report, Format::Text, false);
     let coloured = report::render(&report, Format::Text, true);
     assert!(!plain.contains('\x1b'));
-    assert!(coloured.contains("\x1b[32mblocked ✓\x1b[0m"), "{coloured}");
-    assert!(coloured.contains("\x1b[1;31mundetected ✗\x1b[0m"), "{coloured}");
+    assert!(coloured.contains("\x1b[32mblocked\x1b[0m ✓"), "{coloured}");
+    assert!(
+        coloured.contains("\x1b[1;31mundetected\x1b[0m ✓"),
+        "an expected undetected cell is still red: {coloured}"
+    );
+    assert!(coloured.contains("\x1b[33mdetected\x1b[0m ✓"), "{coloured}");
+    assert!(
+        coloured.contains(&format!("\x1b[1;31mundetected\x1b[0m {MISMATCH_MARK}")),
+        "{coloured}"
+    );
+}
+
+/// The synthetic run with its harness error removed: exactly one cell (upperdir-write under hardened) differs.
+fn one_mismatch() -> scenarios::results::RunReport {
+    let mut report = synthetic_report();
+    for scenario in &mut report.scenarios {
+        scenario
+            .cells
+            .retain(|c| !matches!(c.status, scenarios::results::CellStatus::Error { .. }));
+    }
+    assert_eq!(report.summary().failed, 1);
+    assert_eq!(report.summary().errors, 0);
+    report
+}
+
+#[test]
+fn a_mismatched_cell_is_flagged_in_the_terminal_and_the_html_reports() {
+    let report = one_mismatch();
+    let label = "upperdir-write / hardened / emulated: expected blocked, observed undetected";
+
+    let text = report::render(&report, Format::Text, true);
+    let matrix = text.find("\nscenario ").expect("the matrix header");
+    let listed = text.find(label).expect("the mismatch is listed");
+    assert!(listed < matrix, "the mismatch is listed above the matrix: {text}");
+    assert!(text.contains("1 cell(s) differ from their expectation:"), "{text}");
+    let matrix_rows =
+        &text[matrix..matrix + 1 + text[matrix + 1..].find("\n\n").expect("a blank line ends the matrix")];
+    assert_eq!(
+        matrix_rows.matches(MISMATCH_MARK).count(),
+        1,
+        "exactly one matrix cell carries the mismatch mark: {matrix_rows}"
+    );
+    let plain = report::render(&report, Format::Text, false);
+    assert!(plain.find(label).unwrap() < plain.find("\nscenario ").unwrap());
+
+    let html = report::render(&report, Format::Html, false);
+    assert_eq!(
+        html.matches("mismatch\" data-cell=").count(),
+        1,
+        "one framed cell: {html}"
+    );
+    assert!(html.contains("class=\"cell undetected fail mismatch\""), "{html}");
+    let section = html.find("<section id=\"mismatches\">").expect("the mismatch list");
+    assert!(section < html.find("<table id=\"matrix\">").unwrap());
+    assert!(html.contains(&format!(
+        ">{}</a>: expected blocked, observed undetected",
+        "upperdir-write / hardened / emulated"
+    )));
+
+    let passing = {
+        let mut report = report.clone();
+        report.scenarios.retain(|s| s.id != "upperdir-write");
+        report
+    };
+    let html = report::render(&passing, Format::Html, false);
+    assert!(
+        !html.contains("id=\"mismatches\"") && !html.contains("mismatch\" data-cell="),
+        "{html}"
+    );
+    assert!(!report::render(&passing, Format::Text, false).contains("differ from their expectation:"));
+}
+
+#[test]
+fn html_report_shows_each_profile_and_what_each_attacker_did() {
+    let html = report::render(&synthetic_report(), Format::Html, false);
+    for profile in veritylab::profile::Profile::ALL {
+        assert!(
+            html.contains(&format!(
+                "<dt>{profile}</dt><dd>{}</dd>",
+                profile.summary().replace('\'', "&apos;")
+            )),
+            "{profile}'s description is missing"
+        );
+    }
+    let overmount = report::attacker_sentence("overmount").unwrap();
+    let overmount = overmount.replace('\'', "&apos;");
+    assert!(
+        html.contains(&format!("<span class=\"attacker\">{overmount}</span>")),
+        "{html}"
+    );
+    for legend in [
+        "swatch blocked",
+        "swatch detected",
+        "swatch undetected",
+        "swatch mismatch",
+    ] {
+        assert!(html.contains(legend), "the legend lacks {legend}");
+    }
 }
 
 #[test]
@@ -148,6 +255,78 @@ fn wait_bounded(mut child: Child, limit: Duration) -> Vec<u8> {
     out.stdout
 }
 
+/// The pixels of an 8-bit RGB or RGBA, non-interlaced PNG (what Chromium's screenshots are), as RGB triples.
+fn png_pixels(png: &[u8]) -> Vec<[u8; 3]> {
+    use std::io::Read as _;
+    let (width, height) = png_size(png);
+    let (depth, colour, interlace) = (png[24], png[25], png[28]);
+    assert_eq!((depth, interlace), (8, 0), "8-bit, non-interlaced");
+    let bpp = match colour {
+        2 => 3,
+        6 => 4,
+        other => panic!("PNG colour type {other}"),
+    };
+    let mut idat = Vec::new();
+    let mut at = 8;
+    while at + 8 <= png.len() {
+        let len = u32::from_be_bytes(png[at..at + 4].try_into().unwrap()) as usize;
+        if &png[at + 4..at + 8] == b"IDAT" {
+            idat.extend_from_slice(&png[at + 8..at + 8 + len]);
+        }
+        at += 12 + len;
+    }
+    let mut raw = Vec::new();
+    flate2::read::ZlibDecoder::new(&idat[..]).read_to_end(&mut raw).unwrap();
+    let stride = width as usize * bpp;
+    assert_eq!(raw.len(), (stride + 1) * height as usize);
+    let mut image = vec![0u8; stride * height as usize];
+    for y in 0..height as usize {
+        let filter = raw[y * (stride + 1)];
+        let line = &raw[y * (stride + 1) + 1..(y + 1) * (stride + 1)];
+        for x in 0..stride {
+            let a = if x >= bpp { image[y * stride + x - bpp] } else { 0 };
+            let b = if y > 0 { image[(y - 1) * stride + x] } else { 0 };
+            let c = if x >= bpp && y > 0 {
+                image[(y - 1) * stride + x - bpp]
+            } else {
+                0
+            };
+            let predicted = match filter {
+                0 => 0,
+                1 => a,
+                2 => b,
+                3 => ((u16::from(a) + u16::from(b)) / 2) as u8,
+                4 => {
+                    let p = i16::from(a) + i16::from(b) - i16::from(c);
+                    let (pa, pb, pc) = (
+                        (p - i16::from(a)).abs(),
+                        (p - i16::from(b)).abs(),
+                        (p - i16::from(c)).abs(),
+                    );
+                    if pa <= pb && pa <= pc {
+                        a
+                    } else if pb <= pc {
+                        b
+                    } else {
+                        c
+                    }
+                }
+                other => panic!("PNG filter {other}"),
+            };
+            image[y * stride + x] = line[x].wrapping_add(predicted);
+        }
+    }
+    image.chunks(bpp).map(|p| [p[0], p[1], p[2]]).collect()
+}
+
+/// How many of `pixels` are within 6 of `rgb` in every channel.
+fn count_colour(pixels: &[[u8; 3]], rgb: [u8; 3]) -> usize {
+    pixels
+        .iter()
+        .filter(|p| p.iter().zip(rgb).all(|(&a, b)| a.abs_diff(b) <= 6))
+        .count()
+}
+
 /// Width and height from a PNG's IHDR chunk.
 fn png_size(png: &[u8]) -> (u32, u32) {
     assert!(
@@ -169,12 +348,16 @@ fn html_report_renders_in_headless_chromium() {
     let profile = dir.path().join("chromium-profile");
     let url = |p: &Path| format!("file://{}", p.display());
 
-    // The DOM after the scripts ran, with a cell opened through the URL fragment as a click would.
+    // The DOM after the scripts ran, with the mismatched cell opened through the URL fragment as a click would.
+    let html = std::fs::read_to_string(&page).unwrap();
+    let framed = "class=\"cell undetected fail mismatch\" data-cell=\"";
+    let at = html.find(framed).expect("the mismatched cell") + framed.len();
+    let id = &html[at..at + html[at..].find('"').unwrap()];
     let dom = String::from_utf8(chromium(
         &tool,
         &profile,
         &["--dump-dom"],
-        &format!("{}#cell-6", url(&page)),
+        &format!("{}#{id}", url(&page)),
     ))
     .unwrap();
     assert!(
@@ -195,11 +378,11 @@ fn html_report_renders_in_headless_chromium() {
         "the matrix lost its cells"
     );
     assert!(
-        dom.contains("data-shows=\"cell-6\""),
+        dom.contains(&format!("data-shows=\"{id}\"")),
         "clicking a cell did not show its evidence: {dom}"
     );
     assert!(
-        dom.contains("class=\"cell fail selected\""),
+        dom.contains("class=\"cell undetected fail mismatch selected\""),
         "the opened cell is not marked: {dom}"
     );
 
@@ -222,4 +405,20 @@ fn html_report_renders_in_headless_chromium() {
         png.len(),
         blank_png.len()
     );
+    // The outcome colours fill the matrix's cells (each cell is some thousands of pixels), and the mismatch's
+    // frame is drawn: what the room sees is the colour, not only the text.
+    let pixels = png_pixels(&png);
+    for (what, rgb, at_least) in [
+        ("blocked green", [0x1f, 0x88, 0x3d], 2000),
+        ("detected amber", [0xf0, 0xb4, 0x00], 1000),
+        ("undetected red", [0xcf, 0x22, 0x2e], 2000),
+        ("mismatch magenta", [0x82, 0x50, 0xdf], 300),
+    ] {
+        let seen = count_colour(&pixels, rgb);
+        assert!(
+            seen >= at_least,
+            "{what}: {seen} pixels in the screenshot, expected at least {at_least}"
+        );
+    }
+    assert_eq!(count_colour(&png_pixels(&blank_png), [0xcf, 0x22, 0x2e]), 0);
 }

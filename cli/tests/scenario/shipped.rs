@@ -119,3 +119,65 @@ fn the_readme_schema_example_is_a_valid_scenario() {
     assert_eq!(scenario.profiles, [Profile::Vanilla, Profile::Hardened]);
     assert_eq!(scenario.attack.integer("offset"), Some(20));
 }
+
+/// The outcomes `docs/profiles.md` reasons out for the attacks that separate the containerd profiles from the
+/// signed designs (its table "What follows"), one row per attack with the scenarios it names and a column
+/// per profile, and the error kind where it names one.
+#[test]
+fn the_separating_attacks_expect_per_profile_what_docs_profiles_md_reasons() {
+    let doc = std::fs::read_to_string(folder().join("../docs/profiles.md")).unwrap();
+    let section = &doc[doc.find("### 4.").expect("the section on what follows")..];
+    let scenarios = load::embedded().unwrap();
+    let mut header: Vec<Profile> = Vec::new();
+    let mut checked = BTreeSet::new();
+    for line in section.lines().filter(|l| l.starts_with('|')) {
+        let columns: Vec<&str> = line.split('|').map(str::trim).collect();
+        let columns = &columns[1..columns.len() - 1];
+        if columns[0] == "attack (scenario)" {
+            header = columns[1..columns.len() - 1]
+                .iter()
+                .map(|c| c.trim_matches('`').parse().unwrap())
+                .collect();
+            continue;
+        }
+        if columns[0].starts_with("---") {
+            continue;
+        }
+        let named = columns[0].split_once('(').expect("the row names its scenarios").1;
+        let ids: Vec<&str> = named.split('`').skip(1).step_by(2).collect();
+        assert!(!ids.is_empty(), "{line}");
+        for id in ids {
+            let scenario = scenarios
+                .iter()
+                .find(|s| s.id == id)
+                .unwrap_or_else(|| panic!("docs/profiles.md names no scenario {id}"));
+            for (profile, cell) in header.iter().zip(&columns[1..]) {
+                let word = cell.split_whitespace().next().unwrap();
+                let outcome = [Outcome::Blocked, Outcome::Detected, Outcome::Undetected]
+                    .into_iter()
+                    .find(|o| o.name() == word)
+                    .unwrap_or_else(|| panic!("{cell}: not an outcome"));
+                let expected = scenario
+                    .expect
+                    .get(profile)
+                    .unwrap_or_else(|| panic!("{id} does not run {profile}"));
+                assert_eq!(
+                    expected.outcome, outcome,
+                    "{id} under {profile}: docs/profiles.md says {cell}"
+                );
+                if let Some(kind) = cell.split('`').nth(1) {
+                    assert_eq!(
+                        expected.error.map(|e| e.name()),
+                        Some(kind),
+                        "{id} under {profile}: docs/profiles.md names {kind}"
+                    );
+                }
+            }
+            checked.insert(id);
+        }
+    }
+    assert!(header.contains(&Profile::ContainerdDmverity) && header.contains(&Profile::ContainerdDmverityAuto));
+    for id in ["layer-and-tree-replace", "poisoned-unpack", "verity-metadata-removed"] {
+        assert!(checked.contains(id), "docs/profiles.md does not reason about {id}");
+    }
+}

@@ -261,8 +261,8 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
             device_mount: None,
             trust: None,
         };
-        match plan.profile {
-            Profile::Vanilla => {
+        match (plan.profile, layer.root_hash) {
+            (Profile::Vanilla, _) => {
                 let file = FileSource::open(&layer.erofs).map_err(|e| fail(&layer.name, &e))?;
                 let data = Window::new(file, 0, layer.erofs_size).map_err(|e| fail(&layer.name, &e))?;
                 Image::open(data)
@@ -273,7 +273,9 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
                     })
                     .map_err(|message| opened.refused(plan, LayerRefusalKind::Malformed, &layer.name, message))?;
             }
-            Profile::Erofs => {
+            // A layer without a root hash under a verified profile is `containerd-dmverity-auto`'s fallback:
+            // the whole file, as plain EROFS on a loop device.
+            (Profile::Erofs, _) | (_, None) => {
                 let options = format!("ro,loop,sizelimit={}", layer.erofs_size);
                 mount_tool(&["-t", "erofs", "-o", &options], &layer.erofs, &lower).map_err(|e| {
                     opened.refused(
@@ -287,7 +289,7 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
                 mounted.erofs_dev = Some(device_of(&lower).map_err(|e| fail("stat", &e))?);
                 mounted.erofs_mount = Some(mount_id(&lower).map_err(|e| fail("identifying the EROFS mount", &e))?);
             }
-            Profile::Verity | Profile::Hardened | Profile::Enforced if dm::available().is_ok() => {
+            _ if dm::available().is_ok() => {
                 let what = format!("opening the dm-verity mapping of {}", layer.name);
                 let root = layer
                     .root_hash
@@ -341,7 +343,7 @@ fn set_up(plan: &Plan, record: &mut Record, held: &mut Held) -> Result<(), Mount
                 mounted.erofs_dev = Some(device_of(&lower).map_err(|e| fail("stat", &e))?);
                 mounted.erofs_mount = Some(mount_id(&lower).map_err(|e| fail("identifying the EROFS mount", &e))?);
             }
-            Profile::Verity | Profile::Hardened | Profile::Enforced => {
+            _ => {
                 let device_dir = serve_device(plan, i, &opened, &mut mounted, held)?;
                 mount_tool(
                     &["-t", "erofs", "-o", "ro,loop"],

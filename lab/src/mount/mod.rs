@@ -1,7 +1,8 @@
 //! Mounting an image's rootfs the way each defence profile would, and taking it down again.
 //!
 //! A mount is planned first ([`prepare`]): which layer files, which root hashes (from the local conversion
-//! records for `verity`, from the verified signature for `hardened`), where the state lives. A verified image
+//! records for `verity`, from each layer's `layer.erofs.dmverity` sidecar for the containerd profiles
+//! ([`containerd`]), from the verified signature for `hardened`), where the state lives. A verified image
 //! ([`Trust::Verified`]) is planned from exactly the manifest digest and ordered layers the verifier checked:
 //! its name is never looked up again, and `hardened` takes nothing but its [`SignedRootHash`]es. The plan is
 //! written to `<store>/mounts/<id>/plan.json`; the backend carries it out and writes `record.json`, the
@@ -10,6 +11,7 @@
 //! dies, the namespace and its mounts die with it.
 
 pub(crate) mod cleanup;
+pub mod containerd;
 pub mod dm;
 pub mod emulated;
 pub(crate) mod kernel;
@@ -304,6 +306,22 @@ pub enum MountError {
     /// A layer's forward error correction does not fit it (parameters, parity size).
     #[error(transparent)]
     Fec(#[from] convert::FecError),
+    /// containerd's `dmverity_mode = "on"` found no `layer.erofs.dmverity` sidecar for a layer.
+    #[error("layer {layer}: dm-verity mode is on but {} does not exist", path.display())]
+    VerityMetadataMissing {
+        /// The layer.
+        layer: String,
+        /// The sidecar looked for.
+        path: PathBuf,
+    },
+    /// A layer's `layer.erofs.dmverity` sidecar does not parse.
+    #[error("{}: not a dm-verity sidecar: {reason}", path.display())]
+    Sidecar {
+        /// The sidecar.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The pinned standard-mountpoints layer does not build to its pinned root hash.
     #[error("the standard-mountpoints layer has root hash {found}, pinned is {pinned}")]
     PinnedMismatch {
@@ -333,6 +351,8 @@ impl MountError {
             Self::Unavailable { .. } => ErrorClass::Unavailable,
             Self::Setup { .. } => ErrorClass::Io,
             Self::PinnedMismatch { .. } => ErrorClass::VerificationFailed,
+            Self::VerityMetadataMissing { .. } => ErrorClass::NotTrusted,
+            Self::Sidecar { .. } => ErrorClass::BadInput,
             Self::Fec(e) => e.class(),
         }
     }
@@ -429,6 +449,13 @@ fn prepare_profile(
             (conversion.manifest, None, planned)
         }
         Trust::Verified(image) => plan_verified(store, image, profile)?,
+    };
+    let planned = match profile.containerd_dmverity() {
+        Some(mode) => planned
+            .into_iter()
+            .map(|(c, _, _)| containerd::apply(c, mode).map(|(c, root)| (c, root, None)))
+            .collect::<Result<Vec<_>, MountError>>()?,
+        None => planned,
     };
     let mut layers: Vec<PlannedLayer> = planned
         .into_iter()

@@ -5,6 +5,7 @@
 //! embedded scenario against every profile it lists and prints the matrix (`enforced` included). Both parts use the backend
 //! [`Backend::auto`] picks, and say which and why: `kernel` as root, `fuse` for a user who can mount FUSE (real
 //! verified FUSE reads), `emulated` otherwise. Everything lives in a temporary directory removed at the end.
+//! With `--attack NAME` it tells one attack's story instead ([`super::narrate`]).
 
 use std::path::PathBuf;
 
@@ -13,10 +14,10 @@ use clap::Args;
 use veritylab::cli::CliError;
 
 use super::CommandError;
-use super::scenario::{passed, run_and_report};
+use super::scenario::{passed, run_and_report_coloured};
 use crate::image;
 use crate::load;
-use crate::report::{self, Format};
+use crate::report::{self, ColorChoice, Format};
 use crate::runner::RunOptions;
 use crate::sandbox::{BUILT, Sandbox};
 use veritylab::audit;
@@ -39,6 +40,14 @@ pub struct DemoArgs {
     /// Also write the self-contained HTML report (matrix, evidence, timeline) to FILE.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Narrate one attack instead (a scenario id or an attack name): what the attacker does, then what each
+    /// profile's defences saw, ending with the verdict line.
+    #[arg(long, value_name = "NAME")]
+    pub attack: Option<String>,
+    /// Colour the terminal output: `auto` (when stdout is a terminal or `CLICOLOR_FORCE` is set, unless
+    /// `NO_COLOR` is), `always` or `never`.
+    #[arg(long, value_name = "WHEN", value_parser = super::scenario::parse_color, default_value = "auto")]
+    pub color: ColorChoice,
 }
 
 fn fail(step: &str, e: impl std::fmt::Display) -> CliError {
@@ -47,6 +56,9 @@ fn fail(step: &str, e: impl std::fmt::Display) -> CliError {
 
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> Result<(), CommandError> {
+    if let Some(name) = &args.attack {
+        return super::narrate::run(name, args.color, args.html.as_deref());
+    }
     let (backend, reason) = Backend::auto();
     out!("backend  {reason}")?;
     pipeline(backend)?;
@@ -54,7 +66,7 @@ pub fn run(args: &DemoArgs) -> Result<(), CommandError> {
     out!("== every attack of the catalogue against every profile ({backend} backend) ==")?;
     let scenarios = load::embedded()?;
     // No backend asked for: the run makes the same choice and reports it with its reason.
-    let report = run_and_report(&scenarios, &RunOptions::default(), Format::Text, None)?;
+    let report = run_and_report_coloured(&scenarios, &RunOptions::default(), Format::Text, None, args.color)?;
     if let Some(path) = &args.html {
         report::write_atomic(path, &report::render(&report, Format::Html, false))
             .map_err(|e| fail("writing the HTML report", e))?;

@@ -1,6 +1,7 @@
 //! The `veritylab scenario` and `veritylab demo` subcommands as library code, with their error and its class; the `veritylab` binary joins them to the pipeline's subcommands of [`veritylab::cli`].
 
 pub mod demo;
+pub mod narrate;
 pub mod scenario;
 
 use verity_fuse::ErrorClass;

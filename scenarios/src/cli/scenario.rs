@@ -14,7 +14,7 @@ use veritylab::cli::CliError;
 
 use super::CommandError;
 use crate::outcome::Outcome;
-use crate::report::{self, Format};
+use crate::report::{self, ColorChoice, Format};
 use crate::results::RunReport;
 use crate::runner::{self, RunOptions};
 use crate::{Scenario, load};
@@ -63,9 +63,18 @@ pub struct RunArgs {
     /// a node whose kernel trusts that certificate, so it checks the enforced cells itself.
     #[arg(long, value_name = "KEY")]
     pub publisher_key: Option<PathBuf>,
+    /// Colour the terminal report: `auto` (when stdout is a terminal or `CLICOLOR_FORCE` is set, unless
+    /// `NO_COLOR` is), `always` or `never`.
+    #[arg(long, value_name = "WHEN", value_parser = parse_color, default_value = "auto")]
+    pub color: ColorChoice,
     /// Where the scenarios come from.
     #[command(flatten)]
     pub dir: DirArgs,
+}
+
+/// Parses `--color`.
+pub(crate) fn parse_color(text: &str) -> Result<ColorChoice, String> {
+    text.parse().map_err(|e: veritylab::profile::UnknownName| e.to_string())
 }
 
 fn parse_profile(text: &str) -> Result<Profile, String> {
@@ -83,7 +92,18 @@ pub fn run_and_report(
     format: Format,
     out: Option<&std::path::Path>,
 ) -> Result<RunReport, CommandError> {
-    run_and_report_from(scenarios, None, options, format, out)
+    run_and_report_from(scenarios, None, options, format, out, ColorChoice::Auto)
+}
+
+/// [`run_and_report`] with the terminal report coloured as `color` says.
+pub fn run_and_report_coloured(
+    scenarios: &[Scenario],
+    options: &RunOptions,
+    format: Format,
+    out: Option<&std::path::Path>,
+    color: ColorChoice,
+) -> Result<RunReport, CommandError> {
+    run_and_report_from(scenarios, None, options, format, out, color)
 }
 
 /// [`run_and_report`] for scenarios loaded from `dir` (`None`: the embedded ones), which the `kernel-vm`
@@ -94,6 +114,7 @@ fn run_and_report_from(
     options: &RunOptions,
     format: Format,
     out: Option<&std::path::Path>,
+    color: ColorChoice,
 ) -> Result<RunReport, CommandError> {
     let bars = veritylab::cli::Bars::new(format != Format::Text);
     let mut progress = |line: &str| bars.report(veritylab::progress::Event::Step(line));
@@ -107,7 +128,7 @@ fn run_and_report_from(
         }
         _ => runner::run(scenarios, options, &mut progress),
     };
-    let color = out.is_none() && report::stdout_wants_color();
+    let color = out.is_none() && color.for_stdout();
     let text = report::render(&report, format, color);
     match out {
         Some(path) => {
@@ -292,6 +313,7 @@ pub fn run(command: ScenarioCommand) -> Result<(), CommandError> {
                 &options,
                 args.report,
                 args.out.as_deref(),
+                args.color,
             )?;
             passed(&report)
         }

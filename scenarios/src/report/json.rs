@@ -2,6 +2,8 @@
 //!
 //! Schema (version 1; fields are only ever added within a version):
 //! - `schema_version` (integer), `run_id`, `started_at` (RFC 3339 UTC), `duration_ms`;
+//! - `profiles` (last): `[{name, summary}]`, every profile's one-line description, weakest first (written for
+//!   readers, not read back);
 //! - `host`: `{hostname, kernel, uid, version}`;
 //! - `backends`: `[{requested: backend name or null, used: backend name, reason}]`;
 //! - `scenarios`: `[{id, title, attack, cells}]`, each cell `{profile, backend, started_ms, duration_ms,
@@ -20,10 +22,32 @@
 //! Names (profiles, backends, outcomes, evidence kinds, phases) are the kebab-case names scenario files use.
 
 use crate::results::{RunReport, SCHEMA_VERSION};
+use veritylab::profile::Profile;
 
 /// Renders the report as pretty JSON with a trailing newline.
 pub fn render(report: &RunReport) -> String {
-    let mut out = serde_json::to_string_pretty(report).expect("a RunReport always serialises");
+    #[derive(serde::Serialize)]
+    struct Described<'a> {
+        #[serde(flatten)]
+        report: &'a RunReport,
+        profiles: Vec<ProfileDescription>,
+    }
+    #[derive(serde::Serialize)]
+    struct ProfileDescription {
+        name: Profile,
+        summary: &'static str,
+    }
+    let described = Described {
+        report,
+        profiles: Profile::ALL
+            .iter()
+            .map(|&name| ProfileDescription {
+                name,
+                summary: name.summary(),
+            })
+            .collect(),
+    };
+    let mut out = serde_json::to_string_pretty(&described).expect("a RunReport always serialises");
     out.push('\n');
     out
 }

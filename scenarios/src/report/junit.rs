@@ -1,12 +1,14 @@
 //! The JUnit XML report, for CI systems: one `<testsuite>` per scenario, one `<testcase>` per profile and
 //! backend. A cell that differs is a `<failure>` whose message is the first difference and whose body is the
 //! full diff with the evidence; a harness failure is an `<error>`; a skipped cell is `<skipped>`. The timeline
-//! goes to `<system-out>`. Text is escaped for XML 1.0, and characters XML cannot carry become U+FFFD.
+//! goes to `<system-out>`; each suite's properties give the one-line description of each profile it ran.
+//! Text is escaped for XML 1.0, and characters XML cannot carry become U+FFFD.
 
 use std::fmt::Write as _;
 
 use super::{evidence_lines, timeline_lines};
 use crate::results::{CellStatus, RunReport, Verdict};
+use veritylab::profile::Profile;
 
 /// Escapes text for XML element content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -83,6 +85,16 @@ pub fn render(report: &RunReport) -> String {
                 "      <property name=\"backend.{}\" value=\"{}\"/>",
                 choice.used,
                 escape(&choice.reason)
+            );
+        }
+        let mut profiles: Vec<Profile> = scenario.cells.iter().map(|c| c.profile).collect();
+        profiles.sort_unstable();
+        profiles.dedup();
+        for profile in profiles {
+            let _ = writeln!(
+                out,
+                "      <property name=\"profile.{profile}\" value=\"{}\"/>",
+                escape(profile.summary())
             );
         }
         let _ = writeln!(out, "    </properties>");

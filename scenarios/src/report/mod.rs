@@ -16,7 +16,7 @@ use std::str::FromStr;
 
 use veritylab::profile::UnknownName;
 
-use super::results::{CellResult, CellStatus, RunReport, ScenarioResult};
+use super::results::{CellResult, CellStatus, RunReport, ScenarioResult, Verdict};
 use crate::backend::RunnerBackend;
 
 /// A report format.
@@ -86,9 +86,115 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Whether text written to stdout should be coloured: stdout is a terminal and `NO_COLOR` is unset or empty.
+/// When the terminal report is coloured, as `--color` takes it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ColorChoice {
+    /// Coloured when stdout is a terminal and `NO_COLOR` is unset or empty, or when `CLICOLOR_FORCE` is set to
+    /// something other than `0` and `NO_COLOR` is unset or empty.
+    #[default]
+    Auto,
+    /// Always coloured, whatever stdout is and whatever the environment says.
+    Always,
+    /// Never coloured.
+    Never,
+}
+
+impl ColorChoice {
+    /// Every choice, as `--color` lists them.
+    pub const ALL: [ColorChoice; 3] = [ColorChoice::Auto, ColorChoice::Always, ColorChoice::Never];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ColorChoice::Auto => "auto",
+            ColorChoice::Always => "always",
+            ColorChoice::Never => "never",
+        }
+    }
+
+    /// Whether text written to stdout is coloured under this choice, with `NO_COLOR`, `CLICOLOR_FORCE` and
+    /// whether stdout is a terminal as given.
+    pub fn decide(self, no_color: Option<&str>, force: Option<&str>, terminal: bool) -> bool {
+        let set = |v: Option<&str>| v.is_some_and(|v| !v.is_empty());
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto if set(no_color) => false,
+            ColorChoice::Auto => terminal || (set(force) && force != Some("0")),
+        }
+    }
+
+    /// Whether text written to this process's stdout is coloured under this choice.
+    pub fn for_stdout(self) -> bool {
+        let var = |name| std::env::var(name).ok();
+        self.decide(
+            var("NO_COLOR").as_deref(),
+            var("CLICOLOR_FORCE").as_deref(),
+            std::io::stdout().is_terminal(),
+        )
+    }
+}
+
+impl fmt::Display for ColorChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ColorChoice {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        UnknownName::find("colour choice", s, &ColorChoice::ALL, ColorChoice::name)
+    }
+}
+
+/// Whether text written to stdout should be coloured without a `--color` flag ([`ColorChoice::Auto`]).
 pub fn stdout_wants_color() -> bool {
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    ColorChoice::Auto.for_stdout()
+}
+
+/// One sentence saying what the attacker of `attack` (a catalogue name) does, from the catalogue's summary;
+/// `None` for a name the catalogue lacks (a report read back from another version).
+pub fn attacker_sentence(attack: &str) -> Option<String> {
+    let summary = attacks::find(attack)?.summary.trim().trim_end_matches('.');
+    Some(format!("Attacker: {summary}."))
+}
+
+/// A cell whose verdict is not a pass (observed otherwise than expected, inconclusive, or a harness error),
+/// as the reports list it above the matrix.
+pub(crate) struct Mismatch<'a> {
+    /// The scenario's id.
+    pub(crate) scenario: &'a str,
+    /// The cell.
+    pub(crate) cell: &'a CellResult,
+}
+
+impl Mismatch<'_> {
+    /// `scenario / profile / backend`.
+    pub(crate) fn label(&self) -> String {
+        format!("{} / {} / {}", self.scenario, self.cell.profile, self.cell.backend)
+    }
+
+    /// What was expected against what happened, e.g. `expected blocked, observed undetected`.
+    pub(crate) fn summary(&self) -> String {
+        let happened = match &self.cell.status {
+            CellStatus::Observed { observation, .. } => format!("observed {}", observation.outcome),
+            CellStatus::Error { message, .. } => format!("harness error: {message}"),
+            CellStatus::Skipped { reason } => format!("skipped: {reason}"),
+        };
+        format!("expected {}, {happened}", self.cell.expected.outcome)
+    }
+}
+
+/// Every cell that failed or errored, in run order.
+pub(crate) fn mismatches(report: &RunReport) -> Vec<Mismatch<'_>> {
+    report
+        .scenarios
+        .iter()
+        .flat_map(|s| s.cells.iter().map(move |cell| Mismatch { scenario: &s.id, cell }))
+        .filter(|m| matches!(m.cell.verdict(), Verdict::Fail | Verdict::Error))
+        .collect()
 }
 
 /// The matrix's rows: one per scenario and backend its cells used, in run order then [`RunnerBackend::ALL`] order.
@@ -185,5 +291,35 @@ mod tests {
             assert_eq!(serde_json::to_string(&f).unwrap(), format!("\"{f}\""));
         }
         assert!("xml".parse::<Format>().is_err());
+    }
+
+    #[test]
+    fn colour_follows_the_flag_then_no_color_then_the_terminal_or_clicolor_force() {
+        use ColorChoice::{Always, Auto, Never};
+        assert!(Always.decide(Some("1"), None, false));
+        assert!(!Never.decide(None, Some("1"), true));
+        assert!(Auto.decide(None, None, true));
+        assert!(Auto.decide(Some(""), None, true), "an empty NO_COLOR is unset");
+        assert!(!Auto.decide(Some("1"), None, true));
+        assert!(
+            !Auto.decide(Some("1"), Some("1"), true),
+            "NO_COLOR wins over CLICOLOR_FORCE"
+        );
+        assert!(!Auto.decide(None, None, false));
+        assert!(Auto.decide(None, Some("1"), false));
+        assert!(!Auto.decide(None, Some("0"), false));
+        for c in ColorChoice::ALL {
+            assert_eq!(c.to_string().parse::<ColorChoice>(), Ok(c));
+        }
+    }
+
+    #[test]
+    fn the_attacker_sentence_comes_from_the_catalogue() {
+        let sentence = attacker_sentence("overmount").unwrap();
+        assert!(
+            sentence.starts_with("Attacker: ") && sentence.ends_with('.'),
+            "{sentence}"
+        );
+        assert_eq!(attacker_sentence("no-such-attack"), None);
     }
 }
