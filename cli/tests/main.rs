@@ -1,6 +1,7 @@
 //! The integration tests of the `veritylab` crate, one module per area.
 #![forbid(unsafe_code)]
 
+mod container;
 mod erofs;
 mod exit_codes;
 mod kernel_vm;
