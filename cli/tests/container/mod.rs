@@ -515,3 +515,28 @@ fn bad_input_is_refused_clearly_with_nothing_left_mounted_or_running() {
         .collect();
     assert!(left.is_empty(), "no container directory is left: {left:?}");
 }
+
+#[test]
+fn the_runc_runner_backend_stages_the_container_attacks_against_a_running_container() {
+    let test = "the_runc_runner_backend_stages_the_container_attacks_against_a_running_container";
+    if !testkit::is_root() {
+        testkit::skip(test, testkit::NEEDS_ROOT);
+        return;
+    }
+    for tool in ["runc", "busybox", "nsenter"] {
+        if testkit::find_tool(tool).is_none() {
+            testkit::skip(test, &format!("`{tool}` is not installed (see .ci/run)"));
+            return;
+        }
+    }
+    let ids = ["overmount", "extra-mount", "upperdir-write", "leaked-mounts"];
+    let mut args = vec![os("scenario"), os("run"), os("--backend"), os("runc")];
+    args.extend(ids.iter().map(|id| os(id)));
+    let out = veritylab(&args);
+    let report = ok(&out);
+    assert!(report.contains("backend runc (asked: runc)"), "{report}");
+    assert!(
+        report.contains("4 scenarios, 20 cells: 20 as expected, 0 differ, 0 errors, 0 skipped: PASS"),
+        "every cell as expected against a real container: {report}"
+    );
+}

@@ -350,29 +350,14 @@ pub fn run(store: &Store, trust: &Trust, options: &RunOptions, exe: &Path) -> Re
             Ok(Volume { source, ..v.clone() })
         })
         .collect::<Result<Vec<_>, ContainerError>>()?;
-    let root = store.root().join(CONTAINERS_DIR);
-    fs::create_dir_all(root.join(RUNC_DIR)).map_err(io(format!("creating {}", root.display())))?;
-    let dir = dir(store, &options.name);
-    match fs::create_dir(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(ContainerError::NameInUse {
-                name: options.name.clone(),
-            });
-        }
-        Err(e) => return Err(io(format!("creating {}", dir.display()))(e)),
-    }
-    let dir = fs::canonicalize(&dir).map_err(io(format!("resolving {}", dir.display())))?;
+    let dir = claim(store, &options.name)?;
     let mut guard = Guard {
         store,
         dir: dir.clone(),
         name: options.name.clone(),
         record: None,
-        runc: None,
         armed: true,
     };
-    let runc = runc_for(store, &dir)?;
-    guard.runc = Some(runc.clone());
     let config = ImageConfig::parse(&read_config(store, trust)?)?;
     let args = config.args(&options.command)?;
     let rootfs = dir.join(ROOTFS_DIR);
@@ -383,9 +368,6 @@ pub fn run(store: &Store, trust: &Trust, options: &RunOptions, exe: &Path) -> Re
     };
     let record = mount::mount(store, &plan, exe)?;
     guard.record = Some(record.clone());
-    let holder = record.holder.ok_or_else(|| ContainerError::Unavailable {
-        reason: "the mount has no holder process whose namespace holds the rootfs".to_owned(),
-    })?;
     let env = config.environment();
     let cwd = config.cwd();
     let seen = record.in_namespace(&record.target);
@@ -393,41 +375,109 @@ pub fn run(store: &Store, trust: &Trust, options: &RunOptions, exe: &Path) -> Re
     let passwd = read_in(&seen, "/etc/passwd");
     let group = read_in(&seen, "/etc/group");
     let user = spec::resolve_user(&config.user, &passwd, &group)?;
-    let bundle = spec::runtime_config(&spec::BundleSpec {
-        rootfs: &record.target,
-        read_only: plan.read_only(),
+    let start = Start {
+        name: &options.name,
         args: &args,
         env: &env,
         cwd: &cwd,
         user,
-        hostname: &options.name,
         volumes: &volumes,
+        detach: options.detach,
+    };
+    let container = start_on(store, &dir, &record, plan.read_only(), &start)?;
+    if options.detach {
+        guard.armed = false;
+        return Ok(Outcome::Detached(Box::new(container)));
+    }
+    let status = container.init.map_or(1, wait_exit);
+    drop(guard);
+    Ok(Outcome::Exited(status))
+}
+
+/// Claims the name `name` in `store`: creates its directory, which must not exist; returns it (absolute).
+pub fn claim(store: &Store, name: &str) -> Result<PathBuf, ContainerError> {
+    check_name(name)?;
+    let root = store.root().join(CONTAINERS_DIR);
+    fs::create_dir_all(root.join(RUNC_DIR)).map_err(io(format!("creating {}", root.display())))?;
+    let dir = dir(store, name);
+    match fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(ContainerError::NameInUse { name: name.to_owned() });
+        }
+        Err(e) => return Err(io(format!("creating {}", dir.display()))(e)),
+    }
+    fs::canonicalize(&dir).map_err(io(format!("resolving {}", dir.display())))
+}
+
+/// The process of a container and how it is started.
+#[derive(Debug, Clone)]
+pub struct Start<'a> {
+    /// The container's name (claimed with [`claim`]).
+    pub name: &'a str,
+    /// The process's arguments.
+    pub args: &'a [String],
+    /// Its environment.
+    pub env: &'a [String],
+    /// Its working directory.
+    pub cwd: &'a str,
+    /// Its user.
+    pub user: User,
+    /// The volumes (sources absolute).
+    pub volumes: &'a [Volume],
+    /// Its output goes to the container's log instead of this process's streams, and nothing waits for it.
+    pub detach: bool,
+}
+
+/// Starts a container on the rootfs mount `record` in the claimed directory `dir`: writes the bundle,
+/// creates the container inside the mount's namespace, records its state (mounts and upperdir as created),
+/// and starts its process. On failure the caller removes what is left with [`remove`].
+pub fn start_on(
+    store: &Store,
+    dir: &Path,
+    record: &Record,
+    read_only: bool,
+    start: &Start<'_>,
+) -> Result<Container, ContainerError> {
+    let holder = record.holder.ok_or_else(|| ContainerError::Unavailable {
+        reason: "the mount has no holder process whose namespace holds the rootfs".to_owned(),
+    })?;
+    let runc = runc_for(store, dir)?;
+    let bundle = spec::runtime_config(&spec::BundleSpec {
+        rootfs: &record.target,
+        read_only,
+        args: start.args,
+        env: start.env,
+        cwd: start.cwd,
+        user: start.user,
+        hostname: start.name,
+        volumes: start.volumes,
     });
     write_atomically(
         &dir.join(CONFIG_FILE),
         &serde_json::to_vec_pretty(&bundle).unwrap_or_default(),
     )?;
     let mut container = Container {
-        name: options.name.clone(),
+        name: start.name.to_owned(),
         image: record.image.clone(),
         profile: record.profile,
         backend: record.backend,
-        bundle: dir.clone(),
+        bundle: dir.to_owned(),
         rootfs: record.target.clone(),
         mount: record.clone(),
-        args,
-        volumes,
+        args: start.args.to_vec(),
+        volumes: start.volumes.to_vec(),
         init: None,
         namespace: None,
         expected: Vec::new(),
         upper_baseline: Vec::new(),
-        detached: options.detach,
+        detached: start.detach,
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     };
     save(&container)?;
-    let streams = if options.detach {
+    let streams = if start.detach {
         runc::Streams::Log(dir.join(LOG_FILE))
     } else {
         // Become the init process's parent once runc create exits, to collect its exit status.
@@ -437,7 +487,7 @@ pub fn run(store: &Store, trust: &Trust, options: &RunOptions, exe: &Path) -> Re
         })?;
         runc::Streams::Inherit
     };
-    runc.create(holder, &dir, &options.name, &dir.join(PID_FILE), &streams)?;
+    runc.create(holder, dir, start.name, &dir.join(PID_FILE), &streams)?;
     let init: u32 = fs::read_to_string(dir.join(PID_FILE))
         .ok()
         .and_then(|t| t.trim().parse().ok())
@@ -452,14 +502,33 @@ pub fn run(store: &Store, trust: &Trust, options: &RunOptions, exe: &Path) -> Re
     container.expected = expected_mounts(init, &container.volumes);
     container.upper_baseline = record.upperdir.as_deref().map(upper_entries).unwrap_or_default();
     save(&container)?;
-    runc.start(&options.name)?;
-    if options.detach {
-        guard.armed = false;
-        return Ok(Outcome::Detached(Box::new(container)));
+    runc.start(start.name)?;
+    Ok(container)
+}
+
+/// Kills the container in `dir` (named `name`), has runc delete it and removes its directory; its rootfs
+/// mount is the caller's.
+pub fn remove(store: &Store, dir: &Path, name: &str) -> Result<(), ContainerError> {
+    end(store, dir, name)?;
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(format!("removing {}", dir.display()))(e)),
     }
-    let status = wait_exit(init);
-    drop(guard);
-    Ok(Outcome::Exited(status))
+}
+
+/// Kills the container's processes (waiting for them, bounded) and has runc delete it.
+fn end(store: &Store, dir: &Path, name: &str) -> Result<(), ContainerError> {
+    let runc = runc_for(store, dir)?;
+    runc.kill(name);
+    let init = fs::read_to_string(dir.join(PID_FILE))
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok());
+    let started = Instant::now();
+    while init.is_some_and(process_live) && started.elapsed() < KILL_TIMEOUT {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    runc.delete(name)
 }
 
 /// Takes down what a failed or finished run set up (the container, the mount, the directory).
@@ -468,7 +537,6 @@ struct Guard<'a> {
     dir: PathBuf,
     name: String,
     record: Option<Record>,
-    runc: Option<runc::Runc>,
     armed: bool,
 }
 
@@ -477,10 +545,7 @@ impl Drop for Guard<'_> {
         if !self.armed {
             return;
         }
-        if let Some(runc) = &self.runc {
-            runc.kill(&self.name);
-            let _ = runc.delete(&self.name);
-        }
+        let _ = end(self.store, &self.dir, &self.name);
         if let Some(record) = &self.record {
             let _ = mount::umount(self.store, &record.target);
         }
@@ -687,14 +752,8 @@ pub struct StopReport {
 /// [`cleanup`] and the leftovers are the error.
 pub fn stop(store: &Store, name: &str) -> Result<StopReport, ContainerError> {
     let container = find(store, name)?;
-    let runc = runc_for(store, &container.bundle)?;
     let was_running = container.status() == Status::Running;
-    runc.kill(name);
-    let started = Instant::now();
-    while container.init.is_some_and(process_live) && started.elapsed() < KILL_TIMEOUT {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    runc.delete(name)?;
+    end(store, &container.bundle, name)?;
     let umount = match mount::umount(store, &container.rootfs) {
         Ok(report) => report,
         Err(MountError::NotMounted { .. }) => UmountReport::default(),
