@@ -471,7 +471,7 @@ impl Sandbox {
             volumes: &volumes,
             detach: true,
         };
-        match veritylab::container::start_on(&self.store, &dir, record, plan.read_only(), &start) {
+        match veritylab::container::start_on(&self.store, &dir, record, veritylab::container::read_only(plan), &start) {
             Ok(container) => {
                 if let (Some(Container::Real { root, .. }), Some(init)) = (self.container.as_mut(), container.init) {
                     // `/.` so that what reads the root follows the magic link instead of seeing a symlink.

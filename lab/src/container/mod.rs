@@ -108,6 +108,21 @@ pub enum ContainerError {
         /// The user.
         user: String,
     },
+    /// The rootfs is read-only and lacks a mount point the runtime needs.
+    #[error(
+        "{}: the runtime mounts there, but the rootfs ({profile} on {backend}) is read-only and lacks it (the hardened \
+         and enforced profiles' pinned layer has the runtime's mount points; the kernel backend gives the others an \
+         upperdir)",
+        path.display()
+    )]
+    MissingMountPoint {
+        /// The mount point.
+        path: PathBuf,
+        /// The profile.
+        profile: Profile,
+        /// The backend.
+        backend: Backend,
+    },
     /// runc is not installed.
     #[error("runc is not installed (Debian package runc)")]
     RuncMissing,
@@ -171,6 +186,7 @@ impl ContainerError {
             | Self::ImageConfig { .. }
             | Self::NotExecutable { .. }
             | Self::UnknownUser { .. }
+            | Self::MissingMountPoint { .. }
             | Self::State { .. } => ErrorClass::BadInput,
             Self::RuncMissing | Self::Unavailable { .. } => ErrorClass::Unavailable,
             Self::Runc { .. } | Self::Io { .. } => ErrorClass::Io,
@@ -371,7 +387,8 @@ pub fn run(store: &Store, trust: &Trust, options: &RunOptions, exe: &Path) -> Re
     let env = config.environment();
     let cwd = config.cwd();
     let seen = record.in_namespace(&record.target);
-    check_rootfs(&seen, &plan, &args[0], &cwd, &env, &volumes)?;
+    let read_only = read_only(&plan);
+    check_rootfs(&seen, &plan, read_only, &args[0], &cwd, &env, &volumes)?;
     let passwd = read_in(&seen, "/etc/passwd");
     let group = read_in(&seen, "/etc/group");
     let user = spec::resolve_user(&config.user, &passwd, &group)?;
@@ -384,7 +401,7 @@ pub fn run(store: &Store, trust: &Trust, options: &RunOptions, exe: &Path) -> Re
         volumes: &volumes,
         detach: options.detach,
     };
-    let container = start_on(store, &dir, &record, plan.read_only(), &start)?;
+    let container = start_on(store, &dir, &record, read_only, &start)?;
     if options.detach {
         guard.armed = false;
         return Ok(Outcome::Detached(Box::new(container)));
@@ -601,11 +618,17 @@ fn read_config(store: &Store, trust: &Trust) -> Result<Vec<u8>, ContainerError> 
     Ok(store.read_blob(&descriptor.digest, descriptor.size, spec::CONFIG_LIMIT, "image config")?)
 }
 
-/// Refuses a command that is not executable in the rootfs, and a volume destination a read-only rootfs
-/// lacks (the runtime cannot create it there).
+/// Whether the rootfs a plan mounts is read-only: the profile's, and always on the fuse backend.
+pub fn read_only(plan: &Plan) -> bool {
+    plan.read_only() || plan.backend == Backend::Fuse
+}
+
+/// Refuses a command that is not executable in the rootfs, and on a read-only rootfs a missing runtime mount
+/// point or volume destination (the runtime cannot create them there).
 fn check_rootfs(
     seen: &Path,
     plan: &Plan,
+    read_only: bool,
     program: &str,
     cwd: &str,
     env: &[String],
@@ -621,16 +644,26 @@ fn check_rootfs(
                 .to_owned(),
         });
     }
-    if plan.read_only() {
+    if read_only {
+        for point in ["/proc", "/dev", "/sys"] {
+            if resolve::resolve(seen, Path::new(point)).is_none() {
+                return Err(ContainerError::MissingMountPoint {
+                    path: PathBuf::from(point),
+                    profile: plan.profile,
+                    backend: plan.backend,
+                });
+            }
+        }
         for volume in volumes {
             if resolve::resolve(seen, &volume.destination).is_none() {
                 return Err(ContainerError::BadVolume {
                     volume: format!("{}:{}", volume.source.display(), volume.destination.display()),
                     reason: format!(
-                        "{} does not exist in the read-only rootfs (the {} profile cannot create mount targets; \
+                        "{} does not exist in the read-only rootfs ({} on {} cannot create mount targets; \
                          the pinned layer provides /tmp, /etc/hosts, /etc/hostname and /etc/resolv.conf)",
                         volume.destination.display(),
-                        plan.profile
+                        plan.profile,
+                        plan.backend
                     ),
                 });
             }
