@@ -34,6 +34,10 @@ fn main() -> ExitCode {
         .get_matches();
     let command = Command::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match command {
+        Command::Pipeline(PipelineCommand::Run(args)) => match pipeline::run_container(&args) {
+            Ok(status) => return ExitCode::from(status),
+            Err(e) => Err(CommandError::from(e)),
+        },
         Command::Pipeline(command) => pipeline::run(command).map_err(CommandError::from),
         Command::Scenario(command) => scenario::run(command),
         Command::Demo(args) => demo::run(&args),

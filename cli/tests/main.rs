@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod container;
 mod erofs;
 mod exit_codes;
 mod kernel_vm;

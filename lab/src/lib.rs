@@ -10,6 +10,8 @@
 //! - [`root_hash`]: dm-verity root hashes as typed bytes.
 //! - [`rootfs`]: the merged read-only view of a layer stack (overlay semantics), its snapshot, and its FUSE server.
 //! - [`mount`]: mounting an image's rootfs by profile and backend, and taking it down.
+//! - [`container`]: containers under runc on a profile's rootfs (`run`, `ps`, `stop`), their mount audit and the
+//!   cleanup of what stopped ones leave held.
 //! - [`audit`]: the mount audit (layers traced to trusted root hashes, overmounts, the overlay's shape).
 //! - [`profile`]: the defence profiles and mount backends every part names.
 //! - [`defence`]: the defences the profiles claim, each of which the mutation test can turn off.
@@ -28,6 +30,7 @@
 pub mod agent;
 pub mod audit;
 pub mod cli;
+pub mod container;
 pub mod convert;
 pub mod defence;
 pub mod erofs;

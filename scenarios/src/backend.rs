@@ -1,8 +1,10 @@
-//! Where a scenario's cells run: on this host with one of the lab's mount backends, or in the kernel tier's VM.
+//! Where a scenario's cells run: on this host with one of the lab's mount backends (under a real runc
+//! container for `runc`), or in the kernel tier's VM.
 //!
 //! [`RunnerBackend`] is the runner's choice, not a way to mount: `kernel-vm` cells run the lab's
 //! [`Backend::Kernel`] inside a throwaway VM ([`crate::vm`]), so `veritylab mount` never sees it. Scenario
-//! files, the command line and reports spell it as the lab's backends are spelled, with `kernel-vm` added.
+//! files, the command line and reports spell it as the lab's backends are spelled, with `kernel-vm` and `runc`
+//! added.
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,6 +20,9 @@ pub enum RunnerBackend {
     /// The lab's [`Backend::Kernel`] inside the kernel tier's throwaway VM, booted with a kernel that has
     /// device-mapper (real dm-verity): one boot runs every cell of the batch.
     KernelVm,
+    /// This host, with the lab's [`Backend::Kernel`] and a real container under runc on the rootfs: the
+    /// container primitives act in the container's own namespace and the checks add its mount audit.
+    Runc,
     /// This host, with the lab's [`Backend::Fuse`].
     Fuse,
     /// This host, with the lab's [`Backend::Emulated`].
@@ -26,9 +31,10 @@ pub enum RunnerBackend {
 
 impl RunnerBackend {
     /// Every place a cell can run, from the most real to the most portable.
-    pub const ALL: [RunnerBackend; 4] = [
+    pub const ALL: [RunnerBackend; 5] = [
         RunnerBackend::Kernel,
         RunnerBackend::KernelVm,
+        RunnerBackend::Runc,
         RunnerBackend::Fuse,
         RunnerBackend::Emulated,
     ];
@@ -37,6 +43,7 @@ impl RunnerBackend {
     pub fn name(self) -> &'static str {
         match self {
             RunnerBackend::KernelVm => "kernel-vm",
+            RunnerBackend::Runc => "runc",
             other => other.mount_backend().name(),
         }
     }
@@ -44,7 +51,7 @@ impl RunnerBackend {
     /// The lab's mount backend the cell's mounts use (inside the VM for `kernel-vm`).
     pub fn mount_backend(self) -> Backend {
         match self {
-            RunnerBackend::Kernel | RunnerBackend::KernelVm => Backend::Kernel,
+            RunnerBackend::Kernel | RunnerBackend::KernelVm | RunnerBackend::Runc => Backend::Kernel,
             RunnerBackend::Fuse => Backend::Fuse,
             RunnerBackend::Emulated => Backend::Emulated,
         }
@@ -90,5 +97,6 @@ mod tests {
             assert_eq!(RunnerBackend::from(b).mount_backend(), b);
         }
         assert_eq!(RunnerBackend::KernelVm.mount_backend(), Backend::Kernel);
+        assert_eq!(RunnerBackend::Runc.mount_backend(), Backend::Kernel);
     }
 }

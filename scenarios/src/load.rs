@@ -731,7 +731,10 @@ fn check_needs_root(
     };
     for (backend, why) in needs_root.get_ref() {
         let name = backend.get_ref();
-        if matches!(name, RunnerBackend::Kernel | RunnerBackend::KernelVm) {
+        if matches!(
+            name,
+            RunnerBackend::Kernel | RunnerBackend::KernelVm | RunnerBackend::Runc
+        ) {
             problems.push(loc.span(
                 backend,
                 format!("needs_root: every `{name}` cell needs root already; list only fuse or emulated"),

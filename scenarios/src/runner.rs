@@ -131,6 +131,17 @@ pub fn available(backend: RunnerBackend) -> Result<(), String> {
              inside one (see scenarios::vm::run_scenarios)"
                 .to_owned(),
         ),
+        RunnerBackend::Runc => {
+            RunnerBackend::Kernel.mount_backend().available()?;
+            for tool in ["runc", "busybox"] {
+                if verity_fuse::sys::find_tool(tool).is_none() {
+                    return Err(format!(
+                        "`{tool}` is not installed (Debian packages runc, busybox-static)"
+                    ));
+                }
+            }
+            Ok(())
+        }
         other => other.mount_backend().available(),
     }
 }
@@ -422,6 +433,7 @@ fn run_cell(
     )
     .map_err(HarnessError::from)
     .and_then(|mut sandbox| {
+        sandbox.use_runc = backend == RunnerBackend::Runc;
         let staged = stage(scenario, &mut cell, &mut sandbox);
         let cleaned = teardown(&mut cell, sandbox);
         staged.and(cleaned)
@@ -1023,6 +1035,16 @@ fn mount_image(cell: &mut Cell<'_>, sandbox: &mut Sandbox, trust: &Trust) -> Res
             );
             sandbox.container = Some(container);
             sandbox.mounted = Some((plan, record));
+            if sandbox.use_runc {
+                sandbox.start_runc().map_err(HarnessError::from)?;
+                let init = sandbox.runc.as_ref().and_then(|c| c.init).unwrap_or_default();
+                cell.step(
+                    Phase::Setup,
+                    "runc run",
+                    true,
+                    format!("a container under runc on the rootfs, init pid {init}"),
+                );
+            }
             Ok(true)
         }
         Err(MountError::Refused { refusal, .. }) => {
@@ -1179,6 +1201,27 @@ fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) -> Resul
         report.passed(),
         format!("{} checks, {} findings", report.checked.len(), report.findings.len()),
     );
+    if let Some(container) = &sandbox.runc {
+        let audited = veritylab::container::audit::audit(&sandbox.store, container);
+        for f in &audited.findings {
+            use veritylab::container::audit::ContainerFinding as C;
+            let (kind, path) = match f {
+                C::UnexpectedMount { path, .. } if path != Path::new("/") => (
+                    FindingKind::Overmount,
+                    Some(path.strip_prefix("/").unwrap_or(path).display().to_string()),
+                ),
+                C::NotRunning { .. } => (FindingKind::NamespaceGone, None),
+                _ => (FindingKind::UnexpectedMount, None),
+            };
+            cell.finding(kind, path, f.to_string());
+        }
+        cell.step(
+            Phase::Observe,
+            "container mount audit",
+            audited.findings.is_empty(),
+            format!("{} checks, {} findings", audited.checked.len(), audited.findings.len()),
+        );
+    }
 
     let fail = |cell: &mut Cell<'_>, action: &str, class: ErrorClass, e: String| {
         cell.step(Phase::Observe, action, false, e.clone());
@@ -1234,6 +1277,13 @@ fn teardown(cell: &mut Cell<'_>, mut sandbox: Sandbox) -> Result<(), HarnessErro
     sandbox.container = None;
     // Teardown goes on past a failed step (so nothing stays behind), and the first failure fails the cell.
     let mut failed: Option<HarnessError> = None;
+    if let Err(e) = sandbox.stop_runc() {
+        cell.step(Phase::Revert, "runc delete", false, e.to_string());
+        failed.get_or_insert(HarnessError::new(
+            e.class(),
+            format!("removing the runc container: {e}"),
+        ));
+    }
     // Whatever an attack left of a stopped container goes first, whether or not its revert ran.
     if !sandbox.leaked.is_empty()
         && let Err(e) = attacks::Env::release_leaks(&mut sandbox)

@@ -53,8 +53,11 @@ pub(crate) enum Container {
     },
     /// A real mount (kernel or fuse backend), through the holder's `/proc/PID/root`.
     Real {
-        /// The rootfs.
+        /// The rootfs, as the container's primitives reach it.
         root: PathBuf,
+        /// The rootfs as a whole-tree read sees it: the mount's, without the runtime's `/proc`, `/sys` and
+        /// `/dev` of a runc container.
+        tree: PathBuf,
         /// Each verified device's FUSE directory (holding `device` and `status`), by layer name.
         devices: Vec<(String, PathBuf)>,
         /// Each kernel dm-verity mapping (on hosts with device-mapper), by layer name.
@@ -67,7 +70,7 @@ impl Container {
     pub(crate) fn snapshot(&self) -> Result<Snapshot, SnapshotError> {
         match self {
             Container::Emulated { rootfs, .. } => Snapshot::of_merged(&rootfs.merged),
-            Container::Real { root, .. } => Snapshot::of_dir(root),
+            Container::Real { tree, .. } => Snapshot::of_dir(tree),
         }
     }
 
@@ -135,6 +138,10 @@ pub(crate) struct Sandbox {
     pub(crate) mounted: Option<(Plan, Record)>,
     /// The container, once mounted.
     pub(crate) container: Option<Container>,
+    /// Run a real container under runc on the mount (the `runc` runner backend).
+    pub(crate) use_runc: bool,
+    /// That container, once started.
+    pub(crate) runc: Option<veritylab::container::Container>,
     /// The `veritylab` executable that holds kernel and FUSE mounts.
     pub(crate) exe: PathBuf,
     /// Mounts of a stopped container the attack left behind.
@@ -205,13 +212,16 @@ pub enum SandboxError {
         #[source]
         source: std::io::Error,
     },
+    /// The cell's runc container could not start (the `runc` runner backend).
+    #[error("starting the cell's runc container: {0}")]
+    Runc(String),
 }
 
 impl SandboxError {
     /// What kind of failure this is.
     pub fn class(&self) -> ErrorClass {
         match self {
-            SandboxError::Create(_) => ErrorClass::Io,
+            SandboxError::Create(_) | SandboxError::Runc(_) => ErrorClass::Io,
             SandboxError::Store(e) => e.class(),
             SandboxError::Sign { source, .. } => source.class(),
             SandboxError::Export { source, .. } => source.class(),
@@ -267,6 +277,8 @@ impl Sandbox {
             conversions: Vec::new(),
             mounted: None,
             container: None,
+            use_runc: false,
+            runc: None,
             exe: exe.to_owned(),
             leaked: Vec::new(),
             replayed: None,
@@ -402,6 +414,7 @@ impl Sandbox {
         }
         Ok(Container::Real {
             root: record.in_namespace(&record.target),
+            tree: record.in_namespace(&record.target),
             devices: record
                 .layers
                 .iter()
@@ -426,18 +439,124 @@ impl Sandbox {
 
     /// Runs `mount args` inside the container's mount namespace.
     pub(super) fn mount_inside(&self, args: &[&std::ffi::OsStr]) -> Result<(), AttackError> {
-        let holder = self
-            .mounted
-            .as_ref()
-            .and_then(|(_, r)| r.holder)
-            .ok_or_else(|| AttackError::env("the mount has no holder"))?;
+        let holder = match &self.runc {
+            Some(container) => container.init,
+            None => self.mounted.as_ref().and_then(|(_, r)| r.holder),
+        }
+        .ok_or_else(|| AttackError::env("the mount has no holder"))?;
         let mut all: Vec<std::ffi::OsString> = vec!["-t".into(), holder.to_string().into(), "-m".into(), "--".into()];
+        if self.runc.is_some() {
+            // The container's rootfs has no tools: its busybox is on the scratch volume.
+            all.push(format!("{RUNC_SCRATCH}/busybox").into());
+        }
         all.extend(args.iter().map(|a| a.to_os_string()));
         verity_fuse::sys::run_tool("nsenter", "util-linux", all)
             .map(drop)
             .map_err(env_err("inside the container's namespace"))
     }
+
+    /// Where `path` (relative to the rootfs) is in the namespace the container primitives act in: under the
+    /// target in the holder's, at the root in a runc container's.
+    fn in_container(&self, record: &Record, path: &str) -> PathBuf {
+        match &self.runc {
+            Some(_) => Path::new("/").join(path),
+            None => record.target.join(path),
+        }
+    }
+
+    /// A host path as the runc container sees it: the scratch directory is its volume at
+    /// [`RUNC_SCRATCH`]; other paths are the host's (the holder's namespace has them).
+    fn source_in_container(&self, source: &Path) -> PathBuf {
+        match (&self.runc, source.strip_prefix(self.scratch())) {
+            (Some(_), Ok(rel)) => Path::new(RUNC_SCRATCH).join(rel),
+            _ => source.to_owned(),
+        }
+    }
+
+    /// Starts a runc container on the mount (the `runc` runner backend): its process is the host's static
+    /// busybox, copied into the scratch directory, which the container has as a read-only volume at
+    /// [`RUNC_SCRATCH`] (a mount point the pinned layer has on a read-only rootfs).
+    pub(crate) fn start_runc(&mut self) -> Result<(), SandboxError> {
+        let Some((plan, record)) = &self.mounted else {
+            return Ok(());
+        };
+        let fail = |e: &dyn std::fmt::Display| SandboxError::Runc(e.to_string());
+        let busybox = verity_fuse::sys::find_tool("busybox").ok_or_else(|| fail(&"busybox is not installed"))?;
+        fs::copy(&busybox, self.scratch().join("busybox")).map_err(|e| fail(&e))?;
+        let volumes = vec![veritylab::container::Volume {
+            source: fs::canonicalize(self.scratch()).map_err(|e| fail(&e))?,
+            destination: PathBuf::from(RUNC_SCRATCH),
+            read_only: true,
+        }];
+        let args: Vec<String> = [&format!("{RUNC_SCRATCH}/busybox"), "sleep", "100000"]
+            .map(str::to_owned)
+            .to_vec();
+        let name = format!("cell-{}", record.id);
+        let dir = veritylab::container::claim(&self.store, &name).map_err(|e| fail(&e))?;
+        let start = veritylab::container::Start {
+            name: &name,
+            args: &args,
+            env: &[],
+            cwd: "/",
+            user: veritylab::container::User { uid: 0, gid: 0 },
+            volumes: &volumes,
+            detach: true,
+        };
+        match veritylab::container::start_on(&self.store, &dir, record, veritylab::container::read_only(plan), &start) {
+            Ok(container) => {
+                if let (Some(Container::Real { root, .. }), Some(init)) = (self.container.as_mut(), container.init) {
+                    // `/.` so that what reads the root follows the magic link instead of seeing a symlink.
+                    *root = PathBuf::from(format!("/proc/{init}/root/."));
+                }
+                self.runc = Some(container);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = veritylab::container::remove(&self.store, &dir, &name);
+                Err(fail(&e))
+            }
+        }
+    }
+
+    /// A loop device over the host's `file`, with its node made in the runc container's `/dev` (which has no
+    /// loop devices); it clears itself when the mount on it goes.
+    fn loop_in_container(&self, file: &Path) -> Result<PathBuf, AttackError> {
+        let device = verity_fuse::sys::run_tool(
+            "losetup",
+            "mount",
+            ["-f".as_ref(), "--show".as_ref(), "-r".as_ref(), file.as_os_str()],
+        )
+        .map_err(env_err("setting up a loop device"))?;
+        let device = PathBuf::from(device.trim());
+        let minor = device
+            .to_string_lossy()
+            .trim_start_matches("/dev/loop")
+            .parse::<u32>()
+            .map_err(|_| AttackError::env(format!("losetup answered {}", device.display())))?;
+        self.mount_inside(&[
+            "mknod".as_ref(),
+            device.as_os_str(),
+            "b".as_ref(),
+            "7".as_ref(),
+            minor.to_string().as_ref(),
+        ])
+        .inspect_err(|_| {
+            let _ = verity_fuse::sys::run_tool("losetup", "mount", ["-d".as_ref(), device.as_os_str()]);
+        })?;
+        Ok(device)
+    }
+
+    /// Removes the runc container, if one runs (its rootfs mount stays).
+    pub(crate) fn stop_runc(&mut self) -> Result<(), veritylab::container::ContainerError> {
+        match self.runc.take() {
+            Some(container) => veritylab::container::remove(&self.store, &container.bundle, &container.name),
+            None => Ok(()),
+        }
+    }
 }
+
+/// Where a runc container of the runner has the cell's scratch directory.
+pub(crate) const RUNC_SCRATCH: &str = "/tmp";
 
 impl attacks::Env for Sandbox {
     fn store(&self) -> &Store {
@@ -578,15 +697,22 @@ impl attacks::Env for Sandbox {
             let target = self
                 .mounted
                 .as_ref()
-                .map(|(_, r)| r.target.join(path))
+                .map(|(_, r)| self.in_container(r, path))
                 .ok_or_else(|| AttackError::env("nothing is mounted"))?;
             let files = source;
+            let inside = self.source_in_container(source);
+            let source = inside.as_path();
+            let loop_device;
             let (fs_type, options, source) = match kind {
                 MountKind::Tmpfs => ("tmpfs", "rw", Path::new("tmpfs")),
                 MountKind::Bind => ("none", "bind", source),
+                MountKind::UnverifiedErofs if self.runc.is_some() => {
+                    loop_device = self.loop_in_container(files)?;
+                    ("erofs", "ro", loop_device.as_path())
+                }
                 MountKind::UnverifiedErofs => ("erofs", "ro,loop", source),
             };
-            self.mount_inside(&[
+            let mounted = self.mount_inside(&[
                 "mount".as_ref(),
                 "-t".as_ref(),
                 fs_type.as_ref(),
@@ -594,7 +720,12 @@ impl attacks::Env for Sandbox {
                 options.as_ref(),
                 source.as_os_str(),
                 target.as_os_str(),
-            ])?;
+            ]);
+            if kind == MountKind::UnverifiedErofs && self.runc.is_some() {
+                // Detaching a loop device in use makes it clear itself once the mount on it goes.
+                let _ = verity_fuse::sys::run_tool("losetup", "mount", ["-d".as_ref(), source.as_os_str()]);
+            }
+            mounted?;
             if kind == MountKind::Tmpfs {
                 self.fill_tmpfs(path, files)?;
             }
@@ -685,8 +816,11 @@ impl attacks::Env for Sandbox {
                     return Ok(None);
                 }
                 let device = DeviceNumber::from_dev(path_dev);
-                let described = record
-                    .holder
+                let (pid, at) = match &self.runc {
+                    Some(container) => (container.init, Path::new("/").join(path)),
+                    None => (record.holder, at),
+                };
+                let described = pid
                     .and_then(|pid| veritylab::mountinfo::read(pid).ok())
                     .unwrap_or_default()
                     .into_iter()
@@ -707,7 +841,11 @@ impl attacks::Env for Sandbox {
         };
         let mount_point = record.target.join(path);
         if self.backend != Backend::Emulated {
-            return self.mount_inside(&["umount".as_ref(), mount_point.as_os_str()]);
+            let inside = match &self.runc {
+                Some(_) => Path::new("/").join(path),
+                None => mount_point,
+            };
+            return self.mount_inside(&["umount".as_ref(), inside.as_os_str()]);
         }
         if let Some(table) = record.emulated.as_mut() {
             table.retain(|e| e.mount_point != mount_point);
@@ -1077,7 +1215,10 @@ impl Sandbox {
             .mounted
             .as_ref()
             .ok_or_else(|| AttackError::env("nothing is mounted"))?;
-        copy_files(source, &record.in_namespace(&record.target.join(path)))
+        match (&self.runc, &self.container) {
+            (Some(_), Some(Container::Real { root, .. })) => copy_files(source, &root.join(path)),
+            _ => copy_files(source, &record.in_namespace(&record.target.join(path))),
+        }
     }
 
     /// The attacker's emulated mount `at` is on, with what is behind it and `at`'s path inside it.

@@ -269,14 +269,17 @@ fn a_flipped_layer_byte_fails_fuse_reads_with_eio_and_the_audit_reports_device_c
     }
 }
 
-fn veritylab(args: &[&std::ffi::OsStr]) -> Output {
+/// Runs the `veritylab` binary with `args` (standard input closed) and collects its output.
+pub(crate) fn veritylab(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_veritylab"))
         .args(args)
+        .stdin(std::process::Stdio::null())
         .output()
         .unwrap()
 }
 
-fn ok(out: &Output) -> String {
+/// The standard output of a command that must have succeeded (else a panic showing both streams).
+pub(crate) fn ok(out: &Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),

@@ -2,7 +2,7 @@
 
 mod audit;
 mod emulated;
-mod fuse;
+pub(crate) mod fuse;
 mod kernel;
 
 use veritylab::mount::Trust;

@@ -117,7 +117,7 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// Starts the registry and waits (at most 10 s) until it accepts connections.
-    pub(super) fn start(binary: &Path) -> Self {
+    pub(crate) fn start(binary: &Path) -> Self {
         Self::start_with(binary, None, &mut free_port)
     }
 

@@ -45,7 +45,11 @@ fn with(from: &str, to: &str) -> String {
 fn the_base_scenario_is_valid() {
     let scenario = load::parse("demo.toml", BASE).unwrap();
     assert_eq!(scenario.attack.integer("offset"), Some(3));
-    assert_eq!(scenario.backends.len(), 4, "no backends key means all backends");
+    assert_eq!(
+        scenario.backends.len(),
+        scenarios::RunnerBackend::ALL.len(),
+        "no backends key means all backends"
+    );
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `veritylab check [TARGET] [--image REF...] [--key PUB...] [--policy FILE] [--watch] [--interval DUR]
+//! `veritylab check [TARGET | --container NAME] [--image REF...] [--key PUB...] [--policy FILE] [--watch] [--interval DUR]
 //! [--max-parallel N] [--cpu-budget PERCENT] [--passes N] [--store DIR] [--json]`: audits the mount at TARGET
 //! (see [`crate::audit`]) and re-verifies the converted layers of stored images at rest (full dm-verity tree
 //! check against the root hash pinned at start; by default the mounted image's), once, or in passes with
@@ -19,6 +19,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{CliError, audit, store_dir};
+use crate::container;
 use crate::mount::{MountError, Record};
 use crate::oci::Reference;
 use crate::oci::pull::store_name;
@@ -33,9 +34,13 @@ use crate::watch::{self, CpuClock, PassReport, WatchConfig, Watcher};
 pub struct CheckArgs {
     /// A mount made by `veritylab mount` to audit.
     pub target: Option<PathBuf>,
+    /// A container of `veritylab run` to audit: its rootfs mount, and its own mount namespace against what
+    /// its bundle explains.
+    #[arg(long, value_name = "NAME", conflicts_with = "target")]
+    pub container: Option<String>,
     /// A pulled and converted image to re-verify (as given to `pull`); repeat for several [default: the
     /// mounted image].
-    #[arg(long = "image", value_name = "REF", required_unless_present = "target")]
+    #[arg(long = "image", value_name = "REF", required_unless_present_any = ["target", "container"])]
     pub images: Vec<String>,
     /// Keep checking: a pass every --interval until stopped (or --passes are done).
     #[arg(long)]
@@ -72,6 +77,8 @@ pub struct CheckArgs {
 pub(crate) struct CheckPlan {
     /// The mount to audit.
     pub target: Option<PathBuf>,
+    /// The container to audit.
+    pub container: Option<String>,
     /// The images' names in the store.
     pub images: Vec<String>,
     /// How passes run.
@@ -114,6 +121,7 @@ impl TryFrom<CheckArgs> for CheckPlan {
         };
         Ok(Self {
             target: args.target,
+            container: args.container,
             images,
             config,
             verify,
@@ -145,7 +153,16 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Runs the passes and prints each report; fails with [`CliError::CheckFailed`] if any pass found something.
 pub(crate) fn run(plan: &CheckPlan) -> Result<(), CliError> {
     let store = Store::open(&plan.store)?;
-    let record = plan.target.as_deref().map(|t| audit::find(&store, t)).transpose()?;
+    let container = plan
+        .container
+        .as_deref()
+        .map(|name| container::find(&store, name))
+        .transpose()?;
+    let target = container
+        .as_ref()
+        .map(|c| c.rootfs.clone())
+        .or_else(|| plan.target.clone());
+    let record = target.as_deref().map(|t| audit::find(&store, t)).transpose()?;
     let mut images = plan.images.clone();
     if let (true, Some(record)) = (images.is_empty(), &record) {
         images.push(record.image.clone());
@@ -160,7 +177,15 @@ pub(crate) fn run(plan: &CheckPlan) -> Result<(), CliError> {
         } else {
             print_report(report)?;
         }
-        if let Some(record) = &record {
+        if let Some(container) = &container {
+            let audited = container::audit::audit(&store, container);
+            findings += audited.count();
+            if plan.json {
+                out!("{}", serde_json::to_string(&audited).unwrap_or_default())?;
+            } else {
+                print_container(&audited)?;
+            }
+        } else if let Some(record) = &record {
             let audited = audit::audit_record(record);
             findings += audited.findings.len();
             if plan.json {
@@ -224,6 +249,25 @@ fn pinned_targets(
         }
     }
     Ok((targets, findings))
+}
+
+fn print_container(report: &container::audit::ContainerReport) -> Result<(), CliError> {
+    audit::print(&report.rootfs)?;
+    out!(
+        "audit of container {} (init pid {})",
+        report.name,
+        report.init.map(|p| p.to_string()).unwrap_or_else(|| "-".to_owned())
+    )?;
+    for line in &report.checked {
+        out!("  checked: {line}")?;
+    }
+    for finding in &report.findings {
+        out!("  FINDING {}: {finding}", finding.kind())?;
+    }
+    if report.findings.is_empty() {
+        out!("  passed")?;
+    }
+    Ok(())
 }
 
 fn print_report(report: &PassReport) -> Result<(), CliError> {

@@ -17,6 +17,7 @@ pub(crate) mod agent;
 pub(crate) mod audit;
 pub(crate) mod bars;
 pub(crate) mod check;
+pub(crate) mod container;
 pub(crate) mod convert;
 pub(crate) mod erofs;
 mod exit;
@@ -40,6 +41,7 @@ use verity_fuse::ErrorClass;
 
 pub use bars::Bars;
 pub use check::CheckArgs;
+pub use container::{RunArgs, StopArgs, run_container};
 pub use convert::ConvertArgs;
 pub use erofs::ErofsCommand;
 pub use exit::VeritylabExit;
@@ -48,7 +50,7 @@ pub use images::{ImageEntry, ImagesArgs, LayerEntry, list as list_images};
 pub use ipe::{IpeCommand, PolicyArgs};
 pub use keygen::KeygenArgs;
 pub use mkfs::MkfsArgs;
-pub use mount::{MountArgs, PsArgs, UmountArgs};
+pub use mount::{CleanupArgs, MountArgs, PsArgs, UmountArgs};
 pub use policy::{ImportArgs, PolicyCommand};
 pub use pull::PullArgs;
 pub use push::PushArgs;
@@ -90,10 +92,15 @@ pub enum Cli {
     Mount(mount::MountArgs),
     /// Take down a mount made by `veritylab mount`, reporting anything left behind.
     Umount(mount::UmountArgs),
-    /// List the mounts made by `veritylab mount`.
+    /// List the mounts made by `veritylab mount` and the containers of `veritylab run`.
     Ps(mount::PsArgs),
-    /// Clean up after mounts whose holder died: unmount leftovers inside namespaces still held, report them.
-    Cleanup(mount::PsArgs),
+    /// Clean up after mounts whose holder died and containers that stopped: unmount leftovers inside
+    /// namespaces still held, report them.
+    Cleanup(mount::CleanupArgs),
+    /// Run an image's command in a container under runc, on the profile's rootfs; exits with its status.
+    Run(container::RunArgs),
+    /// Stop a container of `veritylab run` and take down everything mounted for it.
+    Stop(container::StopArgs),
     /// Audit a mount (layers traced to trusted root hashes, no overmount) and re-verify layers at rest, once or
     /// periodically within a CPU budget.
     Check(check::CheckArgs),
@@ -145,6 +152,9 @@ pub enum CliError {
     /// A mount, umount or listing failed.
     #[error(transparent)]
     Mount(#[from] crate::mount::MountError),
+    /// A container could not be run, stopped, audited or cleaned up.
+    #[error(transparent)]
+    Container(#[from] crate::container::ContainerError),
     /// A umount left things behind (listed on stdout).
     #[error("{0} leftover(s) after umount")]
     Leftovers(usize),
@@ -216,6 +226,7 @@ impl CliError {
             CliError::Store(e) => e.class(),
             CliError::Manifest(e) => e.class(),
             CliError::Mount(e) => e.class(),
+            CliError::Container(e) => e.class(),
             CliError::Leftovers(_) => ErrorClass::Busy,
             CliError::CheckFailed { .. } => ErrorClass::Findings,
             CliError::Key(e) => e.class(),
@@ -269,7 +280,8 @@ where
     clap::builder::PossibleValuesParser::new(names).try_map(|name| name.parse::<T>())
 }
 
-/// Runs one parsed command.
+/// Runs one parsed command. `run` is reported as success when its container started; the binary calls
+/// [`run_container`] itself to exit with the container's status.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli {
         Cli::Mkfs(args) => mkfs::run(&mkfs::MkfsPlan::try_from(args)?),
@@ -281,6 +293,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cli::Umount(args) => mount::run_umount(&args),
         Cli::Ps(args) => mount::run_ps(&args),
         Cli::Cleanup(args) => mount::run_cleanup(&args),
+        Cli::Run(args) => container::run_container(&args).map(drop),
+        Cli::Stop(args) => container::run_stop(&args),
         Cli::Hold { plan } => Ok(crate::mount::kernel::hold(&plan)?),
         Cli::Keygen(args) => keygen::run(&args),
         Cli::Sign(args) => sign::run(&sign::SignPlan::try_from(args)?),

@@ -68,6 +68,20 @@ pub struct PsArgs {
     /// The store [default: /var/lib/veritylab as root, else ~/.local/share/veritylab].
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
+    /// List only the containers (name, image, profile, backend, pid, state).
+    #[arg(long)]
+    pub containers: bool,
+    /// Print JSON (the mounts' records, or with --containers the containers).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Raw arguments of `veritylab cleanup`.
+#[derive(Args, Debug, Clone)]
+pub struct CleanupArgs {
+    /// The store [default: /var/lib/veritylab as root, else ~/.local/share/veritylab].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -148,6 +162,9 @@ pub(crate) fn run_umount(args: &UmountArgs) -> Result<(), CliError> {
 /// Lists the mounts.
 pub(crate) fn run_ps(args: &PsArgs) -> Result<(), CliError> {
     let store = Store::open(&store_dir(args.store.clone())?)?;
+    if args.containers {
+        return super::container::print_containers(&store, args.json);
+    }
     let records = mount::list(&store)?;
     if args.json {
         out!("{}", serde_json::to_string_pretty(&records).unwrap_or_default())?;
@@ -169,12 +186,13 @@ pub(crate) fn run_ps(args: &PsArgs) -> Result<(), CliError> {
             state
         )?;
     }
-    Ok(())
+    super::container::print_containers(&store, false)
 }
 
 /// Cleans up after dead mounts.
-pub(crate) fn run_cleanup(args: &PsArgs) -> Result<(), CliError> {
+pub(crate) fn run_cleanup(args: &CleanupArgs) -> Result<(), CliError> {
     let store = Store::open(&store_dir(args.store.clone())?)?;
+    let containers_left = super::container::cleanup(&store, args.json)?;
     let cleaned = crate::mount::cleanup::cleanup(&store)?;
     if args.json {
         out!("{}", serde_json::to_string_pretty(&cleaned).unwrap_or_default())?;
@@ -195,7 +213,7 @@ pub(crate) fn run_cleanup(args: &PsArgs) -> Result<(), CliError> {
             }
         }
     }
-    let left: usize = cleaned.iter().map(|c| c.leftovers.len()).sum();
+    let left: usize = cleaned.iter().map(|c| c.leftovers.len()).sum::<usize>() + containers_left;
     if left == 0 {
         Ok(())
     } else {

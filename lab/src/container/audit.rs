@@ -1,0 +1,249 @@
+//! The container mount audit (`veritylab check --container NAME`): the container's own mount namespace
+//! (`/proc/INIT/mountinfo`) against what its bundle explains, on top of the rootfs mount's audit.
+//!
+//! Expected are the mounts recorded when the container was created, before its process ran, each with why
+//! (the rootfs, the runtime's mounts and its masked and read-only paths, the declared volumes), compared by
+//! unique mount id (the kernel never hands one to another mount), never by path text. Each volume's
+//! mount must still show its source's file (device and inode). Anything else is a finding with its path,
+//! device and source: a mount over a path of the rootfs, a bind added after start, an expected mount
+//! remounted read-write. A profile with an upperdir gets each file written there since the container was
+//! created reported, whoever wrote it.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use verity_fuse::identity::FileId;
+
+use super::{Container, Status};
+use crate::audit::{self, Report};
+use crate::mount::record;
+use crate::mountinfo::{self, DeviceNumber};
+use crate::store::Store;
+
+/// One thing the container audit found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ContainerFinding {
+    /// The container's process is not running.
+    NotRunning {
+        /// Its status.
+        status: String,
+    },
+    /// A mount in the container's namespace that was not there when it was created.
+    UnexpectedMount {
+        /// Where, in the container.
+        path: PathBuf,
+        /// Its filesystem type.
+        fs_type: String,
+        /// Its (self-declared) source.
+        source: String,
+        /// Its device number.
+        device: DeviceNumber,
+        /// What of its filesystem it shows (mountinfo's root field: a bind shows the path it came from).
+        root: PathBuf,
+    },
+    /// An expected mount is gone or was replaced by another at the same place.
+    MountMissing {
+        /// Where.
+        path: PathBuf,
+        /// Why it was expected.
+        because: String,
+    },
+    /// A mount that was read-only is now read-write.
+    RemountedWritable {
+        /// Where.
+        path: PathBuf,
+        /// Why it was expected.
+        because: String,
+    },
+    /// A volume's mount no longer shows its source.
+    VolumeChanged {
+        /// The destination.
+        path: PathBuf,
+        /// The source.
+        source: PathBuf,
+    },
+    /// A file in the overlay's upperdir that was not there when the container was created.
+    UpperdirWrite {
+        /// The path in the rootfs.
+        path: PathBuf,
+    },
+}
+
+impl ContainerFinding {
+    /// The finding's kind, as in JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotRunning { .. } => "not-running",
+            Self::UnexpectedMount { .. } => "unexpected-mount",
+            Self::MountMissing { .. } => "mount-missing",
+            Self::RemountedWritable { .. } => "remounted-writable",
+            Self::VolumeChanged { .. } => "volume-changed",
+            Self::UpperdirWrite { .. } => "upperdir-write",
+        }
+    }
+}
+
+impl std::fmt::Display for ContainerFinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotRunning { status } => write!(f, "the container is {status}"),
+            Self::UnexpectedMount {
+                path,
+                fs_type,
+                source,
+                device,
+                root,
+            } => write!(
+                f,
+                "unexpected mount at {}: {fs_type} {source:?} on device {device} (showing {})",
+                path.display(),
+                root.display()
+            ),
+            Self::MountMissing { path, because } => {
+                write!(f, "{because} at {} is gone or replaced", path.display())
+            }
+            Self::RemountedWritable { path, because } => {
+                write!(f, "{because} at {} was read-only and is now read-write", path.display())
+            }
+            Self::VolumeChanged { path, source } => write!(
+                f,
+                "the volume at {} no longer shows {}",
+                path.display(),
+                source.display()
+            ),
+            Self::UpperdirWrite { path } => write!(f, "written to the upperdir: {}", path.display()),
+        }
+    }
+}
+
+/// The audit of one container: its rootfs mount's, then its namespace's.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerReport {
+    /// The container.
+    pub name: String,
+    /// Its init process.
+    pub init: Option<u32>,
+    /// The rootfs mount's audit (layers traced to trusted root hashes, the overlay's shape).
+    pub rootfs: Report,
+    /// What was checked in the container's namespace, one line each.
+    pub checked: Vec<String>,
+    /// What was found there.
+    pub findings: Vec<ContainerFinding>,
+}
+
+impl ContainerReport {
+    /// True when neither audit found anything.
+    pub fn passed(&self) -> bool {
+        self.findings.is_empty() && self.rootfs.passed()
+    }
+
+    /// How many findings, of both audits.
+    pub fn count(&self) -> usize {
+        self.findings.len() + self.rootfs.findings.len()
+    }
+}
+
+/// Audits `container` (see the module docs).
+pub fn audit(store: &Store, container: &Container) -> ContainerReport {
+    let record = record::find(store, &container.rootfs).ok().flatten();
+    let rootfs = match &record {
+        Some(record) => audit::audit_record(record, &BTreeMap::new()),
+        None => Report {
+            id: container.mount.id.clone(),
+            target: container.rootfs.clone(),
+            profile: container.profile,
+            checked: Vec::new(),
+            findings: vec![audit::AuditFinding::NamespaceGone {
+                holder: container.mount.holder,
+            }],
+        },
+    };
+    let mut report = ContainerReport {
+        name: container.name.clone(),
+        init: container.init,
+        rootfs,
+        checked: Vec::new(),
+        findings: Vec::new(),
+    };
+    let status = container.status();
+    let Some(init) = container.init.filter(|_| status == Status::Running) else {
+        report.findings.push(ContainerFinding::NotRunning {
+            status: status.name().to_owned(),
+        });
+        return report;
+    };
+    check_mounts(container, init, &mut report);
+    if let Some(upper) = record.as_ref().and_then(|r| r.upperdir.as_deref()) {
+        check_upperdir(container, upper, &mut report);
+    }
+    report
+}
+
+fn check_mounts(container: &Container, init: u32, report: &mut ContainerReport) {
+    let root = PathBuf::from(format!("/proc/{init}/root"));
+    let mounts = mountinfo::read(init).unwrap_or_default();
+    report.checked.push(format!(
+        "{} mounts in the container's namespace (pid {init}) against the {} the bundle explains, by unique mount id",
+        mounts.len(),
+        container.expected.len()
+    ));
+    let current: Vec<_> = mounts.iter().map(|m| (m, mountinfo::identify(&root, m))).collect();
+    for (m, id) in &current {
+        match container.expected.iter().find(|e| e.id == *id) {
+            None => report.findings.push(ContainerFinding::UnexpectedMount {
+                path: m.mount_point.clone(),
+                fs_type: m.fs_type.to_string_lossy().into_owned(),
+                source: m.source.to_string_lossy().into_owned(),
+                device: m.device,
+                root: m.root.clone(),
+            }),
+            Some(expected) if expected.read_only && !m.is_read_only() => {
+                report.findings.push(ContainerFinding::RemountedWritable {
+                    path: m.mount_point.clone(),
+                    because: expected.because.clone(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    for expected in &container.expected {
+        if !current.iter().any(|(_, id)| *id == expected.id) {
+            report.findings.push(ContainerFinding::MountMissing {
+                path: expected.mount_point.clone(),
+                because: expected.because.clone(),
+            });
+        }
+    }
+    report.checked.push(format!(
+        "each of the {} volume(s) shows its source's file (device and inode)",
+        container.volumes.len()
+    ));
+    for volume in &container.volumes {
+        let identity = |p: &Path| std::fs::metadata(p).ok().map(|m| FileId::from_dev(m.dev(), m.ino()));
+        let inside = identity(&mountinfo::under(&root, &volume.destination));
+        if inside.is_none() || inside != identity(&volume.source) {
+            report.findings.push(ContainerFinding::VolumeChanged {
+                path: volume.destination.clone(),
+                source: volume.source.clone(),
+            });
+        }
+    }
+}
+
+fn check_upperdir(container: &Container, upper: &Path, report: &mut ContainerReport) {
+    report.checked.push(format!(
+        "nothing was written to the upperdir {} since the container was created",
+        upper.display()
+    ));
+    for entry in super::upper_entries(upper) {
+        if !container.upper_baseline.contains(&entry) {
+            report.findings.push(ContainerFinding::UpperdirWrite {
+                path: Path::new("/").join(entry),
+            });
+        }
+    }
+}
