@@ -41,6 +41,15 @@ impl Seen {
     }
 }
 
+/// Findings the kernel run may add to a cell when the host is busy: `audit-identity-replay` mounts again until
+/// the kernel hands its mounts their old ids back (bounded), and a mount made meanwhile by another test can keep
+/// an id past that bound; the replayed overlay then has a new id, which the audit also reports as an overmount at
+/// the target and the recorded rootfs as missing. The cell's verdict does not change (the layer stays untraced).
+const BUSY_HOST_FINDINGS: &[(&str, FindingKind)] = &[
+    ("audit-identity-replay", FindingKind::Overmount),
+    ("audit-identity-replay", FindingKind::RootfsMissing),
+];
+
 fn run_on(backend: RunnerBackend) -> RunReport {
     let options = RunOptions {
         profile: None,
@@ -81,7 +90,9 @@ fn every_shipped_scenario_is_observed_the_same_on_the_emulated_and_kernel_backen
 
     let mut differ = Vec::new();
     for (((id, profile), on_emulated), (_, on_kernel)) in emulated.iter().zip(&kernel) {
-        let (model, real) = (Seen::of(on_emulated), Seen::of(on_kernel));
+        let (model, mut real) = (Seen::of(on_emulated), Seen::of(on_kernel));
+        real.findings
+            .retain(|f| model.findings.contains(f) || !BUSY_HOST_FINDINGS.contains(&(id.as_str(), *f)));
         assert_ne!(
             real.verdict,
             Verdict::Skipped,
