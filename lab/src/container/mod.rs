@@ -3,8 +3,8 @@
 //!
 //! [`run`] mounts the image as `veritylab mount` does (the profile's rootfs in a holder's namespace) at
 //! `<store>/containers/NAME/rootfs`, builds an OCI runtime bundle in `<store>/containers/NAME` from the image
-//! config ([`spec`]), and has `runc` create the container inside the holder's namespace ([`runc`]). Before the
-//! process starts it records the container's state (`state.json`, written atomically): the init pid, the
+//! config ([`spec`]), and has `runc` create the container inside the holder's namespace (the `runc` module).
+//! Before the process starts it records the container's state (`state.json`, written atomically): the init pid, the
 //! container's mount namespace, every mount of that namespace with why it is expected (the rootfs, the
 //! runtime's mounts, a volume) and its unique mount id, and what the upperdir holds. Then `runc start`. A
 //! foreground run waits for the process (this process is its subreaper), returns its exit status and takes
