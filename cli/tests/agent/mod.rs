@@ -37,7 +37,7 @@ impl Drop for Running {
 }
 
 /// Polls `check` every 200 ms until it returns a value, for at most `limit`.
-fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(value) = check() {
@@ -78,13 +78,13 @@ fn mounted() -> Option<Mounted> {
 
 /// The agent on `store`, passes every `interval`, metrics on a free loopback port; its stderr lines are
 /// collected as they come.
-struct Agent {
+pub(crate) struct Agent {
     process: Running,
     lines: Arc<Mutex<Vec<String>>>,
     addr: String,
 }
 
-fn start_agent(store: &Path, interval: &str) -> Agent {
+pub(crate) fn start_agent(store: &Path, interval: &str) -> Agent {
     let mut child = Command::new(env!("CARGO_BIN_EXE_veritylab"))
         .args([
             "agent",
@@ -120,7 +120,7 @@ fn start_agent(store: &Path, interval: &str) -> Agent {
 }
 
 impl Agent {
-    fn metrics(&self) -> Option<String> {
+    pub(crate) fn metrics(&self) -> Option<String> {
         get(&format!("http://{}/metrics", self.addr))
     }
 
@@ -134,7 +134,7 @@ impl Agent {
     }
 
     /// Sends SIGTERM and waits (bounded) for a clean exit.
-    fn terminate(mut self) {
+    pub(crate) fn terminate(mut self) {
         let pid = rustix::process::Pid::from_child(&self.process.0);
         rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
         let status = wait_for("the agent to exit on SIGTERM", Duration::from_secs(20), || {
@@ -285,62 +285,87 @@ fn promtool_passes_the_alerting_rules_unit_tests() {
     }
 }
 
+/// Debian's Prometheus on a free loopback port, scraping `agent` every second with the shipped rules loaded.
+pub(crate) struct Prometheus {
+    _process: Running,
+    api: String,
+}
+
+impl Prometheus {
+    /// Starts it with its configuration and data under `work` and waits (bounded) until it has scraped a pass
+    /// of the agent and nothing fires; `None` (skipped, saying why) without `prometheus`.
+    pub(crate) fn start(work: &Path, agent: &Agent) -> Option<Self> {
+        let Some(prometheus) = testkit::find_tool("prometheus") else {
+            testkit::skip(
+                module_path!(),
+                "prometheus is not installed (Debian package prometheus, see .ci/run)",
+            );
+            return None;
+        };
+        let config = work.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
+                 scrape_configs:\n  - job_name: veritylab-agent\n    static_configs:\n      - targets: ['{}']\n",
+                deploy().join("prometheus/veritylab-rules.yml").display(),
+                agent.addr
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let process = Running(
+            Command::new(prometheus)
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", work.join("tsdb").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let this = Self {
+            _process: process,
+            api: format!("http://127.0.0.1:{port}"),
+        };
+        wait_for("Prometheus to scrape a pass", Duration::from_secs(90), || {
+            let url = format!("{}/api/v1/query?query=veritylab_agent_passes_total", this.api);
+            let v: serde_json::Value = serde_json::from_str(&get(&url)?).ok()?;
+            let value = v["data"]["result"][0]["value"][1].as_str()?.parse::<f64>().ok()?;
+            (value >= 1.0).then_some(())
+        });
+        assert_eq!(
+            this.alerts().unwrap_or_default().len(),
+            0,
+            "nothing fires before the attack"
+        );
+        Some(this)
+    }
+
+    fn alerts(&self) -> Option<Vec<serde_json::Value>> {
+        let v: serde_json::Value = serde_json::from_str(&get(&format!("{}/api/v1/alerts", self.api))?).ok()?;
+        v["data"]["alerts"].as_array().cloned()
+    }
+
+    /// Waits (bounded) for the integrity alert to fire and returns it.
+    pub(crate) fn integrity_alert(&self) -> serde_json::Value {
+        wait_for("the integrity alert to fire", Duration::from_secs(90), || {
+            self.alerts()?
+                .into_iter()
+                .find(|a| a["labels"]["alertname"] == "VeritylabIntegrityFinding" && a["state"] == "firing")
+        })
+    }
+}
+
 #[test]
 fn prometheus_scraping_the_agent_fires_the_integrity_alert_when_a_mount_is_attacked() {
-    let Some(prometheus) = testkit::find_tool("prometheus") else {
-        testkit::skip(
-            module_path!(),
-            "prometheus is not installed (Debian package prometheus, see .ci/run)",
-        );
-        return;
-    };
     let m = mounted_or_skip!();
     let agent = start_agent(m.store.root(), "1s");
-    let config = m.work.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
-             scrape_configs:\n  - job_name: veritylab-agent\n    static_configs:\n      - targets: ['{}']\n",
-            deploy().join("prometheus/veritylab-rules.yml").display(),
-            agent.addr
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let api = format!("http://127.0.0.1:{port}");
-    let _prometheus = Running(
-        Command::new(prometheus)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", m.work.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let query = |q: &str| -> Option<serde_json::Value> {
-        let url = format!("{api}/api/v1/query?query={q}");
-        serde_json::from_str(&get(&url)?).ok()
+    let Some(prometheus) = Prometheus::start(m.work.path(), &agent) else {
+        return;
     };
-    // Prometheus scrapes the agent and sees the clean pass before the attack.
-    wait_for("Prometheus to scrape a pass", Duration::from_secs(90), || {
-        let v = query("veritylab_agent_passes_total")?;
-        let value = v["data"]["result"][0]["value"][1].as_str()?.parse::<f64>().ok()?;
-        (value >= 1.0).then_some(())
-    });
-    let alerts = || -> Option<Vec<serde_json::Value>> {
-        let v: serde_json::Value = serde_json::from_str(&get(&format!("{api}/api/v1/alerts"))?).ok()?;
-        v["data"]["alerts"].as_array().cloned()
-    };
-    assert_eq!(alerts().unwrap_or_default().len(), 0, "nothing fires before the attack");
-
     overmount(&m);
-    let alert = wait_for("the integrity alert to fire", Duration::from_secs(90), || {
-        alerts()?
-            .into_iter()
-            .find(|a| a["labels"]["alertname"] == "VeritylabIntegrityFinding" && a["state"] == "firing")
-    });
+    let alert = prometheus.integrity_alert();
     assert_eq!(alert["labels"]["kind"], "overmount");
     assert_eq!(alert["labels"]["mount"], m.record.id.as_str());
     assert_eq!(alert["labels"]["severity"], "critical");

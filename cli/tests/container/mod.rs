@@ -558,3 +558,35 @@ fn the_runc_runner_backend_stages_every_scenario_against_a_running_container() {
         "every cell as expected against a real container: {report}"
     );
 }
+
+#[test]
+fn the_agent_reports_an_overmount_inside_a_running_container_and_prometheus_fires_the_alert() {
+    let Some(lab) = lab("the_agent_reports_an_overmount_inside_a_running_container_and_prometheus_fires_the_alert")
+    else {
+        return;
+    };
+    ok(&lab.run("watched", "hardened", &["--detach"], &["sleep", "600"]));
+    let agent = crate::agent::start_agent(&lab.store, "1s");
+    let Some(prometheus) = crate::agent::Prometheus::start(lab.work.path(), &agent) else {
+        return;
+    };
+    let clean = agent.metrics().unwrap();
+    assert!(clean.contains("veritylab_containers_audited 1"), "{clean}");
+    let init = lab.state("watched")["init"].as_u64().unwrap().to_string();
+    let out = Command::new("nsenter")
+        .args(["-t", &init, "-m", "--", "/bin/sh", "-c", "mount -t tmpfs evil /usr/bin"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let alert = prometheus.integrity_alert();
+    assert_eq!(alert["labels"]["container"], "watched", "{alert:#}");
+    assert_eq!(alert["labels"]["kind"], "unexpected-mount", "{alert:#}");
+    let metrics = agent.metrics().unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("veritylab_findings{") && l.contains("container=\"watched\"")),
+        "{metrics}"
+    );
+    agent.terminate();
+}

@@ -8,7 +8,8 @@
 //! | `veritylab_agent_interval_seconds` | gauge | configured time between passes |
 //! | `veritylab_agent_errors` | gauge | mounts the last pass could not check |
 //! | `veritylab_mounts_audited` | gauge | mounts audited in the last pass |
-//! | `veritylab_findings{kind,mount,target}` | gauge | findings of the last pass (gone when fixed) |
+//! | `veritylab_containers_audited` | gauge | running containers whose namespaces the last pass audited |
+//! | `veritylab_findings{kind,mount,target,container}` | gauge | findings of the last pass (gone when fixed) |
 //! | `veritylab_findings_seen_total{kind}` | counter | findings over the agent's life |
 //! | `veritylab_verified_bytes_total` | counter | bytes re-verified at rest |
 //! | `veritylab_verified_blocks_total` | counter | data and hash blocks re-verified |
@@ -38,6 +39,7 @@ struct FindingLabels {
     kind: String,
     mount: String,
     target: String,
+    container: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -57,6 +59,7 @@ pub struct Metrics {
     last_duration: FloatGauge,
     errors: Gauge,
     mounts: Gauge,
+    containers: Gauge,
     findings: Family<FindingLabels, Gauge>,
     findings_seen: Family<KindLabels, Counter>,
     bytes: Counter,
@@ -77,6 +80,7 @@ impl Metrics {
             last_duration: FloatGauge::default(),
             errors: Gauge::default(),
             mounts: Gauge::default(),
+            containers: Gauge::default(),
             findings: Family::default(),
             findings_seen: Family::default(),
             bytes: Counter::default(),
@@ -114,6 +118,11 @@ impl Metrics {
             "veritylab_mounts_audited",
             "Mounts audited in the last pass",
             this.mounts.clone(),
+        );
+        registry.register(
+            "veritylab_containers_audited",
+            "Running containers whose mount namespaces the last pass audited",
+            this.containers.clone(),
         );
         registry.register(
             "veritylab_findings",
@@ -168,13 +177,19 @@ impl Metrics {
         self.last_duration.set(pass.duration.as_secs_f64());
         self.errors.set(gauge_value(pass.errors.len()));
         self.mounts.set(gauge_value(pass.audits.len()));
+        self.containers.set(gauge_value(pass.containers.len()));
         self.findings.clear();
-        for (kind, mount, target) in pass.findings() {
+        for row in pass.findings() {
             self.findings_seen
-                .get_or_create(&KindLabels { kind: kind.clone() })
+                .get_or_create(&KindLabels { kind: row.kind.clone() })
                 .inc();
             self.findings
-                .get_or_create(&FindingLabels { kind, mount, target })
+                .get_or_create(&FindingLabels {
+                    kind: row.kind,
+                    mount: row.mount,
+                    target: row.target,
+                    container: row.container,
+                })
                 .inc();
         }
         let report = &pass.verification;

@@ -1,5 +1,6 @@
-//! `veritylab agent`: the node agent. Every interval it audits each mount `veritylab` made on the node (the
-//! mount audit of `veritylab check TARGET`) and re-verifies their layers at rest within the CPU budget (the
+//! `veritylab agent`: the node agent. Every interval it audits each container `veritylab run` started (the
+//! audit of `veritylab check --container NAME`: its rootfs mount and its own mount namespace) and each other
+//! mount `veritylab` made on the node (the mount audit of `veritylab check TARGET`) and re-verifies their layers at rest within the CPU budget (the
 //! watcher of `veritylab check --watch`), logs each pass as one JSON line on stderr, and serves the results as
 //! Prometheus metrics over HTTP (see [`Metrics`] for the series).
 //!
@@ -21,6 +22,7 @@ use serde_json::{Value, json};
 use verity_fuse::ErrorClass;
 
 use crate::audit;
+use crate::container::{self, audit::ContainerFinding};
 use crate::mount::{self, MountError, Record};
 use crate::profile::Backend;
 use crate::store::{Store, StoreError};
@@ -87,8 +89,10 @@ pub struct AgentPass {
     pub started: SystemTime,
     /// Wall time of the pass.
     pub duration: Duration,
-    /// The mounts audited, with what each audit found.
+    /// The mounts audited, with what each audit found (a running container's rootfs among them).
     pub audits: Vec<audit::Report>,
+    /// The running containers' namespace audits, by container name (their rootfs audits are in `audits`).
+    pub containers: Vec<(String, String, Vec<ContainerFinding>)>,
     /// The re-verification of the mounts' layers at rest.
     pub verification: PassReport,
     /// Mounts that could not be audited or whose layers could not be found, with why.
@@ -114,27 +118,55 @@ impl AgentPass {
         at_rest + mounted
     }
 
-    /// Every finding of the pass as (kind, mount id, target) — mount id and target empty for layers at rest
-    /// not tied to one mount.
-    pub fn findings(&self) -> Vec<(String, String, String)> {
-        let mut all: Vec<(String, String, String)> = self
+    /// Every finding of the pass as a [`FindingRow`]: a mount's, a container's namespace's, or a layer's at
+    /// rest (no mount: a layer may be shared by several).
+    pub fn findings(&self) -> Vec<FindingRow> {
+        let mut all: Vec<FindingRow> = self
             .audits
             .iter()
             .flat_map(|a| {
-                a.findings
-                    .iter()
-                    .map(|f| (f.kind().to_owned(), a.id.clone(), a.target.display().to_string()))
+                a.findings.iter().map(|f| FindingRow {
+                    kind: f.kind().to_owned(),
+                    mount: a.id.clone(),
+                    target: a.target.display().to_string(),
+                    container: String::new(),
+                    text: f.to_string(),
+                })
             })
             .collect();
-        all.extend(self.verification.all_findings().map(|f| {
-            (
-                format!("layer-{}", f.kind().replace('_', "-")),
-                String::new(),
-                String::new(),
-            )
+        all.extend(self.containers.iter().flat_map(|(name, mount, findings)| {
+            findings.iter().map(|f| FindingRow {
+                kind: f.kind().to_owned(),
+                mount: mount.clone(),
+                target: String::new(),
+                container: name.clone(),
+                text: f.to_string(),
+            })
+        }));
+        all.extend(self.verification.all_findings().map(|f| FindingRow {
+            kind: format!("layer-{}", f.kind().replace('_', "-")),
+            mount: String::new(),
+            target: String::new(),
+            container: String::new(),
+            text: f.to_string(),
         }));
         all
     }
+}
+
+/// One finding of a pass, as the metrics label it and the log prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindingRow {
+    /// The finding's kind (`overmount`, `unexpected-mount`, `layer-mismatch`...).
+    pub kind: String,
+    /// The mount's id (a container's: its rootfs mount's), or empty for a layer at rest.
+    pub mount: String,
+    /// The mount's target, or empty.
+    pub target: String,
+    /// The container whose namespace it is in, or empty.
+    pub container: String,
+    /// The finding in full.
+    pub text: String,
 }
 
 /// Runs the agent until `passes` are done or a signal comes; returns the number of passes run.
@@ -217,6 +249,15 @@ fn one_pass(store: &Store, config: &AgentConfig, number: u64, stop: &Arc<AtomicB
         .iter()
         .map(|r| audit::audit_record(r, &BTreeMap::new()))
         .collect();
+    // A running container's rootfs is one of the mounts above; its own namespace is audited here.
+    let containers = container::list(store)
+        .into_iter()
+        .filter(|c| c.status() == container::Status::Running)
+        .map(|c| {
+            let report = container::audit::audit(store, &c);
+            (c.name, c.mount.id, report.findings)
+        })
+        .collect();
     let mut targets: Vec<LayerTarget> = Vec::new();
     let mut unchecked: Vec<DriftFinding> = Vec::new();
     let mut seen = BTreeSet::new();
@@ -255,6 +296,7 @@ fn one_pass(store: &Store, config: &AgentConfig, number: u64, stop: &Arc<AtomicB
         started,
         duration: start.elapsed(),
         audits,
+        containers,
         verification,
         errors,
     }
@@ -272,24 +314,14 @@ fn layer_targets(store: &Store, record: &Record) -> Result<watch::Targets, Strin
 }
 
 fn log_pass(pass: &AgentPass) {
-    let findings: Vec<Value> = pass
-        .findings()
-        .into_iter()
-        .map(|(kind, mount, target)| json!({ "kind": kind, "mount": mount, "target": target }))
-        .collect();
-    let details: Vec<Value> = pass
-        .audits
+    let rows = pass.findings();
+    let findings: Vec<Value> = rows
         .iter()
-        .flat_map(|a| {
-            a.findings
-                .iter()
-                .map(move |f| json!({ "mount": a.id, "finding": f.to_string() }))
-        })
-        .chain(
-            pass.verification
-                .all_findings()
-                .map(|f| json!({ "mount": "", "finding": f.to_string() })),
-        )
+        .map(|r| json!({ "kind": r.kind, "mount": r.mount, "target": r.target, "container": r.container }))
+        .collect();
+    let details: Vec<Value> = rows
+        .iter()
+        .map(|r| json!({ "mount": r.mount, "container": r.container, "finding": r.text }))
         .collect();
     let level = if findings.is_empty() && pass.errors.is_empty() {
         "info"
@@ -304,6 +336,7 @@ fn log_pass(pass: &AgentPass) {
             "started": crate::utc::rfc3339_millis(pass.started),
             "duration_seconds": pass.duration.as_secs_f64(),
             "mounts": pass.audits.len(),
+            "containers": pass.containers.len(),
             "layers": pass.verification.layers.len(),
             "bytes_verified": pass.verification.bytes,
             "hash_cpu_seconds": pass.verification.layers.iter().map(|l| l.cpu.as_secs_f64()).sum::<f64>(),
