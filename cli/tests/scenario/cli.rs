@@ -147,18 +147,23 @@ fn demo_attack_narrates_overmount_profile_by_profile_and_exits_0() {
         let part = &text[at..];
         let part = &part[..part.find("\n-- ").unwrap_or(part.len())];
         assert!(
-            part.contains("timeline (") && part.contains("what the defences saw:"),
+            part.contains("what the defences saw:") && part.contains("   => "),
             "{part}"
         );
-        assert!(part.contains("   => "), "{part}");
+        // Without root, the cells whose attack needs it are skipped and say why; every other one has its story.
+        if testkit::is_root() || !part.contains("skipped: needs root") {
+            assert!(part.contains("timeline ("), "{part}");
+        }
     }
     let verdict = text
         .lines()
         .find(|l| l.starts_with("verdict: overmount: "))
         .expect("the verdict line");
     assert!(verdict.ends_with("every cell as expected"), "{verdict}");
+    // Coloured when asked: vanilla's undetected in red (as root, where every cell runs).
+    let red = "\x1b[1;31mundetected\x1b[0m ✓";
     assert!(
-        verdict.contains("\x1b[1;31mundetected\x1b[0m ✓"),
+        verdict.contains(red) || (!testkit::is_root() && verdict.contains("\x1b[")),
         "coloured when asked: {verdict}"
     );
 
