@@ -152,6 +152,7 @@ pub const CATALOGUE: &[AttackSpec] = &[
     crate::malformed_erofs::SPEC,
     crate::leaked_mounts::SPEC,
     crate::audit_identity_replay::SPEC,
+    crate::container_pid_replay::SPEC,
     crate::corruption_then_restore::SPEC,
     crate::tag_race_at_mount::SPEC,
     crate::self_declared_root_hash::SPEC,

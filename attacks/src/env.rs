@@ -212,4 +212,16 @@ pub trait Env {
 
     /// Detaches what [`Env::replay_layer_mount`] attached that the lab's teardown would not remove.
     fn release_replay(&mut self) -> Result<(), AttackError>;
+
+    /// Replaces the running container's process as a root attacker on the node would: a process of theirs
+    /// keeps the container's mount namespace, the container's process is killed, and a decoy running the
+    /// container's command with the argument `mark` is given the same pid (through `ns_last_pid`) and enters
+    /// that namespace. Needs a real container (the `runc` runner backend).
+    fn replace_container_process(&mut self, mark: &str) -> Result<String, AttackError>;
+
+    /// The command line of whatever process holds the container's pid now.
+    fn container_process(&self) -> Result<String, AttackError>;
+
+    /// Kills what [`Env::replace_container_process`] started.
+    fn release_replaced_process(&mut self) -> Result<(), AttackError>;
 }

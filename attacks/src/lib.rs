@@ -39,6 +39,7 @@ mod audit_identity_replay;
 mod catalogue;
 mod check_at_most_once_tamper;
 mod consistent_layer_replace;
+mod container_pid_replay;
 mod corruption_then_restore;
 mod env;
 mod exec_unverified;

@@ -223,4 +223,16 @@ impl Env for Stub {
     fn release_replay(&mut self) -> Result<(), AttackError> {
         Ok(())
     }
+
+    fn replace_container_process(&mut self, _: &str) -> Result<String, AttackError> {
+        Err(no("run a container process to replace"))
+    }
+
+    fn container_process(&self) -> Result<String, AttackError> {
+        Err(no("run a container process"))
+    }
+
+    fn release_replaced_process(&mut self) -> Result<(), AttackError> {
+        Ok(())
+    }
 }

@@ -34,6 +34,7 @@ pub mod cli;
 mod image;
 pub mod load;
 pub mod outcome;
+mod process_replay;
 mod publisher;
 mod registry_front;
 mod replay;

@@ -114,6 +114,9 @@ pub enum FindingKind {
     DeviceCorrupted,
     /// Audit: the namespace holding the mount is gone.
     NamespaceGone,
+    /// Container audit: the container's process is not running (it ended, or its pid now belongs to another
+    /// process, whatever namespace that one is in).
+    ContainerNotRunning,
     /// Audit: no rootfs overlay is at the target.
     RootfsMissing,
     /// Audit: a mount the holder made was replaced by another (by unique mount id).
@@ -200,6 +203,7 @@ kebab_names! {
         RootHashMismatch => "root-hash-mismatch",
         DeviceCorrupted => "device-corrupted",
         NamespaceGone => "namespace-gone",
+        ContainerNotRunning => "container-not-running",
         RootfsMissing => "rootfs-missing",
         MountReplaced => "mount-replaced",
         TreeMismatch => "tree-mismatch",

@@ -1037,7 +1037,7 @@ fn mount_image(cell: &mut Cell<'_>, sandbox: &mut Sandbox, trust: &Trust) -> Res
             sandbox.mounted = Some((plan, record));
             if sandbox.use_runc {
                 sandbox.start_runc().map_err(HarnessError::from)?;
-                let init = sandbox.runc.as_ref().and_then(|c| c.init).unwrap_or_default();
+                let init = sandbox.runc.as_ref().and_then(|c| c.init).map_or(0, |init| init.pid);
                 cell.step(
                     Phase::Setup,
                     "runc run",
@@ -1210,7 +1210,7 @@ fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) -> Resul
                     FindingKind::Overmount,
                     Some(path.strip_prefix("/").unwrap_or(path).display().to_string()),
                 ),
-                C::NotRunning { .. } => (FindingKind::NamespaceGone, None),
+                C::NotRunning { .. } => (FindingKind::ContainerNotRunning, None),
                 _ => (FindingKind::UnexpectedMount, None),
             };
             cell.finding(kind, path, f.to_string());

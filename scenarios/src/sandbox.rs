@@ -148,6 +148,8 @@ pub(crate) struct Sandbox {
     pub(crate) leaked: Vec<Leak>,
     /// The loop device a replayed layer mount uses, to detach on revert.
     pub(crate) replayed: Option<PathBuf>,
+    /// The processes that replaced the runc container's own (`container-pid-replay`), killed on revert.
+    pub(crate) replaced_process: Option<super::process_replay::Replaced>,
     /// Whether the node's policy requires a signature for the image's repository (an attacker may edit it).
     pub(crate) policy_requires_signature: bool,
     /// What the attacker's mounts hold on the emulated backend, which mounts nothing: each mount point with
@@ -282,6 +284,7 @@ impl Sandbox {
             exe: exe.to_owned(),
             leaked: Vec::new(),
             replayed: None,
+            replaced_process: None,
             policy_requires_signature: true,
             emulated_mounts: Vec::new(),
         })
@@ -440,7 +443,7 @@ impl Sandbox {
     /// Runs `mount args` inside the container's mount namespace.
     pub(super) fn mount_inside(&self, args: &[&std::ffi::OsStr]) -> Result<(), AttackError> {
         let holder = match &self.runc {
-            Some(container) => container.init,
+            Some(container) => container.init.map(|init| init.pid),
             None => self.mounted.as_ref().and_then(|(_, r)| r.holder),
         }
         .ok_or_else(|| AttackError::env("the mount has no holder"))?;
@@ -504,7 +507,9 @@ impl Sandbox {
         };
         match veritylab::container::start_on(&self.store, &dir, record, veritylab::container::read_only(plan), &start) {
             Ok(container) => {
-                if let (Some(Container::Real { root, .. }), Some(init)) = (self.container.as_mut(), container.init) {
+                if let (Some(Container::Real { root, .. }), Some(init)) =
+                    (self.container.as_mut(), container.init.map(|init| init.pid))
+                {
                     // `/.` so that what reads the root follows the magic link instead of seeing a symlink.
                     *root = PathBuf::from(format!("/proc/{init}/root/."));
                 }
@@ -817,7 +822,7 @@ impl attacks::Env for Sandbox {
                 }
                 let device = DeviceNumber::from_dev(path_dev);
                 let (pid, at) = match &self.runc {
-                    Some(container) => (container.init, Path::new("/").join(path)),
+                    Some(container) => (container.init.map(|init| init.pid), Path::new("/").join(path)),
                     None => (record.holder, at),
                 };
                 let described = pid
@@ -1139,6 +1144,29 @@ impl attacks::Env for Sandbox {
             Some(device) => super::replay::release(&device),
             None => Ok(()),
         }
+    }
+
+    fn replace_container_process(&mut self, mark: &str) -> Result<String, AttackError> {
+        let container = self.runc.as_ref().ok_or_else(|| {
+            AttackError::env("replacing the container's process needs a real container (the runc backend)")
+        })?;
+        let (done, replaced) = super::process_replay::replace(container, mark)?;
+        self.replaced_process = Some(replaced);
+        Ok(done)
+    }
+
+    fn container_process(&self) -> Result<String, AttackError> {
+        let init = self
+            .runc
+            .as_ref()
+            .and_then(|c| c.init)
+            .ok_or_else(|| AttackError::env("no container process (the runc backend runs one)"))?;
+        super::process_replay::command_line(init.pid)
+    }
+
+    fn release_replaced_process(&mut self) -> Result<(), AttackError> {
+        self.replaced_process = None;
+        Ok(())
     }
 
     fn leaks_alive(&self) -> Result<Vec<String>, AttackError> {

@@ -14,6 +14,12 @@
 //! - [`loop_backing`]: the (dev, ino) of the file a loop device has open, from `LOOP_GET_STATUS64`, never its
 //!   path (the path string in sysfs is whatever name the file had in the namespace that attached it).
 //!
+//! - [`ProcessId`]: a pid with its start time (`/proc/PID/stat`, field 22). A pid is handed to the next
+//!   process once its process is gone, and root can choose the next pid (`ns_last_pid`); the start time of
+//!   the process holding a pid tells a reused pid apart. [`ProcessId::open`] pins the process itself: a
+//!   directory descriptor of `/proc/PID` refers to that one process, and reads through it fail once it is
+//!   gone, whoever gets its pid.
+//!
 //! The ioctl is the module's only `unsafe` code.
 
 use std::fs::File;
@@ -79,6 +85,111 @@ impl std::fmt::Display for FileId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "inode {} on device {}:{}", self.inode, self.major, self.minor)
     }
+}
+
+/// A process: its pid and its start time in clock ticks after boot, which no later holder of the pid shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct ProcessId {
+    /// The pid (in the reader's pid namespace).
+    pub pid: u32,
+    /// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks after boot.
+    pub start: u64,
+}
+
+impl ProcessId {
+    /// The process that holds `pid` now.
+    pub fn of(pid: u32) -> io::Result<Self> {
+        let stat = std::fs::read(format!("/proc/{pid}/stat"))?;
+        Ok(Self {
+            pid,
+            start: parse_stat(&stat)?.1,
+        })
+    }
+
+    /// Whether this very process still runs (it exists, is not a zombie, and its pid was not handed on).
+    pub fn is_live(&self) -> bool {
+        self.open().is_ok()
+    }
+
+    /// Opens `/proc/PID` of this process, or fails when the pid is free, held by a zombie or held by another
+    /// process ([`io::ErrorKind::NotFound`]). What is read through the returned directory is this process's
+    /// or an error: the directory stays bound to the process it was opened for.
+    pub fn open(&self) -> io::Result<ProcessDir> {
+        let gone = |why: String| io::Error::new(io::ErrorKind::NotFound, why);
+        let dir = match rustix::fs::open(
+            format!("/proc/{}", self.pid),
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        ) {
+            Ok(dir) => dir,
+            Err(rustix::io::Errno::NOENT) => return Err(gone(format!("process {} is gone", self.pid))),
+            Err(e) => return Err(e.into()),
+        };
+        let stat = rustix::fs::openat(
+            &dir,
+            "stat",
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(io::Error::from)
+        .and_then(|fd| {
+            use std::io::Read;
+            let mut text = Vec::new();
+            File::from(fd).take(4096).read_to_end(&mut text)?;
+            Ok(text)
+        })
+        .map_err(|_| gone(format!("process {} is gone", self.pid)))?;
+        let (state, start) = parse_stat(&stat)?;
+        if start != self.start {
+            return Err(gone(format!(
+                "pid {} now belongs to another process (started at tick {start}, not {})",
+                self.pid, self.start
+            )));
+        }
+        if matches!(state, b'Z' | b'X') {
+            return Err(gone(format!("process {} has ended (a zombie)", self.pid)));
+        }
+        Ok(ProcessDir { dir: dir.into() })
+    }
+}
+
+impl std::fmt::Display for ProcessId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {} (started at tick {})", self.pid, self.start)
+    }
+}
+
+/// `/proc/PID` of one process, opened by [`ProcessId::open`] after its start time was checked.
+#[derive(Debug)]
+pub struct ProcessDir {
+    dir: File,
+}
+
+impl ProcessDir {
+    /// A path that reaches the process's `/proc/PID` through this descriptor (`/proc/self/fd/N`), valid while
+    /// `self` lives: `path().join("mountinfo")`, `path().join("root")`.
+    pub fn path(&self) -> std::path::PathBuf {
+        use std::os::fd::AsRawFd;
+        std::path::PathBuf::from(format!("/proc/self/fd/{}", self.dir.as_raw_fd()))
+    }
+}
+
+/// The state (field 3) and start time (field 22) of a `/proc/PID/stat` line. The command name (field 2) is in
+/// parentheses and may hold anything, so fields are counted after its last `)`.
+fn parse_stat(stat: &[u8]) -> io::Result<(u8, u64)> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc/PID/stat");
+    let close = stat.iter().rposition(|&b| b == b')').ok_or_else(bad)?;
+    let mut fields = stat[close + 1..]
+        .split(u8::is_ascii_whitespace)
+        .filter(|f| !f.is_empty());
+    let state = *fields.next().and_then(|f| f.first()).ok_or_else(bad)?;
+    // Field 3 was the state; the start time is field 22, 19 fields on.
+    let start = fields
+        .nth(18)
+        .and_then(|f| std::str::from_utf8(f).ok())
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(bad)?;
+    Ok((state, start))
 }
 
 /// What [`stat`] found at a path.
@@ -218,6 +329,52 @@ mod tests {
         let same_mount = stat(dir.path()).unwrap();
         assert_eq!(same_mount.mount, seen.mount);
         assert!(stat(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn a_process_is_its_pid_and_start_time_and_a_reused_pid_is_told_apart() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let id = ProcessId::of(child.id()).unwrap();
+        let dir = id.open().unwrap();
+        let mountinfo = std::fs::read(dir.path().join("mountinfo")).unwrap();
+        assert_eq!(
+            mountinfo,
+            std::fs::read(format!("/proc/{}/mountinfo", child.id())).unwrap()
+        );
+        assert!(id.is_live());
+        // The same pid with another start time is what a reused pid looks like.
+        let replayed = ProcessId {
+            start: id.start + 1,
+            ..id
+        };
+        let err = replayed.open().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(err.to_string().contains("another process"), "{err}");
+        child.kill().unwrap();
+        // A zombie until reaped, then gone: neither is the process any more, and the pinned directory reads
+        // nothing of whoever comes next.
+        let started = std::time::Instant::now();
+        while id.is_live() && started.elapsed() < std::time::Duration::from_secs(10) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!id.is_live());
+        child.wait().unwrap();
+        assert!(!id.is_live());
+        assert!(std::fs::read(dir.path().join("mountinfo")).is_err());
+    }
+
+    #[test]
+    fn stat_lines_are_read_after_the_last_parenthesis() {
+        let line = b"42 (a) b) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10\n";
+        assert_eq!(parse_stat(line).unwrap(), (b'S', 987654));
+        for bad in [
+            &b""[..],
+            b"42 (x",
+            b"42 (x) S 1 2",
+            b"42 (x) S 1 42 42 0 -1 4 1 0 0 0 1 2 0 0 20 0 1 0 z",
+        ] {
+            assert_eq!(parse_stat(bad).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        }
     }
 
     #[test]

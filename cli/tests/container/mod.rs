@@ -324,7 +324,7 @@ fn check_container_passes_clean_and_reports_each_staged_mount_attack_and_stop_le
             passed && findings.is_empty(),
             "{profile}: a fresh container audits clean: {findings:?}"
         );
-        let init = lab.state(&name)["init"].as_u64().unwrap().to_string();
+        let init = lab.state(&name)["init"]["pid"].as_u64().unwrap().to_string();
         let inside = |script: &str| {
             let out = Command::new("nsenter")
                 .args(["-t", &init, "-m", "--", "/bin/sh", "-c", script])
@@ -458,6 +458,113 @@ fn cleanup_frees_the_namespace_a_squatter_holds_after_the_container_stopped() {
     );
 }
 
+/// Kills and reaps its processes when dropped.
+struct Processes(Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Waits (at most 10 s) until `pid` runs `comm`, or panics saying `what`.
+fn wait_comm(pid: u32, comm: &str, what: &str) {
+    let started = std::time::Instant::now();
+    while fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        != comm
+    {
+        assert!(started.elapsed().as_secs() < 10, "{what} within 10 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_process_given_the_containers_pid_after_it_died_is_not_taken_for_the_container() {
+    let Some(lab) = lab("a_process_given_the_containers_pid_after_it_died_is_not_taken_for_the_container") else {
+        return;
+    };
+    ok(&lab.run("replayed", "hardened", &["--detach"], &["sleep", "600"]));
+    let state = lab.state("replayed");
+    let init = u32::try_from(state["init"]["pid"].as_u64().unwrap()).unwrap();
+    let namespace = state["namespace"].as_str().unwrap().to_owned();
+    let (passed, findings) = lab.check("replayed");
+    assert!(
+        passed && findings.is_empty(),
+        "a fresh container audits clean: {findings:?}"
+    );
+
+    // The attacker keeps the container's mount namespace alive with a process inside it, kills the
+    // container's process, and has the kernel hand its pid to a decoy in that same namespace (root chooses the
+    // next pid through `ns_last_pid`), running a program of the host's instead of the image's.
+    let mut attacker = Processes(Vec::new());
+    attacker.0.push(
+        Command::new("nsenter")
+            .args(["-t", &init.to_string(), "-m", "--", "sleep", "600"])
+            .spawn()
+            .unwrap(),
+    );
+    let keeper = attacker.0[0].id();
+    wait_comm(
+        keeper,
+        "sleep",
+        "the attacker's process entered the container's namespace",
+    );
+    ok(&Command::new("kill")
+        .args(["-KILL", &init.to_string()])
+        .output()
+        .unwrap());
+    let started = std::time::Instant::now();
+    while Path::new(&format!("/proc/{init}")).exists() {
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "the container's process was reaped within 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let decoy = (0..50)
+        .find_map(|_| {
+            fs::write("/proc/sys/kernel/ns_last_pid", (init - 1).to_string()).unwrap();
+            let mut child = Command::new("nsenter")
+                .args(["-t", &keeper.to_string(), "-m", "--", "sleep", "600"])
+                .spawn()
+                .unwrap();
+            if child.id() == init {
+                return Some(child);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            None
+        })
+        .expect("the decoy got the container's pid within 50 tries");
+    attacker.0.push(decoy);
+    wait_comm(init, "sleep", "the decoy entered the container's namespace");
+    assert_eq!(
+        fs::read_link(format!("/proc/{init}/ns/mnt")).unwrap().to_string_lossy(),
+        namespace,
+        "the replay is perfect: the same pid, in the container's own mount namespace"
+    );
+
+    // The container's process is gone, whatever holds its pid: ps says so and the audit reports it.
+    let ps: Value = serde_json::from_str(&ok(&lab.cmd(&["ps", "--containers", "--json"]))).unwrap();
+    let row = ps.as_array().unwrap().iter().find(|r| r["name"] == "replayed").unwrap();
+    assert_eq!(row["state"], "stopped", "{row}");
+    let (passed, findings) = lab.check("replayed");
+    assert!(!passed, "the audit fails");
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["kind"] == "not-running" && f["status"].as_str().is_some_and(|s| s.contains("another process"))),
+        "{findings:?}"
+    );
+    drop(attacker);
+    ok(&lab.cmd(&["stop", "replayed"]));
+}
+
 #[test]
 fn bad_input_is_refused_clearly_with_nothing_left_mounted_or_running() {
     let Some(lab) = lab("bad_input_is_refused_clearly_with_nothing_left_mounted_or_running") else {
@@ -572,7 +679,7 @@ fn the_agent_reports_an_overmount_inside_a_running_container_and_prometheus_fire
     };
     let clean = agent.metrics().unwrap();
     assert!(clean.contains("veritylab_containers_audited 1"), "{clean}");
-    let init = lab.state("watched")["init"].as_u64().unwrap().to_string();
+    let init = lab.state("watched")["init"]["pid"].as_u64().unwrap().to_string();
     let out = Command::new("nsenter")
         .args(["-t", &init, "-m", "--", "/bin/sh", "-c", "mount -t tmpfs evil /usr/bin"])
         .output()

@@ -36,7 +36,7 @@ fn every_catalogue_attack_has_a_scenario_named_after_it() {
             attack.name
         );
     }
-    assert_eq!(CATALOGUE.len(), 32, "the catalogue has 32 attacks");
+    assert_eq!(CATALOGUE.len(), 33, "the catalogue has 33 attacks");
 }
 
 #[test]

@@ -256,7 +256,10 @@ fn print_container(report: &container::audit::ContainerReport) -> Result<(), Cli
     out!(
         "audit of container {} (init pid {})",
         report.name,
-        report.init.map(|p| p.to_string()).unwrap_or_else(|| "-".to_owned())
+        report
+            .init
+            .map(|init| init.pid.to_string())
+            .unwrap_or_else(|| "-".to_owned())
     )?;
     for line in &report.checked {
         out!("  checked: {line}")?;

@@ -111,7 +111,7 @@ pub fn run_container(args: &RunArgs) -> Result<u8, CliError> {
                 c.image,
                 c.profile,
                 c.backend,
-                c.init.unwrap_or_default()
+                c.init.map_or(0, |init| init.pid)
             )?;
             Ok(0)
         }
@@ -171,7 +171,7 @@ pub(crate) fn print_containers(store: &Store, json: bool) -> Result<(), CliError
                 image: &c.image,
                 profile: c.profile,
                 backend: c.backend,
-                pid: c.init,
+                pid: c.init.map(|init| init.pid),
                 state: c.status().name(),
             })
             .collect();
@@ -185,7 +185,9 @@ pub(crate) fn print_containers(store: &Store, json: bool) -> Result<(), CliError
             c.image,
             c.profile,
             c.backend,
-            c.init.map(|p| p.to_string()).unwrap_or_else(|| "-".to_owned()),
+            c.init
+                .map(|init| init.pid.to_string())
+                .unwrap_or_else(|| "-".to_owned()),
             c.status().name()
         )?;
     }

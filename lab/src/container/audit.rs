@@ -14,7 +14,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use verity_fuse::identity::FileId;
+use verity_fuse::identity::{FileId, ProcessDir, ProcessId};
 
 use super::{Container, Status};
 use crate::audit::{self, Report};
@@ -126,7 +126,7 @@ pub struct ContainerReport {
     /// The container.
     pub name: String,
     /// Its init process.
-    pub init: Option<u32>,
+    pub init: Option<ProcessId>,
     /// The rootfs mount's audit (layers traced to trusted root hashes, the overlay's shape).
     pub rootfs: Report,
     /// What was checked in the container's namespace, one line each.
@@ -169,25 +169,45 @@ pub fn audit(store: &Store, container: &Container) -> ContainerReport {
         checked: Vec::new(),
         findings: Vec::new(),
     };
-    let status = container.status();
-    let Some(init) = container.init.filter(|_| status == Status::Running) else {
-        report.findings.push(ContainerFinding::NotRunning {
-            status: status.name().to_owned(),
-        });
-        return report;
+    // The init process is pinned before anything of it is read: what follows reads its namespace or fails,
+    // never that of a process given its pid since.
+    let process = match container.init.map(|init| init.open()) {
+        Some(Ok(process)) => process,
+        Some(Err(e)) => {
+            report.findings.push(ContainerFinding::NotRunning {
+                status: format!("{} ({e})", Status::Stopped.name()),
+            });
+            return report;
+        }
+        None => {
+            report.findings.push(ContainerFinding::NotRunning {
+                status: Status::Created.name().to_owned(),
+            });
+            return report;
+        }
     };
-    check_mounts(container, init, &mut report);
+    check_mounts(container, &process, &mut report);
     if let Some(upper) = record.as_ref().and_then(|r| r.upperdir.as_deref()) {
         check_upperdir(container, upper, &mut report);
     }
     report
 }
 
-fn check_mounts(container: &Container, init: u32, report: &mut ContainerReport) {
-    let root = PathBuf::from(format!("/proc/{init}/root"));
-    let mounts = mountinfo::read(init).unwrap_or_default();
+fn check_mounts(container: &Container, process: &ProcessDir, report: &mut ContainerReport) {
+    let root = process.path().join("root");
+    let mounts = match mountinfo::read_path(&process.path().join("mountinfo")) {
+        Ok(mounts) => mounts,
+        Err(e) => {
+            report.findings.push(ContainerFinding::NotRunning {
+                status: format!("{} (its mount table could not be read: {e})", Status::Stopped.name()),
+            });
+            return;
+        }
+    };
+    let init = report.init.map_or(0, |init| init.pid);
     report.checked.push(format!(
-        "{} mounts in the container's namespace (pid {init}) against the {} the bundle explains, by unique mount id",
+        "{} mounts in the container's namespace (pid {init}, its start time checked) against the {} the bundle \
+         explains, by unique mount id",
         mounts.len(),
         container.expected.len()
     ));

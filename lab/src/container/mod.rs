@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use verity_fuse::ErrorClass;
-use verity_fuse::identity::MountId;
+use verity_fuse::identity::{MountId, ProcessId};
 
 use crate::image_spec::manifest::{self, Manifest};
 use crate::mount::{self, MountError, Plan, Record, Trust, UmountReport};
@@ -233,8 +233,9 @@ pub struct Container {
     pub args: Vec<String>,
     /// The volumes.
     pub volumes: Vec<Volume>,
-    /// The container's init process.
-    pub init: Option<u32>,
+    /// The container's init process: its pid and start time, so that a process given the same pid after it is
+    /// not taken for it.
+    pub init: Option<ProcessId>,
     /// The container's mount namespace (`mnt:[INODE]`).
     pub namespace: Option<String>,
     /// The mounts of the container's namespace when it was created, each with why it is expected.
@@ -271,25 +272,15 @@ impl Status {
 }
 
 impl Container {
-    /// Its status, from its init process.
+    /// Its status, from its init process: running only while the process that was created runs, whatever now
+    /// holds its pid.
     pub fn status(&self) -> Status {
         match self.init {
-            Some(pid) if process_live(pid) => Status::Running,
+            Some(init) if init.is_live() => Status::Running,
             Some(_) => Status::Stopped,
             None => Status::Created,
         }
     }
-}
-
-/// True when `pid` exists and is not a zombie.
-pub(crate) fn process_live(pid: u32) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state follows the command name, which ends at the last `)`.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .is_some_and(|state| state != "Z" && state != "X")
 }
 
 /// What `run` is asked to do, validated.
@@ -512,7 +503,9 @@ pub fn start_on(
             what: "create",
             message: "wrote no init pid".to_owned(),
         })?;
-    container.init = Some(init);
+    // runc's init waits for `runc start` until then, so the pid still names the process runc created.
+    let process = ProcessId::of(init).map_err(io(format!("reading process {init}")))?;
+    container.init = Some(process);
     container.namespace = fs::read_link(format!("/proc/{init}/ns/mnt"))
         .ok()
         .map(|l| l.to_string_lossy().into_owned());
@@ -537,12 +530,20 @@ pub fn remove(store: &Store, dir: &Path, name: &str) -> Result<(), ContainerErro
 /// Kills the container's processes (waiting for them, bounded) and has runc delete it.
 fn end(store: &Store, dir: &Path, name: &str) -> Result<(), ContainerError> {
     let runc = runc_for(store, dir)?;
-    runc.kill(name);
-    let init = fs::read_to_string(dir.join(PID_FILE))
+    // The process recorded at create; before the state has it, whatever holds the pid runc wrote.
+    let recorded = fs::read(dir.join(STATE_FILE))
         .ok()
-        .and_then(|t| t.trim().parse::<u32>().ok());
+        .and_then(|bytes| serde_json::from_slice::<Container>(&bytes).ok())
+        .and_then(|c| c.init);
+    let init = recorded.or_else(|| {
+        fs::read_to_string(dir.join(PID_FILE))
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .and_then(|pid| ProcessId::of(pid).ok())
+    });
+    runc.kill(name);
     let started = Instant::now();
-    while init.is_some_and(process_live) && started.elapsed() < KILL_TIMEOUT {
+    while init.is_some_and(|init| init.is_live()) && started.elapsed() < KILL_TIMEOUT {
         std::thread::sleep(Duration::from_millis(20));
     }
     runc.delete(name)
@@ -571,9 +572,9 @@ impl Drop for Guard<'_> {
 }
 
 /// Waits for the init process (this process's child once runc create exited) and returns its status.
-fn wait_exit(init: u32) -> i32 {
+fn wait_exit(init: ProcessId) -> i32 {
     use rustix::process::{Pid, WaitOptions, waitpid};
-    let Some(pid) = i32::try_from(init).ok().and_then(Pid::from_raw) else {
+    let Some(pid) = i32::try_from(init.pid).ok().and_then(Pid::from_raw) else {
         return 1;
     };
     loop {
@@ -589,7 +590,7 @@ fn wait_exit(init: u32) -> i32 {
             Err(rustix::io::Errno::INTR) => {}
             // Not our child after all: wait for it to go away (bounded by the process's own life).
             _ => {
-                while process_live(init) {
+                while init.is_live() {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 return 1;
