@@ -500,7 +500,7 @@ fn a_process_given_the_containers_pid_after_it_died_is_not_taken_for_the_contain
 
     // The attacker keeps the container's mount namespace alive with a process inside it, kills the
     // container's process, and has the kernel hand its pid to a decoy in that same namespace (root chooses the
-    // next pid through `ns_last_pid`), running a program of the host's instead of the image's.
+    // next pid through `ns_last_pid`): the pid, its namespace and every mount in it are as they were.
     let mut attacker = Processes(Vec::new());
     attacker.0.push(
         Command::new("nsenter")
