@@ -114,9 +114,12 @@ pub enum FindingKind {
     DeviceCorrupted,
     /// Audit: the namespace holding the mount is gone.
     NamespaceGone,
-    /// Container audit: the container's process is not running (it ended, or its pid now belongs to another
-    /// process, whatever namespace that one is in).
+    /// Container audit: the container's process is not running (it ended, or its pid now belongs to an unrelated
+    /// process).
     ContainerNotRunning,
+    /// Container audit: the container's process is gone and another process holds its pid inside the
+    /// container's own mount namespace.
+    ProcessReplaced,
     /// Audit: no rootfs overlay is at the target.
     RootfsMissing,
     /// Audit: a mount the holder made was replaced by another (by unique mount id).
@@ -204,6 +207,7 @@ kebab_names! {
         DeviceCorrupted => "device-corrupted",
         NamespaceGone => "namespace-gone",
         ContainerNotRunning => "container-not-running",
+        ProcessReplaced => "process-replaced",
         RootfsMissing => "rootfs-missing",
         MountReplaced => "mount-replaced",
         TreeMismatch => "tree-mismatch",

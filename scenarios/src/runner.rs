@@ -1211,6 +1211,7 @@ fn checks(cell: &mut Cell<'_>, sandbox: &mut Sandbox, mount_name: &str) -> Resul
                     Some(path.strip_prefix("/").unwrap_or(path).display().to_string()),
                 ),
                 C::NotRunning { .. } => (FindingKind::ContainerNotRunning, None),
+                C::ProcessReplaced { .. } => (FindingKind::ProcessReplaced, None),
                 _ => (FindingKind::UnexpectedMount, None),
             };
             cell.finding(kind, path, f.to_string());

@@ -556,12 +556,35 @@ fn a_process_given_the_containers_pid_after_it_died_is_not_taken_for_the_contain
     let (passed, findings) = lab.check("replayed");
     assert!(!passed, "the audit fails");
     assert!(
-        findings
-            .iter()
-            .any(|f| f["kind"] == "not-running" && f["status"].as_str().is_some_and(|s| s.contains("another process"))),
+        findings.iter().any(|f| f["kind"] == "process-replaced"
+            && f["pid"] == init
+            && f["namespace"] == namespace.as_str()
+            && f["why"].as_str().is_some_and(|s| s.contains("another process"))),
         "{findings:?}"
     );
+    // The node agent reports it too, labelled with the container.
+    let agent = crate::agent::start_agent(&lab.store, "1s");
+    let started = std::time::Instant::now();
+    loop {
+        let metrics = agent.metrics().unwrap_or_default();
+        if metrics.lines().any(|l| {
+            l.starts_with("veritylab_findings{")
+                && l.contains("container=\"replayed\"")
+                && l.contains("kind=\"process-replaced\"")
+        }) {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the agent reports the replacement: {metrics}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    agent.terminate();
     drop(attacker);
+    // Once the decoy is gone too, the container has only stopped: no finding for the agent.
+    let (_, findings) = lab.check("replayed");
+    assert!(findings.iter().all(|f| f["kind"] == "not-running"), "{findings:?}");
     ok(&lab.cmd(&["stop", "replayed"]));
 }
 

@@ -249,13 +249,21 @@ fn one_pass(store: &Store, config: &AgentConfig, number: u64, stop: &Arc<AtomicB
         .iter()
         .map(|r| audit::audit_record(r, &BTreeMap::new()))
         .collect();
-    // A running container's rootfs is one of the mounts above; its own namespace is audited here.
+    // A running container's rootfs is one of the mounts above; its own namespace is audited here. A container
+    // whose process has ended is no finding (containers stop), unless another process took its place in its
+    // namespace.
     let containers = container::list(store)
         .into_iter()
-        .filter(|c| c.status() == container::Status::Running)
-        .map(|c| {
+        .filter(|c| c.status() != container::Status::Created)
+        .filter_map(|c| {
+            let running = c.status() == container::Status::Running;
             let report = container::audit::audit(store, &c);
-            (c.name, c.mount.id, report.findings)
+            let findings: Vec<ContainerFinding> = report
+                .findings
+                .into_iter()
+                .filter(|f| !matches!(f, ContainerFinding::NotRunning { .. }))
+                .collect();
+            (running || !findings.is_empty()).then_some((c.name, c.mount.id, findings))
         })
         .collect();
     let mut targets: Vec<LayerTarget> = Vec::new();

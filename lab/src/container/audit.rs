@@ -8,6 +8,11 @@
 //! device and source: a mount over a path of the rootfs, a bind added after start, an expected mount
 //! remounted read-write. A profile with an upperdir gets each file written there since the container was
 //! created reported, whoever wrote it.
+//!
+//! The container's process is its pid and start time ([`ProcessId`]): its `/proc/PID` is opened and the start
+//! time checked before anything of it is read, and everything is read through that descriptor. A process
+//! given the pid later is never taken for the container's; one that holds it inside the container's own mount
+//! namespace is reported as a replacement.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -31,6 +36,16 @@ pub enum ContainerFinding {
     NotRunning {
         /// Its status.
         status: String,
+    },
+    /// The container's process is gone and another process holds its pid inside the container's own mount
+    /// namespace: someone kept the namespace and put a process of theirs in the container's place.
+    ProcessReplaced {
+        /// The pid.
+        pid: u32,
+        /// The container's mount namespace, which the other process is in.
+        namespace: String,
+        /// Why the process is not the container's.
+        why: String,
     },
     /// A mount in the container's namespace that was not there when it was created.
     UnexpectedMount {
@@ -78,6 +93,7 @@ impl ContainerFinding {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::NotRunning { .. } => "not-running",
+            Self::ProcessReplaced { .. } => "process-replaced",
             Self::UnexpectedMount { .. } => "unexpected-mount",
             Self::MountMissing { .. } => "mount-missing",
             Self::RemountedWritable { .. } => "remounted-writable",
@@ -91,6 +107,11 @@ impl std::fmt::Display for ContainerFinding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NotRunning { status } => write!(f, "the container is {status}"),
+            Self::ProcessReplaced { pid, namespace, why } => write!(
+                f,
+                "the container's process is gone and pid {pid} runs another process in the container's mount \
+                 namespace {namespace} ({why})"
+            ),
             Self::UnexpectedMount {
                 path,
                 fs_type,
@@ -174,9 +195,7 @@ pub fn audit(store: &Store, container: &Container) -> ContainerReport {
     let process = match container.init.map(|init| init.open()) {
         Some(Ok(process)) => process,
         Some(Err(e)) => {
-            report.findings.push(ContainerFinding::NotRunning {
-                status: format!("{} ({e})", Status::Stopped.name()),
-            });
+            report.findings.push(gone(container, e));
             return report;
         }
         None => {
@@ -191,6 +210,25 @@ pub fn audit(store: &Store, container: &Container) -> ContainerReport {
         check_upperdir(container, upper, &mut report);
     }
     report
+}
+
+/// What the audit reports when the container's process could not be opened (`e` says why): a replacement
+/// when whatever holds its pid now is in the container's own mount namespace, else that it is not running.
+fn gone(container: &Container, e: std::io::Error) -> ContainerFinding {
+    let pid = container.init.map_or(0, |init| init.pid);
+    let namespace = std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+        .ok()
+        .map(|l| l.to_string_lossy().into_owned());
+    match (namespace, &container.namespace) {
+        (Some(now), Some(recorded)) if now == *recorded => ContainerFinding::ProcessReplaced {
+            pid,
+            namespace: now,
+            why: e.to_string(),
+        },
+        _ => ContainerFinding::NotRunning {
+            status: format!("{} ({e})", Status::Stopped.name()),
+        },
+    }
 }
 
 fn check_mounts(container: &Container, process: &ProcessDir, report: &mut ContainerReport) {
