@@ -92,6 +92,88 @@ pub struct Trojan {
     pub data_size: u64,
 }
 
+/// An identity the kernel hands out again once it is freed, which a replayed mount is meant to get back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Identity {
+    /// A mount's id in the namespace's mountinfo.
+    MountId,
+    /// A mount's device number (the loop's for an EROFS lowerdir, an anonymous one for the overlay).
+    Device,
+    /// The loop device the layer was attached to.
+    LoopMinor,
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Identity::MountId => "mount id",
+            Identity::Device => "device",
+            Identity::LoopMinor => "loop device",
+        })
+    }
+}
+
+/// One identity a replay did not get back: another process took it while it was free.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MissedIdentity {
+    /// Which identity.
+    pub identity: Identity,
+    /// Whose: the mount point, or the loop device the layer had.
+    pub at: PathBuf,
+    /// What it was before the replay.
+    pub wanted: String,
+    /// What the replay got instead (`none` when the mount was not found again).
+    pub got: String,
+}
+
+impl fmt::Display for MissedIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} of {}: {} instead of {}",
+            self.identity,
+            self.at.display(),
+            self.got,
+            self.wanted
+        )
+    }
+}
+
+/// How faithfully a replay reproduced the identities the kernel hands out again: empty `missed` is a perfect
+/// replay, which only identities that are never reused can tell from the original.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplayFidelity {
+    /// Every identity the replay meant to get back and did not.
+    pub missed: Vec<MissedIdentity>,
+}
+
+impl ReplayFidelity {
+    /// True when every identity came back.
+    pub fn perfect(&self) -> bool {
+        self.missed.is_empty()
+    }
+}
+
+impl fmt::Display for ReplayFidelity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.perfect() {
+            return f.write_str("every mount id, device and loop device came back");
+        }
+        let missed: Vec<String> = self.missed.iter().map(ToString::to_string).collect();
+        write!(f, "imperfect: {}", missed.join("; "))
+    }
+}
+
+/// What [`Env::replay_layer_mount`] did, and how faithfully.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    /// What was done.
+    pub done: String,
+    /// Which identities came back.
+    pub fidelity: ReplayFidelity,
+}
+
 /// The primitives through which an attack touches one sandboxed run of the lab: the node's store, signing,
 /// the registry's blobs, the node's converted layers and verified devices, and the running container. Every
 /// attack's logic is written on these (and on the lab's own functions over the files they return); errors
@@ -207,8 +289,9 @@ pub trait Env {
     /// attacker on the node would: the rootfs and the layer's EROFS lowerdir are unmounted inside the
     /// container's namespace and mounted again with the same options, the lowerdir from the same loop device,
     /// now attached to the attacker's file at the verified device's path in the host's namespace (where the
-    /// device is not mounted). Mount ids, device numbers and the loop's backing path come back the same.
-    fn replay_layer_mount(&mut self, index: usize, trojan: &Trojan) -> Result<String, AttackError>;
+    /// device is not mounted). Mount ids, device numbers and the loop's backing path are meant to come back the
+    /// same; the returned fidelity names each one another process took first.
+    fn replay_layer_mount(&mut self, index: usize, trojan: &Trojan) -> Result<Replayed, AttackError>;
 
     /// Detaches what [`Env::replay_layer_mount`] attached that the lab's teardown would not remove.
     fn release_replay(&mut self) -> Result<(), AttackError>;

@@ -81,7 +81,10 @@ mod steps;
 use std::fmt;
 
 pub use catalogue::{AttackSpec, CATALOGUE, ParamSpec, ParamType, find};
-pub use env::{BuildTimes, DefenceRefusal, Env, LayerFiles, MountKind, SigningKey, Trojan};
+pub use env::{
+    BuildTimes, DefenceRefusal, Env, Identity, LayerFiles, MissedIdentity, MountKind, ReplayFidelity, Replayed,
+    SigningKey, Trojan,
+};
 pub use params::{Param, Params};
 
 /// When in the pipeline the runner calls an attack's [`Attack::detonate`].
@@ -232,6 +235,12 @@ pub trait Attack {
     /// After the container read its files: what the container shows of the attack, looked at from its side
     /// (see [`Effect`]). Every attack implements it; errors here are refusals the attacker met.
     fn observe(&mut self, env: &mut dyn Env) -> Result<Effect, AttackError>;
+
+    /// For an attack that replays mounts, after [`Attack::detonate`]: which of the identities the kernel
+    /// hands out again came back (see [`ReplayFidelity`]). `None` for every other attack.
+    fn replay_fidelity(&self) -> Option<&ReplayFidelity> {
+        None
+    }
 
     /// Undoes what the lab's teardown would not (mounts added inside the namespace, processes left behind).
     fn revert(&mut self, _env: &mut dyn Env) -> Result<(), AttackError> {

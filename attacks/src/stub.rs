@@ -10,7 +10,7 @@ use veritylab::oci::manifest::ImageManifest;
 use veritylab::sign::Scheme;
 use veritylab::store::Store;
 
-use crate::env::Trojan;
+use crate::env::{Replayed, Trojan};
 use crate::{AttackError, BuildTimes, DefenceRefusal, Env, LayerFiles, MountKind, SigningKey, layer_tar};
 
 /// The image's name in the stub's store.
@@ -216,7 +216,7 @@ impl Env for Stub {
         Ok(())
     }
 
-    fn replay_layer_mount(&mut self, _: usize, _: &Trojan) -> Result<String, AttackError> {
+    fn replay_layer_mount(&mut self, _: usize, _: &Trojan) -> Result<Replayed, AttackError> {
         Err(no("replay mounts"))
     }
 

@@ -361,6 +361,18 @@ pub struct EffectEvidence {
     pub state: EffectState,
     /// What was seen, or why nothing could be.
     pub detail: String,
+    /// For an attack that replays mounts: which identities the kernel hands out again came back. An
+    /// imperfect replay (another process took a freed mount id, device number or loop device) may leave
+    /// findings a perfect one would not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<attacks::ReplayFidelity>,
+}
+
+impl EffectEvidence {
+    /// True when the attack replayed mounts and some identity did not come back.
+    pub fn imperfect_replay(&self) -> bool {
+        self.replay.as_ref().is_some_and(|r| !r.perfect())
+    }
 }
 
 impl From<&attacks::Effect> for EffectEvidence {
@@ -373,6 +385,7 @@ impl From<&attacks::Effect> for EffectEvidence {
         Self {
             state,
             detail: effect.detail().to_owned(),
+            replay: None,
         }
     }
 }

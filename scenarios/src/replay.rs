@@ -7,15 +7,14 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use attacks::AttackError;
-use attacks::Trojan;
+use attacks::{AttackError, Identity, MissedIdentity, ReplayFidelity, Replayed, Trojan};
 use verity_fuse::identity::FileId;
 use verity_fuse::source::{FileSource, Window};
 
 use super::sandbox::{Container, Sandbox};
 use veritylab::erofs::OverlayNamespace;
 use veritylab::mount::emulated::{self, Layers, Rootfs, Source};
-use veritylab::mountinfo;
+use veritylab::mountinfo::{self, DeviceNumber};
 use veritylab::profile::Backend;
 use veritylab::rootfs::Merged;
 
@@ -29,15 +28,72 @@ fn env<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> AttackError + '_ {
     move |e| AttackError::env(format!("{what}: {e}"))
 }
 
+/// A mount's identities the kernel hands out again: its mount id and device number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MountIdentity {
+    /// Where it is mounted.
+    at: PathBuf,
+    mount_id: u64,
+    device: DeviceNumber,
+    /// Whether the replay can get the device number back (a lowerdir on a loop device it attached again,
+    /// the overlay's anonymous one), else it is not compared.
+    device_wanted: bool,
+}
+
+/// Compares each original mount with the one found at its place after the replay (`None`: nothing there), and
+/// the loop device the layer had with the one the replay attached (when it was on a loop device).
+fn fidelity(
+    before: &[MountIdentity],
+    after: &[Option<(u64, DeviceNumber)>],
+    loop_device: Option<(&Path, &Path)>,
+) -> ReplayFidelity {
+    let mut missed = Vec::new();
+    if let Some((wanted, got)) = loop_device.filter(|(wanted, got)| wanted != got) {
+        missed.push(MissedIdentity {
+            identity: Identity::LoopMinor,
+            at: wanted.to_owned(),
+            wanted: wanted.display().to_string(),
+            got: got.display().to_string(),
+        });
+    }
+    for (mount, now) in before.iter().zip(after) {
+        let got_id = now.map_or_else(|| "none".to_owned(), |(id, _)| id.to_string());
+        if now.map(|(id, _)| id) != Some(mount.mount_id) {
+            missed.push(MissedIdentity {
+                identity: Identity::MountId,
+                at: mount.at.clone(),
+                wanted: mount.mount_id.to_string(),
+                got: got_id,
+            });
+        }
+        if mount.device_wanted && now.map(|(_, device)| device) != Some(mount.device) {
+            missed.push(MissedIdentity {
+                identity: Identity::Device,
+                at: mount.at.clone(),
+                wanted: mount.device.to_string(),
+                got: now.map_or_else(|| "none".to_owned(), |(_, device)| device.to_string()),
+            });
+        }
+    }
+    ReplayFidelity { missed }
+}
+
 /// Replays layer `index`'s mount over `trojan` (see [`attacks::Env::replay_layer_mount`]); returns what was
-/// done and the loop device the lab's teardown will not detach.
+/// done, how faithfully, and the loop device the lab's teardown will not detach.
 pub(super) fn replay(
     sandbox: &mut Sandbox,
     index: usize,
     trojan: &Trojan,
-) -> Result<(String, Option<PathBuf>), AttackError> {
+) -> Result<(Replayed, Option<PathBuf>), AttackError> {
     match sandbox.backend {
-        Backend::Emulated => emulated_replay(sandbox, index, trojan).map(|done| (done, None)),
+        Backend::Emulated => emulated_replay(sandbox, index, trojan).map(|done| {
+            // The emulated table takes the entries back as they were: every identity is the same.
+            let replayed = Replayed {
+                done,
+                fidelity: ReplayFidelity::default(),
+            };
+            (replayed, None)
+        }),
         Backend::Fuse => Err(AttackError::env(
             "the fuse backend serves the rootfs from its holder: there is no lowerdir mount to replay",
         )),
@@ -45,7 +101,7 @@ pub(super) fn replay(
     }
 }
 
-fn real_replay(sandbox: &Sandbox, index: usize, trojan: &Trojan) -> Result<(String, Option<PathBuf>), AttackError> {
+fn real_replay(sandbox: &Sandbox, index: usize, trojan: &Trojan) -> Result<(Replayed, Option<PathBuf>), AttackError> {
     let (_, record) = sandbox
         .mounted
         .as_ref()
@@ -112,26 +168,30 @@ fn real_replay(sandbox: &Sandbox, index: usize, trojan: &Trojan) -> Result<(Stri
         let shown = verity_fuse::sys::run_tool("losetup", "mount", args).map_err(env("attaching a free loop"))?;
         Ok(PathBuf::from(shown.trim()))
     };
-    let device = if block.starts_with("loop") {
+    let on_loop = block
+        .starts_with("loop")
+        .then(|| PathBuf::from(format!("/dev/{block}")));
+    let device = match &on_loop {
         // The EROFS mount was the loop's last user: autoclear frees it, and the attacker attaches the same minor
         // again. Another process on the host may take the freed minor first: the attacker waits for it to be
         // free again (bounded), and settles for another loop device when it is not (the replay is then
         // imperfect: the device number differs).
-        let same = PathBuf::from(format!("/dev/{block}"));
-        let backing = PathBuf::from(format!("/sys/block/{block}/loop/backing_file"));
-        let started = Instant::now();
-        loop {
-            if !backing.exists() && attach(&same).is_ok() {
-                break same;
+        Some(same) => {
+            let backing = PathBuf::from(format!("/sys/block/{block}/loop/backing_file"));
+            let started = Instant::now();
+            loop {
+                if !backing.exists() && attach(same).is_ok() {
+                    break same.clone();
+                }
+                if started.elapsed() > LOOP_CLEAR_TIMEOUT {
+                    break attach_free()?;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            if started.elapsed() > LOOP_CLEAR_TIMEOUT {
-                break attach_free()?;
-            }
-            std::thread::sleep(Duration::from_millis(20));
         }
-    } else {
-        // A dm-verity mapping stays: the replacement goes on a free loop device.
-        attach_free()?
+        // A dm-verity mapping stays: the replacement goes on a free loop device, whose number differs from the
+        // mapping's by design.
+        None => attach_free()?,
     };
     let options = options.join(",");
     let mount_both = || -> Result<(), AttackError> {
@@ -156,34 +216,51 @@ fn real_replay(sandbox: &Sandbox, index: usize, trojan: &Trojan) -> Result<(Stri
     };
     // The kernel hands out the lowest free mount id and anonymous device number: another process's mount made
     // meanwhile can take the ones just freed. The attacker mounts again until both mounts have their old
-    // identities back (bounded), as a real attacker would.
-    let wanted = [(erofs.mount_id, erofs.device), (overlay.mount_id, overlay.device)];
+    // identities back (bounded), as a real attacker would, and records the ones that did not come back.
+    let before = [
+        MountIdentity {
+            at: layer.lowerdir.clone(),
+            mount_id: erofs.mount_id,
+            device: erofs.device,
+            device_wanted: on_loop.as_ref() == Some(&device),
+        },
+        MountIdentity {
+            at: record.target.clone(),
+            mount_id: overlay.mount_id,
+            device: overlay.device,
+            device_wanted: true,
+        },
+    ];
     let started = Instant::now();
-    loop {
+    let fidelity = loop {
         mount_both()?;
         let now = mountinfo::read(holder).map_err(env("reading the container's mounts"))?;
-        let got = [&layer.lowerdir, &record.target].map(|at| {
+        let after = before.each_ref().map(|b| {
             now.iter()
                 .rev()
-                .find(|m| &m.mount_point == at)
+                .find(|m| m.mount_point == b.at)
                 .map(|m| (m.mount_id, m.device))
         });
-        if got == wanted.map(Some) || started.elapsed() > REPLAY_TIMEOUT {
-            break;
+        let fidelity = fidelity(
+            &before,
+            &after,
+            on_loop.as_deref().map(|wanted| (wanted, device.as_path())),
+        );
+        let only_loop_missed = fidelity.missed.iter().all(|m| m.identity == Identity::LoopMinor);
+        if only_loop_missed || started.elapsed() > REPLAY_TIMEOUT {
+            break fidelity;
         }
         sandbox.mount_inside(&["umount".as_ref(), record.target.as_os_str()])?;
         sandbox.mount_inside(&["umount".as_ref(), layer.lowerdir.as_os_str()])?;
         std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok((
-        format!(
-            "unmounted the rootfs and layer {index}'s EROFS inside the container, attached {} to {} from the \
-             host's namespace, and mounted both again the same way",
-            device.display(),
-            file.display()
-        ),
-        Some(device),
-    ))
+    };
+    let done = format!(
+        "unmounted the rootfs and layer {index}'s EROFS inside the container, attached {} to {} from the host's \
+         namespace, and mounted both again the same way",
+        device.display(),
+        file.display()
+    );
+    Ok((Replayed { done, fidelity }, Some(device)))
 }
 
 fn emulated_replay(sandbox: &mut Sandbox, index: usize, trojan: &Trojan) -> Result<String, AttackError> {
@@ -244,4 +321,78 @@ pub(super) fn release(device: &Path) -> Result<(), AttackError> {
     verity_fuse::sys::run_tool("losetup", "mount", ["-d".as_ref(), device.as_os_str()])
         .map(drop)
         .map_err(env("detaching the replayed loop"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mounts() -> [MountIdentity; 2] {
+        [
+            MountIdentity {
+                at: PathBuf::from("/layers/0"),
+                mount_id: 40,
+                device: DeviceNumber { major: 7, minor: 3 },
+                device_wanted: true,
+            },
+            MountIdentity {
+                at: PathBuf::from("/rootfs"),
+                mount_id: 41,
+                device: DeviceNumber { major: 0, minor: 90 },
+                device_wanted: true,
+            },
+        ]
+    }
+
+    #[test]
+    fn a_replay_that_got_every_identity_back_is_perfect() {
+        let before = mounts();
+        let after = before.each_ref().map(|m| Some((m.mount_id, m.device)));
+        let loop_device = Path::new("/dev/loop3");
+        let fidelity = fidelity(&before, &after, Some((loop_device, loop_device)));
+        assert!(fidelity.perfect(), "{fidelity}");
+    }
+
+    #[test]
+    fn an_imperfect_replay_names_each_mount_id_device_and_loop_device_it_did_not_get_back() {
+        let before = mounts();
+        let after = [
+            Some((40, DeviceNumber { major: 7, minor: 5 })),
+            Some((44, DeviceNumber { major: 0, minor: 90 })),
+        ];
+        let fidelity = fidelity(
+            &before,
+            &after,
+            Some((Path::new("/dev/loop3"), Path::new("/dev/loop5"))),
+        );
+        assert!(!fidelity.perfect());
+        let missed: Vec<_> = fidelity
+            .missed
+            .iter()
+            .map(|m| (m.identity, m.at.to_str().unwrap(), m.wanted.as_str(), m.got.as_str()))
+            .collect();
+        assert_eq!(
+            missed,
+            [
+                (Identity::LoopMinor, "/dev/loop3", "/dev/loop3", "/dev/loop5"),
+                (Identity::Device, "/layers/0", "7:3", "7:5"),
+                (Identity::MountId, "/rootfs", "41", "44"),
+            ]
+        );
+        assert!(
+            fidelity
+                .to_string()
+                .starts_with("imperfect: loop device of /dev/loop3: /dev/loop5 instead of")
+        );
+    }
+
+    #[test]
+    fn a_device_the_replay_cannot_get_back_is_not_compared_and_a_missing_mount_is_named() {
+        let mut before = mounts();
+        before[0].device_wanted = false;
+        let after = [Some((40, DeviceNumber { major: 7, minor: 9 })), None];
+        let fidelity = fidelity(&before, &after, None);
+        let missed: Vec<_> = fidelity.missed.iter().map(|m| (m.identity, m.got.as_str())).collect();
+        assert_eq!(missed, [(Identity::MountId, "none"), (Identity::Device, "none")]);
+    }
 }

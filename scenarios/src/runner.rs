@@ -242,6 +242,8 @@ struct Cell<'a> {
     run_start: Instant,
     evidence: Evidence,
     effect: Option<Effect>,
+    /// Which identities the attack's replayed mounts got back, for an attack that replays mounts.
+    replay: Option<attacks::ReplayFidelity>,
     /// The image the admission pinned the pod to, when it pinned one.
     pinned: Option<String>,
     options: &'a RunOptions,
@@ -415,6 +417,7 @@ fn run_cell(
         run_start,
         evidence: Evidence::default(),
         effect: None,
+        replay: None,
         pinned: None,
         options,
     };
@@ -443,7 +446,10 @@ fn run_cell(
         Ok(()) => {
             let (outcome, grounds) = cell.conclude();
             let mut evidence = cell.evidence;
-            evidence.effect = cell.effect.as_ref().map(EffectEvidence::from);
+            evidence.effect = cell.effect.as_ref().map(|effect| EffectEvidence {
+                replay: cell.replay.clone(),
+                ..EffectEvidence::from(effect)
+            });
             let observation = Observation {
                 outcome,
                 grounds,
@@ -549,6 +555,7 @@ fn stage(scenario: &Scenario, cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Res
         Ok(effect) => {
             cell.step(Phase::Observe, "the attacker looks", true, effect.detail());
             cell.effect = Some(effect);
+            cell.replay = attack.replay_fidelity().cloned();
         }
         Err(e) => cell.attack_error(Phase::Observe, "the attacker looks", e)?,
     }

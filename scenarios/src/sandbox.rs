@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use attacks::{AttackError, BuildTimes, DefenceRefusal, LayerFiles, MountKind, Trojan};
+use attacks::{AttackError, BuildTimes, DefenceRefusal, LayerFiles, MountKind, Replayed, Trojan};
 use p256::ecdsa::SigningKey;
 use verity_fuse::ErrorClass;
 use verity_fuse::fuse::StatusReport;
@@ -1133,10 +1133,10 @@ impl attacks::Env for Sandbox {
         ))
     }
 
-    fn replay_layer_mount(&mut self, index: usize, trojan: &Trojan) -> Result<String, AttackError> {
-        let (done, device) = super::replay::replay(self, index, trojan)?;
+    fn replay_layer_mount(&mut self, index: usize, trojan: &Trojan) -> Result<Replayed, AttackError> {
+        let (replayed, device) = super::replay::replay(self, index, trojan)?;
         self.replayed = device;
-        Ok(done)
+        Ok(replayed)
     }
 
     fn release_replay(&mut self) -> Result<(), AttackError> {

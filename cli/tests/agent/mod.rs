@@ -19,7 +19,7 @@ use veritylab::mountinfo::DeviceNumber;
 use veritylab::profile::{Backend, Profile};
 use veritylab::store::Store;
 
-use crate::oci::support::{free_port, pull, umoci_image};
+use crate::oci::support::{PulledImage, free_port, pulled_umoci_image};
 
 /// The repository's `deploy/` directory.
 fn deploy() -> PathBuf {
@@ -60,14 +60,9 @@ struct Mounted {
     record: Record,
 }
 
-fn mounted() -> Option<Mounted> {
-    let umoci = testkit::find_tool("umoci")?;
-    let work = tempfile::tempdir().unwrap();
-    let layout = umoci_image(&umoci, work.path());
-    let store = Store::open(&work.path().join("store")).unwrap();
-    let name = pull(&store, &format!("oci:{}:v1", layout.display()), &Default::default())
-        .unwrap()
-        .name;
+/// Mounts the pulled umoci image; `None` (skipped, saying why) without umoci.
+fn mounted(test: &str) -> Option<Mounted> {
+    let PulledImage { work, store, name, .. } = pulled_umoci_image(test)?;
     let trust = crate::mount::signed(&store, &name);
     let target = work.path().join("rootfs");
     std::fs::create_dir_all(&target).unwrap();
@@ -182,12 +177,9 @@ fn overmount(m: &Mounted) -> PathBuf {
 
 macro_rules! mounted_or_skip {
     () => {
-        match mounted() {
+        match mounted(module_path!()) {
             Some(m) => m,
-            None => {
-                testkit::skip(module_path!(), "umoci is not installed (see .ci/run)");
-                return;
-            }
+            None => return,
         }
     };
 }

@@ -17,7 +17,7 @@ use veritylab::rootfs::Snapshot;
 use veritylab::store::Store;
 use veritylab::verity_fuse::identity::FileId;
 
-use crate::oci::support::{pull, run, umoci_image};
+use crate::oci::support::{pulled_umoci_image, run};
 
 /// Paths the pinned standard-mountpoints layer adds or takes over.
 const PINNED: &[&str] = &[
@@ -38,34 +38,31 @@ struct Lab {
     bundle: PathBuf,
 }
 
-fn lab() -> Option<Lab> {
-    let umoci = testkit::find_tool("umoci")?;
-    let work = tempfile::tempdir().unwrap();
-    let layout = umoci_image(&umoci, work.path());
-    let bundle = work.path().join("bundle");
-    run(Command::new(&umoci)
-        .args(["unpack", "--rootless", "--image", &format!("{}:v1", layout.display())])
+/// The pulled umoci image and its tree as `umoci unpack` makes it; `None` (skipped, saying why) without umoci.
+fn lab(test: &str) -> Option<Lab> {
+    let image = pulled_umoci_image(test)?;
+    let bundle = image.work.path().join("bundle");
+    run(Command::new(&image.umoci)
+        .args([
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:v1", image.layout.display()),
+        ])
         .arg(&bundle));
-    let store = Store::open(&work.path().join("store")).unwrap();
-    let name = pull(&store, &format!("oci:{}:v1", layout.display()), &Default::default())
-        .unwrap()
-        .name;
     Some(Lab {
-        work,
-        store,
-        name,
+        work: image.work,
+        store: image.store,
+        name: image.name,
         bundle,
     })
 }
 
 macro_rules! lab_or_skip {
     () => {
-        match lab() {
+        match lab(module_path!()) {
             Some(lab) => lab,
-            None => {
-                testkit::skip(module_path!(), "umoci is not installed (see .ci/run)");
-                return;
-            }
+            None => return,
         }
     };
 }

@@ -94,6 +94,42 @@ pub(crate) fn umoci_image(umoci: &Path, work: &Path) -> PathBuf {
     layout
 }
 
+/// The umoci-made image of [`umoci_image`] pulled into a store of its own: the setup of the tests that mount
+/// it (the emulated mounts, the agent).
+pub(crate) struct PulledImage {
+    /// The temporary directory holding the layout (`layout/`) and the store (`store/`).
+    pub(crate) work: tempfile::TempDir,
+    /// umoci.
+    pub(crate) umoci: PathBuf,
+    /// The layout; the image is its tag `v1`.
+    pub(crate) layout: PathBuf,
+    /// The store.
+    pub(crate) store: Store,
+    /// The image's name in the store.
+    pub(crate) name: String,
+}
+
+/// Builds and pulls [`PulledImage`]; without umoci, reports `test` as skipped (saying why) and returns `None`.
+pub(crate) fn pulled_umoci_image(test: &str) -> Option<PulledImage> {
+    let Some(umoci) = testkit::find_tool("umoci") else {
+        testkit::skip(test, "umoci is not installed (see .ci/run)");
+        return None;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let layout = umoci_image(&umoci, work.path());
+    let store = Store::open(&work.path().join("store")).unwrap();
+    let name = pull(&store, &format!("oci:{}:v1", layout.display()), &Default::default())
+        .unwrap()
+        .name;
+    Some(PulledImage {
+        work,
+        umoci,
+        layout,
+        store,
+        name,
+    })
+}
+
 /// The manifest digest umoci's `index.json` records for `tag`.
 pub(super) fn layout_manifest_digest(layout: &Path, tag: &str) -> String {
     let index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();

@@ -39,6 +39,7 @@ fn observed(outcome: Outcome, mut evidence: Evidence) -> Observation {
         let effect = EffectEvidence {
             state: EffectState::TookEffect,
             detail: "the container reads /bin/app: \"#!/bin/sh\\necho trojan\\n\"".to_owned(),
+            replay: None,
         };
         let detail = effect.detail.clone();
         evidence.effect = Some(effect);

@@ -22,7 +22,8 @@ use serde_json::{Value, json};
 use verity_fuse::ErrorClass;
 
 use crate::audit;
-use crate::container::{self, audit::ContainerFinding};
+use crate::container::audit::{ContainerFinding, ContainerReport};
+use crate::container::{self, Container};
 use crate::mount::{self, MountError, Record};
 use crate::profile::Backend;
 use crate::store::{Store, StoreError};
@@ -245,19 +246,21 @@ fn one_pass(store: &Store, config: &AgentConfig, number: u64, stop: &Arc<AtomicB
             Vec::new()
         }
     };
-    let audits: Vec<audit::Report> = records
-        .iter()
-        .map(|r| audit::audit_record(r, &BTreeMap::new()))
-        .collect();
-    // A running container's rootfs is one of the mounts above; its own namespace is audited here. A container
+    // A running container's rootfs is one of the mounts above; its own namespace is audited with it. A container
     // whose process has ended is no finding (containers stop), unless another process took its place in its
     // namespace.
-    let containers = container::list(store)
+    let launched: Vec<Container> = container::list(store)
         .into_iter()
         .filter(|c| c.status() != container::Status::Created)
-        .filter_map(|c| {
+        .collect();
+    let (audits, containers) = audit_mounts(store, &records, &launched, &mut |r| {
+        audit::audit_record(r, &BTreeMap::new())
+    });
+    let containers = containers
+        .into_iter()
+        .zip(launched)
+        .filter_map(|(report, c)| {
             let running = c.status() == container::Status::Running;
-            let report = container::audit::audit(store, &c);
             let findings: Vec<ContainerFinding> = report
                 .findings
                 .into_iter()
@@ -308,6 +311,29 @@ fn one_pass(store: &Store, config: &AgentConfig, number: u64, stop: &Arc<AtomicB
         verification,
         errors,
     }
+}
+
+/// Audits each of `records` once with `audit_rootfs`, and each of `containers`' own namespaces on top of its
+/// rootfs mount's audit from that list (the container audit's rootfs half is that same report, never a second
+/// audit); a container whose rootfs mount is not among `records` (its holder gone) gets the whole container
+/// audit. Returns the mounts' audits and the containers', in the order given.
+fn audit_mounts(
+    store: &Store,
+    records: &[Record],
+    containers: &[Container],
+    audit_rootfs: &mut dyn FnMut(&Record) -> audit::Report,
+) -> (Vec<audit::Report>, Vec<ContainerReport>) {
+    let audits: Vec<audit::Report> = records.iter().map(&mut *audit_rootfs).collect();
+    let containers = containers
+        .iter()
+        .map(
+            |c| match records.iter().zip(&audits).find(|(r, _)| r.target == c.rootfs) {
+                Some((record, rootfs)) => container::audit::audit_with_rootfs(c, Some(record), rootfs.clone()),
+                None => container::audit::audit(store, c),
+            },
+        )
+        .collect();
+    (audits, containers)
 }
 
 /// The layers of a mount, pinned as `veritylab check TARGET` pins them: to the root hashes its plan took (from
@@ -367,4 +393,91 @@ fn log(level: &str, msg: &str, fields: Value) {
         line.extend(fields);
     }
     eprintln!("{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::mount::Plan;
+    use crate::oci::digest::Digest;
+    use crate::profile::Profile;
+
+    /// A mount's record at `target`, as the store lists it (nothing behind it: the audits here are doubles).
+    fn record(id: &str, target: &Path) -> Record {
+        Record::for_plan(&Plan {
+            id: id.to_owned(),
+            target: target.to_owned(),
+            image: "image".to_owned(),
+            manifest: Digest::of(b"manifest"),
+            signature: None,
+            profile: Profile::Hardened,
+            backend: Backend::Kernel,
+            state: PathBuf::from("/nonexistent/state"),
+            layers: Vec::new(),
+            check_at_most_once: false,
+            keyring: None,
+            ipe_policy: None,
+        })
+    }
+
+    /// A container running as this test's own process, its rootfs mount `mount`.
+    fn container(name: &str, mount: &Record) -> Container {
+        Container {
+            name: name.to_owned(),
+            image: mount.image.clone(),
+            profile: mount.profile,
+            backend: mount.backend,
+            bundle: PathBuf::from("/nonexistent/bundle"),
+            rootfs: mount.target.clone(),
+            mount: mount.clone(),
+            args: Vec::new(),
+            volumes: Vec::new(),
+            init: Some(verity_fuse::identity::ProcessId::of(std::process::id()).unwrap()),
+            namespace: None,
+            expected: Vec::new(),
+            upper_baseline: Vec::new(),
+            detached: true,
+            created: 0,
+        }
+    }
+
+    #[test]
+    fn a_pass_audits_each_container_rootfs_once_and_gives_its_namespace_audit_that_report() {
+        let work = tempfile::tempdir().unwrap();
+        let store = Store::open(&work.path().join("store")).unwrap();
+        let records = [
+            record("a", Path::new("/run/a/rootfs")),
+            record("b", Path::new("/run/b/rootfs")),
+            record("plain", Path::new("/mnt/plain")),
+        ];
+        let containers = [container("a", &records[0]), container("b", &records[1])];
+        let mut audited: Vec<String> = Vec::new();
+        let (audits, reports) = audit_mounts(&store, &records, &containers, &mut |r| {
+            audited.push(r.id.clone());
+            audit::Report {
+                id: r.id.clone(),
+                target: r.target.clone(),
+                profile: r.profile,
+                checked: vec![format!("rootfs audit {} of {}", audited.len(), r.id)],
+                findings: Vec::new(),
+            }
+        });
+        assert_eq!(audited, ["a", "b", "plain"], "one rootfs audit per mount per pass");
+        assert_eq!(audits.len(), 3);
+        assert_eq!(reports.len(), 2);
+        for (report, audit) in reports.iter().zip(&audits) {
+            assert_eq!(report.rootfs.id, audit.id);
+            assert_eq!(
+                report.rootfs.checked, audit.checked,
+                "the container's rootfs half is the pass's audit"
+            );
+            let namespace_reads = report
+                .checked
+                .iter()
+                .filter(|c| c.contains("mounts in the container's namespace"));
+            assert_eq!(namespace_reads.count(), 1, "one mountinfo read of {}", report.name);
+        }
+    }
 }

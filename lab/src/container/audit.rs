@@ -23,7 +23,7 @@ use verity_fuse::identity::{FileId, ProcessDir, ProcessId};
 
 use super::{Container, Status};
 use crate::audit::{self, Report};
-use crate::mount::record;
+use crate::mount::{Record, record};
 use crate::mountinfo::{self, DeviceNumber};
 use crate::store::Store;
 
@@ -168,7 +168,7 @@ impl ContainerReport {
     }
 }
 
-/// Audits `container` (see the module docs).
+/// Audits `container` (see the module docs): its rootfs mount's audit, then its namespace's.
 pub fn audit(store: &Store, container: &Container) -> ContainerReport {
     let record = record::find(store, &container.rootfs).ok().flatten();
     let rootfs = match &record {
@@ -183,6 +183,13 @@ pub fn audit(store: &Store, container: &Container) -> ContainerReport {
             }],
         },
     };
+    audit_with_rootfs(container, record.as_ref(), rootfs)
+}
+
+/// Audits `container`'s own namespace on top of `rootfs`, the audit its caller already made of the container's
+/// rootfs mount `record` (`None` when its record is gone): one audit of that mount serves both, as in the
+/// agent's pass, which audits every mount of the node anyway.
+pub fn audit_with_rootfs(container: &Container, record: Option<&Record>, rootfs: Report) -> ContainerReport {
     let mut report = ContainerReport {
         name: container.name.clone(),
         init: container.init,
@@ -206,7 +213,7 @@ pub fn audit(store: &Store, container: &Container) -> ContainerReport {
         }
     };
     check_mounts(container, &process, &mut report);
-    if let Some(upper) = record.as_ref().and_then(|r| r.upperdir.as_deref()) {
+    if let Some(upper) = record.and_then(|r| r.upperdir.as_deref()) {
         check_upperdir(container, upper, &mut report);
     }
     report

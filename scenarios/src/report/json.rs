@@ -11,11 +11,14 @@
 //!   `error`, `findings`, `device`, `why`) and `status` is one of:
 //!   - `"observed"` with `observation: {outcome, grounds, evidence: {errors: [{kind, step, message}], findings:
 //!     [{kind, path?, message}], devices: [{device, state, blocks_verified, corruptions, first_corrupted?}],
-//!     effect?: {state: "took-effect" | "genuine" | "unobservable", detail}, timeline: [{at_ms, phase,
+//!     effect?: {state: "took-effect" | "genuine" | "unobservable", detail, replay?: {missed: [{identity:
+//!     "mount-id" | "device" | "loop-minor", at, wanted, got}]}}, timeline: [{at_ms, phase,
 //!     action, ok, detail?}]}}` and `differences: [{kind: "outcome" | "error" | "finding" | "device",
 //!     expected, observed}]` (empty when as expected). `outcome` is `blocked`, `detected`, `undetected` or
 //!     `inconclusive` (never expected: it fails the run); `grounds` is the one line of evidence the outcome
-//!     rests on; `effect` is what the attack saw from the container's side, when the pipeline got that far;
+//!     rests on; `effect` is what the attack saw from the container's side, when the pipeline got that far
+//!     (`replay`: for an attack that replays mounts, each identity it did not get back, none for a perfect
+//!     replay);
 //!   - `"skipped"` with `reason`;
 //!   - `"error"` with `message`.
 //!

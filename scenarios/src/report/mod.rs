@@ -221,6 +221,9 @@ pub(crate) fn evidence_lines(cell: &CellResult) -> Vec<String> {
             }
             if let Some(effect) = &evidence.effect {
                 lines.push(format!("the attacker looked ({}): {}", effect.state, effect.detail));
+                if let Some(replay) = &effect.replay {
+                    lines.push(format!("the replay: {replay}"));
+                }
             }
             for e in &evidence.errors {
                 lines.push(format!("error {} at {}: {}", e.kind, e.step, e.message));
