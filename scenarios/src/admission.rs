@@ -182,6 +182,7 @@ pub enum Decision {
 pub fn admit(
     policy: &Policy,
     image: &PodImage,
+    namespace: &str,
     endpoint: &RegistryRef,
     store: &Store,
     client: &ClientOptions,
@@ -192,17 +193,18 @@ pub fn admit(
             detail: "admission check OFF (mutation test): the pod is admitted as written".to_owned(),
         });
     }
-    let requirements = policy.requirements(&image.repository, &[]);
-    let rule = requirements
-        .rule
-        .as_deref()
-        .map_or_else(|| "no rule matched".to_owned(), |r| format!("rule {r:?}"));
+    let requirements = policy.requirements(&image.repository, Some(namespace), &[]);
+    let rule = match requirements.rules.as_slice() {
+        [] => format!("no rule matched in namespace {namespace:?}"),
+        [one] => format!("rule {one:?}"),
+        many => format!("rules {many:?}"),
+    };
     if requirements.reject {
         return Ok(Decision::Denied {
             reason: format!("{rule} refuses {image}"),
         });
     }
-    if requirements.rule.is_none() && !requirements.require_signature && !requirements.require_pull_by_digest {
+    if requirements.rules.is_empty() && !requirements.require_signature && !requirements.require_pull_by_digest {
         return Ok(Decision::Admitted {
             image: image.clone(),
             detail: format!("{rule}: {image} admitted unchecked"),
@@ -254,6 +256,7 @@ pub fn admit(
                 .map_err(|e| AdmissionError::new(e.class(), e))?;
         }
         let mut options = VerifyOptions::new(policy.clone(), Vec::new());
+        options.namespace = Some(namespace.to_owned());
         options.local = false;
         options.data = DataCheck::Skip("the admission controller checks the signature, not a node's layers");
         match sign::verify_image(store, &resolved, &options) {
@@ -319,9 +322,9 @@ mod tests {
         ];
         for (name, mutate, by_digest) in expected {
             let (policy, _) = policy(name, &key).unwrap().unwrap();
-            let requirements = policy.requirements("lab.example/veritylab/app", &[]);
+            let requirements = policy.requirements("lab.example/veritylab/app", Some("default"), &[]);
             assert!(
-                requirements.rule.is_some(),
+                !requirements.rules.is_empty(),
                 "{name}: the rule matches the pod's repository"
             );
             assert!(requirements.require_signature && !requirements.reject, "{name}");

@@ -61,7 +61,7 @@ pub(super) fn import(document: &Value) -> Result<Contribution, Problem> {
             for (scope, node) in scopes {
                 let decision = decide(&node, &mut out.not_enforced)?;
                 for pattern in scope_patterns(&scope, node.path(), &mut out.not_enforced) {
-                    out.push_pattern(0, pattern, rule(&decision), node.path());
+                    out.push_pattern("", pattern, rule(&decision), node.path());
                 }
             }
         }
