@@ -57,6 +57,10 @@ static MODELS: &[(&str, &str)] = &[
         "policy-controller",
         include_str!("../policies/admission/policy-controller.yaml"),
     ),
+    (
+        "kyverno-prod-only",
+        include_str!("../policies/admission/kyverno-prod-only.yaml"),
+    ),
 ];
 
 /// Every name a scenario's `[admission] policy` may take.
@@ -315,14 +319,15 @@ mod tests {
     fn every_model_imports_with_the_publisher_key_and_says_how_it_pins() {
         let key = pem();
         let expected = [
-            ("kyverno-defaults", true, true),
-            ("kyverno-no-mutate", false, false),
-            ("kyverno-verify-digest", false, true),
-            ("policy-controller", true, true),
+            ("kyverno-defaults", "default", true, true),
+            ("kyverno-no-mutate", "default", false, false),
+            ("kyverno-verify-digest", "default", false, true),
+            ("policy-controller", "default", true, true),
+            ("kyverno-prod-only", "prod", true, true),
         ];
-        for (name, mutate, by_digest) in expected {
+        for (name, namespace, mutate, by_digest) in expected {
             let (policy, _) = policy(name, &key).unwrap().unwrap();
-            let requirements = policy.requirements("lab.example/veritylab/app", Some("default"), &[]);
+            let requirements = policy.requirements("lab.example/veritylab/app", Some(namespace), &[]);
             assert!(
                 !requirements.rules.is_empty(),
                 "{name}: the rule matches the pod's repository"
@@ -335,6 +340,12 @@ mod tests {
             );
             assert_eq!(requirements.keys.len(), 1, "{name}: the publisher's key");
         }
+        let (prod_only, _) = policy("kyverno-prod-only", &key).unwrap().unwrap();
+        let dev = prod_only.requirements("lab.example/veritylab/app", Some("dev"), &[]);
+        assert!(
+            dev.rules.is_empty() && !dev.require_signature && !dev.require_pull_by_digest,
+            "outside prod the webhook checks nothing"
+        );
         assert_eq!(policy(NONE, &key).unwrap(), None);
         assert!(policy("kyverno-nope", &key).is_err());
         assert_eq!(names().count(), MODELS.len() + 1);

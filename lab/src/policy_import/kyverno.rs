@@ -10,9 +10,9 @@
 //!   must pass them all. `skipImageReferences` become rules before the entry's in its group, needing no
 //!   signature (the group's first match wins), so a skip exempts the image from that entry only.
 //! - An attestor set needs `count` of its entries (unset: all). A set of ECDSA P-256 keys needing N of them
-//!   is a rule's `key_data` with `key_threshold = N` (distinct keys that signed); a set mixing keys with
-//!   attestors the lab cannot check, or several sets (all needed), cannot be said with one key list: the
-//!   first set is imported needing one of its keys, and the rest listed.
+//!   is a rule's `key_data` with `key_threshold = N` (distinct keys that signed). Every set must pass: each
+//!   further set is a group of its own with the entry's patterns. A set mixing keys with attestors the lab
+//!   cannot check needs one of its keys here (listed).
 //! - `verifyDigest` (default true) or `mutateDigest` (default true: the pod is pinned to the digest the
 //!   webhook verified, so the node pulls by digest) make the rule `require_pull_by_digest`; `mutateDigest`
 //!   is also kept as the rule's `mutate_digest`, which an admission stage acts on.
@@ -321,7 +321,6 @@ fn import_entry(
     selection: &Selection,
     out: &mut Contribution,
 ) -> Result<(), Problem> {
-    let unit = entry.path();
     let mut fields = entry.fields()?;
     fields.ignore("failureAction");
     for harmless in ["imageRegistryCredentials", "useCache", "required"] {
@@ -401,27 +400,17 @@ fn import_entry(
     };
     fields.finish(&mut out.not_enforced);
 
-    for skip in &skips {
-        if let Some(pattern) = repository_pattern(skip, &mut out.not_enforced)? {
-            let mut rule = RuleFile::new("");
-            rule.require_signature = false;
-            rule.namespaces = selection.namespaces.clone();
-            rule.exclude_namespaces = selection.exclude.clone();
-            out.push_pattern(unit, pattern, rule, skip.path());
-        }
-    }
+    let skips = skips
+        .iter()
+        .map(|n| Ok(repository_pattern(n, &mut out.not_enforced)?.map(|p| (p, n.path().to_owned()))))
+        .collect::<Result<Vec<_>, Problem>>()?
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+    let mut references = Vec::new();
     for node in &patterns {
-        let Some(pattern) = repository_pattern(node, &mut out.not_enforced)? else {
-            continue;
-        };
-        let mut rule = RuleFile::new("");
-        rule.namespaces = selection.namespaces.clone();
-        rule.exclude_namespaces = selection.exclude.clone();
-        rule.require_pull_by_digest = Some(mutate || verify);
-        rule.mutate_digest = Some(mutate);
-        match (&keys, action) {
-            (_, Action::Audit) => {
-                rule.require_signature = false;
+        if let Some(pattern) = repository_pattern(node, &mut out.not_enforced)? {
+            if action == Action::Audit {
                 out.not_enforced.push(NotEnforced {
                     path: node.path().to_owned(),
                     what: "Audit: Kyverno reports a failed check and admits the image; veritylab does the same \
@@ -429,31 +418,68 @@ fn import_entry(
                         .into(),
                 });
             }
-            // No attestors: Kyverno only handles the digest.
-            (None, Action::Enforce) => rule.require_signature = false,
-            (Some(Keys::Threshold(keys, needed)), Action::Enforce) => {
-                rule.key_data = keys.clone();
-                rule.key_threshold = (*needed > 1).then_some(*needed);
-            }
-            (Some(Keys::Unusable), Action::Enforce) => rule.reject = true,
+            references.push((pattern, node.path().to_owned()));
         }
-        out.push_pattern(unit, pattern, rule, node.path());
+    }
+    // What each group of the entry needs: every attestor set must pass, so each set is a group of its own,
+    // with the entry's skips and references.
+    let needs: Vec<Need> = match (keys, action) {
+        (_, Action::Audit) | (None, Action::Enforce) => vec![Need::Nothing],
+        (Some(sets), Action::Enforce) if sets.is_empty() => vec![Need::Refuse],
+        (Some(sets), Action::Enforce) => sets.into_iter().map(|(keys, n)| Need::Keys(keys, n)).collect(),
+    };
+    for (k, need) in needs.iter().enumerate() {
+        let unit = if k == 0 {
+            entry.path().to_owned()
+        } else {
+            format!("{}.attestors[{k}]", entry.path())
+        };
+        let mut base = RuleFile::new("");
+        base.namespaces = selection.namespaces.clone();
+        base.exclude_namespaces = selection.exclude.clone();
+        for (pattern, path) in &skips {
+            let mut rule = base.clone();
+            rule.require_signature = false;
+            out.push_pattern(&unit, pattern.clone(), rule, path);
+        }
+        for (pattern, path) in &references {
+            let mut rule = base.clone();
+            rule.require_pull_by_digest = Some(mutate || verify);
+            rule.mutate_digest = Some(mutate);
+            match need {
+                Need::Nothing => rule.require_signature = false,
+                Need::Refuse => rule.reject = true,
+                Need::Keys(keys, needed) => {
+                    rule.key_data = keys.clone();
+                    rule.key_threshold = (*needed > 1).then_some(*needed);
+                }
+            }
+            out.push_pattern(&unit, pattern.clone(), rule, path);
+        }
     }
     Ok(())
 }
 
-/// The keys an entry's attestors need, as far as one key list with a threshold can say it.
+/// What one group made from a `verifyImages` entry asks of its images.
 #[derive(Debug, Clone)]
-enum Keys {
+enum Need {
+    /// No signature: the entry has no attestors (Kyverno only handles the digest) or only audits.
+    Nothing,
     /// Signatures by this many distinct ones of these PEM keys.
-    Threshold(Vec<String>, u32),
-    /// No set the lab can check: images the entry covers are refused here (Kyverno would check something
-    /// this lab cannot, so admitting them would be weaker).
-    Unusable,
+    Keys(Vec<String>, u32),
+    /// Refused: no attestor set the lab can check (Kyverno would check something this lab cannot, so
+    /// admitting them would be weaker).
+    Refuse,
 }
 
-fn attestor_keys(attestors: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> Result<Keys, Problem> {
-    let mut chosen: Option<(Vec<String>, u32)> = None;
+/// The key sets of an entry's attestors that the lab can check, each as PEM keys and how many of them must
+/// have signed; every set must pass. A set mixing keys with attestors the lab cannot check needs one of its
+/// keys here (listed); a set with no key the lab can check is listed and left out.
+fn attestor_keys(
+    attestors: &Node<'_>,
+    not_enforced: &mut Vec<NotEnforced>,
+) -> Result<Vec<(Vec<String>, u32)>, Problem> {
+    let mut sets = Vec::new();
     for set in attestors.items()? {
         let mut fields = set.fields()?;
         let count = fields.take("count").map(|n| n.count()).transpose()?;
@@ -473,32 +499,29 @@ fn attestor_keys(attestors: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> R
             Some(n) => n as usize,
         };
         // N of the keys is enforced exactly when every entry is a key the lab can check.
-        let usable = !keys.is_empty() && (needed == 1 || (other == 0 && needed <= keys.len()));
-        if usable && chosen.is_none() {
-            chosen = Some((keys, u32::try_from(needed).unwrap_or(u32::MAX)));
+        let exact = !keys.is_empty() && (needed == 1 || (other == 0 && needed <= keys.len()));
+        if exact {
+            sets.push((keys, u32::try_from(needed).unwrap_or(u32::MAX)));
+            continue;
+        }
+        let what = if keys.is_empty() {
+            "no ECDSA P-256 key veritylab can check in this set".to_owned()
         } else {
-            let what = if !usable && !keys.is_empty() {
-                format!(
-                    "needs {needed} of {} signatures (all when count is unset), some by attestors veritylab \
-                     cannot check; veritylab checks that one of the keys signed",
-                    keys.len() + other
-                )
-            } else if usable {
-                "a further attestor set (Kyverno needs every set): veritylab checks the first usable set only"
-                    .to_owned()
-            } else {
-                "no ECDSA P-256 key veritylab can check in this set".to_owned()
-            };
-            not_enforced.push(NotEnforced {
-                path: set.path().to_owned(),
-                what,
-            });
-            if chosen.is_none() && !keys.is_empty() {
-                chosen = Some((keys, 1));
-            }
+            format!(
+                "needs {needed} of {} signatures (all when count is unset), some by attestors veritylab cannot \
+                 check; veritylab checks that one of the keys signed",
+                keys.len() + other
+            )
+        };
+        not_enforced.push(NotEnforced {
+            path: set.path().to_owned(),
+            what,
+        });
+        if !keys.is_empty() {
+            sets.push((keys, 1));
         }
     }
-    Ok(chosen.map_or(Keys::Unusable, |(keys, needed)| Keys::Threshold(keys, needed)))
+    Ok(sets)
 }
 
 /// The PEM keys of one attestor entry, `None` when it is not a key the lab can check.

@@ -359,6 +359,50 @@ fn overlapping_kyverno_rules_become_groups_that_all_apply() {
 }
 
 #[test]
+fn every_attestor_set_of_an_entry_is_a_group_of_its_own() {
+    let (a, b) = (pem(), pem());
+    let second = one_key(&b).replace("          attestors:\n", "");
+    let text = kyverno(
+        "validationFailureAction: Enforce",
+        &["reg/*"],
+        &format!("{}{second}", one_key(&a)),
+    )
+    .replace(
+        "        - imageReferences:\n",
+        "        - skipImageReferences: [\"reg/debug/*\"]\n          imageReferences:\n",
+    );
+    let imported = import_text(&text, true).unwrap();
+    let rules: Vec<(&str, Option<&str>, bool)> = imported
+        .policy
+        .repository
+        .iter()
+        .map(|r| (r.pattern.as_str(), r.group.as_deref(), r.require_signature))
+        .collect();
+    let (first, other) = (
+        "ClusterPolicy/t spec.rules[0].verifyImages[0]",
+        "ClusterPolicy/t spec.rules[0].verifyImages[0].attestors[1]",
+    );
+    assert_eq!(
+        rules,
+        [
+            ("reg/debug/**", Some(first), false),
+            ("reg/**", Some(first), true),
+            ("reg/debug/**", Some(other), false),
+            ("reg/**", Some(other), true),
+        ]
+    );
+    let policy = Policy::from_file(imported.policy, Path::new("."), Path::new("p.toml")).unwrap();
+    let sets = policy.requirements("reg/app", Some("default"), &[]).key_sets;
+    assert_eq!(sets.len(), 2, "both sets must pass");
+    assert!(
+        policy
+            .requirements("reg/debug/x", Some("default"), &[])
+            .key_sets
+            .is_empty()
+    );
+}
+
+#[test]
 fn kyverno_namespaces_decide_which_rules_apply() {
     let key = pem();
     let selected = |selection: &str| {

@@ -110,7 +110,7 @@ impl VerifyOptions {
 pub enum CheckName {
     /// Tag or digest reference.
     Reference,
-    /// The matching policy rule and its keys.
+    /// The applied policy rules and their key sets.
     Policy,
     /// The stored manifest.
     Manifest,
