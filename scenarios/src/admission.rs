@@ -8,13 +8,14 @@
 //!
 //! The pod names `lab.example/veritylab/app:v1`, which the cluster reaches at the cell's registry on
 //! `127.0.0.1`. At admission time, against that registry, [`admit`] does what the webhook does:
-//! 1. the rule matching the image's repository decides (no rule and an `unmatched = "allow"` policy: the pod
-//!    is admitted as written);
+//! 1. every rule matching the image's repository and selecting the pod's namespace (the scenario's
+//!    `[admission] namespace`, default `default`) applies; none and an `unmatched = "allow"` policy: the pod
+//!    is admitted as written, as by a webhook whose policy does not select it;
 //! 2. the tag is resolved to the digest it names now (the image is pulled into the controller's own store,
 //!    every blob checked against its digest);
-//! 3. a required signature is fetched and verified on that digest with the rule's keys;
-//! 4. with the rule's `mutate_digest` (Kyverno's `mutateDigest`, always on for policy-controller) the pod's
-//!    image becomes `repo:tag@digest`, else it keeps the tag; then `require_pull_by_digest` (Kyverno's
+//! 3. a required signature is fetched and verified on that digest with each applied rule's keys;
+//! 4. with an applied rule's `mutate_digest` (Kyverno's `mutateDigest`, always on for policy-controller) the
+//!    pod's image becomes `repo:tag@digest`, else it keeps the tag; then `require_pull_by_digest` (Kyverno's
 //!    `verifyDigest`) refuses a pod whose image still has no digest.
 //!
 //! The check is of one instant: nothing binds what the node pulls later to it unless the pod names the
@@ -180,9 +181,9 @@ pub enum Decision {
     },
 }
 
-/// Checks the pod's `image` against `policy` at the registry `endpoint` (where the cluster reaches the
-/// image's repository), as the admission webhook does (see the module docs). `store` is the controller's own
-/// cache; `client` its registry settings.
+/// Checks the pod's `image`, in the pod's `namespace`, against `policy` at the registry `endpoint` (where the
+/// cluster reaches the image's repository), as the admission webhook does (see the module docs). `store` is
+/// the controller's own cache; `client` its registry settings.
 pub fn admit(
     policy: &Policy,
     image: &PodImage,
