@@ -8,13 +8,14 @@
 //!
 //! The pod names `lab.example/veritylab/app:v1`, which the cluster reaches at the cell's registry on
 //! `127.0.0.1`. At admission time, against that registry, [`admit`] does what the webhook does:
-//! 1. the rule matching the image's repository decides (no rule and an `unmatched = "allow"` policy: the pod
-//!    is admitted as written);
+//! 1. every rule matching the image's repository and selecting the pod's namespace (the scenario's
+//!    `[admission] namespace`, default `default`) applies; none and an `unmatched = "allow"` policy: the pod
+//!    is admitted as written, as by a webhook whose policy does not select it;
 //! 2. the tag is resolved to the digest it names now (the image is pulled into the controller's own store,
 //!    every blob checked against its digest);
-//! 3. a required signature is fetched and verified on that digest with the rule's keys;
-//! 4. with the rule's `mutate_digest` (Kyverno's `mutateDigest`, always on for policy-controller) the pod's
-//!    image becomes `repo:tag@digest`, else it keeps the tag; then `require_pull_by_digest` (Kyverno's
+//! 3. a required signature is fetched and verified on that digest with each applied rule's keys;
+//! 4. with an applied rule's `mutate_digest` (Kyverno's `mutateDigest`, always on for policy-controller) the
+//!    pod's image becomes `repo:tag@digest`, else it keeps the tag; then `require_pull_by_digest` (Kyverno's
 //!    `verifyDigest`) refuses a pod whose image still has no digest.
 //!
 //! The check is of one instant: nothing binds what the node pulls later to it unless the pod names the
@@ -56,6 +57,10 @@ static MODELS: &[(&str, &str)] = &[
     (
         "policy-controller",
         include_str!("../policies/admission/policy-controller.yaml"),
+    ),
+    (
+        "kyverno-prod-only",
+        include_str!("../policies/admission/kyverno-prod-only.yaml"),
     ),
 ];
 
@@ -176,12 +181,13 @@ pub enum Decision {
     },
 }
 
-/// Checks the pod's `image` against `policy` at the registry `endpoint` (where the cluster reaches the
-/// image's repository), as the admission webhook does (see the module docs). `store` is the controller's own
-/// cache; `client` its registry settings.
+/// Checks the pod's `image`, in the pod's `namespace`, against `policy` at the registry `endpoint` (where the
+/// cluster reaches the image's repository), as the admission webhook does (see the module docs). `store` is
+/// the controller's own cache; `client` its registry settings.
 pub fn admit(
     policy: &Policy,
     image: &PodImage,
+    namespace: &str,
     endpoint: &RegistryRef,
     store: &Store,
     client: &ClientOptions,
@@ -192,17 +198,18 @@ pub fn admit(
             detail: "admission check OFF (mutation test): the pod is admitted as written".to_owned(),
         });
     }
-    let requirements = policy.requirements(&image.repository, &[]);
-    let rule = requirements
-        .rule
-        .as_deref()
-        .map_or_else(|| "no rule matched".to_owned(), |r| format!("rule {r:?}"));
+    let requirements = policy.requirements(&image.repository, Some(namespace), &[]);
+    let rule = match requirements.rules.as_slice() {
+        [] => format!("no rule matched in namespace {namespace:?}"),
+        [one] => format!("rule {one:?}"),
+        many => format!("rules {many:?}"),
+    };
     if requirements.reject {
         return Ok(Decision::Denied {
             reason: format!("{rule} refuses {image}"),
         });
     }
-    if requirements.rule.is_none() && !requirements.require_signature && !requirements.require_pull_by_digest {
+    if requirements.rules.is_empty() && !requirements.require_signature && !requirements.require_pull_by_digest {
         return Ok(Decision::Admitted {
             image: image.clone(),
             detail: format!("{rule}: {image} admitted unchecked"),
@@ -254,6 +261,7 @@ pub fn admit(
                 .map_err(|e| AdmissionError::new(e.class(), e))?;
         }
         let mut options = VerifyOptions::new(policy.clone(), Vec::new());
+        options.namespace = Some(namespace.to_owned());
         options.local = false;
         options.data = DataCheck::Skip("the admission controller checks the signature, not a node's layers");
         match sign::verify_image(store, &resolved, &options) {
@@ -312,16 +320,17 @@ mod tests {
     fn every_model_imports_with_the_publisher_key_and_says_how_it_pins() {
         let key = pem();
         let expected = [
-            ("kyverno-defaults", true, true),
-            ("kyverno-no-mutate", false, false),
-            ("kyverno-verify-digest", false, true),
-            ("policy-controller", true, true),
+            ("kyverno-defaults", "default", true, true),
+            ("kyverno-no-mutate", "default", false, false),
+            ("kyverno-verify-digest", "default", false, true),
+            ("policy-controller", "default", true, true),
+            ("kyverno-prod-only", "prod", true, true),
         ];
-        for (name, mutate, by_digest) in expected {
+        for (name, namespace, mutate, by_digest) in expected {
             let (policy, _) = policy(name, &key).unwrap().unwrap();
-            let requirements = policy.requirements("lab.example/veritylab/app", &[]);
+            let requirements = policy.requirements("lab.example/veritylab/app", Some(namespace), &[]);
             assert!(
-                requirements.rule.is_some(),
+                !requirements.rules.is_empty(),
                 "{name}: the rule matches the pod's repository"
             );
             assert!(requirements.require_signature && !requirements.reject, "{name}");
@@ -332,6 +341,12 @@ mod tests {
             );
             assert_eq!(requirements.keys.len(), 1, "{name}: the publisher's key");
         }
+        let (prod_only, _) = policy("kyverno-prod-only", &key).unwrap().unwrap();
+        let dev = prod_only.requirements("lab.example/veritylab/app", Some("dev"), &[]);
+        assert!(
+            dev.rules.is_empty() && !dev.require_signature && !dev.require_pull_by_digest,
+            "outside prod the webhook checks nothing"
+        );
         assert_eq!(policy(NONE, &key).unwrap(), None);
         assert!(policy("kyverno-nope", &key).is_err());
         assert_eq!(names().count(), MODELS.len() + 1);

@@ -178,6 +178,7 @@ struct RawScenario {
 #[serde(deny_unknown_fields)]
 struct RawAdmission {
     policy: Spanned<String>,
+    namespace: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -359,7 +360,26 @@ fn check_admission(
             ),
         ));
     }
-    Some(Admission { policy: policy.clone() })
+    let namespace = match &raw.get_ref().namespace {
+        Some(namespace) => {
+            let name = namespace.get_ref();
+            if !veritylab::sign::is_namespace_name(name) {
+                problems.push(loc.span(
+                    namespace,
+                    format!(
+                        "admission.namespace: `{name}` is not a namespace name (lowercase letters, digits and `-`, \
+                         at most 63)"
+                    ),
+                ));
+            }
+            name.clone()
+        }
+        None => "default".to_owned(),
+    };
+    Some(Admission {
+        policy: policy.clone(),
+        namespace,
+    })
 }
 
 fn check_id(loc: &Locator<'_>, id: &Spanned<String>, problems: &mut Vec<Problem>) {

@@ -641,7 +641,7 @@ fn admit_and_pull(
                 user_agent: Some(admission::USER_AGENT.to_owned()),
                 ..client_options(&source)
             };
-            match admission::admit(&policy, &image, endpoint, &controller, &client) {
+            match admission::admit(&policy, &image, &stage.namespace, endpoint, &controller, &client) {
                 Ok(Decision::Admitted { image, detail }) => {
                     cell.step(
                         Phase::Setup,
@@ -911,6 +911,9 @@ fn verify(cell: &mut Cell<'_>, sandbox: &mut Sandbox) -> Result<Option<(String, 
     let policy = Policy {
         rules: vec![Rule {
             pattern: REPOSITORY.to_owned(),
+            group: None,
+            namespaces: Vec::new(),
+            exclude_namespaces: Vec::new(),
             require_signature: sandbox.policy_requires_signature,
             reject: false,
             keys: Vec::new(),

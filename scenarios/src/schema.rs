@@ -48,6 +48,8 @@ pub struct Scenario {
 pub struct Admission {
     /// The admission policy: a document of `scenarios/policies/admission/` by its stem, or `none`.
     pub policy: String,
+    /// The pod's namespace, which decides the policy's rules selected by namespace (default `default`).
+    pub namespace: String,
 }
 
 /// Where a threat is described.

@@ -18,6 +18,8 @@ const MATRIX: &[(&str, [Outcome; 5])] = {
         ("-kyverno-verify-digest", [B, B, B, B, B]),
         ("-kyverno-defaults", [B, B, B, B, B]),
         ("-policy-controller", [B, B, B, B, B]),
+        ("-kyverno-prod-only", [B, B, B, B, B]),
+        ("-kyverno-prod-only-dev", [U, U, U, B, B]),
     ]
 };
 
@@ -57,6 +59,18 @@ fn attacks_between_admission_and_pull_are_stopped_by_the_layer_that_pins_or_veri
                 };
                 match *suffix {
                     "" => assert!(detail(cell, "admission").starts_with("no admission policy"), "{at}"),
+                    "-kyverno-prod-only-dev" => {
+                        let checked = detail(cell, "admission");
+                        assert!(
+                            checked.contains("no rule matched in namespace \"dev\"")
+                                && checked.contains("admitted unchecked"),
+                            "the webhook does not apply in dev: {at}: {checked}"
+                        );
+                        assert!(
+                            pull_from.unwrap().contains("/veritylab/app:v1 ("),
+                            "pulled by tag: {at}"
+                        );
+                    }
                     "-kyverno-verify-digest" => {
                         assert!(!admission.ok, "{at}");
                         let denied = &observation.evidence.errors[0];
@@ -115,7 +129,7 @@ fn attacks_between_admission_and_pull_are_stopped_by_the_layer_that_pins_or_veri
                 }
                 if attack == "registry-split-view" {
                     let decoys = detail(cell, "stop the registry's front");
-                    let node_pulled_the_tag = matches!(*suffix, "" | "-kyverno-no-mutate");
+                    let node_pulled_the_tag = matches!(*suffix, "" | "-kyverno-no-mutate" | "-kyverno-prod-only-dev");
                     assert_eq!(
                         !decoys.contains("answered 0 requests"),
                         node_pulled_the_tag,

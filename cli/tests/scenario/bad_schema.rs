@@ -344,8 +344,22 @@ fn an_admission_stage_names_a_known_policy_and_an_attack_that_runs_around_it() {
     };
     let scenario = load::parse("demo.toml", &admission("tag-moved-after-admission", "kyverno-defaults")).unwrap();
     assert_eq!(
-        scenario.admission.map(|a| a.policy).as_deref(),
-        Some("kyverno-defaults")
+        scenario.admission.map(|a| (a.policy, a.namespace)),
+        Some(("kyverno-defaults".to_owned(), "default".to_owned())),
+        "the pod is in `default` unless the scenario says otherwise"
+    );
+    let in_namespace = |namespace: &str| {
+        admission("tag-moved-after-admission", "kyverno-prod-only").replace(
+            "policy = \"kyverno-prod-only\"\n",
+            &format!("policy = \"kyverno-prod-only\"\nnamespace = \"{namespace}\"\n"),
+        )
+    };
+    let scenario = load::parse("demo.toml", &in_namespace("prod")).unwrap();
+    assert_eq!(scenario.admission.map(|a| a.namespace).as_deref(), Some("prod"));
+    let p = one_problem(&in_namespace("Prod_1"));
+    assert!(
+        p.contains("admission.namespace: `Prod_1` is not a namespace name"),
+        "{p}"
     );
     assert!(load::parse("demo.toml", &admission("registry-split-view", "none")).is_ok());
 

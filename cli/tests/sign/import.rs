@@ -8,7 +8,7 @@ use veritylab::policy_import;
 use veritylab::sign::keys;
 use veritylab::sign::{Policy, Scheme, SignatureFinding, VerifyOptions};
 
-use super::support::{REPO, findings, rejected, signed_store, verified};
+use super::support::{REPO, findings, key_pair, rejected, sign, signed_store, verified};
 
 fn veritylab() -> Command {
     Command::new(env!("CARGO_BIN_EXE_veritylab"))
@@ -108,6 +108,137 @@ fn verify_takes_a_cluster_policy_directly() {
         Some(3),
         "not trusted: {}",
         String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Two Kyverno rules that both match `registry.example/lab/app`: one for every image of the registry
+/// trusting `first`, one for the app trusting `second`. Kyverno applies both.
+fn overlapping_kyverno(first: &str, second: &str) -> String {
+    let key = |pem: &str| -> String { pem.lines().map(|l| format!("                      {l}\n")).collect() };
+    let rule = |name: &str, reference: &str, pem: &str| {
+        format!(
+            "    - name: {name}\n      match:\n        any:\n          - resources:\n              kinds: [Pod]\n      verifyImages:\n        - imageReferences: [\"{reference}\"]\n          mutateDigest: false\n          verifyDigest: false\n          attestors:\n            - entries:\n                - keys:\n                    rekor: {{ignoreTlog: true}}\n                    publicKeys: |-\n{}",
+            key(pem)
+        )
+    };
+    format!(
+        "apiVersion: kyverno.io/v1\nkind: ClusterPolicy\nmetadata:\n  name: both\nspec:\n  validationFailureAction: Enforce\n  rules:\n{}{}",
+        rule("registry", "registry.example/*", first),
+        rule("app", "registry.example/lab/app*", second)
+    )
+}
+
+#[test]
+fn overlapping_kyverno_rules_must_all_pass() {
+    let work = tempfile::tempdir().unwrap();
+    let (store, first, _, _) = signed_store(&work.path().join("store"), Scheme::Cosign);
+    let (second, _) = key_pair();
+    let name = format!("{REPO}:v1");
+    let policy = work.path().join("both.yaml");
+    std::fs::write(
+        &policy,
+        overlapping_kyverno(
+            &keys::public_pem(first.verifying_key()),
+            &keys::public_pem(second.verifying_key()),
+        ),
+    )
+    .unwrap();
+    let verify = || {
+        veritylab()
+            .args(["verify", &name, "--offline", "--policy"])
+            .arg(&policy)
+            .arg("--store")
+            .arg(work.path().join("store"))
+            .output()
+            .unwrap()
+    };
+
+    let out = verify();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "signed by the registry's key only: {printed}"
+    );
+    assert!(
+        printed.contains("registry.example/lab/app**") && printed.contains("spec.rules[1].verifyImages[0]"),
+        "the finding names the app rule: {printed}"
+    );
+    assert!(!printed.contains("not enforced: an image matching both"), "{printed}");
+    let imported = policy_import::import(std::slice::from_ref(&policy), true).unwrap();
+    let loaded = Policy::from_file(imported.policy, work.path(), &policy).unwrap();
+    let report = rejected(&store, &name, &VerifyOptions::new(loaded.clone(), Vec::new()));
+    assert!(
+        findings(&report).iter().any(|f| matches!(
+            f,
+            SignatureFinding::TooFewSigners { rule, verified: 0, needed: 1 } if rule.contains("lab/app**")
+        )),
+        "{:?}",
+        findings(&report)
+    );
+    assert_eq!(report.rule.len(), 2, "both rules applied: {:?}", report.rule);
+
+    sign(&store, &name, &second, Scheme::Cosign, 1_800_000_000);
+    let out = verify();
+    assert!(
+        out.status.success(),
+        "signed by both keys: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    verified(&store, &name, &VerifyOptions::new(loaded, Vec::new()));
+}
+
+#[test]
+fn a_rule_for_one_namespace_decides_only_there_and_without_a_namespace() {
+    let work = tempfile::tempdir().unwrap();
+    let (_, signer, _, _) = signed_store(&work.path().join("store"), Scheme::Cosign);
+    // The publisher's key is trusted where no rule says otherwise; the prod rule trusts a stranger only.
+    let publisher = work.path().join("publisher.pub");
+    std::fs::write(&publisher, keys::public_pem(signer.verifying_key())).unwrap();
+    let stranger = keys::public_pem(keys::generate().verifying_key());
+    let policy = work.path().join("prod.yaml");
+    std::fs::write(
+        &policy,
+        kyverno(&stranger).replace(
+            "              kinds: [Pod]\n",
+            "              kinds: [Pod]\n              namespaces: [prod]\n",
+        ),
+    )
+    .unwrap();
+    let verify = |namespace: Option<&str>| {
+        let mut command = veritylab();
+        command
+            .args(["verify", &format!("{REPO}:v1"), "--offline", "--policy"])
+            .arg(&policy)
+            .arg("--key")
+            .arg(&publisher)
+            .arg("--store")
+            .arg(work.path().join("store"));
+        if let Some(namespace) = namespace {
+            command.args(["--namespace", namespace]);
+        }
+        command.output().unwrap().status.code()
+    };
+    assert_eq!(
+        verify(Some("prod")),
+        Some(3),
+        "the rule selects prod: the stranger's key is needed"
+    );
+    assert_eq!(
+        verify(Some("dev")),
+        Some(0),
+        "no rule selects dev: the publisher's signature is enough"
+    );
+    assert_eq!(verify(None), Some(3), "no namespace: the stricter answer");
+    assert_eq!(
+        verify(Some("Not_A_Namespace")),
+        Some(2),
+        "a bad namespace name is a usage error"
     );
 }
 

@@ -192,7 +192,11 @@ fn a_rule_needing_two_signers_counts_distinct_trusted_keys() {
         pem(&second_public)
     ));
     let opts = options(two_of_two, &first_public, Scheme::Cosign);
-    let too_few = vec![SignatureFinding::TooFewSigners { verified: 1, needed: 2 }];
+    let too_few = vec![SignatureFinding::TooFewSigners {
+        rule: "registry.example/lab/*".to_owned(),
+        verified: 1,
+        needed: 2,
+    }];
     assert_eq!(findings(&rejected(&store, &name, &opts)), too_few);
     // The same key signing again is still one signer.
     let again = sign(&store, &name, &first, Scheme::Cosign, 1_800_000_000);

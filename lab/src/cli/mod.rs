@@ -308,6 +308,17 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+/// A `--namespace` value: a Kubernetes namespace name.
+fn parse_namespace(value: &str) -> Result<String, String> {
+    if crate::sign::is_namespace_name(value) {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "{value:?} is not a namespace name (lowercase letters, digits and `-`, at most 63)"
+        ))
+    }
+}
+
 /// The trust policy (`--policy`, or the default one) and the public keys (`--key`) that `verify`, `mount` and
 /// `check` take, loaded and checked.
 fn trust_inputs(

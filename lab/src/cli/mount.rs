@@ -41,6 +41,9 @@ pub struct MountArgs {
     /// The trust policy (TOML), as for `veritylab verify`.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// The namespace of the pod the image is for, as for `veritylab verify` (unset: the stricter answer).
+    #[arg(long, value_name = "NS", value_parser = super::parse_namespace)]
+    pub namespace: Option<String>,
     /// The store [default: /var/lib/veritylab as root, else ~/.local/share/veritylab].
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
@@ -94,7 +97,9 @@ pub(crate) fn run_mount(args: &MountArgs) -> Result<(), CliError> {
         Trust::Local(args.image.clone())
     } else {
         let (policy, keys) = trust_inputs(args.policy.as_deref(), &args.key)?;
-        let verified = verify_image(&store, &args.image, &VerifyOptions::new(policy, keys))?;
+        let mut options = VerifyOptions::new(policy, keys);
+        options.namespace = args.namespace.clone();
+        let verified = verify_image(&store, &args.image, &options)?;
         Trust::Verified(Box::new(verified))
     };
     let backend = match args.backend {

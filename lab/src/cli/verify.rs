@@ -1,4 +1,4 @@
-//! `veritylab verify REF [--key PUB]... [--policy FILE] [--scheme S] [--annotation-key K] [--offline]
+//! `veritylab verify REF [--key PUB]... [--policy FILE] [--namespace NS] [--scheme S] [--annotation-key K] [--offline]
 //! [--plain-http] [--no-data] [--store DIR] [--json]`: checks a stored image's signature, root-hash
 //! annotations, local trees, the local layers' data (re-hashed against the signed root hashes, several
 //! layers at a time, unless `--no-data`) and the policy, and prints every check with what failed. An image
@@ -36,6 +36,10 @@ pub struct VerifyArgs {
     /// The trust policy (TOML; unknown keys are an error).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// The namespace of the pod the image is for: the policy's rules narrowed to namespaces apply only if
+    /// they select it. Without it every rule that could apply in some namespace does (stricter, never looser).
+    #[arg(long, value_name = "NS", value_parser = super::parse_namespace)]
+    pub namespace: Option<String>,
     /// The signature scheme [default: the policy's, else cosign].
     #[arg(long, value_parser = ["cosign", "delivery-kit"])]
     pub scheme: Option<String>,
@@ -86,6 +90,7 @@ impl TryFrom<VerifyArgs> for VerifyPlan {
             ));
         }
         let mut options = VerifyOptions::new(policy, keys);
+        options.namespace = args.namespace;
         if let Some(scheme) = &args.scheme {
             options.scheme = scheme.parse().map_err(CliError::Usage)?;
         }

@@ -3,7 +3,8 @@
 //! Its semantics, and how each maps:
 //! - Only the most specific scope applies: an exact `host/repo:tag`, then repository and namespace prefixes
 //!   (whole `/` segments, longest first), then `*.domain` wildcards (any port), then the transport's `""`
-//!   scope, then `default`. Rules are written in that order, so our first match picks the same scope. An
+//!   scope, then `default`. Rules are written in that order, in one group per document, so the group's first
+//!   match picks the same scope. An
 //!   exact-reference scope is widened to its repository (listed).
 //! - Every requirement of a list must accept the image. `reject` refuses; `insecureAcceptAnything` adds
 //!   nothing; `sigstoreSigned` with ECDSA P-256 keys (`keyPath(s)`, `keyData(s)`: base64 of a PEM file, its
@@ -61,7 +62,7 @@ pub(super) fn import(document: &Value) -> Result<Contribution, Problem> {
             for (scope, node) in scopes {
                 let decision = decide(&node, &mut out.not_enforced)?;
                 for pattern in scope_patterns(&scope, node.path(), &mut out.not_enforced) {
-                    out.push_pattern(0, pattern, rule(&decision), node.path());
+                    out.push_pattern("", pattern, rule(&decision), node.path());
                 }
             }
         }

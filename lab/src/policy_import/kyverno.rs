@@ -6,11 +6,13 @@
 //!   tag or digest (`repo:tag`, `repo@digest`); our rules match the repository, so a trailing `:*`, `@*` or
 //!   `*` maps exactly, a pattern naming one tag is widened to its repository (listed), and a pattern with no
 //!   wildcard and no tag never matches anything in Kyverno and is listed, not imported.
-//! - `skipImageReferences` become rules before the entry's, needing no signature (first match wins here).
+//! - Each entry is one group of the policy: Kyverno applies every matching rule and entry, and the image
+//!   must pass them all. `skipImageReferences` become rules before the entry's in its group, needing no
+//!   signature (the group's first match wins), so a skip exempts the image from that entry only.
 //! - An attestor set needs `count` of its entries (unset: all). A set of ECDSA P-256 keys needing N of them
-//!   is a rule's `key_data` with `key_threshold = N` (distinct keys that signed); a set mixing keys with
-//!   attestors the lab cannot check, or several sets (all needed), cannot be said with one key list: the
-//!   first set is imported needing one of its keys, and the rest listed.
+//!   is a rule's `key_data` with `key_threshold = N` (distinct keys that signed). Every set must pass: each
+//!   further set is a group of its own with the entry's patterns. A set mixing keys with attestors the lab
+//!   cannot check needs one of its keys here (listed).
 //! - `verifyDigest` (default true) or `mutateDigest` (default true: the pod is pinned to the digest the
 //!   webhook verified, so the node pulls by digest) make the rule `require_pull_by_digest`; `mutateDigest`
 //!   is also kept as the rule's `mutate_digest`, which an admission stage acts on.
@@ -18,8 +20,12 @@
 //!   `failureAction`, else `spec.validationFailureAction` (default `Audit`). `Audit` admits failures, so its
 //!   images need no signature here (listed).
 //! - Images no rule matches are admitted unchecked (`unmatched = "allow"`).
+//! - `match`/`exclude` by `resources.namespaces` become the rule's `namespaces`/`exclude_namespaces` (under
+//!   `any` the union; an `all` with several namespace filters cannot be said and the rule then applies in
+//!   every namespace); a namespaced `Policy` applies in its `metadata.namespace` only. Selection by
+//!   namespace labels, users, roles, names or object labels is listed, and the rule applies regardless.
 //! - Rekor (required by default for keys), certificates, keyless identities, attestations, KMS and Secret
-//!   keys, signature repositories, namespace and kind selection are listed as not enforced.
+//!   keys and signature repositories are listed as not enforced.
 
 use serde_json::Value;
 
@@ -49,7 +55,7 @@ pub(super) fn import(document: &Value) -> Result<Contribution, Problem> {
     if let Some(n) = spec.take("validationFailureActionOverrides") {
         out.not_enforced.push(NotEnforced {
             path: n.path().to_owned(),
-            what: "per-namespace failure actions: veritylab has no namespaces and uses the policy's action".into(),
+            what: "per-namespace failure actions: veritylab uses the policy's action in every namespace".into(),
         });
     }
     if let Some(n) = spec.take("applyRules")
@@ -57,16 +63,33 @@ pub(super) fn import(document: &Value) -> Result<Contribution, Problem> {
     {
         out.not_enforced.push(NotEnforced {
             path: n.path().to_owned(),
-            what: "applyRules One (stop at the first rule that applies): veritylab applies the first matching \
-                   repository rule, which differs where rules overlap"
+            what: "applyRules One (stop at the first rule that applies): veritylab applies every matching rule, \
+                   which is stricter where rules overlap"
                 .into(),
         });
     }
     let rules = spec.take("rules").ok_or_else(|| spec_node.problem("no rules"))?;
     spec.finish(&mut out.not_enforced);
-    let mut unit = 0;
+    let policy_namespace = match document.get("kind").and_then(Value::as_str) {
+        Some("Policy") => {
+            let namespace = document
+                .get("metadata")
+                .and_then(|m| m.get("namespace"))
+                .and_then(Value::as_str);
+            if namespace.is_none() {
+                out.not_enforced.push(NotEnforced {
+                    path: "metadata.namespace".into(),
+                    what: "a namespaced Policy without its namespace (set where it is applied): veritylab applies \
+                           it in every namespace"
+                        .into(),
+                });
+            }
+            namespace
+        }
+        _ => None,
+    };
     for rule in rules.items()? {
-        import_rule(&rule, default_action, &mut unit, &mut out)?;
+        import_rule(&rule, default_action, policy_namespace, &mut out)?;
     }
     Ok(out)
 }
@@ -88,18 +111,31 @@ impl Action {
     }
 }
 
+/// Imports one rule; `policy_namespace` is the namespace of a namespaced `Policy`.
 fn import_rule(
     rule: &Node<'_>,
     default_action: Action,
-    unit: &mut usize,
+    policy_namespace: Option<&str>,
     out: &mut Contribution,
 ) -> Result<(), Problem> {
     let mut fields = rule.fields()?;
     fields.ignore("name");
-    for selection in ["match", "exclude"] {
-        if let Some(n) = fields.take(selection) {
-            selection_not_enforced(&n, &mut out.not_enforced);
+    let mut selection = selection(fields.take("match"), fields.take("exclude"), &mut out.not_enforced)?;
+    if let Some(namespace) = policy_namespace {
+        // A namespaced Policy applies in its own namespace only.
+        if !selection.namespaces.is_empty()
+            && !selection
+                .namespaces
+                .iter()
+                .any(|g| crate::sign::policy::matches(g, namespace))
+        {
+            out.not_enforced.push(NotEnforced {
+                path: rule.path().to_owned(),
+                what: format!("selects no pod of the Policy's namespace {namespace:?}: not imported"),
+            });
+            return Ok(());
         }
+        selection.namespaces = vec![namespace.to_owned()];
     }
     let Some(entries) = fields.take("verifyImages") else {
         for kind in ["validate", "mutate", "generate"] {
@@ -128,41 +164,163 @@ fn import_rule(
     };
     fields.finish(&mut out.not_enforced);
     for entry in &entries {
-        import_entry(entry, action, *unit, out)?;
-        *unit += 1;
+        import_entry(entry, action, &selection, out)?;
     }
     Ok(())
 }
 
-/// `match`/`exclude`: resource kinds are fine (pods are what a node runs); anything else narrows the rule to
-/// namespaces, users or labels the node does not know.
-fn selection_not_enforced(node: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) {
-    let narrows = |v: &Value| {
-        let Some(resources) = v.get("resources") else {
-            return true;
-        };
-        v.as_object().is_none_or(|o| o.len() != 1)
-            || resources.as_object().is_none_or(|r| r.keys().any(|k| k != "kinds"))
-    };
-    let filters: Vec<&Value> = match node.value() {
-        Value::Object(o) => o
-            .iter()
-            .flat_map(|(k, v)| match (k.as_str(), v) {
-                ("any" | "all", Value::Array(items)) => items.iter().collect::<Vec<_>>(),
-                _ => vec![node.value()],
-            })
-            .collect(),
-        other => vec![other],
-    };
-    if filters.iter().any(|f| narrows(f)) {
-        not_enforced.push(NotEnforced {
-            path: node.path().to_owned(),
-            what: "selection by namespace, user or label: veritylab applies the rule to every image".into(),
-        });
-    }
+/// The namespaces a rule's `match` and `exclude` select, as far as namespace globs say it exactly.
+#[derive(Debug, Clone, Default)]
+struct Selection {
+    /// Namespaces the rule applies in (empty: every one).
+    namespaces: Vec<String>,
+    /// Namespaces it does not apply in.
+    exclude: Vec<String>,
 }
 
-fn import_entry(entry: &Node<'_>, action: Action, unit: usize, out: &mut Contribution) -> Result<(), Problem> {
+/// One resource filter: its namespace globs, and whether it also selects by something veritylab cannot check.
+#[derive(Debug)]
+struct Filter {
+    namespaces: Option<Vec<String>>,
+    other: bool,
+}
+
+/// Reads one resource filter (`resources` with `kinds`, `namespaces`, selectors; `subjects`, `roles`) from
+/// `fields`. Kinds are fine (pods are what a node runs); other selectors are listed.
+fn filter(mut fields: super::node::Fields<'_>, not_enforced: &mut Vec<NotEnforced>) -> Result<Filter, Problem> {
+    let mut out = Filter {
+        namespaces: None,
+        other: false,
+    };
+    for who in ["subjects", "roles", "clusterRoles"] {
+        if let Some(n) = fields.take(who) {
+            not_enforced.push(NotEnforced {
+                path: n.path().to_owned(),
+                what: format!("selection by {who}: veritylab does not know who creates the pod"),
+            });
+            out.other = true;
+        }
+    }
+    if let Some(resources) = fields.take("resources") {
+        let mut r = resources.fields()?;
+        r.ignore("kinds");
+        r.ignore("operations");
+        if let Some(n) = r.take("namespaces") {
+            let globs = n.strings()?;
+            if globs.iter().any(|g| g.contains('?')) {
+                not_enforced.push(NotEnforced {
+                    path: n.path().to_owned(),
+                    what: "a namespace pattern with `?`, which veritylab's globs cannot say".into(),
+                });
+                out.other = true;
+            } else {
+                out.namespaces = Some(globs);
+            }
+        }
+        for selector in ["namespaceSelector", "selector", "names", "name", "annotations"] {
+            if let Some(n) = r.take(selector) {
+                not_enforced.push(NotEnforced {
+                    path: n.path().to_owned(),
+                    what: format!("selection by {selector}: veritylab selects by namespace name only"),
+                });
+                out.other = true;
+            }
+        }
+        out.other |= r.finish(not_enforced);
+    }
+    out.other |= fields.finish(not_enforced);
+    Ok(out)
+}
+
+/// The filters of a `match` or `exclude`: those under `any`, and those that must all hold (under `all`, or
+/// the mapping itself in the older form).
+fn filters(node: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> Result<(Vec<Filter>, Vec<Filter>), Problem> {
+    let mut fields = node.fields()?;
+    let read = |n: Option<Node<'_>>, not_enforced: &mut Vec<NotEnforced>| -> Result<Vec<Filter>, Problem> {
+        n.map_or(Ok(Vec::new()), |n| {
+            n.items()?
+                .iter()
+                .map(|item| filter(item.fields()?, not_enforced))
+                .collect()
+        })
+    };
+    let any = read(fields.take("any"), not_enforced)?;
+    let mut all = read(fields.take("all"), not_enforced)?;
+    let legacy = ["resources", "subjects", "roles", "clusterRoles"]
+        .iter()
+        .any(|k| node.value().get(k).is_some());
+    if legacy {
+        all.push(filter(fields, not_enforced)?);
+    } else {
+        fields.finish(not_enforced);
+    }
+    Ok((any, all))
+}
+
+/// The namespaces `match` and `exclude` select. `match`: `any` is the union of its filters (none narrowed if
+/// one is not); `all` holds one namespace filter at most, else the rule applies everywhere (listed).
+/// `exclude`: a filter selecting by namespace alone excludes those namespaces; any other exclusion is listed
+/// and not applied, so the rule applies where upstream might not.
+fn selection(
+    matched: Option<Node<'_>>,
+    excluded: Option<Node<'_>>,
+    not_enforced: &mut Vec<NotEnforced>,
+) -> Result<Selection, Problem> {
+    let mut out = Selection::default();
+    if let Some(node) = matched {
+        let (any, all) = filters(&node, not_enforced)?;
+        let mut narrowing: Vec<Vec<String>> = Vec::new();
+        if !any.is_empty() && any.iter().all(|f| f.namespaces.is_some()) {
+            narrowing.push(any.into_iter().flat_map(|f| f.namespaces.unwrap_or_default()).collect());
+        }
+        narrowing.extend(all.into_iter().filter_map(|f| f.namespaces));
+        match narrowing.len() {
+            0 => {}
+            1 => out.namespaces = narrowing.remove(0),
+            _ => not_enforced.push(NotEnforced {
+                path: node.path().to_owned(),
+                what: "several namespace filters that must all hold: veritylab applies the rule in every namespace"
+                    .into(),
+            }),
+        }
+    }
+    if let Some(node) = excluded {
+        let (any, all) = filters(&node, not_enforced)?;
+        let mut exact = true;
+        for f in any {
+            match f {
+                Filter {
+                    namespaces: Some(globs),
+                    other: false,
+                } => out.exclude.extend(globs),
+                _ => exact = false,
+            }
+        }
+        if !all.is_empty() {
+            let by_namespace: Vec<&Filter> = all.iter().filter(|f| f.namespaces.is_some()).collect();
+            match by_namespace.as_slice() {
+                [one] if all.iter().all(|f| !f.other) => out.exclude.extend(one.namespaces.clone().unwrap_or_default()),
+                _ => exact = false,
+            }
+        }
+        if !exact {
+            not_enforced.push(NotEnforced {
+                path: node.path().to_owned(),
+                what: "an exclusion not by namespace alone: veritylab does not exclude those pods (the rule applies)"
+                    .into(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Imports one `verifyImages` entry as one unit (a group of the policy): its skips, then its references.
+fn import_entry(
+    entry: &Node<'_>,
+    action: Action,
+    selection: &Selection,
+    out: &mut Contribution,
+) -> Result<(), Problem> {
     let mut fields = entry.fields()?;
     fields.ignore("failureAction");
     for harmless in ["imageRegistryCredentials", "useCache", "required"] {
@@ -242,23 +400,17 @@ fn import_entry(entry: &Node<'_>, action: Action, unit: usize, out: &mut Contrib
     };
     fields.finish(&mut out.not_enforced);
 
-    for skip in &skips {
-        if let Some(pattern) = repository_pattern(skip, &mut out.not_enforced)? {
-            let mut rule = RuleFile::new("");
-            rule.require_signature = false;
-            out.push_pattern(unit, pattern, rule, skip.path());
-        }
-    }
+    let skips = skips
+        .iter()
+        .map(|n| Ok(repository_pattern(n, &mut out.not_enforced)?.map(|p| (p, n.path().to_owned()))))
+        .collect::<Result<Vec<_>, Problem>>()?
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+    let mut references = Vec::new();
     for node in &patterns {
-        let Some(pattern) = repository_pattern(node, &mut out.not_enforced)? else {
-            continue;
-        };
-        let mut rule = RuleFile::new("");
-        rule.require_pull_by_digest = Some(mutate || verify);
-        rule.mutate_digest = Some(mutate);
-        match (&keys, action) {
-            (_, Action::Audit) => {
-                rule.require_signature = false;
+        if let Some(pattern) = repository_pattern(node, &mut out.not_enforced)? {
+            if action == Action::Audit {
                 out.not_enforced.push(NotEnforced {
                     path: node.path().to_owned(),
                     what: "Audit: Kyverno reports a failed check and admits the image; veritylab does the same \
@@ -266,31 +418,68 @@ fn import_entry(entry: &Node<'_>, action: Action, unit: usize, out: &mut Contrib
                         .into(),
                 });
             }
-            // No attestors: Kyverno only handles the digest.
-            (None, Action::Enforce) => rule.require_signature = false,
-            (Some(Keys::Threshold(keys, needed)), Action::Enforce) => {
-                rule.key_data = keys.clone();
-                rule.key_threshold = (*needed > 1).then_some(*needed);
-            }
-            (Some(Keys::Unusable), Action::Enforce) => rule.reject = true,
+            references.push((pattern, node.path().to_owned()));
         }
-        out.push_pattern(unit, pattern, rule, node.path());
+    }
+    // What each group of the entry needs: every attestor set must pass, so each set is a group of its own,
+    // with the entry's skips and references.
+    let needs: Vec<Need> = match (keys, action) {
+        (_, Action::Audit) | (None, Action::Enforce) => vec![Need::Nothing],
+        (Some(sets), Action::Enforce) if sets.is_empty() => vec![Need::Refuse],
+        (Some(sets), Action::Enforce) => sets.into_iter().map(|(keys, n)| Need::Keys(keys, n)).collect(),
+    };
+    for (k, need) in needs.iter().enumerate() {
+        let unit = if k == 0 {
+            entry.path().to_owned()
+        } else {
+            format!("{}.attestors[{k}]", entry.path())
+        };
+        let mut base = RuleFile::new("");
+        base.namespaces = selection.namespaces.clone();
+        base.exclude_namespaces = selection.exclude.clone();
+        for (pattern, path) in &skips {
+            let mut rule = base.clone();
+            rule.require_signature = false;
+            out.push_pattern(&unit, pattern.clone(), rule, path);
+        }
+        for (pattern, path) in &references {
+            let mut rule = base.clone();
+            rule.require_pull_by_digest = Some(mutate || verify);
+            rule.mutate_digest = Some(mutate);
+            match need {
+                Need::Nothing => rule.require_signature = false,
+                Need::Refuse => rule.reject = true,
+                Need::Keys(keys, needed) => {
+                    rule.key_data = keys.clone();
+                    rule.key_threshold = (*needed > 1).then_some(*needed);
+                }
+            }
+            out.push_pattern(&unit, pattern.clone(), rule, path);
+        }
     }
     Ok(())
 }
 
-/// The keys an entry's attestors need, as far as one key list with a threshold can say it.
+/// What one group made from a `verifyImages` entry asks of its images.
 #[derive(Debug, Clone)]
-enum Keys {
+enum Need {
+    /// No signature: the entry has no attestors (Kyverno only handles the digest) or only audits.
+    Nothing,
     /// Signatures by this many distinct ones of these PEM keys.
-    Threshold(Vec<String>, u32),
-    /// No set the lab can check: images the entry covers are refused here (Kyverno would check something
-    /// this lab cannot, so admitting them would be weaker).
-    Unusable,
+    Keys(Vec<String>, u32),
+    /// Refused: no attestor set the lab can check (Kyverno would check something this lab cannot, so
+    /// admitting them would be weaker).
+    Refuse,
 }
 
-fn attestor_keys(attestors: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> Result<Keys, Problem> {
-    let mut chosen: Option<(Vec<String>, u32)> = None;
+/// The key sets of an entry's attestors that the lab can check, each as PEM keys and how many of them must
+/// have signed; every set must pass. A set mixing keys with attestors the lab cannot check needs one of its
+/// keys here (listed); a set with no key the lab can check is listed and left out.
+fn attestor_keys(
+    attestors: &Node<'_>,
+    not_enforced: &mut Vec<NotEnforced>,
+) -> Result<Vec<(Vec<String>, u32)>, Problem> {
+    let mut sets = Vec::new();
     for set in attestors.items()? {
         let mut fields = set.fields()?;
         let count = fields.take("count").map(|n| n.count()).transpose()?;
@@ -310,32 +499,29 @@ fn attestor_keys(attestors: &Node<'_>, not_enforced: &mut Vec<NotEnforced>) -> R
             Some(n) => n as usize,
         };
         // N of the keys is enforced exactly when every entry is a key the lab can check.
-        let usable = !keys.is_empty() && (needed == 1 || (other == 0 && needed <= keys.len()));
-        if usable && chosen.is_none() {
-            chosen = Some((keys, u32::try_from(needed).unwrap_or(u32::MAX)));
+        let exact = !keys.is_empty() && (needed == 1 || (other == 0 && needed <= keys.len()));
+        if exact {
+            sets.push((keys, u32::try_from(needed).unwrap_or(u32::MAX)));
+            continue;
+        }
+        let what = if keys.is_empty() {
+            "no ECDSA P-256 key veritylab can check in this set".to_owned()
         } else {
-            let what = if !usable && !keys.is_empty() {
-                format!(
-                    "needs {needed} of {} signatures (all when count is unset), some by attestors veritylab \
-                     cannot check; veritylab checks that one of the keys signed",
-                    keys.len() + other
-                )
-            } else if usable {
-                "a further attestor set (Kyverno needs every set): veritylab checks the first usable set only"
-                    .to_owned()
-            } else {
-                "no ECDSA P-256 key veritylab can check in this set".to_owned()
-            };
-            not_enforced.push(NotEnforced {
-                path: set.path().to_owned(),
-                what,
-            });
-            if chosen.is_none() && !keys.is_empty() {
-                chosen = Some((keys, 1));
-            }
+            format!(
+                "needs {needed} of {} signatures (all when count is unset), some by attestors veritylab cannot \
+                 check; veritylab checks that one of the keys signed",
+                keys.len() + other
+            )
+        };
+        not_enforced.push(NotEnforced {
+            path: set.path().to_owned(),
+            what,
+        });
+        if !keys.is_empty() {
+            sets.push((keys, 1));
         }
     }
-    Ok(chosen.map_or(Keys::Unusable, |(keys, needed)| Keys::Threshold(keys, needed)))
+    Ok(sets)
 }
 
 /// The PEM keys of one attestor entry, `None` when it is not a key the lab can check.

@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde_json::Value;
 use verity_fuse::ErrorClass;
 
-use crate::sign::policy::{PolicyFile, RuleFile, may_overlap};
+use crate::sign::policy::{PolicyFile, RuleFile};
 
 pub use yaml::DOCUMENT_LIMIT;
 
@@ -220,23 +220,25 @@ pub struct Imported {
 struct Contribution {
     policy: PolicyFile,
     not_enforced: Vec<NotEnforced>,
-    /// For each rule, the unit it belongs to: rules of one unit are ordered on purpose (a Kyverno entry's
-    /// skips before its references; a containers-policy.json's scopes, most specific first).
-    units: Vec<usize>,
+    /// For each rule, the unit it belongs to within the document (empty: the whole document). A unit becomes
+    /// one group of the policy: its rules are alternatives in the source's own order (a Kyverno entry's skips
+    /// before its references; a containers-policy.json's scopes, most specific first), and every unit with a
+    /// match applies, as upstream applies every matching rule, policy and document.
+    units: Vec<String>,
 }
 
 impl Contribution {
     /// Adds `rule` to unit `unit`.
-    fn push(&mut self, unit: usize, rule: RuleFile) {
+    fn push(&mut self, unit: &str, rule: RuleFile) {
         self.policy.repository.push(rule);
-        self.units.push(unit);
+        self.units.push(unit.to_owned());
     }
 
     /// Adds `rule` for `pattern` to unit `unit`. A pattern [`Pattern::Widened`] from one tag to its repository
     /// is kept only for a rule that admits no more than the default would: a rule that lets images in
     /// without a signature would let every tag in, so it is listed and not imported (`path` is where the
     /// source wrote it).
-    fn push_pattern(&mut self, unit: usize, pattern: Pattern, mut rule: RuleFile, path: &str) {
+    fn push_pattern(&mut self, unit: &str, pattern: Pattern, mut rule: RuleFile, path: &str) {
         let (pattern, widened) = match pattern {
             Pattern::Exact(p) => (p, false),
             Pattern::Widened(p) => (p, true),
@@ -289,9 +291,8 @@ fn import_documents(inputs: &[(String, Vec<Value>)], strict: bool) -> Result<Imp
     let mut policy: Option<PolicyFile> = None;
     let mut sources = Vec::new();
     let mut not_enforced = Vec::new();
-    // The document and unit each rule came from.
-    let mut origins: Vec<(DocumentId, usize)> = Vec::new();
-    let mut next_unit = 0;
+    // The label of each document read, which prefixes its groups.
+    let mut labels: Vec<String> = Vec::new();
     for (file, documents) in inputs {
         for (i, document) in documents.iter().enumerate() {
             let id = DocumentId {
@@ -299,17 +300,27 @@ fn import_documents(inputs: &[(String, Vec<Value>)], strict: bool) -> Result<Imp
                 index: i + 1,
                 name: name_of(document),
             };
-            let (kind, contribution) = import_document(document).map_err(|problem| ImportError::Document {
+            let (kind, mut contribution) = import_document(document).map_err(|problem| ImportError::Document {
                 document: id.clone(),
                 problem,
             })?;
+            let label = match &id.name {
+                Some(name) if !labels.contains(name) => name.clone(),
+                _ => id.to_string(),
+            };
+            for (rule, unit) in contribution.policy.repository.iter_mut().zip(&contribution.units) {
+                rule.group = Some(if unit.is_empty() {
+                    label.clone()
+                } else {
+                    format!("{label} {unit}")
+                });
+            }
+            labels.push(label);
             sources.push(Source {
                 document: id.clone(),
                 kind,
                 rules: contribution.policy.repository.len(),
             });
-            origins.extend(contribution.units.iter().map(|unit| (id.clone(), next_unit + unit)));
-            next_unit += contribution.units.iter().max().map_or(0, |m| m + 1);
             match &mut policy {
                 None => policy = Some(contribution.policy),
                 Some(p) => p.merge(contribution.policy),
@@ -325,7 +336,6 @@ fn import_documents(inputs: &[(String, Vec<Value>)], strict: bool) -> Result<Imp
             files: inputs.iter().map(|(file, _)| file.clone()).collect(),
         });
     };
-    flag_overlaps(&policy.repository, &origins, &mut not_enforced);
     if strict && !not_enforced.is_empty() {
         return Err(ImportError::NotEnforced(not_enforced));
     }
@@ -362,31 +372,6 @@ fn import_document(document: &Value) -> Result<(SourceKind, Contribution), Probl
             path: String::new(),
             reason: "neither apiVersion and kind nor a containers-policy.json `default`".into(),
         }),
-    }
-}
-
-/// Lists each imported rule that can match an image an earlier rule also matches, with other requirements:
-/// Kyverno and policy-controller apply every matching rule (and the admission webhooks and the node's
-/// containers-policy.json each apply theirs), veritylab the first. Rules of one unit are exempt: their order
-/// is the source's own (a skip list before its references, scopes most specific first).
-fn flag_overlaps(rules: &[RuleFile], origins: &[(DocumentId, usize)], not_enforced: &mut Vec<Located>) {
-    for (j, later) in rules.iter().enumerate() {
-        let earlier = rules[..j].iter().zip(origins).find(|(earlier, (_, unit))| {
-            *unit != origins[j].1 && may_overlap(&earlier.pattern, &later.pattern) && !earlier.same_requirements(later)
-        });
-        if let Some((earlier, _)) = earlier {
-            not_enforced.push(Located {
-                document: origins[j].0.clone(),
-                part: NotEnforced {
-                    path: String::new(),
-                    what: format!(
-                        "an image matching both {:?} and {:?} must pass both rules upstream; veritylab applies \
-                         the first",
-                        earlier.pattern, later.pattern
-                    ),
-                },
-            });
-        }
     }
 }
 

@@ -162,8 +162,10 @@ impl<'a> Fields<'a> {
         self.taken.insert(key);
     }
 
-    /// Lists every field not read as not enforced, as a field veritylab does not know.
-    pub(super) fn finish(self, not_enforced: &mut Vec<NotEnforced>) {
+    /// Lists every field not read as not enforced, as a field veritylab does not know; says whether there
+    /// was any.
+    pub(super) fn finish(self, not_enforced: &mut Vec<NotEnforced>) -> bool {
+        let before = not_enforced.len();
         for (key, value) in self.map {
             if !self.taken.contains(key.as_str()) && !value.is_null() {
                 not_enforced.push(NotEnforced {
@@ -172,6 +174,7 @@ impl<'a> Fields<'a> {
                 });
             }
         }
+        not_enforced.len() > before
     }
 }
 

@@ -83,7 +83,7 @@ pub(super) fn import(document: &Value) -> Result<Contribution, Problem> {
                 Decision::Refuse => rule.reject = true,
             }
         }
-        out.push_pattern(0, pattern, rule, &path);
+        out.push_pattern("", pattern, rule, &path);
     }
     Ok(out)
 }

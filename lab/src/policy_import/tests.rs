@@ -335,15 +335,161 @@ fn the_printed_toml_reads_back_to_the_same_policy() {
     );
 }
 
-/// Writes a rule of our model as a Kyverno entry: repository glob `P/**` as `P/*`, keys as one attestor set
-/// needing one of them, no Rekor.
-fn as_kyverno(rules: &[(String, Vec<String>)]) -> String {
+#[test]
+fn overlapping_kyverno_rules_become_groups_that_all_apply() {
+    let (a, b) = (pem(), pem());
+    let mut text = kyverno("validationFailureAction: Enforce", &["reg/*"], &one_key(&a));
+    text.push_str(&format!(
+        "    - name: app\n      verifyImages:\n        - imageReferences: [\"reg/app*\"]\n{}",
+        one_key(&b)
+    ));
+    let imported = import_text(&text, true).unwrap();
+    let groups: Vec<Option<&str>> = imported.policy.repository.iter().map(|r| r.group.as_deref()).collect();
+    assert_eq!(
+        groups,
+        [
+            Some("ClusterPolicy/t spec.rules[0].verifyImages[0]"),
+            Some("ClusterPolicy/t spec.rules[1].verifyImages[0]")
+        ]
+    );
+    let policy = Policy::from_file(imported.policy, Path::new("."), Path::new("p.toml")).unwrap();
+    let requirements = policy.requirements("reg/app", Some("default"), &[]);
+    assert_eq!(requirements.key_sets.len(), 2, "both rules' keys are needed");
+    assert_eq!(policy.requirements("reg/lib", Some("default"), &[]).key_sets.len(), 1);
+}
+
+#[test]
+fn every_attestor_set_of_an_entry_is_a_group_of_its_own() {
+    let (a, b) = (pem(), pem());
+    let second = one_key(&b).replace("          attestors:\n", "");
+    let text = kyverno(
+        "validationFailureAction: Enforce",
+        &["reg/*"],
+        &format!("{}{second}", one_key(&a)),
+    )
+    .replace(
+        "        - imageReferences:\n",
+        "        - skipImageReferences: [\"reg/debug/*\"]\n          imageReferences:\n",
+    );
+    let imported = import_text(&text, true).unwrap();
+    let rules: Vec<(&str, Option<&str>, bool)> = imported
+        .policy
+        .repository
+        .iter()
+        .map(|r| (r.pattern.as_str(), r.group.as_deref(), r.require_signature))
+        .collect();
+    let (first, other) = (
+        "ClusterPolicy/t spec.rules[0].verifyImages[0]",
+        "ClusterPolicy/t spec.rules[0].verifyImages[0].attestors[1]",
+    );
+    assert_eq!(
+        rules,
+        [
+            ("reg/debug/**", Some(first), false),
+            ("reg/**", Some(first), true),
+            ("reg/debug/**", Some(other), false),
+            ("reg/**", Some(other), true),
+        ]
+    );
+    let policy = Policy::from_file(imported.policy, Path::new("."), Path::new("p.toml")).unwrap();
+    let sets = policy.requirements("reg/app", Some("default"), &[]).key_sets;
+    assert_eq!(sets.len(), 2, "both sets must pass");
+    assert!(
+        policy
+            .requirements("reg/debug/x", Some("default"), &[])
+            .key_sets
+            .is_empty()
+    );
+}
+
+#[test]
+fn kyverno_namespaces_decide_which_rules_apply() {
+    let key = pem();
+    let selected = |selection: &str| {
+        let text = kyverno("validationFailureAction: Enforce", &["reg/*"], &one_key(&key)).replace(
+            "      match:\n        any:\n          - resources:\n              kinds: [Pod]\n",
+            selection,
+        );
+        import_text(&text, false).unwrap()
+    };
+    let imported = selected(
+        "      match:\n        any:\n          - resources:\n              kinds: [Pod]\n              namespaces: [\"prod-*\"]\n          - resources:\n              namespaces: [billing]\n      exclude:\n        any:\n          - resources:\n              namespaces: [prod-sandbox]\n",
+    );
+    let rule = &imported.policy.repository[0];
+    assert_eq!(rule.namespaces, ["prod-*", "billing"], "any: the union");
+    assert_eq!(rule.exclude_namespaces, ["prod-sandbox"]);
+    assert!(imported.not_enforced.is_empty(), "{:?}", imported.not_enforced);
+
+    // Selection by namespace labels is listed with its path, and the rule applies in every namespace.
+    let imported = selected(
+        "      match:\n        any:\n          - resources:\n              namespaceSelector:\n                matchLabels: {env: prod}\n",
+    );
+    assert!(imported.policy.repository[0].namespaces.is_empty());
+    assert!(
+        imported
+            .not_enforced
+            .iter()
+            .any(|l| l.part.path == "spec.rules[0].match.any[0].resources.namespaceSelector"),
+        "{:?}",
+        imported.not_enforced
+    );
+
+    // Two namespace filters that must both hold: not said, listed, every namespace.
+    let imported = selected(
+        "      match:\n        all:\n          - resources:\n              namespaces: [\"prod-*\"]\n          - resources:\n              namespaces: [\"*-eu\"]\n",
+    );
+    assert!(imported.policy.repository[0].namespaces.is_empty());
+    assert!(
+        imported
+            .not_enforced
+            .iter()
+            .any(|l| l.part.path == "spec.rules[0].match")
+    );
+
+    // An exclusion by user is not applied (the rule applies), and listed.
+    let imported = selected(
+        "      exclude:\n        any:\n          - subjects:\n              - kind: User\n                name: admin\n",
+    );
+    assert!(imported.policy.repository[0].exclude_namespaces.is_empty());
+    assert!(
+        imported
+            .not_enforced
+            .iter()
+            .any(|l| l.part.path == "spec.rules[0].exclude")
+    );
+
+    // A namespaced Policy applies in its own namespace only.
+    let text = kyverno("validationFailureAction: Enforce", &["reg/*"], &one_key(&key)).replace(
+        "kind: ClusterPolicy\nmetadata:\n",
+        "kind: Policy\nmetadata:\n  namespace: team-a\n",
+    );
+    let imported = import_text(&text, true).unwrap();
+    assert_eq!(imported.policy.repository[0].namespaces, ["team-a"]);
+}
+
+/// One rule of our model that Kyverno can say: a repository prefix, keys (one needed), the namespaces it
+/// applies in and those it does not.
+type Generated = (String, Vec<String>, Vec<String>, Vec<String>);
+
+/// Writes rules of our model as Kyverno rules, each its own rule (so its own group): repository glob `P/**`
+/// as `P/*`, keys as one attestor set needing one of them, no Rekor, namespaces as `match`/`exclude`.
+fn as_kyverno(rules: &[Generated]) -> String {
     let mut text = String::from(
         "apiVersion: kyverno.io/v1\nkind: ClusterPolicy\nmetadata:\n  name: generated\nspec:\n  validationFailureAction: Enforce\n  rules:\n",
     );
-    for (i, (prefix, keys)) in rules.iter().enumerate() {
+    for (i, (prefix, keys, namespaces, excluded)) in rules.iter().enumerate() {
+        let namespaces = if namespaces.is_empty() {
+            String::new()
+        } else {
+            format!("              namespaces: {namespaces:?}\n")
+        };
+        let excluded = if excluded.is_empty() {
+            String::new()
+        } else {
+            format!("      exclude:\n        any:\n          - resources:\n              namespaces: {excluded:?}\n")
+        };
         text.push_str(&format!(
-            "    - name: rule-{i}\n      match:\n        any:\n          - resources:\n              kinds: [Pod]\n      verifyImages:\n        - imageReferences: [\"{prefix}/*\"]\n          attestors:\n            - count: 1\n              entries:\n"
+            "    - name: rule-{i}\n      match:\n        any:\n          - resources:\n              kinds: [Pod]\n{namespaces}{excluded}      verifyImages:\n        - imageReferences: [\"{prefix}/*\"]\n          attestors:\n            - count: 1\n              entries:\n"
         ));
         for key in keys {
             text.push_str(&format!(
@@ -361,21 +507,43 @@ proptest! {
     fn our_model_survives_a_trip_through_kyverno(
         prefixes in proptest::collection::vec("[a-z]{1,6}(/[a-z0-9]{1,6}){0,2}", 1..4),
         key_counts in proptest::collection::vec(1usize..3, 4),
+        namespaces in proptest::collection::vec(proptest::collection::vec("[a-z]{1,4}(-[a-z*]{1,3})?", 0..3), 4),
+        excluded in proptest::collection::vec(proptest::collection::vec("[a-z]{1,4}(-[a-z*]{1,3})?", 0..2), 4),
     ) {
         let pool: Vec<String> = (0..3).map(|_| pem()).collect();
-        let rules: Vec<(String, Vec<String>)> = prefixes
+        let rules: Vec<Generated> = prefixes
             .iter()
             .enumerate()
-            .map(|(i, p)| (format!("reg{i}.example/{p}"), pool[..key_counts[i]].to_vec()))
+            .map(|(i, p)| {
+                (
+                    format!("reg{i}.example/{p}"),
+                    pool[..key_counts[i]].to_vec(),
+                    namespaces[i].clone(),
+                    excluded[i].clone(),
+                )
+            })
             .collect();
         let imported = import_text(&as_kyverno(&rules), true).unwrap();
-        let back: Vec<(String, Vec<String>)> = imported
+        let back: Vec<Generated> = imported
             .policy
             .repository
             .iter()
-            .map(|r| (r.pattern.trim_end_matches("/**").to_owned(), r.key_data.clone()))
+            .map(|r| {
+                (
+                    r.pattern.trim_end_matches("/**").to_owned(),
+                    r.key_data.clone(),
+                    r.namespaces.clone(),
+                    r.exclude_namespaces.clone(),
+                )
+            })
             .collect();
         prop_assert_eq!(back, rules);
         prop_assert!(imported.policy.repository.iter().all(|r| r.require_signature && !r.reject));
+        let groups: Vec<String> = (0..prefixes.len())
+            .map(|i| format!("ClusterPolicy/generated spec.rules[{i}].verifyImages[0]"))
+            .collect();
+        let imported_groups: Vec<String> =
+            imported.policy.repository.iter().filter_map(|r| r.group.clone()).collect();
+        prop_assert_eq!(imported_groups, groups, "each Kyverno rule its own group");
     }
 }

@@ -30,7 +30,9 @@ pub(crate) mod verify;
 pub use image::{CosignSignature, SignError, SignOptions, SignReport, SignedLayer, read_image, sign_image};
 pub use kernel_annotation::{LayerSignature, LayerSignatureError, ROOT_HASH_SIGNATURE};
 pub use kernel_signature::{KernelSignatureError, root_hash_signature};
-pub use policy::{Policy, PolicyError, PolicyFile, Requirements, Rule, RuleFile, Unmatched};
+pub use policy::{
+    DEFAULT_RULE, KeySet, Policy, PolicyError, PolicyFile, Requirements, Rule, RuleFile, Unmatched, is_namespace_name,
+};
 pub use remote::{PushReport, SignatureTransferError, fetch_signatures, push_signed};
 pub use timestamp::{BuildTimestamp, TimestampError};
 pub use verify::{

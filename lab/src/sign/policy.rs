@@ -9,7 +9,7 @@
 //! scheme = "cosign"                     # or "delivery-kit"
 //! root_hash_annotation = "org.veritylab.dm-verity.root-hash"
 //!
-//! [[repository]]                        # the first rule whose pattern matches wins
+//! [[repository]]                        # within a group, the first rule whose pattern matches wins
 //! pattern = "127.0.0.1:*/lab/**"        # `*`: any run of characters but `/`; `**`: any run at all
 //! require_signature = true
 //! keys = ["lab.pub"]                    # only these keys here (not even --key)
@@ -21,7 +21,23 @@
 //! [[repository]]
 //! pattern = "127.0.0.1:*/quarantine/**"
 //! reject = true                         # refused whatever they carry
+//!
+//! [[repository]]
+//! pattern = "127.0.0.1:*/**"
+//! group = "release"                     # a further group: its first match applies too (AND)
+//! namespaces = ["prod-*"]               # only for pods in these namespaces (globs, `*`)
+//! exclude_namespaces = ["prod-sandbox"]
+//! keys = ["release.pub"]
 //! ```
+//!
+//! Rules of one group are alternatives: the first whose pattern matches (and, for a pod's namespace, which
+//! selects it) is that group's rule. Rules without `group` form one group of their own. Every group with a
+//! rule for the image applies, and the image must meet all of them: it is refused if any says `reject`, needs
+//! a signature if any does, and needs each applied rule's keys separately (for every rule, `key_threshold`
+//! distinct keys of that rule whose signatures verify). Without a namespace (the node's `verify` and `mount`
+//! know none unless given `--namespace`), selection fails closed: within a group, every namespace-narrowed
+//! rule before the first unnarrowed match applies too, and where every match is narrowed, what `unmatched`
+//! asks is added as well, so the answer is never weaker than the one for any real namespace.
 //!
 //! Without a matching rule a signature is required by any key in `trusted_keys` (or given with `--key`);
 //! `unmatched = "allow"` admits such images unchecked and `unmatched = "reject"` refuses them. Keys may also be
@@ -68,7 +84,7 @@ pub struct PolicyFile {
     /// What images no rule matches need.
     #[serde(default, skip_serializing_if = "Unmatched::is_default")]
     pub unmatched: Unmatched,
-    /// Repository rules, the first match wins.
+    /// Repository rules: in each group the first match wins, and every group with a match applies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repository: Vec<RuleFile>,
 }
@@ -137,6 +153,15 @@ impl PolicyFile {
 pub struct RuleFile {
     /// The repository glob ([`matches`]).
     pub pattern: String,
+    /// The group the rule is an alternative within; unset: the group of every rule without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Namespaces (globs, `*` any run) whose pods the rule applies to; empty: every namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Namespaces (globs) whose pods the rule does not apply to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_namespaces: Vec<String>,
     /// Images need a valid signature.
     #[serde(default = "yes")]
     pub require_signature: bool,
@@ -170,6 +195,9 @@ impl RuleFile {
     pub fn new(pattern: impl Into<String>) -> Self {
         Self {
             pattern: pattern.into(),
+            group: None,
+            namespaces: Vec::new(),
+            exclude_namespaces: Vec::new(),
             require_signature: true,
             reject: false,
             keys: Vec::new(),
@@ -178,17 +206,6 @@ impl RuleFile {
             require_pull_by_digest: None,
             mutate_digest: None,
             min_build_timestamp: None,
-        }
-    }
-
-    /// Whether `other` asks the same of an image (everything but the pattern equal).
-    pub fn same_requirements(&self, other: &RuleFile) -> bool {
-        RuleFile {
-            pattern: String::new(),
-            ..self.clone()
-        } == RuleFile {
-            pattern: String::new(),
-            ..other.clone()
         }
     }
 }
@@ -253,6 +270,12 @@ impl PolicyError {
 pub struct Rule {
     /// The pattern.
     pub pattern: String,
+    /// The group it is an alternative within ([`RuleFile::group`]).
+    pub group: Option<String>,
+    /// Namespaces it applies in (globs; empty: every one).
+    pub namespaces: Vec<String>,
+    /// Namespaces it does not apply in (globs).
+    pub exclude_namespaces: Vec<String>,
     /// Whether images need a valid signature.
     pub require_signature: bool,
     /// Whether images are refused whatever they carry.
@@ -268,6 +291,27 @@ pub struct Rule {
     pub mutate_digest: Option<bool>,
     /// Oldest acceptable build timestamp.
     pub min_build_timestamp: Option<BuildTimestamp>,
+}
+
+impl Rule {
+    /// How findings and reports name the rule: its pattern, and its group when it has one.
+    pub fn label(&self) -> String {
+        match &self.group {
+            Some(group) => format!("{} (group {group})", self.pattern),
+            None => self.pattern.clone(),
+        }
+    }
+
+    /// Whether the rule is limited to some namespaces.
+    pub fn narrowed(&self) -> bool {
+        !self.namespaces.is_empty() || !self.exclude_namespaces.is_empty()
+    }
+
+    /// Whether the rule applies to pods in `namespace`.
+    pub fn selects(&self, namespace: &str) -> bool {
+        (self.namespaces.is_empty() || self.namespaces.iter().any(|g| matches_namespace(g, namespace)))
+            && !self.exclude_namespaces.iter().any(|g| matches_namespace(g, namespace))
+    }
 }
 
 /// A loaded policy.
@@ -286,7 +330,7 @@ pub struct Policy {
     pub root_hash_annotation: Option<String>,
     /// What images no rule matches need.
     pub unmatched: Unmatched,
-    /// Repository rules, first match wins.
+    /// Repository rules: the first match of each group applies (see the module docs).
     pub rules: Vec<Rule>,
 }
 
@@ -305,26 +349,42 @@ impl Default for Policy {
     }
 }
 
-/// What the policy asks of one repository.
+/// How [`Requirements`] name what `unmatched` adds when no rule applies.
+pub const DEFAULT_RULE: &str = "the default (no rule applies)";
+
+/// Keys of which a number of distinct ones must have signed, for one applied rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Requirements {
-    /// The matching rule's pattern, or `None` for the default.
-    pub rule: Option<String>,
-    /// A valid signature is needed.
-    pub require_signature: bool,
-    /// The image is refused whatever it carries.
-    pub reject: bool,
-    /// The image must be named by digest.
-    pub require_pull_by_digest: bool,
-    /// An admission check pins a verified tag to its digest (`false` without a rule saying so).
-    pub mutate_digest: bool,
-    /// Oldest acceptable build.
-    pub min_build_timestamp: Option<BuildTimestamp>,
-    /// The keys trusted here.
+pub struct KeySet {
+    /// The rule that asks for it ([`Rule::label`], or [`DEFAULT_RULE`]).
+    pub rule: String,
+    /// The keys.
     #[serde(skip)]
     pub keys: Vec<PublicKey>,
     /// Valid signatures needed, each by a distinct one of `keys` (at least 1).
-    pub key_threshold: usize,
+    pub threshold: usize,
+}
+
+/// What the policy asks of one repository: the conjunction of every applied rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Requirements {
+    /// The applied rules ([`Rule::label`]), in policy order; empty when none applies (the default decides).
+    pub rules: Vec<String>,
+    /// A valid signature is needed (some applied rule, or the default, asks for one).
+    pub require_signature: bool,
+    /// The image is refused whatever it carries (some applied rule, or the default, says so).
+    pub reject: bool,
+    /// The image must be named by digest.
+    pub require_pull_by_digest: bool,
+    /// An admission check pins a verified tag to its digest (some applied rule says so).
+    pub mutate_digest: bool,
+    /// Oldest acceptable build: the latest floor of the applied rules.
+    pub min_build_timestamp: Option<BuildTimestamp>,
+    /// Every key a signature is checked against: the keys of `key_sets`, or, where none is needed, those the
+    /// applied rules (else the policy) trust.
+    #[serde(skip)]
+    pub keys: Vec<PublicKey>,
+    /// The key sets that must each be met: one per applied rule needing a signature.
+    pub key_sets: Vec<KeySet>,
 }
 
 impl Policy {
@@ -370,6 +430,9 @@ impl Policy {
             rules.push(Rule {
                 keys,
                 pattern: rule.pattern,
+                group: rule.group,
+                namespaces: rule.namespaces,
+                exclude_namespaces: rule.exclude_namespaces,
                 require_signature: rule.require_signature,
                 reject: rule.reject,
                 key_threshold: rule.key_threshold,
@@ -405,49 +468,146 @@ impl Policy {
         Policy::parse(&text, path.parent().unwrap_or(Path::new(".")), path)
     }
 
-    /// What the policy asks of `repository`. `extra_keys` (from `--key`) are trusted beside `trusted_keys`,
-    /// but not where the matching rule lists its own keys: those alone are trusted there.
-    pub fn requirements(&self, repository: &str, extra_keys: &[PublicKey]) -> Requirements {
-        let rule = self.rules.iter().find(|r| matches(&r.pattern, repository));
-        let keys = match rule {
-            Some(r) if !r.keys.is_empty() => r.keys.clone(),
-            _ => {
-                let mut keys = self.trusted_keys.clone();
-                for key in extra_keys {
-                    if !keys.iter().any(|k| k.key == key.key) {
-                        keys.push(key.clone());
+    /// The rules that apply to `repository` for a pod in `namespace` (`None`: not known, so every rule that
+    /// could apply in some namespace does), in policy order, and whether `unmatched` applies as well (no
+    /// group has a rule, or, without a namespace, some group's matches are all narrowed to namespaces).
+    pub fn applied(&self, repository: &str, namespace: Option<&str>) -> (Vec<&Rule>, bool) {
+        let mut groups: Vec<Option<&str>> = Vec::new();
+        for rule in &self.rules {
+            if !groups.contains(&rule.group.as_deref()) {
+                groups.push(rule.group.as_deref());
+            }
+        }
+        let mut applied = Vec::new();
+        let mut default = false;
+        for group in groups {
+            let mut candidates = self
+                .rules
+                .iter()
+                .filter(|r| r.group.as_deref() == group && matches(&r.pattern, repository));
+            match namespace {
+                Some(namespace) => applied.extend(candidates.find(|r| r.selects(namespace))),
+                None => {
+                    let mut any = false;
+                    let mut closed = false;
+                    for rule in candidates {
+                        any = true;
+                        applied.push(rule);
+                        if !rule.narrowed() {
+                            closed = true;
+                            break;
+                        }
                     }
+                    default |= any && !closed;
                 }
-                keys
+            }
+        }
+        applied.sort_by_key(|r| self.rules.iter().position(|p| std::ptr::eq(p, *r)));
+        default |= applied.is_empty();
+        (applied, default)
+    }
+
+    /// What the policy asks of `repository` for a pod in `namespace` (`None`: unknown, see [`Self::applied`]):
+    /// the conjunction of every applied rule. `extra_keys` (from `--key`) are trusted beside `trusted_keys`,
+    /// but not by a rule listing its own keys: those alone are trusted for that rule's key set.
+    pub fn requirements(&self, repository: &str, namespace: Option<&str>, extra_keys: &[PublicKey]) -> Requirements {
+        let (applied, default) = self.applied(repository, namespace);
+        let mut general = self.trusted_keys.clone();
+        for key in extra_keys {
+            if !general.iter().any(|k| k.key == key.key) {
+                general.push(key.clone());
+            }
+        }
+        let keys_of = |rule: &Rule| {
+            if rule.keys.is_empty() {
+                general.clone()
+            } else {
+                rule.keys.clone()
             }
         };
+        let mut keys: Vec<PublicKey> = Vec::new();
+        let mut requirements = Requirements {
+            rules: applied.iter().map(|r| r.label()).collect(),
+            require_signature: false,
+            reject: false,
+            require_pull_by_digest: false,
+            mutate_digest: false,
+            min_build_timestamp: None,
+            keys: Vec::new(),
+            key_sets: Vec::new(),
+        };
+        for rule in &applied {
+            let rule_keys = keys_of(rule);
+            add_keys(&rule_keys, &mut keys);
+            requirements.reject |= rule.reject;
+            requirements.require_pull_by_digest |= rule.require_pull_by_digest.unwrap_or(self.require_pull_by_digest);
+            requirements.mutate_digest |= rule.mutate_digest.unwrap_or(false);
+            requirements.min_build_timestamp = requirements.min_build_timestamp.max(rule.min_build_timestamp);
+            if rule.require_signature && !rule.reject {
+                requirements.key_sets.push(KeySet {
+                    rule: rule.label(),
+                    keys: rule_keys,
+                    threshold: rule
+                        .key_threshold
+                        .map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX).max(1)),
+                });
+            }
+        }
+        if default {
+            requirements.require_pull_by_digest |= self.require_pull_by_digest;
+            match self.unmatched {
+                Unmatched::Allow => {}
+                Unmatched::Reject => requirements.reject = true,
+                Unmatched::RequireSignature => requirements.key_sets.push(KeySet {
+                    rule: DEFAULT_RULE.to_owned(),
+                    keys: general.clone(),
+                    threshold: 1,
+                }),
+            }
+            add_keys(&general, &mut keys);
+        }
+        requirements.keys = keys;
+        requirements.require_signature = !requirements.key_sets.is_empty();
         if !defence::on(Defence::Policy) {
             return Requirements {
-                rule: None,
+                rules: Vec::new(),
                 require_signature: false,
                 reject: false,
                 require_pull_by_digest: false,
                 mutate_digest: false,
                 min_build_timestamp: None,
-                keys,
-                key_threshold: 1,
+                keys: requirements.keys,
+                key_sets: Vec::new(),
             };
         }
-        Requirements {
-            rule: rule.map(|r| r.pattern.clone()),
-            require_signature: rule.map_or(self.unmatched != Unmatched::Allow, |r| r.require_signature),
-            reject: rule.map_or(self.unmatched == Unmatched::Reject, |r| r.reject),
-            require_pull_by_digest: rule
-                .and_then(|r| r.require_pull_by_digest)
-                .unwrap_or(self.require_pull_by_digest),
-            mutate_digest: rule.and_then(|r| r.mutate_digest).unwrap_or(false),
-            min_build_timestamp: rule.and_then(|r| r.min_build_timestamp),
-            keys,
-            key_threshold: rule
-                .and_then(|r| r.key_threshold)
-                .map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX).max(1)),
+        requirements
+    }
+}
+
+/// Adds to `keys` those of `more` it lacks.
+fn add_keys(more: &[PublicKey], keys: &mut Vec<PublicKey>) {
+    for key in more {
+        if !keys.iter().any(|k| k.key == key.key) {
+            keys.push(key.clone());
         }
     }
+}
+
+/// Whether `name` is a Kubernetes namespace name (an RFC 1123 label: lowercase letters, digits and `-`, not
+/// at either end, at most 63 characters).
+pub fn is_namespace_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Namespace glob match: `*` matches any run of characters (namespaces have no `/`), everything else itself.
+fn matches_namespace(pattern: &str, namespace: &str) -> bool {
+    !namespace.contains('/') && matches(pattern, namespace)
 }
 
 /// Glob match: `**` matches any run of characters, `*` any run without `/`, everything else itself.
@@ -470,97 +630,6 @@ pub(crate) fn matches(pattern: &str, text: &str) -> bool {
 /// Whether some name matches both globs (`*`, `**` and literals, as [`matches`] reads them): a name matched by
 /// two rules is decided by the first, so an importer whose source applies every matching rule must know when
 /// a later rule could have mattered.
-pub(crate) fn may_overlap(a: &str, b: &str) -> bool {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Token {
-        Lit(u8),
-        Star,
-        AnyRun,
-    }
-    fn tokens(p: &str) -> Vec<Token> {
-        let bytes = p.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i..] {
-                [b'*', b'*', ..] => {
-                    out.push(Token::AnyRun);
-                    i += 2;
-                }
-                [b'*', ..] => {
-                    out.push(Token::Star);
-                    i += 1;
-                }
-                [c, ..] => {
-                    out.push(Token::Lit(c));
-                    i += 1;
-                }
-                [] => break,
-            }
-        }
-        out
-    }
-    /// The positions reachable from `i` without reading a character (stars match the empty run).
-    fn closure(t: &[Token], mut i: usize, into: &mut Vec<usize>) {
-        into.push(i);
-        while i < t.len() && matches!(t[i], Token::Star | Token::AnyRun) {
-            i += 1;
-            into.push(i);
-        }
-    }
-    /// Where position `i` goes on reading `c`.
-    fn step(t: &[Token], i: usize, c: u8) -> Option<usize> {
-        match t.get(i)? {
-            Token::Lit(l) => (*l == c).then_some(i + 1),
-            Token::Star => (c != b'/').then_some(i),
-            Token::AnyRun => Some(i),
-        }
-    }
-    if a.len() > 512 || b.len() > 512 {
-        return true;
-    }
-    let (ta, tb) = (tokens(a), tokens(b));
-    // The characters worth trying: every literal of either pattern, `/`, and one character neither names.
-    let mut alphabet: Vec<u8> = a
-        .bytes()
-        .chain(b.bytes())
-        .chain([b'/'])
-        .filter(|&c| c != b'*')
-        .collect();
-    alphabet.sort_unstable();
-    alphabet.dedup();
-    alphabet.push(
-        (1..=255u8)
-            .find(|c| !alphabet.contains(c) && *c != b'*')
-            .unwrap_or(b'\x01'),
-    );
-    let mut seen = vec![false; (ta.len() + 1) * (tb.len() + 1)];
-    let mut queue = vec![(0usize, 0usize)];
-    while let Some((i, j)) = queue.pop() {
-        let (mut is, mut js) = (Vec::new(), Vec::new());
-        closure(&ta, i, &mut is);
-        closure(&tb, j, &mut js);
-        for &i in &is {
-            for &j in &js {
-                let index = i * (tb.len() + 1) + j;
-                if seen[index] {
-                    continue;
-                }
-                seen[index] = true;
-                if i == ta.len() && j == tb.len() {
-                    return true;
-                }
-                for &c in &alphabet {
-                    if let (Some(ni), Some(nj)) = (step(&ta, i, c), step(&tb, j, c)) {
-                        queue.push((ni, nj));
-                    }
-                }
-            }
-        }
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -572,27 +641,6 @@ mod tests {
         assert!(matches("127.0.0.1:*/lab/**", "127.0.0.1:5000/lab/a/b"));
         assert!(matches("**", "anything/at/all"));
         assert!(!matches("example.com/*", "example.com.evil/x"));
-    }
-
-    #[test]
-    fn overlap_is_decided_on_the_globs() {
-        assert!(may_overlap("r/**", "r/open/*"));
-        assert!(may_overlap("r/*", "r/open"));
-        assert!(!may_overlap("r/*", "r/open/x"));
-        assert!(!may_overlap("a/**", "b/**"));
-        assert!(may_overlap("**/x", "a/**"));
-        assert!(!may_overlap("example.com/*", "example.com.evil/x"));
-        assert!(may_overlap("*.example.com/**", "a.example.com/app"));
-        assert!(!may_overlap("*.example.com/**", "a/b.example.com/app"));
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn overlap_agrees_with_matching(name in "[ab/]{0,6}", a in "[ab/*]{0,5}", b in "[ab/*]{0,5}") {
-            if matches(&a, &name) && matches(&b, &name) {
-                proptest::prop_assert!(may_overlap(&a, &b), "{a} and {b} both match {name}");
-            }
-        }
     }
 
     #[test]
@@ -623,13 +671,151 @@ mod tests {
             Path::new("p.toml"),
         )
         .unwrap();
-        let open = policy.requirements("r/open/x", &[]);
+        let open = policy.requirements("r/open/x", None, &[]);
         assert!(!open.require_signature && !open.require_pull_by_digest);
-        let closed = policy.requirements("r/closed/x", &[]);
+        assert_eq!(open.rules, ["r/open/*"]);
+        let closed = policy.requirements("r/closed/x", None, &[]);
         assert!(closed.require_signature && closed.require_pull_by_digest);
         assert_eq!(closed.min_build_timestamp, Some(BuildTimestamp(1_767_225_600)));
-        let default = policy.requirements("elsewhere/x", &[]);
-        assert_eq!(default.rule, None);
+        let default = policy.requirements("elsewhere/x", None, &[]);
+        assert!(default.rules.is_empty());
         assert!(default.require_signature);
+        assert_eq!(default.key_sets[0].rule, DEFAULT_RULE);
+    }
+
+    fn pem() -> String {
+        keys::public_pem(keys::generate().verifying_key())
+    }
+
+    fn with_keys(text: &str, pems: &[&str]) -> Policy {
+        let mut text = text.to_owned();
+        for (i, pem) in pems.iter().enumerate() {
+            text = text.replace(&format!("KEY{i}"), &format!("{pem:?}"));
+        }
+        Policy::parse(&text, Path::new("."), Path::new("p.toml")).unwrap()
+    }
+
+    #[test]
+    fn every_group_with_a_match_applies_and_each_key_set_must_be_met() {
+        let (a, b) = (pem(), pem());
+        let policy = with_keys(
+            "[[repository]]\npattern = \"r/open/*\"\ngroup = \"one\"\nrequire_signature = false\n\
+             [[repository]]\npattern = \"r/**\"\ngroup = \"one\"\nkey_data = [KEY0]\nmin_build_timestamp = \"2026-01-01T00:00:00Z\"\n\
+             [[repository]]\npattern = \"r/*/app\"\ngroup = \"two\"\nkey_data = [KEY0, KEY1]\nkey_threshold = 2\nmutate_digest = true\nmin_build_timestamp = \"2026-06-01T00:00:00Z\"\n\
+             [[repository]]\npattern = \"r/bad/**\"\ngroup = \"three\"\nreject = true\n",
+            &[&a, &b],
+        );
+        let both = policy.requirements("r/x/app", Some("default"), &[]);
+        assert_eq!(both.rules, ["r/** (group one)", "r/*/app (group two)"]);
+        let sets: Vec<(&str, usize, usize)> = both
+            .key_sets
+            .iter()
+            .map(|s| (s.rule.as_str(), s.keys.len(), s.threshold))
+            .collect();
+        assert_eq!(sets, [("r/** (group one)", 1, 1), ("r/*/app (group two)", 2, 2)]);
+        assert_eq!(both.keys.len(), 2, "the union, each key once");
+        assert!(both.require_signature && both.mutate_digest && !both.reject);
+        assert_eq!(
+            both.min_build_timestamp,
+            Some(BuildTimestamp(1_780_272_000)),
+            "the latest floor"
+        );
+
+        // Group one's first match needs nothing; group two still needs its two signers.
+        let open = policy.requirements("r/open/app", Some("default"), &[]);
+        assert_eq!(open.rules, ["r/open/* (group one)", "r/*/app (group two)"]);
+        assert_eq!(open.key_sets.len(), 1);
+        assert_eq!(open.key_sets[0].threshold, 2);
+
+        let one = policy.requirements("r/x/lib", Some("default"), &[]);
+        assert_eq!(one.rules, ["r/** (group one)"]);
+        assert!(!one.mutate_digest);
+
+        let refused = policy.requirements("r/bad/app", Some("default"), &[]);
+        assert!(refused.reject, "any applied rule refusing refuses");
+        assert_eq!(refused.rules.len(), 3);
+    }
+
+    #[test]
+    fn a_known_namespace_picks_the_rules_that_select_it() {
+        let (a, b) = (pem(), pem());
+        let policy = with_keys(
+            "unmatched = \"allow\"\n\
+             [[repository]]\npattern = \"r/**\"\nnamespaces = [\"prod-*\", \"billing\"]\nexclude_namespaces = [\"prod-sandbox\"]\nkey_data = [KEY0]\n\
+             [[repository]]\npattern = \"r/**\"\nrequire_signature = false\n\
+             [[repository]]\npattern = \"r/**\"\ngroup = \"ops\"\nnamespaces = [\"ops\"]\nkey_data = [KEY1]\n",
+            &[&a, &b],
+        );
+        let prod = policy.requirements("r/app", Some("prod-eu"), &[]);
+        assert_eq!(prod.rules, ["r/**"]);
+        assert_eq!(prod.key_sets.len(), 1);
+        assert_eq!(policy.requirements("r/app", Some("billing"), &[]).key_sets.len(), 1);
+        for namespace in ["dev", "prod-sandbox", "production"] {
+            let dev = policy.requirements("r/app", Some(namespace), &[]);
+            assert!(!dev.require_signature, "{namespace}: the unnarrowed rule admits");
+            assert_eq!(dev.rules.len(), 1, "{namespace}");
+        }
+        let ops = policy.requirements("r/app", Some("ops"), &[]);
+        assert_eq!(ops.rules, ["r/**", "r/** (group ops)"]);
+        assert_eq!(ops.key_sets.len(), 1);
+        assert_eq!(ops.key_sets[0].rule, "r/** (group ops)");
+        assert!(
+            policy
+                .requirements("elsewhere/app", Some("prod-eu"), &[])
+                .rules
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn without_a_namespace_every_rule_that_could_apply_does() {
+        let (a, b) = (pem(), pem());
+        let policy = with_keys(
+            "unmatched = \"allow\"\n\
+             [[repository]]\npattern = \"r/**\"\nnamespaces = [\"prod\"]\nkey_data = [KEY0]\n\
+             [[repository]]\npattern = \"r/**\"\nrequire_signature = false\n\
+             [[repository]]\npattern = \"r/**\"\ngroup = \"ops\"\nnamespaces = [\"ops\"]\nkey_data = [KEY1]\n",
+            &[&a, &b],
+        );
+        let unknown = policy.requirements("r/app", None, &[]);
+        assert_eq!(unknown.rules, ["r/**", "r/**", "r/** (group ops)"]);
+        assert_eq!(unknown.key_sets.len(), 2, "prod's key and ops's key, each needed");
+        for namespace in ["prod", "ops", "dev"] {
+            let known = policy.requirements("r/app", Some(namespace), &[]);
+            assert!(
+                known.key_sets.len() <= unknown.key_sets.len(),
+                "{namespace}: never stricter than unknown"
+            );
+        }
+
+        // Every match narrowed: what `unmatched` asks is added, as a namespace no rule selects would get it.
+        let strict = with_keys(
+            "unmatched = \"reject\"\n[[repository]]\npattern = \"r/**\"\nnamespaces = [\"prod\"]\nkey_data = [KEY0]\n",
+            &[&a],
+        );
+        assert!(strict.requirements("r/app", None, &[]).reject);
+        assert!(strict.requirements("r/app", Some("dev"), &[]).reject);
+        assert!(!strict.requirements("r/app", Some("prod"), &[]).reject);
+        let signed = with_keys(
+            "trusted_key_data = [KEY1]\n[[repository]]\npattern = \"r/**\"\nnamespaces = [\"prod\"]\nkey_data = [KEY0]\n",
+            &[&a, &b],
+        );
+        let unknown = signed.requirements("r/app", None, &[]);
+        let rules: Vec<&str> = unknown.key_sets.iter().map(|s| s.rule.as_str()).collect();
+        assert_eq!(rules, ["r/**", DEFAULT_RULE]);
+        assert_eq!(unknown.keys.len(), 2);
+    }
+
+    #[test]
+    fn groups_and_namespaces_round_trip_through_toml() {
+        let mut file = PolicyFile::default();
+        let mut rule = RuleFile::new("r/**");
+        rule.group = Some("kyverno: a".into());
+        rule.namespaces = vec!["prod-*".into()];
+        rule.exclude_namespaces = vec!["prod-x".into()];
+        file.repository.push(rule);
+        let text = file.to_toml().unwrap();
+        assert!(text.contains("group = \"kyverno: a\""), "{text}");
+        assert_eq!(toml::from_str::<PolicyFile>(&text).unwrap(), file);
     }
 }

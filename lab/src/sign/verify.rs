@@ -56,6 +56,9 @@ pub struct VerifyOptions {
     pub root_hash_key: Option<String>,
     /// Fetch cosign signatures missing from the store from the image's registry with these settings.
     pub registry: Option<ClientOptions>,
+    /// The namespace of the pod the image is for, which decides the rules selected by namespace; `None`
+    /// (not known) applies every rule that could apply in some namespace ([`Policy::applied`]).
+    pub namespace: Option<String>,
     /// Whether to compare the local conversions (records, then data when [`Self::data`] asks) with the signed
     /// values; `false` for a caller that re-verifies the layers at rest against the signed root hashes itself.
     pub local: bool,
@@ -94,6 +97,7 @@ impl VerifyOptions {
             policy,
             keys,
             registry: None,
+            namespace: None,
             local: true,
             data: DataCheck::Skip("not asked for (a mount's verified devices check every block they read)"),
         }
@@ -106,7 +110,7 @@ impl VerifyOptions {
 pub enum CheckName {
     /// Tag or digest reference.
     Reference,
-    /// The matching policy rule and its keys.
+    /// The applied policy rules and their key sets.
     Policy,
     /// The stored manifest.
     Manifest,
@@ -178,9 +182,11 @@ pub enum SignatureFinding {
         /// Why.
         reason: String,
     },
-    /// Fewer distinct trusted keys signed the manifest than the policy's rule needs (N of M).
-    #[error("signed by {verified} distinct trusted key(s), the policy needs {needed}")]
+    /// Fewer distinct keys of one applied rule signed the manifest than that rule needs (N of M).
+    #[error("signed by {verified} distinct key(s) trusted by rule {rule:?}, which needs {needed}")]
     TooFewSigners {
+        /// The rule whose key set is not met ([`crate::sign::Rule::label`]).
+        rule: String,
         /// Distinct trusted keys whose signature verified.
         verified: usize,
         /// How many the rule needs.
@@ -364,8 +370,8 @@ pub struct Report {
     pub manifest: Option<Digest>,
     /// The scheme.
     pub scheme: Scheme,
-    /// The matching policy rule (`None`: the default).
-    pub rule: Option<String>,
+    /// Every applied policy rule (empty: none applied, the default decided).
+    pub rule: Vec<String>,
     /// Whether the image is trusted.
     pub verified: bool,
     /// Whether the image's own signature verified with a trusted key (so its root hashes are signed ones).
@@ -618,12 +624,14 @@ fn first_finding(report: &Report) -> String {
 /// Verifies the stored image `name` (see the module docs).
 pub fn verify_image(store: &Store, name: &str, options: &VerifyOptions) -> Result<VerifiedImage, VerifyError> {
     let image_name = ImageName::parse(name)?;
-    let requirements = options.policy.requirements(&image_name.repository, &options.keys);
+    let requirements = options
+        .policy
+        .requirements(&image_name.repository, options.namespace.as_deref(), &options.keys);
     let mut report = Report {
         image: name.to_owned(),
         manifest: None,
         scheme: options.scheme,
-        rule: requirements.rule.clone(),
+        rule: requirements.rules.clone(),
         verified: false,
         signed: false,
         checks: Vec::new(),
@@ -648,29 +656,35 @@ pub fn verify_image(store: &Store, name: &str, options: &VerifyOptions) -> Resul
         ),
     }
 
-    let rule = requirements
-        .rule
-        .as_deref()
-        .map_or_else(|| "no rule matched: the default".to_owned(), |r| format!("rule {r:?}"));
+    let rule = match requirements.rules.as_slice() {
+        [] => "no rule matched: the default".to_owned(),
+        [one] => format!("rule {one:?}"),
+        many => format!("rules {many:?}"),
+    };
     if requirements.reject {
         report.fail(
             CheckName::Policy,
             rule.clone(),
             vec![SignatureFinding::Refused { rule }],
         );
-    } else if requirements.require_signature && requirements.keys.is_empty() {
+    } else if requirements.key_sets.iter().any(|set| set.keys.is_empty()) {
         report.fail(CheckName::Policy, rule, vec![SignatureFinding::NoTrustedKeys]);
     } else {
-        let keys: Vec<&str> = requirements.keys.iter().map(|k| k.fingerprint.as_str()).collect();
-        let signature = if requirements.require_signature {
-            "signature required"
+        let detail = if requirements.require_signature {
+            requirements
+                .key_sets
+                .iter()
+                .map(|set| {
+                    let keys: Vec<&str> = set.keys.iter().map(|k| k.fingerprint.as_str()).collect();
+                    format!("{} of keys {} ({})", set.threshold, keys.join(", "), set.rule)
+                })
+                .collect::<Vec<_>>()
+                .join("; and ")
         } else {
-            "signature not required"
+            let keys: Vec<&str> = requirements.keys.iter().map(|k| k.fingerprint.as_str()).collect();
+            format!("signature not required, trusted keys {}", keys.join(", "))
         };
-        report.pass(
-            CheckName::Policy,
-            format!("{rule}: {signature}, trusted keys {}", keys.join(", ")),
-        );
+        report.pass(CheckName::Policy, format!("{rule}: {detail}"));
     }
 
     let (descriptor, image) = match read_image(store, name) {
@@ -833,14 +847,7 @@ fn check_signature(
     requirements: &Requirements,
 ) -> Result<SignedBy, Vec<SignatureFinding>> {
     match options.scheme {
-        Scheme::Cosign => check_cosign(
-            store,
-            name,
-            &descriptor.digest,
-            options.registry.as_ref(),
-            &requirements.keys,
-            requirements.key_threshold,
-        ),
+        Scheme::Cosign => check_cosign(store, name, &descriptor.digest, options.registry.as_ref(), requirements),
         Scheme::DeliveryKit => {
             let Some(signature) = delivery_kit::signature(image) else {
                 return Err(vec![SignatureFinding::SignatureMissing {
@@ -849,12 +856,19 @@ fn check_signature(
             };
             let key = delivery_kit::verify(image, signature, &requirements.keys)
                 .map_err(|error| vec![SignatureFinding::BadSignature { payload: None, error }])?;
-            // The payload carries one signature: it cannot meet a rule needing several signers.
-            if requirements.key_threshold > 1 {
-                return Err(vec![SignatureFinding::TooFewSigners {
-                    verified: 1,
-                    needed: requirements.key_threshold,
-                }]);
+            // The payload carries one signature: its signer must be in every set, and no set may need more.
+            let unmet: Vec<SignatureFinding> = requirements
+                .key_sets
+                .iter()
+                .filter(|set| set.threshold > 1 || !set.keys.iter().any(|k| k.key == key.key))
+                .map(|set| SignatureFinding::TooFewSigners {
+                    rule: set.rule.clone(),
+                    verified: usize::from(set.keys.iter().any(|k| k.key == key.key)),
+                    needed: set.threshold,
+                })
+                .collect();
+            if !unmet.is_empty() {
+                return Err(unmet);
             }
             Ok(SignedBy {
                 key: key.fingerprint.clone(),
@@ -869,8 +883,7 @@ fn check_cosign(
     name: &ImageName,
     manifest: &Digest,
     registry: Option<&ClientOptions>,
-    keys: &[PublicKey],
-    threshold: usize,
+    requirements: &Requirements,
 ) -> Result<SignedBy, Vec<SignatureFinding>> {
     let load = || {
         cosign::load(store, &name.repository, manifest)
@@ -892,11 +905,12 @@ fn check_cosign(
         }]);
     };
     let mut findings = Vec::new();
-    // Distinct trusted keys whose signature verified over this manifest, with the payload they signed.
-    let mut signers: Vec<(String, Digest)> = Vec::new();
+    // Distinct keys (of any applied rule) whose signature verified over this manifest, with the payload they
+    // signed; each stored signature is checked once against the union of the rules' keys.
+    let mut signers: Vec<(PublicKey, Digest)> = Vec::new();
     for stored in &signatures {
         let payload = Digest::of(&stored.payload);
-        let key = match cosign::verify(keys, &stored.payload, &stored.signature) {
+        let key = match cosign::verify(&requirements.keys, &stored.payload, &stored.signature) {
             Ok(key) => key,
             Err(error) => {
                 findings.push(SignatureFinding::BadSignature {
@@ -926,22 +940,35 @@ fn check_cosign(
                 signed: critical.identity.docker_reference,
                 expected: name.repository.clone(),
             });
-        } else if !signers.iter().any(|(k, _)| k == &key.fingerprint) {
-            signers.push((key.fingerprint.clone(), payload));
-            if signers.len() >= threshold {
-                let (key, payload) = signers.swap_remove(0);
-                return Ok(SignedBy {
-                    key,
-                    payload: Some(payload),
-                });
-            }
+        } else if !signers.iter().any(|(k, _)| k.key == key.key) {
+            signers.push((key.clone(), payload));
         }
     }
     if !signers.is_empty() {
-        findings.push(SignatureFinding::TooFewSigners {
-            verified: signers.len(),
-            needed: threshold,
-        });
+        let signed = |set: &super::policy::KeySet| {
+            set.keys
+                .iter()
+                .filter(|k| signers.iter().any(|(s, _)| s.key == k.key))
+                .count()
+        };
+        let unmet: Vec<SignatureFinding> = requirements
+            .key_sets
+            .iter()
+            .filter(|set| signed(set) < set.threshold)
+            .map(|set| SignatureFinding::TooFewSigners {
+                rule: set.rule.clone(),
+                verified: signed(set),
+                needed: set.threshold,
+            })
+            .collect();
+        if unmet.is_empty() {
+            let (key, payload) = signers.swap_remove(0);
+            return Ok(SignedBy {
+                key: key.fingerprint,
+                payload: Some(payload),
+            });
+        }
+        findings.extend(unmet);
     }
     if findings.is_empty() {
         findings.push(SignatureFinding::SignatureMissing {
