@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use verity_fuse::device::Options;
 use verity_fuse::fuse::{self, MountConfig};
+use verity_fuse::identity::ProcessId;
 use verity_fuse::source::{FileSource, Window};
 use verity_fuse::sys::{self, find_tool};
 
@@ -118,6 +119,7 @@ pub(crate) fn hold(plan_path: &Path) -> Result<(), MountError> {
     let plan: Plan = record::read_json(plan_path)?;
     let mut record = Record::for_plan(&plan);
     record.holder = Some(std::process::id());
+    record.holder_start = ProcessId::of(std::process::id()).ok().map(|p| p.start);
     let record_path = plan.state.join(RECORD_FILE);
     write_atomically(&record_path, &to_json(&record))?;
     let signals = signal_hook::iterator::Signals::new([

@@ -729,6 +729,29 @@ mod tests {
     }
 
     #[test]
+    fn a_holder_is_its_pid_and_start_time_never_a_process_given_the_pid_later() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let me = verity_fuse::identity::ProcessId::of(child.id()).unwrap();
+        let mut record = Record::for_plan(&plan());
+        assert!(!record.holder_alive(), "no holder yet");
+        record.holder = Some(me.pid);
+        // A record without the start time falls back to the pid and the name, which `sleep` is not.
+        assert!(!record.holder_alive());
+        record.holder_start = Some(me.start);
+        assert_eq!(record.holder_process(), Some(me));
+        assert!(record.holder_alive());
+        record.holder_start = Some(me.start + 1);
+        assert!(
+            !record.holder_alive(),
+            "the same pid started at another time is another process"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        record.holder_start = Some(me.start);
+        assert!(!record.holder_alive());
+    }
+
+    #[test]
     fn a_record_that_differs_from_the_verified_plan_is_named() {
         let plan = plan();
         let mut record = Record::for_plan(&plan);

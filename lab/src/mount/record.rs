@@ -12,8 +12,8 @@ use crate::profile::{Backend, Profile};
 use crate::root_hash::RootHash;
 use crate::store::Store;
 use verity_fuse::ErrorClass;
-use verity_fuse::identity::FileId;
 pub use verity_fuse::identity::MountId;
+use verity_fuse::identity::{FileId, ProcessId};
 
 /// The plan's file name in a mount's state directory.
 pub(crate) const PLAN_FILE: &str = "plan.json";
@@ -104,6 +104,10 @@ pub struct Record {
     pub state: PathBuf,
     /// The process holding the private mount namespace (kernel backend).
     pub holder: Option<u32>,
+    /// The holder's start time (`/proc/PID/stat`, field 22): with `holder`, the process itself, which a
+    /// process given the pid later does not share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_start: Option<u64>,
     /// The layers, base first.
     pub layers: Vec<MountedLayer>,
     /// The overlay's upper directory, when writable.
@@ -142,6 +146,7 @@ impl Record {
             backend: plan.backend,
             state: plan.state.clone(),
             holder: None,
+            holder_start: None,
             layers: Vec::new(),
             upperdir: plan.upperdir(),
             overlay_dev: None,
@@ -184,10 +189,22 @@ impl Record {
         })
     }
 
-    /// Whether the holder process is still running.
+    /// The holder process, where the record has its start time.
+    pub fn holder_process(&self) -> Option<ProcessId> {
+        Some(ProcessId {
+            pid: self.holder?,
+            start: self.holder_start?,
+        })
+    }
+
+    /// Whether the holder process is still running: the very process that made the mount, never one given
+    /// its pid since. A record written without the start time falls back to the pid and the process name.
     pub fn holder_alive(&self) -> bool {
-        self.holder
-            .is_some_and(|pid| verity_fuse::host::process_alive(pid, "veritylab"))
+        match (self.holder_process(), self.holder) {
+            (Some(process), _) => process.is_live(),
+            (None, Some(pid)) => verity_fuse::host::process_alive(pid, "veritylab"),
+            (None, None) => false,
+        }
     }
 
     /// Whether the audit's check for added mounts covers a mount at `mount_point`: every mount of a kernel
