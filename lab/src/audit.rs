@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use verity_fuse::identity::{FileId, MountId};
+use verity_fuse::identity::{FileId, MountId, ProcessDir};
 
 use crate::defence::{self, Defence};
 use crate::mount::dm;
@@ -265,40 +265,75 @@ impl Report {
     }
 }
 
-/// The real namespace of a kernel- or fuse-backend mount, through `/proc/HOLDER`.
-#[derive(Debug, Clone)]
-pub struct Namespace<'a> {
-    record: &'a Record,
+/// The real namespace of a kernel- or fuse-backend mount, through the holder's `/proc/PID` opened once, when
+/// the view is made, for the very process the record names: every read of the audit goes to that process's
+/// namespace or fails, even if the holder dies meanwhile and another process is given its pid.
+#[derive(Debug)]
+pub struct Namespace {
+    holder: Holder,
 }
 
-impl<'a> Namespace<'a> {
+/// Where a [`Namespace`] reads the holder's view.
+#[derive(Debug)]
+enum Holder {
+    /// `/proc/PID` of the process with the recorded start time.
+    Pinned(ProcessDir),
+    /// `/proc/PID` of a record written without the start time.
+    ByPid(PathBuf),
+    /// No holder yet: paths are the host's, and there are no mounts to read.
+    Host,
+    /// The recorded holder is gone (or its pid is another process's): nothing can be read.
+    Gone,
+}
+
+impl Namespace {
     /// The namespace of `record`'s holder.
-    pub fn new(record: &'a Record) -> Self {
-        Self { record }
+    pub fn new(record: &Record) -> Self {
+        let holder = match (record.holder_process(), record.holder) {
+            (Some(holder), _) => holder.open().map_or(Holder::Gone, Holder::Pinned),
+            (None, Some(pid)) => Holder::ByPid(PathBuf::from(format!("/proc/{pid}"))),
+            (None, None) => Holder::Host,
+        };
+        Self { holder }
     }
 
-    fn root(&self) -> PathBuf {
-        self.record.in_namespace(Path::new("/"))
+    /// The holder's `/proc/PID` (`None`: no holder, or it is gone).
+    fn proc_dir(&self) -> Option<PathBuf> {
+        match &self.holder {
+            Holder::Pinned(dir) => Some(dir.path()),
+            Holder::ByPid(dir) => Some(dir.clone()),
+            Holder::Host | Holder::Gone => None,
+        }
+    }
+
+    /// The path that reaches the holder's `/`.
+    fn root(&self) -> Option<PathBuf> {
+        match &self.holder {
+            Holder::Host => Some(PathBuf::from("/")),
+            _ => Some(self.proc_dir()?.join("root")),
+        }
     }
 }
 
 /// The largest status file the audit reads.
 const STATUS_LIMIT: u64 = 1 << 20;
 
-impl View for Namespace<'_> {
+impl View for Namespace {
     fn mounts(&self) -> Vec<MountInfo> {
-        self.record
-            .holder
-            .and_then(|pid| mountinfo::read(pid).ok())
+        self.proc_dir()
+            .and_then(|dir| mountinfo::read_path(&dir.join("mountinfo")).ok())
             .unwrap_or_default()
     }
 
     fn identify(&self, mount: &MountInfo) -> MountId {
-        mountinfo::identify(&self.root(), mount)
+        match self.root() {
+            Some(root) => mountinfo::identify(&root, mount),
+            None => MountId::Reusable(mount.mount_id),
+        }
     }
 
     fn file_at(&self, path: &Path) -> Option<(FileId, MountId)> {
-        let stat = verity_fuse::identity::stat(&self.record.in_namespace(path)).ok()?;
+        let stat = verity_fuse::identity::stat(&mountinfo::under(&self.root()?, path)).ok()?;
         Some((stat.file, stat.mount))
     }
 
@@ -308,9 +343,7 @@ impl View for Namespace<'_> {
 
     fn device_status(&self, device_dir: &Path) -> Option<(serde_json::Value, MountId)> {
         use std::io::Read;
-        let path = self
-            .record
-            .in_namespace(&device_dir.join(verity_fuse::fuse::STATUS_FILE));
+        let path = mountinfo::under(&self.root()?, &device_dir.join(verity_fuse::fuse::STATUS_FILE));
         let file = fs::File::open(path).ok()?;
         let mount = verity_fuse::identity::stat_open(&file).ok()?.mount;
         let mut bytes = Vec::new();

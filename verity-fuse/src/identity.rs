@@ -153,6 +153,30 @@ impl ProcessId {
     }
 }
 
+impl ProcessId {
+    /// Sends `signal` to this very process, never to one given its pid since: the signal goes through a
+    /// pidfd, opened before the start time is checked, so the descriptor refers to the process that was
+    /// checked (a process holding the pid at the check held it since the pidfd was opened). Fails with
+    /// [`io::ErrorKind::NotFound`] when the process is gone or the pid is another's.
+    pub fn signal(&self, signal: rustix::process::Signal) -> io::Result<()> {
+        let gone = |why: String| io::Error::new(io::ErrorKind::NotFound, why);
+        let pid = i32::try_from(self.pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .ok_or_else(|| gone(format!("{} is no pid", self.pid)))?;
+        let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::SRCH) => return Err(gone(format!("process {} is gone", self.pid))),
+            Err(e) => return Err(e.into()),
+        };
+        drop(self.open()?);
+        rustix::process::pidfd_send_signal(&pidfd, signal).map_err(|e| match e {
+            rustix::io::Errno::SRCH => gone(format!("process {} is gone", self.pid)),
+            e => e.into(),
+        })
+    }
+}
+
 impl std::fmt::Display for ProcessId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "pid {} (started at tick {})", self.pid, self.start)
@@ -350,7 +374,13 @@ mod tests {
         let err = replayed.open().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         assert!(err.to_string().contains("another process"), "{err}");
-        child.kill().unwrap();
+        let err = replayed.signal(rustix::process::Signal::KILL).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(
+            id.is_live(),
+            "a signal meant for another start time reached the process"
+        );
+        id.signal(rustix::process::Signal::KILL).unwrap();
         // A zombie until reaped, then gone: neither is the process any more, and the pinned directory reads
         // nothing of whoever comes next.
         let started = std::time::Instant::now();
@@ -361,6 +391,10 @@ mod tests {
         child.wait().unwrap();
         assert!(!id.is_live());
         assert!(std::fs::read(dir.path().join("mountinfo")).is_err());
+        assert_eq!(
+            id.signal(rustix::process::Signal::KILL).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
     }
 
     #[test]

@@ -507,10 +507,10 @@ fn mount_id(path: &Path) -> std::io::Result<MountId> {
 /// Stops the holder of `record` (SIGTERM, then SIGKILL) and reports anything left behind.
 pub(super) fn stop(record: &Record) -> UmountReport {
     let mut report = UmountReport::default();
-    if let Some(pid) = record.holder.filter(|_| record.holder_alive()) {
-        signal(pid, rustix::process::Signal::TERM);
+    if record.holder_alive() {
+        signal(record, rustix::process::Signal::TERM);
         if !wait_until(STOP_TIMEOUT, || !record.holder_alive()) {
-            signal(pid, rustix::process::Signal::KILL);
+            signal(record, rustix::process::Signal::KILL);
             report.killed = true;
             wait_until(STOP_TIMEOUT, || !record.holder_alive());
         }
@@ -543,9 +543,19 @@ pub(super) fn stop(record: &Record) -> UmountReport {
     report
 }
 
-fn signal(pid: u32, signal: rustix::process::Signal) {
-    if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
-        let _ = rustix::process::kill_process(pid, signal);
+/// Signals the record's holder: through a pidfd of the very process that made the mount, or for a record
+/// without the holder's start time, by pid (`holder_alive` checked its name just before).
+fn signal(record: &Record, signal: rustix::process::Signal) {
+    match (record.holder_process(), record.holder) {
+        (Some(holder), _) => {
+            let _ = holder.signal(signal);
+        }
+        (None, Some(pid)) => {
+            if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
+                let _ = rustix::process::kill_process(pid, signal);
+            }
+        }
+        (None, None) => {}
     }
 }
 
