@@ -16,6 +16,7 @@ use crate::backend::Backend;
 use crate::class::ErrorClass;
 use crate::fuse::{DEVICE_FILE, STATUS_FILE};
 use crate::hash::Digest;
+use crate::identity::ProcessId;
 use crate::signature::Signer;
 use crate::sys;
 
@@ -73,6 +74,10 @@ pub(crate) struct Info {
     pub device: PathBuf,
     /// The FUSE server's process id.
     pub pid: Option<u32>,
+    /// The FUSE server's start time (`/proc/PID/stat`, field 22): with `pid`, the server itself, which a
+    /// process given the pid later does not share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
     /// The data file.
     pub data: PathBuf,
     /// The hash file.
@@ -86,6 +91,26 @@ pub(crate) struct Info {
     /// Whether and by whom the root hash's signature was checked.
     #[serde(default)]
     pub signature: SignatureCheck,
+}
+
+impl Info {
+    /// The FUSE server, where the info has its start time.
+    pub(crate) fn server(&self) -> Option<ProcessId> {
+        Some(ProcessId {
+            pid: self.pid?,
+            start: self.pid_start?,
+        })
+    }
+
+    /// Whether the FUSE server still runs: the very process that opened the device, never one given its pid
+    /// since. Info written without the start time falls back to the pid and the process name.
+    pub(crate) fn server_alive(&self) -> bool {
+        match (self.server(), self.pid) {
+            (Some(server), _) => server.is_live(),
+            (None, Some(pid)) => crate::host::process_alive(pid, "verity-fuse"),
+            (None, None) => false,
+        }
+    }
 }
 
 /// Whether a device's root hash was signature-checked when it opened.
@@ -274,11 +299,7 @@ impl Entry {
             return (if young { Liveness::Opening } else { Liveness::Stale }, None);
         };
         let alive = match info.backend {
-            Backend::Fuse => {
-                info.pid
-                    .is_some_and(|pid| crate::host::process_alive(pid, "verity-fuse"))
-                    && self.is_mounted()
-            }
+            Backend::Fuse => info.server_alive() && self.is_mounted(),
             Backend::Kernel => info.device.exists(),
         };
         (if alive { Liveness::Active } else { Liveness::Stale }, Some(info))
@@ -326,26 +347,52 @@ mod tests {
         );
     }
 
-    #[test]
-    fn info_is_written_atomically_and_read_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let r = RunDir::new(Some(dir.path())).unwrap();
-        let e = r.create("dev").unwrap();
-        assert!(e.info().is_none());
-        let info = Info {
+    fn info(pid: Option<u32>, pid_start: Option<u64>) -> Info {
+        Info {
             name: "dev".into(),
             backend: Backend::Fuse,
-            device: e.device_file(),
-            pid: Some(1),
+            device: "/run/dev/mnt/device".into(),
+            pid,
+            pid_start,
             data: "/d".into(),
             hash: "/h".into(),
             root_hash: Digest::from_slice(&[0]).unwrap(),
             table: String::new(),
             loops: vec![],
             signature: SignatureCheck::None,
+        }
+    }
+
+    #[test]
+    fn a_server_is_its_pid_and_start_time_never_a_process_given_the_pid_later() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let server = ProcessId::of(child.id()).unwrap();
+        assert!(!info(None, None).server_alive(), "no server recorded");
+        // Info without the start time falls back to the pid and the name, which `sleep` is not.
+        assert!(!info(Some(server.pid), None).server_alive());
+        assert_eq!(info(Some(server.pid), Some(server.start)).server(), Some(server));
+        assert!(info(Some(server.pid), Some(server.start)).server_alive());
+        assert!(
+            !info(Some(server.pid), Some(server.start + 1)).server_alive(),
+            "the same pid started at another time is another process"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!info(Some(server.pid), Some(server.start)).server_alive());
+    }
+
+    #[test]
+    fn info_is_written_atomically_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = RunDir::new(Some(dir.path())).unwrap();
+        let e = r.create("dev").unwrap();
+        assert!(e.info().is_none());
+        let written = Info {
+            device: e.device_file(),
+            ..info(Some(1), Some(1))
         };
-        e.write_info(&info).unwrap();
-        assert_eq!(e.info(), Some(info));
+        e.write_info(&written).unwrap();
+        assert_eq!(e.info(), Some(written));
         assert!(matches!(r.create("dev"), Err(RunDirError::Exists(_))));
         assert_eq!(r.entries().len(), 1);
         e.remove().unwrap();

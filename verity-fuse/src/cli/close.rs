@@ -92,10 +92,7 @@ fn close_fuse(entry: &Entry, info: &Info) -> Result<()> {
         .into());
     }
     let started = Instant::now();
-    while info
-        .pid
-        .is_some_and(|pid| crate::host::process_alive(pid, "verity-fuse"))
-    {
+    while info.server_alive() {
         if started.elapsed() > EXIT_TIMEOUT {
             bail!("the FUSE server (pid {:?}) did not exit after the unmount", info.pid);
         }

@@ -19,6 +19,7 @@ use crate::device::{CorruptionMode, IoErrorMode, Options, VerifiedDevice};
 use crate::fec::FecParams;
 use crate::fuse::{DeviceFs, MountConfig, fuser_config};
 use crate::hash::Digest;
+use crate::identity::ProcessId;
 use crate::params::Geometry;
 use crate::rundir::{Entry, Info, RunDir, SignatureCheck};
 use crate::signature::{self, Keyring};
@@ -285,6 +286,7 @@ fn open_kernel(a: &OpenArgs, plan: &OpenPlan, entry: &Entry, signature: Signatur
         backend: Backend::Kernel,
         device: mapping.device,
         pid: None,
+        pid_start: None,
         data: plan.data.clone(),
         hash: plan.hash.clone(),
         root_hash: plan.root,
@@ -351,6 +353,7 @@ fn serve(a: &OpenArgs, plan: OpenPlan, entry: &Entry, signature: SignatureCheck)
         backend: Backend::Fuse,
         device: entry.device_file(),
         pid: Some(std::process::id()),
+        pid_start: ProcessId::of(std::process::id()).ok().map(|p| p.start),
         data: plan.data,
         hash: plan.hash,
         root_hash: plan.root,
